@@ -1,0 +1,3 @@
+//! Host side of the `level:api` interfaces.
+pub use error::LevelError;
+mod error;

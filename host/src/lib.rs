@@ -1,0 +1,5 @@
+//! levelhost
+pub mod bindings;
+pub mod client;
+pub mod level;
+pub mod sim;
