@@ -49,7 +49,7 @@ pub fn seed(device_count: usize, now: OffsetDateTime) -> Tenant {
         (&acme_finance, "acme-fin"),
         (&acme_branch, "acme-br"),
         (&globex, "globex"),
-        (&globex_servers, "globex-srv"),
+        (&globex_servers, "globex-dc"),
         (&initech, "initech"),
     ];
 
@@ -61,7 +61,7 @@ pub fn seed(device_count: usize, now: OffsetDateTime) -> Tenant {
     let mut device_ids = Vec::new();
     for i in 0..device_count {
         let (group, prefix) = groups[i % groups.len()];
-        let server = prefix.ends_with("srv") || i % 11 == 0;
+        let server = group == &globex_servers || i % 11 == 0;
         let platform = if server {
             ["Windows", "Linux"][i % 2]
         } else {

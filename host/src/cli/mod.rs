@@ -1,0 +1,80 @@
+//! The command line: `Cli`, its subcommands (one file each) and their exit statuses.
+
+mod demo;
+mod run;
+mod sim;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::env_vars::EnvVars;
+
+/// Run sandboxed WebAssembly plugins against the Level RMM API, each within its grant.
+#[derive(Debug, Parser)]
+#[command(name = "levelhost", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log more (-v: debug, -vv: trace). LEVELHOST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// levelhost's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one plugin component once and print its output as JSON.
+    Run(run::RunArgs),
+    /// Start the built-in Level API simulator on loopback.
+    Sim(sim::SimArgs),
+    /// Show levelhost at work: start the simulator and run the example plugins against it.
+    Demo(demo::DemoArgs),
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Everything worked.
+    Success,
+    /// The plugin ran and failed.
+    Failure,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        match status {
+            ExitStatus::Success => ExitCode::SUCCESS,
+            ExitStatus::Failure => ExitCode::from(1),
+        }
+    }
+}
+
+impl Command {
+    /// Runs the subcommand.
+    pub async fn execute(self) -> anyhow::Result<ExitStatus> {
+        match self {
+            Command::Run(args) => args.execute().await,
+            Command::Sim(args) => args.execute().await,
+            Command::Demo(args) => args.execute().await,
+        }
+    }
+}
+
+/// Logs go to stderr, so stdout carries only a command's output.
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env(EnvVars::LEVELHOST_LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

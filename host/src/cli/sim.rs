@@ -1,0 +1,77 @@
+//! `levelhost sim`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use super::ExitStatus;
+use crate::sim::{Fixture, RateLimit, SimConfig, Simulator, Tenant, random_key};
+
+/// Arguments of `levelhost sim`.
+#[derive(Debug, clap::Args)]
+pub struct SimArgs {
+    /// Where to listen (loopback by default; port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8765")]
+    pub addr: SocketAddr,
+    /// Load the organization from this JSON fixture instead of the built-in one.
+    #[arg(long)]
+    pub fixture: Option<PathBuf>,
+    /// Devices in the built-in organization.
+    #[arg(long, default_value_t = crate::sim::seed::DEFAULT_DEVICE_COUNT, conflicts_with = "fixture")]
+    pub devices: usize,
+    /// Requests per minute each key may make before getting 429 (0 turns the limit off).
+    #[arg(long, default_value_t = 100)]
+    pub rate_limit: u32,
+    /// The read-and-write key (random when absent).
+    #[arg(long)]
+    pub read_write_key: Option<String>,
+    /// The read-only key (random when absent).
+    #[arg(long)]
+    pub read_only_key: Option<String>,
+    /// Print the organization as a fixture on stdout and exit.
+    #[arg(long)]
+    pub dump_fixture: bool,
+}
+
+impl SimArgs {
+    /// Serves until Ctrl-C.
+    pub async fn execute(self) -> anyhow::Result<ExitStatus> {
+        let tenant = match &self.fixture {
+            Some(path) => load_fixture(path)?,
+            None => Simulator::seeded_with(self.devices),
+        };
+        if self.dump_fixture {
+            println!("{}", serde_json::to_string_pretty(&tenant.to_fixture())?);
+            return Ok(ExitStatus::Success);
+        }
+        let config = SimConfig {
+            addr: self.addr,
+            read_write_key: self.read_write_key.unwrap_or_else(random_key),
+            read_only_key: self.read_only_key.unwrap_or_else(random_key),
+            rate_limit: (self.rate_limit > 0).then(|| RateLimit {
+                requests: self.rate_limit,
+                per: RateLimit::LEVEL.per,
+            }),
+            created_status: 201,
+        };
+        let sim = Simulator::start(config, tenant).await?;
+        println!("Level simulator listening on {}", sim.base_url());
+        println!("  read-write key: {}", sim.read_write_key());
+        println!("  read-only key:  {}", sim.read_only_key());
+        println!("Try: curl -H 'Authorization: {}' {}/v2/devices?limit=2", sim.read_only_key(), sim.base_url());
+        println!("Press Ctrl-C to stop.");
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        sim.stop().await;
+        Ok(ExitStatus::Success)
+    }
+}
+
+fn load_fixture(path: &std::path::Path) -> anyhow::Result<Tenant> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read fixture {}", path.display()))?;
+    let fixture: Fixture = serde_json::from_str(&text)
+        .with_context(|| format!("fixture {} is not valid", path.display()))?;
+    Tenant::from_fixture(fixture)
+        .map_err(|e| anyhow::anyhow!("fixture {}: {e}", path.display()))
+}

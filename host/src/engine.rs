@@ -1,0 +1,102 @@
+//! The wasmtime engine levelhost runs every plugin in, and loading
+//! components into it.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+use crate::bindings::PluginPre;
+use crate::error::HostError;
+use crate::runtime::HostState;
+
+/// How often the engine's epoch advances. Run deadlines are counted in
+/// these ticks, so a plugin overruns its time limit by at most one tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Largest wasm stack a plugin may use; deep recursion traps instead of
+/// exhausting the host's stack.
+pub const MAX_WASM_STACK: usize = 1024 * 1024;
+
+/// Builds the engine: component model, async host calls, epoch interruption.
+/// A background thread advances the epoch until the engine is dropped.
+pub fn new_engine() -> Result<Engine, HostError> {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(MAX_WASM_STACK);
+    let engine = Engine::new(&config).map_err(|e| HostError::Engine(e.to_string()))?;
+    let weak = engine.weak();
+    thread::Builder::new()
+        .name("levelhost-epoch".to_owned())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                thread::sleep(EPOCH_TICK);
+            }
+        })
+        .map_err(|e| HostError::Engine(format!("cannot start the epoch thread: {e}")))?;
+    Ok(engine)
+}
+
+/// A component compiled and checked against the plugin world, ready to
+/// instantiate any number of times.
+#[derive(Clone)]
+pub struct LoadedPlugin {
+    /// The plugin's name (from its manifest, else its file name).
+    pub name: String,
+    /// `sha256:<hex>` of the component bytes.
+    pub digest: String,
+    pub(crate) pre: Arc<PluginPre<HostState>>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.name)
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The sha256 digest of some bytes as `sha256:<hex>`.
+pub fn digest(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for byte in hash {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+/// Compiles `bytes` and links it against `linker`. A component that imports
+/// something the host does not provide, or lacks the `handler` export, is
+/// refused here, before it runs.
+pub fn load(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    name: &str,
+    bytes: &[u8],
+) -> Result<LoadedPlugin, HostError> {
+    let component = Component::new(engine, bytes).map_err(|e| HostError::InvalidComponent {
+        name: name.to_owned(),
+        message: format!("{e:#}"),
+    })?;
+    let mismatch = |e: wasmtime::Error| HostError::WorldMismatch {
+        name: name.to_owned(),
+        message: format!("{e:#}"),
+    };
+    let instance_pre = linker.instantiate_pre(&component).map_err(mismatch)?;
+    let pre = PluginPre::new(instance_pre).map_err(mismatch)?;
+    Ok(LoadedPlugin {
+        name: name.to_owned(),
+        digest: digest(bytes),
+        pre: Arc::new(pre),
+    })
+}

@@ -1,0 +1,155 @@
+//! Write levelhost plugins in Rust.
+//!
+//! This crate holds the `level:api` bindings (generated once by
+//! wit-bindgen), the `export!` macro that makes a type the plugin's
+//! handler, and the helpers every plugin needs: reading its JSON input,
+//! walking Level's cursor pages, and logging.
+//!
+//! ```ignore
+//! use levelhost_sdk::bindings::exports::level::api::handler::{Guest, Invocation, RunError};
+//! use levelhost_sdk::bindings::level::api::devices;
+//!
+//! struct Count;
+//!
+//! impl Guest for Count {
+//!     fn run(invocation: Invocation) -> Result<String, RunError> {
+//!         let all = levelhost_sdk::walk(|page| {
+//!             devices::list_devices(&devices::DeviceFilter::default(), devices::DeviceInclude::empty(), &page)
+//!                 .map(|p| (p.items, p.has_more))
+//!         }, |d| d.id.clone())?;
+//!         levelhost_sdk::output(&serde_json::json!({ "devices": all.len() }))
+//!     }
+//! }
+//!
+//! levelhost_sdk::export!(Count);
+//! ```
+
+/// The `level:api` bindings for the `plugin` world.
+#[expect(missing_docs, reason = "generated code; the WIT files document every item")]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "plugin",
+        pub_export_macro: true,
+        default_bindings_module: "levelhost_sdk::bindings",
+        generate_all,
+    });
+}
+
+use bindings::exports::level::api::handler::RunError;
+use bindings::level::api::log::{self as wit_log, Level};
+use bindings::level::api::types::{Error, PageRequest};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use bindings::export;
+
+/// The largest page Level serves; walking with it makes the fewest calls.
+pub const MAX_PAGE: u32 = 100;
+
+/// Parses the run's input document into `T`. An empty input counts as `{}`.
+///
+/// A malformed input becomes `RunError::InvalidInput` naming what is wrong.
+pub fn input<T: DeserializeOwned>(raw: &str) -> Result<T, RunError> {
+    let raw = if raw.trim().is_empty() { "{}" } else { raw };
+    serde_json::from_str(raw).map_err(|e| RunError::InvalidInput(e.to_string()))
+}
+
+/// Serialises the run's output document.
+pub fn output<T: Serialize>(value: &T) -> Result<String, RunError> {
+    serde_json::to_string(value).map_err(|e| RunError::Failed(format!("cannot encode output: {e}")))
+}
+
+/// Walks every page of a Level list and returns all items.
+///
+/// `fetch` gets each page request (100 items, after the last item seen)
+/// and returns that page's items and whether more follow; `cursor` gives an
+/// item's id, which becomes the next `starting-after`.
+pub fn walk<T>(
+    mut fetch: impl FnMut(PageRequest) -> Result<(Vec<T>, bool), Error>,
+    cursor: impl Fn(&T) -> String,
+) -> Result<Vec<T>, Error> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let (items, more) = fetch(PageRequest {
+            limit: Some(MAX_PAGE),
+            starting_after: after.take(),
+            ending_before: None,
+        })?;
+        let last = items.last().map(&cursor);
+        all.extend(items);
+        match last {
+            Some(id) if more => after = Some(id),
+            _ => return Ok(all),
+        }
+    }
+}
+
+impl From<Error> for RunError {
+    fn from(err: Error) -> Self {
+        RunError::Level(err)
+    }
+}
+
+/// Logs at `info` with key/value fields.
+pub fn info(message: &str, fields: &[(&str, &str)]) {
+    log(Level::Info, message, fields);
+}
+
+/// Logs at `warn` with key/value fields.
+pub fn warn(message: &str, fields: &[(&str, &str)]) {
+    log(Level::Warn, message, fields);
+}
+
+/// Logs at any level with key/value fields.
+pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
+    let fields: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    wit_log::log(level, message, &fields);
+}
+
+impl Default for bindings::level::api::devices::DeviceFilter {
+    /// No filter: every device.
+    fn default() -> Self {
+        Self {
+            group: None,
+            tag_id: None,
+            hostname: None,
+            serial_number: None,
+        }
+    }
+}
+
+impl Default for bindings::level::api::alerts::AlertFilter {
+    /// No filter: every alert.
+    fn default() -> Self {
+        Self {
+            device_id: None,
+            status: None,
+        }
+    }
+}
+
+impl Default for bindings::level::api::custom_field_values::ValueFilter {
+    /// The organization-level values of every field.
+    fn default() -> Self {
+        Self {
+            assigned_to_id: None,
+            custom_field_id: None,
+        }
+    }
+}
+
+impl Default for PageRequest {
+    /// The first page at Level's default size.
+    fn default() -> Self {
+        Self {
+            limit: None,
+            starting_after: None,
+            ending_before: None,
+        }
+    }
+}
