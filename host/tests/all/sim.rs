@@ -1,0 +1,214 @@
+//! The simulator over plain HTTP, as curl would see it.
+
+use std::collections::HashSet;
+
+use level_host::sim::{RateLimit, Simulator};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::TestEnv;
+
+async fn get(env: &TestEnv, key: Option<&str>, path: &str) -> (StatusCode, Value) {
+    let mut req = reqwest::Client::new().get(format!("{}{path}", env.sim.base_url()));
+    if let Some(key) = key {
+        req = req.header("Authorization", key);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_missing_wrong_or_bearer_key_gets_401() {
+    let env = TestEnv::new().await;
+    let bearer = format!("Bearer {}", env.sim.read_write_key());
+    for key in [None, Some("wrong"), Some(bearer.as_str())] {
+        let (status, body) = get(&env, key, "/v2/devices").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "key {key:?}");
+        assert_eq!(body, json!({"error": "Access denied"}));
+    }
+    let (status, _) = get(&env, Some(env.sim.read_only_key()), "/v2/devices").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_read_only_key_cannot_write() {
+    let env = TestEnv::new().await;
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{}/v2/tags", env.sim.base_url()))
+        .header("Authorization", env.sim.read_only_key())
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(resp.json::<Value>().await.unwrap()["error"].is_string());
+    assert!(env.fixture().tags.iter().all(|t| t.name != "x"), "nothing was written");
+    let resp = http
+        .post(format!("{}/v2/tags", env.sim.base_url()))
+        .header("Authorization", env.sim.read_write_key())
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn limits_outside_1_to_100_get_400() {
+    let env = TestEnv::new().await;
+    let key = Some(env.sim.read_write_key());
+    for limit in ["0", "101", "abc"] {
+        let (status, body) = get(&env, key, &format!("/v2/devices?limit={limit}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "limit={limit}");
+        assert!(body["error"].as_str().unwrap().contains("limit"));
+    }
+    let (status, body) = get(&env, key, "/v2/devices?limit=100").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["data"].as_array().unwrap().len(), 60);
+    assert_eq!(body["has_more"], false);
+    let (_, body) = get(&env, key, "/v2/devices").await;
+    assert_eq!(body["data"].as_array().unwrap().len(), 20, "default page size");
+    assert_eq!(body["has_more"], true);
+}
+
+#[tokio::test]
+async fn starting_after_visits_every_device_exactly_once() {
+    let env = TestEnv::with(Simulator::seeded_with(250), |_| {}).await;
+    let key = Some(env.sim.read_only_key());
+    let mut seen = Vec::new();
+    let mut path = "/v2/devices?limit=7".to_owned();
+    loop {
+        let (status, body) = get(&env, key, &path).await;
+        assert_eq!(status, StatusCode::OK);
+        let ids: Vec<String> = body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect();
+        seen.extend(ids.iter().cloned());
+        if body["has_more"] != true {
+            break;
+        }
+        let last = ids.last().unwrap();
+        path = format!("/v2/devices?limit=7&starting_after={}", urlencode(last));
+    }
+    assert_eq!(seen.len(), 250);
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 250);
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn show_returns_bare_objects_and_404s_are_json() {
+    let env = TestEnv::new().await;
+    let key = Some(env.sim.read_write_key());
+    let id = env.device_id("acme");
+    let (status, body) = get(&env, key, &format!("/v2/devices/{}", urlencode(&id))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["id"], id.as_str());
+    assert!(body.get("data").is_none(), "a bare object, not an envelope");
+    assert!(body.get("operating_system").is_none());
+    let (_, body) = get(&env, key, &format!("/v2/devices/{}?include_operating_system=true", urlencode(&id))).await;
+    assert!(body["operating_system"].is_object());
+    for path in ["/v2/devices/unknown", "/v2/organizations", "/v2/folders"] {
+        let (status, body) = get(&env, key, path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(body, json!({"error": "Not found"}));
+    }
+}
+
+#[tokio::test]
+async fn ids_look_like_level_ids() {
+    let env = TestEnv::new().await;
+    let fixture = env.fixture();
+    use base64::Engine as _;
+    let decode = |id: &str| {
+        String::from_utf8(base64::engine::general_purpose::STANDARD_NO_PAD.decode(id).unwrap()).unwrap()
+    };
+    assert!(decode(&fixture.devices[0].id).starts_with("gid://level/Device/"));
+    assert!(decode(&fixture.groups[0].id).starts_with("gid://level/DeviceGroup/"));
+    assert!(decode(&fixture.custom_fields[0].id).starts_with("gid://level/CustomField/"));
+    assert!(!fixture.devices[0].id.ends_with('='));
+}
+
+#[tokio::test]
+async fn the_rate_limit_answers_429_with_retry_after() {
+    let env = TestEnv::with(Simulator::seeded(), |c| {
+        c.rate_limit = Some(RateLimit {
+            requests: 3,
+            per: std::time::Duration::from_secs(60),
+        });
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/v2/tags", env.sim.base_url());
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..4 {
+        let resp = http
+            .get(&url)
+            .header("Authorization", env.sim.read_write_key())
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    assert_eq!(retry_after.as_deref(), Some("20"), "one token refills in 60s/3");
+    // The other key has its own budget.
+    let resp = http
+        .get(&url)
+        .header("Authorization", env.sim.read_only_key())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_400_and_change_nothing() {
+    let env = TestEnv::new().await;
+    let before = env.fixture();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v2/tags", env.sim.base_url()))
+        .header("Authorization", env.sim.read_write_key())
+        .header("Content-Type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("Invalid request body"));
+    assert_eq!(env.fixture(), before);
+}
+
+#[tokio::test]
+async fn fixtures_round_trip_and_bad_references_are_named() {
+    let env = TestEnv::new().await;
+    let fixture = env.fixture();
+    let reloaded = level_host::sim::Tenant::from_fixture(fixture.clone()).unwrap();
+    assert_eq!(reloaded.to_fixture(), fixture);
+
+    let mut broken = fixture.clone();
+    broken.devices[3].group_id = Some("missing-group".to_owned());
+    let err = level_host::sim::Tenant::from_fixture(broken).unwrap_err();
+    assert!(err.contains(&fixture.devices[3].hostname) && err.contains("missing-group"), "{err}");
+
+    let mut broken = fixture;
+    broken.devices[0].tags.push("no-such-tag".to_owned());
+    let err = level_host::sim::Tenant::from_fixture(broken).unwrap_err();
+    assert!(err.contains("no-such-tag"), "{err}");
+}

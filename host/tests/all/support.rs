@@ -1,0 +1,100 @@
+//! `TestEnv`: a fresh simulator on loopback, a client holding its key, and a plugin runner.
+
+use level_host::client::{ApiKey, ClientConfig, LevelClient};
+use level_host::runtime::{PluginRunner, RunReport, RunRequest};
+use level_host::sim::{SimConfig, Simulator, Tenant};
+use serde_json::Value;
+
+pub struct TestEnv {
+    pub sim: Simulator,
+    pub runner: PluginRunner,
+}
+
+impl TestEnv {
+    /// The seeded organization, no rate limit.
+    pub async fn new() -> Self {
+        Self::with(Simulator::seeded(), |_| {}).await
+    }
+
+    pub async fn with(tenant: Tenant, configure: impl FnOnce(&mut SimConfig)) -> Self {
+        let mut config = SimConfig {
+            rate_limit: None,
+            ..SimConfig::default()
+        };
+        configure(&mut config);
+        let sim = Simulator::start(config, tenant).await.expect("simulator starts");
+        Self {
+            sim,
+            runner: PluginRunner::new().expect("runner"),
+        }
+    }
+
+    pub fn client(&self) -> LevelClient {
+        self.client_with_key(self.sim.read_write_key())
+    }
+
+    pub fn client_with_key(&self, key: &str) -> LevelClient {
+        LevelClient::new(ClientConfig::new(self.sim.base_url()), ApiKey::new(key)).expect("client")
+    }
+
+    /// Runs a component file with `input` through the read-write key.
+    pub async fn run(&self, component: &str, input: Value) -> RunReport {
+        self.run_with(component, input, self.client()).await
+    }
+
+    pub async fn run_with(&self, component: &str, input: Value, client: LevelClient) -> RunReport {
+        let plugin = self
+            .runner
+            .load_file(std::path::Path::new(component))
+            .expect("component loads");
+        self.runner
+            .run(&plugin, client, RunRequest::manual(input.to_string()))
+            .await
+            .expect("run starts")
+    }
+
+    /// Runs the `api_call` guest for one operation and returns its `{"ok"}` or `{"error"}` document.
+    pub async fn call(&self, op: &str, mut args: Value) -> Value {
+        args["op"] = Value::from(op);
+        let report = self.run(test_programs_artifacts::API_CALL, args).await;
+        report.outcome.expect("api_call always returns a document")
+    }
+
+    /// Like `call`, but expects success and returns the result.
+    pub async fn ok(&self, op: &str, args: Value) -> Value {
+        let out = self.call(op, args).await;
+        assert!(out.get("error").is_none(), "{op} failed: {out}");
+        out["ok"].clone()
+    }
+
+    /// Like `call`, but expects an error and returns its kind.
+    pub async fn err(&self, op: &str, args: Value) -> String {
+        let out = self.call(op, args).await;
+        out["error"]["kind"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{op} should have failed: {out}"))
+            .to_owned()
+    }
+
+    pub fn fixture(&self) -> level_host::sim::Fixture {
+        self.sim.tenant().to_fixture()
+    }
+
+    pub fn device_id(&self, hostname_prefix: &str) -> String {
+        self.fixture()
+            .devices
+            .iter()
+            .find(|d| d.hostname.starts_with(hostname_prefix))
+            .map(|d| d.id.clone())
+            .expect("device exists")
+    }
+
+    pub fn group_id(&self, name: &str) -> String {
+        self.fixture()
+            .groups
+            .iter()
+            .find(|g| g.name == name)
+            .map(|g| g.id.clone())
+            .expect("group exists")
+    }
+}

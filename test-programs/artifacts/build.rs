@@ -1,0 +1,87 @@
+//! Compiles every guest the tests run (the `test-programs` binaries and the
+//! example plugins) for `wasm32-wasip2`, from source, into `OUT_DIR`, and
+//! writes a constant with the path of each component.
+
+use std::env;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip2";
+const PLUGINS: [&str; 2] = ["device-report", "stale-device-tagger"];
+
+fn main() {
+    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest
+        .parent()
+        .and_then(Path::parent)
+        .expect("test-programs/artifacts sits two levels below the workspace")
+        .to_path_buf();
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    for watched in ["wit", "plugins", "test-programs/src"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+
+    check_target();
+    let target_dir = out.join("guests");
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args(["build", "--release", "--target", TARGET, "-p", "test-programs"])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        // Flags meant for the host build must not leak into the guest build.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET");
+    for plugin in PLUGINS {
+        cmd.args(["-p", plugin]);
+    }
+    let status = cmd.status().expect("cannot run cargo to build the test guests");
+    assert!(status.success(), "building the test guests for {TARGET} failed");
+
+    let release = target_dir.join(TARGET).join("release");
+    let mut names: Vec<String> = std::fs::read_dir(root.join("test-programs/src/bin"))
+        .expect("test-programs/src/bin exists")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    names.extend(PLUGINS.iter().map(|p| p.replace('-', "_")));
+
+    let mut code = String::new();
+    for name in &names {
+        let path = release.join(format!("{name}.wasm"));
+        assert!(path.is_file(), "expected {} after the guest build", path.display());
+        writeln!(
+            code,
+            "/// The `{name}` component.\npub const {}: &str = {:?};",
+            name.to_uppercase(),
+            path.display().to_string()
+        )
+        .expect("writing to a String");
+    }
+    writeln!(code, "/// Every guest, by name.\npub const ALL: &[(&str, &str)] = &[").expect("write");
+    for name in &names {
+        writeln!(code, "    ({name:?}, {}),", name.to_uppercase()).expect("write");
+    }
+    writeln!(code, "];").expect("write");
+    std::fs::write(out.join("gen.rs"), code).expect("cannot write gen.rs");
+}
+
+/// Fails with the fix in the message when the wasm target is missing.
+fn check_target() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if let Some(sysroot) = sysroot {
+        let lib = Path::new(&sysroot).join("lib/rustlib").join(TARGET);
+        assert!(
+            lib.is_dir(),
+            "the {TARGET} target is not installed; run `rustup target add {TARGET}`"
+        );
+    }
+}
