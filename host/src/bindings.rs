@@ -1,7 +1,10 @@
 //! The host bindings for the `level:api` WIT package: the one `bindgen!` in
 //! levelhost. Every other module imports the generated types from here.
 
-#![expect(missing_docs, reason = "generated code; the WIT files document every item")]
+#![expect(
+    missing_docs,
+    reason = "generated code; the WIT files document every item"
+)]
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -13,7 +16,7 @@ wasmtime::component::bindgen!({
     },
 });
 
+pub use exports::level::api::handler;
 pub use level::api::{
     alerts, automations, custom_field_values, custom_fields, devices, groups, log, tags, types,
 };
-pub use exports::level::api::handler;

@@ -8,7 +8,10 @@ use level_host::cli::Cli;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     level_host::cli::init_tracing(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -49,14 +49,19 @@ impl DemoArgs {
             ClientConfig::new(sim.base_url()),
             ApiKey::new(sim.read_write_key()),
         )?;
-        println!("Level simulator on {} (a seeded organization; nothing leaves this machine)\n", sim.base_url());
+        println!(
+            "Level simulator on {} (a seeded organization; nothing leaves this machine)\n",
+            sim.base_url()
+        );
 
         let run = |plugin: &LoadedPlugin, input: String| {
             let runner = &runner;
             let client = client.clone();
             let plugin = plugin.clone();
             async move {
-                let report = runner.run(&plugin, client, RunRequest::manual(input)).await?;
+                let report = runner
+                    .run(&plugin, client, RunRequest::manual(input))
+                    .await?;
                 match report.outcome {
                     Ok(output) => Ok::<_, anyhow::Error>((output, report.api_calls)),
                     Err(e) => bail!("{} failed: {e}", plugin.name),
@@ -81,7 +86,11 @@ impl DemoArgs {
 
         let tag = first["tag"].as_str().unwrap_or("stale");
         let fixture = sim.tenant().to_fixture();
-        let carrying = fixture.devices.iter().filter(|d| d.tags.iter().any(|t| t == tag)).count();
+        let carrying = fixture
+            .devices
+            .iter()
+            .filter(|d| d.tags.iter().any(|t| t == tag))
+            .count();
         println!("\nThe simulator now shows tag {tag:?} on {carrying} devices.");
         sim.stop().await;
         if tagged_again != 0 {
@@ -163,7 +172,9 @@ fn build_examples() -> anyhow::Result<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("Building the example plugins for wasm32-wasip2 (cargo build --release --target wasm32-wasip2)…");
+    eprintln!(
+        "Building the example plugins for wasm32-wasip2 (cargo build --release --target wasm32-wasip2)…"
+    );
     let mut command = Command::new(&cargo);
     command
         .current_dir(&workspace)
@@ -173,6 +184,7 @@ fn build_examples() -> anyhow::Result<PathBuf> {
     for p in PLUGINS {
         command.args(["-p", p]);
     }
+    ensure_wasm_target();
     let status = command
         .status()
         .with_context(|| format!("cannot run {}", cargo.to_string_lossy()))?;
@@ -183,4 +195,23 @@ fn build_examples() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(target.join("wasm32-wasip2").join("release"))
+}
+
+/// Adds the wasm32-wasip2 target with rustup when it is missing, so a fresh
+/// machine can run the demo with one command.
+fn ensure_wasm_target() {
+    let listed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    let Ok(listed) = listed else { return };
+    if String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .any(|l| l.trim() == "wasm32-wasip2")
+    {
+        return;
+    }
+    eprintln!("Installing the wasm32-wasip2 target (rustup target add wasm32-wasip2)…");
+    let _ = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .status();
 }

@@ -49,7 +49,10 @@ impl RunArgs {
                     EnvVars::LEVEL_API_KEY
                 )
             })?;
-            (None, LevelClient::new(ClientConfig::new(&self.base_url), ApiKey::new(key))?)
+            (
+                None,
+                LevelClient::new(ClientConfig::new(&self.base_url), ApiKey::new(key))?,
+            )
         };
         let mut request = RunRequest::manual(self.input);
         request.echo_logs = true;
@@ -84,7 +87,10 @@ pub(crate) fn print_report(report: &RunReport) -> ExitStatus {
             ExitStatus::Success
         }
         Err(failure) => {
-            eprintln!("error: {} run {} failed: {failure}", report.plugin, report.run_id);
+            eprintln!(
+                "error: {} run {} failed: {failure}",
+                report.plugin, report.run_id
+            );
             ExitStatus::Failure
         }
     }

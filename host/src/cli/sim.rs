@@ -49,7 +49,7 @@ impl SimArgs {
             addr: self.addr,
             read_write_key: self.read_write_key.unwrap_or_else(random_key),
             read_only_key: self.read_only_key.unwrap_or_else(random_key),
-            rate_limit: (self.rate_limit > 0).then(|| RateLimit {
+            rate_limit: (self.rate_limit > 0).then_some(RateLimit {
                 requests: self.rate_limit,
                 per: RateLimit::LEVEL.per,
             }),
@@ -59,9 +59,15 @@ impl SimArgs {
         println!("Level simulator listening on {}", sim.base_url());
         println!("  read-write key: {}", sim.read_write_key());
         println!("  read-only key:  {}", sim.read_only_key());
-        println!("Try: curl -H 'Authorization: {}' {}/v2/devices?limit=2", sim.read_only_key(), sim.base_url());
+        println!(
+            "Try: curl -H 'Authorization: {}' {}/v2/devices?limit=2",
+            sim.read_only_key(),
+            sim.base_url()
+        );
         println!("Press Ctrl-C to stop.");
-        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
         sim.stop().await;
         Ok(ExitStatus::Success)
     }
@@ -72,6 +78,5 @@ fn load_fixture(path: &std::path::Path) -> anyhow::Result<Tenant> {
         .with_context(|| format!("cannot read fixture {}", path.display()))?;
     let fixture: Fixture = serde_json::from_str(&text)
         .with_context(|| format!("fixture {} is not valid", path.display()))?;
-    Tenant::from_fixture(fixture)
-        .map_err(|e| anyhow::anyhow!("fixture {}: {e}", path.display()))
+    Tenant::from_fixture(fixture).map_err(|e| anyhow::anyhow!("fixture {}: {e}", path.display()))
 }

@@ -359,10 +359,7 @@ impl LevelClient {
         }
     }
 
-    async fn read(
-        &self,
-        mut response: reqwest::Response,
-    ) -> Result<Vec<u8>, ClientError> {
+    async fn read(&self, mut response: reqwest::Response) -> Result<Vec<u8>, ClientError> {
         let status = response.status();
         let retry_after = response
             .headers()
@@ -370,7 +367,10 @@ impl LevelClient {
             .and_then(|v| v.to_str().ok())
             .and_then(retry::parse_retry_after);
         let limit = self.config.max_response_bytes;
-        if response.content_length().is_some_and(|len| len > limit as u64) {
+        if response
+            .content_length()
+            .is_some_and(|len| len > limit as u64)
+        {
             return Err(ClientError::ResponseTooLarge { limit });
         }
         let mut body = Vec::new();
@@ -393,10 +393,7 @@ impl LevelClient {
                 let text = String::from_utf8_lossy(&body);
                 let text = text.trim();
                 if text.is_empty() {
-                    status
-                        .canonical_reason()
-                        .unwrap_or("no message")
-                        .to_owned()
+                    status.canonical_reason().unwrap_or("no message").to_owned()
                 } else {
                     text.chars().take(200).collect()
                 }
@@ -456,8 +453,14 @@ impl LevelClient {
 
     /// `GET /v2/alerts/{id}` (showAlert).
     pub async fn get_alert(&self, id: &str) -> Result<Alert, ClientError> {
-        self.json("showAlert", Method::GET, &["alerts", id], &Query::new(), None)
-            .await
+        self.json(
+            "showAlert",
+            Method::GET,
+            &["alerts", id],
+            &Query::new(),
+            None,
+        )
+        .await
     }
 
     /// `POST /v2/alerts/{id}/resolve` (resolveAlert).
@@ -624,7 +627,11 @@ impl LevelClient {
     }
 
     /// `PATCH /v2/devices/{id}` (updateDevice).
-    pub async fn update_device(&self, id: &str, patch: &DevicePatch) -> Result<Device, ClientError> {
+    pub async fn update_device(
+        &self,
+        id: &str,
+        patch: &DevicePatch,
+    ) -> Result<Device, ClientError> {
         self.json(
             "updateDevice",
             Method::PATCH,
@@ -665,8 +672,14 @@ impl LevelClient {
 
     /// `GET /v2/groups/{id}` (showGroup).
     pub async fn get_group(&self, id: &str) -> Result<Group, ClientError> {
-        self.json("showGroup", Method::GET, &["groups", id], &Query::new(), None)
-            .await
+        self.json(
+            "showGroup",
+            Method::GET,
+            &["groups", id],
+            &Query::new(),
+            None,
+        )
+        .await
     }
 
     /// `POST /v2/groups` (createGroup).
@@ -741,7 +754,8 @@ impl LevelClient {
         if let Some(device) = device_id {
             q.push(("device_id", device.to_owned()));
         }
-        self.json("listTags", Method::GET, &["tags"], &q, None).await
+        self.json("listTags", Method::GET, &["tags"], &q, None)
+            .await
     }
 
     /// `GET /v2/tags/{id}` (showTag).
@@ -752,8 +766,14 @@ impl LevelClient {
 
     /// `POST /v2/tags` (createTag).
     pub async fn create_tag(&self, name: &TagName) -> Result<Tag, ClientError> {
-        self.json("createTag", Method::POST, &["tags"], &Query::new(), Some(name))
-            .await
+        self.json(
+            "createTag",
+            Method::POST,
+            &["tags"],
+            &Query::new(),
+            Some(name),
+        )
+        .await
     }
 
     /// `PATCH /v2/tags/{id}` (updateTag).
@@ -770,8 +790,14 @@ impl LevelClient {
 
     /// `DELETE /v2/tags/{id}` (deleteTag).
     pub async fn delete_tag(&self, id: &str) -> Result<(), ClientError> {
-        self.empty("deleteTag", Method::DELETE, &["tags", id], &Query::new(), None)
-            .await
+        self.empty(
+            "deleteTag",
+            Method::DELETE,
+            &["tags", id],
+            &Query::new(),
+            None,
+        )
+        .await
     }
 
     /// `POST /v2/tags/{id}/devices` (tagDevices).

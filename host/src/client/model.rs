@@ -343,7 +343,11 @@ pub struct Group {
     #[serde(default, deserialize_with = "null_as_default")]
     pub device_count: u32,
     /// Devices in the whole subtree (Level's spelling; `descendant_` is accepted too).
-    #[serde(default, alias = "descendant_device_count", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        alias = "descendant_device_count",
+        deserialize_with = "null_as_default"
+    )]
     pub descendent_device_count: u32,
     /// The group's own custom field values (show endpoint only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -495,7 +499,11 @@ pub struct DevicePatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
     /// Move to a group, or out of any group.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub group_id: Option<Option<String>>,
 }
 
@@ -516,7 +524,11 @@ pub struct GroupPatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// New parent.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub parent_id: Option<Option<String>>,
     /// Custom field values by field name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -625,7 +637,10 @@ mod tests {
         .unwrap();
         assert!(device.tags.is_empty());
         assert_eq!(device.flag.as_deref(), Some("flagged"));
-        assert_eq!(device.operating_system.unwrap().major_version.as_deref(), Some("11"));
+        assert_eq!(
+            device.operating_system.unwrap().major_version.as_deref(),
+            Some("11")
+        );
         let nics = device.network_interfaces.unwrap();
         assert_eq!(nics[0].dns_servers, ["1.1.1.1", "8.8.8.8"]);
         assert_eq!(nics[1].dns_servers, ["9.9.9.9"]);

@@ -6,7 +6,11 @@ use crate::bindings::types::{Id, PageRequest};
 use crate::client::{AlertQuery, model};
 
 impl Host for LevelCtx {
-    async fn list_alerts(&mut self, filter: AlertFilter, p: PageRequest) -> Result<AlertPage, LevelError> {
+    async fn list_alerts(
+        &mut self,
+        filter: AlertFilter,
+        p: PageRequest,
+    ) -> Result<AlertPage, LevelError> {
         let query = AlertQuery {
             device_id: filter.device_id,
             status: filter.status.map(|s| match s {
@@ -14,7 +18,9 @@ impl Host for LevelCtx {
                 AlertStatus::Resolved => "resolved".to_owned(),
             }),
         };
-        let page = self.call(|c| async move { c.list_alerts(&query, &page(p)).await }).await?;
+        let page = self
+            .call(|c| async move { c.list_alerts(&query, &page(p)).await })
+            .await?;
         Ok(AlertPage {
             items: page.data.into_iter().map(alert).collect(),
             has_more: page.has_more,
@@ -22,11 +28,15 @@ impl Host for LevelCtx {
     }
 
     async fn get_alert(&mut self, id: Id) -> Result<Alert, LevelError> {
-        self.call(|c| async move { c.get_alert(&id).await }).await.map(alert)
+        self.call(|c| async move { c.get_alert(&id).await })
+            .await
+            .map(alert)
     }
 
     async fn resolve_alert(&mut self, id: Id) -> Result<Alert, LevelError> {
-        self.call(|c| async move { c.resolve_alert(&id).await }).await.map(alert)
+        self.call(|c| async move { c.resolve_alert(&id).await })
+            .await
+            .map(alert)
     }
 }
 

@@ -8,7 +8,11 @@ use crate::bindings::types::PageRequest;
 use crate::client::{ValueQuery, model};
 
 impl Host for LevelCtx {
-    async fn list_values(&mut self, filter: ValueFilter, p: PageRequest) -> Result<CustomFieldValuePage, LevelError> {
+    async fn list_values(
+        &mut self,
+        filter: ValueFilter,
+        p: PageRequest,
+    ) -> Result<CustomFieldValuePage, LevelError> {
         let query = ValueQuery {
             assigned_to_id: filter.assigned_to_id,
             custom_field_id: filter.custom_field_id,
@@ -29,7 +33,9 @@ impl Host for LevelCtx {
             value: Some(v.value),
             force: v.force,
         };
-        self.call(|c| async move { c.set_custom_field_value(&body).await }).await.map(value)
+        self.call(|c| async move { c.set_custom_field_value(&body).await })
+            .await
+            .map(value)
     }
 
     async fn remove_value(&mut self, v: ValueRemoval) -> Result<(), LevelError> {
@@ -39,7 +45,8 @@ impl Host for LevelCtx {
             value: None,
             force: v.force,
         };
-        self.call(|c| async move { c.delete_custom_field_value(&body).await }).await
+        self.call(|c| async move { c.delete_custom_field_value(&body).await })
+            .await
     }
 }
 

@@ -10,7 +10,12 @@ use crate::bindings::types::{Id, PageRequest};
 use crate::client::{DeviceIncludes, DeviceQuery, model};
 
 impl Host for LevelCtx {
-    async fn list_devices(&mut self, filter: DeviceFilter, sections: DeviceInclude, p: PageRequest) -> Result<DevicePage, LevelError> {
+    async fn list_devices(
+        &mut self,
+        filter: DeviceFilter,
+        sections: DeviceInclude,
+        p: PageRequest,
+    ) -> Result<DevicePage, LevelError> {
         let mut query = DeviceQuery {
             tag_id: filter.tag_id,
             hostname: filter.hostname,
@@ -24,7 +29,9 @@ impl Host for LevelCtx {
             Some(GroupFilter::Ungrouped) => query.group_id = Some("null".to_owned()),
             None => {}
         }
-        let page = self.call(|c| async move { c.list_devices(&query, &page(p)).await }).await?;
+        let page = self
+            .call(|c| async move { c.list_devices(&query, &page(p)).await })
+            .await?;
         Ok(DevicePage {
             items: page.data.into_iter().map(device).collect(),
             has_more: page.has_more,
@@ -33,7 +40,9 @@ impl Host for LevelCtx {
 
     async fn get_device(&mut self, id: Id, sections: DeviceInclude) -> Result<Device, LevelError> {
         let include = includes(sections);
-        self.call(|c| async move { c.get_device(&id, &include).await }).await.map(device)
+        self.call(|c| async move { c.get_device(&id, &include).await })
+            .await
+            .map(device)
     }
 
     async fn update_device(&mut self, id: Id, update: DeviceUpdate) -> Result<Device, LevelError> {
@@ -45,11 +54,14 @@ impl Host for LevelCtx {
                 GroupChange::Ungroup => None,
             }),
         };
-        self.call(|c| async move { c.update_device(&id, &body).await }).await.map(device)
+        self.call(|c| async move { c.update_device(&id, &body).await })
+            .await
+            .map(device)
     }
 
     async fn delete_device(&mut self, id: Id) -> Result<(), LevelError> {
-        self.call(|c| async move { c.delete_device(&id).await }).await
+        self.call(|c| async move { c.delete_device(&id).await })
+            .await
     }
 }
 

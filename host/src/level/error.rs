@@ -42,7 +42,8 @@ impl From<ClientError> for LevelError {
                 404 => Error::NotFound(message),
                 422 => Error::Conflict(message),
                 429 => Error::RateLimited(
-                    retry_after.map_or(1, |d| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX)),
+                    retry_after
+                        .map_or(1, |d| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX)),
                 ),
                 _ => Error::Upstream(UpstreamError { status, message }),
             },
@@ -52,9 +53,9 @@ impl From<ClientError> for LevelError {
                     message,
                 })
             }
-            ClientError::Transport(_) | ClientError::InvalidBaseUrl { .. } | ClientError::InvalidKey => {
-                Error::Upstream(UpstreamError { status: 0, message })
-            }
+            ClientError::Transport(_)
+            | ClientError::InvalidBaseUrl { .. }
+            | ClientError::InvalidKey => Error::Upstream(UpstreamError { status: 0, message }),
         })
     }
 }

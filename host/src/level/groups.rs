@@ -1,12 +1,18 @@
 //! `level:api/groups`.
 
 use super::{LevelCtx, LevelError, page};
-use crate::bindings::groups::{Group, GroupPage, GroupUpdate, Host, NewGroup, ParentChange, ParentFilter};
+use crate::bindings::groups::{
+    Group, GroupPage, GroupUpdate, Host, NewGroup, ParentChange, ParentFilter,
+};
 use crate::bindings::types::{Id, PageRequest};
 use crate::client::model::{self, DeviceIds, GroupPatch};
 
 impl Host for LevelCtx {
-    async fn list_groups(&mut self, parent: Option<ParentFilter>, p: PageRequest) -> Result<GroupPage, LevelError> {
+    async fn list_groups(
+        &mut self,
+        parent: Option<ParentFilter>,
+        p: PageRequest,
+    ) -> Result<GroupPage, LevelError> {
         let parent = parent.map(|f| match f {
             ParentFilter::Root => "null".to_owned(),
             ParentFilter::ChildrenOf(id) => id,
@@ -21,7 +27,9 @@ impl Host for LevelCtx {
     }
 
     async fn get_group(&mut self, id: Id) -> Result<Group, LevelError> {
-        self.call(|c| async move { c.get_group(&id).await }).await.map(group)
+        self.call(|c| async move { c.get_group(&id).await })
+            .await
+            .map(group)
     }
 
     async fn create_group(&mut self, new: NewGroup) -> Result<Group, LevelError> {
@@ -29,7 +37,9 @@ impl Host for LevelCtx {
             name: new.name,
             parent_id: new.parent_id,
         };
-        self.call(|c| async move { c.create_group(&body).await }).await.map(group)
+        self.call(|c| async move { c.create_group(&body).await })
+            .await
+            .map(group)
     }
 
     async fn update_group(&mut self, id: Id, update: GroupUpdate) -> Result<Group, LevelError> {
@@ -42,21 +52,26 @@ impl Host for LevelCtx {
             custom_fields: (!update.custom_fields.is_empty())
                 .then(|| update.custom_fields.into_iter().collect()),
         };
-        self.call(|c| async move { c.update_group(&id, &body).await }).await.map(group)
+        self.call(|c| async move { c.update_group(&id, &body).await })
+            .await
+            .map(group)
     }
 
     async fn delete_group(&mut self, id: Id) -> Result<(), LevelError> {
-        self.call(|c| async move { c.delete_group(&id).await }).await
+        self.call(|c| async move { c.delete_group(&id).await })
+            .await
     }
 
     async fn assign_devices(&mut self, id: Id, device_ids: Vec<Id>) -> Result<(), LevelError> {
         let body = DeviceIds { device_ids };
-        self.call(|c| async move { c.assign_group_devices(&id, &body).await }).await
+        self.call(|c| async move { c.assign_group_devices(&id, &body).await })
+            .await
     }
 
     async fn remove_devices(&mut self, id: Id, device_ids: Vec<Id>) -> Result<(), LevelError> {
         let body = DeviceIds { device_ids };
-        self.call(|c| async move { c.remove_group_devices(&id, &body).await }).await
+        self.call(|c| async move { c.remove_group_devices(&id, &body).await })
+            .await
     }
 }
 

@@ -47,7 +47,10 @@ pub(super) fn router(config: SimConfig, tenant: Arc<Mutex<Tenant>>) -> Router {
         .route("/alerts", get(list_alerts))
         .route("/alerts/{id}", get(show_alert))
         .route("/alerts/{id}/resolve", post(resolve_alert))
-        .route("/custom_fields", get(list_custom_fields).post(create_custom_field))
+        .route(
+            "/custom_fields",
+            get(list_custom_fields).post(create_custom_field),
+        )
         .route(
             "/custom_fields/{id}",
             get(show_custom_field)
@@ -73,8 +76,14 @@ pub(super) fn router(config: SimConfig, tenant: Arc<Mutex<Tenant>>) -> Router {
             post(assign_devices).delete(remove_devices),
         )
         .route("/tags", get(list_tags).post(create_tag))
-        .route("/tags/{id}", get(show_tag).patch(update_tag).delete(delete_tag))
-        .route("/tags/{id}/devices", post(tag_devices).delete(untag_devices))
+        .route(
+            "/tags/{id}",
+            get(show_tag).patch(update_tag).delete(delete_tag),
+        )
+        .route(
+            "/tags/{id}/devices",
+            post(tag_devices).delete(untag_devices),
+        )
         .route("/automations/webhooks/{token}", post(trigger_webhook));
     Router::new()
         .nest("/v2", v2)
@@ -240,7 +249,11 @@ async fn create_custom_field(State(s): State<AppState>, raw: Bytes) -> Answer {
     created(&s, field)
 }
 
-async fn update_custom_field(State(s): State<AppState>, Path(id): Path<String>, raw: Bytes) -> Answer {
+async fn update_custom_field(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    raw: Bytes,
+) -> Answer {
     let patch: CustomFieldPatch = body(&raw)?;
     ok(lock(&s.tenant).update_custom_field(&id, patch)?)
 }
@@ -254,7 +267,9 @@ async fn delete_custom_field(State(s): State<AppState>, Path(id): Path<String>) 
 
 async fn list_values(State(s): State<AppState>, Query(q): Params) -> Answer {
     ok(lock(&s.tenant).list_values(
-        q.get("assigned_to_id").map(String::as_str).filter(|v| *v != "null"),
+        q.get("assigned_to_id")
+            .map(String::as_str)
+            .filter(|v| *v != "null"),
         q.get("custom_field_id").map(String::as_str),
         &page(&q),
     )?)
@@ -297,7 +312,11 @@ async fn list_devices(State(s): State<AppState>, Query(q): Params) -> Answer {
     ok(lock(&s.tenant).list_devices(&filter, &includes(&q), &page(&q))?)
 }
 
-async fn show_device(State(s): State<AppState>, Path(id): Path<String>, Query(q): Params) -> Answer {
+async fn show_device(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Params,
+) -> Answer {
     ok(lock(&s.tenant).get_device(&id, &includes(&q))?)
 }
 
@@ -389,7 +408,11 @@ async fn untag_devices(State(s): State<AppState>, Path(id): Path<String>, raw: B
 
 // ---- automations ----
 
-async fn trigger_webhook(State(s): State<AppState>, Path(token): Path<String>, raw: Bytes) -> Answer {
+async fn trigger_webhook(
+    State(s): State<AppState>,
+    Path(token): Path<String>,
+    raw: Bytes,
+) -> Answer {
     let value: serde_json::Value = body(&raw)?;
     if !value.is_object() {
         return Err(SimError::new(400, "The body must be a JSON object"));

@@ -174,7 +174,9 @@ impl Drop for Simulator {
 
 /// Locks the tenant; a panic in another request does not poison the simulator for good.
 fn lock(tenant: &Mutex<Tenant>) -> MutexGuard<'_, Tenant> {
-    tenant.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    tenant
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Formats a time the way Level does: ISO-8601 UTC with milliseconds, `2025-03-15T14:30:00.000Z`.

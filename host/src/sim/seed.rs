@@ -57,7 +57,7 @@ pub fn seed(device_count: usize, now: OffsetDateTime) -> Tenant {
     let laptop = tag(&mut t, "laptop");
     let critical = tag(&mut t, "business-critical");
 
-    let mut rng = Lcg(0x1e7e_1_5eed);
+    let mut rng = Lcg(0x0001_e7e1_5eed);
     let mut device_ids = Vec::new();
     for i in 0..device_count {
         let (group, prefix) = groups[i % groups.len()];
@@ -85,11 +85,7 @@ pub fn seed(device_count: usize, now: OffsetDateTime) -> Tenant {
         if server && i % 2 == 0 {
             tags.insert(critical.clone());
         }
-        let hostname = format!(
-            "{prefix}-{}{:03}",
-            if server { "srv" } else { "ws" },
-            i + 1
-        );
+        let hostname = format!("{prefix}-{}{:03}", if server { "srv" } else { "ws" }, i + 1);
         let device = device(
             &hostname, group, platform, server, online, seen, now, &mut rng,
         );
@@ -153,7 +149,10 @@ fn value(field: &str, target: Option<&str>, value: &str) -> ValueChange {
     }
 }
 
-#[expect(clippy::too_many_arguments, reason = "a seed helper with one call site")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a seed helper with one call site"
+)]
 fn device(
     hostname: &str,
     group: &str,
@@ -165,7 +164,11 @@ fn device(
     rng: &mut Lcg,
 ) -> Device {
     let (os, manufacturer, model) = match platform {
-        "Windows" if server => ("Windows Server 2022 Standard", "Dell Inc.", "PowerEdge R650"),
+        "Windows" if server => (
+            "Windows Server 2022 Standard",
+            "Dell Inc.",
+            "PowerEdge R650",
+        ),
         "Windows" => ("Windows 11 Pro", "Lenovo", "ThinkPad T14 Gen 4"),
         "Mac" => ("macOS 15 Sequoia", "Apple", "MacBook Pro (M3, 2024)"),
         _ if server => ("Ubuntu 24.04 LTS", "Supermicro", "SYS-1029P"),
@@ -194,7 +197,9 @@ fn device(
         memory_slots: Some(if server { 8 } else { 2 }),
         cpu_cores: Some(cores),
         last_logged_in_user: (!server).then(|| format!("ACME\\{}", hostname.replace('-', "."))),
-        last_reboot_time: Some(super::timestamp(seen - Duration::days(rng.below(20) as i64))),
+        last_reboot_time: Some(super::timestamp(
+            seen - Duration::days(rng.below(20) as i64),
+        )),
         last_seen_at: Some(super::timestamp(seen)),
         city: Some(["Berlin", "Austin", "Lisbon", "Toronto"][rng.below(4) as usize].to_owned()),
         country: Some(["DE", "US", "PT", "CA"][rng.below(4) as usize].to_owned()),
@@ -204,14 +209,26 @@ fn device(
         private_ip_addresses: vec![format!("10.0.{}.{}", rng.below(8), 2 + rng.below(250))],
         operating_system: Some(OperatingSystem {
             full_operating_system: Some(os.to_owned()),
-            major_version: os.split_whitespace().find_map(|w| w.parse::<u32>().ok()).map(|v| v.to_string()),
+            major_version: os
+                .split_whitespace()
+                .find_map(|w| w.parse::<u32>().ok())
+                .map(|v| v.to_string()),
             minor_version: None,
             architecture: Some("64-bit".to_owned()),
-            install_date: Some(super::timestamp(now - Duration::days(200 + rng.below(600) as i64))),
+            install_date: Some(super::timestamp(
+                now - Duration::days(200 + rng.below(600) as i64),
+            )),
             end_of_life: false,
         }),
         cpus: Some(vec![crate::client::model::Cpu {
-            model: Some(if platform == "Mac" { "Apple M3" } else { "Intel Core i7-1365U" }.to_owned()),
+            model: Some(
+                if platform == "Mac" {
+                    "Apple M3"
+                } else {
+                    "Intel Core i7-1365U"
+                }
+                .to_owned(),
+            ),
             clock_speed: Some(2400 + 100 * rng.below(10) as u32),
             cores: Some(cores),
         }]),
@@ -229,13 +246,25 @@ fn device(
             primary: Some(true),
             size: Some(500 << 30),
             free_space: Some((20 + rng.below(400)) << 30),
-            file_system: Some(if platform == "Windows" { "NTFS" } else { "ext4" }.to_owned()),
+            file_system: Some(
+                if platform == "Windows" {
+                    "NTFS"
+                } else {
+                    "ext4"
+                }
+                .to_owned(),
+            ),
         }]),
         network_interfaces: Some(vec![NetworkInterface {
             description: Some("Ethernet".to_owned()),
             interface: Some("eth0".to_owned()),
             label: None,
-            mac_address: Some(format!("00:1a:2b:{:02x}:{:02x}:{:02x}", rng.below(256), rng.below(256), rng.below(256))),
+            mac_address: Some(format!(
+                "00:1a:2b:{:02x}:{:02x}:{:02x}",
+                rng.below(256),
+                rng.below(256),
+                rng.below(256)
+            )),
             ip_addresses: Vec::new(),
             gateway: Some("10.0.0.1".to_owned()),
             domain: Some("corp.example".to_owned()),

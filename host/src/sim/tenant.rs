@@ -64,7 +64,11 @@ pub struct PageArgs {
 }
 
 /// Cuts one page out of `items`, ordered by creation, with `key` giving each item's cursor id.
-pub fn paginate<T: Clone>(items: &[T], args: &PageArgs, key: impl Fn(&T) -> &str) -> SimResult<Page<T>> {
+pub fn paginate<T: Clone>(
+    items: &[T],
+    args: &PageArgs,
+    key: impl Fn(&T) -> &str,
+) -> SimResult<Page<T>> {
     let limit = match &args.limit {
         None => DEFAULT_PAGE_SIZE,
         Some(raw) => match raw.trim().parse::<usize>() {
@@ -193,11 +197,17 @@ pub struct Tenant {
 }
 
 fn find<'a, T>(items: &'a [T], id: &str, key: impl Fn(&T) -> &str) -> SimResult<&'a T> {
-    items.iter().find(|i| key(i) == id).ok_or_else(SimError::not_found)
+    items
+        .iter()
+        .find(|i| key(i) == id)
+        .ok_or_else(SimError::not_found)
 }
 
 fn find_mut<'a, T>(items: &'a mut [T], id: &str, key: impl Fn(&T) -> &str) -> SimResult<&'a mut T> {
-    items.iter_mut().find(|i| key(i) == id).ok_or_else(SimError::not_found)
+    items
+        .iter_mut()
+        .find(|i| key(i) == id)
+        .ok_or_else(SimError::not_found)
 }
 
 fn now() -> String {
@@ -239,7 +249,10 @@ impl Tenant {
         for tag in &fixture.tags {
             unique("tag", &tag.id)?;
             if tenant.tags.iter().any(|t| t.name == tag.name) {
-                return Err(format!("tag {}: the name {:?} is used twice", tag.id, tag.name));
+                return Err(format!(
+                    "tag {}: the name {:?} is used twice",
+                    tag.id, tag.name
+                ));
             }
             tenant.tags.push(Tag {
                 device_count: 0,
@@ -258,9 +271,16 @@ impl Tenant {
             }
             let mut tag_ids = BTreeSet::new();
             for name in &device.tags {
-                let tag = tenant.tags.iter().find(|t| &t.name == name).ok_or_else(|| {
-                    format!("device {} ({}): tag {name:?} is not a tag", device.id, device.hostname)
-                })?;
+                let tag = tenant
+                    .tags
+                    .iter()
+                    .find(|t| &t.name == name)
+                    .ok_or_else(|| {
+                        format!(
+                            "device {} ({}): tag {name:?} is not a tag",
+                            device.id, device.hostname
+                        )
+                    })?;
                 tag_ids.insert(tag.id.clone());
             }
             tenant.devices.push(DeviceRow {
@@ -270,7 +290,11 @@ impl Tenant {
         }
         for alert in &fixture.alerts {
             unique("alert", &alert.id)?;
-            if !tenant.devices.iter().any(|d| d.device.id == alert.device_id) {
+            if !tenant
+                .devices
+                .iter()
+                .any(|d| d.device.id == alert.device_id)
+            {
                 return Err(format!(
                     "alert {}: device_id {} is not a device",
                     alert.id, alert.device_id
@@ -309,22 +333,37 @@ impl Tenant {
                 }
                 _ => {}
             }
-            tenant
-                .values
-                .insert((field.id.clone(), value.assigned_to_id.clone()), text.clone());
+            tenant.values.insert(
+                (field.id.clone(), value.assigned_to_id.clone()),
+                text.clone(),
+            );
         }
         for hook in &fixture.automation_webhooks {
             if tenant.webhooks.iter().any(|h| h.token == hook.token) {
-                return Err(format!("automation webhook token {} is used twice", hook.token));
+                return Err(format!(
+                    "automation webhook token {} is used twice",
+                    hook.token
+                ));
             }
             tenant.webhooks.push(hook.clone());
         }
         // New objects get ids after every numbered id the fixture holds.
-        for kind in ["Device", "DeviceGroup", "Tag", "Alert", "CustomField", "AutomationRun"] {
+        for kind in [
+            "Device",
+            "DeviceGroup",
+            "Tag",
+            "Alert",
+            "CustomField",
+            "AutomationRun",
+        ] {
             let prefix = format!("gid://level/{kind}/");
             let max = seen
                 .iter()
-                .filter_map(|id| base64::engine::general_purpose::STANDARD_NO_PAD.decode(id).ok())
+                .filter_map(|id| {
+                    base64::engine::general_purpose::STANDARD_NO_PAD
+                        .decode(id)
+                        .ok()
+                })
                 .filter_map(|raw| String::from_utf8(raw).ok())
                 .filter_map(|gid| gid.strip_prefix(&prefix)?.parse::<u64>().ok())
                 .max()
@@ -346,8 +385,16 @@ impl Tenant {
             });
         }
         Fixture {
-            groups: self.groups.iter().map(|g| self.render_group(g, false)).collect(),
-            devices: self.devices.iter().map(|d| self.render_device(d, &Includes::all())).collect(),
+            groups: self
+                .groups
+                .iter()
+                .map(|g| self.render_group(g, false))
+                .collect(),
+            devices: self
+                .devices
+                .iter()
+                .map(|d| self.render_device(d, &Includes::all()))
+                .collect(),
             tags: self.tags.iter().map(|t| self.render_tag(t)).collect(),
             alerts: self.alerts.clone(),
             custom_fields: self.custom_fields.clone(),
@@ -440,7 +487,11 @@ impl Tenant {
 
     fn render_tag(&self, tag: &Tag) -> Tag {
         Tag {
-            device_count: self.devices.iter().filter(|d| d.tag_ids.contains(&tag.id)).count() as u32,
+            device_count: self
+                .devices
+                .iter()
+                .filter(|d| d.tag_ids.contains(&tag.id))
+                .count() as u32,
             ..tag.clone()
         }
     }
@@ -448,7 +499,12 @@ impl Tenant {
     // ---- alerts ----
 
     /// listAlerts.
-    pub fn list_alerts(&self, device_id: Option<&str>, status: Option<&str>, page: &PageArgs) -> SimResult<Page<Alert>> {
+    pub fn list_alerts(
+        &self,
+        device_id: Option<&str>,
+        status: Option<&str>,
+        page: &PageArgs,
+    ) -> SimResult<Page<Alert>> {
         let resolved = match status {
             None => None,
             Some("active") => Some(false),
@@ -487,7 +543,10 @@ impl Tenant {
 
     /// Raises a new alert on a device (used by the seed and by event demos).
     pub fn raise_alert(&mut self, device_id: &str, name: &str, severity: &str) -> SimResult<Alert> {
-        let hostname = find(&self.devices, device_id, |d| &d.device.id)?.device.hostname.clone();
+        let hostname = find(&self.devices, device_id, |d| &d.device.id)?
+            .device
+            .hostname
+            .clone();
         let alert = Alert {
             id: self.next_id("Alert"),
             device_id: device_id.to_owned(),
@@ -533,10 +592,18 @@ impl Tenant {
     }
 
     /// updateCustomField.
-    pub fn update_custom_field(&mut self, id: &str, patch: CustomFieldPatch) -> SimResult<CustomField> {
+    pub fn update_custom_field(
+        &mut self,
+        id: &str,
+        patch: CustomFieldPatch,
+    ) -> SimResult<CustomField> {
         if let Some(name) = &patch.name {
             let name = required_name(name)?;
-            if self.custom_fields.iter().any(|f| f.name == name && f.id != id) {
+            if self
+                .custom_fields
+                .iter()
+                .any(|f| f.name == name && f.id != id)
+            {
                 return Err(SimError::unprocessable("Name has already been taken"));
             }
         }
@@ -590,14 +657,23 @@ impl Tenant {
         };
         while let Some(id) = group {
             chain.push(Some(id.clone()));
-            group = self.groups.iter().find(|g| g.id == id).and_then(|g| g.parent_id.clone());
+            group = self
+                .groups
+                .iter()
+                .find(|g| g.id == id)
+                .and_then(|g| g.parent_id.clone());
         }
         chain.push(None);
         Ok(chain)
     }
 
     /// listCustomFieldValues: for each field, the value in effect for the target.
-    pub fn list_values(&self, target: Option<&str>, field: Option<&str>, page: &PageArgs) -> SimResult<Page<CustomFieldValue>> {
+    pub fn list_values(
+        &self,
+        target: Option<&str>,
+        field: Option<&str>,
+        page: &PageArgs,
+    ) -> SimResult<Page<CustomFieldValue>> {
         let chain = self.value_chain(target)?;
         let items: Vec<CustomFieldValue> = self
             .custom_fields
@@ -629,7 +705,13 @@ impl Tenant {
         let mut ids: BTreeSet<String> = self
             .devices
             .iter()
-            .filter(|d| target.is_none() || d.device.group_id.as_ref().is_some_and(|g| groups.contains(g)))
+            .filter(|d| {
+                target.is_none()
+                    || d.device
+                        .group_id
+                        .as_ref()
+                        .is_some_and(|g| groups.contains(g))
+            })
             .map(|d| d.device.id.clone())
             .collect();
         ids.extend(groups);
@@ -686,7 +768,10 @@ impl Tenant {
     }
 
     fn store_value(&mut self, field: &CustomField, target: Option<String>, value: Option<String>) {
-        if let Some(group) = target.as_ref().and_then(|t| self.groups.iter_mut().find(|g| &g.id == t)) {
+        if let Some(group) = target
+            .as_ref()
+            .and_then(|t| self.groups.iter_mut().find(|g| &g.id == t))
+        {
             match &value {
                 Some(v) => group.custom_fields.insert(field.name.clone(), v.clone()),
                 None => group.custom_fields.remove(&field.name),
@@ -712,7 +797,12 @@ impl Tenant {
     // ---- devices ----
 
     /// listDevices.
-    pub fn list_devices(&self, filter: &DeviceFilter, include: &Includes, page: &PageArgs) -> SimResult<Page<Device>> {
+    pub fn list_devices(
+        &self,
+        filter: &DeviceFilter,
+        include: &Includes,
+        page: &PageArgs,
+    ) -> SimResult<Page<Device>> {
         let subtree = match &filter.ancestor_group_id {
             Some(g) => {
                 find(&self.groups, g, |r| &r.id)?;
@@ -732,11 +822,23 @@ impl Tenant {
                 Some(g) => d.device.group_id.as_deref() == Some(g),
             })
             .filter(|d| {
-                subtree.as_ref().is_none_or(|s| d.device.group_id.as_ref().is_some_and(|g| s.contains(g)))
+                subtree
+                    .as_ref()
+                    .is_none_or(|s| d.device.group_id.as_ref().is_some_and(|g| s.contains(g)))
             })
             .filter(|d| filter.tag_id.as_ref().is_none_or(|t| d.tag_ids.contains(t)))
-            .filter(|d| filter.hostname.as_ref().is_none_or(|h| d.device.hostname.eq_ignore_ascii_case(h)))
-            .filter(|d| filter.serial_number.as_ref().is_none_or(|s| d.device.serial_number.as_ref() == Some(s)))
+            .filter(|d| {
+                filter
+                    .hostname
+                    .as_ref()
+                    .is_none_or(|h| d.device.hostname.eq_ignore_ascii_case(h))
+            })
+            .filter(|d| {
+                filter
+                    .serial_number
+                    .as_ref()
+                    .is_none_or(|s| d.device.serial_number.as_ref() == Some(s))
+            })
             .collect();
         let ids: Vec<String> = rows.iter().map(|d| d.device.id.clone()).collect();
         let page_ids = paginate(&ids, page, |id| id)?;
@@ -811,8 +913,9 @@ impl Tenant {
     pub fn create_group(&mut self, new: NewGroup) -> SimResult<Group> {
         let name = required_name(&new.name)?;
         if let Some(parent) = &new.parent_id {
-            find(&self.groups, parent, |g| &g.id)
-                .map_err(|_| SimError::unprocessable(format!("parent_id {parent} does not exist")))?;
+            find(&self.groups, parent, |g| &g.id).map_err(|_| {
+                SimError::unprocessable(format!("parent_id {parent} does not exist"))
+            })?;
         }
         let row = GroupRow {
             id: self.next_id("DeviceGroup"),
@@ -828,10 +931,13 @@ impl Tenant {
     pub fn update_group(&mut self, id: &str, patch: GroupPatch) -> SimResult<Group> {
         find(&self.groups, id, |g| &g.id)?;
         if let Some(Some(parent)) = &patch.parent_id {
-            find(&self.groups, parent, |g| &g.id)
-                .map_err(|_| SimError::unprocessable(format!("parent_id {parent} does not exist")))?;
+            find(&self.groups, parent, |g| &g.id).map_err(|_| {
+                SimError::unprocessable(format!("parent_id {parent} does not exist"))
+            })?;
             if self.subtree(id).contains(parent) {
-                return Err(SimError::unprocessable("a group cannot be moved under itself"));
+                return Err(SimError::unprocessable(
+                    "a group cannot be moved under itself",
+                ));
             }
         }
         let mut fields = Vec::new();
@@ -877,7 +983,9 @@ impl Tenant {
         }
         for id in ids {
             if !self.devices.iter().any(|d| &d.device.id == id) {
-                return Err(SimError::unprocessable(format!("device {id} does not exist")));
+                return Err(SimError::unprocessable(format!(
+                    "device {id} does not exist"
+                )));
             }
         }
         Ok(())
@@ -981,7 +1089,11 @@ impl Tenant {
     pub fn tag_devices(&mut self, id: &str, ids: &[String]) -> SimResult<Tag> {
         find(&self.tags, id, |t| &t.id)?;
         self.check_devices(ids)?;
-        if let Some(row) = self.devices.iter().find(|d| ids.contains(&d.device.id) && d.tag_ids.contains(id)) {
+        if let Some(row) = self
+            .devices
+            .iter()
+            .find(|d| ids.contains(&d.device.id) && d.tag_ids.contains(id))
+        {
             return Err(SimError::unprocessable(format!(
                 "Device {} already has this tag",
                 row.device.id
@@ -999,7 +1111,11 @@ impl Tenant {
     pub fn untag_devices(&mut self, id: &str, ids: &[String]) -> SimResult<()> {
         find(&self.tags, id, |t| &t.id)?;
         self.check_devices(ids)?;
-        if let Some(row) = self.devices.iter().find(|d| ids.contains(&d.device.id) && !d.tag_ids.contains(id)) {
+        if let Some(row) = self
+            .devices
+            .iter()
+            .find(|d| ids.contains(&d.device.id) && !d.tag_ids.contains(id))
+        {
             return Err(SimError::unprocessable(format!(
                 "Device {} does not have this tag",
                 row.device.id
@@ -1016,7 +1132,11 @@ impl Tenant {
     // ---- automations ----
 
     /// triggerWebhook: one run per device.
-    pub fn trigger(&mut self, token: &str, body: serde_json::Value) -> SimResult<Vec<AutomationRun>> {
+    pub fn trigger(
+        &mut self,
+        token: &str,
+        body: serde_json::Value,
+    ) -> SimResult<Vec<AutomationRun>> {
         if !self.webhooks.iter().any(|h| h.token == token) {
             return Err(SimError::not_found());
         }
@@ -1025,16 +1145,22 @@ impl Tenant {
             Some(serde_json::Value::Array(items)) => items
                 .iter()
                 .map(|v| {
-                    v.as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| SimError::bad_request("device_ids must be an array of strings"))
+                    v.as_str().map(str::to_owned).ok_or_else(|| {
+                        SimError::bad_request("device_ids must be an array of strings")
+                    })
                 })
                 .collect::<SimResult<_>>()?,
-            Some(_) => return Err(SimError::bad_request("device_ids must be an array of strings")),
+            Some(_) => {
+                return Err(SimError::bad_request(
+                    "device_ids must be an array of strings",
+                ));
+            }
         };
         for id in &device_ids {
             if !self.devices.iter().any(|d| &d.device.id == id) {
-                return Err(SimError::unprocessable(format!("device {id} does not exist")));
+                return Err(SimError::unprocessable(format!(
+                    "device {id} does not exist"
+                )));
             }
         }
         let runs: Vec<AutomationRun> = device_ids
@@ -1065,7 +1191,11 @@ impl Tenant {
         id
     }
 
-    pub(crate) fn insert_device(&mut self, mut device: Device, tag_ids: BTreeSet<String>) -> String {
+    pub(crate) fn insert_device(
+        &mut self,
+        mut device: Device,
+        tag_ids: BTreeSet<String>,
+    ) -> String {
         let id = self.next_id("Device");
         device.id = id.clone();
         self.devices.push(DeviceRow { device, tag_ids });
@@ -1081,7 +1211,14 @@ impl Tenant {
         });
     }
 
-    pub(crate) fn insert_resolved_alert(&mut self, device_id: &str, name: &str, severity: &str, started: String, resolved: String) -> SimResult<()> {
+    pub(crate) fn insert_resolved_alert(
+        &mut self,
+        device_id: &str,
+        name: &str,
+        severity: &str,
+        started: String,
+        resolved: String,
+    ) -> SimResult<()> {
         let mut alert = self.raise_alert(device_id, name, severity)?;
         alert.is_resolved = true;
         alert.started_at = started;
@@ -1103,7 +1240,10 @@ fn required_name(name: &str) -> SimResult<String> {
 
 /// `cf_` + the name in lower case with spaces as underscores (reference §6.2).
 fn reference_for(name: &str) -> String {
-    format!("cf_{}", name.to_lowercase().replace(char::is_whitespace, "_"))
+    format!(
+        "cf_{}",
+        name.to_lowercase().replace(char::is_whitespace, "_")
+    )
 }
 
 /// The filters of `GET /v2/devices`.

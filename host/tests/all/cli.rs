@@ -12,21 +12,37 @@ fn help_lists_run_sim_and_demo() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     for command in ["run", "sim", "demo"] {
-        assert!(text.lines().any(|l| l.trim_start().starts_with(command)), "{command} in:\n{text}");
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(command)),
+            "{command} in:\n{text}"
+        );
     }
 }
 
 #[test]
 fn run_prints_the_output_json_on_stdout() {
     let out = levelhost()
-        .args(["run", "--sim", test_programs_artifacts::ECHO, "--input", r#"{"x": 1}"#])
+        .args([
+            "run",
+            "--sim",
+            test_programs_artifacts::ECHO,
+            "--input",
+            r#"{"x": 1}"#,
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let output: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(output["input"]["x"], 1);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("echoing"), "plugin logs go to stderr: {stderr}");
+    assert!(
+        stderr.contains("echoing"),
+        "plugin logs go to stderr: {stderr}"
+    );
 }
 
 #[test]
@@ -38,19 +54,31 @@ fn a_failing_plugin_exits_1_with_a_message() {
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("error: panics run run_") && stderr.contains("crashed"), "{stderr}");
+    assert!(
+        stderr.contains("error: panics run run_") && stderr.contains("crashed"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn bad_input_and_missing_files_exit_2_with_the_reason() {
     let out = levelhost()
-        .args(["run", "--sim", test_programs_artifacts::ECHO, "--input", "{oops"])
+        .args([
+            "run",
+            "--sim",
+            test_programs_artifacts::ECHO,
+            "--input",
+            "{oops",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--input is not valid JSON"));
 
-    let out = levelhost().args(["run", "--sim", "missing.wasm"]).output().unwrap();
+    let out = levelhost()
+        .args(["run", "--sim", "missing.wasm"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read plugin missing.wasm"));
 }
@@ -64,17 +92,36 @@ fn run_without_a_key_says_how_to_give_one() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("LEVEL_API_KEY") && stderr.contains("--sim"), "{stderr}");
+    assert!(
+        stderr.contains("LEVEL_API_KEY") && stderr.contains("--sim"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn demo_reports_and_tags() {
-    let dir = std::path::Path::new(test_programs_artifacts::DEVICE_REPORT).parent().unwrap();
-    let out = levelhost().args(["demo", "--plugins"]).arg(dir).output().unwrap();
+    let dir = std::path::Path::new(test_programs_artifacts::DEVICE_REPORT)
+        .parent()
+        .unwrap();
+    let out = levelhost()
+        .args(["demo", "--plugins"])
+        .arg(dir)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("▶ device-report") && stdout.contains("60 devices"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("▶ device-report") && stdout.contains("60 devices"),
+        "{stdout}"
+    );
     assert!(stdout.contains("tagged 9 stale devices"), "{stdout}");
     assert!(stdout.contains("again: tagged 0"), "{stdout}");
-    assert!(stdout.contains("The simulator now shows tag \"stale\" on 9 devices."), "{stdout}");
+    assert!(
+        stdout.contains("The simulator now shows tag \"stale\" on 9 devices."),
+        "{stdout}"
+    );
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::any;
-use level_host::client::{ApiKey, ClientConfig, ClientError, LevelClient, PageParams, RetryPolicy};
 use level_host::client::model::TagName;
+use level_host::client::{ApiKey, ClientConfig, ClientError, LevelClient, PageParams, RetryPolicy};
 
 /// Serves `app` on a free loopback port and returns its base URL.
 async fn serve(app: Router) -> String {
@@ -28,7 +28,10 @@ async fn flaky(status: u16, failures: u32) -> (String, Arc<AtomicU32>) {
         async move {
             let n = counter.fetch_add(1, Ordering::SeqCst);
             if n < failures {
-                (StatusCode::from_u16(status).unwrap(), r#"{"error":"try later"}"#.to_owned())
+                (
+                    StatusCode::from_u16(status).unwrap(),
+                    r#"{"error":"try later"}"#.to_owned(),
+                )
             } else {
                 (StatusCode::OK, r#"{"data":[],"has_more":false}"#.to_owned())
             }
@@ -51,7 +54,10 @@ fn client(base: &str) -> LevelClient {
 #[tokio::test]
 async fn server_errors_are_retried_for_reads() {
     let (base, hits) = flaky(503, 2).await;
-    let page = client(&base).list_tags(None, &PageParams::default()).await.unwrap();
+    let page = client(&base)
+        .list_tags(None, &PageParams::default())
+        .await
+        .unwrap();
     assert!(page.data.is_empty());
     assert_eq!(hits.load(Ordering::SeqCst), 3);
 }
@@ -64,20 +70,32 @@ async fn server_errors_are_not_retried_for_writes() {
         .await
         .unwrap_err();
     assert_eq!(err.status(), Some(500));
-    assert_eq!(hits.load(Ordering::SeqCst), 1, "a write may have been applied: never resent");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "a write may have been applied: never resent"
+    );
 }
 
 #[tokio::test]
 async fn giving_up_reports_the_last_status() {
     let (base, hits) = flaky(502, 10).await;
-    let err = client(&base).list_tags(None, &PageParams::default()).await.unwrap_err();
-    assert!(matches!(err, ClientError::Status { status: 502, ref message, .. } if message == "try later"));
+    let err = client(&base)
+        .list_tags(None, &PageParams::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Status { status: 502, ref message, .. } if message == "try later")
+    );
     assert_eq!(hits.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]
 async fn oversized_responses_are_cut_off() {
-    let big = format!(r#"{{"data":[],"has_more":false,"pad":"{}"}}"#, "x".repeat(64 * 1024));
+    let big = format!(
+        r#"{{"data":[],"has_more":false,"pad":"{}"}}"#,
+        "x".repeat(64 * 1024)
+    );
     let base = serve(Router::new().fallback(any(move || {
         let big = big.clone();
         async move { big }
@@ -86,16 +104,28 @@ async fn oversized_responses_are_cut_off() {
     let mut config = ClientConfig::new(&base);
     config.max_response_bytes = 16 * 1024;
     let client = LevelClient::new(config, ApiKey::new("k")).unwrap();
-    let err = client.list_tags(None, &PageParams::default()).await.unwrap_err();
-    assert!(matches!(err, ClientError::ResponseTooLarge { limit: 16384 }), "{err}");
+    let err = client
+        .list_tags(None, &PageParams::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::ResponseTooLarge { limit: 16384 }),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn malformed_json_names_the_operation() {
     let base = serve(Router::new().fallback(any(|| async { r#"{"data": [{"id": 1}"# }))).await;
-    let err = client(&base).list_tags(None, &PageParams::default()).await.unwrap_err();
+    let err = client(&base)
+        .list_tags(None, &PageParams::default())
+        .await
+        .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("listTags") && text.contains("not valid"), "{text}");
+    assert!(
+        text.contains("listTags") && text.contains("not valid"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -110,25 +140,39 @@ async fn slow_answers_time_out() {
     config.retry.max_attempts = 1;
     let client = LevelClient::new(config, ApiKey::new("k")).unwrap();
     let err = client.get_tag("x").await.unwrap_err();
-    assert!(matches!(err, ClientError::Transport(ref m) if m.contains("timed out")), "{err}");
+    assert!(
+        matches!(err, ClientError::Transport(ref m) if m.contains("timed out")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn the_key_is_sent_raw_and_never_printed() {
     let seen = Arc::new(std::sync::Mutex::new(None));
     let record = seen.clone();
-    let base = serve(Router::new().fallback(any(move |headers: axum::http::HeaderMap| {
-        let record = record.clone();
-        async move {
-            *record.lock().unwrap() = headers.get("authorization").map(|v| v.to_str().unwrap().to_owned());
-            r#"{"data":[],"has_more":false}"#
-        }
-    })))
+    let base = serve(
+        Router::new().fallback(any(move |headers: axum::http::HeaderMap| {
+            let record = record.clone();
+            async move {
+                *record.lock().unwrap() = headers
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                r#"{"data":[],"has_more":false}"#
+            }
+        })),
+    )
     .await;
     let key = ApiKey::new("canary-key-0123456789");
     let client = LevelClient::new(ClientConfig::new(&base), key.clone()).unwrap();
-    client.list_tags(None, &PageParams::default()).await.unwrap();
-    assert_eq!(seen.lock().unwrap().as_deref(), Some("canary-key-0123456789"), "no Bearer prefix");
+    client
+        .list_tags(None, &PageParams::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.lock().unwrap().as_deref(),
+        Some("canary-key-0123456789"),
+        "no Bearer prefix"
+    );
     for printed in [format!("{key:?}"), format!("{key}"), format!("{client:?}")] {
         assert!(!printed.contains("canary-key"), "{printed}");
     }
@@ -146,7 +190,8 @@ async fn a_base_url_with_v2_and_ids_with_slashes_work() {
         }
     })))
     .await;
-    let client = LevelClient::new(ClientConfig::new(format!("{base}/v2/")), ApiKey::new("k")).unwrap();
+    let client =
+        LevelClient::new(ClientConfig::new(format!("{base}/v2/")), ApiKey::new("k")).unwrap();
     client.get_tag("a/b+c").await.unwrap();
     assert_eq!(paths.lock().unwrap()[0], "/v2/tags/a%2Fb+c");
     assert!(LevelClient::new(ClientConfig::new("not a url"), ApiKey::new("k")).is_err());

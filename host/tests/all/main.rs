@@ -1,5 +1,12 @@
 //! levelhost's integration tests: one binary, one module per area.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 mod api; // every level:api operation, from a plugin, through the host, against the simulator
 mod cli; // the levelhost command as a user runs it
 mod client; // the Level client against real HTTP servers on loopback: retries, errors, limits

@@ -16,15 +16,32 @@ async fn device_report_counts_what_the_simulator_holds() {
     assert_eq!(out["devices"], fixture.devices.len());
     assert_eq!(out["online"], online);
     assert_eq!(out["offline"], fixture.devices.len() - online);
-    let group_total: u64 = out["by_group"].as_array().unwrap().iter().map(|g| g["devices"].as_u64().unwrap()).sum();
+    let group_total: u64 = out["by_group"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["devices"].as_u64().unwrap())
+        .sum();
     assert_eq!(group_total as usize, fixture.devices.len());
-    assert!(out["by_group"].as_array().unwrap().iter().any(|g| g["group"] == "Acme Corp / HQ / Finance"));
+    assert!(
+        out["by_group"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["group"] == "Acme Corp / HQ / Finance")
+    );
     let platforms: Vec<&String> = out["by_platform"].as_object().unwrap().keys().collect();
     assert_eq!(platforms, ["Linux", "Mac", "Windows"]);
     let stalest = out["stalest"].as_array().unwrap();
     assert_eq!(stalest.len(), 3);
-    let days: Vec<i64> = stalest.iter().map(|s| s["days_offline"].as_i64().unwrap()).collect();
-    assert!(days.windows(2).all(|w| w[0] >= w[1]), "stalest first: {days:?}");
+    let days: Vec<i64> = stalest
+        .iter()
+        .map(|s| s["days_offline"].as_i64().unwrap())
+        .collect();
+    assert!(
+        days.windows(2).all(|w| w[0] >= w[1]),
+        "stalest first: {days:?}"
+    );
     assert!(days[0] >= 20);
     assert_eq!(report.api_calls, 2, "one page of groups, one of devices");
 }
@@ -34,7 +51,9 @@ async fn device_report_is_read_only_and_works_with_a_read_only_key() {
     let env = TestEnv::new().await;
     let before = env.fixture();
     let ro = env.client_with_key(env.sim.read_only_key());
-    let report = env.run_with(test_programs_artifacts::DEVICE_REPORT, json!({}), ro).await;
+    let report = env
+        .run_with(test_programs_artifacts::DEVICE_REPORT, json!({}), ro)
+        .await;
     assert!(report.outcome.is_ok());
     assert_eq!(env.fixture(), before);
 }
@@ -43,10 +62,16 @@ async fn device_report_is_read_only_and_works_with_a_read_only_key() {
 async fn device_report_rejects_unknown_input() {
     let env = TestEnv::new().await;
     let report = env
-        .run(test_programs_artifacts::DEVICE_REPORT, json!({"stale_days": 3}))
+        .run(
+            test_programs_artifacts::DEVICE_REPORT,
+            json!({"stale_days": 3}),
+        )
         .await;
     let failure = report.outcome.unwrap_err().to_string();
-    assert!(failure.contains("invalid input") && failure.contains("stale_days"), "{failure}");
+    assert!(
+        failure.contains("invalid input") && failure.contains("stale_days"),
+        "{failure}"
+    );
 }
 
 #[tokio::test]
@@ -71,7 +96,10 @@ async fn stale_device_tagger_tags_stale_devices_once() {
     assert!(!expected.is_empty());
 
     let first = env
-        .run(test_programs_artifacts::STALE_DEVICE_TAGGER, json!({"days": 14, "tag": "stale-14d"}))
+        .run(
+            test_programs_artifacts::STALE_DEVICE_TAGGER,
+            json!({"days": 14, "tag": "stale-14d"}),
+        )
         .await
         .outcome
         .unwrap();
@@ -88,10 +116,17 @@ async fn stale_device_tagger_tags_stale_devices_once() {
         .filter(|d| d.tags.contains(&"stale-14d".to_owned()))
         .map(|d| d.hostname)
         .collect();
-    assert_eq!(carrying.len(), expected.len(), "the simulator shows the tags");
+    assert_eq!(
+        carrying.len(),
+        expected.len(),
+        "the simulator shows the tags"
+    );
 
     let second = env
-        .run(test_programs_artifacts::STALE_DEVICE_TAGGER, json!({"days": 14, "tag": "stale-14d"}))
+        .run(
+            test_programs_artifacts::STALE_DEVICE_TAGGER,
+            json!({"days": 14, "tag": "stale-14d"}),
+        )
         .await;
     let second_out = second.outcome.unwrap();
     assert_eq!(second_out["created_tag"], false);
@@ -109,10 +144,17 @@ async fn stale_device_tagger_untags_devices_that_came_back() {
         .into_iter()
         .filter(|d| d.tags.contains(&"vip".to_owned()))
         .collect();
-    let online: Vec<String> = vip_devices.iter().filter(|d| d.online).map(|d| d.hostname.clone()).collect();
+    let online: Vec<String> = vip_devices
+        .iter()
+        .filter(|d| d.online)
+        .map(|d| d.hostname.clone())
+        .collect();
     assert!(!online.is_empty() && online.len() < vip_devices.len());
     let out = env
-        .run(test_programs_artifacts::STALE_DEVICE_TAGGER, json!({"days": 30, "tag": "vip"}))
+        .run(
+            test_programs_artifacts::STALE_DEVICE_TAGGER,
+            json!({"days": 30, "tag": "vip"}),
+        )
         .await
         .outcome
         .unwrap();
@@ -127,8 +169,15 @@ async fn stale_device_tagger_untags_devices_that_came_back() {
         .into_iter()
         .filter(|d| d.tags.contains(&"vip".to_owned()))
         .collect();
-    assert!(after.iter().all(|d| !d.online), "no online device keeps the tag");
+    assert!(
+        after.iter().all(|d| !d.online),
+        "no online device keeps the tag"
+    );
     for d in vip_devices.iter().filter(|d| !d.online) {
-        assert!(after.iter().any(|a| a.id == d.id), "offline {} keeps it", d.hostname);
+        assert!(
+            after.iter().any(|a| a.id == d.id),
+            "offline {} keeps it",
+            d.hostname
+        );
     }
 }

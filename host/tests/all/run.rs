@@ -11,7 +11,10 @@ async fn a_plugin_cannot_reach_files_env_args_stdin_or_sockets() {
     let env = TestEnv::new().await;
     let port = env.sim.addr().port();
     let report = env
-        .run(test_programs_artifacts::SANDBOX_ESCAPE, json!({"port": port}))
+        .run(
+            test_programs_artifacts::SANDBOX_ESCAPE,
+            json!({"port": port}),
+        )
         .await;
     let out = report.outcome.expect("the plugin runs to the end");
     for attempt in ["file", "dir", "cwd", "write", "socket"] {
@@ -22,7 +25,13 @@ async fn a_plugin_cannot_reach_files_env_args_stdin_or_sockets() {
     assert_eq!(out["args"], json!([]), "no arguments");
     assert_eq!(out["stdin"], 0, "stdin is empty");
     // The simulator saw no connection from the plugin: it is still serving normally.
-    assert_eq!(env.ok("list-tags", json!({})).await["items"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        env.ok("list-tags", json!({})).await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
 }
 
 #[tokio::test]
@@ -30,45 +39,71 @@ async fn a_panicking_plugin_fails_cleanly_and_the_host_keeps_running() {
     let env = TestEnv::new().await;
     let report = env.run(test_programs_artifacts::PANICS, json!({})).await;
     match &report.outcome {
-        Err(RunFailure::Trap(message)) => assert!(message.contains("unreachable") || message.contains("trap"), "{message}"),
+        Err(RunFailure::Trap(message)) => assert!(
+            message.contains("unreachable") || message.contains("trap"),
+            "{message}"
+        ),
         other => panic!("expected a trap, got {other:?}"),
     }
     assert_eq!(report.stdout, "about to fail\n");
     assert!(report.stderr.contains("this goes to stderr"));
-    assert!(report.stderr.contains("deliberate failure"), "the panic message is captured");
+    assert!(
+        report.stderr.contains("deliberate failure"),
+        "the panic message is captured"
+    );
     // The same runner runs the next plugin.
-    let next = env.run(test_programs_artifacts::ECHO, json!({"n": 1})).await;
+    let next = env
+        .run(test_programs_artifacts::ECHO, json!({"n": 1}))
+        .await;
     assert_eq!(next.outcome.unwrap()["input"], json!({"n": 1}));
 }
 
 #[tokio::test]
 async fn the_invocation_reaches_the_plugin_and_its_logs_come_back() {
     let env = TestEnv::new().await;
-    let plugin = env.runner.load_file(test_programs_artifacts::ECHO.as_ref()).unwrap();
+    let plugin = env
+        .runner
+        .load_file(test_programs_artifacts::ECHO.as_ref())
+        .unwrap();
     let mut request = RunRequest::manual(r#"{"hello":"world"}"#);
     request.run_id = "run_test_1".to_owned();
-    let report = env.runner.run(&plugin, env.client(), request).await.unwrap();
+    let report = env
+        .runner
+        .run(&plugin, env.client(), request)
+        .await
+        .unwrap();
     let out = report.outcome.unwrap();
     assert_eq!(out["input"], json!({"hello": "world"}));
     assert_eq!(out["trigger"], "manual");
     assert_eq!(out["run_id"], "run_test_1");
     assert_eq!(report.logs.len(), 1);
     assert_eq!(report.logs[0].message, "echoing");
-    assert_eq!(report.logs[0].fields, [("run".to_owned(), "run_test_1".to_owned())]);
+    assert_eq!(
+        report.logs[0].fields,
+        [("run".to_owned(), "run_test_1".to_owned())]
+    );
     assert!(report.digest.starts_with("sha256:") && report.digest.len() == 71);
 }
 
 #[tokio::test]
 async fn a_plugin_error_is_reported_as_a_failure() {
     let env = TestEnv::new().await;
-    let report = env.run(test_programs_artifacts::ECHO, json!({"fail": true})).await;
-    assert_eq!(report.outcome.unwrap_err(), RunFailure::Plugin("asked to fail".to_owned()));
+    let report = env
+        .run(test_programs_artifacts::ECHO, json!({"fail": true}))
+        .await;
+    assert_eq!(
+        report.outcome.unwrap_err(),
+        RunFailure::Plugin("asked to fail".to_owned())
+    );
 }
 
 #[tokio::test]
 async fn input_that_is_not_json_is_refused_before_the_plugin_starts() {
     let env = TestEnv::new().await;
-    let plugin = env.runner.load_file(test_programs_artifacts::ECHO.as_ref()).unwrap();
+    let plugin = env
+        .runner
+        .load_file(test_programs_artifacts::ECHO.as_ref())
+        .unwrap();
     let err = env
         .runner
         .run(&plugin, env.client(), RunRequest::manual("{not json"))
@@ -86,12 +121,21 @@ async fn components_that_do_not_fit_the_world_are_refused_at_load() {
         .unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, HostError::WorldMismatch { .. }), "{text}");
-    assert!(text.contains("level:api/handler"), "names the missing export: {text}");
+    assert!(
+        text.contains("level:api/handler"),
+        "names the missing export: {text}"
+    );
 
     let err = env.runner.load("garbage", b"\0asm not really").unwrap_err();
     assert!(matches!(err, HostError::InvalidComponent { .. }), "{err}");
-    assert!(err.to_string().starts_with("garbage is not a valid WebAssembly component"));
+    assert!(
+        err.to_string()
+            .starts_with("garbage is not a valid WebAssembly component")
+    );
 
-    let err = env.runner.load_file("/no/such/plugin.wasm".as_ref()).unwrap_err();
+    let err = env
+        .runner
+        .load_file("/no/such/plugin.wasm".as_ref())
+        .unwrap_err();
     assert!(err.to_string().contains("/no/such/plugin.wasm"));
 }

@@ -44,7 +44,10 @@ async fn the_read_only_key_cannot_write() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert!(resp.json::<Value>().await.unwrap()["error"].is_string());
-    assert!(env.fixture().tags.iter().all(|t| t.name != "x"), "nothing was written");
+    assert!(
+        env.fixture().tags.iter().all(|t| t.name != "x"),
+        "nothing was written"
+    );
     let resp = http
         .post(format!("{}/v2/tags", env.sim.base_url()))
         .header("Authorization", env.sim.read_write_key())
@@ -69,7 +72,11 @@ async fn limits_outside_1_to_100_get_400() {
     assert_eq!(body["data"].as_array().unwrap().len(), 60);
     assert_eq!(body["has_more"], false);
     let (_, body) = get(&env, key, "/v2/devices").await;
-    assert_eq!(body["data"].as_array().unwrap().len(), 20, "default page size");
+    assert_eq!(
+        body["data"].as_array().unwrap().len(),
+        20,
+        "default page size"
+    );
     assert_eq!(body["has_more"], true);
 }
 
@@ -118,7 +125,15 @@ async fn show_returns_bare_objects_and_404s_are_json() {
     assert_eq!(body["id"], id.as_str());
     assert!(body.get("data").is_none(), "a bare object, not an envelope");
     assert!(body.get("operating_system").is_none());
-    let (_, body) = get(&env, key, &format!("/v2/devices/{}?include_operating_system=true", urlencode(&id))).await;
+    let (_, body) = get(
+        &env,
+        key,
+        &format!(
+            "/v2/devices/{}?include_operating_system=true",
+            urlencode(&id)
+        ),
+    )
+    .await;
     assert!(body["operating_system"].is_object());
     for path in ["/v2/devices/unknown", "/v2/organizations", "/v2/folders"] {
         let (status, body) = get(&env, key, path).await;
@@ -133,7 +148,12 @@ async fn ids_look_like_level_ids() {
     let fixture = env.fixture();
     use base64::Engine as _;
     let decode = |id: &str| {
-        String::from_utf8(base64::engine::general_purpose::STANDARD_NO_PAD.decode(id).unwrap()).unwrap()
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(id)
+                .unwrap(),
+        )
+        .unwrap()
     };
     assert!(decode(&fixture.devices[0].id).starts_with("gid://level/Device/"));
     assert!(decode(&fixture.groups[0].id).starts_with("gid://level/DeviceGroup/"));
@@ -163,11 +183,18 @@ async fn the_rate_limit_answers_429_with_retry_after() {
             .unwrap();
         statuses.push(resp.status().as_u16());
         if resp.status() == StatusCode::TOO_MANY_REQUESTS {
-            retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            retry_after = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
         }
     }
     assert_eq!(statuses, [200, 200, 200, 429]);
-    assert_eq!(retry_after.as_deref(), Some("20"), "one token refills in 60s/3");
+    assert_eq!(
+        retry_after.as_deref(),
+        Some("20"),
+        "one token refills in 60s/3"
+    );
     // The other key has its own budget.
     let resp = http
         .get(&url)
@@ -191,7 +218,12 @@ async fn malformed_bodies_get_400_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert!(resp.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("Invalid request body"));
+    assert!(
+        resp.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid request body")
+    );
     assert_eq!(env.fixture(), before);
 }
 
@@ -205,7 +237,10 @@ async fn fixtures_round_trip_and_bad_references_are_named() {
     let mut broken = fixture.clone();
     broken.devices[3].group_id = Some("missing-group".to_owned());
     let err = level_host::sim::Tenant::from_fixture(broken).unwrap_err();
-    assert!(err.contains(&fixture.devices[3].hostname) && err.contains("missing-group"), "{err}");
+    assert!(
+        err.contains(&fixture.devices[3].hostname) && err.contains("missing-group"),
+        "{err}"
+    );
 
     let mut broken = fixture;
     broken.devices[0].tags.push("no-such-tag".to_owned());

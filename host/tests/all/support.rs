@@ -22,7 +22,9 @@ impl TestEnv {
             ..SimConfig::default()
         };
         configure(&mut config);
-        let sim = Simulator::start(config, tenant).await.expect("simulator starts");
+        let sim = Simulator::start(config, tenant)
+            .await
+            .expect("simulator starts");
         Self {
             sim,
             runner: PluginRunner::new().expect("runner"),

@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use levelhost_sdk::bindings::exports::level::api::handler::{Guest, Invocation, RunError};
-use levelhost_sdk::bindings::level::api::devices::{self, Device, DeviceFilter, DeviceInclude, Platform};
+use levelhost_sdk::bindings::level::api::devices::{
+    self, Device, DeviceFilter, DeviceInclude, Platform,
+};
 use levelhost_sdk::bindings::level::api::groups::{self, Group};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -164,7 +166,10 @@ impl Guest for DeviceReport {
         offline.sort_by_key(|s| std::cmp::Reverse(s.days_offline.unwrap_or(i64::MAX)));
         let stale = offline
             .iter()
-            .filter(|s| s.days_offline.is_none_or(|d| d >= i64::from(input.stale_after_days)))
+            .filter(|s| {
+                s.days_offline
+                    .is_none_or(|d| d >= i64::from(input.stale_after_days))
+            })
             .count();
         offline.truncate(input.top);
         levelhost_sdk::output(&Report {

@@ -25,7 +25,10 @@
 //! ```
 
 /// The `level:api` bindings for the `plugin` world.
-#[expect(missing_docs, reason = "generated code; the WIT files document every item")]
+#[expect(
+    missing_docs,
+    reason = "generated code; the WIT files document every item"
+)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",

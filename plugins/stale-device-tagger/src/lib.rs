@@ -90,7 +90,7 @@ impl Guest for StaleDeviceTagger {
         let mut stale = 0;
         let mut already_tagged = 0;
         for device in &devices {
-            let has_tag = device.tags.iter().any(|t| *t == tag.name);
+            let has_tag = device.tags.contains(&tag.name);
             match (is_stale(device, now, input.days), has_tag) {
                 (true, true) => {
                     stale += 1;

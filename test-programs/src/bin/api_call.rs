@@ -3,10 +3,10 @@
 //! succeeds either way, so tests can check every error case.
 
 use levelhost_sdk::bindings::exports::level::api::handler::{Guest, Invocation, RunError};
+use levelhost_sdk::bindings::level::api::types::{Error, PageRequest};
 use levelhost_sdk::bindings::level::api::{
     alerts, automations, custom_field_values as values, custom_fields, devices, groups, tags,
 };
-use levelhost_sdk::bindings::level::api::types::{Error, PageRequest};
 use serde_json::{Value, json};
 
 struct ApiCall;
@@ -26,7 +26,11 @@ fn b(args: &Value, key: &str) -> bool {
 fn ids(args: &Value) -> Vec<String> {
     args.get("device_ids")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -84,7 +88,11 @@ fn call(op: &str, a: &Value) -> Result<Value, Error> {
             let filter = alerts::AlertFilter {
                 device_id: s(a, "device_id"),
                 status: s(a, "status").map(|st| {
-                    if st == "resolved" { alerts::AlertStatus::Resolved } else { alerts::AlertStatus::Active }
+                    if st == "resolved" {
+                        alerts::AlertStatus::Resolved
+                    } else {
+                        alerts::AlertStatus::Active
+                    }
                 }),
             };
             let p = alerts::list_alerts(&filter, &page(a))?;
@@ -97,10 +105,12 @@ fn call(op: &str, a: &Value) -> Result<Value, Error> {
             list(p.items, p.has_more, field)
         }
         "get-custom-field" => field(custom_fields::get_custom_field(&req(a, "id"))?),
-        "create-custom-field" => field(custom_fields::create_custom_field(&custom_fields::NewCustomField {
-            name: req(a, "name"),
-            admin_only: b(a, "admin_only"),
-        })?),
+        "create-custom-field" => field(custom_fields::create_custom_field(
+            &custom_fields::NewCustomField {
+                name: req(a, "name"),
+                admin_only: b(a, "admin_only"),
+            },
+        )?),
         "update-custom-field" => field(custom_fields::update_custom_field(
             &req(a, "id"),
             &custom_fields::CustomFieldUpdate {
@@ -164,7 +174,11 @@ fn call(op: &str, a: &Value) -> Result<Value, Error> {
             };
             device(devices::update_device(
                 &req(a, "id"),
-                &devices::DeviceUpdate { name: s(a, "name"), notes: s(a, "notes"), group },
+                &devices::DeviceUpdate {
+                    name: s(a, "name"),
+                    notes: s(a, "notes"),
+                    group,
+                },
             )?)
         }
         "delete-device" => {
@@ -194,11 +208,19 @@ fn call(op: &str, a: &Value) -> Result<Value, Error> {
             let custom_fields = a
                 .get("custom_fields")
                 .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                        .collect()
+                })
                 .unwrap_or_default();
             group(groups::update_group(
                 &req(a, "id"),
-                &groups::GroupUpdate { name: s(a, "name"), parent, custom_fields },
+                &groups::GroupUpdate {
+                    name: s(a, "name"),
+                    parent,
+                    custom_fields,
+                },
             )?)
         }
         "delete-group" => {
@@ -232,9 +254,16 @@ fn call(op: &str, a: &Value) -> Result<Value, Error> {
         "trigger-webhook" => {
             let runs = automations::trigger_webhook(
                 &req(a, "token"),
-                &automations::TriggerRequest { device_ids: ids(a), variables: s(a, "variables") },
+                &automations::TriggerRequest {
+                    device_ids: ids(a),
+                    variables: s(a, "variables"),
+                },
             )?;
-            Value::Array(runs.into_iter().map(|r| json!({"id": r.id, "device_id": r.device_id})).collect())
+            Value::Array(
+                runs.into_iter()
+                    .map(|r| json!({"id": r.id, "device_id": r.device_id}))
+                    .collect(),
+            )
         }
         other => return Err(Error::InvalidInput(format!("unknown op {other}"))),
     })
@@ -243,7 +272,11 @@ fn call(op: &str, a: &Value) -> Result<Value, Error> {
 impl Guest for ApiCall {
     fn run(invocation: Invocation) -> Result<String, RunError> {
         let args: Value = levelhost_sdk::input(&invocation.input)?;
-        let op = args.get("op").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let op = args
+            .get("op")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         levelhost_sdk::output(&test_programs::outcome(call(&op, &args)))
     }
 }

@@ -17,7 +17,9 @@ impl Guest for Echo {
             Trigger::Schedule(at) => json!({ "schedule": at }),
             Trigger::Event(kind) => json!({ "event": kind }),
         };
-        levelhost_sdk::output(&json!({ "input": input, "trigger": trigger, "run_id": invocation.run_id }))
+        levelhost_sdk::output(
+            &json!({ "input": input, "trigger": trigger, "run_id": invocation.run_id }),
+        )
     }
 }
 

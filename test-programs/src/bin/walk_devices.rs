@@ -8,13 +8,24 @@ use serde_json::{Value, json};
 
 struct Walk;
 
-fn fetch(limit: u32, after: Option<String>, before: Option<String>) -> Result<(Vec<String>, bool), RunError> {
+fn fetch(
+    limit: u32,
+    after: Option<String>,
+    before: Option<String>,
+) -> Result<(Vec<String>, bool), RunError> {
     let page = devices::list_devices(
         &DeviceFilter::default(),
         DeviceInclude::empty(),
-        &PageRequest { limit: Some(limit), starting_after: after, ending_before: before },
+        &PageRequest {
+            limit: Some(limit),
+            starting_after: after,
+            ending_before: before,
+        },
     )?;
-    Ok((page.items.into_iter().map(|d| d.id).collect(), page.has_more))
+    Ok((
+        page.items.into_iter().map(|d| d.id).collect(),
+        page.has_more,
+    ))
 }
 
 impl Guest for Walk {
