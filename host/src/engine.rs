@@ -52,6 +52,8 @@ pub struct LoadedPlugin {
     pub name: String,
     /// `sha256:<hex>` of the component bytes.
     pub digest: String,
+    /// The interfaces it imports, such as `level:api/tags@0.1.0`.
+    pub imports: Vec<String>,
     pub(crate) pre: Arc<PluginPre<HostState>>,
 }
 
@@ -92,11 +94,17 @@ pub fn load(
         name: name.to_owned(),
         message: format!("{e:#}"),
     };
+    let imports = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
     let instance_pre = linker.instantiate_pre(&component).map_err(mismatch)?;
     let pre = PluginPre::new(instance_pre).map_err(mismatch)?;
     Ok(LoadedPlugin {
         name: name.to_owned(),
         digest: digest(bytes),
+        imports,
         pre: Arc::new(pre),
     })
 }

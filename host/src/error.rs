@@ -33,6 +33,22 @@ pub enum HostError {
     /// The run's input is not JSON.
     #[error("the input is not valid JSON: {0}")]
     InvalidInput(String),
+    /// A grant's scope does not match Level (a missing group), or Level could not be asked.
+    #[error("{0}")]
+    Scope(String),
+    /// The component imports a Level interface its grant gives no capability on.
+    #[error("{plugin} imports {import}, but its grant has no capability on it (it needs {needs})")]
+    ImportNotGranted {
+        /// The plugin.
+        plugin: String,
+        /// The import.
+        import: String,
+        /// The capabilities that would cover it.
+        needs: String,
+    },
+    /// The audit log could not be written.
+    #[error("{0}")]
+    Audit(String),
     /// The wasmtime engine could not be set up.
     #[error("cannot set up the WebAssembly engine: {0}")]
     Engine(String),

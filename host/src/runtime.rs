@@ -4,44 +4,25 @@
 //! stdin and no network: WASI is linked so that components built by any
 //! toolchain load, but every WASI capability is off. Its stdout and stderr
 //! are captured into bounded buffers. Its only way out is `level:api`,
-//! through the host's client, which holds the API key the plugin never sees.
+//! through the host's client, which holds the API key the plugin never
+//! sees, and through the run's [`Gate`], which enforces its grant.
 
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::{ClosedInputStream, MemoryOutputPipe};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::audit::{AuditLog, AuditRecord};
 use crate::bindings::handler::{Invocation, RunError, Trigger as WitTrigger};
-use crate::client::LevelClient;
+use crate::capability::{Capability, resource_of_interface};
+use crate::client::{LevelClient, PageParams};
 use crate::engine::{self, EPOCH_TICK, LoadedPlugin};
 use crate::error::HostError;
-use crate::level::{self, LevelCtx, LogLine, LogSink};
-
-/// Limits of one run. The defaults suit a typical integration; each can be raised per plugin.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunLimits {
-    /// Wall-clock time for the whole run, Level calls included.
-    pub timeout: Duration,
-    /// Linear memory the plugin may grow to, in bytes.
-    pub memory_bytes: usize,
-    /// Largest output document, in bytes.
-    pub max_output_bytes: usize,
-    /// Largest captured stdout and stderr, each, in bytes.
-    pub max_stdio_bytes: usize,
-}
-
-impl Default for RunLimits {
-    fn default() -> Self {
-        Self {
-            timeout: Duration::from_secs(60),
-            memory_bytes: 64 * 1024 * 1024,
-            max_output_bytes: 1024 * 1024,
-            max_stdio_bytes: 64 * 1024,
-        }
-    }
-}
+use crate::gate::Gate;
+use crate::grant::{self, Grant, Limits};
+use crate::level::{self, LevelCtx, LimitExceeded, LogLine, LogSink, PlanEntry, RunInfo};
 
 /// What started a run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -70,26 +51,35 @@ pub struct RunRequest {
     pub trigger: Trigger,
     /// The run's id.
     pub run_id: String,
-    /// Limits of the run.
-    pub limits: RunLimits,
+    /// What the plugin may do.
+    pub grant: Grant,
+    /// The plugin's version, for the audit log.
+    pub version: String,
+    /// Plan writes instead of sending them.
+    pub dry_run: bool,
+    /// Where to append audit records, if anywhere.
+    pub audit: Option<AuditLog>,
     /// Echo the plugin's log lines to the host's log as they arrive.
     pub echo_logs: bool,
 }
 
 impl RunRequest {
-    /// A manual run with `input`, a fresh run id and default limits.
+    /// A manual run with `input`, a fresh run id and an unrestricted grant (for the simulator and tests).
     pub fn manual(input: impl Into<String>) -> Self {
         Self {
             input: input.into(),
             trigger: Trigger::Manual,
             run_id: new_run_id(),
-            limits: RunLimits::default(),
+            grant: Grant::unrestricted("plugin"),
+            version: "0.0.0".to_owned(),
+            dry_run: false,
+            audit: None,
             echo_logs: false,
         }
     }
 }
 
-/// A new run id: time-ordered and unique (`run_` + 26 characters of a ULID-like id).
+/// A new run id: time-ordered and unique.
 pub fn new_run_id() -> String {
     let millis = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     let random: u64 = rand::random();
@@ -102,19 +92,19 @@ pub enum RunFailure {
     /// The plugin returned an error.
     #[error("the plugin failed: {0}")]
     Plugin(String),
-    /// The plugin trapped (a panic, an out-of-bounds access, a limit enforced by trapping).
+    /// The plugin trapped (a panic, an out-of-bounds access).
     #[error("the plugin crashed: {0}")]
     Trap(String),
     /// The run took longer than its time limit.
-    #[error("the run exceeded its time limit of {0:?}")]
+    #[error("the run exceeded its time limit of {0:?} (limit timeout_secs)")]
     TimedOut(Duration),
-    /// The output was larger than allowed.
-    #[error("the output is {size} bytes, more than the limit of {limit} bytes")]
-    OutputTooLarge {
-        /// Its size.
-        size: usize,
-        /// The limit.
-        limit: usize,
+    /// A limit of the grant was reached.
+    #[error("limit {limit} exceeded: {detail}")]
+    LimitExceeded {
+        /// The limit's name, as in the config.
+        limit: String,
+        /// What happened.
+        detail: String,
     },
     /// The output is not JSON.
     #[error("the output is not valid JSON: {0}")]
@@ -138,18 +128,66 @@ pub struct RunReport {
     pub stdout: String,
     /// Captured stderr (lossy UTF-8).
     pub stderr: String,
-    /// Level calls made.
+    /// Level requests made.
     pub api_calls: u64,
+    /// Writes made (or planned, in a dry run).
+    pub writes: u64,
+    /// The writes a dry run planned.
+    pub plan: Vec<PlanEntry>,
+    /// Every host call, as audited.
+    pub audit: Vec<AuditRecord>,
     /// Wall-clock duration.
     pub duration: Duration,
 }
 
-/// The data of a plugin's store: WASI (all capabilities off), the `level:api` context and the memory limits.
+/// Memory limits that remember being hit, so the run can name the limit.
+struct Limiter {
+    inner: StoreLimits,
+    memory_exceeded: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum);
+        if !matches!(allowed, Ok(true)) {
+            self.memory_exceeded = true;
+        }
+        allowed
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+/// The data of a plugin's store: WASI (every capability off), the `level:api` context and the limits.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     level: LevelCtx,
-    limits: StoreLimits,
+    limiter: Limiter,
 }
 
 impl WasiView for HostState {
@@ -202,10 +240,38 @@ impl PluginRunner {
         self.load(&name, &bytes)
     }
 
-    /// Runs `plugin` once with Level calls going through `client`.
+    /// Refuses a component that imports a `level:api` interface its grant gives no capability on.
+    pub fn check_imports(plugin: &LoadedPlugin, grant: &Grant) -> Result<(), HostError> {
+        for import in &plugin.imports {
+            let Some(resource) = resource_of_interface(import) else {
+                continue;
+            };
+            let covered = grant
+                .capabilities
+                .iter()
+                .any(|c: &Capability| c.resource == resource);
+            if !covered {
+                return Err(HostError::ImportNotGranted {
+                    plugin: plugin.name.clone(),
+                    import: import.clone(),
+                    needs: resource
+                        .verbs()
+                        .iter()
+                        .map(|&verb| Capability { resource, verb }.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `plugin` once, its Level calls going through `client` under `request.grant`.
     ///
-    /// Fails before the plugin starts only if the input is not JSON; every
-    /// failure of the plugin itself is reported in [`RunReport::outcome`].
+    /// Fails before the plugin starts if the input is not JSON, a scope names
+    /// something Level does not have, or the component imports an interface
+    /// its grant does not cover. Every failure of the plugin itself is
+    /// reported in [`RunReport::outcome`].
     pub async fn run(
         &self,
         plugin: &LoadedPlugin,
@@ -214,10 +280,13 @@ impl PluginRunner {
     ) -> Result<RunReport, HostError> {
         serde_json::from_str::<serde_json::Value>(&request.input)
             .map_err(|e| HostError::InvalidInput(e.to_string()))?;
+        Self::check_imports(plugin, &request.grant)?;
         let started = Instant::now();
-        let limits = request.limits.clone();
-        let stdout = MemoryOutputPipe::new(limits.max_stdio_bytes);
-        let stderr = MemoryOutputPipe::new(limits.max_stdio_bytes);
+        let limits = request.grant.limits.clone();
+        let scopes = resolve_scopes(&client, &request.grant).await?;
+        let log_bytes = Limits::bytes(limits.max_log_kb);
+        let stdout = MemoryOutputPipe::new(log_bytes);
+        let stderr = MemoryOutputPipe::new(log_bytes);
         let wasi = WasiCtxBuilder::new()
             .stdin(ClosedInputStream)
             .stdout(stdout.clone())
@@ -226,23 +295,40 @@ impl PluginRunner {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let log = LogSink {
-            lines: Vec::new(),
-            echo: request.echo_logs,
+        let run = RunInfo {
+            plugin: plugin.name.clone(),
+            version: request.version.clone(),
+            digest: plugin.digest.clone(),
+            run_id: request.run_id.clone(),
         };
+        let log = LogSink {
+            echo: request.echo_logs,
+            max_bytes: log_bytes,
+            ..LogSink::default()
+        };
+        let gate = Gate::new(request.grant.clone(), scopes);
         let state = HostState {
             wasi,
             table: ResourceTable::new(),
-            level: LevelCtx::new(client, log),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .instances(16)
-                .trap_on_grow_failure(true)
-                .build(),
+            level: LevelCtx::new(
+                client,
+                gate,
+                run,
+                request.audit.clone(),
+                log,
+                request.dry_run,
+            ),
+            limiter: Limiter {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(Limits::bytes(limits.memory_mb.saturating_mul(1024)))
+                    .instances(16)
+                    .build(),
+                memory_exceeded: false,
+            },
         };
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        let ticks = limits.timeout.as_millis() / EPOCH_TICK.as_millis().max(1) + 1;
+        store.limiter(|s| &mut s.limiter);
+        let ticks = limits.timeout().as_millis() / EPOCH_TICK.as_millis().max(1) + 1;
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
 
@@ -263,13 +349,19 @@ impl PluginRunner {
                 .await
         };
         // The epoch deadline stops guest code; this stops a run stuck in a slow host call.
-        let result = tokio::time::timeout(limits.timeout, call).await;
+        let result = tokio::time::timeout(limits.timeout(), call).await;
+        let stdio_full =
+            stdout.contents().len() >= log_bytes || stderr.contents().len() >= log_bytes;
+        let memory_exceeded = store.data().limiter.memory_exceeded;
         let outcome = match result {
-            Err(_) => Err(RunFailure::TimedOut(limits.timeout)),
-            Ok(Err(trap)) => Err(classify_trap(&trap, &limits)),
+            Err(_) => Err(RunFailure::TimedOut(limits.timeout())),
+            Ok(Err(trap)) => Err(classify_trap(&trap, &limits, memory_exceeded, stdio_full)),
             Ok(Ok(Err(err))) => Err(RunFailure::Plugin(describe_run_error(&err))),
-            Ok(Ok(Ok(output))) => parse_output(&output, limits.max_output_bytes),
+            Ok(Ok(Ok(output))) => parse_output(&output, Limits::bytes(limits.max_output_kb)),
         };
+        if let Some(audit) = &request.audit {
+            audit.sync().map_err(|e| HostError::Audit(e.to_string()))?;
+        }
         let level = &mut store.data_mut().level;
         Ok(RunReport {
             run_id: request.run_id,
@@ -279,24 +371,98 @@ impl PluginRunner {
             logs: std::mem::take(&mut level.log.lines),
             stdout: String::from_utf8_lossy(&stdout.contents()).into_owned(),
             stderr: String::from_utf8_lossy(&stderr.contents()).into_owned(),
-            api_calls: level.api_calls,
+            api_calls: level.gate.api_calls(),
+            writes: level.gate.writes(),
+            plan: std::mem::take(&mut level.plan),
+            audit: std::mem::take(&mut level.audit_records),
             duration: started.elapsed(),
         })
     }
 }
 
-fn classify_trap(trap: &wasmtime::Error, limits: &RunLimits) -> RunFailure {
-    if let Some(wasmtime::Trap::Interrupt) = trap.downcast_ref::<wasmtime::Trap>() {
-        return RunFailure::TimedOut(limits.timeout);
+/// Makes the grant's scopes concrete: group names become the ids of their subtrees.
+pub async fn resolve_scopes(
+    client: &LevelClient,
+    grant: &Grant,
+) -> Result<grant::ResolvedScopes, HostError> {
+    let groups = if grant.scopes.groups.is_some() {
+        let mut all = Vec::new();
+        let mut page = PageParams {
+            limit: Some(100),
+            ..PageParams::default()
+        };
+        loop {
+            let batch = client.list_groups(None, &page).await.map_err(|e| {
+                HostError::Scope(format!(
+                    "cannot list Level's groups to resolve the scope: {e}"
+                ))
+            })?;
+            let last = batch.data.last().map(|g| g.id.clone());
+            all.extend(batch.data.into_iter().map(|g| (g.id, g.name, g.parent_id)));
+            match last {
+                Some(id) if batch.has_more => page.starting_after = Some(id),
+                _ => break,
+            }
+        }
+        all
+    } else {
+        Vec::new()
+    };
+    grant::resolve(&grant.scopes, &groups)
+        .map_err(|e| HostError::Scope(format!("plugin {}: {e}", grant.plugin)))
+}
+
+fn classify_trap(
+    trap: &wasmtime::Error,
+    limits: &Limits,
+    memory: bool,
+    stdio_full: bool,
+) -> RunFailure {
+    if let Some(limit) = trap.downcast_ref::<LimitExceeded>() {
+        return RunFailure::LimitExceeded {
+            limit: limit.limit.to_owned(),
+            detail: limit.detail.clone(),
+        };
+    }
+    match trap.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => return RunFailure::TimedOut(limits.timeout()),
+        Some(wasmtime::Trap::StackOverflow) => {
+            return RunFailure::LimitExceeded {
+                limit: "wasm stack".to_owned(),
+                detail: format!(
+                    "the plugin used more than {} bytes of stack",
+                    engine::MAX_WASM_STACK
+                ),
+            };
+        }
+        _ => {}
+    }
+    if memory {
+        return RunFailure::LimitExceeded {
+            limit: "memory_mb".to_owned(),
+            detail: format!(
+                "the plugin tried to grow its memory beyond {} MiB",
+                limits.memory_mb
+            ),
+        };
+    }
+    if stdio_full {
+        return RunFailure::LimitExceeded {
+            limit: "max_log_kb".to_owned(),
+            detail: format!(
+                "the plugin wrote more than {} KiB to stdout or stderr",
+                limits.max_log_kb
+            ),
+        };
     }
     RunFailure::Trap(format!("{trap:#}"))
 }
 
 fn parse_output(output: &str, limit: usize) -> Result<serde_json::Value, RunFailure> {
     if output.len() > limit {
-        return Err(RunFailure::OutputTooLarge {
-            size: output.len(),
-            limit,
+        return Err(RunFailure::LimitExceeded {
+            limit: "max_output_kb".to_owned(),
+            detail: format!("the output is {} bytes; the limit is {limit}", output.len()),
         });
     }
     serde_json::from_str(output).map_err(|e| RunFailure::InvalidOutput(e.to_string()))

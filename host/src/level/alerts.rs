@@ -1,9 +1,11 @@
 //! `level:api/alerts`.
 
-use super::{LevelCtx, LevelError, page};
+use super::{LevelCtx, LevelError, host_call, page, page_size, size};
 use crate::bindings::alerts::{Alert, AlertFilter, AlertPage, AlertStatus, Host, Severity};
 use crate::bindings::types::{Id, PageRequest};
+use crate::capability::Operation;
 use crate::client::{AlertQuery, model};
+use crate::gate::Facts;
 
 impl Host for LevelCtx {
     async fn list_alerts(
@@ -11,32 +13,96 @@ impl Host for LevelCtx {
         filter: AlertFilter,
         p: PageRequest,
     ) -> Result<AlertPage, LevelError> {
-        let query = AlertQuery {
-            device_id: filter.device_id,
-            status: filter.status.map(|s| match s {
-                AlertStatus::Active => "active".to_owned(),
-                AlertStatus::Resolved => "resolved".to_owned(),
-            }),
-        };
-        let page = self
-            .call(|c| async move { c.list_alerts(&query, &page(p)).await })
-            .await?;
-        Ok(AlertPage {
-            items: page.data.into_iter().map(alert).collect(),
-            has_more: page.has_more,
+        let bytes = page_size(&p) + size(&[filter.device_id.as_deref().unwrap_or_default()]);
+        host_call!(self, Operation::ListAlerts, bytes, {
+            if let Some(device) = &filter.device_id {
+                let devices = self.device_facts(std::slice::from_ref(device)).await?;
+                self.require(Facts {
+                    devices,
+                    ..Facts::default()
+                })?;
+            }
+            let query = AlertQuery {
+                device_id: filter.device_id,
+                status: filter.status.map(|s| match s {
+                    AlertStatus::Active => "active".to_owned(),
+                    AlertStatus::Resolved => "resolved".to_owned(),
+                }),
+            };
+            let raw = self
+                .filtered_page(
+                    page(&p),
+                    |a: &model::Alert| a.id.clone(),
+                    |_, _| true,
+                    |c, pp| {
+                        let query = query.clone();
+                        async move { c.list_alerts(&query, &pp).await }
+                    },
+                )
+                .await?;
+            // Alerts are in scope when their device is.
+            let mut items = Vec::new();
+            for a in raw.data {
+                let group = self.device_group(&a.device_id).await?;
+                if self.gate.device_in_scope(group.as_deref()) {
+                    items.push(alert(a));
+                }
+            }
+            Ok(AlertPage {
+                items,
+                has_more: raw.has_more,
+            })
         })
     }
 
     async fn get_alert(&mut self, id: Id) -> Result<Alert, LevelError> {
-        self.call(|c| async move { c.get_alert(&id).await })
-            .await
-            .map(alert)
+        host_call!(self, Operation::GetAlert, id.len(), {
+            let found = self
+                .fetch(|c| async move { c.get_alert(&id).await })
+                .await?;
+            let devices = self
+                .device_facts(std::slice::from_ref(&found.device_id))
+                .await?;
+            self.require(Facts {
+                devices,
+                others: vec![found.id.clone()],
+                ..Facts::default()
+            })?;
+            Ok(alert(found))
+        })
     }
 
     async fn resolve_alert(&mut self, id: Id) -> Result<Alert, LevelError> {
-        self.call(|c| async move { c.resolve_alert(&id).await })
+        host_call!(self, Operation::ResolveAlert, id.len(), {
+            let current = {
+                let id = id.clone();
+                self.fetch(|c| async move { c.get_alert(&id).await })
+                    .await?
+            };
+            let devices = self
+                .device_facts(std::slice::from_ref(&current.device_id))
+                .await?;
+            self.require(Facts {
+                devices,
+                others: vec![current.id.clone()],
+                ..Facts::default()
+            })?;
+            let planned = model::Alert {
+                is_resolved: true,
+                resolved_at: current
+                    .resolved_at
+                    .clone()
+                    .or_else(|| Some(crate::sim::timestamp(time::OffsetDateTime::now_utc()))),
+                ..current
+            };
+            self.write(
+                serde_json::json!({ "id": id }),
+                || planned,
+                |c| async move { c.resolve_alert(&id).await },
+            )
             .await
             .map(alert)
+        })
     }
 }
 

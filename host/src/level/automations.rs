@@ -1,7 +1,9 @@
 //! `level:api/automations`.
 
-use super::{LevelCtx, LevelError};
+use super::{LevelCtx, LevelError, host_call, list_size, size};
 use crate::bindings::automations::{AutomationRun, Host, TriggerRequest};
+use crate::capability::Operation;
+use crate::gate::Facts;
 
 impl Host for LevelCtx {
     async fn trigger_webhook(
@@ -9,35 +11,49 @@ impl Host for LevelCtx {
         token: String,
         request: TriggerRequest,
     ) -> Result<Vec<AutomationRun>, LevelError> {
-        let mut body = match request
-            .variables
-            .as_deref()
-            .map(serde_json::from_str::<serde_json::Value>)
-        {
-            None => serde_json::Map::new(),
-            Some(Ok(serde_json::Value::Object(map))) => map,
-            Some(Ok(_)) => {
-                return Err(LevelError::invalid_input("variables must be a JSON object"));
+        let bytes = size(&[&token, request.variables.as_deref().unwrap_or_default()])
+            + list_size(&request.device_ids);
+        host_call!(self, Operation::TriggerWebhook, bytes, {
+            let mut body = match request
+                .variables
+                .as_deref()
+                .map(serde_json::from_str::<serde_json::Value>)
+            {
+                None => serde_json::Map::new(),
+                Some(Ok(serde_json::Value::Object(map))) => map,
+                Some(Ok(_)) => {
+                    return Err(LevelError::invalid_input("variables must be a JSON object"));
+                }
+                Some(Err(e)) => {
+                    return Err(LevelError::invalid_input(format!(
+                        "variables are not valid JSON: {e}"
+                    )));
+                }
+            };
+            let devices = self.device_facts(&request.device_ids).await?;
+            self.require(Facts {
+                devices,
+                automations: vec![token.clone()],
+                ..Facts::default()
+            })?;
+            if !request.device_ids.is_empty() {
+                body.insert("device_ids".to_owned(), request.device_ids.into());
             }
-            Some(Err(e)) => {
-                return Err(LevelError::invalid_input(format!(
-                    "variables are not valid JSON: {e}"
-                )));
-            }
-        };
-        if !request.device_ids.is_empty() {
-            body.insert("device_ids".to_owned(), request.device_ids.into());
-        }
-        let response = self
-            .call(|c| async move { c.trigger_webhook(&token, &body).await })
-            .await?;
-        Ok(response
-            .runs
-            .into_iter()
-            .map(|r| AutomationRun {
-                id: r.id,
-                device_id: r.device_id,
-            })
-            .collect())
+            // The token is a credential of its own: the plan names the webhook, not the token.
+            let plan = serde_json::json!({ "body": body });
+            let response = self
+                .write(plan, Default::default, |c| async move {
+                    c.trigger_webhook(&token, &body).await
+                })
+                .await?;
+            Ok(response
+                .runs
+                .into_iter()
+                .map(|r| AutomationRun {
+                    id: r.id,
+                    device_id: r.device_id,
+                })
+                .collect())
+        })
     }
 }

@@ -1,11 +1,48 @@
 //! `level:api/custom-field-values`.
 
-use super::{LevelCtx, LevelError, page};
+use super::{LevelCtx, LevelError, host_call, page, page_size, size};
 use crate::bindings::custom_field_values::{
     CustomFieldValue, CustomFieldValuePage, Host, ValueAssignment, ValueFilter, ValueRemoval,
 };
 use crate::bindings::types::PageRequest;
+use crate::capability::Operation;
 use crate::client::{ValueQuery, model};
+use crate::gate::Facts;
+
+impl LevelCtx {
+    /// What a value call touches: the field, and the device, group or organization it is set on.
+    async fn value_facts(
+        &mut self,
+        field_id: Option<&str>,
+        target: Option<&str>,
+    ) -> Result<Facts, LevelError> {
+        let mut facts = Facts::default();
+        if let Some(field) = field_id {
+            facts.custom_fields.extend(self.field_name(field).await?);
+            facts.others.push(field.to_owned());
+        }
+        match target {
+            None => facts.organization = true,
+            // An in-scope group id is a group; anything else is looked up as a device,
+            // so an out-of-scope group is refused as an unknown or out-of-scope device.
+            Some(id)
+                if self
+                    .gate
+                    .scopes()
+                    .group_ids
+                    .as_ref()
+                    .is_some_and(|g| g.contains(id)) =>
+            {
+                facts.groups.push(id.to_owned());
+            }
+            Some(id) => {
+                let group = self.device_group(id).await?;
+                facts.devices.push((id.to_owned(), group));
+            }
+        }
+        Ok(facts)
+    }
+}
 
 impl Host for LevelCtx {
     async fn list_values(
@@ -13,40 +50,99 @@ impl Host for LevelCtx {
         filter: ValueFilter,
         p: PageRequest,
     ) -> Result<CustomFieldValuePage, LevelError> {
-        let query = ValueQuery {
-            assigned_to_id: filter.assigned_to_id,
-            custom_field_id: filter.custom_field_id,
-        };
-        let page = self
-            .call(|c| async move { c.list_custom_field_values(&query, &page(p)).await })
-            .await?;
-        Ok(CustomFieldValuePage {
-            items: page.data.into_iter().map(value).collect(),
-            has_more: page.has_more,
+        let bytes = page_size(&p)
+            + size(&[
+                filter.assigned_to_id.as_deref().unwrap_or_default(),
+                filter.custom_field_id.as_deref().unwrap_or_default(),
+            ]);
+        host_call!(self, Operation::ListValues, bytes, {
+            let facts = self
+                .value_facts(
+                    filter.custom_field_id.as_deref(),
+                    filter.assigned_to_id.as_deref(),
+                )
+                .await?;
+            self.require(facts)?;
+            let query = ValueQuery {
+                assigned_to_id: filter.assigned_to_id,
+                custom_field_id: filter.custom_field_id,
+            };
+            let page = self
+                .filtered_page(
+                    page(&p),
+                    |v: &model::CustomFieldValue| v.custom_field_id.clone(),
+                    |gate, v| gate.field_in_scope(&v.custom_field_name),
+                    |c, pp| {
+                        let query = query.clone();
+                        async move { c.list_custom_field_values(&query, &pp).await }
+                    },
+                )
+                .await?;
+            Ok(CustomFieldValuePage {
+                items: page.data.into_iter().map(value).collect(),
+                has_more: page.has_more,
+            })
         })
     }
 
     async fn set_value(&mut self, v: ValueAssignment) -> Result<CustomFieldValue, LevelError> {
-        let body = model::ValueChange {
-            custom_field_id: v.custom_field_id,
-            assigned_to_id: v.assigned_to_id,
-            value: Some(v.value),
-            force: v.force,
-        };
-        self.call(|c| async move { c.set_custom_field_value(&body).await })
+        let bytes = size(&[
+            &v.custom_field_id,
+            v.assigned_to_id.as_deref().unwrap_or_default(),
+            &v.value,
+        ]);
+        host_call!(self, Operation::SetValue, bytes, {
+            let facts = self
+                .value_facts(Some(&v.custom_field_id), v.assigned_to_id.as_deref())
+                .await?;
+            self.require(facts)?;
+            let body = model::ValueChange {
+                custom_field_id: v.custom_field_id,
+                assigned_to_id: v.assigned_to_id,
+                value: Some(v.value),
+                force: v.force,
+            };
+            let planned = model::CustomFieldValue {
+                custom_field_id: body.custom_field_id.clone(),
+                custom_field_name: String::new(),
+                assigned_to_id: body.assigned_to_id.clone(),
+                value: body.value.clone(),
+            };
+            let request = serde_json::to_value(&body).unwrap_or_default();
+            self.write(
+                request,
+                || planned,
+                |c| async move { c.set_custom_field_value(&body).await },
+            )
             .await
             .map(value)
+        })
     }
 
     async fn remove_value(&mut self, v: ValueRemoval) -> Result<(), LevelError> {
-        let body = model::ValueChange {
-            custom_field_id: v.custom_field_id,
-            assigned_to_id: v.assigned_to_id,
-            value: None,
-            force: v.force,
-        };
-        self.call(|c| async move { c.delete_custom_field_value(&body).await })
+        let bytes = size(&[
+            &v.custom_field_id,
+            v.assigned_to_id.as_deref().unwrap_or_default(),
+        ]);
+        host_call!(self, Operation::RemoveValue, bytes, {
+            let facts = self
+                .value_facts(Some(&v.custom_field_id), v.assigned_to_id.as_deref())
+                .await?;
+            self.require(facts)?;
+            let body = model::ValueChange {
+                custom_field_id: v.custom_field_id,
+                assigned_to_id: v.assigned_to_id,
+                value: None,
+                force: v.force,
+            };
+            let request = serde_json::to_value(&body).unwrap_or_default();
+            self.write(
+                request,
+                || (),
+                |c| async move { c.delete_custom_field_value(&body).await },
+            )
             .await
+        })
     }
 }
 

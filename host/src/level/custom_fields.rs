@@ -1,40 +1,89 @@
 //! `level:api/custom-fields`.
 
-use super::{LevelCtx, LevelError, page};
+use super::{LevelCtx, LevelError, host_call, page, page_size, size};
 use crate::bindings::custom_fields::{
     CustomField, CustomFieldPage, CustomFieldUpdate, Host, NewCustomField,
 };
 use crate::bindings::types::{Id, PageRequest};
+use crate::capability::Operation;
 use crate::client::model;
+use crate::gate::Facts;
+
+impl LevelCtx {
+    /// A custom field's name, needed only when the grant limits custom fields.
+    pub(super) async fn field_name(&mut self, id: &str) -> Result<Option<String>, LevelError> {
+        if self.gate.scopes().custom_fields.is_none() {
+            return Ok(None);
+        }
+        let id = id.to_owned();
+        Ok(Some(
+            self.fetch(|c| async move { c.get_custom_field(&id).await })
+                .await?
+                .name,
+        ))
+    }
+}
 
 impl Host for LevelCtx {
     async fn list_custom_fields(&mut self, p: PageRequest) -> Result<CustomFieldPage, LevelError> {
-        let page = self
-            .call(|c| async move { c.list_custom_fields(&page(p)).await })
-            .await?;
-        Ok(CustomFieldPage {
-            items: page.data.into_iter().map(field).collect(),
-            has_more: page.has_more,
+        host_call!(self, Operation::ListCustomFields, page_size(&p), {
+            let page = self
+                .filtered_page(
+                    page(&p),
+                    |f: &model::CustomField| f.id.clone(),
+                    |gate, f| gate.field_in_scope(&f.name),
+                    |c, pp| async move { c.list_custom_fields(&pp).await },
+                )
+                .await?;
+            Ok(CustomFieldPage {
+                items: page.data.into_iter().map(field).collect(),
+                has_more: page.has_more,
+            })
         })
     }
 
     async fn get_custom_field(&mut self, id: Id) -> Result<CustomField, LevelError> {
-        self.call(|c| async move { c.get_custom_field(&id).await })
-            .await
-            .map(field)
+        host_call!(self, Operation::GetCustomField, id.len(), {
+            let found = self
+                .fetch(|c| async move { c.get_custom_field(&id).await })
+                .await?;
+            self.require(Facts {
+                custom_fields: vec![found.name.clone()],
+                others: vec![found.id.clone()],
+                ..Facts::default()
+            })?;
+            Ok(field(found))
+        })
     }
 
     async fn create_custom_field(
         &mut self,
         new: NewCustomField,
     ) -> Result<CustomField, LevelError> {
-        let body = model::NewCustomField {
-            name: new.name,
-            admin_only: new.admin_only,
-        };
-        self.call(|c| async move { c.create_custom_field(&body).await })
+        host_call!(self, Operation::CreateCustomField, new.name.len(), {
+            self.require(Facts {
+                custom_fields: vec![new.name.clone()],
+                ..Facts::default()
+            })?;
+            let body = model::NewCustomField {
+                name: new.name,
+                admin_only: new.admin_only,
+            };
+            let planned = model::CustomField {
+                id: format!("dry-run:custom-field:{}", body.name),
+                name: body.name.clone(),
+                reference: format!("cf_{}", body.name.to_lowercase().replace(' ', "_")),
+                admin_only: body.admin_only,
+            };
+            let request = serde_json::to_value(&body).unwrap_or_default();
+            self.write(
+                request,
+                || planned,
+                |c| async move { c.create_custom_field(&body).await },
+            )
             .await
             .map(field)
+        })
     }
 
     async fn update_custom_field(
@@ -42,18 +91,51 @@ impl Host for LevelCtx {
         id: Id,
         update: CustomFieldUpdate,
     ) -> Result<CustomField, LevelError> {
-        let body = model::CustomFieldPatch {
-            name: update.name,
-            admin_only: update.admin_only,
-        };
-        self.call(|c| async move { c.update_custom_field(&id, &body).await })
+        let bytes = id.len() + size(&[update.name.as_deref().unwrap_or_default()]);
+        host_call!(self, Operation::UpdateCustomField, bytes, {
+            let mut facts = Facts {
+                custom_fields: self.field_name(&id).await?.into_iter().collect(),
+                others: vec![id.clone()],
+                ..Facts::default()
+            };
+            facts.custom_fields.extend(update.name.iter().cloned());
+            self.require(facts)?;
+            let body = model::CustomFieldPatch {
+                name: update.name,
+                admin_only: update.admin_only,
+            };
+            let planned = model::CustomField {
+                id: id.clone(),
+                name: body.name.clone().unwrap_or_default(),
+                reference: String::new(),
+                admin_only: body.admin_only.unwrap_or_default(),
+            };
+            let request = serde_json::json!({ "id": id, "change": body });
+            self.write(
+                request,
+                || planned,
+                |c| async move { c.update_custom_field(&id, &body).await },
+            )
             .await
             .map(field)
+        })
     }
 
     async fn delete_custom_field(&mut self, id: Id) -> Result<(), LevelError> {
-        self.call(|c| async move { c.delete_custom_field(&id).await })
+        host_call!(self, Operation::DeleteCustomField, id.len(), {
+            let facts = Facts {
+                custom_fields: self.field_name(&id).await?.into_iter().collect(),
+                others: vec![id.clone()],
+                ..Facts::default()
+            };
+            self.require(facts)?;
+            self.write(
+                serde_json::json!({ "id": id }),
+                || (),
+                |c| async move { c.delete_custom_field(&id).await },
+            )
             .await
+        })
     }
 }
 

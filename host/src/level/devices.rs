@@ -1,13 +1,15 @@
 //! `level:api/devices`.
 
-use super::{LevelCtx, LevelError, page};
+use super::{LevelCtx, LevelError, host_call, page, page_size, size};
 use crate::bindings::devices::{
     Cpu, Device, DeviceFilter, DeviceInclude, DevicePage, DeviceUpdate, Disk, DiskPartition,
     GroupChange, GroupFilter, Host, MemoryModule, Motherboard, NetworkInterface, OperatingSystem,
     Platform, Role, Security,
 };
 use crate::bindings::types::{Id, PageRequest};
+use crate::capability::Operation;
 use crate::client::{DeviceIncludes, DeviceQuery, model};
+use crate::gate::Facts;
 
 impl Host for LevelCtx {
     async fn list_devices(
@@ -16,53 +18,155 @@ impl Host for LevelCtx {
         sections: DeviceInclude,
         p: PageRequest,
     ) -> Result<DevicePage, LevelError> {
-        let mut query = DeviceQuery {
-            tag_id: filter.tag_id,
-            hostname: filter.hostname,
-            serial_number: filter.serial_number,
-            include: includes(sections),
-            ..DeviceQuery::default()
-        };
-        match filter.group {
-            Some(GroupFilter::Direct(id)) => query.group_id = Some(id),
-            Some(GroupFilter::Subtree(id)) => query.ancestor_group_id = Some(id),
-            Some(GroupFilter::Ungrouped) => query.group_id = Some("null".to_owned()),
-            None => {}
-        }
-        let page = self
-            .call(|c| async move { c.list_devices(&query, &page(p)).await })
-            .await?;
-        Ok(DevicePage {
-            items: page.data.into_iter().map(device).collect(),
-            has_more: page.has_more,
+        let bytes = page_size(&p)
+            + size(&[
+                filter.tag_id.as_deref().unwrap_or_default(),
+                filter.hostname.as_deref().unwrap_or_default(),
+                filter.serial_number.as_deref().unwrap_or_default(),
+            ]);
+        host_call!(self, Operation::ListDevices, bytes, {
+            let mut query = DeviceQuery {
+                tag_id: filter.tag_id,
+                hostname: filter.hostname,
+                serial_number: filter.serial_number,
+                include: includes(sections),
+                ..DeviceQuery::default()
+            };
+            match filter.group {
+                Some(GroupFilter::Direct(id)) => {
+                    self.require(Facts {
+                        groups: vec![id.clone()],
+                        ..Facts::default()
+                    })?;
+                    query.group_id = Some(id);
+                }
+                Some(GroupFilter::Subtree(id)) => {
+                    self.require(Facts {
+                        groups: vec![id.clone()],
+                        ..Facts::default()
+                    })?;
+                    query.ancestor_group_id = Some(id);
+                }
+                Some(GroupFilter::Ungrouped) => query.group_id = Some("null".to_owned()),
+                None => {
+                    // One scope root: let Level do the filtering.
+                    if let [root] = self.gate.scopes().group_roots.as_slice() {
+                        query.ancestor_group_id = Some(root.clone());
+                    }
+                }
+            }
+            let page = self
+                .filtered_page(
+                    page(&p),
+                    |d: &model::Device| d.id.clone(),
+                    |gate, d| gate.device_in_scope(d.group_id.as_deref()),
+                    |c, pp| {
+                        let query = query.clone();
+                        async move { c.list_devices(&query, &pp).await }
+                    },
+                )
+                .await?;
+            Ok(DevicePage {
+                items: page.data.into_iter().map(device).collect(),
+                has_more: page.has_more,
+            })
         })
     }
 
     async fn get_device(&mut self, id: Id, sections: DeviceInclude) -> Result<Device, LevelError> {
-        let include = includes(sections);
-        self.call(|c| async move { c.get_device(&id, &include).await })
-            .await
-            .map(device)
+        host_call!(self, Operation::GetDevice, id.len(), {
+            let include = includes(sections);
+            let found = self
+                .fetch(|c| async move { c.get_device(&id, &include).await })
+                .await?;
+            self.require(Facts {
+                devices: vec![(found.id.clone(), found.group_id.clone())],
+                ..Facts::default()
+            })?;
+            Ok(device(found))
+        })
     }
 
     async fn update_device(&mut self, id: Id, update: DeviceUpdate) -> Result<Device, LevelError> {
-        let body = model::DevicePatch {
-            name: update.name,
-            notes: update.notes,
-            group_id: update.group.map(|g| match g {
-                GroupChange::MoveTo(id) => Some(id),
-                GroupChange::Ungroup => None,
-            }),
-        };
-        self.call(|c| async move { c.update_device(&id, &body).await })
-            .await
-            .map(device)
+        let bytes = id.len()
+            + size(&[
+                update.name.as_deref().unwrap_or_default(),
+                update.notes.as_deref().unwrap_or_default(),
+            ]);
+        host_call!(self, Operation::UpdateDevice, bytes, {
+            let mut facts = Facts {
+                devices: self.device_facts(std::slice::from_ref(&id)).await?,
+                ..Facts::default()
+            };
+            match &update.group {
+                Some(GroupChange::MoveTo(group)) => facts.groups.push(group.clone()),
+                Some(GroupChange::Ungroup) => facts.organization = true,
+                None => {}
+            }
+            self.require(facts)?;
+            let body = model::DevicePatch {
+                name: update.name,
+                notes: update.notes,
+                group_id: update.group.map(|g| match g {
+                    GroupChange::MoveTo(id) => Some(id),
+                    GroupChange::Ungroup => None,
+                }),
+            };
+            let moved = body.group_id.clone().map(|g| (id.clone(), g));
+            // In a dry run the plugin gets the device as it would be after the change.
+            let planned = if self.dry_run {
+                let current_id = id.clone();
+                let current = self
+                    .fetch(|c| async move { c.get_device(&current_id, &Default::default()).await })
+                    .await?;
+                Some(device(apply_patch(current, &body)))
+            } else {
+                None
+            };
+            let request = serde_json::to_value(&body).unwrap_or_default();
+            let updated = self
+                .write(
+                    request,
+                    move || planned.unwrap_or_else(|| device(model::Device::default())),
+                    |c| async move { c.update_device(&id, &body).await.map(device) },
+                )
+                .await?;
+            if let (Some((id, group)), false) = (moved, self.dry_run) {
+                self.forget_device(&id, group);
+            }
+            Ok(updated)
+        })
     }
 
     async fn delete_device(&mut self, id: Id) -> Result<(), LevelError> {
-        self.call(|c| async move { c.delete_device(&id).await })
+        host_call!(self, Operation::DeleteDevice, id.len(), {
+            let devices = self.device_facts(std::slice::from_ref(&id)).await?;
+            self.require(Facts {
+                devices,
+                ..Facts::default()
+            })?;
+            self.write(
+                serde_json::json!({ "id": id }),
+                || (),
+                |c| async move { c.delete_device(&id).await },
+            )
             .await
+        })
     }
+}
+
+fn apply_patch(mut d: model::Device, patch: &model::DevicePatch) -> model::Device {
+    if let Some(name) = &patch.name {
+        d.nickname = Some(name.clone());
+    }
+    if let Some(notes) = &patch.notes {
+        d.notes = Some(notes.clone());
+    }
+    if let Some(group) = &patch.group_id {
+        d.group_id = group.clone();
+        d.group_name = None;
+    }
+    d
 }
 
 fn includes(f: DeviceInclude) -> DeviceIncludes {

@@ -22,10 +22,25 @@ impl LevelError {
         }))
     }
 
+    /// A run limit reached: ends the run with a trap the runner reports as [`LimitExceeded`].
+    pub fn limit(limit: &'static str, detail: String) -> Self {
+        Self::Trap(wasmtime::Error::new(LimitExceeded { limit, detail }))
+    }
+
     /// Invalid arguments from the plugin.
     pub fn invalid_input(message: impl Into<String>) -> Self {
         Self::Guest(Error::InvalidInput(message.into()))
     }
+}
+
+/// A run limit was reached; carried in the trap that ends the run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("limit {limit} exceeded: {detail}")]
+pub struct LimitExceeded {
+    /// The limit's name, as in the config.
+    pub limit: &'static str,
+    /// What happened.
+    pub detail: String,
 }
 
 impl From<ClientError> for LevelError {

@@ -14,13 +14,18 @@ pub struct LogLine {
 }
 
 /// Where a run's log lines go: kept with the run, and echoed to the host's
-/// own log (stderr) as they arrive when `echo` is set.
+/// own log (stderr) as they arrive when `echo` is set. The total size is
+/// bounded; a plugin that logs more ends its run.
 #[derive(Debug, Default)]
 pub struct LogSink {
     /// The lines kept.
     pub lines: Vec<LogLine>,
     /// Echo lines to the host's tracing output.
     pub echo: bool,
+    /// Largest total size of messages and fields, in bytes.
+    pub max_bytes: usize,
+    /// Bytes logged so far.
+    pub used: usize,
 }
 
 fn name(level: Level) -> &'static str {
@@ -40,6 +45,14 @@ impl Host for super::LevelCtx {
         message: String,
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
+        let bytes = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        if self.log.used.saturating_add(bytes) > self.log.max_bytes {
+            return Err(wasmtime::Error::new(super::LimitExceeded {
+                limit: "max_log_kb",
+                detail: format!("the plugin logged more than {} bytes", self.log.max_bytes),
+            }));
+        }
+        self.log.used += bytes;
         let line = LogLine {
             level: name(level),
             message,

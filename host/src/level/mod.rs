@@ -1,10 +1,12 @@
 //! The host side of the `level:api` interfaces: one file per WIT interface.
 //!
 //! [`LevelCtx`] is the per-run state every host function works on: the
-//! plugin's Level client (which alone holds the API key), the run's log and
-//! its counters. Each host function converts its WIT arguments, calls the
-//! client, and converts the answer back; a Level failure becomes the WIT
-//! `error` the plugin can match on, never a trap.
+//! plugin's Level client (which alone holds the API key), the run's [`Gate`],
+//! its audit trail, its log and, in a dry run, its plan. Every host function
+//! has the same shape, written once in [`host_call!`]: the gate admits the
+//! call (capability, argument size), the body learns the call's targets and
+//! asks the gate again (scopes, budgets), then calls Level through
+//! [`LevelCtx::fetch`] or [`LevelCtx::write`]; the outcome is audited.
 
 mod alerts;
 mod automations;
@@ -16,48 +18,349 @@ mod groups;
 mod log;
 mod tags;
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasData, Linker};
 
+use crate::audit::{AuditLog, AuditRecord};
 use crate::bindings::types::PageRequest;
-use crate::client::{LevelClient, PageParams};
-pub use error::{LevelError, describe};
+use crate::capability::Operation;
+use crate::client::model::Page;
+use crate::client::{ClientError, LevelClient, PageParams};
+use crate::gate::{Facts, Gate, Refusal};
+pub use error::{LevelError, LimitExceeded, describe};
 pub use log::{LogLine, LogSink};
+
+/// Who is running, for the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct RunInfo {
+    /// The plugin.
+    pub plugin: String,
+    /// Its version.
+    pub version: String,
+    /// Its component's digest.
+    pub digest: String,
+    /// The run.
+    pub run_id: String,
+}
+
+/// A write a dry run would have sent.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PlanEntry {
+    /// The WIT function.
+    pub operation: String,
+    /// The objects it would change.
+    pub targets: Vec<String>,
+    /// What it would send.
+    pub request: serde_json::Value,
+}
+
+#[derive(Debug)]
+struct Current {
+    op: Operation,
+    started: Instant,
+    targets: Vec<String>,
+    refused: Option<String>,
+    status: Option<u16>,
+    dry_run: bool,
+}
 
 /// Per-run state of the `level:api` host functions.
 #[derive(Debug)]
 pub struct LevelCtx {
     client: LevelClient,
+    /// The run's gate.
+    pub gate: Gate,
+    run: RunInfo,
+    audit: Option<AuditLog>,
+    /// Every audited call of the run.
+    pub audit_records: Vec<AuditRecord>,
     /// Log lines the plugin wrote.
     pub log: LogSink,
-    /// Level calls made so far in this run.
-    pub api_calls: u64,
+    /// Whether writes are planned instead of sent.
+    pub dry_run: bool,
+    /// The writes a dry run planned.
+    pub plan: Vec<PlanEntry>,
     /// Time spent waiting for Level.
     pub api_time: Duration,
+    current: Option<Current>,
+    device_groups: HashMap<String, Option<String>>,
+}
+
+/// The shape of every host function: admit, run the body, audit the outcome.
+macro_rules! host_call {
+    ($ctx:ident, $op:expr, $bytes:expr, $body:block) => {{
+        $ctx.begin($op);
+        let admitted = $ctx.admit($bytes);
+        let result = match admitted {
+            Err(e) => Err(e),
+            Ok(()) => async { $body }.await,
+        };
+        $ctx.end(result)
+    }};
+}
+pub(crate) use host_call;
+
+/// The bytes of string data in a call's arguments.
+pub(crate) fn size(parts: &[&str]) -> usize {
+    parts.iter().map(|p| p.len()).sum()
+}
+
+/// The bytes of a list of ids.
+pub(crate) fn list_size(ids: &[String]) -> usize {
+    ids.iter().map(String::len).sum::<usize>() + ids.len()
 }
 
 impl LevelCtx {
-    /// A context whose calls go through `client`.
-    pub fn new(client: LevelClient, log: LogSink) -> Self {
+    /// A context whose calls go through `client` and `gate`.
+    pub fn new(
+        client: LevelClient,
+        gate: Gate,
+        run: RunInfo,
+        audit: Option<AuditLog>,
+        log: LogSink,
+        dry_run: bool,
+    ) -> Self {
         Self {
             client,
+            gate,
+            run,
+            audit,
+            audit_records: Vec::new(),
             log,
-            api_calls: 0,
+            dry_run,
+            plan: Vec::new(),
             api_time: Duration::ZERO,
+            current: None,
+            device_groups: HashMap::new(),
         }
     }
 
-    /// Runs one Level call, counting it.
-    async fn call<T, F>(&mut self, f: impl FnOnce(LevelClient) -> F) -> Result<T, LevelError>
+    fn begin(&mut self, op: Operation) {
+        self.current = Some(Current {
+            op,
+            started: Instant::now(),
+            targets: Vec::new(),
+            refused: None,
+            status: None,
+            dry_run: false,
+        });
+    }
+
+    fn op(&self) -> Operation {
+        self.current
+            .as_ref()
+            .map_or(Operation::ListDevices, |c| c.op)
+    }
+
+    fn refuse(&mut self, refusal: Refusal) -> LevelError {
+        if let Some(c) = &mut self.current {
+            c.refused = Some(refusal.to_string());
+        }
+        match refusal {
+            Refusal::Denied { capability, reason } => LevelError::denied(capability, reason),
+            Refusal::Limit { limit, detail } => LevelError::limit(limit, detail),
+        }
+    }
+
+    fn admit(&mut self, arg_bytes: usize) -> Result<(), LevelError> {
+        let op = self.op();
+        self.gate.admit(op, arg_bytes).map_err(|r| self.refuse(r))
+    }
+
+    /// Asks the gate about the call's targets: scopes, then budgets.
+    fn require(&mut self, facts: Facts) -> Result<(), LevelError> {
+        let op = self.op();
+        if let Some(c) = &mut self.current {
+            c.targets.extend(facts.targets());
+        }
+        self.gate.authorize(op, &facts).map_err(|r| self.refuse(r))
+    }
+
+    fn end<T>(&mut self, result: Result<T, LevelError>) -> Result<T, LevelError> {
+        let Some(current) = self.current.take() else {
+            return result;
+        };
+        let reason = current.refused.clone().or_else(|| match &result {
+            Err(LevelError::Guest(e)) => Some(describe(e)),
+            Err(LevelError::Trap(e)) => Some(format!("{e:#}")),
+            Ok(_) => None,
+        });
+        let mut targets = current.targets;
+        targets.dedup();
+        let record = AuditRecord {
+            time: crate::sim::timestamp(time::OffsetDateTime::now_utc()),
+            plugin: self.run.plugin.clone(),
+            version: self.run.version.clone(),
+            digest: self.run.digest.clone(),
+            run_id: self.run.run_id.clone(),
+            operation: current.op.name(),
+            targets,
+            allowed: current.refused.is_none(),
+            reason,
+            upstream_status: current.status,
+            latency_ms: u64::try_from(current.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            dry_run: current.dry_run,
+        };
+        if let Some(audit) = &self.audit
+            && let Err(e) = audit.append(&record)
+        {
+            // An audit that cannot be written stops the run: nothing goes unrecorded.
+            self.audit_records.push(record);
+            return Err(LevelError::Trap(wasmtime::Error::msg(e.to_string())));
+        }
+        self.audit_records.push(record);
+        result
+    }
+
+    /// Sends one request to Level, counted against the run's call budget.
+    async fn fetch<T, F>(&mut self, f: impl FnOnce(LevelClient) -> F) -> Result<T, LevelError>
     where
-        F: Future<Output = Result<T, crate::client::ClientError>>,
+        F: Future<Output = Result<T, ClientError>>,
     {
-        self.api_calls += 1;
-        let started = std::time::Instant::now();
+        self.gate.spend_call().map_err(|r| self.refuse(r))?;
+        let started = Instant::now();
         let result = f(self.client.clone()).await;
         self.api_time += started.elapsed();
+        if let Some(c) = &mut self.current {
+            c.status = Some(match &result {
+                Ok(_) => 200,
+                Err(e) => e.status().unwrap_or(0),
+            });
+        }
         result.map_err(LevelError::from)
+    }
+
+    /// Sends a write, or in a dry run records it in the plan and returns `planned` instead.
+    async fn write<T, F>(
+        &mut self,
+        request: serde_json::Value,
+        planned: impl FnOnce() -> T,
+        f: impl FnOnce(LevelClient) -> F,
+    ) -> Result<T, LevelError>
+    where
+        F: Future<Output = Result<T, ClientError>>,
+    {
+        if self.dry_run {
+            let op = self.op();
+            let targets = self
+                .current
+                .as_ref()
+                .map(|c| c.targets.clone())
+                .unwrap_or_default();
+            if let Some(c) = &mut self.current {
+                c.dry_run = true;
+            }
+            self.plan.push(PlanEntry {
+                operation: op.name(),
+                targets,
+                request,
+            });
+            return Ok(planned());
+        }
+        self.fetch(f).await
+    }
+
+    /// The group a device is in, looked up once per run (only when the grant has group scopes).
+    async fn device_group(&mut self, id: &str) -> Result<Option<String>, LevelError> {
+        if self.gate.scopes().group_ids.is_none() {
+            return Ok(None);
+        }
+        if let Some(group) = self.device_groups.get(id) {
+            return Ok(group.clone());
+        }
+        let id_owned = id.to_owned();
+        let device = self
+            .fetch(|c| async move { c.get_device(&id_owned, &Default::default()).await })
+            .await?;
+        self.device_groups
+            .insert(id.to_owned(), device.group_id.clone());
+        Ok(device.group_id)
+    }
+
+    /// Records where a device is after this run moved it.
+    fn forget_device(&mut self, id: &str, group: Option<String>) {
+        if self.gate.scopes().group_ids.is_some() {
+            self.device_groups.insert(id.to_owned(), group);
+        }
+    }
+
+    /// `(id, group)` for each device id, for [`Facts::devices`].
+    async fn device_facts(
+        &mut self,
+        ids: &[String],
+    ) -> Result<Vec<(String, Option<String>)>, LevelError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push((id.clone(), self.device_group(id).await?));
+        }
+        Ok(out)
+    }
+
+    /// Fetches pages until `limit` items pass `keep` or Level has no more,
+    /// so a scoped list never returns an empty page while more in-scope items exist.
+    async fn filtered_page<T, F, Fut>(
+        &mut self,
+        page: PageParams,
+        id: impl Fn(&T) -> String,
+        keep: impl Fn(&Gate, &T) -> bool,
+        mut fetch: F,
+    ) -> Result<Page<T>, LevelError>
+    where
+        F: FnMut(LevelClient, PageParams) -> Fut,
+        Fut: Future<Output = Result<Page<T>, ClientError>>,
+    {
+        let limit = page.limit.unwrap_or(20).clamp(1, 100) as usize;
+        let backward = page.starting_after.is_none() && page.ending_before.is_some();
+        let mut request = page;
+        let mut kept: Vec<T> = Vec::new();
+        loop {
+            let this = request.clone();
+            let raw = self.fetch(|c| fetch(c, this)).await?;
+            let edge = if backward {
+                raw.data.first().map(&id)
+            } else {
+                raw.data.last().map(&id)
+            };
+            let mut visible: Vec<T> = raw
+                .data
+                .into_iter()
+                .filter(|item| keep(&self.gate, item))
+                .collect();
+            if backward {
+                visible.append(&mut kept);
+                kept = visible;
+            } else {
+                kept.append(&mut visible);
+            }
+            let more = raw.has_more;
+            if kept.len() >= limit || !more {
+                let overflow = kept.len() > limit;
+                if overflow {
+                    if backward {
+                        kept.drain(..kept.len() - limit);
+                    } else {
+                        kept.truncate(limit);
+                    }
+                }
+                return Ok(Page {
+                    data: kept,
+                    has_more: more || overflow,
+                });
+            }
+            let Some(edge) = edge else {
+                return Ok(Page {
+                    data: kept,
+                    has_more: false,
+                });
+            };
+            if backward {
+                request.ending_before = Some(edge);
+            } else {
+                request.starting_after = Some(edge);
+            }
+        }
     }
 }
 
@@ -86,10 +389,17 @@ pub fn add_to_linker<T: Send + 'static>(
     Ok(())
 }
 
-fn page(page: PageRequest) -> PageParams {
+fn page(page: &PageRequest) -> PageParams {
     PageParams {
         limit: page.limit,
-        starting_after: page.starting_after,
-        ending_before: page.ending_before,
+        starting_after: page.starting_after.clone(),
+        ending_before: page.ending_before.clone(),
     }
+}
+
+fn page_size(page: &PageRequest) -> usize {
+    size(&[
+        page.starting_after.as_deref().unwrap_or_default(),
+        page.ending_before.as_deref().unwrap_or_default(),
+    ])
 }

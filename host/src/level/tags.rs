@@ -1,9 +1,35 @@
 //! `level:api/tags`.
 
-use super::{LevelCtx, LevelError, page};
+use super::{LevelCtx, LevelError, host_call, list_size, page, page_size, size};
 use crate::bindings::tags::{Host, Tag, TagPage};
 use crate::bindings::types::{Id, PageRequest};
+use crate::capability::Operation;
 use crate::client::model::{self, DeviceIds, TagName};
+use crate::gate::Facts;
+
+impl LevelCtx {
+    /// The tag's name, needed only when the grant limits tags.
+    async fn tag_name(&mut self, id: &str) -> Result<Option<String>, LevelError> {
+        if self.gate.scopes().tags.is_none() {
+            return Ok(None);
+        }
+        let id = id.to_owned();
+        Ok(Some(
+            self.fetch(|c| async move { c.get_tag(&id).await })
+                .await?
+                .name,
+        ))
+    }
+
+    async fn tag_facts(&mut self, id: &str, devices: &[String]) -> Result<Facts, LevelError> {
+        Ok(Facts {
+            tags: self.tag_name(id).await?.into_iter().collect(),
+            devices: self.device_facts(devices).await?,
+            others: vec![id.to_owned()],
+            ..Facts::default()
+        })
+    }
+}
 
 impl Host for LevelCtx {
     async fn list_tags(
@@ -11,50 +37,150 @@ impl Host for LevelCtx {
         device_id: Option<Id>,
         p: PageRequest,
     ) -> Result<TagPage, LevelError> {
-        let page = self
-            .call(|c| async move { c.list_tags(device_id.as_deref(), &page(p)).await })
-            .await?;
-        Ok(TagPage {
-            items: page.data.into_iter().map(tag).collect(),
-            has_more: page.has_more,
+        let bytes = page_size(&p) + size(&[device_id.as_deref().unwrap_or_default()]);
+        host_call!(self, Operation::ListTags, bytes, {
+            if let Some(device) = &device_id {
+                let devices = self.device_facts(std::slice::from_ref(device)).await?;
+                self.require(Facts {
+                    devices,
+                    ..Facts::default()
+                })?;
+            }
+            let page = self
+                .filtered_page(
+                    page(&p),
+                    |t: &model::Tag| t.id.clone(),
+                    |gate, t| gate.tag_in_scope(&t.name),
+                    |c, pp| {
+                        let device_id = device_id.clone();
+                        async move { c.list_tags(device_id.as_deref(), &pp).await }
+                    },
+                )
+                .await?;
+            Ok(TagPage {
+                items: page.data.into_iter().map(tag).collect(),
+                has_more: page.has_more,
+            })
         })
     }
 
     async fn get_tag(&mut self, id: Id) -> Result<Tag, LevelError> {
-        self.call(|c| async move { c.get_tag(&id).await })
-            .await
-            .map(tag)
+        host_call!(self, Operation::GetTag, id.len(), {
+            let found = self.fetch(|c| async move { c.get_tag(&id).await }).await?;
+            self.require(Facts {
+                tags: vec![found.name.clone()],
+                others: vec![found.id.clone()],
+                ..Facts::default()
+            })?;
+            Ok(tag(found))
+        })
     }
 
     async fn create_tag(&mut self, name: String) -> Result<Tag, LevelError> {
-        let body = TagName { name };
-        self.call(|c| async move { c.create_tag(&body).await })
+        host_call!(self, Operation::CreateTag, name.len(), {
+            self.require(Facts {
+                tags: vec![name.clone()],
+                ..Facts::default()
+            })?;
+            let body = TagName { name };
+            let planned = model::Tag {
+                id: format!("dry-run:tag:{}", body.name),
+                name: body.name.clone(),
+                device_count: 0,
+            };
+            let request = serde_json::to_value(&body).unwrap_or_default();
+            self.write(
+                request,
+                || planned,
+                |c| async move { c.create_tag(&body).await },
+            )
             .await
             .map(tag)
+        })
     }
 
     async fn update_tag(&mut self, id: Id, name: String) -> Result<Tag, LevelError> {
-        let body = TagName { name };
-        self.call(|c| async move { c.update_tag(&id, &body).await })
+        host_call!(self, Operation::UpdateTag, id.len() + name.len(), {
+            let mut facts = self.tag_facts(&id, &[]).await?;
+            facts.tags.push(name.clone());
+            self.require(facts)?;
+            let body = TagName { name };
+            let planned = model::Tag {
+                id: id.clone(),
+                name: body.name.clone(),
+                device_count: 0,
+            };
+            let request = serde_json::json!({ "id": id, "name": body.name });
+            self.write(
+                request,
+                || planned,
+                |c| async move { c.update_tag(&id, &body).await },
+            )
             .await
             .map(tag)
+        })
     }
 
     async fn delete_tag(&mut self, id: Id) -> Result<(), LevelError> {
-        self.call(|c| async move { c.delete_tag(&id).await }).await
+        host_call!(self, Operation::DeleteTag, id.len(), {
+            let facts = self.tag_facts(&id, &[]).await?;
+            self.require(facts)?;
+            self.write(
+                serde_json::json!({ "id": id }),
+                || (),
+                |c| async move { c.delete_tag(&id).await },
+            )
+            .await
+        })
     }
 
     async fn tag_devices(&mut self, id: Id, device_ids: Vec<Id>) -> Result<Tag, LevelError> {
-        let body = DeviceIds { device_ids };
-        self.call(|c| async move { c.tag_devices(&id, &body).await })
-            .await
-            .map(tag)
+        host_call!(
+            self,
+            Operation::TagDevices,
+            id.len() + list_size(&device_ids),
+            {
+                let facts = self.tag_facts(&id, &device_ids).await?;
+                self.require(facts)?;
+                let planned = if self.dry_run {
+                    let id = id.clone();
+                    let mut current = self.fetch(|c| async move { c.get_tag(&id).await }).await?;
+                    current.device_count += device_ids.len() as u32;
+                    current
+                } else {
+                    model::Tag::default()
+                };
+                let body = DeviceIds { device_ids };
+                let request = serde_json::json!({ "id": id, "device_ids": body.device_ids });
+                self.write(
+                    request,
+                    || planned,
+                    |c| async move { c.tag_devices(&id, &body).await },
+                )
+                .await
+                .map(tag)
+            }
+        )
     }
 
     async fn untag_devices(&mut self, id: Id, device_ids: Vec<Id>) -> Result<(), LevelError> {
-        let body = DeviceIds { device_ids };
-        self.call(|c| async move { c.untag_devices(&id, &body).await })
-            .await
+        host_call!(
+            self,
+            Operation::UntagDevices,
+            id.len() + list_size(&device_ids),
+            {
+                let facts = self.tag_facts(&id, &device_ids).await?;
+                self.require(facts)?;
+                let body = DeviceIds { device_ids };
+                let request = serde_json::json!({ "id": id, "device_ids": body.device_ids });
+                self.write(
+                    request,
+                    || (),
+                    |c| async move { c.untag_devices(&id, &body).await },
+                )
+                .await
+            }
+        )
     }
 }
 

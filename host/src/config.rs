@@ -1,0 +1,371 @@
+//! `levelhost.toml`: Level's address, the API keys (by reference, never
+//! inline) and each installed plugin's grant. See `examples/levelhost.toml`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::capability::{Capability, CapabilitySet};
+use crate::client::ApiKey;
+use crate::grant::{Grant, Limits, Scopes};
+use crate::location::{FileError, Source};
+use crate::manifest::PluginManifest;
+
+/// The configuration file as written. Unknown fields are errors.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    level: RawLevel,
+    #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
+    keys: BTreeMap<String, RawKey>,
+    #[serde(default)]
+    plugins: BTreeMap<String, Spanned<RawPlugin>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLevel {
+    #[serde(default = "default_base_url")]
+    base_url: String,
+    #[serde(default = "default_timeout")]
+    timeout_secs: u64,
+}
+
+impl Default for RawLevel {
+    fn default() -> Self {
+        Self {
+            base_url: default_base_url(),
+            timeout_secs: default_timeout(),
+        }
+    }
+}
+
+fn default_base_url() -> String {
+    "https://api.level.io".to_owned()
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    source: Spanned<String>,
+    access: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    component: String,
+    manifest: Option<String>,
+    key: Spanned<String>,
+    #[serde(default)]
+    capabilities: Vec<Spanned<String>>,
+    #[serde(default)]
+    scopes: RawScopes,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    input: Option<toml::Table>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScopes {
+    groups: Option<Vec<Spanned<String>>>,
+    tags: Option<Vec<Spanned<String>>>,
+    custom_fields: Option<Vec<String>>,
+    automations: Option<Vec<String>>,
+}
+
+/// What a key may do in Level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// View only.
+    ReadOnly,
+    /// View, create, update and delete.
+    ReadWrite,
+}
+
+/// Where a key's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// An environment variable.
+    Env(String),
+    /// A file (its first line).
+    File(PathBuf),
+}
+
+/// A named API key: where it comes from and what Level lets it do.
+#[derive(Debug, Clone)]
+pub struct KeyConfig {
+    /// The name in the config.
+    pub name: String,
+    /// Where the value is.
+    pub source: KeySource,
+    /// Its access level in Level.
+    pub access: Access,
+}
+
+impl KeyConfig {
+    /// Reads the key's value. The error says where it looked, never what it found.
+    pub fn load(&self) -> Result<ApiKey, String> {
+        let value = match &self.source {
+            KeySource::Env(var) => std::env::var(var)
+                .map_err(|_| format!("key {}: environment variable {var} is not set", self.name))?,
+            KeySource::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("key {}: cannot read {}: {e}", self.name, path.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(format!("key {}: the value is empty", self.name));
+        }
+        Ok(ApiKey::new(value))
+    }
+}
+
+/// An installed plugin: its component, manifest and grant.
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    /// The name in the config.
+    pub name: String,
+    /// The component file.
+    pub component: PathBuf,
+    /// The manifest.
+    pub manifest: PluginManifest,
+    /// Which key it uses.
+    pub key: String,
+    /// What it may do.
+    pub grant: Grant,
+    /// Its default input.
+    pub input: serde_json::Value,
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Level's base URL.
+    pub base_url: String,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// The audit log file.
+    pub audit_path: PathBuf,
+    /// Keys by name.
+    pub keys: BTreeMap<String, KeyConfig>,
+    /// Plugins by name.
+    pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+impl HostConfig {
+    /// Reads and checks a configuration file. Every error names the file,
+    /// the line and the problem. Keys are not read here, only checked for
+    /// a well-formed source; [`HostConfig::check_keys`] reads them.
+    pub fn load(path: &Path) -> Result<Self, FileError> {
+        let source = Source::read(path)?;
+        let raw: RawConfig = source.parse()?;
+        let mut keys = BTreeMap::new();
+        for (name, key) in raw.keys {
+            let src = key.source.get_ref();
+            let parsed = if let Some(var) = src.strip_prefix("env:") {
+                KeySource::Env(var.to_owned())
+            } else if let Some(file) = src.strip_prefix("file:") {
+                KeySource::File(source.resolve(file))
+            } else {
+                return Err(source.error(
+                    Some(key.source.span()),
+                    format!(
+                        "key {name}: source must be env:VARIABLE or file:PATH; keys are never written in this file"
+                    ),
+                ));
+            };
+            if matches!(&parsed, KeySource::Env(v) if v.is_empty())
+                || matches!(&parsed, KeySource::File(p) if p.as_os_str().is_empty())
+            {
+                return Err(source.error(
+                    Some(key.source.span()),
+                    format!("key {name}: the source names nothing"),
+                ));
+            }
+            let access = match key.access.get_ref().as_str() {
+                "read-only" => Access::ReadOnly,
+                "read-write" => Access::ReadWrite,
+                other => {
+                    return Err(source.error(
+                        Some(key.access.span()),
+                        format!(
+                            "key {name}: access must be read-only or read-write, not {other:?}"
+                        ),
+                    ));
+                }
+            };
+            keys.insert(
+                name.clone(),
+                KeyConfig {
+                    name,
+                    source: parsed,
+                    access,
+                },
+            );
+        }
+
+        let mut plugins = BTreeMap::new();
+        for (name, spanned) in raw.plugins {
+            let plugin_span = spanned.span();
+            let raw_plugin = spanned.into_inner();
+            let key_name = raw_plugin.key.get_ref();
+            let key = keys.get(key_name).ok_or_else(|| {
+                source.error(
+                    Some(raw_plugin.key.span()),
+                    format!(
+                        "plugin {name}: key {key_name:?} is not defined under [keys] (defined: {})",
+                        keys.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })?;
+            let mut capabilities = CapabilitySet::new();
+            for cap in &raw_plugin.capabilities {
+                let parsed: Capability =
+                    cap.get_ref()
+                        .parse()
+                        .map_err(|e: crate::capability::UnknownCapability| {
+                            source.error(Some(cap.span()), format!("plugin {name}: {e}"))
+                        })?;
+                if parsed.is_write() && key.access == Access::ReadOnly {
+                    return Err(source.error(
+                        Some(cap.span()),
+                        format!(
+                            "plugin {name}: {parsed} needs a read-write key, but key {key_name} is read-only"
+                        ),
+                    ));
+                }
+                capabilities.insert(parsed);
+            }
+            let component = source.resolve(&raw_plugin.component);
+            let manifest_path = match &raw_plugin.manifest {
+                Some(m) => source.resolve(m),
+                None => component.with_file_name("plugin.toml"),
+            };
+            let manifest = PluginManifest::load(&manifest_path)?;
+            let missing: Vec<String> = manifest
+                .capabilities
+                .difference(&capabilities)
+                .map(|c| c.to_string())
+                .collect();
+            if !missing.is_empty() {
+                return Err(source.error(
+                    Some(plugin_span.clone()),
+                    format!(
+                        "plugin {name}: its manifest asks for {} which its grant does not give",
+                        missing.join(", ")
+                    ),
+                ));
+            }
+            let mut tag_patterns = Vec::new();
+            for pattern in raw_plugin.scopes.tags.iter().flatten() {
+                globset::Glob::new(pattern.get_ref()).map_err(|e| {
+                    source.error(
+                        Some(pattern.span()),
+                        format!("plugin {name}: tag pattern: {e}"),
+                    )
+                })?;
+                tag_patterns.push(pattern.get_ref().clone());
+            }
+            let scopes = Scopes {
+                groups: raw_plugin
+                    .scopes
+                    .groups
+                    .map(|g| g.into_iter().map(Spanned::into_inner).collect()),
+                tags: raw_plugin.scopes.tags.map(|_| tag_patterns),
+                custom_fields: raw_plugin.scopes.custom_fields,
+                automations: raw_plugin.scopes.automations,
+            };
+            raw_plugin.limits.check().map_err(|e| {
+                source.error(
+                    Some(plugin_span.clone()),
+                    format!("plugin {name}: limits: {e}"),
+                )
+            })?;
+            let input = match raw_plugin.input {
+                Some(table) => serde_json::to_value(table).map_err(|e| {
+                    source.error(
+                        Some(plugin_span.clone()),
+                        format!("plugin {name}: input: {e}"),
+                    )
+                })?,
+                None => serde_json::json!({}),
+            };
+            manifest.check_input(&input).map_err(|e| {
+                source.error(
+                    Some(plugin_span.clone()),
+                    format!("plugin {name}: input does not match the manifest's schema: {e}"),
+                )
+            })?;
+            let grant = Grant {
+                plugin: name.clone(),
+                capabilities,
+                scopes,
+                limits: raw_plugin.limits,
+            };
+            plugins.insert(
+                name.clone(),
+                PluginConfig {
+                    name,
+                    component,
+                    manifest,
+                    key: key_name.clone(),
+                    grant,
+                    input,
+                },
+            );
+        }
+
+        Ok(Self {
+            path: path.to_owned(),
+            base_url: raw.level.base_url,
+            timeout: Duration::from_secs(raw.level.timeout_secs.max(1)),
+            audit_path: source
+                .resolve(raw.audit.path.as_deref().unwrap_or("levelhost-audit.jsonl")),
+            keys,
+            plugins,
+        })
+    }
+
+    /// Reads every key, reporting the first that cannot be read.
+    pub fn check_keys(&self) -> Result<(), String> {
+        for key in self.keys.values() {
+            key.load()?;
+        }
+        Ok(())
+    }
+
+    /// The plugin called `name`.
+    pub fn plugin(&self, name: &str) -> Result<&PluginConfig, String> {
+        self.plugins.get(name).ok_or_else(|| {
+            format!(
+                "{}: no plugin named {name:?} (installed: {})",
+                self.path.display(),
+                self.plugins.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+}

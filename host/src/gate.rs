@@ -1,0 +1,382 @@
+//! The gate: the one place that decides whether a plugin's call may go
+//! ahead. Every `level:api` host function asks it before doing anything,
+//! and again once the call's targets are known. It checks, in order: the
+//! capability, the size of the data passed in, the resource scopes, and the
+//! run's budgets (API calls, writes, devices changed). Nothing else in
+//! levelhost grants or refuses.
+
+use std::collections::HashSet;
+
+use crate::capability::Operation;
+use crate::grant::{Grant, Limits, ResolvedScopes};
+
+/// What a call touches, as far as the host knows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// Devices touched, with the group each is in.
+    pub devices: Vec<(String, Option<String>)>,
+    /// Groups touched.
+    pub groups: Vec<String>,
+    /// The organization level itself (a custom field value with no target, a new root group).
+    pub organization: bool,
+    /// Tag names touched.
+    pub tags: Vec<String>,
+    /// Custom field names touched.
+    pub custom_fields: Vec<String>,
+    /// Automation webhook tokens touched.
+    pub automations: Vec<String>,
+    /// Other ids the call names (tags, custom fields, alerts), for the audit log only.
+    pub others: Vec<String>,
+}
+
+impl Facts {
+    /// The ids of everything touched, for the audit log.
+    pub fn targets(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.devices.iter().map(|(id, _)| id.clone()).collect();
+        out.extend(self.groups.iter().cloned());
+        out.extend(self.tags.iter().map(|t| format!("tag:{t}")));
+        out.extend(
+            self.custom_fields
+                .iter()
+                .map(|f| format!("custom-field:{f}")),
+        );
+        out.extend(
+            self.automations
+                .iter()
+                .map(|_| "automation-webhook".to_owned()),
+        );
+        out.extend(self.others.iter().cloned());
+        out.dedup();
+        out
+    }
+}
+
+/// Why the gate said no.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The grant does not allow it. Returned to the plugin as `denied`.
+    #[error("denied: {reason}")]
+    Denied {
+        /// The capability the call needs.
+        capability: String,
+        /// Why.
+        reason: String,
+    },
+    /// A limit of the run was reached. Ends the run.
+    #[error("limit {limit} exceeded: {detail}")]
+    Limit {
+        /// The limit's name, as in the config (`max_writes`).
+        limit: &'static str,
+        /// What happened.
+        detail: String,
+    },
+}
+
+/// The gate of one run.
+#[derive(Debug)]
+pub struct Gate {
+    grant: Grant,
+    scopes: ResolvedScopes,
+    api_calls: u64,
+    writes: u64,
+    devices_changed: HashSet<String>,
+}
+
+impl Gate {
+    /// A gate for one run of `grant`, with its scopes resolved.
+    pub fn new(grant: Grant, scopes: ResolvedScopes) -> Self {
+        Self {
+            grant,
+            scopes,
+            api_calls: 0,
+            writes: 0,
+            devices_changed: HashSet::new(),
+        }
+    }
+
+    /// The grant.
+    pub fn grant(&self) -> &Grant {
+        &self.grant
+    }
+
+    /// The resolved scopes.
+    pub fn scopes(&self) -> &ResolvedScopes {
+        &self.scopes
+    }
+
+    /// Level requests made so far.
+    pub fn api_calls(&self) -> u64 {
+        self.api_calls
+    }
+
+    /// Writes allowed so far.
+    pub fn writes(&self) -> u64 {
+        self.writes
+    }
+
+    /// The first check of every call: the capability, then the size of what the plugin passed in.
+    pub fn admit(&self, op: Operation, arg_bytes: usize) -> Result<(), Refusal> {
+        let cap = op.capability();
+        if !self.grant.capabilities.contains(&cap) {
+            return Err(Refusal::Denied {
+                capability: cap.to_string(),
+                reason: format!(
+                    "{} needs {cap}, which the grant of {} does not include",
+                    op.name(),
+                    self.grant.plugin
+                ),
+            });
+        }
+        let max = Limits::bytes(self.grant.limits.max_call_kb);
+        if arg_bytes > max {
+            return Err(Refusal::Limit {
+                limit: "max_call_kb",
+                detail: format!(
+                    "{} was passed {arg_bytes} bytes; the limit is {max}",
+                    op.name()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts one Level request against `max_api_calls`.
+    pub fn spend_call(&mut self) -> Result<(), Refusal> {
+        if self.api_calls >= self.grant.limits.max_api_calls {
+            return Err(Refusal::Limit {
+                limit: "max_api_calls",
+                detail: format!("the run already made {} Level calls", self.api_calls),
+            });
+        }
+        self.api_calls += 1;
+        Ok(())
+    }
+
+    /// The second check, once the targets are known: scopes, then the write budgets.
+    pub fn authorize(&mut self, op: Operation, facts: &Facts) -> Result<(), Refusal> {
+        let cap = op.capability().to_string();
+        let deny = |reason: String| Refusal::Denied {
+            capability: cap.clone(),
+            reason,
+        };
+        for (id, group) in &facts.devices {
+            if !self.device_in_scope(group.as_deref()) {
+                return Err(deny(format!("device {id} is outside the grant's groups")));
+            }
+        }
+        for id in &facts.groups {
+            if !self.group_in_scope(id) {
+                return Err(deny(format!("group {id} is outside the grant's groups")));
+            }
+        }
+        if facts.organization && self.scopes.group_ids.is_some() {
+            return Err(deny(
+                "the grant is limited to some groups, so it cannot act at the organization level"
+                    .to_owned(),
+            ));
+        }
+        for tag in &facts.tags {
+            if !self.tag_in_scope(tag) {
+                return Err(deny(format!("tag {tag:?} is outside the grant's tags")));
+            }
+        }
+        for field in &facts.custom_fields {
+            if !self.field_in_scope(field) {
+                return Err(deny(format!(
+                    "custom field {field:?} is outside the grant's custom fields"
+                )));
+            }
+        }
+        for token in &facts.automations {
+            if !self
+                .scopes
+                .automations
+                .as_ref()
+                .is_none_or(|a| a.contains(token))
+            {
+                return Err(deny(
+                    "this automation webhook is outside the grant's automations".to_owned(),
+                ));
+            }
+        }
+        if op.is_write() {
+            let limits = &self.grant.limits;
+            if self.writes >= limits.max_writes {
+                return Err(Refusal::Limit {
+                    limit: "max_writes",
+                    detail: format!("the run already made {} writes", self.writes),
+                });
+            }
+            let mut changed = self.devices_changed.clone();
+            changed.extend(facts.devices.iter().map(|(id, _)| id.clone()));
+            if changed.len() as u64 > limits.max_devices_changed {
+                return Err(Refusal::Limit {
+                    limit: "max_devices_changed",
+                    detail: format!(
+                        "{} would change {} devices in this run; the limit is {}",
+                        op.name(),
+                        changed.len(),
+                        limits.max_devices_changed
+                    ),
+                });
+            }
+            self.writes += 1;
+            self.devices_changed = changed;
+        }
+        Ok(())
+    }
+
+    /// Brings a group created under an in-scope parent into scope: a scope is a subtree.
+    pub fn adopt_group(&mut self, id: &str, parent: Option<&str>) {
+        if let (Some(ids), Some(parent)) = (&mut self.scopes.group_ids, parent)
+            && ids.contains(parent)
+        {
+            ids.insert(id.to_owned());
+        }
+    }
+
+    /// Whether a device in `group` is visible to the plugin.
+    pub fn device_in_scope(&self, group: Option<&str>) -> bool {
+        match &self.scopes.group_ids {
+            None => true,
+            Some(ids) => group.is_some_and(|g| ids.contains(g)),
+        }
+    }
+
+    /// Whether a group is visible to the plugin.
+    pub fn group_in_scope(&self, id: &str) -> bool {
+        self.scopes
+            .group_ids
+            .as_ref()
+            .is_none_or(|ids| ids.contains(id))
+    }
+
+    /// Whether a tag is visible to the plugin.
+    pub fn tag_in_scope(&self, name: &str) -> bool {
+        self.scopes
+            .tags
+            .as_ref()
+            .is_none_or(|set| set.is_match(name))
+    }
+
+    /// Whether a custom field is visible to the plugin.
+    pub fn field_in_scope(&self, name: &str) -> bool {
+        self.scopes
+            .custom_fields
+            .as_ref()
+            .is_none_or(|f| f.contains(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grant::{Scopes, resolve};
+
+    fn gate(caps: &[&str], scopes: Scopes, limits: Limits) -> Gate {
+        let grant = Grant {
+            plugin: "p".into(),
+            capabilities: caps.iter().map(|c| c.parse().unwrap()).collect(),
+            scopes: scopes.clone(),
+            limits,
+        };
+        let groups = vec![
+            ("a".to_owned(), "Acme".to_owned(), None),
+            ("b".to_owned(), "HQ".to_owned(), Some("a".to_owned())),
+            ("z".to_owned(), "Other".to_owned(), None),
+        ];
+        Gate::new(grant, resolve(&scopes, &groups).unwrap())
+    }
+
+    #[test]
+    fn capabilities_are_checked_first() {
+        let g = gate(&["devices:read"], Scopes::default(), Limits::default());
+        assert!(g.admit(Operation::ListDevices, 0).is_ok());
+        let err = g.admit(Operation::DeleteDevice, 0).unwrap_err();
+        assert!(
+            matches!(err, Refusal::Denied { ref capability, .. } if capability == "devices:delete")
+        );
+    }
+
+    #[test]
+    fn scopes_deny_outside_objects() {
+        let scopes = Scopes {
+            groups: Some(vec!["Acme".into()]),
+            tags: Some(vec!["stale-*".into()]),
+            ..Scopes::default()
+        };
+        let mut g = gate(&["devices:write", "tags:write"], scopes, Limits::default());
+        let inside = Facts {
+            devices: vec![("d1".into(), Some("b".into()))],
+            tags: vec!["stale-30d".into()],
+            ..Facts::default()
+        };
+        assert!(g.authorize(Operation::TagDevices, &inside).is_ok());
+        let outside = Facts {
+            devices: vec![("d2".into(), Some("z".into()))],
+            ..Facts::default()
+        };
+        assert!(g.authorize(Operation::UpdateDevice, &outside).is_err());
+        let ungrouped = Facts {
+            devices: vec![("d3".into(), None)],
+            ..Facts::default()
+        };
+        assert!(g.authorize(Operation::UpdateDevice, &ungrouped).is_err());
+        let tag = Facts {
+            tags: vec!["vip".into()],
+            ..Facts::default()
+        };
+        assert!(g.authorize(Operation::CreateTag, &tag).is_err());
+    }
+
+    #[test]
+    fn budgets_end_at_their_limits() {
+        let limits = Limits {
+            max_writes: 2,
+            max_devices_changed: 3,
+            max_api_calls: 2,
+            ..Limits::default()
+        };
+        let mut g = gate(&["tags:write"], Scopes::default(), limits);
+        let two = Facts {
+            devices: vec![("d1".into(), None), ("d2".into(), None)],
+            ..Facts::default()
+        };
+        assert!(g.authorize(Operation::TagDevices, &two).is_ok());
+        let two_more = Facts {
+            devices: vec![
+                ("d2".into(), None),
+                ("d3".into(), None),
+                ("d4".into(), None),
+            ],
+            ..Facts::default()
+        };
+        let err = g.authorize(Operation::TagDevices, &two_more).unwrap_err();
+        assert!(matches!(
+            err,
+            Refusal::Limit {
+                limit: "max_devices_changed",
+                ..
+            }
+        ));
+        assert!(g.authorize(Operation::CreateTag, &Facts::default()).is_ok());
+        let err = g
+            .authorize(Operation::CreateTag, &Facts::default())
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Refusal::Limit {
+                limit: "max_writes",
+                ..
+            }
+        ));
+        assert!(g.spend_call().is_ok() && g.spend_call().is_ok());
+        assert!(matches!(
+            g.spend_call(),
+            Err(Refusal::Limit {
+                limit: "max_api_calls",
+                ..
+            })
+        ));
+    }
+}

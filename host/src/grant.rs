@@ -1,0 +1,346 @@
+//! A plugin's grant: its capabilities, resource scopes and limits, and how
+//! to say it in plain words.
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::capability::{Capability, CapabilitySet, Resource, Verb};
+
+/// Which objects a plugin may see and touch. `None` leaves a resource
+/// unrestricted; a list restricts it to what the list names (an empty list
+/// allows nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scopes {
+    /// Group subtrees, by id or name: devices, groups and alerts outside them are out of scope.
+    pub groups: Option<Vec<String>>,
+    /// Tag names or globs such as `stale-*`.
+    pub tags: Option<Vec<String>>,
+    /// Custom field names.
+    pub custom_fields: Option<Vec<String>>,
+    /// Automation webhook tokens.
+    pub automations: Option<Vec<String>>,
+}
+
+/// Limits of one run, with safe defaults. Exceeding one ends the run with an error naming it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Wall-clock seconds for the whole run.
+    pub timeout_secs: u64,
+    /// Linear memory, in MiB.
+    pub memory_mb: u64,
+    /// Level requests per run, the host's own look-ups for scope checks included.
+    pub max_api_calls: u64,
+    /// Write operations per run.
+    pub max_writes: u64,
+    /// Distinct devices changed per run.
+    pub max_devices_changed: u64,
+    /// Output document size, in KiB.
+    pub max_output_kb: u64,
+    /// Total log size (log lines, stdout and stderr), in KiB.
+    pub max_log_kb: u64,
+    /// Data passed into one host call, in KiB.
+    pub max_call_kb: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout_secs: 60,
+            memory_mb: 64,
+            max_api_calls: 1000,
+            max_writes: 100,
+            max_devices_changed: 100,
+            max_output_kb: 1024,
+            max_log_kb: 256,
+            max_call_kb: 256,
+        }
+    }
+}
+
+impl Limits {
+    /// Rejects limits of zero where zero would make every run fail.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, value) in [
+            ("timeout_secs", self.timeout_secs),
+            ("memory_mb", self.memory_mb),
+            ("max_output_kb", self.max_output_kb),
+            ("max_call_kb", self.max_call_kb),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if self.memory_mb > 4096 {
+            return Err("memory_mb must be at most 4096".to_owned());
+        }
+        Ok(())
+    }
+
+    /// The run's time limit.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+
+    /// KiB or MiB to bytes, saturating.
+    pub fn bytes(kib: u64) -> usize {
+        usize::try_from(kib.saturating_mul(1024)).unwrap_or(usize::MAX)
+    }
+}
+
+/// Everything a plugin is allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The plugin it is for.
+    pub plugin: String,
+    /// Its capabilities.
+    pub capabilities: CapabilitySet,
+    /// Its scopes.
+    pub scopes: Scopes,
+    /// Its limits.
+    pub limits: Limits,
+}
+
+impl Grant {
+    /// Every capability, no scope, default limits: for a plugin run against the simulator in development.
+    pub fn unrestricted(plugin: &str) -> Self {
+        Self {
+            plugin: plugin.to_owned(),
+            capabilities: Capability::all().collect(),
+            scopes: Scopes::default(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// The grant in plain words, one line per resource.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let where_devices = match &self.scopes.groups {
+            None => "in any group".to_owned(),
+            Some(g) if g.is_empty() => "in no group".to_owned(),
+            Some(g) => format!("in group {} and its subgroups", join_or(g)),
+        };
+        for resource in Resource::ALL {
+            let has = |verb| self.capabilities.contains(&Capability { resource, verb });
+            let verbs: Vec<&str> = resource
+                .verbs()
+                .iter()
+                .filter(|v| has(**v))
+                .map(|v| match v {
+                    Verb::Read => "read",
+                    Verb::Write => "change",
+                    Verb::Delete => "delete",
+                    Verb::Resolve => "resolve",
+                    Verb::Trigger => "trigger",
+                })
+                .collect();
+            let what = match resource {
+                Resource::Devices => format!("devices {where_devices}"),
+                Resource::Groups => match &self.scopes.groups {
+                    None => "any group".to_owned(),
+                    Some(_) => format!("groups {}", where_devices.trim_start_matches("in group ")),
+                },
+                Resource::Tags => match &self.scopes.tags {
+                    None => "any tag".to_owned(),
+                    Some(t) => format!("tags {}", join_or(t)),
+                },
+                Resource::Alerts => format!("alerts on devices {where_devices}"),
+                Resource::CustomFields | Resource::CustomFieldValues => {
+                    let kind = if resource == Resource::CustomFields {
+                        "custom fields"
+                    } else {
+                        "values of custom fields"
+                    };
+                    match &self.scopes.custom_fields {
+                        None => format!("{kind} (any)"),
+                        Some(f) => format!("{kind} {}", join_or(f)),
+                    }
+                }
+                Resource::Automations => match &self.scopes.automations {
+                    None => "any automation webhook".to_owned(),
+                    Some(a) => format!("automation webhooks {}", join_or(a)),
+                },
+            };
+            if verbs.is_empty() {
+                lines.push(format!("cannot use {}", resource.name()));
+            } else {
+                lines.push(format!("can {} {what}", verbs.join(", ")));
+            }
+        }
+        let deletes: Vec<String> = self
+            .capabilities
+            .iter()
+            .filter(|c| c.verb == Verb::Delete)
+            .map(|c| c.resource.name().to_owned())
+            .collect();
+        if deletes.is_empty() {
+            lines.push("cannot delete anything".to_owned());
+        }
+        let l = &self.limits;
+        lines.push(format!(
+            "limits: {}s, {} MiB memory, {} API calls, {} writes, {} devices changed per run",
+            l.timeout_secs, l.memory_mb, l.max_api_calls, l.max_writes, l.max_devices_changed
+        ));
+        lines
+    }
+}
+
+fn join_or(items: &[String]) -> String {
+    match items {
+        [] => "(none)".to_owned(),
+        [one] => format!("{one:?}"),
+        _ => items
+            .iter()
+            .map(|i| format!("{i:?}"))
+            .collect::<Vec<_>>()
+            .join(" or "),
+    }
+}
+
+/// Scopes made concrete against Level: the ids of every group in scope.
+#[derive(Debug, Clone, Default)]
+pub struct ResolvedScopes {
+    /// Ids of the groups in scope (the named groups and all their descendants); `None` = unrestricted.
+    pub group_ids: Option<HashSet<String>>,
+    /// The roots of those subtrees.
+    pub group_roots: Vec<String>,
+    /// Tag globs; `None` = unrestricted.
+    pub tags: Option<globset::GlobSet>,
+    /// Custom field names; `None` = unrestricted.
+    pub custom_fields: Option<BTreeSet<String>>,
+    /// Automation tokens; `None` = unrestricted.
+    pub automations: Option<BTreeSet<String>>,
+}
+
+/// Resolves `scopes` against the organization's groups (`(id, name, parent)` triples).
+/// A group named in the scope that Level does not have is an error naming it.
+pub fn resolve(
+    scopes: &Scopes,
+    groups: &[(String, String, Option<String>)],
+) -> Result<ResolvedScopes, String> {
+    let group_ids = match &scopes.groups {
+        None => None,
+        Some(names) => {
+            let mut roots = Vec::new();
+            for wanted in names {
+                let matches: Vec<&String> = groups
+                    .iter()
+                    .filter(|(id, name, _)| id == wanted || name == wanted)
+                    .map(|(id, _, _)| id)
+                    .collect();
+                match matches.as_slice() {
+                    [] => {
+                        return Err(format!(
+                            "scope names group {wanted:?}, which Level does not have"
+                        ));
+                    }
+                    [id] => roots.push((*id).clone()),
+                    _ => {
+                        return Err(format!(
+                            "scope names group {wanted:?}, which matches {} groups; use its id",
+                            matches.len()
+                        ));
+                    }
+                }
+            }
+            let mut ids: HashSet<String> = roots.iter().cloned().collect();
+            loop {
+                let before = ids.len();
+                for (id, _, parent) in groups {
+                    if parent.as_ref().is_some_and(|p| ids.contains(p)) {
+                        ids.insert(id.clone());
+                    }
+                }
+                if ids.len() == before {
+                    break;
+                }
+            }
+            Some((ids, roots))
+        }
+    };
+    let tags = match &scopes.tags {
+        None => None,
+        Some(patterns) => {
+            let mut builder = globset::GlobSetBuilder::new();
+            for p in patterns {
+                builder.add(globset::Glob::new(p).map_err(|e| format!("tag pattern {p:?}: {e}"))?);
+            }
+            Some(builder.build().map_err(|e| e.to_string())?)
+        }
+    };
+    let (group_ids, group_roots) = match group_ids {
+        Some((ids, roots)) => (Some(ids), roots),
+        None => (None, Vec::new()),
+    };
+    Ok(ResolvedScopes {
+        group_ids,
+        group_roots,
+        tags,
+        custom_fields: scopes
+            .custom_fields
+            .as_ref()
+            .map(|f| f.iter().cloned().collect()),
+        automations: scopes
+            .automations
+            .as_ref()
+            .map(|a| a.iter().cloned().collect()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(caps: &[&str], scopes: Scopes) -> Grant {
+        Grant {
+            plugin: "p".into(),
+            capabilities: caps.iter().map(|c| c.parse().unwrap()).collect(),
+            scopes,
+            limits: Limits::default(),
+        }
+    }
+
+    #[test]
+    fn a_grant_reads_as_plain_words() {
+        let g = grant(
+            &["devices:read", "tags:read", "tags:write"],
+            Scopes {
+                groups: Some(vec!["Acme".into()]),
+                tags: Some(vec!["stale-*".into()]),
+                ..Scopes::default()
+            },
+        );
+        let text = g.describe().join("\n");
+        assert!(
+            text.contains("can read devices in group \"Acme\" and its subgroups"),
+            "{text}"
+        );
+        assert!(text.contains("can read, change tags \"stale-*\""), "{text}");
+        assert!(text.contains("cannot use automations"), "{text}");
+        assert!(text.contains("cannot delete anything"), "{text}");
+    }
+
+    #[test]
+    fn group_scopes_cover_subtrees_and_name_missing_groups() {
+        let groups = vec![
+            ("a".to_owned(), "Acme".to_owned(), None),
+            ("b".to_owned(), "HQ".to_owned(), Some("a".to_owned())),
+            ("c".to_owned(), "Fin".to_owned(), Some("b".to_owned())),
+            ("d".to_owned(), "Globex".to_owned(), None),
+        ];
+        let scopes = Scopes {
+            groups: Some(vec!["HQ".into()]),
+            ..Scopes::default()
+        };
+        let r = resolve(&scopes, &groups).unwrap();
+        let ids = r.group_ids.unwrap();
+        assert!(ids.contains("b") && ids.contains("c") && !ids.contains("a") && !ids.contains("d"));
+        let missing = Scopes {
+            groups: Some(vec!["Nope".into()]),
+            ..Scopes::default()
+        };
+        assert!(resolve(&missing, &groups).unwrap_err().contains("\"Nope\""));
+    }
+}

@@ -1,0 +1,144 @@
+//! `plugin.toml`: what a plugin is and what it asks for.
+//!
+//! ```toml
+//! name = "stale-device-tagger"
+//! version = "0.1.0"
+//! description = "Tags devices offline longer than N days."
+//! capabilities = ["devices:read", "tags:read", "tags:write"]
+//!
+//! # A JSON Schema for the run's input.
+//! [input]
+//! type = "object"
+//! additionalProperties = false
+//! properties.days = { type = "integer", minimum = 1 }
+//! ```
+
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::capability::{Capability, CapabilitySet};
+use crate::location::{FileError, Source};
+
+/// A plugin manifest as written. Unknown fields are errors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawManifest {
+    /// The plugin's name: lower-case letters, digits and dashes.
+    pub name: Spanned<String>,
+    /// Its version, `MAJOR.MINOR.PATCH`.
+    pub version: Spanned<String>,
+    /// One line on what it does.
+    #[serde(default)]
+    pub description: String,
+    /// The capabilities it asks for, such as `devices:read`.
+    #[serde(default)]
+    pub capabilities: Vec<Spanned<String>>,
+    /// A JSON Schema its input must satisfy.
+    #[serde(default)]
+    pub input: Option<toml::Table>,
+}
+
+/// A checked manifest.
+#[derive(Debug, Clone)]
+pub struct PluginManifest {
+    /// The plugin's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// What it does.
+    pub description: String,
+    /// What it asks for.
+    pub capabilities: CapabilitySet,
+    /// The input schema, as JSON.
+    pub input_schema: Option<serde_json::Value>,
+}
+
+impl PluginManifest {
+    /// Reads and checks a manifest file; the error names the file, line and problem.
+    pub fn load(path: &Path) -> Result<Self, FileError> {
+        let source = Source::read(path)?;
+        let raw: RawManifest = source.parse()?;
+        Self::check(&source, raw)
+    }
+
+    fn check(source: &Source, raw: RawManifest) -> Result<Self, FileError> {
+        let name = raw.name.get_ref();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(source.error(
+                Some(raw.name.span()),
+                format!("name {name:?} must be lower-case letters, digits and dashes"),
+            ));
+        }
+        let version = raw.version.get_ref();
+        let parts: Vec<&str> = version.split('.').collect();
+        if parts.len() != 3
+            || parts
+                .iter()
+                .any(|p| p.is_empty() || p.parse::<u64>().is_err())
+        {
+            return Err(source.error(
+                Some(raw.version.span()),
+                format!("version {version:?} must be MAJOR.MINOR.PATCH, such as 0.1.0"),
+            ));
+        }
+        let mut capabilities = CapabilitySet::new();
+        for cap in &raw.capabilities {
+            let parsed: Capability =
+                cap.get_ref()
+                    .parse()
+                    .map_err(|e: crate::capability::UnknownCapability| {
+                        source.error(Some(cap.span()), e.to_string())
+                    })?;
+            capabilities.insert(parsed);
+        }
+        let input_schema = match raw.input {
+            None => None,
+            Some(table) => {
+                let schema = serde_json::to_value(&table).map_err(|e| {
+                    source.error(None, format!("[input] is not a valid schema: {e}"))
+                })?;
+                jsonschema::validator_for(&schema).map_err(|e| {
+                    source.error(None, format!("[input] is not a valid JSON Schema: {e}"))
+                })?;
+                Some(schema)
+            }
+        };
+        Ok(Self {
+            name: name.clone(),
+            version: version.clone(),
+            description: raw.description,
+            capabilities,
+            input_schema,
+        })
+    }
+
+    /// Checks a run's input against the manifest's schema.
+    pub fn check_input(&self, input: &serde_json::Value) -> Result<(), String> {
+        let Some(schema) = &self.input_schema else {
+            return Ok(());
+        };
+        let validator = jsonschema::validator_for(schema).map_err(|e| e.to_string())?;
+        let problems: Vec<String> = validator
+            .iter_errors(input)
+            .map(|e| {
+                let at = e.instance_path().to_string();
+                if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{at}: {e}")
+                }
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
