@@ -157,6 +157,28 @@ pub struct PluginConfig {
     pub grant: Grant,
     /// Its default input.
     pub input: serde_json::Value,
+    /// Where each group scope entry is written, to point errors at it.
+    pub group_locations: Vec<(String, FileError)>,
+}
+
+impl PluginConfig {
+    /// A scope error, placed at the scope entry it is about when there is one.
+    pub fn scope_error(&self, error: &crate::grant::ScopeError, config: &Path) -> FileError {
+        use crate::grant::ScopeError;
+        let named = match error {
+            ScopeError::MissingGroup(name) | ScopeError::AmbiguousGroup(name, _) => Some(name),
+            _ => None,
+        };
+        let located = named.and_then(|n| self.group_locations.iter().find(|(g, _)| g == n));
+        let mut err = located.map(|(_, at)| at.clone()).unwrap_or(FileError {
+            file: config.to_owned(),
+            line: None,
+            column: None,
+            message: String::new(),
+        });
+        err.message = format!("plugin {}: {error}", self.name);
+        err
+    }
 }
 
 /// A checked configuration.
@@ -290,6 +312,18 @@ impl HostConfig {
                 })?;
                 tag_patterns.push(pattern.get_ref().clone());
             }
+            let group_locations = raw_plugin
+                .scopes
+                .groups
+                .iter()
+                .flatten()
+                .map(|g| {
+                    (
+                        g.get_ref().clone(),
+                        source.error(Some(g.span()), String::new()),
+                    )
+                })
+                .collect();
             let scopes = Scopes {
                 groups: raw_plugin
                     .scopes
@@ -335,6 +369,7 @@ impl HostConfig {
                     key: key_name.clone(),
                     grant,
                     input,
+                    group_locations,
                 },
             );
         }

@@ -34,8 +34,13 @@ pub enum HostError {
     #[error("the input is not valid JSON: {0}")]
     InvalidInput(String),
     /// A grant's scope does not match Level (a missing group), or Level could not be asked.
-    #[error("{0}")]
-    Scope(String),
+    #[error("plugin {plugin}: {error}")]
+    Scope {
+        /// The plugin.
+        plugin: String,
+        /// What is wrong.
+        error: crate::grant::ScopeError,
+    },
     /// The component imports a Level interface its grant gives no capability on.
     #[error("{plugin} imports {import}, but its grant has no capability on it (it needs {needs})")]
     ImportNotGranted {

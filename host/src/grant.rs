@@ -214,12 +214,29 @@ pub struct ResolvedScopes {
     pub automations: Option<BTreeSet<String>>,
 }
 
+/// Why a grant's scopes cannot be made concrete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    /// A scope names a group Level does not have.
+    #[error("scope names group {0:?}, which Level does not have")]
+    MissingGroup(String),
+    /// A scope names a group by a name several groups share.
+    #[error("scope names group {0:?}, which matches {1} groups; use its id")]
+    AmbiguousGroup(String, usize),
+    /// A tag pattern is not a valid glob.
+    #[error("tag pattern {0:?}: {1}")]
+    BadPattern(String, String),
+    /// Level could not be asked for its groups.
+    #[error("cannot list Level's groups to resolve the scope: {0}")]
+    Level(String),
+}
+
 /// Resolves `scopes` against the organization's groups (`(id, name, parent)` triples).
 /// A group named in the scope that Level does not have is an error naming it.
 pub fn resolve(
     scopes: &Scopes,
     groups: &[(String, String, Option<String>)],
-) -> Result<ResolvedScopes, String> {
+) -> Result<ResolvedScopes, ScopeError> {
     let group_ids = match &scopes.groups {
         None => None,
         Some(names) => {
@@ -231,18 +248,9 @@ pub fn resolve(
                     .map(|(id, _, _)| id)
                     .collect();
                 match matches.as_slice() {
-                    [] => {
-                        return Err(format!(
-                            "scope names group {wanted:?}, which Level does not have"
-                        ));
-                    }
+                    [] => return Err(ScopeError::MissingGroup(wanted.clone())),
                     [id] => roots.push((*id).clone()),
-                    _ => {
-                        return Err(format!(
-                            "scope names group {wanted:?}, which matches {} groups; use its id",
-                            matches.len()
-                        ));
-                    }
+                    _ => return Err(ScopeError::AmbiguousGroup(wanted.clone(), matches.len())),
                 }
             }
             let mut ids: HashSet<String> = roots.iter().cloned().collect();
@@ -265,9 +273,16 @@ pub fn resolve(
         Some(patterns) => {
             let mut builder = globset::GlobSetBuilder::new();
             for p in patterns {
-                builder.add(globset::Glob::new(p).map_err(|e| format!("tag pattern {p:?}: {e}"))?);
+                builder.add(
+                    globset::Glob::new(p)
+                        .map_err(|e| ScopeError::BadPattern(p.clone(), e.to_string()))?,
+                );
             }
-            Some(builder.build().map_err(|e| e.to_string())?)
+            Some(
+                builder
+                    .build()
+                    .map_err(|e| ScopeError::BadPattern(String::new(), e.to_string()))?,
+            )
         }
     };
     let (group_ids, group_roots) = match group_ids {
@@ -341,6 +356,9 @@ mod tests {
             groups: Some(vec!["Nope".into()]),
             ..Scopes::default()
         };
-        assert!(resolve(&missing, &groups).unwrap_err().contains("\"Nope\""));
+        assert_eq!(
+            resolve(&missing, &groups).unwrap_err(),
+            ScopeError::MissingGroup("Nope".into())
+        );
     }
 }

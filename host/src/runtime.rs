@@ -392,11 +392,13 @@ pub async fn resolve_scopes(
             ..PageParams::default()
         };
         loop {
-            let batch = client.list_groups(None, &page).await.map_err(|e| {
-                HostError::Scope(format!(
-                    "cannot list Level's groups to resolve the scope: {e}"
-                ))
-            })?;
+            let batch = client
+                .list_groups(None, &page)
+                .await
+                .map_err(|e| HostError::Scope {
+                    plugin: grant.plugin.clone(),
+                    error: grant::ScopeError::Level(e.to_string()),
+                })?;
             let last = batch.data.last().map(|g| g.id.clone());
             all.extend(batch.data.into_iter().map(|g| (g.id, g.name, g.parent_id)));
             match last {
@@ -408,8 +410,10 @@ pub async fn resolve_scopes(
     } else {
         Vec::new()
     };
-    grant::resolve(&grant.scopes, &groups)
-        .map_err(|e| HostError::Scope(format!("plugin {}: {e}", grant.plugin)))
+    grant::resolve(&grant.scopes, &groups).map_err(|error| HostError::Scope {
+        plugin: grant.plugin.clone(),
+        error,
+    })
 }
 
 fn classify_trap(

@@ -1,5 +1,7 @@
 //! The command line: `Cli`, its subcommands (one file each) and their exit statuses.
 
+mod audit;
+mod check;
 mod demo;
 mod run;
 mod sim;
@@ -25,8 +27,12 @@ pub struct Cli {
 /// levelhost's subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run one plugin component once and print its output as JSON.
+    /// Run one plugin once, within its grant, and print its output as JSON.
     Run(run::RunArgs),
+    /// Check the configuration and print each plugin's effective grant in plain words.
+    Check(check::CheckArgs),
+    /// Show the audit log: every host call, allowed or denied, and why.
+    Audit(audit::AuditArgs),
     /// Start the built-in Level API simulator on loopback.
     Sim(sim::SimArgs),
     /// Show levelhost at work: start the simulator and run the example plugins against it.
@@ -56,6 +62,8 @@ impl Command {
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
         match self {
             Command::Run(args) => args.execute().await,
+            Command::Check(args) => args.execute().await,
+            Command::Audit(args) => args.execute().await,
             Command::Sim(args) => args.execute().await,
             Command::Demo(args) => args.execute().await,
         }
@@ -75,6 +83,7 @@ pub fn init_tracing(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .try_init();
 }

@@ -13,6 +13,9 @@ impl LevelCtx {
         if self.gate.scopes().tags.is_none() {
             return Ok(None);
         }
+        if let Some(name) = planned_tag(id) {
+            return Ok(Some(name.to_owned()));
+        }
         let id = id.to_owned();
         Ok(Some(
             self.fetch(|c| async move { c.get_tag(&id).await })
@@ -142,7 +145,13 @@ impl Host for LevelCtx {
             {
                 let facts = self.tag_facts(&id, &device_ids).await?;
                 self.require(facts)?;
-                let planned = if self.dry_run {
+                let planned = if let Some(name) = planned_tag(&id) {
+                    model::Tag {
+                        id: id.clone(),
+                        name: name.to_owned(),
+                        device_count: device_ids.len() as u32,
+                    }
+                } else if self.dry_run {
                     let id = id.clone();
                     let mut current = self.fetch(|c| async move { c.get_tag(&id).await }).await?;
                     current.device_count += device_ids.len() as u32;
@@ -182,6 +191,11 @@ impl Host for LevelCtx {
             }
         )
     }
+}
+
+/// The name of a tag a dry run planned to create (its id is `dry-run:tag:<name>`).
+fn planned_tag(id: &str) -> Option<&str> {
+    id.strip_prefix("dry-run:tag:")
 }
 
 fn tag(t: model::Tag) -> Tag {

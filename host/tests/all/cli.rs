@@ -7,11 +7,11 @@ fn levelhost() -> Command {
 }
 
 #[test]
-fn help_lists_run_sim_and_demo() {
+fn help_lists_every_command() {
     let out = levelhost().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for command in ["run", "sim", "demo"] {
+    for command in ["run", "check", "audit", "sim", "demo"] {
         assert!(
             text.lines().any(|l| l.trim_start().starts_with(command)),
             "{command} in:\n{text}"
@@ -84,16 +84,20 @@ fn bad_input_and_missing_files_exit_2_with_the_reason() {
 }
 
 #[test]
-fn run_without_a_key_says_how_to_give_one() {
+fn a_component_file_runs_only_against_the_simulator() {
     let out = levelhost()
-        .args(["run", test_programs_artifacts::ECHO])
-        .env_remove("LEVEL_API_KEY")
+        .args([
+            "run",
+            test_programs_artifacts::ECHO,
+            "--config",
+            "/nonexistent/levelhost.toml",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("LEVEL_API_KEY") && stderr.contains("--sim"),
+        stderr.contains("--sim") && stderr.contains("install it with a grant"),
         "{stderr}"
     );
 }

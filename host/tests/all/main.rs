@@ -9,7 +9,9 @@
 
 mod api; // every level:api operation, from a plugin, through the host, against the simulator
 mod cli; // the levelhost command as a user runs it
+mod cli_grants; // levelhost check, run --dry-run and audit with a real configuration file
 mod client; // the Level client against real HTTP servers on loopback: retries, errors, limits
+mod grants; // grants proven with hostile plugins: capabilities, scopes, limits, the key
 mod plugins; // the example plugins: device-report and stale-device-tagger
 mod run; // running components: sandboxing, failures, world mismatches
 mod sim; // the simulator over plain HTTP: auth, access levels, paging, errors, rate limit

@@ -1,6 +1,7 @@
 //! `TestEnv`: a fresh simulator on loopback, a client holding its key, and a plugin runner.
 
 use level_host::client::{ApiKey, ClientConfig, LevelClient};
+use level_host::grant::{Grant, Limits, Scopes};
 use level_host::runtime::{PluginRunner, RunReport, RunRequest};
 use level_host::sim::{SimConfig, Simulator, Tenant};
 use serde_json::Value;
@@ -55,6 +56,58 @@ impl TestEnv {
             .expect("run starts")
     }
 
+    /// Runs a component under `grant`, with the read-write key.
+    pub async fn run_granted(&self, component: &str, input: Value, grant: Grant) -> RunReport {
+        let plugin = self
+            .runner
+            .load_file(std::path::Path::new(component))
+            .expect("component loads");
+        let request = RunRequest {
+            grant,
+            ..RunRequest::manual(input.to_string())
+        };
+        self.runner
+            .run(&plugin, self.client(), request)
+            .await
+            .expect("run starts")
+    }
+
+    /// Runs `api_call` for one operation under `grant`. `api_call` imports every
+    /// interface, and a component is refused at load unless its grant covers each
+    /// import, so the grant gets `read` on every resource it has nothing on (and
+    /// `automations:trigger` with an empty allow-list): the tests then see the
+    /// call-time gate at work.
+    pub async fn call_granted(
+        &self,
+        op: &str,
+        mut args: Value,
+        mut grant: Grant,
+    ) -> (Value, RunReport) {
+        use level_host::capability::{Capability, Resource, Verb};
+        for resource in Resource::ALL {
+            if grant.capabilities.iter().any(|c| c.resource == resource) {
+                continue;
+            }
+            let verb = if resource == Resource::Automations {
+                Verb::Trigger
+            } else {
+                Verb::Read
+            };
+            grant.capabilities.insert(Capability { resource, verb });
+            if resource == Resource::Automations {
+                grant.scopes.automations = Some(Vec::new());
+            }
+        }
+        args["op"] = Value::from(op);
+        let report = self
+            .run_granted(test_programs_artifacts::API_CALL, args, grant)
+            .await;
+        (
+            report.outcome.clone().expect("api_call returns a document"),
+            report,
+        )
+    }
+
     /// Runs the `api_call` guest for one operation and returns its `{"ok"}` or `{"error"}` document.
     pub async fn call(&self, op: &str, mut args: Value) -> Value {
         args["op"] = Value::from(op);
@@ -98,5 +151,18 @@ impl TestEnv {
             .find(|g| g.name == name)
             .map(|g| g.id.clone())
             .expect("group exists")
+    }
+}
+
+/// A grant of `capabilities` within `scopes`.
+pub fn grant(capabilities: &[&str], scopes: Scopes) -> Grant {
+    Grant {
+        plugin: "test".to_owned(),
+        capabilities: capabilities
+            .iter()
+            .map(|c| c.parse().expect("known capability"))
+            .collect(),
+        scopes,
+        limits: Limits::default(),
     }
 }

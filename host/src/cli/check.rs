@@ -1,0 +1,80 @@
+//! `levelhost check`.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use super::ExitStatus;
+use crate::client::{ClientConfig, LevelClient};
+use crate::config::HostConfig;
+use crate::env_vars::EnvVars;
+use crate::error::HostError;
+use crate::runtime::{PluginRunner, resolve_scopes};
+
+/// Arguments of `levelhost check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The configuration file.
+    #[arg(long, env = EnvVars::LEVELHOST_CONFIG, default_value = "levelhost.toml")]
+    pub config: PathBuf,
+    /// Do not ask Level to resolve group scopes.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+impl CheckArgs {
+    /// Checks the whole configuration and prints each plugin's effective grant.
+    pub async fn execute(self) -> anyhow::Result<ExitStatus> {
+        let config = HostConfig::load(&self.config)?;
+        config
+            .check_keys()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.config.display()))?;
+        let runner = PluginRunner::new()?;
+        println!(
+            "{}: {} keys, {} plugins",
+            self.config.display(),
+            config.keys.len(),
+            config.plugins.len()
+        );
+        for plugin in config.plugins.values() {
+            let mut loaded = runner
+                .load_file(&plugin.component)
+                .with_context(|| format!("plugin {}", plugin.name))?;
+            loaded.name = plugin.name.clone();
+            PluginRunner::check_imports(&loaded, &plugin.grant)?;
+            if !self.offline && plugin.grant.scopes.groups.is_some() {
+                let key = config
+                    .keys
+                    .get(&plugin.key)
+                    .context("key")?
+                    .load()
+                    .map_err(anyhow::Error::msg)?;
+                let mut client_config = ClientConfig::new(&config.base_url);
+                client_config.timeout = config.timeout;
+                let client = LevelClient::new(client_config, key)?;
+                if let Err(e) = resolve_scopes(&client, &plugin.grant).await {
+                    return Err(match e {
+                        HostError::Scope { error, .. } => {
+                            plugin.scope_error(&error, &self.config).into()
+                        }
+                        other => other.into(),
+                    });
+                }
+            }
+            println!();
+            println!(
+                "{} {} ({}), key {}, component {}",
+                plugin.name,
+                plugin.manifest.version,
+                plugin.manifest.description,
+                plugin.key,
+                loaded.digest
+            );
+            for line in plugin.grant.describe() {
+                println!("  {line}");
+            }
+        }
+        println!("\nOK");
+        Ok(ExitStatus::Success)
+    }
+}

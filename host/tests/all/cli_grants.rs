@@ -1,0 +1,308 @@
+//! `levelhost check`, `run --dry-run` and `audit` with a real configuration
+//! file, against a simulator, as an operator would use them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use level_host::sim::{SimConfig, Simulator};
+
+const CANARY: &str = "canary-CLI-KEY-41d2aa90";
+
+struct Setup {
+    sim: Simulator,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let config = SimConfig {
+            read_write_key: CANARY.to_owned(),
+            read_only_key: "read-only-key".to_owned(),
+            rate_limit: None,
+            ..SimConfig::default()
+        };
+        let sim = Simulator::start(config, Simulator::seeded()).await.unwrap();
+        let setup = Self {
+            sim,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        setup.write_config("");
+        setup
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("levelhost.toml")
+    }
+
+    /// A config with both example plugins; `extra` is appended.
+    fn write_config(&self, extra: &str) {
+        let plugin_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+        let text = format!(
+            r#"[level]
+base_url = "{base}"
+
+[audit]
+path = "audit.jsonl"
+
+[keys.rw]
+source = "env:TEST_LEVEL_KEY"
+access = "read-write"
+
+[keys.ro]
+source = "file:ro.key"
+access = "read-only"
+
+[plugins.report]
+component = "{report}"
+manifest = "{plugins}/device-report/plugin.toml"
+key = "ro"
+capabilities = ["devices:read", "groups:read"]
+
+[plugins.tagger]
+component = "{tagger}"
+manifest = "{plugins}/stale-device-tagger/plugin.toml"
+key = "rw"
+capabilities = ["devices:read", "tags:read", "tags:write"]
+input = {{ days = 14 }}
+
+[plugins.tagger.scopes]
+groups = ["Acme Corp"]
+tags = ["stale*"]
+{extra}"#,
+            base = self.sim.base_url(),
+            report = test_programs_artifacts::DEVICE_REPORT,
+            tagger = test_programs_artifacts::STALE_DEVICE_TAGGER,
+            plugins = plugin_dir.display(),
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+        std::fs::write(self.dir.path().join("ro.key"), "read-only-key\n").unwrap();
+    }
+
+    fn levelhost(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_levelhost"))
+            .args(args)
+            .arg("--config")
+            .arg(self.config_path())
+            .env("TEST_LEVEL_KEY", CANARY)
+            .env_remove("LEVELHOST_CONFIG")
+            .output()
+            .unwrap()
+    }
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_prints_each_grant_in_plain_words() {
+    let setup = Setup::new().await;
+    let out = setup.levelhost(&["check"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("can read devices in group \"Acme Corp\" and its subgroups"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("can read, change tags \"stale*\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("cannot delete anything"), "{stdout}");
+    assert!(!stdout.contains(CANARY) && !stderr.contains(CANARY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_changes_nothing_and_the_real_run_makes_the_planned_changes() {
+    let setup = Setup::new().await;
+    let before = setup.sim.tenant().to_fixture();
+    let out = setup.levelhost(&["run", "tagger", "--dry-run"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(
+        setup.sim.tenant().to_fixture(),
+        before,
+        "the dry run sent no write"
+    );
+    assert!(
+        stderr.contains("Plan (dry run: nothing was sent to Level), 2 writes"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("create-tag {\"name\":\"stale\"}") && stderr.contains("tag-devices"),
+        "{stderr}"
+    );
+    let planned: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+
+    let out = setup.levelhost(&["run", "tagger"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let done: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(planned["tagged"], done["tagged"]);
+    let fixture = setup.sim.tenant().to_fixture();
+    let tagged: Vec<&str> = fixture
+        .devices
+        .iter()
+        .filter(|d| d.tags.contains(&"stale".to_owned()))
+        .map(|d| d.hostname.as_str())
+        .collect();
+    assert_eq!(
+        serde_json::json!(tagged),
+        done["tagged"],
+        "the simulator shows the planned changes"
+    );
+    assert!(
+        tagged.iter().all(|h| h.starts_with("acme")),
+        "only Acme devices: {tagged:?}"
+    );
+
+    let audit = std::fs::read_to_string(setup.dir.path().join("audit.jsonl")).unwrap();
+    assert!(audit.lines().count() >= 6);
+    assert!(!audit.contains(CANARY), "the key is not in the audit log");
+    assert!(!stdout.contains(CANARY) && !stderr.contains(CANARY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_filters_by_plugin_run_and_denial() {
+    let setup = Setup::new().await;
+    // A wider input than the scope allows: the tag name is outside stale*.
+    let out = setup.levelhost(&["run", "tagger", "--input", r#"{"days": 14, "tag": "vip"}"#]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    let out = setup.levelhost(&["run", "report"]);
+    assert!(out.status.success());
+
+    let out = setup.levelhost(&["audit", "--denied"]);
+    let (stdout, _) = text(&out);
+    assert!(out.status.success());
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("tagger")
+            && stdout.contains("DENIED")
+            && stdout.contains("outside the grant's tags"),
+        "{stdout}"
+    );
+
+    let out = setup.levelhost(&["audit", "--plugin", "report", "--json"]);
+    let (stdout, _) = text(&out);
+    let records: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2);
+    assert!(
+        records.iter().all(|r| r["plugin"] == "report"
+            && r["allowed"] == true
+            && r["upstream_status"] == 200)
+    );
+    let run = records[0]["run_id"].as_str().unwrap();
+    let out = setup.levelhost(&["audit", "--run", run]);
+    assert_eq!(text(&out).0.lines().count(), 2);
+}
+
+/// Runs `check` on a config with `extra` appended and returns its stderr.
+async fn check_fails(extra: &str, edit: impl FnOnce(String) -> String) -> String {
+    let setup = Setup::new().await;
+    setup.write_config(extra);
+    let path = setup.config_path();
+    let edited = edit(std::fs::read_to_string(&path).unwrap());
+    std::fs::write(&path, edited).unwrap();
+    let out = setup.levelhost(&["check"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    stderr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configs_fail_check_with_file_line_and_reason() {
+    let stderr = check_fails("colour = \"blue\"\n", |t| t).await;
+    assert!(
+        stderr.contains("levelhost.toml:31:1: unknown field `colour`"),
+        "{stderr}"
+    );
+
+    let stderr = check_fails("", |t| t.replace("source = \"env:TEST_LEVEL_KEY\"\n", "")).await;
+    assert!(
+        stderr.contains("levelhost.toml:") && stderr.contains("missing field `source`"),
+        "{stderr}"
+    );
+
+    let stderr = check_fails("", |t| t.replace("\"tags:write\"", "\"tags:fly\"")).await;
+    assert!(
+        stderr.contains("levelhost.toml:25:46: plugin tagger:")
+            && stderr.contains("unknown capability \"tags:fly\""),
+        "{stderr}"
+    );
+
+    let stderr = check_fails("", |t| {
+        t.replace(
+            "groups = [\"Acme Corp\"]",
+            "groups = [\"Acme Corp\", \"Umbrella\"]",
+        )
+    })
+    .await;
+    assert!(stderr.contains("levelhost.toml:29:24: plugin tagger: scope names group \"Umbrella\", which Level does not have"), "{stderr}");
+
+    let stderr = check_fails("", |t| {
+        t.replace("source = \"env:TEST_LEVEL_KEY\"", "source = \"hunter2\"")
+    })
+    .await;
+    assert!(
+        stderr.contains("levelhost.toml:8:10: key rw: source must be env:VARIABLE or file:PATH"),
+        "{stderr}"
+    );
+
+    let stderr = check_fails("", |t| {
+        t.replace(
+            "key = \"ro\"\ncapabilities = [\"devices:read\"",
+            "key = \"ro\"\ncapabilities = [\"devices:write\", \"devices:read\"",
+        )
+    })
+    .await;
+    assert!(
+        stderr.contains("devices:write needs a read-write key, but key ro is read-only"),
+        "{stderr}"
+    );
+
+    let stderr = check_fails("", |t| {
+        t.replace(
+            "capabilities = [\"devices:read\", \"tags:read\", \"tags:write\"]",
+            "capabilities = [\"devices:read\", \"tags:read\"]",
+        )
+    })
+    .await;
+    assert!(
+        stderr.contains(
+            "plugin tagger: its manifest asks for tags:write which its grant does not give"
+        ),
+        "{stderr}"
+    );
+
+    let stderr = check_fails("", |t| {
+        t.replace("input = { days = 14 }", "input = { days = \"soon\" }")
+    })
+    .await;
+    assert!(
+        stderr.contains("input does not match the manifest's schema") && stderr.contains("/days"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_key_is_reported_without_running() {
+    let setup = Setup::new().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+        .args(["run", "tagger", "--config"])
+        .arg(setup.config_path())
+        .env_remove("TEST_LEVEL_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out)
+            .1
+            .contains("key rw: environment variable TEST_LEVEL_KEY is not set")
+    );
+}
