@@ -359,6 +359,11 @@ impl PluginRunner {
             Ok(Ok(Err(err))) => Err(RunFailure::Plugin(describe_run_error(&err))),
             Ok(Ok(Ok(output))) => parse_output(&output, Limits::bytes(limits.max_output_kb)),
         };
+        let failure = outcome.as_ref().err().map(ToString::to_string);
+        store
+            .data_mut()
+            .level
+            .record_run_end(failure, started.elapsed());
         if let Some(audit) = &request.audit {
             audit.sync().map_err(|e| HostError::Audit(e.to_string()))?;
         }

@@ -214,6 +214,31 @@ impl LevelCtx {
         result
     }
 
+    /// Audits the end of the run itself, so a run that failed without calling
+    /// Level (a loop, a memory bomb) is on record too.
+    pub fn record_run_end(&mut self, failure: Option<String>, duration: Duration) {
+        let record = AuditRecord {
+            time: crate::sim::timestamp(time::OffsetDateTime::now_utc()),
+            plugin: self.run.plugin.clone(),
+            version: self.run.version.clone(),
+            digest: self.run.digest.clone(),
+            run_id: self.run.run_id.clone(),
+            operation: "run".to_owned(),
+            targets: Vec::new(),
+            allowed: true,
+            reason: failure,
+            upstream_status: None,
+            latency_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            dry_run: false,
+        };
+        if let Some(audit) = &self.audit
+            && let Err(e) = audit.append(&record)
+        {
+            tracing::error!("{e}");
+        }
+        self.audit_records.push(record);
+    }
+
     /// Sends one request to Level, counted against the run's call budget.
     async fn fetch<T, F>(&mut self, f: impl FnOnce(LevelClient) -> F) -> Result<T, LevelError>
     where

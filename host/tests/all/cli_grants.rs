@@ -191,15 +191,17 @@ async fn audit_filters_by_plugin_run_and_denial() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(records.len(), 2);
+    assert_eq!(records.len(), 3, "two calls and the run's end");
     assert!(
-        records.iter().all(|r| r["plugin"] == "report"
-            && r["allowed"] == true
-            && r["upstream_status"] == 200)
+        records
+            .iter()
+            .all(|r| r["plugin"] == "report" && r["allowed"] == true)
     );
+    assert!(records[..2].iter().all(|r| r["upstream_status"] == 200));
+    assert_eq!(records[2]["operation"], "run");
     let run = records[0]["run_id"].as_str().unwrap();
     let out = setup.levelhost(&["audit", "--run", run]);
-    assert_eq!(text(&out).0.lines().count(), 2);
+    assert_eq!(text(&out).0.lines().count(), 3);
 }
 
 /// Runs `check` on a config with `extra` appended and returns its stderr.
