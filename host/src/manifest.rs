@@ -63,6 +63,16 @@ impl PluginManifest {
         Self::check(&source, raw)
     }
 
+    /// Parses and checks a manifest's text; `path` names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, FileError> {
+        let source = Source {
+            path: path.to_owned(),
+            text: text.to_owned(),
+        };
+        let raw: RawManifest = source.parse()?;
+        Self::check(&source, raw)
+    }
+
     fn check(source: &Source, raw: RawManifest) -> Result<Self, FileError> {
         let name = raw.name.get_ref();
         if name.is_empty()

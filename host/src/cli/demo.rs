@@ -9,7 +9,9 @@ use serde_json::Value;
 use super::ExitStatus;
 use crate::client::{ApiKey, ClientConfig, LevelClient};
 use crate::engine::LoadedPlugin;
-use crate::runtime::{PluginRunner, RunRequest};
+use crate::grant::{Grant, Limits, Scopes};
+use crate::manifest::PluginManifest;
+use crate::runtime::{PluginRunner, RunReport, RunRequest};
 use crate::sim::{SimConfig, Simulator};
 
 /// The example plugins the demo runs, by crate name.
@@ -27,6 +29,18 @@ pub struct DemoArgs {
     pub days: u32,
 }
 
+/// The example plugins' manifests, built into the binary.
+const MANIFESTS: [(&str, &str); 2] = [
+    (
+        "plugins/device-report/plugin.toml",
+        include_str!("../../../plugins/device-report/plugin.toml"),
+    ),
+    (
+        "plugins/stale-device-tagger/plugin.toml",
+        include_str!("../../../plugins/stale-device-tagger/plugin.toml"),
+    ),
+];
+
 impl DemoArgs {
     /// Runs the demo.
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
@@ -35,54 +49,131 @@ impl DemoArgs {
             None => build_examples()?,
         };
         let runner = PluginRunner::new()?;
-        let load = |crate_name: &str| -> anyhow::Result<LoadedPlugin> {
+        let mut loaded = Vec::new();
+        for (crate_name, (manifest_path, manifest_text)) in PLUGINS.iter().zip(MANIFESTS) {
+            let manifest = PluginManifest::parse(Path::new(manifest_path), manifest_text)?;
             let path = dir.join(format!("{}.wasm", crate_name.replace('-', "_")));
             let mut plugin = runner.load_file(&path)?;
-            plugin.name = crate_name.to_owned();
-            Ok(plugin)
-        };
-        let report_plugin = load(PLUGINS[0])?;
-        let tagger = load(PLUGINS[1])?;
+            plugin.name = manifest.name.clone();
+            loaded.push((plugin, manifest));
+        }
+        let [(report_plugin, report_manifest), (tagger, tagger_manifest)] =
+            <[_; 2]>::try_from(loaded)
+                .map_err(|_| anyhow::anyhow!("expected two example plugins"))?;
 
         let sim = Simulator::start(SimConfig::default(), Simulator::seeded()).await?;
-        let client = LevelClient::new(
-            ClientConfig::new(sim.base_url()),
-            ApiKey::new(sim.read_write_key()),
-        )?;
+        let client =
+            |key: &str| LevelClient::new(ClientConfig::new(sim.base_url()), ApiKey::new(key));
+        let read_only = client(sim.read_only_key())?;
+        let read_write = client(sim.read_write_key())?;
         println!(
             "Level simulator on {} (a seeded organization; nothing leaves this machine)\n",
             sim.base_url()
         );
 
-        let run = |plugin: &LoadedPlugin, input: String| {
+        // Each plugin gets exactly what its manifest asks for; the tagger only tags named stale*.
+        let report_grant = Grant {
+            plugin: report_manifest.name.clone(),
+            capabilities: report_manifest.capabilities.clone(),
+            scopes: Scopes::default(),
+            limits: Limits::default(),
+        };
+        let tagger_grant = Grant {
+            plugin: tagger_manifest.name.clone(),
+            capabilities: tagger_manifest.capabilities.clone(),
+            scopes: Scopes {
+                tags: Some(vec!["stale*".to_owned()]),
+                ..Scopes::default()
+            },
+            limits: Limits::default(),
+        };
+        let run = |plugin: &LoadedPlugin,
+                   grant: &Grant,
+                   key: &LevelClient,
+                   input: String,
+                   dry_run: bool| {
             let runner = &runner;
-            let client = client.clone();
-            let plugin = plugin.clone();
-            async move {
-                let report = runner
-                    .run(&plugin, client, RunRequest::manual(input))
-                    .await?;
-                match report.outcome {
-                    Ok(output) => Ok::<_, anyhow::Error>((output, report.api_calls)),
-                    Err(e) => bail!("{} failed: {e}", plugin.name),
-                }
-            }
+            let request = RunRequest {
+                grant: grant.clone(),
+                dry_run,
+                ..RunRequest::manual(input)
+            };
+            let (plugin, key) = (plugin.clone(), key.clone());
+            async move { Ok::<_, anyhow::Error>(runner.run(&plugin, key, request).await?) }
+        };
+        let output = |report: RunReport| match report.outcome {
+            Ok(output) => Ok((output, report.api_calls)),
+            Err(e) => Err(anyhow::anyhow!("{} failed: {e}", report.plugin)),
         };
 
-        let (report, calls) = run(&report_plugin, "{}".to_owned()).await?;
-        println!("▶ device-report (read-only, {calls} Level calls)");
+        println!(
+            "▶ device-report, read-only key; grant: {}",
+            caps(&report_grant)
+        );
+        let (report, calls) = output(
+            run(
+                &report_plugin,
+                &report_grant,
+                &read_only,
+                "{}".to_owned(),
+                false,
+            )
+            .await?,
+        )?;
+        println!("  ({calls} Level calls)");
         print_report(&report);
 
         let input = format!("{{\"days\": {}}}", self.days);
-        let (first, calls) = run(&tagger, input.clone()).await?;
-        println!("\n▶ stale-device-tagger {input} ({calls} Level calls)");
+        println!(
+            "\n▶ stale-device-tagger {input}; grant: {}, tags \"stale*\" only",
+            caps(&tagger_grant)
+        );
+        let dry = run(&tagger, &tagger_grant, &read_write, input.clone(), true).await?;
+        println!("  dry run: {} writes planned, none sent:", dry.plan.len());
+        for entry in &dry.plan {
+            match entry.request["device_ids"].as_array() {
+                Some(ids) => println!(
+                    "    {} {} on {} devices",
+                    entry.operation,
+                    entry.request["id"],
+                    ids.len()
+                ),
+                None => println!("    {} {}", entry.operation, entry.request),
+            }
+        }
+        let (first, calls) =
+            output(run(&tagger, &tagger_grant, &read_write, input.clone(), false).await?)?;
+        println!("  real run ({calls} Level calls):");
         print_tagging(&first);
-        let (second, _) = run(&tagger, input).await?;
+        let (second, _) = output(run(&tagger, &tagger_grant, &read_write, input, false).await?)?;
         let tagged_again = second["tagged"].as_array().map_or(0, Vec::len);
         println!(
-            "\n▶ stale-device-tagger again: tagged {tagged_again}, already tagged {} (idempotent)",
+            "  again: tagged {tagged_again}, already tagged {} (idempotent)",
             second["already_tagged"]
         );
+
+        println!("\n▶ stale-device-tagger asked to tag devices \"vip\", outside its grant");
+        let refused = run(
+            &tagger,
+            &tagger_grant,
+            &read_write,
+            r#"{"days": 14, "tag": "vip"}"#.to_owned(),
+            false,
+        )
+        .await?;
+        let denial = refused.audit.iter().find(|r| !r.allowed);
+        match (&refused.outcome, denial) {
+            (Err(failure), Some(record)) => {
+                println!("  refused by the host: {failure}");
+                println!(
+                    "  audit: {} {} — {}",
+                    record.operation,
+                    "DENIED",
+                    record.reason.as_deref().unwrap_or("")
+                );
+            }
+            _ => bail!("the out-of-grant run was not refused"),
+        }
 
         let tag = first["tag"].as_str().unwrap_or("stale");
         let fixture = sim.tenant().to_fixture();
@@ -91,13 +182,39 @@ impl DemoArgs {
             .iter()
             .filter(|d| d.tags.iter().any(|t| t == tag))
             .count();
-        println!("\nThe simulator now shows tag {tag:?} on {carrying} devices.");
+        let vip_before = Simulator::seeded()
+            .to_fixture()
+            .tags
+            .iter()
+            .find(|t| t.name == "vip")
+            .map(|t| t.device_count);
+        let vip_now = fixture
+            .tags
+            .iter()
+            .find(|t| t.name == "vip")
+            .map(|t| t.device_count);
+        println!(
+            "\nThe simulator now shows tag {tag:?} on {carrying} devices; \"vip\" is untouched ({} devices).",
+            vip_now.unwrap_or(0)
+        );
         sim.stop().await;
         if tagged_again != 0 {
             bail!("the second tagger run changed {tagged_again} devices; it should change none");
         }
+        if vip_before != vip_now {
+            bail!("the refused run changed the vip tag");
+        }
         Ok(ExitStatus::Success)
     }
+}
+
+fn caps(grant: &Grant) -> String {
+    grant
+        .capabilities
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn print_report(r: &Value) {

@@ -125,7 +125,15 @@ fn demo_reports_and_tags() {
     assert!(stdout.contains("tagged 9 stale devices"), "{stdout}");
     assert!(stdout.contains("again: tagged 0"), "{stdout}");
     assert!(
-        stdout.contains("The simulator now shows tag \"stale\" on 9 devices."),
+        stdout.contains("dry run: 2 writes planned, none sent"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("refused by the host") && stdout.contains("outside the grant's tags"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("The simulator now shows tag \"stale\" on 9 devices;"),
         "{stdout}"
     );
 }
