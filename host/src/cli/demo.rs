@@ -166,9 +166,8 @@ impl DemoArgs {
             (Err(failure), Some(record)) => {
                 println!("  refused by the host: {failure}");
                 println!(
-                    "  audit: {} {} — {}",
+                    "  audit: {} DENIED — {}",
                     record.operation,
-                    "DENIED",
                     record.reason.as_deref().unwrap_or("")
                 );
             }
