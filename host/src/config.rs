@@ -26,6 +26,58 @@ struct RawConfig {
     keys: BTreeMap<String, RawKey>,
     #[serde(default)]
     plugins: BTreeMap<String, Spanned<RawPlugin>>,
+    #[serde(default)]
+    serve: RawServe,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServe {
+    addr: String,
+    database: String,
+    shutdown_grace_secs: u64,
+    max_body_kb: u64,
+}
+
+impl Default for RawServe {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8780".to_owned(),
+            database: "levelhost.db".to_owned(),
+            shutdown_grace_secs: 30,
+            max_body_kb: 256,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    cron: Spanned<String>,
+    #[serde(default)]
+    timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    input: Option<toml::Table>,
+    #[serde(default)]
+    overlap: Option<Spanned<String>>,
+    #[serde(default)]
+    catch_up: Option<Spanned<String>>,
+    #[serde(default = "default_catch_up_window")]
+    catch_up_window_secs: u64,
+    #[serde(default)]
+    jitter_secs: u64,
+}
+
+fn default_catch_up_window() -> u64 {
+    3600
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    secret: Spanned<String>,
+    #[serde(default)]
+    types: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +117,13 @@ struct RawAudit {
 struct RawKey {
     source: Spanned<String>,
     access: Spanned<String>,
+    #[serde(default = "default_rate")]
+    rate_limit_per_minute: u32,
+}
+
+/// Level's measured limit (reference §4): plugins sharing a key share this budget.
+fn default_rate() -> u32 {
+    100
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +140,10 @@ struct RawPlugin {
     limits: Limits,
     #[serde(default)]
     input: Option<toml::Table>,
+    #[serde(default)]
+    schedules: Vec<RawSchedule>,
+    #[serde(default)]
+    events: Option<RawEvents>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,6 +182,69 @@ pub struct KeyConfig {
     pub source: KeySource,
     /// Its access level in Level.
     pub access: Access,
+    /// Requests per minute every plugin using the key shares (0 = no client-side limit).
+    pub rate_limit_per_minute: u32,
+}
+
+/// What to do when a schedule fires while the plugin's previous run is still going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    /// Do not start; record the planned run as skipped.
+    Skip,
+    /// Start as soon as the previous run ends.
+    Queue,
+}
+
+/// What to do, on start-up, with planned times missed while the host was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUp {
+    /// Nothing: the next planned time is the next run.
+    Skip,
+    /// Run once, for the latest missed time, if it is within the window.
+    Once,
+}
+
+/// A cron schedule of a plugin.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// The pattern as written (5 fields, or 6 with seconds first).
+    pub pattern: String,
+    /// The parsed pattern.
+    pub cron: croner::Cron,
+    /// The time zone the pattern is read in.
+    pub timezone: chrono_tz::Tz,
+    /// The run's input; the plugin's input when absent.
+    pub input: Option<serde_json::Value>,
+    /// Overlap policy.
+    pub overlap: Overlap,
+    /// Catch-up policy.
+    pub catch_up: CatchUp,
+    /// How far back catch-up looks.
+    pub catch_up_window: Duration,
+    /// Up to this much random delay before each run.
+    pub jitter: Duration,
+}
+
+/// How a plugin receives Level's webhook deliveries.
+#[derive(Debug, Clone)]
+pub struct EventConfig {
+    /// Where the webhook secret is.
+    pub secret: KeySource,
+    /// Event types it runs on; all when absent.
+    pub types: Option<Vec<String>>,
+}
+
+/// `levelhost serve` settings.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Where the events endpoint and `/healthz` listen.
+    pub addr: String,
+    /// The run history database.
+    pub database: PathBuf,
+    /// How long shutdown waits for running plugins.
+    pub shutdown_grace: Duration,
+    /// Largest webhook body accepted.
+    pub max_body_bytes: usize,
 }
 
 impl KeyConfig {
@@ -159,6 +285,10 @@ pub struct PluginConfig {
     pub input: serde_json::Value,
     /// Where each group scope entry is written, to point errors at it.
     pub group_locations: Vec<(String, FileError)>,
+    /// Its schedules.
+    pub schedules: Vec<Schedule>,
+    /// Its Level events, if it takes them.
+    pub events: Option<EventConfig>,
 }
 
 impl PluginConfig {
@@ -196,6 +326,8 @@ pub struct HostConfig {
     pub keys: BTreeMap<String, KeyConfig>,
     /// Plugins by name.
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// `levelhost serve` settings.
+    pub serve: ServeConfig,
 }
 
 impl HostConfig {
@@ -246,6 +378,7 @@ impl HostConfig {
                     name,
                     source: parsed,
                     access,
+                    rate_limit_per_minute: key.rate_limit_per_minute,
                 },
             );
         }
@@ -354,6 +487,17 @@ impl HostConfig {
                     format!("plugin {name}: input does not match the manifest's schema: {e}"),
                 )
             })?;
+            let mut schedules = Vec::new();
+            for raw_schedule in raw_plugin.schedules {
+                schedules.push(parse_schedule(&source, &name, raw_schedule)?);
+            }
+            let events = match raw_plugin.events {
+                None => None,
+                Some(ev) => Some(EventConfig {
+                    secret: parse_source(&source, &format!("plugin {name}: events"), &ev.secret)?,
+                    types: ev.types,
+                }),
+            };
             let grant = Grant {
                 plugin: name.clone(),
                 capabilities,
@@ -370,6 +514,8 @@ impl HostConfig {
                     grant,
                     input,
                     group_locations,
+                    schedules,
+                    events,
                 },
             );
         }
@@ -382,6 +528,12 @@ impl HostConfig {
                 .resolve(raw.audit.path.as_deref().unwrap_or("levelhost-audit.jsonl")),
             keys,
             plugins,
+            serve: ServeConfig {
+                addr: raw.serve.addr,
+                database: source.resolve(&raw.serve.database),
+                shutdown_grace: Duration::from_secs(raw.serve.shutdown_grace_secs),
+                max_body_bytes: Limits::bytes(raw.serve.max_body_kb.max(1)),
+            },
         })
     }
 
@@ -403,4 +555,108 @@ impl HostConfig {
             )
         })
     }
+}
+
+fn parse_source(
+    source: &Source,
+    what: &str,
+    value: &Spanned<String>,
+) -> Result<KeySource, FileError> {
+    let text = value.get_ref();
+    let parsed = if let Some(var) = text.strip_prefix("env:") {
+        KeySource::Env(var.to_owned())
+    } else if let Some(file) = text.strip_prefix("file:") {
+        KeySource::File(source.resolve(file))
+    } else {
+        return Err(source.error(
+            Some(value.span()),
+            format!("{what}: secret must be env:VARIABLE or file:PATH; secrets are never written in this file"),
+        ));
+    };
+    Ok(parsed)
+}
+
+/// Reads a secret from its source.
+pub fn load_secret(source: &KeySource, what: &str) -> Result<String, String> {
+    let value = match source {
+        KeySource::Env(var) => std::env::var(var)
+            .map_err(|_| format!("{what}: environment variable {var} is not set"))?,
+        KeySource::File(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("{what}: cannot read {}: {e}", path.display()))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let value = value.trim().to_owned();
+    if value.is_empty() {
+        return Err(format!("{what}: the value is empty"));
+    }
+    Ok(value)
+}
+
+fn parse_schedule(source: &Source, plugin: &str, raw: RawSchedule) -> Result<Schedule, FileError> {
+    let pattern = raw.cron.get_ref().clone();
+    let cron: croner::Cron = pattern.parse().map_err(|e: croner::errors::CronError| {
+        source.error(
+            Some(raw.cron.span()),
+            format!("plugin {plugin}: schedule {pattern:?}: {e}"),
+        )
+    })?;
+    let timezone = match &raw.timezone {
+        None => chrono_tz::UTC,
+        Some(tz) => tz.get_ref().parse().map_err(|_| {
+            source.error(
+                Some(tz.span()),
+                format!("plugin {plugin}: unknown time zone {:?}", tz.get_ref()),
+            )
+        })?,
+    };
+    let overlap = match raw
+        .overlap
+        .as_ref()
+        .map(|o| (o.get_ref().as_str(), o.span()))
+    {
+        None | Some(("skip", _)) => Overlap::Skip,
+        Some(("queue", _)) => Overlap::Queue,
+        Some((other, span)) => {
+            return Err(source.error(
+                Some(span),
+                format!("plugin {plugin}: overlap must be skip or queue, not {other:?}"),
+            ));
+        }
+    };
+    let catch_up = match raw
+        .catch_up
+        .as_ref()
+        .map(|o| (o.get_ref().as_str(), o.span()))
+    {
+        None | Some(("skip", _)) => CatchUp::Skip,
+        Some(("once", _)) => CatchUp::Once,
+        Some((other, span)) => {
+            return Err(source.error(
+                Some(span),
+                format!("plugin {plugin}: catch_up must be skip or once, not {other:?}"),
+            ));
+        }
+    };
+    let input = match raw.input {
+        Some(table) => Some(serde_json::to_value(table).map_err(|e| {
+            source.error(
+                Some(raw.cron.span()),
+                format!("plugin {plugin}: schedule input: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    Ok(Schedule {
+        pattern,
+        cron,
+        timezone,
+        input,
+        overlap,
+        catch_up,
+        catch_up_window: Duration::from_secs(raw.catch_up_window_secs),
+        jitter: Duration::from_secs(raw.jitter_secs),
+    })
 }

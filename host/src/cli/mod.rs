@@ -4,6 +4,8 @@ mod audit;
 mod check;
 mod demo;
 mod run;
+mod runs;
+mod serve;
 mod sim;
 
 use std::process::ExitCode;
@@ -33,6 +35,12 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Show the audit log: every host call, allowed or denied, and why.
     Audit(audit::AuditArgs),
+    /// Run every plugin on its schedules and on Level's webhook events, until stopped.
+    Serve(serve::ServeArgs),
+    /// Show the run history.
+    Runs(runs::RunsArgs),
+    /// Show each plugin's next run, last run and last status.
+    Status(runs::StatusArgs),
     /// Start the built-in Level API simulator on loopback.
     Sim(sim::SimArgs),
     /// Show levelhost at work: start the simulator and run the example plugins against it.
@@ -64,6 +72,9 @@ impl Command {
             Command::Run(args) => args.execute().await,
             Command::Check(args) => args.execute().await,
             Command::Audit(args) => args.execute().await,
+            Command::Serve(args) => args.execute().await,
+            Command::Runs(args) => args.execute().await,
+            Command::Status(args) => args.execute().await,
             Command::Sim(args) => args.execute().await,
             Command::Demo(args) => args.execute().await,
         }

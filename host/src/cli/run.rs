@@ -10,6 +10,7 @@ use crate::client::{ClientConfig, LevelClient};
 use crate::config::HostConfig;
 use crate::env_vars::EnvVars;
 use crate::grant::Grant;
+use crate::history::{History, RunOrigin};
 use crate::runtime::{PluginRunner, RunReport, RunRequest};
 use crate::sim::{SimConfig, Simulator};
 
@@ -82,7 +83,34 @@ impl RunArgs {
             echo_logs: true,
             ..RunRequest::manual(input.to_string())
         };
-        let report = runner.run(&loaded, client, request).await?;
+        // Manual runs go into the run history too (dry runs change nothing, so they do not).
+        let history = if self.dry_run {
+            None
+        } else {
+            Some(History::open(&config.serve.database)?)
+        };
+        if let Some(history) = &history {
+            history.claim(
+                &request.run_id,
+                &plugin.name,
+                &request.version,
+                &loaded.digest,
+                &RunOrigin::manual(),
+            )?;
+        }
+        let run_id = request.run_id.clone();
+        let report = match runner.run(&loaded, client, request).await {
+            Ok(report) => report,
+            Err(e) => {
+                if let Some(history) = &history {
+                    history.fail(&run_id, &e.to_string())?;
+                }
+                return Err(e.into());
+            }
+        };
+        if let Some(history) = &history {
+            history.finish(&run_id, &report)?;
+        }
         Ok(print_report(&report, self.dry_run))
     }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::ExitStatus;
-use crate::sim::{Fixture, RateLimit, SimConfig, Simulator, Tenant, random_key};
+use crate::sim::{Fixture, RateLimit, SimConfig, Simulator, Tenant, WebhookTarget, random_key};
 
 /// Arguments of `levelhost sim`.
 #[derive(Debug, clap::Args)]
@@ -29,6 +29,12 @@ pub struct SimArgs {
     /// The read-only key (random when absent).
     #[arg(long)]
     pub read_only_key: Option<String>,
+    /// Deliver Level's webhook events (alert_active, alert_resolved, device_updated, …) to this URL.
+    #[arg(long, requires = "webhook_secret")]
+    pub webhook: Option<String>,
+    /// The secret deliveries to --webhook are signed with.
+    #[arg(long)]
+    pub webhook_secret: Option<String>,
     /// Print the organization as a fixture on stdout and exit.
     #[arg(long)]
     pub dump_fixture: bool,
@@ -54,6 +60,10 @@ impl SimArgs {
                 per: RateLimit::LEVEL.per,
             }),
             created_status: 201,
+            webhooks: match (self.webhook, self.webhook_secret) {
+                (Some(url), Some(secret)) => vec![WebhookTarget { url, secret }],
+                _ => Vec::new(),
+            },
         };
         let sim = Simulator::start(config, tenant).await?;
         println!("Level simulator listening on {}", sim.base_url());

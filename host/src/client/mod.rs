@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+mod budget;
 pub mod model;
 mod retry;
 
@@ -25,6 +26,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AF
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
+pub use self::budget::RateBudget;
 use self::model::*;
 pub use self::retry::RetryPolicy;
 
@@ -77,6 +79,8 @@ pub struct ClientConfig {
     pub max_response_bytes: usize,
     /// When and how long to retry.
     pub retry: RetryPolicy,
+    /// A rate budget shared with every other client of the same key.
+    pub budget: Option<std::sync::Arc<RateBudget>>,
 }
 
 impl ClientConfig {
@@ -87,6 +91,7 @@ impl ClientConfig {
             timeout: DEFAULT_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             retry: RetryPolicy::default(),
+            budget: None,
         }
     }
 }
@@ -328,6 +333,9 @@ impl LevelClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            if let Some(budget) = &self.config.budget {
+                budget.acquire().await;
+            }
             let mut request = self
                 .http
                 .request(method.clone(), url.clone())
@@ -349,6 +357,19 @@ impl LevelClient {
                 Ok(_) => return outcome,
                 Err(err) => self.config.retry.delay(attempt, safe, err),
             };
+            if let (
+                Some(budget),
+                Err(ClientError::Status {
+                    status: 429,
+                    retry_after,
+                    ..
+                }),
+            ) = (&self.config.budget, &outcome)
+            {
+                budget
+                    .pause(retry_after.unwrap_or(Duration::from_secs(1)))
+                    .await;
+            }
             match retry_in {
                 Some(delay) => {
                     tracing::debug!(operation, attempt, ?delay, "retrying Level call");

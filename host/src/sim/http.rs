@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::events::Events;
 use super::tenant::{DeviceFilter, Includes, PageArgs, SimError, Tenant};
 use super::{RateLimit, SimConfig, lock};
 use crate::client::model::{
@@ -23,6 +24,7 @@ use crate::client::model::{
 
 #[derive(Clone)]
 struct AppState {
+    events: Arc<Events>,
     config: Arc<SimConfig>,
     tenant: Arc<Mutex<Tenant>>,
     buckets: Arc<Mutex<HashMap<String, Bucket>>>,
@@ -37,8 +39,9 @@ impl IntoResponse for SimError {
     }
 }
 
-pub(super) fn router(config: SimConfig, tenant: Arc<Mutex<Tenant>>) -> Router {
+pub(super) fn router(config: SimConfig, tenant: Arc<Mutex<Tenant>>, events: Arc<Events>) -> Router {
     let state = AppState {
+        events,
         config: Arc::new(config),
         tenant,
         buckets: Arc::default(),
@@ -87,6 +90,8 @@ pub(super) fn router(config: SimConfig, tenant: Arc<Mutex<Tenant>>) -> Router {
         .route("/automations/webhooks/{token}", post(trigger_webhook));
     Router::new()
         .nest("/v2", v2)
+        // Not Level's API: lets a user (or a test) make a monitor fire.
+        .route("/_sim/alerts", post(raise_alert))
         .fallback(|| async { SimError::not_found() })
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -229,8 +234,45 @@ async fn show_alert(State(s): State<AppState>, Path(id): Path<String>) -> Answer
 }
 
 async fn resolve_alert(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
-    let (alert, _changed) = lock(&s.tenant).resolve_alert(&id)?;
+    let (alert, changed) = lock(&s.tenant).resolve_alert(&id)?;
+    if changed {
+        s.events.emit(
+            "alert_resolved",
+            serde_json::to_value(&alert).unwrap_or_default(),
+        );
+    }
     ok(alert)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAlert {
+    device_id: String,
+    name: String,
+    #[serde(default = "default_severity")]
+    severity: String,
+}
+
+fn default_severity() -> String {
+    "warning".to_owned()
+}
+
+async fn raise_alert(State(s): State<AppState>, raw: Bytes) -> Answer {
+    let new: NewAlert = body(&raw)?;
+    let alert = lock(&s.tenant)
+        .raise_alert(&new.device_id, &new.name, &new.severity)
+        .map_err(|e| {
+            if e.status == 404 {
+                SimError::new(422, "device_id does not exist")
+            } else {
+                e
+            }
+        })?;
+    s.events.emit(
+        "alert_active",
+        serde_json::to_value(&alert).unwrap_or_default(),
+    );
+    created(&s, alert)
 }
 
 // ---- custom fields ----
@@ -322,11 +364,18 @@ async fn show_device(
 
 async fn update_device(State(s): State<AppState>, Path(id): Path<String>, raw: Bytes) -> Answer {
     let patch: DevicePatch = body(&raw)?;
-    ok(lock(&s.tenant).update_device(&id, patch)?)
+    let device = lock(&s.tenant).update_device(&id, patch)?;
+    s.events.emit(
+        "device_updated",
+        serde_json::to_value(&device).unwrap_or_default(),
+    );
+    ok(device)
 }
 
 async fn delete_device(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
     lock(&s.tenant).delete_device(&id)?;
+    s.events
+        .emit("device_deleted", serde_json::json!({ "id": id }));
     done()
 }
 

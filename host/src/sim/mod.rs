@@ -13,6 +13,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod events;
 mod http;
 pub mod seed;
 pub mod tenant;
@@ -28,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use self::events::{Delivery, WebhookTarget};
 pub use self::tenant::{Fixture, SimError, Tenant};
 
 /// How many requests a key may make per window before it gets 429.
@@ -60,6 +62,8 @@ pub struct SimConfig {
     pub rate_limit: Option<RateLimit>,
     /// The status of a successful create: 201, or 200.
     pub created_status: u16,
+    /// Where to deliver Level's webhook events (alerts, devices, groups).
+    pub webhooks: Vec<WebhookTarget>,
 }
 
 impl Default for SimConfig {
@@ -70,6 +74,7 @@ impl Default for SimConfig {
             read_only_key: random_key(),
             rate_limit: Some(RateLimit::LEVEL),
             created_status: 201,
+            webhooks: Vec::new(),
         }
     }
 }
@@ -85,6 +90,7 @@ pub struct Simulator {
     addr: SocketAddr,
     config: SimConfig,
     tenant: Arc<Mutex<Tenant>>,
+    events: Arc<events::Events>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -109,7 +115,8 @@ impl Simulator {
             .local_addr()
             .map_err(|e| SimError::new(0, e.to_string()))?;
         let tenant = Arc::new(Mutex::new(tenant));
-        let app = http::router(config.clone(), tenant.clone());
+        let events = Arc::new(events::Events::new(config.webhooks.clone()));
+        let app = http::router(config.clone(), tenant.clone(), events.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let server = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -123,6 +130,7 @@ impl Simulator {
             addr,
             config,
             tenant,
+            events,
             shutdown: Some(tx),
             task: Some(task),
         })
@@ -151,6 +159,26 @@ impl Simulator {
     /// The organization as it is now, for inspection.
     pub fn tenant(&self) -> MutexGuard<'_, Tenant> {
         lock(&self.tenant)
+    }
+
+    /// Every webhook delivery attempt so far.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.events.deliveries()
+    }
+
+    /// Raises an alert on a device and delivers `alert_active`, as Level does when a monitor fires.
+    pub fn raise_alert(
+        &self,
+        device_id: &str,
+        name: &str,
+        severity: &str,
+    ) -> Result<crate::client::model::Alert, SimError> {
+        let alert = lock(&self.tenant).raise_alert(device_id, name, severity)?;
+        self.events.emit(
+            "alert_active",
+            serde_json::to_value(&alert).unwrap_or_default(),
+        );
+        Ok(alert)
     }
 
     /// Stops the server and waits for it.

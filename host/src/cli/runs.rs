@@ -1,0 +1,124 @@
+//! `levelhost runs` and `levelhost status`.
+
+use std::path::PathBuf;
+
+use chrono::Utc;
+
+use super::ExitStatus;
+use crate::config::HostConfig;
+use crate::env_vars::EnvVars;
+use crate::history::{History, RunStatus};
+
+/// Arguments of `levelhost runs`.
+#[derive(Debug, clap::Args)]
+pub struct RunsArgs {
+    /// `show ID` prints one run in full.
+    #[command(subcommand)]
+    pub show: Option<RunsCommand>,
+    /// The configuration file (for the history database's path).
+    #[arg(long, env = EnvVars::LEVELHOST_CONFIG, default_value = "levelhost.toml", global = true)]
+    pub config: PathBuf,
+    /// Only this plugin's runs.
+    #[arg(long)]
+    pub plugin: Option<String>,
+    /// Only runs with this status: running, ok, failed, timed-out, limit-exceeded, denied, interrupted, skipped.
+    #[arg(long)]
+    pub status: Option<RunStatus>,
+    /// At most this many runs, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+/// `levelhost runs show`.
+#[derive(Debug, clap::Subcommand)]
+pub enum RunsCommand {
+    /// Print one run in full, as JSON.
+    Show {
+        /// The run id.
+        id: String,
+    },
+}
+
+impl RunsArgs {
+    /// Lists runs, or shows one.
+    pub async fn execute(self) -> anyhow::Result<ExitStatus> {
+        let config = HostConfig::load(&self.config)?;
+        let history = History::open(&config.serve.database)?;
+        if let Some(RunsCommand::Show { id }) = self.show {
+            let run = history.get(&id)?.ok_or_else(|| {
+                anyhow::anyhow!("no run {id} in {}", config.serve.database.display())
+            })?;
+            println!("{}", serde_json::to_string_pretty(&run)?);
+            return Ok(ExitStatus::Success);
+        }
+        let runs = history.list(self.plugin.as_deref(), self.status, self.limit)?;
+        for r in &runs {
+            let origin = match r.trigger.as_str() {
+                "schedule" => format!("schedule {}", r.planned_at.as_deref().unwrap_or("?")),
+                "event" => format!("event {}", r.event_type.as_deref().unwrap_or("?")),
+                other => other.to_owned(),
+            };
+            println!(
+                "{} {:<20} {:<14} {} {:<32} calls={} writes={}{}",
+                r.id,
+                r.plugin,
+                r.status,
+                r.started_at,
+                origin,
+                r.api_calls,
+                r.writes,
+                r.error
+                    .as_ref()
+                    .map_or_else(String::new, |e| format!("  {e}")),
+            );
+        }
+        eprintln!("{} runs", runs.len());
+        Ok(ExitStatus::Success)
+    }
+}
+
+/// Arguments of `levelhost status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The configuration file.
+    #[arg(long, env = EnvVars::LEVELHOST_CONFIG, default_value = "levelhost.toml")]
+    pub config: PathBuf,
+}
+
+impl StatusArgs {
+    /// Shows each plugin's next run, last run and last status.
+    pub async fn execute(self) -> anyhow::Result<ExitStatus> {
+        let config = HostConfig::load(&self.config)?;
+        let history = History::open(&config.serve.database)?;
+        for plugin in config.plugins.values() {
+            let next = plugin
+                .schedules
+                .iter()
+                .filter_map(|s| {
+                    s.cron
+                        .find_next_occurrence(&Utc::now().with_timezone(&s.timezone), false)
+                        .ok()
+                })
+                .map(|t| t.with_timezone(&Utc))
+                .min();
+            let last = history.list(Some(&plugin.name), None, 1)?;
+            let last = last.first();
+            println!(
+                "{:<20} next {:<26} last {:<26} {}{}",
+                plugin.name,
+                next.map_or_else(
+                    || "-".to_owned(),
+                    |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+                last.map_or("-", |r| r.started_at.as_str()),
+                last.map_or("never ran", |r| r.status.as_str()),
+                if plugin.events.is_some() {
+                    "  (takes events)"
+                } else {
+                    ""
+                },
+            );
+        }
+        Ok(ExitStatus::Success)
+    }
+}
