@@ -119,6 +119,8 @@ struct RawKey {
     access: Spanned<String>,
     #[serde(default = "default_rate")]
     rate_limit_per_minute: u32,
+    #[serde(default)]
+    rate_burst: Option<u32>,
 }
 
 /// Level's measured limit (reference §4): plugins sharing a key share this budget.
@@ -184,6 +186,8 @@ pub struct KeyConfig {
     pub access: Access,
     /// Requests per minute every plugin using the key shares (0 = no client-side limit).
     pub rate_limit_per_minute: u32,
+    /// How many of them may go at once (default: a minute's worth).
+    pub rate_burst: u32,
 }
 
 /// What to do when a schedule fires while the plugin's previous run is still going.
@@ -379,6 +383,7 @@ impl HostConfig {
                     source: parsed,
                     access,
                     rate_limit_per_minute: key.rate_limit_per_minute,
+                    rate_burst: key.rate_burst.unwrap_or(key.rate_limit_per_minute),
                 },
             );
         }

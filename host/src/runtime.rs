@@ -18,7 +18,7 @@ use crate::audit::{AuditLog, AuditRecord};
 use crate::bindings::handler::{Invocation, RunError, Trigger as WitTrigger};
 use crate::capability::{Capability, resource_of_interface};
 use crate::client::{LevelClient, PageParams};
-use crate::engine::{self, EPOCH_TICK, LoadedPlugin};
+use crate::engine::{self, LoadedPlugin};
 use crate::error::HostError;
 use crate::gate::Gate;
 use crate::grant::{self, Grant, Limits};
@@ -328,9 +328,10 @@ impl PluginRunner {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let ticks = limits.timeout().as_millis() / EPOCH_TICK.as_millis().max(1) + 1;
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        store.epoch_deadline_trap();
+        // Guest code yields to the async runtime at every epoch tick, so a busy
+        // plugin never holds a runtime thread and the time limit below can fire.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
 
         let invocation = Invocation {
             input: request.input.clone(),

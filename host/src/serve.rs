@@ -105,8 +105,10 @@ impl Service {
             let mut client_config = ClientConfig::new(&config.base_url);
             client_config.timeout = config.timeout;
             if key.rate_limit_per_minute > 0 {
-                client_config.budget =
-                    Some(Arc::new(RateBudget::per_minute(key.rate_limit_per_minute)));
+                client_config.budget = Some(Arc::new(RateBudget::new(
+                    key.rate_limit_per_minute,
+                    key.rate_burst,
+                )));
             }
             let client = LevelClient::new(client_config, key.load().map_err(setup)?)
                 .map_err(|e| setup(e.to_string()))?;
@@ -233,15 +235,19 @@ impl Service {
                 self.fire(&plugin, &key, &schedule, missed).await;
             }
         }
+        // Walk the occurrences one by one from a cursor, so a late wake-up fires
+        // (or records as skipped) the occurrences it missed instead of losing them.
+        let mut cursor = Utc::now().with_timezone(&schedule.timezone);
         loop {
-            let now = Utc::now().with_timezone(&schedule.timezone);
-            let next = match schedule.cron.find_next_occurrence(&now, false) {
-                Ok(next) => next.with_timezone(&Utc),
+            let next = match schedule.cron.find_next_occurrence(&cursor, false) {
+                Ok(next) => next,
                 Err(e) => {
                     tracing::error!(plugin, schedule = %schedule.pattern, "no next run: {e}");
                     return;
                 }
             };
+            cursor = next;
+            let next = next.with_timezone(&Utc);
             let jitter = if schedule.jitter.is_zero() {
                 Duration::ZERO
             } else {

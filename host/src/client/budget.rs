@@ -12,6 +12,7 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub struct RateBudget {
     per_minute: u32,
+    burst: u32,
     state: Mutex<State>,
 }
 
@@ -23,12 +24,14 @@ struct State {
 }
 
 impl RateBudget {
-    /// A budget of `per_minute` requests a minute, starting full.
-    pub fn per_minute(per_minute: u32) -> Self {
+    /// A budget of `per_minute` requests a minute, of which `burst` may go at once; it starts full.
+    pub fn new(per_minute: u32, burst: u32) -> Self {
+        let burst = burst.max(1);
         Self {
             per_minute: per_minute.max(1),
+            burst,
             state: Mutex::new(State {
-                tokens: f64::from(per_minute.max(1)),
+                tokens: f64::from(burst),
                 at: Instant::now(),
                 paused_until: None,
             }),
@@ -37,8 +40,8 @@ impl RateBudget {
 
     /// Waits for a token.
     pub async fn acquire(&self) {
-        let capacity = f64::from(self.per_minute);
-        let rate = capacity / 60.0;
+        let capacity = f64::from(self.burst);
+        let rate = f64::from(self.per_minute) / 60.0;
         // Holding the lock while waiting keeps the queue in arrival order.
         let mut state = self.state.lock().await;
         loop {
@@ -77,7 +80,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_budget_spaces_requests_out_after_the_burst() {
-        let budget = RateBudget::per_minute(60);
+        let budget = RateBudget::new(60, 60);
         let start = Instant::now();
         for _ in 0..62 {
             budget.acquire().await;

@@ -25,6 +25,7 @@ use crate::client::model::{
 #[derive(Clone)]
 struct AppState {
     events: Arc<Events>,
+    refused: Arc<std::sync::atomic::AtomicU64>,
     config: Arc<SimConfig>,
     tenant: Arc<Mutex<Tenant>>,
     buckets: Arc<Mutex<HashMap<String, Bucket>>>,
@@ -39,9 +40,15 @@ impl IntoResponse for SimError {
     }
 }
 
-pub(super) fn router(config: SimConfig, tenant: Arc<Mutex<Tenant>>, events: Arc<Events>) -> Router {
+pub(super) fn router(
+    config: SimConfig,
+    tenant: Arc<Mutex<Tenant>>,
+    events: Arc<Events>,
+    refused: Arc<std::sync::atomic::AtomicU64>,
+) -> Router {
     let state = AppState {
         events,
+        refused,
         config: Arc::new(config),
         tenant,
         buckets: Arc::default(),
@@ -120,6 +127,9 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let bucket = buckets.entry(key).or_insert_with(|| Bucket::full(limit));
         if let Err(wait_secs) = bucket.take(limit, Instant::now()) {
+            state
+                .refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut response = SimError::new(429, "Rate limit exceeded").into_response();
             response
                 .headers_mut()

@@ -91,6 +91,7 @@ pub struct Simulator {
     config: SimConfig,
     tenant: Arc<Mutex<Tenant>>,
     events: Arc<events::Events>,
+    rate_limited: Arc<std::sync::atomic::AtomicU64>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -116,7 +117,13 @@ impl Simulator {
             .map_err(|e| SimError::new(0, e.to_string()))?;
         let tenant = Arc::new(Mutex::new(tenant));
         let events = Arc::new(events::Events::new(config.webhooks.clone()));
-        let app = http::router(config.clone(), tenant.clone(), events.clone());
+        let rate_limited = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let app = http::router(
+            config.clone(),
+            tenant.clone(),
+            events.clone(),
+            rate_limited.clone(),
+        );
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let server = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -131,6 +138,7 @@ impl Simulator {
             config,
             tenant,
             events,
+            rate_limited,
             shutdown: Some(tx),
             task: Some(task),
         })
@@ -159,6 +167,11 @@ impl Simulator {
     /// The organization as it is now, for inspection.
     pub fn tenant(&self) -> MutexGuard<'_, Tenant> {
         lock(&self.tenant)
+    }
+
+    /// How many requests were answered 429 so far.
+    pub fn rate_limited_count(&self) -> u64 {
+        self.rate_limited.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every webhook delivery attempt so far.

@@ -14,5 +14,6 @@ mod client; // the Level client against real HTTP servers on loopback: retries, 
 mod grants; // grants proven with hostile plugins: capabilities, scopes, limits, the key
 mod plugins; // the example plugins: device-report and stale-device-tagger
 mod run; // running components: sandboxing, failures, world mismatches
+mod serve; // levelhost serve: schedules, kill -9 and restart, signed webhooks, a shared rate budget
 mod sim; // the simulator over plain HTTP: auth, access levels, paging, errors, rate limit
 mod support; // TestEnv: a simulator, a client and a runner per test

@@ -1,0 +1,460 @@
+//! `levelhost serve`: schedules that fire on time and never overlap, a run
+//! history that survives `kill -9`, signed Level webhooks end to end, and
+//! plugins sharing one key's rate budget.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use level_host::config::HostConfig;
+use level_host::history::{History, RunRow};
+use level_host::serve::{Service, sign};
+use level_host::sim::{RateLimit, SimConfig, Simulator, WebhookTarget};
+
+const KEY: &str = "serve-test-key";
+const SECRET: &str = "whsec-test-0123";
+
+/// A folder with a config, manifests for the test guests, and a simulator.
+struct Setup {
+    dir: tempfile::TempDir,
+    sim: Simulator,
+}
+
+impl Setup {
+    async fn new(sim: SimConfig, devices: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, caps) in [("echo", "[]"), ("hostile", "[]")] {
+            std::fs::write(
+                dir.path().join(format!("{name}.toml")),
+                format!("name = \"{name}\"\nversion = \"1.0.0\"\ncapabilities = {caps}\n"),
+            )
+            .unwrap();
+        }
+        let config = SimConfig {
+            read_write_key: KEY.to_owned(),
+            ..sim
+        };
+        let sim = Simulator::start(config, Simulator::seeded_with(devices))
+            .await
+            .unwrap();
+        Self { dir, sim }
+    }
+
+    /// Writes the config with `plugins` (TOML) and returns its path.
+    fn config(&self, addr: &str, plugins: &str, key_rate: u32) -> PathBuf {
+        let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+        let text = format!(
+            r#"[level]
+base_url = "{base}"
+
+[serve]
+addr = "{addr}"
+database = "runs.db"
+shutdown_grace_secs = 1
+
+[keys.rw]
+source = "file:key.txt"
+access = "read-write"
+rate_limit_per_minute = {key_rate}
+rate_burst = 4
+
+{plugins}"#,
+            base = self.sim.base_url(),
+        )
+        .replace("@REPORT@", test_programs_artifacts::DEVICE_REPORT)
+        .replace(
+            "@REPORT_MANIFEST@",
+            &manifests
+                .join("device-report/plugin.toml")
+                .display()
+                .to_string(),
+        )
+        .replace("@ECHO@", test_programs_artifacts::ECHO)
+        .replace("@HOSTILE@", test_programs_artifacts::HOSTILE);
+        let path = self.dir.path().join("levelhost.toml");
+        std::fs::write(&path, text).unwrap();
+        std::fs::write(self.dir.path().join("key.txt"), KEY).unwrap();
+        std::fs::write(self.dir.path().join("secret.txt"), SECRET).unwrap();
+        path
+    }
+
+    fn history(&self) -> History {
+        History::open(&self.dir.path().join("runs.db")).unwrap()
+    }
+}
+
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+fn ms(t: &str) -> i128 {
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .unix_timestamp_nanos()
+        / 1_000_000
+}
+
+fn scheduled(runs: &[RunRow]) -> Vec<RunRow> {
+    let mut runs: Vec<RunRow> = runs
+        .iter()
+        .filter(|r| r.trigger == "schedule")
+        .cloned()
+        .collect();
+    runs.sort_by(|a, b| a.planned_at.cmp(&b.planned_at));
+    runs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_second_schedule_runs_on_time_without_overlap() {
+    let setup = Setup::new(
+        SimConfig {
+            rate_limit: None,
+            ..SimConfig::default()
+        },
+        60,
+    )
+    .await;
+    let path = setup.config(
+        &free_addr(),
+        r#"[plugins.report]
+component = "@REPORT@"
+manifest = "@REPORT_MANIFEST@"
+key = "rw"
+capabilities = ["devices:read", "groups:read"]
+
+[[plugins.report.schedules]]
+cron = "* * * * * *"
+"#,
+        0,
+    );
+    let handle = Service::start(HostConfig::load(&path).unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    handle.shutdown().await;
+
+    let runs = scheduled(&setup.history().list(Some("report"), None, 100).unwrap());
+    assert!(runs.len() >= 3, "{runs:#?}");
+    for r in &runs {
+        assert_eq!(r.status, "ok", "{r:#?}");
+        let planned = r.planned_at.as_deref().unwrap();
+        assert!(
+            planned.ends_with(".000Z"),
+            "planned on whole seconds: {planned}"
+        );
+        let late = ms(&r.started_at) - ms(planned);
+        assert!(
+            (0..1000).contains(&late),
+            "started {late} ms after its planned time"
+        );
+    }
+    for pair in runs.windows(2) {
+        assert_ne!(pair[0].planned_at, pair[1].planned_at);
+        assert!(
+            ms(&pair[1].started_at) >= ms(pair[0].ended_at.as_deref().unwrap()),
+            "runs never overlap"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_run_is_skipped_and_recorded_while_the_last_one_runs() {
+    let setup = Setup::new(SimConfig::default(), 10).await;
+    let path = setup.config(
+        &free_addr(),
+        r#"[plugins.slow]
+component = "@HOSTILE@"
+manifest = "hostile.toml"
+key = "rw"
+capabilities = ["devices:read", "tags:read"]
+input = { attack = "loop" }
+
+[plugins.slow.limits]
+timeout_secs = 2
+
+[[plugins.slow.schedules]]
+cron = "* * * * * *"
+"#,
+        0,
+    );
+    let handle = Service::start(HostConfig::load(&path).unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(3600)).await;
+    handle.shutdown().await;
+    let runs = scheduled(&setup.history().list(Some("slow"), None, 100).unwrap());
+    let statuses: Vec<&str> = runs.iter().map(|r| r.status.as_str()).collect();
+    assert!(statuses.contains(&"timed-out"), "{statuses:?}");
+    assert!(statuses.contains(&"skipped"), "{statuses:?}");
+    let ran: Vec<&RunRow> = runs.iter().filter(|r| r.status != "skipped").collect();
+    for pair in ran.windows(2) {
+        if let Some(end) = pair[0].ended_at.as_deref() {
+            assert!(ms(&pair[1].started_at) >= ms(end), "{ran:#?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_then_restart_starts_nothing_twice_and_marks_interrupted_runs() {
+    let setup = Setup::new(SimConfig::default(), 10).await;
+    let addr = free_addr();
+    let path = setup.config(
+        &addr,
+        r#"[plugins.slow]
+component = "@HOSTILE@"
+manifest = "hostile.toml"
+key = "rw"
+capabilities = ["devices:read", "tags:read"]
+input = { attack = "loop" }
+
+[plugins.slow.limits]
+timeout_secs = 30
+
+[[plugins.slow.schedules]]
+cron = "* * * * * *"
+catch_up = "once"
+"#,
+        0,
+    );
+    let serve = || {
+        Command::new(env!("CARGO_BIN_EXE_levelhost"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = serve();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    first.kill().unwrap(); // SIGKILL: no chance to clean up
+    first.wait().unwrap();
+    let cut = setup
+        .history()
+        .list(
+            Some("slow"),
+            Some(level_host::history::RunStatus::Running),
+            10,
+        )
+        .unwrap();
+    assert_eq!(
+        cut.len(),
+        1,
+        "the killed host left its run recorded as running"
+    );
+
+    let mut second = serve();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let terminated = Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let exit = second.wait().unwrap();
+    assert!(exit.success(), "serve exits cleanly on SIGTERM: {exit:?}");
+
+    let history = setup.history();
+    assert_eq!(history.integrity_check().unwrap(), "ok");
+    let killed = history.get(&cut[0].id).unwrap().unwrap();
+    assert_eq!(killed.status, "interrupted");
+    let runs = scheduled(&history.list(Some("slow"), None, 100).unwrap());
+    let mut planned: Vec<&str> = runs
+        .iter()
+        .map(|r| r.planned_at.as_deref().unwrap())
+        .collect();
+    let total = planned.len();
+    planned.dedup();
+    assert_eq!(
+        planned.len(),
+        total,
+        "no (schedule, planned time) started twice: {runs:#?}"
+    );
+    assert!(runs.iter().all(|r| r.status != "running"), "{runs:#?}");
+    let interrupted = runs.iter().filter(|r| r.status == "interrupted").count();
+    assert!(
+        interrupted >= 2,
+        "the killed run and the one SIGTERM cut off: {runs:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_level_alert_runs_the_plugin_once() {
+    let addr = free_addr();
+    let hook = format!("http://{addr}/hooks/alerts");
+    let setup = Setup::new(
+        SimConfig {
+            rate_limit: None,
+            webhooks: vec![WebhookTarget {
+                url: hook.clone(),
+                secret: SECRET.to_owned(),
+            }],
+            ..SimConfig::default()
+        },
+        10,
+    )
+    .await;
+    let path = setup.config(
+        &addr,
+        r#"[plugins.alerts]
+component = "@ECHO@"
+manifest = "echo.toml"
+key = "rw"
+
+[plugins.alerts.events]
+secret = "file:secret.txt"
+types = ["alert_active", "alert_resolved"]
+"#,
+        0,
+    );
+    let handle = Service::start(HostConfig::load(&path).unwrap())
+        .await
+        .unwrap();
+    let health: serde_json::Value = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+
+    // The simulator's monitor fires; Level delivers the signed event; the plugin runs.
+    let device = setup.sim.tenant().to_fixture().devices[0].id.clone();
+    let alert = setup
+        .sim
+        .raise_alert(&device, "Disk almost full", "critical")
+        .unwrap();
+    let mut runs = Vec::new();
+    for _ in 0..50 {
+        runs = setup.history().list(Some("alerts"), None, 10).unwrap();
+        if runs.iter().any(|r| r.status == "ok") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let run = runs
+        .iter()
+        .find(|r| r.status == "ok")
+        .expect("the event ran the plugin");
+    assert_eq!(run.event_type.as_deref(), Some("alert_active"));
+    let output: serde_json::Value = serde_json::from_str(run.output.as_deref().unwrap()).unwrap();
+    assert_eq!(output["trigger"]["event"], "alert_active");
+    assert_eq!(output["input"]["data"]["id"], alert.id);
+    let delivered = setup.sim.deliveries();
+    assert_eq!(delivered[0].status, 202);
+
+    // A wrongly signed delivery is refused and recorded.
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({"event_type": "alert_active", "event_id": "evt-forged", "occurred_at": "2026-01-01T00:00:00.000Z", "data": {"id": "x"}}).to_string();
+    let resp = http
+        .post(&hook)
+        .header("X-Level-Signature", sign(b"wrong secret", body.as_bytes()))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = http.post(&hook).body(body.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), 401, "a missing signature too");
+    let deliveries = setup.history().deliveries("alerts").unwrap();
+    assert_eq!(deliveries.iter().filter(|d| d.1 == "rejected").count(), 2);
+
+    // The same event delivered twice runs once.
+    let body = body.replace("evt-forged", "evt-twice");
+    let signature = sign(SECRET.as_bytes(), body.as_bytes());
+    let first = http
+        .post(&hook)
+        .header("X-Level-Signature", &signature)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    let second = http
+        .post(&hook)
+        .header("X-Level-Signature", &signature)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (202, 200)
+    );
+    // Oversized bodies get 413.
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(300 * 1024));
+    let resp = http
+        .post(&hook)
+        .header(
+            "X-Level-Signature",
+            sign(SECRET.as_bytes(), huge.as_bytes()),
+        )
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    handle.shutdown().await;
+    let twice: Vec<RunRow> = setup
+        .history()
+        .list(Some("alerts"), None, 50)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event_id.as_deref() == Some("evt-twice"))
+        .collect();
+    assert_eq!(twice.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_plugins_sharing_a_key_stay_inside_its_rate_limit() {
+    // Level allows 4 requests a second on this key; each report run makes 4 calls.
+    let setup = Setup::new(
+        SimConfig {
+            rate_limit: Some(RateLimit {
+                requests: 4,
+                per: Duration::from_secs(1),
+            }),
+            ..SimConfig::default()
+        },
+        250,
+    )
+    .await;
+    let mut plugins = String::new();
+    for name in ["a", "b", "c"] {
+        plugins.push_str(&format!(
+            r#"[plugins.{name}]
+component = "@REPORT@"
+manifest = "@REPORT_MANIFEST@"
+key = "rw"
+capabilities = ["devices:read", "groups:read"]
+
+[[plugins.{name}.schedules]]
+cron = "*/2 * * * * *"
+
+"#
+        ));
+    }
+    // The client is configured a little below Level's limit, as an operator would.
+    let path = setup.config(&free_addr(), &plugins, 200);
+    let handle = Service::start(HostConfig::load(&path).unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    handle.shutdown().await;
+    let runs = setup.history().list(None, None, 100).unwrap();
+    for name in ["a", "b", "c"] {
+        assert!(
+            runs.iter().any(|r| r.plugin == name && r.status == "ok"),
+            "{name}: {runs:#?}"
+        );
+    }
+    assert!(
+        runs.iter()
+            .all(|r| r.status == "ok" || r.status == "skipped" || r.status == "interrupted"),
+        "{runs:#?}"
+    );
+    assert_eq!(
+        setup.sim.rate_limited_count(),
+        0,
+        "the shared budget kept every plugin under Level's limit"
+    );
+}
