@@ -219,6 +219,26 @@ async fn check_fails(extra: &str, edit: impl FnOnce(String) -> String) -> String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_configs_fail_check_with_file_line_and_reason() {
+    let stderr = check_fails(
+        "[[plugins.tagger.schedules]]\ncron = \"every day\"\n",
+        |t| t,
+    )
+    .await;
+    assert!(
+        stderr.contains("levelhost.toml:32:8: plugin tagger: schedule \"every day\""),
+        "{stderr}"
+    );
+
+    let stderr = check_fails(
+        "[[plugins.tagger.schedules]]\ncron = \"0 3 * * *\"\ntimezone = \"Mars/Olympus\"\n",
+        |t| t,
+    )
+    .await;
+    assert!(
+        stderr.contains("levelhost.toml:33:12: plugin tagger: unknown time zone \"Mars/Olympus\""),
+        "{stderr}"
+    );
+
     let stderr = check_fails("colour = \"blue\"\n", |t| t).await;
     assert!(
         stderr.contains("levelhost.toml:31:1: unknown field `colour`"),
@@ -307,4 +327,15 @@ async fn a_missing_key_is_reported_without_running() {
             .1
             .contains("key rw: environment variable TEST_LEVEL_KEY is not set")
     );
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/levelhost.toml");
+    let config = level_host::config::HostConfig::load(&path).unwrap();
+    assert_eq!(config.plugins.len(), 2);
+    let tagger = &config.plugins["stale-tagger"];
+    assert_eq!(tagger.grant.limits.max_writes, 20);
+    assert_eq!(tagger.schedules.len(), 1);
+    assert!(config.plugins["device-report"].events.is_some());
 }

@@ -458,3 +458,69 @@ cron = "*/2 * * * * *"
         "the shared budget kept every plugin under Level's limit"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_and_status_show_the_history() {
+    let setup = Setup::new(
+        SimConfig {
+            rate_limit: None,
+            ..SimConfig::default()
+        },
+        10,
+    )
+    .await;
+    let path = setup.config(
+        &free_addr(),
+        r#"[plugins.report]
+component = "@REPORT@"
+manifest = "@REPORT_MANIFEST@"
+key = "rw"
+capabilities = ["devices:read", "groups:read"]
+
+[[plugins.report.schedules]]
+cron = "0 3 * * *"
+timezone = "Europe/Berlin"
+"#,
+        0,
+    );
+    let levelhost = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_levelhost"))
+            .args(args)
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let out = levelhost(&["run", "report"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = levelhost(&["runs", "--plugin", "report", "--status", "ok"]);
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(
+        listed.contains("report") && listed.contains(" ok ") && listed.contains("manual"),
+        "{listed}"
+    );
+    let id = listed.split_whitespace().next().unwrap();
+    let out = levelhost(&["runs", "show", id]);
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["status"], "ok");
+    assert_eq!(run["api_calls"], 2);
+    assert!(run["output"].as_str().unwrap().contains("\"devices\":10"));
+
+    let out = levelhost(&["status"]);
+    let status = String::from_utf8_lossy(&out.stdout).into_owned();
+    // 03:00 in Berlin is 01:00 or 02:00 UTC, depending on the season.
+    assert!(
+        status.contains("report")
+            && (status.contains("T01:00:00Z") || status.contains("T02:00:00Z")),
+        "{status}"
+    );
+    assert!(status.contains(" ok"), "{status}");
+
+    let out = levelhost(&["runs", "--status", "sideways"]);
+    assert_eq!(out.status.code(), Some(2));
+}
