@@ -372,7 +372,7 @@ impl Service {
         origin: RunOrigin,
         input: serde_json::Value,
         trigger: Trigger,
-        _guard: tokio::sync::OwnedMutexGuard<()>,
+        guard: tokio::sync::OwnedMutexGuard<()>,
     ) -> Option<String> {
         let installed = self.plugins.get(plugin)?;
         let id = new_run_id();
@@ -394,41 +394,8 @@ impl Service {
                 return None;
             }
         }
-        self.running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id.clone());
-        let request = RunRequest {
-            input: input.to_string(),
-            trigger,
-            run_id: id.clone(),
-            grant: installed.config.grant.clone(),
-            version: installed.config.manifest.version.clone(),
-            dry_run: false,
-            audit: Some(self.audit.clone()),
-            echo_logs: false,
-        };
-        let result = self
-            .runner
-            .run(&installed.plugin, installed.client.clone(), request)
+        self.run_claimed(plugin, id.clone(), input, trigger, guard)
             .await;
-        let recorded = match &result {
-            Ok(report) => {
-                tracing::info!(plugin, run = %id, status = crate::history::RunStatus::of(report).as_str(), calls = report.api_calls, "run finished");
-                self.history.finish(&id, report)
-            }
-            Err(e) => {
-                tracing::warn!(plugin, run = %id, "run could not start: {e}");
-                self.history.fail(&id, &e.to_string())
-            }
-        };
-        if let Err(e) = recorded {
-            tracing::error!(plugin, run = %id, "{e}");
-        }
-        self.running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&id);
         Some(id)
     }
 }
@@ -663,8 +630,15 @@ impl Service {
             .run(&installed.plugin, installed.client.clone(), request)
             .await
         {
-            Ok(report) => self.history.finish(&id, &report),
-            Err(e) => self.history.fail(&id, &e.to_string()),
+            Ok(report) => {
+                let status = crate::history::RunStatus::of(&report);
+                tracing::info!(plugin, run = %id, status = status.as_str(), calls = report.api_calls, "run finished");
+                self.history.finish(&id, &report)
+            }
+            Err(e) => {
+                tracing::warn!(plugin, run = %id, "run could not start: {e}");
+                self.history.fail(&id, &e.to_string())
+            }
         };
         if let Err(e) = recorded {
             tracing::error!(plugin, run = %id, "{e}");

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+pub(super) use crate::client::DeviceIncludes as Includes;
 use crate::client::model::{
     Alert, AutomationRun, CustomField, CustomFieldPatch, CustomFieldValue, Device, DevicePatch,
     Group, GroupPatch, NewCustomField, NewGroup, Page, Tag, ValueChange,
@@ -393,7 +394,7 @@ impl Tenant {
             devices: self
                 .devices
                 .iter()
-                .map(|d| self.render_device(d, &Includes::all()))
+                .map(|d| self.render_device(d, &all_sections()))
                 .collect(),
             tags: self.tags.iter().map(|t| self.render_tag(t)).collect(),
             alerts: self.alerts.clone(),
@@ -437,7 +438,7 @@ impl Tenant {
             .filter(|t| row.tag_ids.contains(&t.id))
             .map(|t| t.name.clone())
             .collect();
-        include.apply(&mut device);
+        keep_sections(include, &mut device);
         device
     }
 
@@ -1261,66 +1262,45 @@ pub struct DeviceFilter {
     pub serial_number: Option<String>,
 }
 
-/// Which `include_*` sections to keep on a rendered device.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Includes {
-    /// `include_operating_system`
-    pub operating_system: bool,
-    /// `include_cpus`
-    pub cpus: bool,
-    /// `include_memory`
-    pub memory: bool,
-    /// `include_disks`
-    pub disks: bool,
-    /// `include_disk_partitions`
-    pub disk_partitions: bool,
-    /// `include_network_interfaces`
-    pub network_interfaces: bool,
-    /// `include_motherboard`
-    pub motherboard: bool,
-    /// `include_security`
-    pub security: bool,
+/// Every section: what a fixture holds.
+fn all_sections() -> Includes {
+    Includes {
+        operating_system: true,
+        cpus: true,
+        memory: true,
+        disks: true,
+        disk_partitions: true,
+        network_interfaces: true,
+        motherboard: true,
+        security: true,
+    }
 }
 
-impl Includes {
-    fn all() -> Self {
-        Self {
-            operating_system: true,
-            cpus: true,
-            memory: true,
-            disks: true,
-            disk_partitions: true,
-            network_interfaces: true,
-            motherboard: true,
-            security: true,
-        }
+/// Drops the sections a request did not ask for.
+fn keep_sections(this: &Includes, device: &mut Device) {
+    if !this.operating_system {
+        device.operating_system = None;
     }
-
-    fn apply(&self, device: &mut Device) {
-        if !self.operating_system {
-            device.operating_system = None;
-        }
-        if !self.cpus {
-            device.cpus = None;
-        }
-        if !self.memory {
-            device.memory = None;
-        }
-        if !self.disks {
-            device.disks = None;
-        }
-        // `include_disks` covers partitions too (reference §9.9).
-        if !(self.disks || self.disk_partitions) {
-            device.disk_partitions = None;
-        }
-        if !self.network_interfaces {
-            device.network_interfaces = None;
-        }
-        if !self.motherboard {
-            device.motherboard = None;
-        }
-        if !self.security {
-            device.security = None;
-        }
+    if !this.cpus {
+        device.cpus = None;
+    }
+    if !this.memory {
+        device.memory = None;
+    }
+    if !this.disks {
+        device.disks = None;
+    }
+    // `include_disks` covers partitions too (reference §9.9).
+    if !(this.disks || this.disk_partitions) {
+        device.disk_partitions = None;
+    }
+    if !this.network_interfaces {
+        device.network_interfaces = None;
+    }
+    if !this.motherboard {
+        device.motherboard = None;
+    }
+    if !this.security {
+        device.security = None;
     }
 }
