@@ -6,8 +6,10 @@ use std::thread;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use std::path::Path;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine};
+
+use wasmtime::{Cache, CacheConfig, Config, Engine};
 
 use crate::bindings::PluginPre;
 use crate::error::HostError;
@@ -23,12 +25,27 @@ pub const MAX_WASM_STACK: usize = 1024 * 1024;
 
 /// Builds the engine: component model, async host calls, epoch interruption.
 /// A background thread advances the epoch until the engine is dropped.
-pub fn new_engine() -> Result<Engine, HostError> {
+///
+/// With `cache_dir`, compiled components are kept on disk (wasmtime's cache,
+/// keyed by the component's bytes and the engine's settings), so the next
+/// load of the same component skips compilation. Only this host writes there.
+pub fn new_engine(cache_dir: Option<&Path>) -> Result<Engine, HostError> {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK);
+    if let Some(dir) = cache_dir {
+        let mut cache = CacheConfig::new();
+        cache.with_directory(dir);
+        let cache = Cache::new(cache).map_err(|e| {
+            HostError::Engine(format!(
+                "cannot use the compile cache in {}: {e}",
+                dir.display()
+            ))
+        })?;
+        config.cache(Some(cache));
+    }
     let engine = Engine::new(&config).map_err(|e| HostError::Engine(e.to_string()))?;
     let weak = engine.weak();
     thread::Builder::new()

@@ -6,6 +6,12 @@ pub struct EnvVars;
 impl EnvVars {
     /// The configuration file (default `levelhost.toml`).
     pub const LEVELHOST_CONFIG: &'static str = "LEVELHOST_CONFIG";
+    /// Where compiled components are cached; `off` turns the cache off.
+    pub const LEVELHOST_CACHE_DIR: &'static str = "LEVELHOST_CACHE_DIR";
+    /// The user's cache folder, under which levelhost keeps its own.
+    pub const XDG_CACHE_HOME: &'static str = "XDG_CACHE_HOME";
+    /// The user's home folder.
+    pub const HOME: &'static str = "HOME";
     /// The log filter, as for `tracing_subscriber::EnvFilter`.
     pub const LEVELHOST_LOG: &'static str = "LEVELHOST_LOG";
 }

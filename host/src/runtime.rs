@@ -208,7 +208,12 @@ pub struct PluginRunner {
 impl PluginRunner {
     /// A runner with a new engine.
     pub fn new() -> Result<Self, HostError> {
-        let engine = engine::new_engine()?;
+        Self::with_cache(None)
+    }
+
+    /// A runner whose compiled components are cached in `cache_dir`.
+    pub fn with_cache(cache_dir: Option<&std::path::Path>) -> Result<Self, HostError> {
+        let engine = engine::new_engine(cache_dir)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| HostError::Engine(e.to_string()))?;

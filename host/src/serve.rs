@@ -86,8 +86,19 @@ impl Service {
     /// Loads every plugin and key, opens the history (marking runs a crash
     /// left behind as interrupted), binds the HTTP endpoint and starts the schedules.
     pub async fn start(config: HostConfig) -> Result<Handle, ServeError> {
+        Self::start_with(
+            config,
+            PluginRunner::new().map_err(|e| ServeError::Setup(e.to_string()))?,
+        )
+        .await
+    }
+
+    /// Like [`Service::start`], with a runner of the caller's (one with a compile cache, say).
+    pub async fn start_with(
+        config: HostConfig,
+        runner: PluginRunner,
+    ) -> Result<Handle, ServeError> {
         let setup = |e: String| ServeError::Setup(e);
-        let runner = PluginRunner::new().map_err(|e| setup(e.to_string()))?;
         let history =
             Arc::new(History::open(&config.serve.database).map_err(|e| setup(e.to_string()))?);
         let interrupted = history

@@ -29,7 +29,7 @@ impl CheckArgs {
         config
             .check_keys()
             .map_err(|e| anyhow::anyhow!("{}: {e}", self.config.display()))?;
-        let runner = PluginRunner::new()?;
+        let runner = super::runner()?;
         println!(
             "{}: {} keys, {} plugins",
             self.config.display(),

@@ -11,7 +11,7 @@ use crate::client::{ApiKey, ClientConfig, LevelClient};
 use crate::engine::LoadedPlugin;
 use crate::grant::{Grant, Limits, Scopes};
 use crate::manifest::PluginManifest;
-use crate::runtime::{PluginRunner, RunReport, RunRequest};
+use crate::runtime::{RunReport, RunRequest};
 use crate::sim::{SimConfig, Simulator};
 
 /// The example plugins the demo runs, by crate name.
@@ -48,7 +48,7 @@ impl DemoArgs {
             Some(dir) => dir,
             None => build_examples()?,
         };
-        let runner = PluginRunner::new()?;
+        let runner = super::runner()?;
         let mut loaded = Vec::new();
         for (crate_name, (manifest_path, manifest_text)) in PLUGINS.iter().zip(MANIFESTS) {
             let manifest = PluginManifest::parse(Path::new(manifest_path), manifest_text)?;

@@ -81,6 +81,34 @@ impl Command {
     }
 }
 
+/// Where compiled components are cached: `LEVELHOST_CACHE_DIR` (`off` for
+/// none), else `$XDG_CACHE_HOME/levelhost`, else `~/.cache/levelhost`.
+pub fn cache_dir() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    match std::env::var_os(EnvVars::LEVELHOST_CACHE_DIR) {
+        Some(dir) if dir == "off" => None,
+        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
+        _ => std::env::var_os(EnvVars::XDG_CACHE_HOME)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os(EnvVars::HOME).map(|h| PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("levelhost")),
+    }
+}
+
+/// A runner with the compile cache, falling back to none if it cannot be used.
+pub(crate) fn runner() -> anyhow::Result<crate::runtime::PluginRunner> {
+    let dir = cache_dir();
+    match crate::runtime::PluginRunner::with_cache(dir.as_deref()) {
+        Ok(runner) => Ok(runner),
+        Err(e) if dir.is_some() => {
+            tracing::warn!("{e}; compiling without a cache");
+            Ok(crate::runtime::PluginRunner::new()?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Logs go to stderr, so stdout carries only a command's output.
 pub fn init_tracing(verbose: u8) {
     let default = match verbose {

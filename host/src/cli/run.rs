@@ -43,7 +43,7 @@ impl RunArgs {
             ),
             None => None,
         };
-        let runner = PluginRunner::new()?;
+        let runner = super::runner()?;
         if self.sim {
             return self.run_on_simulator(&runner, input).await;
         }

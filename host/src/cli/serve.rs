@@ -19,7 +19,7 @@ impl ServeArgs {
     /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
         let config = HostConfig::load(&self.config)?;
-        let handle = Service::start(config).await?;
+        let handle = Service::start_with(config, super::runner()?).await?;
         println!(
             "levelhost serve on http://{} (GET /healthz, POST /hooks/PLUGIN)",
             handle.addr

@@ -139,3 +139,52 @@ async fn components_that_do_not_fit_the_world_are_refused_at_load() {
         .unwrap_err();
     assert!(err.to_string().contains("/no/such/plugin.wasm"));
 }
+
+#[tokio::test]
+async fn compiled_components_are_cached_on_disk_and_reused() {
+    let env = TestEnv::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = |dir: &std::path::Path| -> usize {
+        fn count(p: &std::path::Path) -> usize {
+            std::fs::read_dir(p)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .map(|e| {
+                            if e.path().is_dir() {
+                                count(&e.path())
+                            } else {
+                                1
+                            }
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        count(dir)
+    };
+    let first = level_host::runtime::PluginRunner::with_cache(Some(dir.path())).unwrap();
+    first
+        .load_file(test_programs_artifacts::ECHO.as_ref())
+        .unwrap();
+    let cached = files(dir.path());
+    assert!(
+        cached > 0,
+        "the compiled component was written to the cache"
+    );
+    // A new runner (a new process, in effect) loads it from the cache and runs it.
+    let second = level_host::runtime::PluginRunner::with_cache(Some(dir.path())).unwrap();
+    let plugin = second
+        .load_file(test_programs_artifacts::ECHO.as_ref())
+        .unwrap();
+    let report = second
+        .run(
+            &plugin,
+            env.client(),
+            RunRequest::manual(r#"{"cached": true}"#),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.outcome.unwrap()["input"]["cached"], true);
+    assert_eq!(files(dir.path()), cached, "nothing was compiled again");
+}
