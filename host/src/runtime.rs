@@ -290,53 +290,7 @@ impl PluginRunner {
         let limits = request.grant.limits.clone();
         let scopes = resolve_scopes(&client, &request.grant).await?;
         let log_bytes = Limits::bytes(limits.max_log_kb);
-        let stdout = MemoryOutputPipe::new(log_bytes);
-        let stderr = MemoryOutputPipe::new(log_bytes);
-        let wasi = WasiCtxBuilder::new()
-            .stdin(ClosedInputStream)
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
-        let run = RunInfo {
-            plugin: plugin.name.clone(),
-            version: request.version.clone(),
-            digest: plugin.digest.clone(),
-            run_id: request.run_id.clone(),
-        };
-        let log = LogSink {
-            echo: request.echo_logs,
-            max_bytes: log_bytes,
-            ..LogSink::default()
-        };
-        let gate = Gate::new(request.grant.clone(), scopes);
-        let state = HostState {
-            wasi,
-            table: ResourceTable::new(),
-            level: LevelCtx::new(
-                client,
-                gate,
-                run,
-                request.audit.clone(),
-                log,
-                request.dry_run,
-            ),
-            limiter: Limiter {
-                inner: StoreLimitsBuilder::new()
-                    .memory_size(Limits::bytes(limits.memory_mb.saturating_mul(1024)))
-                    .instances(16)
-                    .build(),
-                memory_exceeded: false,
-            },
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        // Guest code yields to the async runtime at every epoch tick, so a busy
-        // plugin never holds a runtime thread and the time limit below can fire.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
+        let (mut store, stdout, stderr) = self.store(plugin, client, &request, scopes);
 
         let invocation = Invocation {
             input: request.input.clone(),
@@ -388,6 +342,94 @@ impl PluginRunner {
             audit: std::mem::take(&mut level.audit_records),
             duration: started.elapsed(),
         })
+    }
+
+    /// A fresh store for one run: WASI with every capability off, bounded
+    /// stdout and stderr, the `level:api` context with the run's gate, and limits.
+    fn store(
+        &self,
+        plugin: &LoadedPlugin,
+        client: LevelClient,
+        request: &RunRequest,
+        scopes: grant::ResolvedScopes,
+    ) -> (Store<HostState>, MemoryOutputPipe, MemoryOutputPipe) {
+        let limits = &request.grant.limits;
+        let log_bytes = Limits::bytes(limits.max_log_kb);
+        let stdout = MemoryOutputPipe::new(log_bytes);
+        let stderr = MemoryOutputPipe::new(log_bytes);
+        let wasi = WasiCtxBuilder::new()
+            .stdin(ClosedInputStream)
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let run = RunInfo {
+            plugin: plugin.name.clone(),
+            version: request.version.clone(),
+            digest: plugin.digest.clone(),
+            run_id: request.run_id.clone(),
+        };
+        let log = LogSink {
+            echo: request.echo_logs,
+            max_bytes: log_bytes,
+            ..LogSink::default()
+        };
+        let gate = Gate::new(request.grant.clone(), scopes);
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            level: LevelCtx::new(
+                client,
+                gate,
+                run,
+                request.audit.clone(),
+                log,
+                request.dry_run,
+            ),
+            limiter: Limiter {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(Limits::bytes(limits.memory_mb.saturating_mul(1024)))
+                    .instances(16)
+                    .build(),
+                memory_exceeded: false,
+            },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Guest code yields to the async runtime at every epoch tick, so a busy
+        // plugin never holds a runtime thread and the time limit below can fire.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        (store, stdout, stderr)
+    }
+
+    /// Instantiates `plugin` `count` times, each in its own store as a run
+    /// would, and keeps them all alive (for measuring memory per instance).
+    pub async fn instantiate_many(
+        &self,
+        plugin: &LoadedPlugin,
+        client: &LevelClient,
+        count: usize,
+    ) -> Result<Vec<Store<HostState>>, HostError> {
+        let request = RunRequest::manual("{}");
+        let mut stores = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (mut store, _, _) = self.store(
+                plugin,
+                client.clone(),
+                &request,
+                grant::ResolvedScopes::default(),
+            );
+            plugin
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| HostError::Engine(format!("{e:#}")))?;
+            stores.push(store);
+        }
+        Ok(stores)
     }
 }
 

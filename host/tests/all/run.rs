@@ -188,3 +188,11 @@ async fn compiled_components_are_cached_on_disk_and_reused() {
     assert_eq!(report.outcome.unwrap()["input"]["cached"], true);
     assert_eq!(files(dir.path()), cached, "nothing was compiled again");
 }
+
+#[tokio::test]
+async fn the_noop_plugin_returns_an_empty_document_without_calling_level() {
+    let env = TestEnv::new().await;
+    let report = env.run(test_programs_artifacts::NOOP, json!({})).await;
+    assert_eq!(report.outcome.unwrap(), json!({}));
+    assert_eq!(report.api_calls, 0);
+}
