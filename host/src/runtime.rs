@@ -391,7 +391,7 @@ impl PluginRunner {
             limiter: Limiter {
                 inner: StoreLimitsBuilder::new()
                     .memory_size(Limits::bytes(limits.memory_mb.saturating_mul(1024)))
-                    .instances(16)
+                    .instances(1000)
                     .build(),
                 memory_exceeded: false,
             },

@@ -3,6 +3,7 @@
 mod audit;
 mod check;
 mod demo;
+mod new;
 mod run;
 mod runs;
 mod serve;
@@ -43,6 +44,10 @@ pub enum Command {
     Status(runs::StatusArgs),
     /// Start the built-in Level API simulator on loopback.
     Sim(sim::SimArgs),
+    /// Create a plugin project in Rust, JavaScript, TypeScript or Python.
+    New(new::NewArgs),
+    /// Build a plugin project into plugin.wasm (runs its build.sh).
+    Build(new::BuildArgs),
     /// Show levelhost at work: start the simulator and run the example plugins against it.
     Demo(demo::DemoArgs),
 }
@@ -77,6 +82,8 @@ impl Command {
             Command::Status(args) => args.execute().await,
             Command::Sim(args) => args.execute().await,
             Command::Demo(args) => args.execute().await,
+            Command::New(args) => args.execute().await,
+            Command::Build(args) => args.execute().await,
         }
     }
 }

@@ -1,0 +1,223 @@
+//! `levelhost new` and `levelhost build`: start a plugin project in any
+//! supported language, and build it into `plugin.wasm`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+use super::ExitStatus;
+
+/// The languages `levelhost new` has a template for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// Rust, with wit-bindgen.
+    Rust,
+    /// JavaScript, with jco (SpiderMonkey).
+    Js,
+    /// TypeScript, with jco.
+    Ts,
+    /// Python, with componentize-py (CPython).
+    Python,
+}
+
+/// The `level:api` WIT package, built into the binary so a new project is self-contained.
+const WIT: [(&str, &str); 11] = [
+    ("alerts.wit", include_str!("../../../wit/alerts.wit")),
+    (
+        "automations.wit",
+        include_str!("../../../wit/automations.wit"),
+    ),
+    (
+        "custom-field-values.wit",
+        include_str!("../../../wit/custom-field-values.wit"),
+    ),
+    (
+        "custom-fields.wit",
+        include_str!("../../../wit/custom-fields.wit"),
+    ),
+    ("devices.wit", include_str!("../../../wit/devices.wit")),
+    ("groups.wit", include_str!("../../../wit/groups.wit")),
+    ("handler.wit", include_str!("../../../wit/handler.wit")),
+    ("log.wit", include_str!("../../../wit/log.wit")),
+    ("tags.wit", include_str!("../../../wit/tags.wit")),
+    ("types.wit", include_str!("../../../wit/types.wit")),
+    ("worlds.wit", include_str!("../../../wit/worlds.wit")),
+];
+
+fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
+    match lang {
+        Lang::Rust => vec![
+            (
+                "Cargo.toml",
+                include_str!("../../templates/rust/Cargo.toml.tmpl"),
+            ),
+            (
+                "src/lib.rs",
+                include_str!("../../templates/rust/lib.rs.tmpl"),
+            ),
+            (
+                "plugin.toml",
+                include_str!("../../templates/rust/plugin.toml.tmpl"),
+            ),
+            (
+                "build.sh",
+                include_str!("../../templates/rust/build.sh.tmpl"),
+            ),
+            (".gitignore", "target/\nplugin.wasm\n"),
+        ],
+        Lang::Js => vec![
+            ("app.js", include_str!("../../templates/js/app.js.tmpl")),
+            (
+                "package.json",
+                include_str!("../../templates/js/package.json.tmpl"),
+            ),
+            (
+                "plugin.toml",
+                include_str!("../../templates/js/plugin.toml.tmpl"),
+            ),
+            ("build.sh", include_str!("../../templates/js/build.sh.tmpl")),
+            (".gitignore", "node_modules/\nplugin.wasm\n"),
+        ],
+        Lang::Ts => vec![
+            ("app.ts", include_str!("../../templates/ts/app.ts.tmpl")),
+            (
+                "package.json",
+                include_str!("../../templates/ts/package.json.tmpl"),
+            ),
+            (
+                "plugin.toml",
+                include_str!("../../templates/ts/plugin.toml.tmpl"),
+            ),
+            ("build.sh", include_str!("../../templates/ts/build.sh.tmpl")),
+            (".gitignore", "node_modules/\nplugin.wasm\n"),
+        ],
+        Lang::Python => vec![
+            ("app.py", include_str!("../../templates/python/app.py.tmpl")),
+            (
+                "plugin.toml",
+                include_str!("../../templates/python/plugin.toml.tmpl"),
+            ),
+            (
+                "build.sh",
+                include_str!("../../templates/python/build.sh.tmpl"),
+            ),
+            (".gitignore", ".venv/\n__pycache__/\nplugin.wasm\n"),
+        ],
+    }
+}
+
+/// Arguments of `levelhost new`.
+#[derive(Debug, clap::Args)]
+pub struct NewArgs {
+    /// The plugin's name: lower-case letters, digits and dashes.
+    pub name: String,
+    /// The language.
+    #[arg(long, value_enum, default_value = "rust")]
+    pub lang: Lang,
+    /// Where to create it (default: a folder named after the plugin).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+impl NewArgs {
+    /// Writes the project. Refuses to touch a folder that is not empty.
+    pub async fn execute(self) -> anyhow::Result<ExitStatus> {
+        let name = &self.name;
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            || name.starts_with('-')
+        {
+            bail!("plugin name {name:?} must be lower-case letters, digits and dashes");
+        }
+        let dir = self.dir.clone().unwrap_or_else(|| PathBuf::from(name));
+        if dir.exists()
+            && std::fs::read_dir(&dir)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
+            bail!(
+                "{} already exists and is not empty; nothing was written",
+                dir.display()
+            );
+        }
+        let crate_name = name.replace('-', "_");
+        let fill = |text: &str| {
+            text.replace("{{name}}", name)
+                .replace("{{crate}}", &crate_name)
+        };
+        let mut files: Vec<(PathBuf, String)> = template(self.lang)
+            .into_iter()
+            .map(|(path, text)| (dir.join(path), fill(text)))
+            .collect();
+        files.extend(
+            WIT.iter()
+                .map(|(file, text)| (dir.join("wit").join(file), (*text).to_owned())),
+        );
+        for (path, text) in &files {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        make_executable(&dir.join("build.sh"))?;
+        println!("Created {} ({:?}) in {}", name, self.lang, dir.display());
+        println!("  build:  levelhost build {}", dir.display());
+        println!(
+            "  run:    levelhost run --sim {}",
+            dir.join("plugin.wasm").display()
+        );
+        Ok(ExitStatus::Success)
+    }
+}
+
+#[cfg(unix)]
+fn make_executable(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut perms = std::fs::metadata(path)?.permissions();
+    perms.set_mode(0o755);
+    std::fs::set_permissions(path, perms)
+        .with_context(|| format!("cannot make {} executable", path.display()))
+}
+
+#[cfg(not(unix))]
+fn make_executable(_: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// Arguments of `levelhost build`.
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// The plugin project (made by `levelhost new`).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+}
+
+impl BuildArgs {
+    /// Runs the project's `build.sh`, which leaves `plugin.wasm` in the project.
+    pub async fn execute(self) -> anyhow::Result<ExitStatus> {
+        let script = self.dir.join("build.sh");
+        if !script.is_file() {
+            bail!(
+                "{} has no build.sh; is it a project made by `levelhost new`?",
+                self.dir.display()
+            );
+        }
+        let status = Command::new("bash")
+            .arg(&script)
+            .status()
+            .with_context(|| format!("cannot run {}", script.display()))?;
+        if !status.success() {
+            bail!("{} failed ({status})", script.display());
+        }
+        let wasm = self.dir.join("plugin.wasm");
+        if !wasm.is_file() {
+            bail!("{} finished but left no plugin.wasm", script.display());
+        }
+        Ok(ExitStatus::Success)
+    }
+}

@@ -1,0 +1,93 @@
+//! Plugins in every supported language: `levelhost new` + `levelhost build`
+//! + `levelhost run --sim`, each with the language's own toolchain, and the
+//! same result from each.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn levelhost(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_levelhost"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+fn new_build_run(lang: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("count-{lang}");
+    let out = levelhost(&["new", &name, "--lang", lang], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let project = dir.path().join(&name);
+    assert!(project.join("plugin.toml").is_file() && project.join("wit/worlds.wit").is_file());
+    let manifest =
+        level_host::manifest::PluginManifest::load(&project.join("plugin.toml")).unwrap();
+    assert_eq!(manifest.name, name);
+
+    let out = levelhost(&["build", &name], dir.path());
+    assert!(
+        out.status.success(),
+        "{lang} build failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = levelhost(
+        &["run", "--sim", &format!("{name}/plugin.wasm")],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{lang} run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let output: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        output,
+        serde_json::json!({"devices": 60, "online": 45, "offline": 15}),
+        "{lang}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("counted devices devices=60"),
+        "{lang} logs"
+    );
+}
+
+#[test]
+fn rust() {
+    new_build_run("rust");
+}
+
+#[test]
+fn javascript() {
+    new_build_run("js");
+}
+
+#[test]
+fn typescript() {
+    new_build_run("ts");
+}
+
+#[test]
+fn python() {
+    new_build_run("python");
+}
+
+#[test]
+fn new_refuses_a_bad_name_or_a_folder_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = levelhost(&["new", "Bad_Name"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::create_dir(dir.path().join("taken")).unwrap();
+    std::fs::write(dir.path().join("taken/keep.txt"), "mine").unwrap();
+    let out = levelhost(&["new", "taken", "--lang", "js"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists and is not empty"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("taken/keep.txt")).unwrap(),
+        "mine"
+    );
+}
