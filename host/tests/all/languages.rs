@@ -1,6 +1,6 @@
-//! Plugins in every supported language: `levelhost new` + `levelhost build`
-//! + `levelhost run --sim`, each with the language's own toolchain, and the
-//! same result from each.
+//! Plugins in every supported language: `levelhost new`, `levelhost build`
+//! and `levelhost run --sim`, each with the language's own toolchain, and
+//! the same result from each.
 
 use std::path::Path;
 use std::process::{Command, Output};
