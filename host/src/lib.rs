@@ -1,4 +1,13 @@
-//! levelhost
+//! levelhost runs sandboxed WebAssembly plugins against the Level RMM API,
+//! each within its grant.
+//!
+//! - [`runtime::PluginRunner`] loads components and runs them, one fresh store per run;
+//! - [`gate::Gate`] decides every call a plugin makes: capabilities, scopes, budgets;
+//! - [`level`] implements the `level:api` WIT interfaces on top of [`client::LevelClient`],
+//!   the only code that talks to Level;
+//! - [`config`] and [`manifest`] read `levelhost.toml` and `plugin.toml`;
+//! - [`serve`] runs schedules and webhook events, recorded in [`history`];
+//! - [`sim`] is a Level API simulator, and [`testing`] runs a plugin against it.
 pub mod audit;
 pub mod bindings;
 pub mod capability;
@@ -17,3 +26,4 @@ pub mod manifest;
 pub mod runtime;
 pub mod serve;
 pub mod sim;
+pub mod testing;

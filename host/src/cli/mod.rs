@@ -44,7 +44,7 @@ pub enum Command {
     Status(runs::StatusArgs),
     /// Start the built-in Level API simulator on loopback.
     Sim(sim::SimArgs),
-    /// Create a plugin project in Rust, JavaScript, TypeScript or Python.
+    /// Create a plugin project in Rust, JavaScript, TypeScript, Python, Go or C.
     New(new::NewArgs),
     /// Build a plugin project into plugin.wasm (runs its build.sh).
     Build(new::BuildArgs),

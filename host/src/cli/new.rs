@@ -19,6 +19,10 @@ pub enum Lang {
     Ts,
     /// Python, with componentize-py (CPython).
     Python,
+    /// Go (stock Go for wasip1), with wit-bindgen go.
+    Go,
+    /// C, with wit-bindgen c and clang for wasm32-wasi.
+    C,
 }
 
 /// The `level:api` WIT package, built into the binary so a new project is self-contained.
@@ -103,6 +107,38 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
                 include_str!("../../templates/python/build.sh.tmpl"),
             ),
             (".gitignore", ".venv/\n__pycache__/\nplugin.wasm\n"),
+        ],
+        Lang::Go => vec![
+            (
+                "export_level_api_handler/run.go",
+                include_str!("../../templates/go/run.go.tmpl"),
+            ),
+            (
+                "package.json",
+                include_str!("../../templates/go/package.json.tmpl"),
+            ),
+            (
+                "plugin.toml",
+                include_str!("../../templates/go/plugin.toml.tmpl"),
+            ),
+            ("build.sh", include_str!("../../templates/go/build.sh.tmpl")),
+            (
+                ".gitignore",
+                ".venv/\nnode_modules/\ngo-pkg/\nlevel_api_*/\nwit_exports.go\ngo.mod\ngo.sum\n*.wasm\n",
+            ),
+        ],
+        Lang::C => vec![
+            ("app.c", include_str!("../../templates/c/app.c.tmpl")),
+            (
+                "package.json",
+                include_str!("../../templates/c/package.json.tmpl"),
+            ),
+            (
+                "plugin.toml",
+                include_str!("../../templates/c/plugin.toml.tmpl"),
+            ),
+            ("build.sh", include_str!("../../templates/c/build.sh.tmpl")),
+            (".gitignore", "node_modules/\ngen/\n*.wasm\n"),
         ],
     }
 }

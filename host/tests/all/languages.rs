@@ -77,6 +77,16 @@ fn python() {
 }
 
 #[test]
+fn go() {
+    new_build_run("go");
+}
+
+#[test]
+fn c() {
+    new_build_run("c");
+}
+
+#[test]
 fn new_refuses_a_bad_name_or_a_folder_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let out = levelhost(&["new", "Bad_Name"], dir.path());

@@ -181,3 +181,22 @@ async fn stale_device_tagger_untags_devices_that_came_back() {
         );
     }
 }
+
+#[tokio::test]
+async fn plugin_authors_can_test_against_the_simulator() {
+    let (report, after) = level_host::testing::run_on_simulator(
+        test_programs_artifacts::STALE_DEVICE_TAGGER.as_ref(),
+        json!({"days": 14, "tag": "stale-test"}),
+        None,
+    )
+    .await
+    .unwrap();
+    let tagged = report.outcome.unwrap()["tagged"].as_array().unwrap().len();
+    let carrying = after
+        .devices
+        .iter()
+        .filter(|d| d.tags.contains(&"stale-test".to_owned()))
+        .count();
+    assert_eq!(tagged, carrying);
+    assert!(carrying > 0);
+}
