@@ -189,54 +189,66 @@ impl LevelCtx {
         });
         let mut targets = current.targets;
         targets.dedup();
+        let record = self.record(
+            current.op.name(),
+            targets,
+            reason,
+            current.started.elapsed(),
+        );
         let record = AuditRecord {
+            allowed: current.refused.is_none(),
+            upstream_status: current.status,
+            dry_run: current.dry_run,
+            ..record
+        };
+        if let Err(e) = self.append(record) {
+            // An audit that cannot be written stops the run: nothing goes unrecorded.
+            return Err(LevelError::Trap(wasmtime::Error::msg(e.to_string())));
+        }
+        result
+    }
+
+    /// An audit record of this run, allowed, with no upstream status and not a dry-run write.
+    fn record(
+        &self,
+        operation: String,
+        targets: Vec<String>,
+        reason: Option<String>,
+        took: Duration,
+    ) -> AuditRecord {
+        AuditRecord {
             time: crate::sim::timestamp(time::OffsetDateTime::now_utc()),
             plugin: self.run.plugin.clone(),
             version: self.run.version.clone(),
             digest: self.run.digest.clone(),
             run_id: self.run.run_id.clone(),
-            operation: current.op.name(),
+            operation,
             targets,
-            allowed: current.refused.is_none(),
+            allowed: true,
             reason,
-            upstream_status: current.status,
-            latency_ms: u64::try_from(current.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            dry_run: current.dry_run,
-        };
-        if let Some(audit) = &self.audit
-            && let Err(e) = audit.append(&record)
-        {
-            // An audit that cannot be written stops the run: nothing goes unrecorded.
-            self.audit_records.push(record);
-            return Err(LevelError::Trap(wasmtime::Error::msg(e.to_string())));
+            upstream_status: None,
+            latency_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            dry_run: false,
         }
+    }
+
+    /// Keeps a record with the run and appends it to the audit log, if there is one.
+    fn append(&mut self, record: AuditRecord) -> Result<(), crate::audit::AuditError> {
+        let written = match &self.audit {
+            Some(audit) => audit.append(&record),
+            None => Ok(()),
+        };
         self.audit_records.push(record);
-        result
+        written
     }
 
     /// Audits the end of the run itself, so a run that failed without calling
     /// Level (a loop, a memory bomb) is on record too.
     pub fn record_run_end(&mut self, failure: Option<String>, duration: Duration) {
-        let record = AuditRecord {
-            time: crate::sim::timestamp(time::OffsetDateTime::now_utc()),
-            plugin: self.run.plugin.clone(),
-            version: self.run.version.clone(),
-            digest: self.run.digest.clone(),
-            run_id: self.run.run_id.clone(),
-            operation: "run".to_owned(),
-            targets: Vec::new(),
-            allowed: true,
-            reason: failure,
-            upstream_status: None,
-            latency_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-            dry_run: false,
-        };
-        if let Some(audit) = &self.audit
-            && let Err(e) = audit.append(&record)
-        {
+        let record = self.record("run".to_owned(), Vec::new(), failure, duration);
+        if let Err(e) = self.append(record) {
             tracing::error!("{e}");
         }
-        self.audit_records.push(record);
     }
 
     /// Sends one request to Level, counted against the run's call budget.
