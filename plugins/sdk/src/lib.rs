@@ -69,22 +69,77 @@ pub fn output<T: Serialize>(value: &T) -> Result<String, RunError> {
 /// and returns that page's items and whether more follow; `cursor` gives an
 /// item's id, which becomes the next `starting-after`.
 pub fn walk<T>(
-    mut fetch: impl FnMut(PageRequest) -> Result<(Vec<T>, bool), Error>,
+    fetch: impl FnMut(PageRequest) -> Result<(Vec<T>, bool), Error>,
     cursor: impl Fn(&T) -> String,
 ) -> Result<Vec<T>, Error> {
-    let mut all = Vec::new();
-    let mut after = None;
-    loop {
-        let (items, more) = fetch(PageRequest {
-            limit: Some(MAX_PAGE),
-            starting_after: after.take(),
-            ending_before: None,
-        })?;
-        let last = items.last().map(&cursor);
-        all.extend(items);
-        match last {
-            Some(id) if more => after = Some(id),
-            _ => return Ok(all),
+    items(fetch, cursor).collect()
+}
+
+/// An iterator over every item of a Level list, fetching pages as it goes:
+/// stop early and no further page is requested.
+///
+/// ```ignore
+/// for device in levelhost_sdk::items(
+///     |page| devices::list_devices(&DeviceFilter::default(), DeviceInclude::empty(), &page).map(|p| (p.items, p.has_more)),
+///     |d| d.id.clone(),
+/// ) {
+///     let device = device?;
+/// }
+/// ```
+pub fn items<T, F, C>(fetch: F, cursor: C) -> Items<T, F, C>
+where
+    F: FnMut(PageRequest) -> Result<(Vec<T>, bool), Error>,
+    C: Fn(&T) -> String,
+{
+    Items {
+        fetch,
+        cursor,
+        buffer: std::collections::VecDeque::new(),
+        after: None,
+        done: false,
+    }
+}
+
+/// The iterator [`items`] returns.
+pub struct Items<T, F, C> {
+    fetch: F,
+    cursor: C,
+    buffer: std::collections::VecDeque<T>,
+    after: Option<String>,
+    done: bool,
+}
+
+impl<T, F, C> Iterator for Items<T, F, C>
+where
+    F: FnMut(PageRequest) -> Result<(Vec<T>, bool), Error>,
+    C: Fn(&T) -> String,
+{
+    type Item = Result<T, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.buffer.pop_front() {
+                return Some(Ok(item));
+            }
+            if self.done {
+                return None;
+            }
+            let page = PageRequest {
+                limit: Some(MAX_PAGE),
+                starting_after: self.after.take(),
+                ending_before: None,
+            };
+            match (self.fetch)(page) {
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                Ok((items, more)) => {
+                    self.after = items.last().map(&self.cursor);
+                    self.done = !more || self.after.is_none();
+                    self.buffer.extend(items);
+                }
+            }
         }
     }
 }
