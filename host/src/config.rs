@@ -254,21 +254,7 @@ pub struct ServeConfig {
 impl KeyConfig {
     /// Reads the key's value. The error says where it looked, never what it found.
     pub fn load(&self) -> Result<ApiKey, String> {
-        let value = match &self.source {
-            KeySource::Env(var) => std::env::var(var)
-                .map_err(|_| format!("key {}: environment variable {var} is not set", self.name))?,
-            KeySource::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("key {}: cannot read {}: {e}", self.name, path.display()))?
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-        };
-        let value = value.trim();
-        if value.is_empty() {
-            return Err(format!("key {}: the value is empty", self.name));
-        }
-        Ok(ApiKey::new(value))
+        load_secret(&self.source, &format!("key {}", self.name)).map(ApiKey::new)
     }
 }
 
@@ -343,27 +329,13 @@ impl HostConfig {
         let raw: RawConfig = source.parse()?;
         let mut keys = BTreeMap::new();
         for (name, key) in raw.keys {
-            let src = key.source.get_ref();
-            let parsed = if let Some(var) = src.strip_prefix("env:") {
-                KeySource::Env(var.to_owned())
-            } else if let Some(file) = src.strip_prefix("file:") {
-                KeySource::File(source.resolve(file))
-            } else {
-                return Err(source.error(
-                    Some(key.source.span()),
-                    format!(
-                        "key {name}: source must be env:VARIABLE or file:PATH; keys are never written in this file"
-                    ),
-                ));
-            };
-            if matches!(&parsed, KeySource::Env(v) if v.is_empty())
-                || matches!(&parsed, KeySource::File(p) if p.as_os_str().is_empty())
-            {
-                return Err(source.error(
-                    Some(key.source.span()),
-                    format!("key {name}: the source names nothing"),
-                ));
-            }
+            let parsed = parse_source(
+                &source,
+                &format!("key {name}"),
+                "source",
+                "keys",
+                &key.source,
+            )?;
             let access = match key.access.get_ref().as_str() {
                 "read-only" => Access::ReadOnly,
                 "read-write" => Access::ReadWrite,
@@ -499,7 +471,13 @@ impl HostConfig {
             let events = match raw_plugin.events {
                 None => None,
                 Some(ev) => Some(EventConfig {
-                    secret: parse_source(&source, &format!("plugin {name}: events"), &ev.secret)?,
+                    secret: parse_source(
+                        &source,
+                        &format!("plugin {name}: events"),
+                        "secret",
+                        "secrets",
+                        &ev.secret,
+                    )?,
                     types: ev.types,
                 }),
             };
@@ -562,9 +540,12 @@ impl HostConfig {
     }
 }
 
+/// Parses an `env:VARIABLE` or `file:PATH` reference, placing errors at it.
 fn parse_source(
     source: &Source,
     what: &str,
+    field: &str,
+    plural: &str,
     value: &Spanned<String>,
 ) -> Result<KeySource, FileError> {
     let text = value.get_ref();
@@ -575,9 +556,19 @@ fn parse_source(
     } else {
         return Err(source.error(
             Some(value.span()),
-            format!("{what}: secret must be env:VARIABLE or file:PATH; secrets are never written in this file"),
+            format!("{what}: {field} must be env:VARIABLE or file:PATH; {plural} are never written in this file"),
         ));
     };
+    let names_nothing = match &parsed {
+        KeySource::Env(var) => var.is_empty(),
+        KeySource::File(_) => text == "file:",
+    };
+    if names_nothing {
+        return Err(source.error(
+            Some(value.span()),
+            format!("{what}: the {field} names nothing"),
+        ));
+    }
     Ok(parsed)
 }
 
