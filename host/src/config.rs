@@ -1,7 +1,7 @@
 //! `levelhost.toml`: Level's address, the API keys (by reference, never
 //! inline) and each installed plugin's grant. See `examples/levelhost.toml`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use crate::client::ApiKey;
 use crate::grant::{Grant, Limits, Scopes};
 use crate::location::{FileError, Source};
 use crate::manifest::PluginManifest;
+use crate::trust::{PublicKey, TrustPolicy};
 
 /// The configuration file as written. Unknown fields are errors.
 #[derive(Debug, Deserialize)]
@@ -28,6 +29,19 @@ struct RawConfig {
     plugins: BTreeMap<String, Spanned<RawPlugin>>,
     #[serde(default)]
     serve: RawServe,
+    #[serde(default)]
+    trust: RawTrust,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrust {
+    #[serde(default)]
+    reviewers: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    revoked: Vec<Spanned<String>>,
+    #[serde(default)]
+    allow_unsigned: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,8 +145,10 @@ fn default_rate() -> u32 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPlugin {
-    component: String,
+    component: Option<String>,
     manifest: Option<String>,
+    package: Option<String>,
+    digest: Option<Spanned<String>>,
     key: Spanned<String>,
     #[serde(default)]
     capabilities: Vec<Spanned<String>>,
@@ -258,13 +274,30 @@ impl KeyConfig {
     }
 }
 
+/// Where a plugin's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// A loose component file and its manifest: unsigned, for local development.
+    Component(PathBuf),
+    /// A package directory, optionally pinned to a digest.
+    Package {
+        /// The package directory.
+        dir: PathBuf,
+        /// The digest it must have.
+        pinned: Option<String>,
+    },
+}
+
 /// An installed plugin: its component, manifest and grant.
 #[derive(Debug, Clone)]
 pub struct PluginConfig {
     /// The name in the config.
     pub name: String,
-    /// The component file.
-    pub component: PathBuf,
+    /// Where its component comes from.
+    pub source: PluginSource,
+    /// `sha256:<hex>` of the manifest text read with the config, so a load
+    /// can tell that the package it verifies is the one the config described.
+    pub manifest_digest: String,
     /// The manifest.
     pub manifest: PluginManifest,
     /// Which key it uses.
@@ -282,6 +315,17 @@ pub struct PluginConfig {
 }
 
 impl PluginConfig {
+    /// The capabilities its manifest asks for that its grant does not give.
+    /// They are not granted: the plugin runs with its grant, and calls that
+    /// need them are denied, until the operator widens the grant.
+    pub fn not_granted(&self) -> Vec<Capability> {
+        self.manifest
+            .capabilities
+            .difference(&self.grant.capabilities)
+            .copied()
+            .collect()
+    }
+
     /// A scope error, placed at the scope entry it is about when there is one.
     pub fn scope_error(&self, error: &crate::grant::ScopeError, config: &Path) -> FileError {
         use crate::grant::ScopeError;
@@ -318,6 +362,8 @@ pub struct HostConfig {
     pub plugins: BTreeMap<String, PluginConfig>,
     /// `levelhost serve` settings.
     pub serve: ServeConfig,
+    /// Which packages may be installed and loaded.
+    pub trust: TrustPolicy,
 }
 
 impl HostConfig {
@@ -392,26 +438,11 @@ impl HostConfig {
                 }
                 capabilities.insert(parsed);
             }
-            let component = source.resolve(&raw_plugin.component);
-            let manifest_path = match &raw_plugin.manifest {
-                Some(m) => source.resolve(m),
-                None => component.with_file_name("plugin.toml"),
-            };
-            let manifest = PluginManifest::load(&manifest_path)?;
-            let missing: Vec<String> = manifest
-                .capabilities
-                .difference(&capabilities)
-                .map(|c| c.to_string())
-                .collect();
-            if !missing.is_empty() {
-                return Err(source.error(
-                    Some(plugin_span.clone()),
-                    format!(
-                        "plugin {name}: its manifest asks for {} which its grant does not give",
-                        missing.join(", ")
-                    ),
-                ));
-            }
+            let (plugin_source, manifest_path) =
+                plugin_source(&source, &name, &raw_plugin, &plugin_span)?;
+            let manifest_source = Source::read(&manifest_path)?;
+            let manifest = PluginManifest::parse(&manifest_path, &manifest_source.text)?;
+            let manifest_digest = crate::engine::digest(manifest_source.text.as_bytes());
             let mut tag_patterns = Vec::new();
             for pattern in raw_plugin.scopes.tags.iter().flatten() {
                 globset::Glob::new(pattern.get_ref()).map_err(|e| {
@@ -491,7 +522,8 @@ impl HostConfig {
                 name.clone(),
                 PluginConfig {
                     name,
-                    component,
+                    source: plugin_source,
+                    manifest_digest,
                     manifest,
                     key: key_name.clone(),
                     grant,
@@ -517,6 +549,7 @@ impl HostConfig {
                 shutdown_grace: Duration::from_secs(raw.serve.shutdown_grace_secs),
                 max_body_bytes: Limits::bytes(raw.serve.max_body_kb.max(1)),
             },
+            trust: parse_trust(&source, raw.trust)?,
         })
     }
 
@@ -538,6 +571,112 @@ impl HostConfig {
             )
         })
     }
+}
+
+/// Where a plugin's component and manifest are: exactly one of `component`
+/// (with an optional `manifest`) or `package` (with an optional `digest` pin).
+fn plugin_source(
+    source: &Source,
+    name: &str,
+    raw: &RawPlugin,
+    span: &std::ops::Range<usize>,
+) -> Result<(PluginSource, PathBuf), FileError> {
+    match (&raw.component, &raw.package) {
+        (Some(component), None) => {
+            if let Some(digest) = &raw.digest {
+                return Err(source.error(
+                    Some(digest.span()),
+                    format!("plugin {name}: digest pins a package; a loose component has none"),
+                ));
+            }
+            let component = source.resolve(component);
+            let manifest = match &raw.manifest {
+                Some(m) => source.resolve(m),
+                None => component.with_file_name("plugin.toml"),
+            };
+            Ok((PluginSource::Component(component), manifest))
+        }
+        (None, Some(package)) => {
+            if raw.manifest.is_some() {
+                return Err(source.error(
+                    Some(span.clone()),
+                    format!("plugin {name}: a package carries its own manifest; remove manifest"),
+                ));
+            }
+            let pinned = match &raw.digest {
+                None => None,
+                Some(d) => Some(parse_digest(d.get_ref()).ok_or_else(|| {
+                    source.error(
+                        Some(d.span()),
+                        format!(
+                            "plugin {name}: digest must be sha256: and 64 hex digits, not {:?}",
+                            d.get_ref()
+                        ),
+                    )
+                })?),
+            };
+            let dir = source.resolve(package);
+            let manifest = dir.join(crate::package::MANIFEST_FILE);
+            Ok((PluginSource::Package { dir, pinned }, manifest))
+        }
+        (Some(_), Some(_)) => Err(source.error(
+            Some(span.clone()),
+            format!("plugin {name}: give component or package, not both"),
+        )),
+        (None, None) => Err(source.error(
+            Some(span.clone()),
+            format!(
+                "plugin {name}: missing component (a .wasm file) or package (a package directory)"
+            ),
+        )),
+    }
+}
+
+/// A `sha256:` and 64 hex digits, lower-cased; `None` if it is not one.
+fn parse_digest(text: &str) -> Option<String> {
+    let hex = text.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| text.to_ascii_lowercase())
+}
+
+fn parse_trust(source: &Source, raw: RawTrust) -> Result<TrustPolicy, FileError> {
+    let mut reviewers = BTreeMap::new();
+    for (name, key) in raw.reviewers {
+        let parsed: PublicKey = key
+            .get_ref()
+            .parse()
+            .map_err(|e| source.error(Some(key.span()), format!("trust.reviewers.{name}: {e}")))?;
+        reviewers.insert(name, parsed);
+    }
+    let mut revoked = BTreeSet::new();
+    for entry in raw.revoked {
+        let text = entry.get_ref().trim();
+        let normalised = if text.starts_with("sha256:") {
+            parse_digest(text).ok_or_else(|| {
+                source.error(
+                    Some(entry.span()),
+                    format!("trust.revoked: {text:?} is not sha256: and 64 hex digits"),
+                )
+            })?
+        } else {
+            text.parse::<PublicKey>()
+                .map_err(|e| {
+                    source.error(
+                        Some(entry.span()),
+                        format!(
+                            "trust.revoked: {e} (entries are reviewer keys or package digests)"
+                        ),
+                    )
+                })?
+                .to_string()
+        };
+        revoked.insert(normalised);
+    }
+    Ok(TrustPolicy {
+        reviewers,
+        revoked,
+        allow_unsigned: raw.allow_unsigned,
+    })
 }
 
 /// Parses an `env:VARIABLE` or `file:PATH` reference, placing errors at it.

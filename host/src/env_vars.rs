@@ -12,6 +12,12 @@ impl EnvVars {
     pub const XDG_CACHE_HOME: &'static str = "XDG_CACHE_HOME";
     /// The user's home folder.
     pub const HOME: &'static str = "HOME";
+    /// The user name for OCI registries (with the password below).
+    pub const LEVELHOST_REGISTRY_USERNAME: &'static str = "LEVELHOST_REGISTRY_USERNAME";
+    /// The password or token for OCI registries.
+    pub const LEVELHOST_REGISTRY_PASSWORD: &'static str = "LEVELHOST_REGISTRY_PASSWORD";
+    /// The catalog directory `levelhost catalog` uses (default `catalog`).
+    pub const LEVELHOST_CATALOG: &'static str = "LEVELHOST_CATALOG";
     /// The log filter, as for `tracing_subscriber::EnvFilter`.
     pub const LEVELHOST_LOG: &'static str = "LEVELHOST_LOG";
 }

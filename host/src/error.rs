@@ -54,6 +54,32 @@ pub enum HostError {
     /// The audit log could not be written.
     #[error("{0}")]
     Audit(String),
+    /// A plugin package could not be read.
+    #[error("plugin {plugin}: {error}")]
+    Package {
+        /// The plugin.
+        plugin: String,
+        /// What is wrong with the package.
+        error: crate::package::PackageError,
+    },
+    /// The trust policy refuses the plugin.
+    #[error("plugin {plugin} is refused: {error}")]
+    NotTrusted {
+        /// The plugin.
+        plugin: String,
+        /// Why.
+        error: crate::trust::TrustError,
+    },
+    /// The package's manifest is not the one read with the config.
+    #[error(
+        "plugin {plugin}: the manifest in {path} changed after the configuration was read; run again"
+    )]
+    ManifestChanged {
+        /// The plugin.
+        plugin: String,
+        /// The manifest file.
+        path: PathBuf,
+    },
     /// The wasmtime engine could not be set up.
     #[error("cannot set up the WebAssembly engine: {0}")]
     Engine(String),

@@ -18,11 +18,14 @@ use crate::audit::{AuditLog, AuditRecord};
 use crate::bindings::handler::{Invocation, RunError, Trigger as WitTrigger};
 use crate::capability::{Capability, resource_of_interface};
 use crate::client::{LevelClient, PageParams};
+use crate::config::{PluginConfig, PluginSource};
 use crate::engine::{self, LoadedPlugin};
 use crate::error::HostError;
 use crate::gate::Gate;
 use crate::grant::{self, Grant, Limits};
 use crate::level::{self, LevelCtx, LimitExceeded, LogLine, LogSink, PlanEntry, RunInfo};
+use crate::package::Package;
+use crate::trust::{TrustError, TrustPolicy, Vetting};
 
 /// What started a run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -243,6 +246,60 @@ impl PluginRunner {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
         self.load(&name, &bytes)
+    }
+
+    /// Loads a plugin installed in the config, the one way `run`, `check`
+    /// and `serve` load plugins. A package is read, its digest checked
+    /// against the config's pin and its signatures against `trust`, and only
+    /// then compiled, from the very bytes that were verified; a loose
+    /// component loads only when `trust` allows unsigned plugins. The
+    /// component's imports are checked against the grant.
+    pub fn load_installed(
+        &self,
+        plugin: &PluginConfig,
+        trust: &TrustPolicy,
+    ) -> Result<(LoadedPlugin, Vetting), HostError> {
+        let refused = |error| HostError::NotTrusted {
+            plugin: plugin.name.clone(),
+            error,
+        };
+        let (bytes, vetting) = match &plugin.source {
+            PluginSource::Component(path) => {
+                if !trust.allow_unsigned {
+                    return Err(refused(TrustError::LooseComponent { path: path.clone() }));
+                }
+                let bytes = std::fs::read(path).map_err(|source| HostError::ReadPlugin {
+                    path: path.clone(),
+                    source,
+                })?;
+                (bytes, Vetting::UnsignedAllowed)
+            }
+            PluginSource::Package { dir, pinned } => {
+                let package = Package::open(dir).map_err(|error| HostError::Package {
+                    plugin: plugin.name.clone(),
+                    error,
+                })?;
+                if let Some(pinned) = pinned
+                    && *pinned != package.digest
+                {
+                    return Err(refused(TrustError::PinMismatch {
+                        pinned: pinned.clone(),
+                        actual: package.digest.clone(),
+                    }));
+                }
+                let vetting = trust.verify(&package).map_err(refused)?;
+                if engine::digest(package.manifest_text.as_bytes()) != plugin.manifest_digest {
+                    return Err(HostError::ManifestChanged {
+                        plugin: plugin.name.clone(),
+                        path: dir.join(crate::package::MANIFEST_FILE),
+                    });
+                }
+                (package.component, vetting)
+            }
+        };
+        let loaded = self.load(&plugin.name, &bytes)?;
+        Self::check_imports(&loaded, &plugin.grant)?;
+        Ok((loaded, vetting))
     }
 
     /// Refuses a component that imports a `level:api` interface its grant gives no capability on.

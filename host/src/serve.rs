@@ -127,12 +127,10 @@ impl Service {
         }
         let mut plugins = BTreeMap::new();
         for (name, plugin_config) in &config.plugins {
-            let mut plugin = runner
-                .load_file(&plugin_config.component)
-                .map_err(|e| setup(format!("plugin {name}: {e}")))?;
-            plugin.name = name.clone();
-            PluginRunner::check_imports(&plugin, &plugin_config.grant)
+            let (plugin, vetting) = runner
+                .load_installed(plugin_config, &config.trust)
                 .map_err(|e| setup(e.to_string()))?;
+            tracing::info!(plugin = %name, digest = %plugin.digest, "loaded, {vetting}");
             let secret = match &plugin_config.events {
                 Some(events) => Some(
                     load_secret(&events.secret, &format!("plugin {name}: events"))

@@ -9,7 +9,7 @@ use crate::client::{ClientConfig, LevelClient};
 use crate::config::HostConfig;
 use crate::env_vars::EnvVars;
 use crate::error::HostError;
-use crate::runtime::{PluginRunner, resolve_scopes};
+use crate::runtime::resolve_scopes;
 
 /// Arguments of `levelhost check`.
 #[derive(Debug, clap::Args)]
@@ -37,11 +37,7 @@ impl CheckArgs {
             config.plugins.len()
         );
         for plugin in config.plugins.values() {
-            let mut loaded = runner
-                .load_file(&plugin.component)
-                .with_context(|| format!("plugin {}", plugin.name))?;
-            loaded.name = plugin.name.clone();
-            PluginRunner::check_imports(&loaded, &plugin.grant)?;
+            let (loaded, vetting) = runner.load_installed(plugin, &config.trust)?;
             if !self.offline && plugin.grant.scopes.groups.is_some() {
                 let key = config
                     .keys
@@ -70,8 +66,20 @@ impl CheckArgs {
                 plugin.key,
                 loaded.digest
             );
+            println!("  {vetting}");
             for line in plugin.grant.describe() {
                 println!("  {line}");
+            }
+            let not_granted = plugin.not_granted();
+            if !not_granted.is_empty() {
+                println!(
+                    "  warning: its manifest also asks for {}, which the grant does not give; calls that need them are denied",
+                    not_granted
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
             }
         }
         println!("\nOK");

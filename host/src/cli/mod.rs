@@ -1,9 +1,12 @@
 //! The command line: `Cli`, its subcommands (one file each) and their exit statuses.
 
 mod audit;
+mod catalog;
 mod check;
 mod demo;
+mod key;
 mod new;
+mod plugin;
 mod run;
 mod runs;
 mod serve;
@@ -48,6 +51,12 @@ pub enum Command {
     New(new::NewArgs),
     /// Build a plugin project into plugin.wasm (runs its build.sh).
     Build(new::BuildArgs),
+    /// Package, sign, verify, compare, push, pull and install plugins.
+    Plugin(plugin::PluginArgs),
+    /// Share packages through a catalog directory: add, list, search, install.
+    Catalog(catalog::CatalogArgs),
+    /// Make reviewers' signing keys.
+    Key(key::KeyArgs),
     /// Show levelhost at work: start the simulator and run the example plugins against it.
     Demo(demo::DemoArgs),
 }
@@ -84,6 +93,9 @@ impl Command {
             Command::Demo(args) => args.execute().await,
             Command::New(args) => args.execute().await,
             Command::Build(args) => args.execute().await,
+            Command::Plugin(args) => args.execute().await,
+            Command::Catalog(args) => args.execute().await,
+            Command::Key(args) => args.execute().await,
         }
     }
 }

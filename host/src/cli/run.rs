@@ -72,8 +72,7 @@ impl RunArgs {
         let mut client_config = ClientConfig::new(&config.base_url);
         client_config.timeout = config.timeout;
         let client = LevelClient::new(client_config, key)?;
-        let mut loaded = runner.load_file(&plugin.component)?;
-        loaded.name = plugin.name.clone();
+        let (loaded, _) = runner.load_installed(plugin, &config.trust)?;
         let audit = AuditLog::open(&config.audit_path)?;
         let request = RunRequest {
             grant: plugin.grant.clone(),

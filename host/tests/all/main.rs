@@ -13,6 +13,7 @@ mod cli_grants; // levelhost check, run --dry-run and audit with a real configur
 mod client; // the Level client against real HTTP servers on loopback: retries, errors, limits
 mod grants; // grants proven with hostile plugins: capabilities, scopes, limits, the key
 mod languages; // plugins in Rust, JavaScript, TypeScript, Python, Go and C: new, build, run
+mod packages; // sharing vetted plugins: packages, signatures, trust, upgrades, catalog, OCI registry
 mod plugins; // the example plugins: device-report and stale-device-tagger
 mod run; // running components: sandboxing, failures, world mismatches
 mod serve; // levelhost serve: schedules, kill -9 and restart, signed webhooks, a shared rate budget

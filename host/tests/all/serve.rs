@@ -52,6 +52,9 @@ addr = "{addr}"
 database = "runs.db"
 shutdown_grace_secs = 1
 
+[trust]
+allow_unsigned = true
+
 [keys.rw]
 source = "file:key.txt"
 access = "read-write"

@@ -1,0 +1,115 @@
+//! `levelhost catalog`: a shared directory of packages.
+
+use std::path::PathBuf;
+
+use super::ExitStatus;
+use super::plugin::{InstallTarget, install_and_report};
+use crate::catalog::{Catalog, CatalogEntry};
+use crate::config::HostConfig;
+use crate::env_vars::EnvVars;
+use crate::package::Package;
+
+/// Arguments of `levelhost catalog`.
+#[derive(Debug, clap::Args)]
+pub struct CatalogArgs {
+    /// The catalog directory.
+    #[arg(long, global = true, env = EnvVars::LEVELHOST_CATALOG, default_value = "catalog")]
+    pub catalog: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CatalogCommand,
+}
+
+/// `levelhost catalog` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum CatalogCommand {
+    /// Add a package to the catalog (as NAME/VERSION; a version never changes).
+    Add {
+        /// The package directory.
+        package: PathBuf,
+    },
+    /// List every package: name, version, digest, signatures.
+    List {
+        /// Name the signers as the config's [trust] knows them.
+        #[arg(long, env = EnvVars::LEVELHOST_CONFIG)]
+        config: Option<PathBuf>,
+    },
+    /// Find packages whose name or description contains TERM.
+    Search {
+        /// The text to look for (any case).
+        term: String,
+    },
+    /// Install NAME (its newest version) or NAME@VERSION from the catalog, pinned by digest.
+    Install {
+        /// The package: NAME or NAME@VERSION.
+        spec: String,
+        #[command(flatten)]
+        target: InstallTarget,
+    },
+}
+
+impl CatalogArgs {
+    /// Runs the subcommand.
+    pub async fn execute(self) -> anyhow::Result<ExitStatus> {
+        let catalog = Catalog::new(&self.catalog);
+        match self.command {
+            CatalogCommand::Add { package } => {
+                let pkg = Package::open(&package)?;
+                pkg.check_capabilities()?;
+                let dir = catalog.add(&pkg)?;
+                println!(
+                    "added {} {} ({}) as {}",
+                    pkg.manifest.name,
+                    pkg.manifest.version,
+                    pkg.digest,
+                    dir.display()
+                );
+                Ok(ExitStatus::Success)
+            }
+            CatalogCommand::List { config } => {
+                let trust = match config.filter(|c| c.exists()) {
+                    Some(path) => Some(HostConfig::load(&path)?.trust),
+                    None => None,
+                };
+                print_entries(&catalog.list()?, trust.as_ref());
+                Ok(ExitStatus::Success)
+            }
+            CatalogCommand::Search { term } => {
+                let found = catalog.search(&term)?;
+                if found.is_empty() {
+                    println!("nothing in {} matches {term:?}", catalog.dir.display());
+                }
+                print_entries(&found, None);
+                Ok(ExitStatus::Success)
+            }
+            CatalogCommand::Install { spec, target } => {
+                let pkg = catalog.find(&spec)?;
+                install_and_report(&pkg, &target)
+            }
+        }
+    }
+}
+
+fn print_entries(entries: &[CatalogEntry], trust: Option<&crate::trust::TrustPolicy>) {
+    for entry in entries {
+        let p = &entry.package;
+        let short = p.digest.get(..19).unwrap_or(&p.digest);
+        let vetting = match trust.map(|t| t.verify(p)) {
+            Some(Ok(v)) => v.to_string(),
+            Some(Err(e)) => format!("not vetted: {e}"),
+            None if p.signatures.is_empty() => "unsigned".to_owned(),
+            None => format!(
+                "signed by key {}",
+                p.signatures
+                    .iter()
+                    .map(|(_, s)| s.key.id())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        println!(
+            "{} {} {short}  {}  [{vetting}]",
+            p.manifest.name, p.manifest.version, p.manifest.description
+        );
+    }
+}

@@ -1,0 +1,349 @@
+//! `levelhost plugin`: pack, sign, verify, diff, push, pull and install packages.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+
+use super::ExitStatus;
+use crate::config::{HostConfig, PluginSource};
+use crate::env_vars::EnvVars;
+use crate::install::{InstallOptions, install};
+use crate::oci::{self, RegistryOptions};
+use crate::package::{self, MANIFEST_FILE, Package, README_FILE};
+use crate::trust::{SecretKey, TrustPolicy};
+
+/// Arguments of `levelhost plugin`.
+#[derive(Debug, clap::Args)]
+pub struct PluginArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: PluginCommand,
+}
+
+/// `levelhost plugin` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum PluginCommand {
+    /// Make a package directory from a component and its plugin.toml (and README.md).
+    Pack {
+        /// The component.
+        #[arg(long, default_value = "plugin.wasm")]
+        component: PathBuf,
+        /// The manifest.
+        #[arg(long, default_value = MANIFEST_FILE)]
+        manifest: PathBuf,
+        /// A README (default: README.md beside the manifest, if there is one).
+        #[arg(long)]
+        readme: Option<PathBuf>,
+        /// Where to write the package (default: NAME-VERSION).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Sign a package's digest with a reviewer's secret key (from `levelhost key generate`).
+    Sign {
+        /// The package directory.
+        package: PathBuf,
+        /// The secret key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check a package's signatures against the config's trust policy.
+    Verify {
+        /// The package directory.
+        package: PathBuf,
+        /// The configuration whose [trust] decides.
+        #[arg(long, env = EnvVars::LEVELHOST_CONFIG, default_value = "levelhost.toml")]
+        config: PathBuf,
+    },
+    /// Show what changed between two packages: capabilities, imports, digest.
+    Diff {
+        /// The old package directory, or a plugin installed in the config, by name.
+        old: String,
+        /// The new package directory.
+        new: PathBuf,
+        /// The configuration, for an installed plugin.
+        #[arg(long, env = EnvVars::LEVELHOST_CONFIG, default_value = "levelhost.toml")]
+        config: PathBuf,
+    },
+    /// Push a package to an OCI registry, such as 127.0.0.1:5000/plugins/name:0.1.0.
+    Push {
+        /// The package directory.
+        package: PathBuf,
+        /// The OCI reference.
+        reference: String,
+        /// Use plain HTTP for a registry that is not on loopback.
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Pull a package from an OCI registry into a directory (nothing is trusted until install).
+    Pull {
+        /// The OCI reference.
+        reference: String,
+        /// Where to write it (default: NAME-VERSION).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Use plain HTTP for a registry that is not on loopback.
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Install a vetted package into the config, pinned by digest (an upgrade keeps the grant).
+    Install {
+        /// The package directory.
+        package: PathBuf,
+        #[command(flatten)]
+        target: InstallTarget,
+    },
+}
+
+/// Where and how to install.
+#[derive(Debug, clap::Args)]
+pub struct InstallTarget {
+    /// The configuration to install into.
+    #[arg(long, env = EnvVars::LEVELHOST_CONFIG, default_value = "levelhost.toml")]
+    pub config: PathBuf,
+    /// The plugin's name in the config (default: the package's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The key a newly installed plugin uses (default: the only key).
+    #[arg(long)]
+    pub key: Option<String>,
+}
+
+impl PluginArgs {
+    /// Runs the subcommand.
+    pub async fn execute(self) -> anyhow::Result<ExitStatus> {
+        match self.command {
+            PluginCommand::Pack {
+                component,
+                manifest,
+                readme,
+                out,
+            } => pack(&component, &manifest, readme, out),
+            PluginCommand::Sign { package, key } => {
+                let key = SecretKey::load(&key).map_err(anyhow::Error::msg)?;
+                let mut pkg = Package::open(&package)?;
+                let signature = key.sign(&pkg.digest);
+                pkg.add_signature(signature);
+                pkg.write(&package)?;
+                println!(
+                    "signed {} {} ({}) as key {}",
+                    pkg.manifest.name,
+                    pkg.manifest.version,
+                    pkg.digest,
+                    key.public().id()
+                );
+                Ok(ExitStatus::Success)
+            }
+            PluginCommand::Verify { package, config } => {
+                let trust = trust_policy(&config)?;
+                let pkg = Package::open(&package)?;
+                println!(
+                    "{} {} {}",
+                    pkg.manifest.name, pkg.manifest.version, pkg.digest
+                );
+                match trust.verify(&pkg) {
+                    Ok(vetting) => {
+                        println!("OK: {vetting}");
+                        Ok(ExitStatus::Success)
+                    }
+                    Err(e) => {
+                        eprintln!("refused: {e}");
+                        Ok(ExitStatus::Failure)
+                    }
+                }
+            }
+            PluginCommand::Diff { old, new, config } => {
+                let old = if Path::new(&old).is_dir() {
+                    Package::open(Path::new(&old))?
+                } else {
+                    installed_package(&config, &old)?
+                };
+                let new = Package::open(&new)?;
+                let lines = package::diff(&old, &new)?;
+                if lines.is_empty() {
+                    println!("no changes: the same package ({})", new.digest);
+                }
+                for line in lines {
+                    println!("{line}");
+                }
+                Ok(ExitStatus::Success)
+            }
+            PluginCommand::Push {
+                package,
+                reference,
+                insecure,
+            } => {
+                let pkg = Package::open(&package)?;
+                let url = oci::push(&pkg, &reference, RegistryOptions { insecure }).await?;
+                println!(
+                    "pushed {} {} ({}) to {reference}",
+                    pkg.manifest.name, pkg.manifest.version, pkg.digest
+                );
+                println!("manifest: {url}");
+                Ok(ExitStatus::Success)
+            }
+            PluginCommand::Pull {
+                reference,
+                out,
+                insecure,
+            } => {
+                let staging = match &out {
+                    Some(out) => out.clone(),
+                    None => {
+                        PathBuf::from(format!(".levelhost-pull-{:016x}", rand::random::<u64>()))
+                    }
+                };
+                let pkg = oci::pull(&reference, &staging, RegistryOptions { insecure }).await?;
+                let dir = match out {
+                    Some(out) => out,
+                    None => {
+                        let dir = PathBuf::from(pkg.default_dir_name());
+                        if dir.exists() {
+                            let _ = std::fs::remove_dir_all(&staging);
+                            bail!(
+                                "{} already exists; pass --out to choose where",
+                                dir.display()
+                            );
+                        }
+                        std::fs::rename(&staging, &dir).with_context(|| {
+                            format!("cannot move the package to {}", dir.display())
+                        })?;
+                        dir
+                    }
+                };
+                println!(
+                    "pulled {} {} ({}) into {}, {} signatures",
+                    pkg.manifest.name,
+                    pkg.manifest.version,
+                    pkg.digest,
+                    dir.display(),
+                    pkg.signatures.len()
+                );
+                Ok(ExitStatus::Success)
+            }
+            PluginCommand::Install { package, target } => {
+                let pkg = Package::open(&package)?;
+                install_and_report(&pkg, &target)
+            }
+        }
+    }
+}
+
+fn pack(
+    component: &Path,
+    manifest: &Path,
+    readme: Option<PathBuf>,
+    out: Option<PathBuf>,
+) -> anyhow::Result<ExitStatus> {
+    let bytes =
+        std::fs::read(component).with_context(|| format!("cannot read {}", component.display()))?;
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("cannot read {}", manifest.display()))?;
+    let readme = match readme {
+        Some(path) => Some(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+        None => std::fs::read_to_string(manifest.with_file_name(README_FILE)).ok(),
+    };
+    let mut pkg = Package::from_parts(bytes, text, readme, manifest)?;
+    pkg.dir = component
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    // Compile it against the plugin world now, so a WIT mismatch is found by the author.
+    let runner = super::runner()?;
+    runner
+        .load(&pkg.manifest.name, &pkg.component)
+        .with_context(|| format!("{}", component.display()))?;
+    for warning in pkg.check_capabilities().map_err(|e| match e {
+        package::PackageError::Invalid { message, .. } => {
+            anyhow::anyhow!("{}: {message}", manifest.display())
+        }
+        other => other.into(),
+    })? {
+        eprintln!("warning: {warning}");
+    }
+    let out = out.unwrap_or_else(|| PathBuf::from(pkg.default_dir_name()));
+    pkg.write(&out)?;
+    println!(
+        "packed {} {} into {}",
+        pkg.manifest.name,
+        pkg.manifest.version,
+        out.display()
+    );
+    println!("digest {}", pkg.digest);
+    Ok(ExitStatus::Success)
+}
+
+fn trust_policy(config: &Path) -> anyhow::Result<TrustPolicy> {
+    if !config.exists() {
+        bail!(
+            "{} does not exist: the trust policy ([trust] reviewers, revoked) is read from the configuration; pass --config",
+            config.display()
+        );
+    }
+    Ok(HostConfig::load(config)?.trust)
+}
+
+fn installed_package(config: &Path, name: &str) -> anyhow::Result<Package> {
+    let config = HostConfig::load(config)?;
+    let plugin = config.plugin(name).map_err(anyhow::Error::msg)?;
+    match &plugin.source {
+        PluginSource::Package { dir, .. } => Ok(Package::open(dir)?),
+        PluginSource::Component(path) => bail!(
+            "plugin {name} is a loose component ({}), not a package; give its package directory instead",
+            path.display()
+        ),
+    }
+}
+
+/// Installs a package and says what changed, what was granted and what was not.
+pub(crate) fn install_and_report(
+    pkg: &Package,
+    target: &InstallTarget,
+) -> anyhow::Result<ExitStatus> {
+    let options = InstallOptions {
+        name: target.name.clone(),
+        key: target.key.clone(),
+    };
+    // The version being replaced, read before the config changes.
+    let name = target
+        .name
+        .clone()
+        .unwrap_or_else(|| pkg.manifest.name.clone());
+    let old = installed_package(&target.config, &name).ok();
+    let installed = install(&target.config, pkg, &options)?;
+    println!(
+        "installed {} {} ({}), {}",
+        installed.name, installed.version, installed.digest, installed.vetting
+    );
+    println!("  stored in {}", installed.dir.display());
+    if let Some((version, _)) = &installed.previous {
+        println!("  upgraded from {version}; the grant is unchanged");
+        if let Some(old) = old {
+            for line in package::diff(&old, pkg)? {
+                println!("  {line}");
+            }
+        }
+    }
+    if !installed.granted.is_empty() {
+        println!("  granted: {}", list(&installed.granted));
+    }
+    if !installed.not_granted.is_empty() {
+        println!(
+            "  not granted: {} (calls that need them are denied; to allow them, add them to plugins.{}.capabilities in {})",
+            list(&installed.not_granted),
+            installed.name,
+            target.config.display()
+        );
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn list(capabilities: &[crate::capability::Capability]) -> String {
+    capabilities
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,193 @@
+//! Installing a vetted package into a configuration: the package is copied
+//! into the config's package store, keyed by digest, and the plugin's entry
+//! in `levelhost.toml` is pointed at it and pinned to its digest.
+//!
+//! A first install grants what the manifest asks for (the operator chose
+//! to install it and sees the list). An upgrade never widens the grant:
+//! capabilities the new version asks for beyond it are reported, not
+//! granted, and the plugin runs with the grant it had until the operator
+//! edits it.
+
+use std::path::{Path, PathBuf};
+
+use crate::capability::Capability;
+use crate::config::{HostConfig, PluginSource};
+use crate::location::FileError;
+use crate::package::{Package, PackageError};
+use crate::trust::{TrustError, Vetting};
+
+/// Where installed packages are kept, relative to the config file.
+pub const STORE_DIR: &str = "packages";
+
+/// Why an install did not happen. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The configuration is not valid, before or after the change.
+    #[error(transparent)]
+    Config(#[from] FileError),
+    /// The package could not be read or stored.
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    /// The trust policy refuses the package.
+    #[error("refused: {0}")]
+    Trust(#[from] TrustError),
+    /// The install needs a choice the operator did not make.
+    #[error("{0}")]
+    Choice(String),
+    /// The configuration could not be edited or written.
+    #[error("{path}: {message}")]
+    Edit {
+        /// The config file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// Options of an install.
+#[derive(Debug, Clone, Default)]
+pub struct InstallOptions {
+    /// The plugin's name in the config (default: the manifest's name).
+    pub name: Option<String>,
+    /// The key a newly installed plugin uses (default: the only key).
+    pub key: Option<String>,
+}
+
+/// What an install did.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    /// The plugin's name in the config.
+    pub name: String,
+    /// The version installed.
+    pub version: String,
+    /// The package digest it is pinned to.
+    pub digest: String,
+    /// Where the package was stored.
+    pub dir: PathBuf,
+    /// Who vetted it.
+    pub vetting: Vetting,
+    /// The version and source it replaced, for an upgrade.
+    pub previous: Option<(String, PluginSource)>,
+    /// The capabilities granted by this install (first installs only).
+    pub granted: Vec<Capability>,
+    /// Capabilities the manifest asks for that the grant does not give.
+    pub not_granted: Vec<Capability>,
+}
+
+/// Installs `package` into the configuration at `config_path`.
+pub fn install(
+    config_path: &Path,
+    package: &Package,
+    options: &InstallOptions,
+) -> Result<Installed, InstallError> {
+    let config = HostConfig::load(config_path)?;
+    let vetting = config.trust.verify(package)?;
+    package.check_capabilities()?;
+    let name = options
+        .name
+        .clone()
+        .unwrap_or_else(|| package.manifest.name.clone());
+    let previous = config.plugins.get(&name);
+
+    let base = config_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let hex = package.digest.trim_start_matches("sha256:");
+    let relative = format!(
+        "{STORE_DIR}/{name}/{}-{}",
+        package.manifest.version,
+        &hex[..12.min(hex.len())]
+    );
+    let dir = base.join(&relative);
+    package.write(&dir)?;
+
+    let edit_error = |message: String| InstallError::Edit {
+        path: config_path.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(config_path)
+        .map_err(|e| edit_error(format!("cannot read: {e}")))?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e| edit_error(format!("cannot edit: {e}")))?;
+    let plugins = doc
+        .entry("plugins")
+        .or_insert_with(|| {
+            let mut table = toml_edit::Table::new();
+            table.set_implicit(true);
+            toml_edit::Item::Table(table)
+        })
+        .as_table_like_mut()
+        .ok_or_else(|| edit_error("plugins is not a table".to_owned()))?;
+    let entry = plugins
+        .entry(&name)
+        .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
+        .as_table_like_mut()
+        .ok_or_else(|| edit_error(format!("plugins.{name} is not a table")))?;
+    let mut granted = Vec::new();
+    if previous.is_none() {
+        let key = match &options.key {
+            Some(key) => key.clone(),
+            None if config.keys.len() == 1 => config.keys.keys().cloned().collect(),
+            None => {
+                return Err(InstallError::Choice(format!(
+                    "choose the key {name} uses with --key (defined: {})",
+                    config.keys.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        };
+        entry.insert("key", toml_edit::value(key));
+        let mut caps = toml_edit::Array::new();
+        for cap in &package.manifest.capabilities {
+            caps.push(cap.to_string());
+            granted.push(*cap);
+        }
+        entry.insert("capabilities", toml_edit::value(caps));
+    }
+    entry.remove("component");
+    entry.remove("manifest");
+    entry.insert("package", toml_edit::value(relative));
+    entry.insert("digest", toml_edit::value(package.digest.clone()));
+
+    // Write beside the config, check the result as a config, then replace.
+    let staging = base.join(format!(
+        ".{}.install-{:016x}",
+        config_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "levelhost.toml".to_owned()),
+        rand::random::<u64>()
+    ));
+    std::fs::write(&staging, doc.to_string())
+        .map_err(|e| edit_error(format!("cannot write {}: {e}", staging.display())))?;
+    let checked = HostConfig::load(&staging).map_err(|mut e| {
+        e.file = config_path.to_owned();
+        InstallError::Config(e)
+    });
+    let checked = match checked {
+        Ok(checked) => checked,
+        Err(e) => {
+            let _ = std::fs::remove_file(&staging);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&staging, config_path).map_err(|e| {
+        let _ = std::fs::remove_file(&staging);
+        edit_error(format!("cannot replace: {e}"))
+    })?;
+    let installed = checked
+        .plugins
+        .get(&name)
+        .ok_or_else(|| edit_error(format!("plugins.{name} is missing after the edit")))?;
+    Ok(Installed {
+        name: name.clone(),
+        version: package.manifest.version.clone(),
+        digest: package.digest.clone(),
+        dir,
+        vetting,
+        previous: previous.map(|p| (p.manifest.version.clone(), p.source.clone())),
+        granted,
+        not_granted: installed.not_granted(),
+    })
+}
