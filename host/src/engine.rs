@@ -36,6 +36,7 @@ pub fn new_engine(cache_dir: Option<&Path>) -> Result<Engine, HostError> {
         .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK);
     if let Some(dir) = cache_dir {
+        prepare_cache_dir(dir)?;
         let mut cache = CacheConfig::new();
         cache.with_directory(dir);
         let cache = Cache::new(cache).map_err(|e| {
@@ -59,6 +60,43 @@ pub fn new_engine(cache_dir: Option<&Path>) -> Result<Engine, HostError> {
         })
         .map_err(|e| HostError::Engine(format!("cannot start the epoch thread: {e}")))?;
     Ok(engine)
+}
+
+/// Creates the compile cache directory owner-only, and refuses one that
+/// other users may write: compiled code is loaded from it without being
+/// compiled again, so only this host may put anything there.
+fn prepare_cache_dir(dir: &Path) -> Result<(), HostError> {
+    let error = |message: String| {
+        HostError::Engine(format!(
+            "cannot use the compile cache in {}: {message}",
+            dir.display()
+        ))
+    };
+    if !dir.exists() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt as _;
+            builder.mode(0o700);
+        }
+        builder.create(dir).map_err(|e| error(e.to_string()))?;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir)
+            .map_err(|e| error(e.to_string()))?
+            .permissions()
+            .mode();
+        if mode & 0o022 != 0 {
+            return Err(error(format!(
+                "other users may write to it (mode {:o}); make it owner-only (chmod 700)",
+                mode & 0o777
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A component compiled and checked against the plugin world, ready to

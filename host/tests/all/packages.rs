@@ -280,6 +280,43 @@ async fn sign_push_pull_verify_install_and_run_end_to_end() {
         tagged.len(),
         "Level has the tags the plugin reports"
     );
+
+    // A plain component (no plugin.toml layer) is not a package: a clear error, nothing written.
+    let plain = format!(
+        "{}/test-{:016x}/plain:1",
+        registry.addr,
+        rand::random::<u64>()
+    );
+    let client = oci_client::Client::new(oci_client::client::ClientConfig {
+        protocol: oci_client::client::ClientProtocol::Http,
+        ..Default::default()
+    });
+    let layer = oci_client::client::ImageLayer::new(
+        std::fs::read(test_programs_artifacts::NOOP).unwrap(),
+        "application/wasm".to_owned(),
+        None,
+    );
+    let config = oci_client::client::Config::new(
+        b"{}".to_vec(),
+        "application/vnd.wasm.config.v0+json".to_owned(),
+        None,
+    );
+    client
+        .push(
+            &plain.parse().unwrap(),
+            &[layer],
+            config,
+            &oci_client::secrets::RegistryAuth::Anonymous,
+            None,
+        )
+        .await
+        .unwrap();
+    let stderr = fails(o, &["plugin", "pull", &plain, "--out", "plain"]);
+    assert!(
+        stderr.contains("it is a component, not a levelhost package"),
+        "{stderr}"
+    );
+    assert!(!o.join("plain").exists());
 }
 
 #[test]

@@ -193,6 +193,19 @@ async fn compiled_components_are_cached_on_disk_and_reused() {
         .unwrap();
     assert_eq!(report.outcome.unwrap()["input"]["cached"], true);
     assert_eq!(files(dir.path()), cached, "nothing was compiled again");
+
+    // A cache directory others may write to is refused: only levelhost puts compiled code there.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let shared = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = level_host::runtime::PluginRunner::with_cache(Some(shared.path()))
+            .err()
+            .expect("a world-writable cache is refused")
+            .to_string();
+        assert!(err.contains("other users may write to it"), "{err}");
+    }
 }
 
 #[tokio::test]
