@@ -51,6 +51,7 @@ struct RawServe {
     database: String,
     shutdown_grace_secs: u64,
     max_body_kb: u64,
+    max_instances: u32,
 }
 
 impl Default for RawServe {
@@ -60,6 +61,7 @@ impl Default for RawServe {
             database: "levelhost.db".to_owned(),
             shutdown_grace_secs: 30,
             max_body_kb: 256,
+            max_instances: 1000,
         }
     }
 }
@@ -265,6 +267,24 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     /// Largest webhook body accepted.
     pub max_body_bytes: usize,
+    /// Plugin instances that may be alive at once (the size of the instance pool).
+    pub max_instances: u32,
+}
+
+impl HostConfig {
+    /// The instance pool `levelhost serve` runs its plugins from: room for
+    /// `max_instances`, each memory up to the largest `memory_mb` granted.
+    pub fn pooling(&self) -> crate::engine::Pooling {
+        crate::engine::Pooling {
+            instances: self.serve.max_instances,
+            max_memory_mb: self
+                .plugins
+                .values()
+                .map(|p| p.grant.limits.memory_mb)
+                .max()
+                .unwrap_or(Limits::default().memory_mb),
+        }
+    }
 }
 
 impl KeyConfig {
@@ -548,6 +568,7 @@ impl HostConfig {
                 database: source.resolve(&raw.serve.database),
                 shutdown_grace: Duration::from_secs(raw.serve.shutdown_grace_secs),
                 max_body_bytes: Limits::bytes(raw.serve.max_body_kb.max(1)),
+                max_instances: raw.serve.max_instances.max(1),
             },
             trust: parse_trust(&source, raw.trust)?,
         })

@@ -9,7 +9,9 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 use wasmtime::component::{Component, Linker};
 
-use wasmtime::{Cache, CacheConfig, Config, Engine};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
 
 use crate::bindings::PluginPre;
 use crate::error::HostError;
@@ -29,12 +31,22 @@ pub const MAX_WASM_STACK: usize = 1024 * 1024;
 /// With `cache_dir`, compiled components are kept on disk (wasmtime's cache,
 /// keyed by the component's bytes and the engine's settings), so the next
 /// load of the same component skips compilation. Only this host writes there.
-pub fn new_engine(cache_dir: Option<&Path>) -> Result<Engine, HostError> {
+///
+/// With `pooling`, instances come from wasmtime's pooling allocator: their
+/// memories, tables and instance data are reserved once and reused, reset
+/// with copy-on-write memory images, so starting a plugin costs a fraction
+/// of mapping fresh memory. `levelhost serve`, which starts plugins over
+/// and over, uses it; a one-off `levelhost run` does not need it.
+pub fn new_engine(cache_dir: Option<&Path>, pooling: Option<Pooling>) -> Result<Engine, HostError> {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
-        .max_wasm_stack(MAX_WASM_STACK);
+        .max_wasm_stack(MAX_WASM_STACK)
+        .memory_init_cow(true);
+    if let Some(pooling) = pooling {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling.config()));
+    }
     if let Some(dir) = cache_dir {
         prepare_cache_dir(dir)?;
         let mut cache = CacheConfig::new();
@@ -60,6 +72,51 @@ pub fn new_engine(cache_dir: Option<&Path>) -> Result<Engine, HostError> {
         })
         .map_err(|e| HostError::Engine(format!("cannot start the epoch thread: {e}")))?;
     Ok(engine)
+}
+
+/// Sizes of the instance pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pooling {
+    /// Plugin instances that may be alive at once.
+    pub instances: u32,
+    /// The largest memory any plugin may grow to, in MiB (the largest `memory_mb` of the grants).
+    pub max_memory_mb: u64,
+}
+
+impl Default for Pooling {
+    fn default() -> Self {
+        Self {
+            instances: 1000,
+            max_memory_mb: crate::grant::Limits::default().memory_mb,
+        }
+    }
+}
+
+impl Pooling {
+    /// The pool's settings. Components from JavaScript and Python toolchains
+    /// have many core instances and large function tables, so the
+    /// per-component and per-table limits are generous; all of it is
+    /// reserved address space, touched only when used.
+    fn config(self) -> PoolingAllocationConfig {
+        let instances = self.instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(4))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(4))
+            .total_stacks(instances)
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(8)
+            .max_tables_per_component(32)
+            .max_memories_per_module(2)
+            .max_tables_per_module(8)
+            .table_elements(100_000)
+            .max_core_instance_size(4 << 20)
+            .max_memory_size(
+                usize::try_from(self.max_memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+            );
+        pool
+    }
 }
 
 /// Creates the compile cache directory owner-only, and refuses one that

@@ -216,7 +216,15 @@ impl PluginRunner {
 
     /// A runner whose compiled components are cached in `cache_dir`.
     pub fn with_cache(cache_dir: Option<&std::path::Path>) -> Result<Self, HostError> {
-        let engine = engine::new_engine(cache_dir)?;
+        Self::with_options(cache_dir, None)
+    }
+
+    /// A runner with a compile cache, instances from a pool, both, or neither.
+    pub fn with_options(
+        cache_dir: Option<&std::path::Path>,
+        pooling: Option<engine::Pooling>,
+    ) -> Result<Self, HostError> {
+        let engine = engine::new_engine(cache_dir, pooling)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| HostError::Engine(e.to_string()))?;

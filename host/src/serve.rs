@@ -86,11 +86,9 @@ impl Service {
     /// Loads every plugin and key, opens the history (marking runs a crash
     /// left behind as interrupted), binds the HTTP endpoint and starts the schedules.
     pub async fn start(config: HostConfig) -> Result<Handle, ServeError> {
-        Self::start_with(
-            config,
-            PluginRunner::new().map_err(|e| ServeError::Setup(e.to_string()))?,
-        )
-        .await
+        let runner = PluginRunner::with_options(None, Some(config.pooling()))
+            .map_err(|e| ServeError::Setup(e.to_string()))?;
+        Self::start_with(config, runner).await
     }
 
     /// Like [`Service::start`], with a runner of the caller's (one with a compile cache, say).

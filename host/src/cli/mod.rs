@@ -117,12 +117,20 @@ pub fn cache_dir() -> Option<std::path::PathBuf> {
 
 /// A runner with the compile cache, falling back to none if it cannot be used.
 pub(crate) fn runner() -> anyhow::Result<crate::runtime::PluginRunner> {
+    runner_with(None)
+}
+
+/// [`runner`], with instances from a pool when `pooling` is given.
+pub(crate) fn runner_with(
+    pooling: Option<crate::engine::Pooling>,
+) -> anyhow::Result<crate::runtime::PluginRunner> {
+    use crate::runtime::PluginRunner;
     let dir = cache_dir();
-    match crate::runtime::PluginRunner::with_cache(dir.as_deref()) {
+    match PluginRunner::with_options(dir.as_deref(), pooling) {
         Ok(runner) => Ok(runner),
         Err(e) if dir.is_some() => {
             tracing::warn!("{e}; compiling without a cache");
-            Ok(crate::runtime::PluginRunner::new()?)
+            Ok(PluginRunner::with_options(None, pooling)?)
         }
         Err(e) => Err(e.into()),
     }

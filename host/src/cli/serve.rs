@@ -19,7 +19,8 @@ impl ServeArgs {
     /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
         let config = HostConfig::load(&self.config)?;
-        let handle = Service::start_with(config, super::runner()?).await?;
+        let runner = super::runner_with(Some(config.pooling()))?;
+        let handle = Service::start_with(config, runner).await?;
         println!(
             "levelhost serve on http://{} (GET /healthz, POST /hooks/PLUGIN)",
             handle.addr

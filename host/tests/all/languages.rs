@@ -5,6 +5,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use level_host::client::{ApiKey, ClientConfig, LevelClient};
+use level_host::engine::Pooling;
+use level_host::runtime::PluginRunner;
+
 fn levelhost(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_levelhost"))
         .args(args)
@@ -54,6 +58,22 @@ fn new_build_run(lang: &str) {
         String::from_utf8_lossy(&out.stderr).contains("counted devices devices=60"),
         "{lang} logs"
     );
+
+    // It also fits the instance pool `levelhost serve` runs plugins from.
+    let runner = PluginRunner::with_options(None, Some(Pooling::default())).unwrap();
+    let plugin = runner
+        .load_file(&project.join("plugin.wasm"))
+        .unwrap_or_else(|e| panic!("{lang} under pooling: {e}"));
+    let client = LevelClient::new(
+        ClientConfig::new("http://127.0.0.1:9"),
+        ApiKey::new("unused"),
+    )
+    .unwrap();
+    let alive = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(runner.instantiate_many(&plugin, &client, 3))
+        .unwrap_or_else(|e| panic!("{lang} under pooling: {e}"));
+    assert_eq!(alive.len(), 3);
 }
 
 #[test]
