@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use super::ExitStatus;
 use crate::client::{ClientConfig, LevelClient};
-use crate::config::HostConfig;
+use crate::config::{HostConfig, PluginSource};
 use crate::env_vars::EnvVars;
 use crate::error::HostError;
 use crate::runtime::resolve_scopes;
@@ -66,7 +66,16 @@ impl CheckArgs {
                 plugin.key,
                 loaded.digest
             );
-            println!("  {vetting}");
+            match &plugin.source {
+                PluginSource::Package { dir, pinned } => println!(
+                    "  package {}, pinned to {}, {vetting}",
+                    dir.display(),
+                    pinned.as_deref().unwrap_or("no digest")
+                ),
+                PluginSource::Component(path) => {
+                    println!("  component {}, {vetting}", path.display());
+                }
+            }
             for line in plugin.grant.describe() {
                 println!("  {line}");
             }

@@ -505,6 +505,13 @@ async fn an_upgrade_asking_for_delete_runs_with_the_old_grant_until_widened() {
     );
     let (stdout, _) = ok(d, &["check", "--offline"]);
     assert!(stdout.contains("also asks for devices:delete"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "pinned to {}",
+            Package::open(&d.join("v2")).unwrap().digest
+        )) && stdout.contains("signed by alice"),
+        "{stdout}"
+    );
 
     let device = sim.tenant().to_fixture().devices[0].id.clone();
     let input = format!(r#"{{"delete": "{device}"}}"#);
