@@ -31,6 +31,9 @@ pub enum InstallError {
     /// The trust policy refuses the package.
     #[error("refused: {0}")]
     Trust(#[from] TrustError),
+    /// The configuration as the install would leave it is not valid; it was not changed.
+    #[error("installing would make the configuration invalid, so nothing was changed: {0}")]
+    WouldBreak(FileError),
     /// The install needs a choice the operator did not make.
     #[error("{0}")]
     Choice(String),
@@ -100,8 +103,6 @@ pub fn install(
         &hex[..12.min(hex.len())]
     );
     let dir = base.join(&relative);
-    package.write(&dir)?;
-
     let edit_error = |message: String| InstallError::Edit {
         path: config_path.to_owned(),
         message,
@@ -150,6 +151,19 @@ pub fn install(
     entry.insert("package", toml_edit::value(relative));
     entry.insert("digest", toml_edit::value(package.digest.clone()));
 
+    let created = !dir.exists();
+    package.write(&dir)?;
+    // Undone if the config cannot take the package, so a refused install leaves nothing behind.
+    let undo = |e: InstallError| {
+        if created {
+            let _ = std::fs::remove_dir_all(&dir);
+            if let Some(parent) = dir.parent() {
+                let _ = std::fs::remove_dir(parent); // only if empty
+            }
+        }
+        e
+    };
+
     // Write beside the config, check the result as a config, then replace.
     let staging = base.join(format!(
         ".{}.install-{:016x}",
@@ -159,22 +173,26 @@ pub fn install(
             .unwrap_or_else(|| "levelhost.toml".to_owned()),
         rand::random::<u64>()
     ));
-    std::fs::write(&staging, doc.to_string())
-        .map_err(|e| edit_error(format!("cannot write {}: {e}", staging.display())))?;
+    std::fs::write(&staging, doc.to_string()).map_err(|e| {
+        undo(edit_error(format!(
+            "cannot write {}: {e}",
+            staging.display()
+        )))
+    })?;
     let checked = HostConfig::load(&staging).map_err(|mut e| {
         e.file = config_path.to_owned();
-        InstallError::Config(e)
+        InstallError::WouldBreak(e)
     });
     let checked = match checked {
         Ok(checked) => checked,
         Err(e) => {
             let _ = std::fs::remove_file(&staging);
-            return Err(e);
+            return Err(undo(e));
         }
     };
     std::fs::rename(&staging, config_path).map_err(|e| {
         let _ = std::fs::remove_file(&staging);
-        edit_error(format!("cannot replace: {e}"))
+        undo(edit_error(format!("cannot replace: {e}")))
     })?;
     let installed = checked
         .plugins

@@ -71,7 +71,11 @@ impl CatalogArgs {
                     Some(path) => Some(HostConfig::load(&path)?.trust),
                     None => None,
                 };
-                print_entries(&catalog.list()?, trust.as_ref());
+                let entries = catalog.list()?;
+                if entries.is_empty() {
+                    println!("no packages in {}", catalog.dir.display());
+                }
+                print_entries(&entries, trust.as_ref());
                 Ok(ExitStatus::Success)
             }
             CatalogCommand::Search { term } => {

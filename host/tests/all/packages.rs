@@ -420,6 +420,32 @@ async fn every_load_verifies_the_installed_package() {
     let stderr = fails(d, &["plugin", "install", "janitor"]);
     assert!(stderr.contains("is not signed"), "{stderr}");
     ok(d, &["plugin", "sign", "janitor", "--key", "alice.key"]);
+
+    // A grant the config cannot take (writes on a read-only key): refused, nothing changed or left behind.
+    let config_before = std::fs::read_to_string(d.join("levelhost.toml")).unwrap();
+    let read_only = config_before.replace("access = \"read-write\"", "access = \"read-only\"");
+    std::fs::write(d.join("levelhost.toml"), &read_only).unwrap();
+    pack_janitor(
+        d,
+        &janitor_manifest("1.0.0", &["devices:read", "devices:delete"]),
+        "deleter",
+    );
+    ok(d, &["plugin", "sign", "deleter", "--key", "alice.key"]);
+    let stderr = fails(d, &["plugin", "install", "deleter"]);
+    assert!(
+        stderr.contains("installing would make the configuration invalid")
+            && stderr.contains("needs a read-write key"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("levelhost.toml")).unwrap(),
+        read_only
+    );
+    assert!(
+        !d.join("packages").join("device-janitor").exists(),
+        "no package left behind"
+    );
+    std::fs::write(d.join("levelhost.toml"), &config_before).unwrap();
     ok(d, &["plugin", "install", "janitor"]);
     let input = "{}";
     ok(d, &["run", "device-janitor", "--input", input]);
