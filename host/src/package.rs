@@ -313,9 +313,9 @@ fn read_signatures(dir: &Path) -> Result<Vec<(PathBuf, Signature)>, PackageError
             path: path.clone(),
             message: "the signature file is not UTF-8".to_owned(),
         })?;
-        let signature = Signature::from_json(&text).map_err(|message| PackageError::Invalid {
+        let signature = Signature::from_json(&text).map_err(|e| PackageError::Invalid {
             path: path.clone(),
-            message,
+            message: e.to_string(),
         })?;
         out.push((path, signature));
     }

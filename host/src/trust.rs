@@ -23,6 +23,70 @@ const PUBLIC_PREFIX: &str = "ed25519:";
 const SECRET_PREFIX: &str = "levelhost-ed25519-secret:";
 const SIGNED_CONTEXT: &str = "levelhost-signature-v1";
 
+/// Why a key could not be read, parsed or written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The text is not `ed25519:<base64>` of a valid key.
+    #[error("{text:?} is not an ed25519 public key: {reason}")]
+    BadPublicKey {
+        /// The text given.
+        text: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The secret key file is not one `levelhost key generate` wrote.
+    #[error("{path}: {reason}")]
+    BadSecretKey {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A key file would be overwritten.
+    #[error("{0} already exists; choose another name or remove it")]
+    Exists(PathBuf),
+    /// A key file could not be read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        message: String,
+    },
+}
+
+/// Why a signature does not vouch for a package.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// The signature file cannot be parsed.
+    #[error("not a signature file: {0}")]
+    Malformed(String),
+    /// It signs another digest.
+    #[error(
+        "it signs {signed}, not this package's {actual}: the component or manifest changed after signing"
+    )]
+    OtherDigest {
+        /// The digest signed.
+        signed: String,
+        /// The package's digest.
+        actual: String,
+    },
+    /// The ed25519 signature is not valid for the digest and key.
+    #[error("the signature does not verify: it was forged or damaged")]
+    Forged,
+    /// The key is revoked.
+    #[error("key {0} is revoked")]
+    RevokedKey(String),
+    /// The key is not a trusted reviewer's.
+    #[error("key {id} ({key}) is not a trusted reviewer")]
+    Untrusted {
+        /// The key's id.
+        id: String,
+        /// The key.
+        key: String,
+    },
+}
+
 /// A reviewer's public key.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct PublicKey(VerifyingKey);
@@ -47,21 +111,25 @@ impl fmt::Debug for PublicKey {
 }
 
 impl FromStr for PublicKey {
-    type Err = String;
+    type Err = KeyError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
+        let bad = |reason| KeyError::BadPublicKey {
+            text: s.to_owned(),
+            reason,
+        };
         let body = s
             .strip_prefix(PUBLIC_PREFIX)
-            .ok_or_else(|| format!("a public key is written {PUBLIC_PREFIX}<base64>, not {s:?}"))?;
+            .ok_or_else(|| bad("a public key is written ed25519:<base64>"))?;
         let bytes: [u8; 32] = BASE64
             .decode(body)
             .ok()
             .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| format!("{s:?} is not a 32-byte ed25519 public key in base64"))?;
+            .ok_or_else(|| bad("not 32 bytes of base64"))?;
         VerifyingKey::from_bytes(&bytes)
             .map(PublicKey)
-            .map_err(|_| format!("{s:?} is not a valid ed25519 public key"))
+            .map_err(|_| bad("not a point on the curve"))
     }
 }
 
@@ -91,20 +159,23 @@ impl SecretKey {
     }
 
     /// Reads a key file written by [`write_key_pair`].
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the key {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let text = std::fs::read_to_string(path).map_err(|e| KeyError::Io {
+            path: path.to_owned(),
+            message: format!("cannot read the key: {e}"),
+        })?;
+        let bad = |reason| KeyError::BadSecretKey {
+            path: path.to_owned(),
+            reason,
+        };
         let body = text.trim().strip_prefix(SECRET_PREFIX).ok_or_else(|| {
-            format!(
-                "{} is not a levelhost secret key (made by `levelhost key generate`)",
-                path.display()
-            )
+            bad("not a levelhost secret key (one made by `levelhost key generate`)")
         })?;
         let bytes: [u8; 32] = BASE64
             .decode(body)
             .ok()
             .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| format!("{}: the secret key is damaged", path.display()))?;
+            .ok_or_else(|| bad("the secret key is damaged"))?;
         Ok(Self(SigningKey::from_bytes(&bytes)))
     }
 
@@ -119,16 +190,13 @@ impl SecretKey {
 }
 
 /// Writes a new key pair as `BASE.key` (owner-only) and `BASE.pub`; refuses to overwrite.
-pub fn write_key_pair(base: &Path) -> Result<(PathBuf, PathBuf, PublicKey), String> {
+pub fn write_key_pair(base: &Path) -> Result<(PathBuf, PathBuf, PublicKey), KeyError> {
     use std::io::Write as _;
     let secret_path = base.with_extension("key");
     let public_path = base.with_extension("pub");
     for path in [&secret_path, &public_path] {
         if path.exists() {
-            return Err(format!(
-                "{} already exists; choose another name or remove it",
-                path.display()
-            ));
+            return Err(KeyError::Exists(path.clone()));
         }
     }
     let key = SecretKey::generate();
@@ -139,14 +207,17 @@ pub fn write_key_pair(base: &Path) -> Result<(PathBuf, PathBuf, PublicKey), Stri
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
+    let io = |path: &Path, e: std::io::Error| KeyError::Io {
+        path: path.to_owned(),
+        message: format!("cannot write: {e}"),
+    };
     let mut file = options
         .open(&secret_path)
-        .map_err(|e| format!("cannot create {}: {e}", secret_path.display()))?;
+        .map_err(|e| io(&secret_path, e))?;
     file.write_all(key.to_text().as_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", secret_path.display()))?;
-    std::fs::write(&public_path, format!("{}\n", key.public()))
-        .map_err(|e| format!("cannot write {}: {e}", public_path.display()))?;
+        .map_err(|e| io(&secret_path, e))?;
+    std::fs::write(&public_path, format!("{}\n", key.public())).map_err(|e| io(&public_path, e))?;
     Ok((secret_path, public_path, key.public()))
 }
 
@@ -192,15 +263,20 @@ impl Signature {
     }
 
     /// Parses a signature file.
-    pub fn from_json(text: &str) -> Result<Self, String> {
+    pub fn from_json(text: &str) -> Result<Self, SignatureError> {
         let file: SignatureFile =
-            serde_json::from_str(text).map_err(|e| format!("not a signature file: {e}"))?;
-        let key = file.key.parse()?;
+            serde_json::from_str(text).map_err(|e| SignatureError::Malformed(e.to_string()))?;
+        let key = file
+            .key
+            .parse()
+            .map_err(|e: KeyError| SignatureError::Malformed(e.to_string()))?;
         let bytes: [u8; 64] = BASE64
             .decode(file.signature.trim())
             .ok()
             .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| "the signature is not 64 bytes of base64".to_owned())?;
+            .ok_or_else(|| {
+                SignatureError::Malformed("the signature is not 64 bytes of base64".to_owned())
+            })?;
         Ok(Self {
             digest: file.digest,
             key,
@@ -209,17 +285,17 @@ impl Signature {
     }
 
     /// Whether the signature is valid for `digest`.
-    pub fn check(&self, digest: &str) -> Result<(), String> {
+    pub fn check(&self, digest: &str) -> Result<(), SignatureError> {
         if self.digest != digest {
-            return Err(format!(
-                "it signs {}, not this package's {digest}: the component or manifest changed after signing",
-                self.digest
-            ));
+            return Err(SignatureError::OtherDigest {
+                signed: self.digest.clone(),
+                actual: digest.to_owned(),
+            });
         }
         self.key
             .0
             .verify_strict(&signed_message(digest), &self.signature)
-            .map_err(|_| "the signature does not verify: it was forged or damaged".to_owned())
+            .map_err(|_| SignatureError::Forged)
     }
 }
 
@@ -299,15 +375,18 @@ pub enum TrustError {
 
 impl TrustPolicy {
     /// The name of a trusted reviewer's key, if it is trusted and not revoked.
-    fn reviewer(&self, key: &PublicKey) -> Result<&str, String> {
+    fn reviewer(&self, key: &PublicKey) -> Result<&str, SignatureError> {
         if self.revoked.contains(&key.to_string()) {
-            return Err(format!("key {} is revoked", key.id()));
+            return Err(SignatureError::RevokedKey(key.id()));
         }
         self.reviewers
             .iter()
             .find(|(_, k)| *k == key)
             .map(|(name, _)| name.as_str())
-            .ok_or_else(|| format!("key {} ({key}) is not a trusted reviewer", key.id()))
+            .ok_or_else(|| SignatureError::Untrusted {
+                id: key.id(),
+                key: key.to_string(),
+            })
     }
 
     /// Decides whether `package` may be installed or loaded: at least one

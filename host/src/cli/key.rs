@@ -31,7 +31,7 @@ impl KeyArgs {
                 if let Some(parent) = name.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent)?;
                 }
-                let (secret, public, key) = write_key_pair(&name).map_err(anyhow::Error::msg)?;
+                let (secret, public, key) = write_key_pair(&name)?;
                 let reviewer = name
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())

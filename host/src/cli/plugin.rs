@@ -119,7 +119,7 @@ impl PluginArgs {
                 out,
             } => pack(&component, &manifest, readme, out),
             PluginCommand::Sign { package, key } => {
-                let key = SecretKey::load(&key).map_err(anyhow::Error::msg)?;
+                let key = SecretKey::load(&key)?;
                 let mut pkg = Package::open(&package)?;
                 let signature = key.sign(&pkg.digest);
                 pkg.add_signature(signature);
