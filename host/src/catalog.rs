@@ -21,6 +21,15 @@ pub struct CatalogEntry {
     pub package: Package,
 }
 
+/// Every package in a catalog, and the directories that are not packages.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// The packages, by name and then version (oldest first).
+    pub entries: Vec<CatalogEntry>,
+    /// Directories that could not be read as packages, and why; the rest of the catalog still works.
+    pub broken: Vec<PackageError>,
+}
+
 /// Why a catalog operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -97,22 +106,23 @@ impl Catalog {
     }
 
     /// Every package, by name and then version (oldest first).
-    pub fn list(&self) -> Result<Vec<CatalogEntry>, CatalogError> {
-        let mut entries = Vec::new();
+    pub fn list(&self) -> Result<Listing, CatalogError> {
+        let mut listing = Listing::default();
         if !self.dir.exists() {
-            return Ok(entries);
+            return Ok(listing);
         }
         for name_dir in sorted_dirs(&self.dir)? {
             let mut versions = sorted_dirs(&name_dir)?;
             versions
                 .sort_by_key(|v| version_key(&v.file_name().unwrap_or_default().to_string_lossy()));
             for version_dir in versions {
-                entries.push(CatalogEntry {
-                    package: Package::open(&version_dir)?,
-                });
+                match Package::open(&version_dir) {
+                    Ok(package) => listing.entries.push(CatalogEntry { package }),
+                    Err(e) => listing.broken.push(e),
+                }
             }
         }
-        Ok(entries)
+        Ok(listing)
     }
 
     /// Packages whose name or description contains `term` (any case).
@@ -120,6 +130,7 @@ impl Catalog {
         let term = term.to_lowercase();
         Ok(self
             .list()?
+            .entries
             .into_iter()
             .filter(|e| {
                 let m = &e.package.manifest;
@@ -137,6 +148,7 @@ impl Catalog {
         };
         let mut matches: Vec<Package> = self
             .list()?
+            .entries
             .into_iter()
             .map(|e| e.package)
             .filter(|p| p.manifest.name == name && version.is_none_or(|v| p.manifest.version == v))

@@ -71,11 +71,14 @@ impl CatalogArgs {
                     Some(path) => Some(HostConfig::load(&path)?.trust),
                     None => None,
                 };
-                let entries = catalog.list()?;
-                if entries.is_empty() {
+                let listing = catalog.list()?;
+                if listing.entries.is_empty() {
                     println!("no packages in {}", catalog.dir.display());
                 }
-                print_entries(&entries, trust.as_ref());
+                print_entries(&listing.entries, trust.as_ref());
+                for broken in &listing.broken {
+                    eprintln!("warning: skipped {broken}");
+                }
                 Ok(ExitStatus::Success)
             }
             CatalogCommand::Search { term } => {

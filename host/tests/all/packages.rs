@@ -599,6 +599,15 @@ async fn a_catalog_lists_searches_and_installs_pinned_packages() {
     assert_eq!(lines.len(), 2, "{stdout}");
     assert!(lines[0].starts_with("device-janitor 1.0.0") && lines[0].contains("not vetted"));
     assert!(lines[1].starts_with("device-janitor 1.1.0") && lines[1].contains("signed by alice"));
+    // A broken entry (a half-copied package) is reported and skipped, not fatal.
+    std::fs::create_dir_all(d.join("catalog/device-janitor/9.9.9")).unwrap();
+    let (stdout, stderr) = ok(d, &["catalog", "list"]);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(
+        stderr.contains("warning: skipped") && stderr.contains("9.9.9/plugin.wasm"),
+        "{stderr}"
+    );
+    std::fs::remove_dir(d.join("catalog/device-janitor/9.9.9")).unwrap();
     let (stdout, _) = ok(d, &["catalog", "search", "CLEANS"]);
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
     let (stdout, _) = ok(d, &["catalog", "search", "printer"]);
