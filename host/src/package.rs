@@ -232,6 +232,28 @@ impl Package {
         Ok(())
     }
 
+    /// Adds a signature to the package directory it was read from, touching
+    /// nothing else there: `signatures/KEYID.sig`, written whole or not at all.
+    pub fn sign_in_place(&mut self, signature: Signature) -> Result<PathBuf, PackageError> {
+        let dir = self.dir.join(SIGNATURES_DIR);
+        std::fs::create_dir_all(&dir).map_err(|source| PackageError::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join(signature.file_name());
+        let staging = dir.join(format!(".{}.partial", signature.file_name()));
+        write(&staging, signature.to_json().as_bytes())?;
+        std::fs::rename(&staging, &path).map_err(|source| {
+            let _ = std::fs::remove_file(&staging);
+            PackageError::Write {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        self.add_signature(signature);
+        Ok(path)
+    }
+
     /// Adds a signature, replacing an earlier one by the same key.
     pub fn add_signature(&mut self, signature: Signature) {
         self.signatures.retain(|(_, s)| s.key != signature.key);

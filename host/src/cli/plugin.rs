@@ -121,15 +121,14 @@ impl PluginArgs {
             PluginCommand::Sign { package, key } => {
                 let key = SecretKey::load(&key)?;
                 let mut pkg = Package::open(&package)?;
-                let signature = key.sign(&pkg.digest);
-                pkg.add_signature(signature);
-                pkg.write(&package)?;
+                let path = pkg.sign_in_place(key.sign(&pkg.digest))?;
                 println!(
-                    "signed {} {} ({}) as key {}",
+                    "signed {} {} ({}) as key {}: {}",
                     pkg.manifest.name,
                     pkg.manifest.version,
                     pkg.digest,
-                    key.public().id()
+                    key.public().id(),
+                    path.display()
                 );
                 Ok(ExitStatus::Success)
             }

@@ -582,7 +582,8 @@ async fn a_catalog_lists_searches_and_installs_pinned_packages() {
     pack_janitor(d, &janitor_manifest("1.1.0", &["devices:read"]), "v11");
     ok(d, &["catalog", "add", "v1"]);
     ok(d, &["catalog", "add", "v11"]);
-    // A reviewer signs in the catalog itself, as in a pull request.
+    // A reviewer signs in the catalog itself, as in a pull request: only the signature file is added.
+    std::fs::write(d.join("catalog/device-janitor/1.1.0/NOTES.md"), "reviewed").unwrap();
     ok(
         d,
         &[
@@ -593,6 +594,13 @@ async fn a_catalog_lists_searches_and_installs_pinned_packages() {
             "alice.key",
         ],
     );
+    assert!(d.join("catalog/device-janitor/1.1.0/NOTES.md").exists());
+    let signatures: Vec<_> = std::fs::read_dir(d.join("catalog/device-janitor/1.1.0/signatures"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(signatures.len(), 1, "{signatures:?}");
+    assert!(signatures[0].ends_with(".sig"), "{signatures:?}");
 
     let (stdout, _) = ok(d, &["catalog", "list", "--config", "levelhost.toml"]);
     let lines: Vec<&str> = stdout.lines().collect();
