@@ -6,7 +6,7 @@
 //! to install it and sees the list). An upgrade never widens the grant:
 //! capabilities the new version asks for beyond it are reported, not
 //! granted, and the plugin runs with the grant it had until the operator
-//! edits it.
+//! edits it. Older versions stay in the store until `prune` removes them.
 
 use std::path::{Path, PathBuf};
 
@@ -208,4 +208,51 @@ pub fn install(
         granted,
         not_granted: installed.not_granted(),
     })
+}
+
+/// Removes the stored packages no plugin in the configuration uses (older
+/// versions left by upgrades); returns the directories removed.
+pub fn prune(config_path: &Path) -> Result<Vec<PathBuf>, InstallError> {
+    let config = HostConfig::load(config_path)?;
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    let in_use: Vec<PathBuf> = config
+        .plugins
+        .values()
+        .filter_map(|p| match &p.source {
+            PluginSource::Package { dir, .. } => Some(canonical(dir)),
+            PluginSource::Component(_) => None,
+        })
+        .collect();
+    let base = config_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let store = base.join(STORE_DIR);
+    let subdirs = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                let mut dirs: Vec<PathBuf> = entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect();
+                dirs.sort();
+                dirs
+            })
+            .unwrap_or_default()
+    };
+    let mut removed = Vec::new();
+    for name_dir in subdirs(&store) {
+        for version_dir in subdirs(&name_dir) {
+            if !in_use.contains(&canonical(&version_dir)) {
+                std::fs::remove_dir_all(&version_dir).map_err(|e| InstallError::Edit {
+                    path: version_dir.clone(),
+                    message: format!("cannot remove: {e}"),
+                })?;
+                removed.push(version_dir);
+            }
+        }
+        let _ = std::fs::remove_dir(&name_dir); // only if now empty
+    }
+    Ok(removed)
 }

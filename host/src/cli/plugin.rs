@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use super::ExitStatus;
 use crate::config::{HostConfig, PluginSource};
 use crate::env_vars::EnvVars;
-use crate::install::{InstallOptions, install};
+use crate::install::{InstallOptions, install, prune};
 use crate::oci::{self, RegistryOptions};
 use crate::package::{self, MANIFEST_FILE, Package, README_FILE};
 use crate::trust::{SecretKey, TrustPolicy};
@@ -84,6 +84,12 @@ pub enum PluginCommand {
         /// Use plain HTTP for a registry that is not on loopback.
         #[arg(long)]
         insecure: bool,
+    },
+    /// Remove stored packages no plugin in the config uses (versions left by upgrades).
+    Prune {
+        /// The configuration.
+        #[arg(long, env = EnvVars::LEVELHOST_CONFIG, default_value = "levelhost.toml")]
+        config: PathBuf,
     },
     /// Install a vetted package into the config, pinned by digest (an upgrade keeps the grant).
     Install {
@@ -217,6 +223,16 @@ impl PluginArgs {
                     dir.display(),
                     pkg.signatures.len()
                 );
+                Ok(ExitStatus::Success)
+            }
+            PluginCommand::Prune { config } => {
+                let removed = prune(&config)?;
+                if removed.is_empty() {
+                    println!("nothing to remove: every stored package is in use");
+                }
+                for dir in removed {
+                    println!("removed {}", dir.display());
+                }
                 Ok(ExitStatus::Success)
             }
             PluginCommand::Install { package, target } => {

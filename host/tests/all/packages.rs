@@ -552,6 +552,22 @@ async fn an_upgrade_asking_for_delete_runs_with_the_old_grant_until_widened() {
         "the device is still in Level"
     );
 
+    // Pruning removes the 1.0.0 copy the upgrade left, and keeps the one in use.
+    let stored = |d: &Path| {
+        std::fs::read_dir(d.join("packages/device-janitor"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(stored(d), 2);
+    let (stdout, _) = ok(d, &["plugin", "prune"]);
+    assert!(
+        stdout.contains("removed") && stdout.contains("1.0.0-"),
+        "{stdout}"
+    );
+    assert_eq!(stored(d), 1);
+    let (stdout, _) = ok(d, &["plugin", "prune"]);
+    assert!(stdout.contains("nothing to remove"), "{stdout}");
+
     // The operator widens the grant; now the delete goes through.
     let path = d.join("levelhost.toml");
     let widened = std::fs::read_to_string(&path).unwrap().replace(
