@@ -127,6 +127,15 @@ impl fmt::Display for Capability {
     }
 }
 
+/// Capabilities written as a list, such as `devices:read, tags:write`.
+pub fn join<'a>(capabilities: impl IntoIterator<Item = &'a Capability>) -> String {
+    capabilities
+        .into_iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A capability name that is not one levelhost knows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown capability {name:?}; known capabilities: {known}")]
@@ -145,10 +154,7 @@ impl FromStr for Capability {
             .find(|c| c.to_string() == s.trim())
             .ok_or_else(|| UnknownCapability {
                 name: s.to_owned(),
-                known: Capability::all()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                known: join(&Capability::all().collect::<Vec<_>>()),
             })
     }
 }

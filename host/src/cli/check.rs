@@ -83,11 +83,7 @@ impl CheckArgs {
             if !not_granted.is_empty() {
                 println!(
                     "  warning: its manifest also asks for {}, which the grant does not give; calls that need them are denied",
-                    not_granted
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    crate::capability::join(&not_granted)
                 );
             }
         }

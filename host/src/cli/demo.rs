@@ -7,6 +7,7 @@ use anyhow::{Context as _, bail};
 use serde_json::Value;
 
 use super::ExitStatus;
+use crate::capability;
 use crate::client::{ApiKey, ClientConfig, LevelClient};
 use crate::engine::LoadedPlugin;
 use crate::grant::{Grant, Limits, Scopes};
@@ -108,7 +109,7 @@ impl DemoArgs {
 
         println!(
             "▶ device-report, read-only key; grant: {}",
-            caps(&report_grant)
+            capability::join(&report_grant.capabilities)
         );
         let (report, calls) = output(
             run(
@@ -126,7 +127,7 @@ impl DemoArgs {
         let input = format!("{{\"days\": {}}}", self.days);
         println!(
             "\n▶ stale-device-tagger {input}; grant: {}, tags \"stale*\" only",
-            caps(&tagger_grant)
+            capability::join(&tagger_grant.capabilities)
         );
         let dry = run(&tagger, &tagger_grant, &read_write, input.clone(), true).await?;
         println!("  dry run: {} writes planned, none sent:", dry.plan.len());
@@ -205,15 +206,6 @@ impl DemoArgs {
         }
         Ok(ExitStatus::Success)
     }
-}
-
-fn caps(grant: &Grant) -> String {
-    grant
-        .capabilities
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn print_report(r: &Value) {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 
 use super::ExitStatus;
+use crate::capability::join;
 use crate::config::{HostConfig, PluginSource};
 use crate::env_vars::EnvVars;
 use crate::install::{InstallOptions, install, prune};
@@ -342,23 +343,15 @@ pub(crate) fn install_and_report(
         }
     }
     if !installed.granted.is_empty() {
-        println!("  granted: {}", list(&installed.granted));
+        println!("  granted: {}", join(&installed.granted));
     }
     if !installed.not_granted.is_empty() {
         println!(
             "  not granted: {} (calls that need them are denied; to allow them, add them to plugins.{}.capabilities in {})",
-            list(&installed.not_granted),
+            join(&installed.not_granted),
             installed.name,
             target.config.display()
         );
     }
     Ok(ExitStatus::Success)
-}
-
-fn list(capabilities: &[crate::capability::Capability]) -> String {
-    capabilities
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
