@@ -271,22 +271,6 @@ pub struct ServeConfig {
     pub max_instances: u32,
 }
 
-impl HostConfig {
-    /// The instance pool `levelhost serve` runs its plugins from: room for
-    /// `max_instances`, each memory up to the largest `memory_mb` granted.
-    pub fn pooling(&self) -> crate::engine::Pooling {
-        crate::engine::Pooling {
-            instances: self.serve.max_instances,
-            max_memory_mb: self
-                .plugins
-                .values()
-                .map(|p| p.grant.limits.memory_mb)
-                .max()
-                .unwrap_or(Limits::default().memory_mb),
-        }
-    }
-}
-
 impl KeyConfig {
     /// Reads the key's value. The error says where it looked, never what it found.
     pub fn load(&self) -> Result<ApiKey, String> {
@@ -582,6 +566,20 @@ impl HostConfig {
         Ok(())
     }
 
+    /// The instance pool `levelhost serve` runs its plugins from: room for
+    /// `max_instances`, each memory up to the largest `memory_mb` granted.
+    pub fn pooling(&self) -> crate::engine::Pooling {
+        crate::engine::Pooling {
+            instances: self.serve.max_instances,
+            max_memory_mb: self
+                .plugins
+                .values()
+                .map(|p| p.grant.limits.memory_mb)
+                .max()
+                .unwrap_or(Limits::default().memory_mb),
+        }
+    }
+
     /// The plugin called `name`.
     pub fn plugin(&self, name: &str) -> Result<&PluginConfig, String> {
         self.plugins.get(name).ok_or_else(|| {
@@ -768,34 +766,20 @@ fn parse_schedule(source: &Source, plugin: &str, raw: RawSchedule) -> Result<Sch
             )
         })?,
     };
-    let overlap = match raw
-        .overlap
-        .as_ref()
-        .map(|o| (o.get_ref().as_str(), o.span()))
-    {
-        None | Some(("skip", _)) => Overlap::Skip,
-        Some(("queue", _)) => Overlap::Queue,
-        Some((other, span)) => {
-            return Err(source.error(
-                Some(span),
-                format!("plugin {plugin}: overlap must be skip or queue, not {other:?}"),
-            ));
-        }
-    };
-    let catch_up = match raw
-        .catch_up
-        .as_ref()
-        .map(|o| (o.get_ref().as_str(), o.span()))
-    {
-        None | Some(("skip", _)) => CatchUp::Skip,
-        Some(("once", _)) => CatchUp::Once,
-        Some((other, span)) => {
-            return Err(source.error(
-                Some(span),
-                format!("plugin {plugin}: catch_up must be skip or once, not {other:?}"),
-            ));
-        }
-    };
+    let overlap = parse_choice(
+        source,
+        plugin,
+        "overlap",
+        raw.overlap.as_ref(),
+        [("skip", Overlap::Skip), ("queue", Overlap::Queue)],
+    )?;
+    let catch_up = parse_choice(
+        source,
+        plugin,
+        "catch_up",
+        raw.catch_up.as_ref(),
+        [("skip", CatchUp::Skip), ("once", CatchUp::Once)],
+    )?;
     let input = match raw.input {
         Some(table) => Some(serde_json::to_value(table).map_err(|e| {
             source.error(
@@ -815,4 +799,32 @@ fn parse_schedule(source: &Source, plugin: &str, raw: RawSchedule) -> Result<Sch
         catch_up_window: Duration::from_secs(raw.catch_up_window_secs),
         jitter: Duration::from_secs(raw.jitter_secs),
     })
+}
+
+/// One of a field's named choices; the first is the default when the field is absent.
+fn parse_choice<T: Copy, const N: usize>(
+    source: &Source,
+    plugin: &str,
+    field: &str,
+    value: Option<&Spanned<String>>,
+    choices: [(&str, T); N],
+) -> Result<T, FileError> {
+    let Some(value) = value else {
+        return Ok(choices[0].1);
+    };
+    choices
+        .iter()
+        .find(|(name, _)| *name == value.get_ref())
+        .map(|(_, choice)| *choice)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            source.error(
+                Some(value.span()),
+                format!(
+                    "plugin {plugin}: {field} must be {}, not {:?}",
+                    names.join(" or "),
+                    value.get_ref()
+                ),
+            )
+        })
 }

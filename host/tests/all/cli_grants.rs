@@ -242,6 +242,16 @@ async fn bad_configs_fail_check_with_file_line_and_reason() {
         "{stderr}"
     );
 
+    let stderr = check_fails(
+        "[[plugins.tagger.schedules]]\ncron = \"0 3 * * *\"\noverlap = \"never\"\n",
+        |t| t,
+    )
+    .await;
+    assert!(
+        stderr.contains("plugin tagger: overlap must be skip or queue, not \"never\""),
+        "{stderr}"
+    );
+
     let stderr = check_fails("colour = \"blue\"\n", |t| t).await;
     assert!(
         stderr.contains("levelhost.toml:34:1: unknown field `colour`"),
