@@ -180,13 +180,7 @@ impl std::fmt::Debug for LoadedPlugin {
 
 /// The sha256 digest of some bytes as `sha256:<hex>`.
 pub fn digest(bytes: &[u8]) -> String {
-    let hash = Sha256::digest(bytes);
-    let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256:");
-    for byte in hash {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// Compiles `bytes` and links it against `linker`. A component that imports

@@ -159,7 +159,7 @@ pub async fn push(
             Some(title(&signature.file_name())),
         ));
     }
-    let wasm_digest = format!("sha256:{}", hex_sha256(&package.component));
+    let wasm_digest = crate::engine::digest(&package.component);
     let config = serde_json::json!({
         "created": time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
@@ -261,9 +261,4 @@ pub async fn pull(
 
 fn title(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([("org.opencontainers.image.title".to_owned(), name.to_owned())])
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(bytes))
 }

@@ -101,10 +101,15 @@ fn read(path: &Path) -> Result<Vec<u8>, PackageError> {
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), PackageError> {
-    std::fs::write(path, bytes).map_err(|source| PackageError::Write {
+    std::fs::write(path, bytes).map_err(write_error(path))
+}
+
+/// Turns an I/O error on `path` while writing into a [`PackageError`].
+fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> PackageError + '_ {
+    move |source| PackageError::Write {
         path: path.to_owned(),
         source,
-    })
+    }
 }
 
 impl Package {
@@ -176,10 +181,7 @@ impl Package {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|source| PackageError::Write {
-            path: parent.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(parent).map_err(write_error(parent))?;
         let file_name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -192,15 +194,9 @@ impl Package {
             let old = parent.join(format!(".{file_name}.old-{:016x}", rand::random::<u64>()));
             let had_old = dir.exists();
             if had_old {
-                std::fs::rename(dir, &old).map_err(|source| PackageError::Write {
-                    path: dir.to_owned(),
-                    source,
-                })?;
+                std::fs::rename(dir, &old).map_err(write_error(dir))?;
             }
-            std::fs::rename(&staging, dir).map_err(|source| PackageError::Write {
-                path: dir.to_owned(),
-                source,
-            })?;
+            std::fs::rename(&staging, dir).map_err(write_error(dir))?;
             if had_old {
                 let _ = std::fs::remove_dir_all(&old);
             }
@@ -214,10 +210,7 @@ impl Package {
 
     fn write_files(&self, dir: &Path) -> Result<(), PackageError> {
         let sigs = dir.join(SIGNATURES_DIR);
-        std::fs::create_dir_all(&sigs).map_err(|source| PackageError::Write {
-            path: sigs.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&sigs).map_err(write_error(&sigs))?;
         write(&dir.join(COMPONENT_FILE), &self.component)?;
         write(&dir.join(MANIFEST_FILE), self.manifest_text.as_bytes())?;
         if let Some(readme) = &self.readme {
@@ -236,20 +229,14 @@ impl Package {
     /// nothing else there: `signatures/KEYID.sig`, written whole or not at all.
     pub fn sign_in_place(&mut self, signature: Signature) -> Result<PathBuf, PackageError> {
         let dir = self.dir.join(SIGNATURES_DIR);
-        std::fs::create_dir_all(&dir).map_err(|source| PackageError::Write {
-            path: dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&dir).map_err(write_error(&dir))?;
         let path = dir.join(signature.file_name());
         let staging = dir.join(format!(".{}.partial", signature.file_name()));
         write(&staging, signature.to_json().as_bytes())?;
-        std::fs::rename(&staging, &path).map_err(|source| {
+        if let Err(source) = std::fs::rename(&staging, &path) {
             let _ = std::fs::remove_file(&staging);
-            PackageError::Write {
-                path: path.clone(),
-                source,
-            }
-        })?;
+            return Err(write_error(&path)(source));
+        }
         self.add_signature(signature);
         Ok(path)
     }
@@ -410,12 +397,9 @@ pub fn diff(old: &Package, new: &Package) -> Result<Vec<String>, PackageError> {
     if a.input_schema != b.input_schema {
         lines.push("input schema changed".to_owned());
     }
-    if digest(&old.component) != digest(&new.component) {
-        lines.push(format!(
-            "component {} -> {}",
-            digest(&old.component),
-            digest(&new.component)
-        ));
+    let (old_component, new_component) = (digest(&old.component), digest(&new.component));
+    if old_component != new_component {
+        lines.push(format!("component {old_component} -> {new_component}"));
     }
     Ok(lines)
 }

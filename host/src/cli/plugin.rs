@@ -261,11 +261,7 @@ fn pack(
         ),
         None => std::fs::read_to_string(manifest.with_file_name(README_FILE)).ok(),
     };
-    let mut pkg = Package::from_parts(bytes, text, readme, manifest)?;
-    pkg.dir = component
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let pkg = Package::from_parts(bytes, text, readme, manifest)?;
     // Compile it against the plugin world now, so a WIT mismatch is found by the author.
     let runner = super::runner()?;
     runner
