@@ -69,8 +69,11 @@ pub struct Installed {
     pub dir: PathBuf,
     /// Who vetted it.
     pub vetting: Vetting,
-    /// The version and source it replaced, for an upgrade.
-    pub previous: Option<(String, PluginSource)>,
+    /// The version it replaced, for an upgrade.
+    pub previous: Option<String>,
+    /// What changed from the package it replaced (see [`crate::package::diff`]);
+    /// empty for a first install or when it replaced a loose component.
+    pub changes: Vec<String>,
     /// The capabilities granted by this install (first installs only).
     pub granted: Vec<Capability>,
     /// Capabilities the manifest asks for that the grant does not give.
@@ -91,6 +94,14 @@ pub fn install(
         .clone()
         .unwrap_or_else(|| package.manifest.name.clone());
     let previous = config.plugins.get(&name);
+    // Read before the new package is stored, which may replace the old one's directory.
+    let changes = previous
+        .and_then(|p| match &p.source {
+            PluginSource::Package { dir, .. } => Package::open(dir).ok(),
+            PluginSource::Component(_) => None,
+        })
+        .and_then(|old| crate::package::diff(&old, package).ok())
+        .unwrap_or_default();
 
     let base = config_path
         .parent()
@@ -204,7 +215,8 @@ pub fn install(
         digest: package.digest.clone(),
         dir,
         vetting,
-        previous: previous.map(|p| (p.manifest.version.clone(), p.source.clone())),
+        previous: previous.map(|p| p.manifest.version.clone()),
+        changes,
         granted,
         not_granted: installed.not_granted(),
     })

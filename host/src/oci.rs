@@ -11,7 +11,7 @@
 //! access is anonymous.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::manifest::OciImageManifest;
@@ -196,13 +196,9 @@ pub async fn push(
     Ok(response.manifest_url)
 }
 
-/// Pulls a package into `out` (written whole or not at all) and returns it.
-/// Nothing is trusted here: install and load verify it.
-pub async fn pull(
-    reference: &str,
-    out: &Path,
-    options: RegistryOptions,
-) -> Result<Package, OciError> {
+/// Pulls a package into memory; [`Package::write`] stores it. Nothing is
+/// trusted here: install and load verify it.
+pub async fn pull(reference: &str, options: RegistryOptions) -> Result<Package, OciError> {
     let parsed = parse_reference(reference)?;
     let not_a_package = |message: &str| OciError::NotAPackage {
         reference: reference.to_owned(),
@@ -250,12 +246,11 @@ pub async fn pull(
     let manifest = manifest.ok_or_else(|| {
         not_a_package("it has no plugin.toml layer: it is a component, not a levelhost package")
     })?;
-    let mut package = Package::from_parts(component, manifest, readme, &out.join(MANIFEST_FILE))?;
-    package.dir = out.to_owned();
+    let origin = PathBuf::from(format!("{reference}/{MANIFEST_FILE}"));
+    let mut package = Package::from_parts(component, manifest, readme, &origin)?;
     for signature in signatures {
         package.add_signature(signature);
     }
-    package.write(out)?;
     Ok(package)
 }
 

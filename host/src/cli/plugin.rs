@@ -192,30 +192,21 @@ impl PluginArgs {
                 out,
                 insecure,
             } => {
-                let staging = match &out {
-                    Some(out) => out.clone(),
-                    None => {
-                        PathBuf::from(format!(".levelhost-pull-{:016x}", rand::random::<u64>()))
-                    }
-                };
-                let pkg = oci::pull(&reference, &staging, RegistryOptions { insecure }).await?;
+                let pkg = oci::pull(&reference, RegistryOptions { insecure }).await?;
                 let dir = match out {
                     Some(out) => out,
                     None => {
                         let dir = PathBuf::from(pkg.default_dir_name());
                         if dir.exists() {
-                            let _ = std::fs::remove_dir_all(&staging);
                             bail!(
                                 "{} already exists; pass --out to choose where",
                                 dir.display()
                             );
                         }
-                        std::fs::rename(&staging, &dir).with_context(|| {
-                            format!("cannot move the package to {}", dir.display())
-                        })?;
                         dir
                     }
                 };
+                pkg.write(&dir)?;
                 println!(
                     "pulled {} {} ({}) into {}, {} signatures",
                     pkg.manifest.name,
@@ -318,24 +309,16 @@ pub(crate) fn install_and_report(
         name: target.name.clone(),
         key: target.key.clone(),
     };
-    // The version being replaced, read before the config changes.
-    let name = target
-        .name
-        .clone()
-        .unwrap_or_else(|| pkg.manifest.name.clone());
-    let old = installed_package(&target.config, &name).ok();
     let installed = install(&target.config, pkg, &options)?;
     println!(
         "installed {} {} ({}), {}",
         installed.name, installed.version, installed.digest, installed.vetting
     );
     println!("  stored in {}", installed.dir.display());
-    if let Some((version, _)) = &installed.previous {
+    if let Some(version) = &installed.previous {
         println!("  upgraded from {version}; the grant is unchanged");
-        if let Some(old) = old {
-            for line in package::diff(&old, pkg)? {
-                println!("  {line}");
-            }
+        for line in &installed.changes {
+            println!("  {line}");
         }
     }
     if !installed.granted.is_empty() {

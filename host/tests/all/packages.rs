@@ -517,6 +517,10 @@ async fn an_upgrade_asking_for_delete_runs_with_the_old_grant_until_widened() {
         "{stdout}"
     );
     assert!(stdout.contains("not granted: devices:delete"), "{stdout}");
+    assert!(
+        stdout.contains("  capabilities + devices:delete"),
+        "{stdout}"
+    );
     let config = HostConfig::load(&d.join("levelhost.toml")).unwrap();
     let plugin = config.plugin("device-janitor").unwrap();
     assert_eq!(plugin.manifest.version, "2.0.0");
