@@ -78,6 +78,17 @@ async fn simulator() -> Simulator {
     Simulator::start(config, Simulator::seeded()).await.unwrap()
 }
 
+/// A simulator, and an operator's folder with reviewer alice's key pair and a
+/// config for the simulator that trusts her.
+async fn trusting_alice() -> (Simulator, tempfile::TempDir) {
+    let sim = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["key", "generate", "alice"]);
+    write_config(d, &sim, &[("alice", &d.join("alice.pub"))], "");
+    (sim, dir)
+}
+
 /// A manifest for the janitor test program, asking for `capabilities`.
 fn janitor_manifest(version: &str, capabilities: &[&str]) -> String {
     format!(
@@ -409,11 +420,8 @@ fn any_flipped_byte_an_unknown_key_or_a_revoked_one_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_load_verifies_the_installed_package() {
-    let sim = simulator().await;
-    let dir = tempfile::tempdir().unwrap();
+    let (_sim, dir) = trusting_alice().await;
     let d = dir.path();
-    ok(d, &["key", "generate", "alice"]);
-    write_config(d, &sim, &[("alice", &d.join("alice.pub"))], "");
     pack_janitor(d, &janitor_manifest("1.0.0", &["devices:read"]), "janitor");
 
     // Unsigned: not installed.
@@ -490,11 +498,8 @@ async fn every_load_verifies_the_installed_package() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_asking_for_delete_runs_with_the_old_grant_until_widened() {
-    let sim = simulator().await;
-    let dir = tempfile::tempdir().unwrap();
+    let (sim, dir) = trusting_alice().await;
     let d = dir.path();
-    ok(d, &["key", "generate", "alice"]);
-    write_config(d, &sim, &[("alice", &d.join("alice.pub"))], "");
     pack_janitor(d, &janitor_manifest("1.0.0", &["devices:read"]), "v1");
     pack_janitor(
         d,
@@ -593,11 +598,8 @@ async fn an_upgrade_asking_for_delete_runs_with_the_old_grant_until_widened() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_catalog_lists_searches_and_installs_pinned_packages() {
-    let sim = simulator().await;
-    let dir = tempfile::tempdir().unwrap();
+    let (_sim, dir) = trusting_alice().await;
     let d = dir.path();
-    ok(d, &["key", "generate", "alice"]);
-    write_config(d, &sim, &[("alice", &d.join("alice.pub"))], "");
     pack_janitor(d, &janitor_manifest("1.0.0", &["devices:read"]), "v1");
     pack_janitor(d, &janitor_manifest("1.1.0", &["devices:read"]), "v11");
     ok(d, &["catalog", "add", "v1"]);

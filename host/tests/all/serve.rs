@@ -86,6 +86,13 @@ rate_burst = 4
     }
 }
 
+/// The device-report plugin installed as `name`, reading devices and groups.
+fn report_plugin(name: &str) -> String {
+    format!(
+        "[plugins.{name}]\ncomponent = \"@REPORT@\"\nmanifest = \"@REPORT_MANIFEST@\"\nkey = \"rw\"\ncapabilities = [\"devices:read\", \"groups:read\"]\n"
+    )
+}
+
 fn free_addr() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().to_string()
@@ -120,15 +127,10 @@ async fn a_per_second_schedule_runs_on_time_without_overlap() {
     .await;
     let path = setup.config(
         &free_addr(),
-        r#"[plugins.report]
-component = "@REPORT@"
-manifest = "@REPORT_MANIFEST@"
-key = "rw"
-capabilities = ["devices:read", "groups:read"]
-
-[[plugins.report.schedules]]
-cron = "* * * * * *"
-"#,
+        &format!(
+            "{}\n[[plugins.report.schedules]]\ncron = \"* * * * * *\"\n",
+            report_plugin("report")
+        ),
         0,
     );
     let handle = Service::start(HostConfig::load(&path).unwrap())
@@ -424,16 +426,12 @@ async fn three_plugins_sharing_a_key_stay_inside_its_rate_limit() {
     let mut plugins = String::new();
     for name in ["a", "b", "c"] {
         plugins.push_str(&format!(
-            r#"[plugins.{name}]
-component = "@REPORT@"
-manifest = "@REPORT_MANIFEST@"
-key = "rw"
-capabilities = ["devices:read", "groups:read"]
-
+            r#"{}
 [[plugins.{name}.schedules]]
 cron = "*/2 * * * * *"
 
-"#
+"#,
+            report_plugin(name)
         ));
     }
     // The client is configured a little below Level's limit, as an operator would.
@@ -474,16 +472,10 @@ async fn runs_and_status_show_the_history() {
     .await;
     let path = setup.config(
         &free_addr(),
-        r#"[plugins.report]
-component = "@REPORT@"
-manifest = "@REPORT_MANIFEST@"
-key = "rw"
-capabilities = ["devices:read", "groups:read"]
-
-[[plugins.report.schedules]]
-cron = "0 3 * * *"
-timezone = "Europe/Berlin"
-"#,
+        &format!(
+            "{}\n[[plugins.report.schedules]]\ncron = \"0 3 * * *\"\ntimezone = \"Europe/Berlin\"\n",
+            report_plugin("report")
+        ),
         0,
     );
     let levelhost = |args: &[&str]| {
