@@ -61,7 +61,7 @@ impl Default for RawServe {
             database: "levelhost.db".to_owned(),
             shutdown_grace_secs: 30,
             max_body_kb: 256,
-            max_instances: 1000,
+            max_instances: crate::engine::Pooling::default().instances,
         }
     }
 }
