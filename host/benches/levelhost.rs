@@ -9,21 +9,24 @@
     clippy::expect_used,
     reason = "a benchmark that cannot set up fails by panicking"
 )]
+#![expect(
+    clippy::disallowed_methods,
+    reason = "B3's baseline is plain reqwest, outside levelhost's client"
+)]
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use level_host::bindings::PluginPre;
-use level_host::bindings::handler::{Invocation, Trigger};
-use level_host::capability::Operation;
-use level_host::client::{ApiKey, ClientConfig, LevelClient};
+use level_api::{ApiKey, ClientConfig, LevelClient};
 use level_host::config::HostConfig;
-use level_host::engine::Pooling;
-use level_host::gate::{Facts, Gate};
-use level_host::grant::{Grant, ResolvedScopes};
-use level_host::runtime::{PluginRunner, RunRequest};
-use level_host::serve::Service;
-use level_host::sim::{SimConfig, Simulator};
+use level_sim::{SimConfig, Simulator};
+use levelhost_core::capability::Operation;
+use levelhost_core::gate::{Facts, Gate};
+use levelhost_core::grant::{Grant, ResolvedScopes};
+use levelhost_runtime::bindings::PluginPre;
+use levelhost_runtime::bindings::handler::{Invocation, Trigger};
+use levelhost_runtime::engine::Pooling;
+use levelhost_runtime::runner::{PluginRunner, RunRequest};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -213,7 +216,7 @@ fn pooled_engine() -> Engine {
 /// empty component the same way, and against wasmtime running the same plugin.
 async fn b1(
     runner: &PluginRunner,
-    noop: &level_host::engine::LoadedPlugin,
+    noop: &levelhost_runtime::engine::LoadedPlugin,
     client: &LevelClient,
     n: usize,
 ) -> String {
@@ -441,7 +444,7 @@ fn ms(d: Duration) -> String {
 /// B5: 1,000 instances alive at once: memory per instance, and throughput of sequential runs.
 async fn b5(
     runner: &PluginRunner,
-    noop: &level_host::engine::LoadedPlugin,
+    noop: &levelhost_runtime::engine::LoadedPlugin,
     client: &LevelClient,
     alive: usize,
 ) -> String {
@@ -476,7 +479,7 @@ async fn b5(
 /// parked in a host call) and measures memory; then measures sequential runs.
 async fn instances_alive(
     runner: &PluginRunner,
-    noop: &level_host::engine::LoadedPlugin,
+    noop: &levelhost_runtime::engine::LoadedPlugin,
     client: &LevelClient,
     alive: usize,
 ) -> (u64, f64) {
@@ -644,7 +647,9 @@ async fn b7(plan: &Plan, sim: &Simulator) -> String {
     // Idle: schedules a year apart, nothing fires.
     let config = write_config(false);
     let runner = PluginRunner::with_options(Some(&cache), Some(config.pooling())).expect("runner");
-    let handle = Service::start_with(config, runner).await.expect("serve");
+    let handle = level_host::loader::serve(config, Some(runner))
+        .await
+        .expect("serve");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_window = Duration::from_secs(if plan.quick { 5 } else { 20 });
     let (cpu, wall) = (cpu_time(), Instant::now());
@@ -657,7 +662,9 @@ async fn b7(plan: &Plan, sim: &Simulator) -> String {
     let config = write_config(true);
     let database = config.serve.database.clone();
     let runner = PluginRunner::with_options(Some(&cache), Some(config.pooling())).expect("runner");
-    let handle = Service::start_with(config, runner).await.expect("serve");
+    let handle = level_host::loader::serve(config, Some(runner))
+        .await
+        .expect("serve");
     let busy_window = Duration::from_secs(if plan.quick { 15 } else { 65 });
     let (cpu, wall) = (cpu_time(), Instant::now());
     tokio::time::sleep(busy_window).await;

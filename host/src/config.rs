@@ -8,12 +8,14 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::capability::{Capability, CapabilitySet};
-use crate::client::ApiKey;
-use crate::grant::{Grant, Limits, Scopes};
-use crate::location::{FileError, Source};
-use crate::manifest::PluginManifest;
-use crate::trust::{PublicKey, TrustPolicy};
+use level_api::ApiKey;
+use levelhost_core::capability::{Capability, CapabilitySet};
+use levelhost_core::grant::{Grant, Limits, Scopes};
+use levelhost_core::location::{FileError, Source};
+use levelhost_core::manifest::PluginManifest;
+pub use levelhost_packages::installed::PluginSource;
+use levelhost_packages::trust::{PublicKey, TrustPolicy};
+pub use levelhost_serve::{CatchUp, Overlap, Schedule};
 
 /// The configuration file as written. Unknown fields are errors.
 #[derive(Debug, Deserialize)]
@@ -61,7 +63,7 @@ impl Default for RawServe {
             database: "levelhost.db".to_owned(),
             shutdown_grace_secs: 30,
             max_body_kb: 256,
-            max_instances: crate::engine::Pooling::default().instances,
+            max_instances: levelhost_runtime::engine::Pooling::default().instances,
         }
     }
 }
@@ -208,45 +210,6 @@ pub struct KeyConfig {
     pub rate_burst: u32,
 }
 
-/// What to do when a schedule fires while the plugin's previous run is still going.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overlap {
-    /// Do not start; record the planned run as skipped.
-    Skip,
-    /// Start as soon as the previous run ends.
-    Queue,
-}
-
-/// What to do, on start-up, with planned times missed while the host was down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CatchUp {
-    /// Nothing: the next planned time is the next run.
-    Skip,
-    /// Run once, for the latest missed time, if it is within the window.
-    Once,
-}
-
-/// A cron schedule of a plugin.
-#[derive(Debug, Clone)]
-pub struct Schedule {
-    /// The pattern as written (5 fields, or 6 with seconds first).
-    pub pattern: String,
-    /// The parsed pattern.
-    pub cron: croner::Cron,
-    /// The time zone the pattern is read in.
-    pub timezone: chrono_tz::Tz,
-    /// The run's input; the plugin's input when absent.
-    pub input: Option<serde_json::Value>,
-    /// Overlap policy.
-    pub overlap: Overlap,
-    /// Catch-up policy.
-    pub catch_up: CatchUp,
-    /// How far back catch-up looks.
-    pub catch_up_window: Duration,
-    /// Up to this much random delay before each run.
-    pub jitter: Duration,
-}
-
 /// How a plugin receives Level's webhook deliveries.
 #[derive(Debug, Clone)]
 pub struct EventConfig {
@@ -273,23 +236,9 @@ pub struct ServeConfig {
 
 impl KeyConfig {
     /// Reads the key's value. The error says where it looked, never what it found.
-    pub fn load(&self) -> Result<ApiKey, String> {
+    pub fn load(&self) -> Result<ApiKey, SecretError> {
         load_secret(&self.source, &format!("key {}", self.name)).map(ApiKey::new)
     }
-}
-
-/// Where a plugin's component comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PluginSource {
-    /// A loose component file and its manifest: unsigned, for local development.
-    Component(PathBuf),
-    /// A package directory, optionally pinned to a digest.
-    Package {
-        /// The package directory.
-        dir: PathBuf,
-        /// The digest it must have.
-        pinned: Option<String>,
-    },
 }
 
 /// An installed plugin: its component, manifest and grant.
@@ -331,8 +280,12 @@ impl PluginConfig {
     }
 
     /// A scope error, placed at the scope entry it is about when there is one.
-    pub fn scope_error(&self, error: &crate::grant::ScopeError, config: &Path) -> FileError {
-        use crate::grant::ScopeError;
+    pub fn scope_error(
+        &self,
+        error: &levelhost_core::grant::ScopeError,
+        config: &Path,
+    ) -> FileError {
+        use levelhost_core::grant::ScopeError;
         let named = match error {
             ScopeError::MissingGroup(name) | ScopeError::AmbiguousGroup(name, _) => Some(name),
             _ => None,
@@ -346,6 +299,34 @@ impl PluginConfig {
         });
         err.message = format!("plugin {}: {error}", self.name);
         err
+    }
+}
+
+/// Where a configuration keeps its records. `levelhost audit` and `runs`
+/// read only these, so a plugin whose manifest is broken does not stop an
+/// operator from reading what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordPaths {
+    /// The audit log file.
+    pub audit: PathBuf,
+    /// The run history database.
+    pub database: PathBuf,
+}
+
+impl RecordPaths {
+    /// Reads the configuration file (all of it must be well-formed TOML of
+    /// the right shape) without reading any plugin's manifest or package.
+    pub fn load(path: &Path) -> Result<Self, FileError> {
+        let source = Source::read(path)?;
+        let raw: RawConfig = source.parse()?;
+        Ok(Self::of(&source, &raw))
+    }
+
+    fn of(source: &Source, raw: &RawConfig) -> Self {
+        Self {
+            audit: source.resolve(raw.audit.path.as_deref().unwrap_or("levelhost-audit.jsonl")),
+            database: source.resolve(&raw.serve.database),
+        }
     }
 }
 
@@ -377,6 +358,7 @@ impl HostConfig {
     pub fn load(path: &Path) -> Result<Self, FileError> {
         let source = Source::read(path)?;
         let raw: RawConfig = source.parse()?;
+        let records = RecordPaths::of(&source, &raw);
         let mut keys = BTreeMap::new();
         for (name, key) in raw.keys {
             let parsed = parse_source(
@@ -426,12 +408,11 @@ impl HostConfig {
             })?;
             let mut capabilities = CapabilitySet::new();
             for cap in &raw_plugin.capabilities {
-                let parsed: Capability =
-                    cap.get_ref()
-                        .parse()
-                        .map_err(|e: crate::capability::UnknownCapability| {
-                            source.error(Some(cap.span()), format!("plugin {name}: {e}"))
-                        })?;
+                let parsed: Capability = cap.get_ref().parse().map_err(
+                    |e: levelhost_core::capability::UnknownCapability| {
+                        source.error(Some(cap.span()), format!("plugin {name}: {e}"))
+                    },
+                )?;
                 if parsed.is_write() && key.access == Access::ReadOnly {
                     return Err(source.error(
                         Some(cap.span()),
@@ -446,7 +427,7 @@ impl HostConfig {
                 plugin_source(&source, &name, &raw_plugin, &plugin_span)?;
             let manifest_source = Source::read(&manifest_path)?;
             let manifest = PluginManifest::parse(&manifest_path, &manifest_source.text)?;
-            let manifest_digest = crate::engine::digest(manifest_source.text.as_bytes());
+            let manifest_digest = levelhost_core::digest(manifest_source.text.as_bytes());
             let mut tag_patterns = Vec::new();
             for pattern in raw_plugin.scopes.tags.iter().flatten() {
                 globset::Glob::new(pattern.get_ref()).map_err(|e| {
@@ -543,13 +524,12 @@ impl HostConfig {
             path: path.to_owned(),
             base_url: raw.level.base_url,
             timeout: Duration::from_secs(raw.level.timeout_secs.max(1)),
-            audit_path: source
-                .resolve(raw.audit.path.as_deref().unwrap_or("levelhost-audit.jsonl")),
+            audit_path: records.audit,
             keys,
             plugins,
             serve: ServeConfig {
                 addr: raw.serve.addr,
-                database: source.resolve(&raw.serve.database),
+                database: records.database,
                 shutdown_grace: Duration::from_secs(raw.serve.shutdown_grace_secs),
                 max_body_bytes: Limits::bytes(raw.serve.max_body_kb.max(1)),
                 max_instances: raw.serve.max_instances.max(1),
@@ -559,7 +539,7 @@ impl HostConfig {
     }
 
     /// Reads every key, reporting the first that cannot be read.
-    pub fn check_keys(&self) -> Result<(), String> {
+    pub fn check_keys(&self) -> Result<(), SecretError> {
         for key in self.keys.values() {
             key.load()?;
         }
@@ -568,8 +548,8 @@ impl HostConfig {
 
     /// The instance pool `levelhost serve` runs its plugins from: room for
     /// `max_instances`, each memory up to the largest `memory_mb` granted.
-    pub fn pooling(&self) -> crate::engine::Pooling {
-        crate::engine::Pooling {
+    pub fn pooling(&self) -> levelhost_runtime::engine::Pooling {
+        levelhost_runtime::engine::Pooling {
             instances: self.serve.max_instances,
             max_memory_mb: self
                 .plugins
@@ -581,13 +561,11 @@ impl HostConfig {
     }
 
     /// The plugin called `name`.
-    pub fn plugin(&self, name: &str) -> Result<&PluginConfig, String> {
-        self.plugins.get(name).ok_or_else(|| {
-            format!(
-                "{}: no plugin named {name:?} (installed: {})",
-                self.path.display(),
-                self.plugins.keys().cloned().collect::<Vec<_>>().join(", ")
-            )
+    pub fn plugin(&self, name: &str) -> Result<&PluginConfig, UnknownPlugin> {
+        self.plugins.get(name).ok_or_else(|| UnknownPlugin {
+            config: self.path.clone(),
+            name: name.to_owned(),
+            installed: self.plugins.keys().cloned().collect::<Vec<_>>().join(", "),
         })
     }
 }
@@ -635,7 +613,7 @@ fn plugin_source(
                 })?),
             };
             let dir = source.resolve(package);
-            let manifest = dir.join(crate::package::MANIFEST_FILE);
+            let manifest = dir.join(levelhost_packages::package::MANIFEST_FILE);
             Ok((PluginSource::Package { dir, pinned }, manifest))
         }
         (Some(_), Some(_)) => Err(source.error(
@@ -730,13 +708,64 @@ fn parse_source(
     Ok(parsed)
 }
 
-/// Reads a secret from its source.
-pub fn load_secret(source: &KeySource, what: &str) -> Result<String, String> {
+/// A plugin name the configuration does not have.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: no plugin named {name:?} (installed: {installed})", config.display())]
+pub struct UnknownPlugin {
+    /// The configuration file.
+    pub config: PathBuf,
+    /// The name asked for.
+    pub name: String,
+    /// The names it has, comma-separated.
+    pub installed: String,
+}
+
+/// A key or webhook secret that cannot be read. It says where levelhost
+/// looked, never what it found.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// The environment variable is not set (or not Unicode).
+    #[error("{what}: environment variable {var} is not set")]
+    EnvUnset {
+        /// Whose secret (`key ops`, `plugin tagger: events`).
+        what: String,
+        /// The variable.
+        var: String,
+    },
+    /// The file cannot be read.
+    #[error("{what}: cannot read {}", path.display())]
+    ReadFile {
+        /// Whose secret.
+        what: String,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The source holds nothing but white space.
+    #[error("{what}: the value is empty")]
+    Empty {
+        /// Whose secret.
+        what: String,
+    },
+}
+
+/// Reads a secret from its source: an environment variable, or the first line of a file.
+pub fn load_secret(source: &KeySource, what: &str) -> Result<String, SecretError> {
     let value = match source {
-        KeySource::Env(var) => std::env::var(var)
-            .map_err(|_| format!("{what}: environment variable {var} is not set"))?,
+        KeySource::Env(var) => {
+            crate::env_vars::EnvVars::var(var).ok_or_else(|| SecretError::EnvUnset {
+                what: what.to_owned(),
+                var: var.clone(),
+            })?
+        }
         KeySource::File(path) => std::fs::read_to_string(path)
-            .map_err(|e| format!("{what}: cannot read {}: {e}", path.display()))?
+            .map_err(|source| SecretError::ReadFile {
+                what: what.to_owned(),
+                path: path.clone(),
+                source,
+            })?
             .lines()
             .next()
             .unwrap_or_default()
@@ -744,7 +773,9 @@ pub fn load_secret(source: &KeySource, what: &str) -> Result<String, String> {
     };
     let value = value.trim().to_owned();
     if value.is_empty() {
-        return Err(format!("{what}: the value is empty"));
+        return Err(SecretError::Empty {
+            what: what.to_owned(),
+        });
     }
     Ok(value)
 }

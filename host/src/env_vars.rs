@@ -1,4 +1,7 @@
-//! Every environment variable levelhost reads, in one place.
+//! Every environment variable levelhost reads, in one place, and the only
+//! code that reads the environment (a clippy lint keeps it so).
+
+use std::ffi::OsString;
 
 /// Environment variables read by levelhost.
 pub struct EnvVars;
@@ -20,4 +23,22 @@ impl EnvVars {
     pub const LEVELHOST_CATALOG: &'static str = "LEVELHOST_CATALOG";
     /// The log filter, as for `tracing_subscriber::EnvFilter`.
     pub const LEVELHOST_LOG: &'static str = "LEVELHOST_LOG";
+    /// Where cargo puts its builds (`levelhost demo` builds the example plugins).
+    pub const CARGO_TARGET_DIR: &'static str = "CARGO_TARGET_DIR";
+    /// The cargo that runs levelhost, if it does.
+    pub const CARGO: &'static str = "CARGO";
+
+    /// The value of `name`, if it is set.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "this is the one place levelhost reads its environment"
+    )]
+    pub fn var_os(name: &str) -> Option<OsString> {
+        std::env::var_os(name)
+    }
+
+    /// The value of `name`, if it is set and is Unicode.
+    pub fn var(name: &str) -> Option<String> {
+        Self::var_os(name).and_then(|v| v.into_string().ok())
+    }
 }

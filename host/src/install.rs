@@ -10,11 +10,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::capability::Capability;
 use crate::config::{HostConfig, PluginSource};
-use crate::location::FileError;
-use crate::package::{Package, PackageError};
-use crate::trust::{TrustError, Vetting};
+use levelhost_core::capability::Capability;
+use levelhost_core::location::FileError;
+use levelhost_packages::package::{Package, PackageError};
+use levelhost_packages::trust::{TrustError, Vetting};
 
 /// Where installed packages are kept, relative to the config file.
 pub const STORE_DIR: &str = "packages";
@@ -71,7 +71,7 @@ pub struct Installed {
     pub vetting: Vetting,
     /// The version it replaced, for an upgrade.
     pub previous: Option<String>,
-    /// What changed from the package it replaced (see [`crate::package::diff`]);
+    /// What changed from the package it replaced (see [`levelhost_packages::package::diff`]);
     /// empty for a first install or when it replaced a loose component.
     pub changes: Vec<String>,
     /// The capabilities granted by this install (first installs only).
@@ -100,7 +100,7 @@ pub fn install(
             PluginSource::Package { dir, .. } => Package::open(dir).ok(),
             PluginSource::Component(_) => None,
         })
-        .and_then(|old| crate::package::diff(&old, package).ok())
+        .and_then(|old| levelhost_packages::package::diff(&old, package).ok())
         .unwrap_or_default();
 
     let base = config_path

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use super::ExitStatus;
-use crate::audit::{self, AuditFilter};
-use crate::config::HostConfig;
+use crate::config::RecordPaths;
 use crate::env_vars::EnvVars;
+use levelhost_runtime::audit::{self, AuditFilter};
 
 /// Arguments of `levelhost audit`.
 #[derive(Debug, clap::Args)]
@@ -30,13 +30,13 @@ pub struct AuditArgs {
 impl AuditArgs {
     /// Prints the matching audit records.
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
-        let config = HostConfig::load(&self.config)?;
+        let records_at = RecordPaths::load(&self.config)?;
         let filter = AuditFilter {
             plugin: self.plugin,
             denied: self.denied,
             run_id: self.run,
         };
-        let (records, skipped) = audit::read(&config.audit_path, &filter)?;
+        let (records, skipped) = audit::read(&records_at.audit, &filter)?;
         for r in &records {
             if self.json {
                 println!("{}", serde_json::to_string(r)?);
@@ -66,7 +66,7 @@ impl AuditArgs {
         if skipped > 0 {
             eprintln!(
                 "warning: skipped {skipped} lines of {} that are not audit records",
-                config.audit_path.display()
+                records_at.audit.display()
             );
         }
         eprintln!("{} records", records.len());

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use super::ExitStatus;
 use super::plugin::{InstallTarget, install_and_report};
-use crate::catalog::{Catalog, CatalogEntry};
 use crate::config::HostConfig;
 use crate::env_vars::EnvVars;
-use crate::package::Package;
+use levelhost_packages::catalog::{Catalog, CatalogEntry};
+use levelhost_packages::package::Package;
 
 /// Arguments of `levelhost catalog`.
 #[derive(Debug, clap::Args)]
@@ -97,7 +97,7 @@ impl CatalogArgs {
     }
 }
 
-fn print_entries(entries: &[CatalogEntry], trust: Option<&crate::trust::TrustPolicy>) {
+fn print_entries(entries: &[CatalogEntry], trust: Option<&levelhost_packages::trust::TrustPolicy>) {
     for entry in entries {
         let p = &entry.package;
         let short = p.digest.get(..19).unwrap_or(&p.digest);

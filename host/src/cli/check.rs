@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::ExitStatus;
-use crate::client::{ClientConfig, LevelClient};
 use crate::config::{HostConfig, PluginSource};
 use crate::env_vars::EnvVars;
-use crate::error::HostError;
-use crate::runtime::resolve_scopes;
+use levelhost_runtime::error::HostError;
+use levelhost_runtime::runner::resolve_scopes;
 
 /// Arguments of `levelhost check`.
 #[derive(Debug, clap::Args)]
@@ -28,7 +27,7 @@ impl CheckArgs {
         let config = HostConfig::load(&self.config)?;
         config
             .check_keys()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", self.config.display()))?;
+            .with_context(|| self.config.display().to_string())?;
         let runner = super::runner()?;
         println!(
             "{}: {} keys, {} plugins",
@@ -37,17 +36,9 @@ impl CheckArgs {
             config.plugins.len()
         );
         for plugin in config.plugins.values() {
-            let (loaded, vetting) = runner.load_installed(plugin, &config.trust)?;
+            let (loaded, vetting) = crate::loader::load_installed(&runner, plugin, &config.trust)?;
             if !self.offline && plugin.grant.scopes.groups.is_some() {
-                let key = config
-                    .keys
-                    .get(&plugin.key)
-                    .context("key")?
-                    .load()
-                    .map_err(anyhow::Error::msg)?;
-                let mut client_config = ClientConfig::new(&config.base_url);
-                client_config.timeout = config.timeout;
-                let client = LevelClient::new(client_config, key)?;
+                let client = crate::loader::client(&config, &plugin.key)?;
                 if let Err(e) = resolve_scopes(&client, &plugin.grant).await {
                     return Err(match e {
                         HostError::Scope { error, .. } => {
@@ -83,7 +74,7 @@ impl CheckArgs {
             if !not_granted.is_empty() {
                 println!(
                     "  warning: its manifest also asks for {}, which the grant does not give; calls that need them are denied",
-                    crate::capability::join(&not_granted)
+                    levelhost_core::capability::join(&not_granted)
                 );
             }
         }

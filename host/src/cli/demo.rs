@@ -7,13 +7,14 @@ use anyhow::{Context as _, bail};
 use serde_json::Value;
 
 use super::ExitStatus;
-use crate::capability;
-use crate::client::{ApiKey, ClientConfig, LevelClient};
-use crate::engine::LoadedPlugin;
-use crate::grant::{Grant, Limits, Scopes};
-use crate::manifest::PluginManifest;
-use crate::runtime::{RunReport, RunRequest};
-use crate::sim::{SimConfig, Simulator};
+use crate::env_vars::EnvVars;
+use level_api::{ApiKey, ClientConfig, LevelClient};
+use level_sim::{SimConfig, Simulator};
+use levelhost_core::capability;
+use levelhost_core::grant::{Grant, Limits, Scopes};
+use levelhost_core::manifest::PluginManifest;
+use levelhost_runtime::engine::LoadedPlugin;
+use levelhost_runtime::runner::{RunReport, RunRequest};
 
 /// The example plugins the demo runs, by crate name.
 const PLUGINS: [&str; 2] = ["device-report", "stale-device-tagger"];
@@ -276,10 +277,10 @@ fn build_examples() -> anyhow::Result<PathBuf> {
             workspace.display()
         );
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    let target = EnvVars::var_os(EnvVars::CARGO_TARGET_DIR)
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let cargo = EnvVars::var_os(EnvVars::CARGO).unwrap_or_else(|| "cargo".into());
     eprintln!(
         "Building the example plugins for wasm32-wasip2 (cargo build --release --target wasm32-wasip2)…"
     );

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::ExitStatus;
-use crate::trust::write_key_pair;
+use levelhost_packages::trust::write_key_pair;
 
 /// Arguments of `levelhost key`.
 #[derive(Debug, clap::Args)]

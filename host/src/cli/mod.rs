@@ -10,6 +10,7 @@ mod plugin;
 mod run;
 mod runs;
 mod serve;
+mod signal;
 mod sim;
 
 use std::process::ExitCode;
@@ -68,6 +69,8 @@ pub enum ExitStatus {
     Success,
     /// The plugin ran and failed.
     Failure,
+    /// A signal stopped the command (130 for Ctrl-C, 143 for SIGTERM).
+    Stopped(signal::Stop),
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -75,6 +78,7 @@ impl From<ExitStatus> for ExitCode {
         match status {
             ExitStatus::Success => ExitCode::SUCCESS,
             ExitStatus::Failure => ExitCode::from(1),
+            ExitStatus::Stopped(signal) => ExitCode::from(signal.exit_code()),
         }
     }
 }
@@ -104,27 +108,27 @@ impl Command {
 /// none), else `$XDG_CACHE_HOME/levelhost`, else `~/.cache/levelhost`.
 pub fn cache_dir() -> Option<std::path::PathBuf> {
     use std::path::PathBuf;
-    match std::env::var_os(EnvVars::LEVELHOST_CACHE_DIR) {
+    match EnvVars::var_os(EnvVars::LEVELHOST_CACHE_DIR) {
         Some(dir) if dir == "off" => None,
         Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
-        _ => std::env::var_os(EnvVars::XDG_CACHE_HOME)
+        _ => EnvVars::var_os(EnvVars::XDG_CACHE_HOME)
             .filter(|d| !d.is_empty())
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os(EnvVars::HOME).map(|h| PathBuf::from(h).join(".cache")))
+            .or_else(|| EnvVars::var_os(EnvVars::HOME).map(|h| PathBuf::from(h).join(".cache")))
             .map(|d| d.join("levelhost")),
     }
 }
 
 /// A runner with the compile cache, falling back to none if it cannot be used.
-pub(crate) fn runner() -> anyhow::Result<crate::runtime::PluginRunner> {
+pub(crate) fn runner() -> anyhow::Result<levelhost_runtime::runner::PluginRunner> {
     runner_with(None)
 }
 
 /// [`runner`], with instances from a pool when `pooling` is given.
 pub(crate) fn runner_with(
-    pooling: Option<crate::engine::Pooling>,
-) -> anyhow::Result<crate::runtime::PluginRunner> {
-    use crate::runtime::PluginRunner;
+    pooling: Option<levelhost_runtime::engine::Pooling>,
+) -> anyhow::Result<levelhost_runtime::runner::PluginRunner> {
+    use levelhost_runtime::runner::PluginRunner;
     let dir = cache_dir();
     match PluginRunner::with_options(dir.as_deref(), pooling) {
         Ok(runner) => Ok(runner),

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 
 use super::ExitStatus;
-use crate::capability::join;
 use crate::config::{HostConfig, PluginSource};
 use crate::env_vars::EnvVars;
 use crate::install::{InstallOptions, install, prune};
-use crate::oci::{self, RegistryOptions};
-use crate::package::{self, MANIFEST_FILE, Package, README_FILE};
-use crate::trust::{SecretKey, TrustPolicy};
+use levelhost_core::capability::join;
+use levelhost_packages::oci::{self, RegistryOptions};
+use levelhost_packages::package::{self, MANIFEST_FILE, Package, README_FILE};
+use levelhost_packages::trust::{SecretKey, TrustPolicy};
 
 /// Arguments of `levelhost plugin`.
 #[derive(Debug, clap::Args)]
@@ -179,7 +179,7 @@ impl PluginArgs {
                 insecure,
             } => {
                 let pkg = Package::open(&package)?;
-                let url = oci::push(&pkg, &reference, RegistryOptions { insecure }).await?;
+                let url = oci::push(&pkg, &reference, registry_options(insecure)).await?;
                 println!(
                     "pushed {} {} ({}) to {reference}",
                     pkg.manifest.name, pkg.manifest.version, pkg.digest
@@ -192,7 +192,7 @@ impl PluginArgs {
                 out,
                 insecure,
             } => {
-                let pkg = oci::pull(&reference, RegistryOptions { insecure }).await?;
+                let pkg = oci::pull(&reference, registry_options(insecure)).await?;
                 let dir = match out {
                     Some(out) => out,
                     None => {
@@ -290,7 +290,7 @@ fn trust_policy(config: &Path) -> anyhow::Result<TrustPolicy> {
 
 fn installed_package(config: &Path, name: &str) -> anyhow::Result<Package> {
     let config = HostConfig::load(config)?;
-    let plugin = config.plugin(name).map_err(anyhow::Error::msg)?;
+    let plugin = config.plugin(name)?;
     match &plugin.source {
         PluginSource::Package { dir, .. } => Ok(Package::open(dir)?),
         PluginSource::Component(path) => bail!(
@@ -333,4 +333,22 @@ pub(crate) fn install_and_report(
         );
     }
     Ok(ExitStatus::Success)
+}
+
+/// Registry settings: `--insecure`, and credentials from
+/// `LEVELHOST_REGISTRY_USERNAME` and `LEVELHOST_REGISTRY_PASSWORD` (anonymous without a user name).
+fn registry_options(insecure: bool) -> RegistryOptions {
+    let credentials = match (
+        EnvVars::var(EnvVars::LEVELHOST_REGISTRY_USERNAME),
+        EnvVars::var(EnvVars::LEVELHOST_REGISTRY_PASSWORD),
+    ) {
+        (Some(username), Some(password)) if !username.is_empty() => {
+            Some(oci::Credentials { username, password })
+        }
+        _ => None,
+    };
+    RegistryOptions {
+        insecure,
+        credentials,
+    }
 }

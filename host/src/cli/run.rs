@@ -1,18 +1,20 @@
 //! `levelhost run`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 
 use super::ExitStatus;
-use crate::audit::AuditLog;
-use crate::client::{ClientConfig, LevelClient};
 use crate::config::HostConfig;
 use crate::env_vars::EnvVars;
-use crate::grant::Grant;
-use crate::history::{History, RunOrigin};
-use crate::runtime::{PluginRunner, RunReport, RunRequest};
-use crate::sim::{SimConfig, Simulator};
+use level_api::{ClientConfig, LevelClient};
+use level_sim::{SimConfig, Simulator};
+use levelhost_core::grant::Grant;
+use levelhost_runtime::audit::AuditLog;
+use levelhost_runtime::runner::{PluginRunner, RunReport, RunRequest};
+use levelhost_serve::history::History;
+use levelhost_serve::{Executor, Origin, RunOptions, ServedPlugin};
 
 /// Arguments of `levelhost run`.
 #[derive(Debug, clap::Args)]
@@ -55,7 +57,7 @@ impl RunArgs {
             );
         }
         let config = HostConfig::load(&self.config)?;
-        let plugin = config.plugin(&self.plugin).map_err(anyhow::Error::msg)?;
+        let plugin = config.plugin(&self.plugin)?;
         let input = input.unwrap_or_else(|| plugin.input.clone());
         plugin.manifest.check_input(&input).map_err(|e| {
             anyhow::anyhow!(
@@ -63,54 +65,48 @@ impl RunArgs {
                 plugin.name
             )
         })?;
-        let key = config
-            .keys
-            .get(&plugin.key)
-            .context("the plugin's key is not defined")?
-            .load()
-            .map_err(anyhow::Error::msg)?;
-        let mut client_config = ClientConfig::new(&config.base_url);
-        client_config.timeout = config.timeout;
-        let client = LevelClient::new(client_config, key)?;
-        let (loaded, _) = runner.load_installed(plugin, &config.trust)?;
+        let client = crate::loader::client(&config, &plugin.key)?;
+        let (loaded, _) = crate::loader::load_installed(&runner, plugin, &config.trust)?;
         let audit = AuditLog::open(&config.audit_path)?;
-        let request = RunRequest {
-            grant: plugin.grant.clone(),
-            version: plugin.manifest.version.clone(),
-            dry_run: self.dry_run,
-            audit: Some(audit),
-            echo_logs: true,
-            ..RunRequest::manual(input.to_string())
-        };
         // Manual runs go into the run history too (dry runs change nothing, so they do not).
         let history = if self.dry_run {
             None
         } else {
-            Some(History::open(&config.serve.database)?)
+            Some(Arc::new(History::open(&config.serve.database)?))
         };
-        if let Some(history) = &history {
-            history.claim(
-                &request.run_id,
-                &plugin.name,
-                &request.version,
-                &loaded.digest,
-                &RunOrigin::manual(),
-            )?;
-        }
-        let run_id = request.run_id.clone();
-        let report = match runner.run(&loaded, client, request).await {
-            Ok(report) => report,
-            Err(e) => {
-                if let Some(history) = &history {
-                    history.fail(&run_id, &e.to_string())?;
-                }
-                return Err(e.into());
+        let served = ServedPlugin {
+            name: plugin.name.clone(),
+            version: plugin.manifest.version.clone(),
+            plugin: loaded,
+            client,
+            grant: plugin.grant.clone(),
+            input: plugin.input.clone(),
+            schedules: Vec::new(),
+            events: None,
+        };
+        let executor = Executor::new(runner, history, Some(audit));
+        let claimed = executor
+            .claim(&served, Origin::Manual)
+            .await?
+            .context("a manual run cannot have been claimed before")?;
+        let options = RunOptions {
+            dry_run: self.dry_run,
+            echo_logs: true,
+        };
+        let run_id = claimed.id.clone();
+        tokio::select! {
+            report = executor.run(&served, claimed, &input, options) => {
+                Ok(print_report(&report?, self.dry_run))
             }
-        };
-        if let Some(history) = &history {
-            history.finish(&run_id, &report)?;
+            signal = super::signal::stop() => {
+                // The run's future is dropped here, so the plugin stops; record that.
+                executor
+                    .interrupt_open(&format!("levelhost run was stopped by {signal}"))
+                    .await?;
+                eprintln!("error: {} run {run_id} was stopped by {signal}; recorded as interrupted", served.name);
+                Ok(ExitStatus::Stopped(signal))
+            }
         }
-        Ok(print_report(&report, self.dry_run))
     }
 
     async fn run_on_simulator(
@@ -123,7 +119,7 @@ impl RunArgs {
         let sim = Simulator::start(SimConfig::default(), Simulator::seeded()).await?;
         let client = LevelClient::new(
             ClientConfig::new(sim.base_url()),
-            crate::client::ApiKey::new(sim.read_write_key()),
+            level_api::ApiKey::new(sim.read_write_key()),
         )?;
         let request = RunRequest {
             grant: Grant::unrestricted(&plugin.name),

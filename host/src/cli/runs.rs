@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use chrono::Utc;
 
 use super::ExitStatus;
-use crate::config::HostConfig;
+use crate::config::{HostConfig, RecordPaths};
 use crate::env_vars::EnvVars;
-use crate::history::{History, RunStatus};
+use std::str::FromStr as _;
+
+use levelhost_serve::history::{History, RunStatus};
 
 /// Arguments of `levelhost runs`.
 #[derive(Debug, clap::Args)]
@@ -22,7 +24,7 @@ pub struct RunsArgs {
     #[arg(long)]
     pub plugin: Option<String>,
     /// Only runs with this status: running, ok, failed, timed-out, limit-exceeded, denied, interrupted, skipped.
-    #[arg(long)]
+    #[arg(long, value_parser = RunStatus::from_str)]
     pub status: Option<RunStatus>,
     /// At most this many runs, newest first.
     #[arg(long, default_value_t = 50)]
@@ -42,11 +44,11 @@ pub enum RunsCommand {
 impl RunsArgs {
     /// Lists runs, or shows one.
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
-        let config = HostConfig::load(&self.config)?;
-        let history = History::open(&config.serve.database)?;
+        let records_at = RecordPaths::load(&self.config)?;
+        let history = History::open(&records_at.database)?;
         if let Some(RunsCommand::Show { id }) = self.show {
             let run = history.get(&id)?.ok_or_else(|| {
-                anyhow::anyhow!("no run {id} in {}", config.serve.database.display())
+                anyhow::anyhow!("no run {id} in {}", records_at.database.display())
             })?;
             println!("{}", serde_json::to_string_pretty(&run)?);
             return Ok(ExitStatus::Success);

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use super::ExitStatus;
 use crate::config::HostConfig;
 use crate::env_vars::EnvVars;
-use crate::serve::Service;
 
 /// Arguments of `levelhost serve`.
 #[derive(Debug, clap::Args)]
@@ -20,29 +19,14 @@ impl ServeArgs {
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
         let config = HostConfig::load(&self.config)?;
         let runner = super::runner_with(Some(config.pooling()))?;
-        let handle = Service::start_with(config, runner).await?;
+        let handle = crate::loader::serve(config, Some(runner)).await?;
         println!(
             "levelhost serve on http://{} (GET /healthz, POST /hooks/PLUGIN)",
             handle.addr
         );
-        wait_for_signal().await;
-        tracing::info!("shutting down: no new runs; waiting for running ones");
+        let signal = super::signal::stop().await;
+        tracing::info!("{signal}: shutting down; no new runs, waiting for running ones");
         handle.shutdown().await;
         Ok(ExitStatus::Success)
     }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

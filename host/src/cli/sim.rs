@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::ExitStatus;
-use crate::sim::{Fixture, RateLimit, SimConfig, Simulator, Tenant, WebhookTarget, random_key};
+use level_sim::{Fixture, RateLimit, SimConfig, Simulator, Tenant, WebhookTarget, random_key};
 
 /// Arguments of `levelhost sim`.
 #[derive(Debug, clap::Args)]
@@ -18,7 +18,7 @@ pub struct SimArgs {
     #[arg(long)]
     pub fixture: Option<PathBuf>,
     /// Devices in the built-in organization.
-    #[arg(long, default_value_t = crate::sim::seed::DEFAULT_DEVICE_COUNT, conflicts_with = "fixture")]
+    #[arg(long, default_value_t = level_sim::seed::DEFAULT_DEVICE_COUNT, conflicts_with = "fixture")]
     pub devices: usize,
     /// Requests per minute each key may make before getting 429 (0 turns the limit off).
     #[arg(long, default_value_t = 100)]

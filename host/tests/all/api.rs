@@ -421,7 +421,7 @@ async fn tags_create_apply_remove_delete() {
 #[tokio::test]
 async fn automation_webhook_starts_one_run_per_device() {
     let env = TestEnv::new().await;
-    let token = level_host::sim::seed::SEED_WEBHOOK_TOKEN;
+    let token = level_sim::seed::SEED_WEBHOOK_TOKEN;
     let a = env.device_id("acme-hq");
     let b = env.device_id("globex-ws");
     let runs = env
@@ -453,7 +453,7 @@ async fn automation_webhook_starts_one_run_per_device() {
 
 #[tokio::test]
 async fn pagination_walks_a_250_device_tenant_both_ways() {
-    let env = TestEnv::with(level_host::sim::Simulator::seeded_with(250), |_| {}).await;
+    let env = TestEnv::with(level_sim::Simulator::seeded_with(250), |_| {}).await;
     for limit in [1u32, 37, 100] {
         let report = env
             .run(
@@ -538,8 +538,8 @@ async fn level_errors_reach_the_plugin_as_wit_errors() {
 #[tokio::test]
 async fn rate_limited_calls_are_retried_until_they_succeed() {
     // One request per second: the plugin's second and third calls meet 429 and wait.
-    let env = TestEnv::with(level_host::sim::Simulator::seeded(), |c| {
-        c.rate_limit = Some(level_host::sim::RateLimit {
+    let env = TestEnv::with(level_sim::Simulator::seeded(), |c| {
+        c.rate_limit = Some(level_sim::RateLimit {
             requests: 1,
             per: std::time::Duration::from_secs(1),
         });

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use level_host::sim::{SimConfig, Simulator};
+use level_sim::{SimConfig, Simulator};
 
 const CANARY: &str = "canary-CLI-KEY-41d2aa90";
 
@@ -337,4 +337,121 @@ fn the_example_config_is_valid() {
     assert_eq!(tagger.grant.limits.max_writes, 20);
     assert_eq!(tagger.schedules.len(), 1);
     assert!(config.plugins["device-report"].events.is_some());
+}
+
+/// `levelhost audit` and `runs` read only where the records are, so one
+/// plugin whose manifest is broken does not hide what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_and_runs_work_while_a_plugin_manifest_is_broken() {
+    let setup = Setup::new().await;
+    let out = setup.levelhost(&["run", "report"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    std::fs::write(setup.dir.path().join("broken.toml"), "name = [not toml\n").unwrap();
+    setup.write_config(&format!(
+        "\n[plugins.broken]\ncomponent = \"{}\"\nmanifest = \"broken.toml\"\nkey = \"ro\"\ncapabilities = [\"devices:read\"]\n",
+        test_programs_artifacts::ECHO
+    ));
+    let out = setup.levelhost(&["check"]);
+    let (_, stderr) = text(&out);
+    assert!(
+        !out.status.success() && stderr.contains("broken.toml"),
+        "{stderr}"
+    );
+
+    let out = setup.levelhost(&["audit", "--plugin", "report"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stdout.lines().count(),
+        3,
+        "two calls and the run's end: {stdout}"
+    );
+    let out = setup.levelhost(&["runs"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("report") && stdout.contains(" ok "),
+        "{stdout}"
+    );
+}
+
+/// Ctrl-C and SIGTERM stop `levelhost run` the way they stop `serve`: the
+/// run is recorded as interrupted, its run-end audit record is written, and
+/// the exit code is 128 + the signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_stops_levelhost_run_and_the_run_is_recorded_as_interrupted() {
+    let setup = Setup::new().await;
+    std::fs::write(
+        setup.dir.path().join("spin.toml"),
+        "name = \"spin\"\nversion = \"1.0.0\"\ncapabilities = []\n",
+    )
+    .unwrap();
+    setup.write_config(&format!(
+        "\n[serve]\ndatabase = \"runs.db\"\n\n[plugins.spin]\ncomponent = \"{}\"\nmanifest = \"spin.toml\"\nkey = \"ro\"\ncapabilities = [\"devices:read\", \"tags:read\"]\ninput = {{ attack = \"loop\" }}\n\n[plugins.spin.limits]\ntimeout_secs = 600\n",
+        test_programs_artifacts::HOSTILE
+    ));
+    let history = setup.dir.path().join("runs.db");
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+            .args(["run", "spin", "--config"])
+            .arg(setup.config_path())
+            .env("TEST_LEVEL_KEY", CANARY)
+            .env_remove("LEVELHOST_CONFIG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the run is claimed (the component compiles first).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let id = loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the run never started"
+            );
+            if child.try_wait().unwrap().is_some() {
+                let out = child.wait_with_output().unwrap();
+                panic!("levelhost run ended before the signal: {:?}", text(&out));
+            }
+            if let Ok(h) = levelhost_serve::history::History::open(&history)
+                && let Some(run) = h
+                    .list(
+                        Some("spin"),
+                        Some(levelhost_serve::history::RunStatus::Running),
+                        1,
+                    )
+                    .unwrap()
+                    .first()
+            {
+                break run.id.clone();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        let sent = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let out = child.wait_with_output().unwrap();
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(code), "SIG{signal}: {stderr}");
+        assert!(stderr.contains("recorded as interrupted"), "{stderr}");
+        let run = levelhost_serve::history::History::open(&history)
+            .unwrap()
+            .get(&id)
+            .unwrap()
+            .unwrap();
+        assert_eq!(run.status, "interrupted", "SIG{signal}");
+        assert!(run.ended_at.is_some());
+        let out = setup.levelhost(&["audit", "--run", &id, "--json"]);
+        let (stdout, _) = text(&out);
+        let end: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().expect("a run-end record")).unwrap();
+        assert_eq!(end["operation"], "run");
+        assert!(
+            end["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains(&format!("SIG{signal}"))),
+            "{end}"
+        );
+    }
 }

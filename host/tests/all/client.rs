@@ -8,8 +8,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::any;
-use level_host::client::model::TagName;
-use level_host::client::{ApiKey, ClientConfig, ClientError, LevelClient, PageParams, RetryPolicy};
+use level_api::model::TagName;
+use level_api::{ApiKey, ClientConfig, ClientError, LevelClient, PageParams, RetryPolicy};
 
 /// Serves `app` on a free loopback port and returns its base URL.
 async fn serve(app: Router) -> String {

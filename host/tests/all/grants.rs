@@ -2,8 +2,8 @@
 //! cannot exceed its capabilities, scopes or limits, the host survives, and
 //! the API key appears nowhere the plugin or a run's records can reach.
 
-use level_host::grant::{Grant, Limits, Scopes};
-use level_host::runtime::{PluginRunner, RunFailure, RunReport, RunRequest};
+use levelhost_core::grant::{Grant, Limits, Scopes};
+use levelhost_runtime::runner::{PluginRunner, RunFailure, RunReport, RunRequest};
 use serde_json::{Value, json};
 
 use crate::support::{TestEnv, grant};
@@ -12,7 +12,7 @@ const CANARY: &str = "canary-KEY-7f3a9c21e5d04b86";
 
 /// A simulator whose read-write key is the canary.
 async fn canary_env() -> TestEnv {
-    TestEnv::with(level_host::sim::Simulator::seeded(), |c| {
+    TestEnv::with(level_sim::Simulator::seeded(), |c| {
         c.read_write_key = CANARY.to_owned();
     })
     .await
@@ -323,7 +323,7 @@ async fn out_of_scope_ids_are_denied_for_get_update_and_delete() {
 
 #[tokio::test]
 async fn scoped_pages_walk_every_in_scope_device_once() {
-    let env = TestEnv::with(level_host::sim::Simulator::seeded_with(250), |_| {}).await;
+    let env = TestEnv::with(level_sim::Simulator::seeded_with(250), |_| {}).await;
     let two_roots = Scopes {
         groups: Some(vec!["Finance".to_owned(), "Initech".to_owned()]),
         ..Scopes::default()

@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use level_host::client::{ApiKey, ClientConfig, LevelClient};
-use level_host::engine::Pooling;
-use level_host::runtime::PluginRunner;
+use level_api::{ApiKey, ClientConfig, LevelClient};
+use levelhost_runtime::engine::Pooling;
+use levelhost_runtime::runner::PluginRunner;
 
 fn levelhost(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_levelhost"))
@@ -29,7 +29,7 @@ fn new_build_run(lang: &str) {
     let project = dir.path().join(&name);
     assert!(project.join("plugin.toml").is_file() && project.join("wit/worlds.wit").is_file());
     let manifest =
-        level_host::manifest::PluginManifest::load(&project.join("plugin.toml")).unwrap();
+        levelhost_core::manifest::PluginManifest::load(&project.join("plugin.toml")).unwrap();
     assert_eq!(manifest.name, name);
 
     let out = levelhost(&["build", &name], dir.path());

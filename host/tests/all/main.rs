@@ -6,12 +6,17 @@
     clippy::panic,
     reason = "a test fails by panicking"
 )]
+#![expect(
+    clippy::disallowed_methods,
+    reason = "tests speak plain HTTP to the simulator and to serve, and read the test registry's address"
+)]
 
 mod api; // every level:api operation, from a plugin, through the host, against the simulator
 mod cli; // the levelhost command as a user runs it
 mod cli_grants; // levelhost check, run --dry-run and audit with a real configuration file
 mod client; // the Level client against real HTTP servers on loopback: retries, errors, limits
 mod grants; // grants proven with hostile plugins: capabilities, scopes, limits, the key
+mod host_calls; // the host side of level:api called without a component, checked against the simulator
 mod languages; // plugins in Rust, JavaScript, TypeScript, Python, Go and C: new, build, run
 mod packages; // sharing vetted plugins: packages, signatures, trust, upgrades, catalog, OCI registry
 mod plugins; // the example plugins: device-report and stale-device-tagger

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 
 use level_host::config::HostConfig;
-use level_host::package::{Package, component_imports};
-use level_host::runtime::PluginRunner;
-use level_host::sim::{SimConfig, Simulator};
-use level_host::trust::{SecretKey, TrustError, TrustPolicy};
+use level_sim::{SimConfig, Simulator};
+use levelhost_packages::package::{Package, component_imports};
+use levelhost_packages::trust::{SecretKey, TrustError, TrustPolicy};
+use levelhost_runtime::runner::PluginRunner;
 
 const KEY: &str = "packages-rw-key";
 
@@ -461,7 +461,7 @@ async fn every_load_verifies_the_installed_package() {
     let config = HostConfig::load(&d.join("levelhost.toml")).unwrap();
     let plugin = config.plugin("device-janitor").unwrap();
     let runner = PluginRunner::new().unwrap();
-    assert!(runner.load_installed(plugin, &config.trust).is_ok());
+    assert!(level_host::loader::load_installed(&runner, plugin, &config.trust).is_ok());
 
     // Tampering with the installed copy, in the component or the manifest, stops every later load.
     let installed = std::fs::read_dir(d.join("packages/device-janitor"))
@@ -481,8 +481,7 @@ async fn every_load_verifies_the_installed_package() {
         };
         flipped[at] ^= 0x20;
         std::fs::write(&path, &flipped).unwrap();
-        let err = runner
-            .load_installed(plugin, &config.trust)
+        let err = level_host::loader::load_installed(&runner, plugin, &config.trust)
             .unwrap_err()
             .to_string();
         assert!(

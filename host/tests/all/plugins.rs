@@ -184,7 +184,7 @@ async fn stale_device_tagger_untags_devices_that_came_back() {
 
 #[tokio::test]
 async fn plugin_authors_can_test_against_the_simulator() {
-    let (report, after) = level_host::testing::run_on_simulator(
+    let (report, after) = levelhost_testing::run_on_simulator(
         test_programs_artifacts::STALE_DEVICE_TAGGER.as_ref(),
         json!({"days": 14, "tag": "stale-test"}),
         None,

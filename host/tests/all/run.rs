@@ -1,7 +1,7 @@
 //! Running components: the sandbox, failures, and components that do not fit.
 
-use level_host::error::HostError;
-use level_host::runtime::{RunFailure, RunRequest};
+use levelhost_runtime::error::HostError;
+use levelhost_runtime::runner::{RunFailure, RunRequest};
 use serde_json::json;
 
 use crate::support::TestEnv;
@@ -169,7 +169,7 @@ async fn compiled_components_are_cached_on_disk_and_reused() {
         }
         count(dir)
     };
-    let first = level_host::runtime::PluginRunner::with_cache(Some(dir.path())).unwrap();
+    let first = levelhost_runtime::runner::PluginRunner::with_cache(Some(dir.path())).unwrap();
     first
         .load_file(test_programs_artifacts::ECHO.as_ref())
         .unwrap();
@@ -179,7 +179,7 @@ async fn compiled_components_are_cached_on_disk_and_reused() {
         "the compiled component was written to the cache"
     );
     // A new runner (a new process, in effect) loads it from the cache and runs it.
-    let second = level_host::runtime::PluginRunner::with_cache(Some(dir.path())).unwrap();
+    let second = levelhost_runtime::runner::PluginRunner::with_cache(Some(dir.path())).unwrap();
     let plugin = second
         .load_file(test_programs_artifacts::ECHO.as_ref())
         .unwrap();
@@ -200,7 +200,7 @@ async fn compiled_components_are_cached_on_disk_and_reused() {
         use std::os::unix::fs::PermissionsExt as _;
         let shared = tempfile::tempdir().unwrap();
         std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let err = level_host::runtime::PluginRunner::with_cache(Some(shared.path()))
+        let err = levelhost_runtime::runner::PluginRunner::with_cache(Some(shared.path()))
             .err()
             .expect("a world-writable cache is refused")
             .to_string();

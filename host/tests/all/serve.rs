@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use level_api::webhook::sign;
 use level_host::config::HostConfig;
-use level_host::history::{History, RunRow};
-use level_host::serve::{Service, sign};
-use level_host::sim::{RateLimit, SimConfig, Simulator, WebhookTarget};
+use level_host::loader;
+use level_sim::{RateLimit, SimConfig, Simulator, WebhookTarget};
+use levelhost_serve::history::{History, RunRow};
 
 const KEY: &str = "serve-test-key";
 const SECRET: &str = "whsec-test-0123";
@@ -133,7 +134,7 @@ async fn a_per_second_schedule_runs_on_time_without_overlap() {
         ),
         0,
     );
-    let handle = Service::start(HostConfig::load(&path).unwrap())
+    let handle = loader::serve(HostConfig::load(&path).unwrap(), None)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(3500)).await;
@@ -183,7 +184,7 @@ cron = "* * * * * *"
 "#,
         0,
     );
-    let handle = Service::start(HostConfig::load(&path).unwrap())
+    let handle = loader::serve(HostConfig::load(&path).unwrap(), None)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(3600)).await;
@@ -239,7 +240,7 @@ catch_up = "once"
         .history()
         .list(
             Some("slow"),
-            Some(level_host::history::RunStatus::Running),
+            Some(levelhost_serve::history::RunStatus::Running),
             10,
         )
         .unwrap();
@@ -312,7 +313,7 @@ types = ["alert_active", "alert_resolved"]
 "#,
         0,
     );
-    let handle = Service::start(HostConfig::load(&path).unwrap())
+    let handle = loader::serve(HostConfig::load(&path).unwrap(), None)
         .await
         .unwrap();
     let health: serde_json::Value = reqwest::get(format!("http://{addr}/healthz"))
@@ -436,7 +437,7 @@ cron = "*/2 * * * * *"
     }
     // The client is configured a little below Level's limit, as an operator would.
     let path = setup.config(&free_addr(), &plugins, 200);
-    let handle = Service::start(HostConfig::load(&path).unwrap())
+    let handle = loader::serve(HostConfig::load(&path).unwrap(), None)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(4500)).await;
@@ -518,4 +519,75 @@ async fn runs_and_status_show_the_history() {
 
     let out = levelhost(&["runs", "--status", "sideways"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Issue 13, point 1: event runs queued behind a plugin's lock when
+/// shutdown begins never start, and every claimed run ends with a recorded
+/// status (none is left `running`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_event_runs_do_not_start_after_shutdown_and_none_is_left_running() {
+    let addr = free_addr();
+    let hook = format!("http://{addr}/hooks/slow");
+    let setup = Setup::new(
+        SimConfig {
+            rate_limit: None,
+            ..SimConfig::default()
+        },
+        10,
+    )
+    .await;
+    let path = setup.config(
+        &addr,
+        r#"[plugins.slow]
+component = "@HOSTILE@"
+manifest = "hostile.toml"
+key = "rw"
+capabilities = ["devices:read", "tags:read"]
+
+[plugins.slow.limits]
+timeout_secs = 30
+
+[plugins.slow.events]
+secret = "file:secret.txt"
+"#,
+        0,
+    );
+    let handle = loader::serve(HostConfig::load(&path).unwrap(), None)
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    for n in 0..6 {
+        // The plugin spins until its time limit: the first run holds the lock, the rest queue.
+        let body = serde_json::json!({"event_type": "alert_active", "event_id": format!("evt-{n}"), "attack": "loop"}).to_string();
+        let resp = http
+            .post(&hook)
+            .header(
+                "X-Level-Signature",
+                sign(SECRET.as_bytes(), body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    handle.shutdown().await;
+    let runs = setup.history().list(Some("slow"), None, 100).unwrap();
+    assert_eq!(runs.len(), 6, "{runs:#?}");
+    let statuses: Vec<&str> = runs.iter().map(|r| r.status.as_str()).collect();
+    assert!(
+        statuses.iter().all(|s| *s == "interrupted"),
+        "every run was cut off or never started: {statuses:?}"
+    );
+    // Each run, started or queued, has exactly one run-end audit record.
+    let audit = std::fs::read_to_string(setup.dir.path().join("levelhost-audit.jsonl")).unwrap();
+    let ends: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["operation"] == "run")
+        .collect();
+    let ids: std::collections::BTreeSet<&str> =
+        ends.iter().filter_map(|r| r["run_id"].as_str()).collect();
+    assert_eq!((ends.len(), ids.len()), (6, 6), "{audit}");
 }

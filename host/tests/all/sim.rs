@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use level_host::sim::{RateLimit, Simulator};
+use level_sim::{RateLimit, Simulator};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -231,12 +231,12 @@ async fn malformed_bodies_get_400_and_change_nothing() {
 async fn fixtures_round_trip_and_bad_references_are_named() {
     let env = TestEnv::new().await;
     let fixture = env.fixture();
-    let reloaded = level_host::sim::Tenant::from_fixture(fixture.clone()).unwrap();
+    let reloaded = level_sim::Tenant::from_fixture(fixture.clone()).unwrap();
     assert_eq!(reloaded.to_fixture(), fixture);
 
     let mut broken = fixture.clone();
     broken.devices[3].group_id = Some("missing-group".to_owned());
-    let err = level_host::sim::Tenant::from_fixture(broken).unwrap_err();
+    let err = level_sim::Tenant::from_fixture(broken).unwrap_err();
     assert!(
         err.contains(&fixture.devices[3].hostname) && err.contains("missing-group"),
         "{err}"
@@ -244,6 +244,6 @@ async fn fixtures_round_trip_and_bad_references_are_named() {
 
     let mut broken = fixture;
     broken.devices[0].tags.push("no-such-tag".to_owned());
-    let err = level_host::sim::Tenant::from_fixture(broken).unwrap_err();
+    let err = level_sim::Tenant::from_fixture(broken).unwrap_err();
     assert!(err.contains("no-such-tag"), "{err}");
 }

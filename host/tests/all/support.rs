@@ -1,9 +1,9 @@
 //! `TestEnv`: a fresh simulator on loopback, a client holding its key, and a plugin runner.
 
-use level_host::client::{ApiKey, ClientConfig, LevelClient};
-use level_host::grant::{Grant, Limits, Scopes};
-use level_host::runtime::{PluginRunner, RunReport, RunRequest};
-use level_host::sim::{SimConfig, Simulator, Tenant};
+use level_api::{ApiKey, ClientConfig, LevelClient};
+use level_sim::{SimConfig, Simulator, Tenant};
+use levelhost_core::grant::{Grant, Limits, Scopes};
+use levelhost_runtime::runner::{PluginRunner, RunReport, RunRequest};
 use serde_json::Value;
 
 pub struct TestEnv {
@@ -83,7 +83,7 @@ impl TestEnv {
         mut args: Value,
         mut grant: Grant,
     ) -> (Value, RunReport) {
-        use level_host::capability::{Capability, Resource, Verb};
+        use levelhost_core::capability::{Capability, Resource, Verb};
         for resource in Resource::ALL {
             if grant.capabilities.iter().any(|c| c.resource == resource) {
                 continue;
@@ -131,7 +131,7 @@ impl TestEnv {
             .to_owned()
     }
 
-    pub fn fixture(&self) -> level_host::sim::Fixture {
+    pub fn fixture(&self) -> level_sim::Fixture {
         self.sim.tenant().to_fixture()
     }
 

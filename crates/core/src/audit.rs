@@ -1,0 +1,37 @@
+//! The audit record: one per host call, with what was asked, what the gate
+//! decided and why, and what Level answered. The runtime appends them to the
+//! audit log; `levelhost audit` reads them back.
+
+use serde::{Deserialize, Serialize};
+
+/// One audited host call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// When the call finished (ISO-8601 UTC).
+    pub time: String,
+    /// The plugin.
+    pub plugin: String,
+    /// Its version.
+    pub version: String,
+    /// The component's digest.
+    pub digest: String,
+    /// The run.
+    pub run_id: String,
+    /// The WIT function, such as `tag-devices`.
+    pub operation: String,
+    /// The ids of the objects it touched.
+    pub targets: Vec<String>,
+    /// Whether the gate allowed it.
+    pub allowed: bool,
+    /// Why it was refused, or why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The last HTTP status Level answered during the call (0 = no answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
+    /// How long the call took, in milliseconds.
+    pub latency_ms: u64,
+    /// Whether it was a write recorded in a plan instead of sent.
+    #[serde(default)]
+    pub dry_run: bool,
+}

@@ -1,0 +1,310 @@
+//! Capabilities: what a grant may allow, and which Level operations and WIT
+//! interfaces each one covers. This module is the one table that maps
+//! capability names to operations and interfaces; the gate and the load-time
+//! import check both read it.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+/// A Level resource family, as in the WIT interface names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Resource {
+    /// `devices`
+    Devices,
+    /// `groups`
+    Groups,
+    /// `tags`
+    Tags,
+    /// `alerts`
+    Alerts,
+    /// `custom-fields`
+    CustomFields,
+    /// `custom-field-values`
+    CustomFieldValues,
+    /// `automations`
+    Automations,
+}
+
+impl Resource {
+    /// Every resource, in display order.
+    pub const ALL: [Resource; 7] = [
+        Resource::Devices,
+        Resource::Groups,
+        Resource::Tags,
+        Resource::Alerts,
+        Resource::CustomFields,
+        Resource::CustomFieldValues,
+        Resource::Automations,
+    ];
+
+    /// The name used in capabilities and in the WIT interface.
+    pub fn name(self) -> &'static str {
+        match self {
+            Resource::Devices => "devices",
+            Resource::Groups => "groups",
+            Resource::Tags => "tags",
+            Resource::Alerts => "alerts",
+            Resource::CustomFields => "custom-fields",
+            Resource::CustomFieldValues => "custom-field-values",
+            Resource::Automations => "automations",
+        }
+    }
+
+    /// The verbs this resource has.
+    pub fn verbs(self) -> &'static [Verb] {
+        match self {
+            Resource::Alerts => &[Verb::Read, Verb::Resolve],
+            Resource::Automations => &[Verb::Trigger],
+            _ => &[Verb::Read, Verb::Write, Verb::Delete],
+        }
+    }
+}
+
+/// What a capability allows on its resource. `delete` is separate from `write`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verb {
+    /// List and show.
+    Read,
+    /// Create, update and change membership.
+    Write,
+    /// Delete.
+    Delete,
+    /// Resolve alerts.
+    Resolve,
+    /// Trigger automations.
+    Trigger,
+}
+
+impl Verb {
+    fn name(self) -> &'static str {
+        match self {
+            Verb::Read => "read",
+            Verb::Write => "write",
+            Verb::Delete => "delete",
+            Verb::Resolve => "resolve",
+            Verb::Trigger => "trigger",
+        }
+    }
+}
+
+/// A capability such as `devices:read` or `automations:trigger`.
+///
+/// ```
+/// use levelhost_core::capability::Capability;
+/// let cap: Capability = "tags:write".parse().unwrap();
+/// assert_eq!(cap.to_string(), "tags:write");
+/// assert!("tags:fly".parse::<Capability>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Capability {
+    /// The resource.
+    pub resource: Resource,
+    /// The verb.
+    pub verb: Verb,
+}
+
+impl Capability {
+    /// Whether the capability changes Level (anything but `read`).
+    pub fn is_write(self) -> bool {
+        self.verb != Verb::Read
+    }
+
+    /// Every capability there is.
+    pub fn all() -> impl Iterator<Item = Capability> {
+        Resource::ALL.into_iter().flat_map(|resource| {
+            resource
+                .verbs()
+                .iter()
+                .map(move |&verb| Capability { resource, verb })
+        })
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.resource.name(), self.verb.name())
+    }
+}
+
+/// Capabilities written as a list, such as `devices:read, tags:write`.
+pub fn join<'a>(capabilities: impl IntoIterator<Item = &'a Capability>) -> String {
+    capabilities
+        .into_iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A capability name that is not one levelhost knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown capability {name:?}; known capabilities: {known}")]
+pub struct UnknownCapability {
+    /// The name given.
+    pub name: String,
+    /// Every known name, comma-separated.
+    pub known: String,
+}
+
+impl FromStr for Capability {
+    type Err = UnknownCapability;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Capability::all()
+            .find(|c| c.to_string() == s.trim())
+            .ok_or_else(|| UnknownCapability {
+                name: s.to_owned(),
+                known: join(&Capability::all().collect::<Vec<_>>()),
+            })
+    }
+}
+
+impl serde::Serialize for Capability {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A set of capabilities.
+pub type CapabilitySet = BTreeSet<Capability>;
+
+/// Every Level operation a plugin can call, one per `level:api` function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[expect(
+    missing_docs,
+    reason = "each variant is the WIT function of the same name"
+)]
+pub enum Operation {
+    ListAlerts,
+    GetAlert,
+    ResolveAlert,
+    ListCustomFields,
+    GetCustomField,
+    CreateCustomField,
+    UpdateCustomField,
+    DeleteCustomField,
+    ListValues,
+    SetValue,
+    RemoveValue,
+    ListDevices,
+    GetDevice,
+    UpdateDevice,
+    DeleteDevice,
+    ListGroups,
+    GetGroup,
+    CreateGroup,
+    UpdateGroup,
+    DeleteGroup,
+    AssignDevices,
+    RemoveDevices,
+    ListTags,
+    GetTag,
+    CreateTag,
+    UpdateTag,
+    DeleteTag,
+    TagDevices,
+    UntagDevices,
+    TriggerWebhook,
+}
+
+impl Operation {
+    /// The capability the operation needs.
+    pub fn capability(self) -> Capability {
+        use Operation::*;
+        let (resource, verb) = match self {
+            ListAlerts | GetAlert => (Resource::Alerts, Verb::Read),
+            ResolveAlert => (Resource::Alerts, Verb::Resolve),
+            ListCustomFields | GetCustomField => (Resource::CustomFields, Verb::Read),
+            CreateCustomField | UpdateCustomField => (Resource::CustomFields, Verb::Write),
+            DeleteCustomField => (Resource::CustomFields, Verb::Delete),
+            ListValues => (Resource::CustomFieldValues, Verb::Read),
+            SetValue => (Resource::CustomFieldValues, Verb::Write),
+            RemoveValue => (Resource::CustomFieldValues, Verb::Delete),
+            ListDevices | GetDevice => (Resource::Devices, Verb::Read),
+            UpdateDevice => (Resource::Devices, Verb::Write),
+            DeleteDevice => (Resource::Devices, Verb::Delete),
+            ListGroups | GetGroup => (Resource::Groups, Verb::Read),
+            CreateGroup | UpdateGroup | AssignDevices | RemoveDevices => {
+                (Resource::Groups, Verb::Write)
+            }
+            DeleteGroup => (Resource::Groups, Verb::Delete),
+            ListTags | GetTag => (Resource::Tags, Verb::Read),
+            CreateTag | UpdateTag | TagDevices | UntagDevices => (Resource::Tags, Verb::Write),
+            DeleteTag => (Resource::Tags, Verb::Delete),
+            TriggerWebhook => (Resource::Automations, Verb::Trigger),
+        };
+        Capability { resource, verb }
+    }
+
+    /// Whether the operation changes Level.
+    pub fn is_write(self) -> bool {
+        self.capability().is_write()
+    }
+
+    /// The WIT function name, such as `list-devices`.
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+/// The `level:api` interface (without version) a resource's functions live in.
+pub fn interface_of(resource: Resource) -> String {
+    format!("level:api/{}", resource.name())
+}
+
+/// Which resource a `level:api` interface import belongs to; `None` for
+/// interfaces every plugin may import (`types`, `log`).
+pub fn resource_of_interface(import: &str) -> Option<Resource> {
+    let name = import.split('@').next().unwrap_or(import);
+    Resource::ALL.into_iter().find(|r| interface_of(*r) == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_capability_round_trips_through_its_name() {
+        let all: Vec<Capability> = Capability::all().collect();
+        assert_eq!(all.len(), 18);
+        for cap in all {
+            assert_eq!(cap.to_string().parse::<Capability>().unwrap(), cap);
+        }
+    }
+
+    #[test]
+    fn delete_is_separate_from_write() {
+        assert_eq!(
+            Operation::DeleteDevice.capability().to_string(),
+            "devices:delete"
+        );
+        assert_eq!(
+            Operation::UpdateDevice.capability().to_string(),
+            "devices:write"
+        );
+        assert_eq!(Operation::TagDevices.capability().to_string(), "tags:write");
+        assert_eq!(
+            Operation::RemoveValue.capability().to_string(),
+            "custom-field-values:delete"
+        );
+        assert_eq!(Operation::TriggerWebhook.name(), "trigger-webhook");
+        assert!(!Operation::ListDevices.is_write());
+    }
+
+    #[test]
+    fn interfaces_map_to_resources() {
+        assert_eq!(
+            resource_of_interface("level:api/tags@0.1.0"),
+            Some(Resource::Tags)
+        );
+        assert_eq!(
+            resource_of_interface("level:api/custom-field-values@0.1.0"),
+            Some(Resource::CustomFieldValues)
+        );
+        assert_eq!(resource_of_interface("level:api/log@0.1.0"), None);
+    }
+}

@@ -1,0 +1,910 @@
+//! The Level API client: the only code in levelhost that talks to Level.
+//!
+//! [`LevelClient`] sends the raw key in `Authorization` (Level rejects a
+//! `Bearer` prefix), bounds every request in time and every response in
+//! size, and retries with backoff and jitter where that is safe: a 429 is
+//! retried for every method (Level did not act on it), honouring
+//! `Retry-After`; a 5xx or a network failure only for `GET`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), level_api::ClientError> {
+//! use level_api::{ApiKey, ClientConfig, LevelClient, PageParams, DeviceQuery};
+//! let client = LevelClient::new(ClientConfig::new("https://api.level.io"), ApiKey::new("key"))?;
+//! let page = client.list_devices(&DeviceQuery::default(), &PageParams::default()).await?;
+//! println!("{} devices, more: {}", page.data.len(), page.has_more);
+//! # Ok(()) }
+//! ```
+
+mod budget;
+pub mod clock;
+pub mod model;
+mod retry;
+pub mod webhook;
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+pub use self::budget::RateBudget;
+use self::model::*;
+pub use self::retry::RetryPolicy;
+
+/// A Level API key. It is held by the host only: `Debug` and `Display`
+/// print a placeholder, and the value leaves this module only as a
+/// sensitive HTTP header.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(Box<str>);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into().into_boxed_str())
+    }
+
+    fn header(&self) -> Result<HeaderValue, ClientError> {
+        let mut value = HeaderValue::from_str(&self.0).map_err(|_| ClientError::InvalidKey)?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Largest response body the client reads by default. A Level page of 100
+/// devices with every section included is well under 2 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Default time allowed for one HTTP request, including reading the body.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the client reaches Level.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Level's address, such as `https://api.level.io` (a trailing `/v2` is accepted).
+    pub base_url: String,
+    /// Time allowed for one request.
+    pub timeout: Duration,
+    /// Largest response body read.
+    pub max_response_bytes: usize,
+    /// When and how long to retry.
+    pub retry: RetryPolicy,
+    /// A rate budget shared with every other client of the same key.
+    pub budget: Option<std::sync::Arc<RateBudget>>,
+}
+
+impl ClientConfig {
+    /// Defaults for the given base URL.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            timeout: DEFAULT_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            retry: RetryPolicy::default(),
+            budget: None,
+        }
+    }
+}
+
+/// Why a Level call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Level answered with an error status; `message` is its `error` field.
+    #[error("Level answered {status}: {message}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// Level's message.
+        message: String,
+        /// For 429, how long Level asked the client to wait.
+        retry_after: Option<Duration>,
+    },
+    /// No answer arrived: connection refused, DNS failure or timeout.
+    #[error("could not reach Level: {0}")]
+    Transport(String),
+    /// The response body was larger than the configured cap.
+    #[error("Level's response was larger than {limit} bytes")]
+    ResponseTooLarge {
+        /// The cap in bytes.
+        limit: usize,
+    },
+    /// The response was not the JSON the operation returns.
+    #[error("Level's response to {operation} was not valid: {message}")]
+    Decode {
+        /// The operation, such as `listDevices`.
+        operation: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+    /// The base URL could not be parsed.
+    #[error("invalid Level base URL {url:?}: {message}")]
+    InvalidBaseUrl {
+        /// The URL given.
+        url: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// The key contains characters that cannot be sent in a header.
+    #[error("the API key contains characters that cannot be sent in an HTTP header")]
+    InvalidKey,
+}
+
+impl ClientError {
+    /// The HTTP status, when Level answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Paging parameters common to every list operation (reference §3).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageParams {
+    /// 1 to 100; Level's default is 20.
+    pub limit: Option<u32>,
+    /// Cursor: the page after this id.
+    pub starting_after: Option<String>,
+    /// Cursor: the page before this id.
+    pub ending_before: Option<String>,
+}
+
+/// Filters of `GET /v2/devices` and the `include_*` flags of the device calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceQuery {
+    /// Devices directly in this group; `Some("null")` lists ungrouped devices.
+    pub group_id: Option<String>,
+    /// Devices anywhere below this group.
+    pub ancestor_group_id: Option<String>,
+    /// Devices carrying this tag id.
+    pub tag_id: Option<String>,
+    /// Devices with this hostname.
+    pub hostname: Option<String>,
+    /// Devices with this serial number.
+    pub serial_number: Option<String>,
+    /// Sections to include.
+    pub include: DeviceIncludes,
+}
+
+/// The `include_*` flags of the device calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceIncludes {
+    /// `include_operating_system`
+    pub operating_system: bool,
+    /// `include_cpus`
+    pub cpus: bool,
+    /// `include_memory`
+    pub memory: bool,
+    /// `include_disks`
+    pub disks: bool,
+    /// `include_disk_partitions`
+    pub disk_partitions: bool,
+    /// `include_network_interfaces`
+    pub network_interfaces: bool,
+    /// `include_motherboard`
+    pub motherboard: bool,
+    /// `include_security`
+    pub security: bool,
+}
+
+impl DeviceIncludes {
+    fn push_query(&self, query: &mut Vec<(&'static str, String)>) {
+        let flags = [
+            ("include_operating_system", self.operating_system),
+            ("include_cpus", self.cpus),
+            ("include_memory", self.memory),
+            ("include_disks", self.disks),
+            ("include_disk_partitions", self.disk_partitions),
+            ("include_network_interfaces", self.network_interfaces),
+            ("include_motherboard", self.motherboard),
+            ("include_security", self.security),
+        ];
+        for (name, on) in flags {
+            if on {
+                query.push((name, "true".to_owned()));
+            }
+        }
+    }
+}
+
+/// Filters of `GET /v2/alerts`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertQuery {
+    /// Alerts of this device.
+    pub device_id: Option<String>,
+    /// `active` or `resolved`.
+    pub status: Option<String>,
+}
+
+/// Filters of `GET /v2/custom_field_values`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValueQuery {
+    /// Device or group id; none for organization-level values.
+    pub assigned_to_id: Option<String>,
+    /// One field only.
+    pub custom_field_id: Option<String>,
+}
+
+/// A client for one Level organization, holding one API key.
+#[derive(Debug, Clone)]
+pub struct LevelClient {
+    http: reqwest::Client,
+    base: Url,
+    key: ApiKey,
+    config: ClientConfig,
+}
+
+type Query = Vec<(&'static str, String)>;
+
+fn page_query(page: &PageParams) -> Query {
+    let mut query = Query::new();
+    if let Some(limit) = page.limit {
+        query.push(("limit", limit.to_string()));
+    }
+    if let Some(after) = &page.starting_after {
+        query.push(("starting_after", after.clone()));
+    }
+    if let Some(before) = &page.ending_before {
+        query.push(("ending_before", before.clone()));
+    }
+    query
+}
+
+fn push_opt(query: &mut Query, name: &'static str, value: &Option<String>) {
+    if let Some(value) = value {
+        query.push((name, value.clone()));
+    }
+}
+
+impl LevelClient {
+    /// Builds a client. Fails on a base URL that is not an absolute `http(s)` URL.
+    pub fn new(config: ClientConfig, key: ApiKey) -> Result<Self, ClientError> {
+        let invalid = |message: String| ClientError::InvalidBaseUrl {
+            url: config.base_url.clone(),
+            message,
+        };
+        let trimmed = config.base_url.trim_end_matches('/');
+        let trimmed = trimmed.strip_suffix("/v2").unwrap_or(trimmed);
+        let base = Url::parse(&format!("{trimmed}/")).map_err(|e| invalid(e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(invalid("expected an http:// or https:// URL".to_owned()));
+        }
+        key.header()?;
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "this is the client every request to Level goes through"
+        )]
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .user_agent(concat!("levelhost/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(Self {
+            http,
+            base,
+            key,
+            config,
+        })
+    }
+
+    /// The configuration this client was built with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    fn url(&self, segments: &[&str]) -> Result<Url, ClientError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| ClientError::InvalidBaseUrl {
+                url: self.config.base_url.clone(),
+                message: "cannot be a base".to_owned(),
+            })?
+            .pop_if_empty()
+            .push("v2")
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// Sends one request with retries and returns the raw body.
+    async fn send(
+        &self,
+        operation: &'static str,
+        method: Method,
+        segments: &[&str],
+        query: &Query,
+        body: Option<&(dyn erased::Body + Sync)>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let url = self.url(segments)?;
+        let body = body
+            .map(|b| b.to_json())
+            .transpose()
+            .map_err(|e| ClientError::Decode {
+                operation,
+                message: format!("could not encode the request: {e}"),
+            })?;
+        let safe = method == Method::GET;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            if let Some(budget) = &self.config.budget {
+                budget.acquire().await;
+            }
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .header(AUTHORIZATION, self.key.header()?)
+                .header(ACCEPT, "application/json");
+            if !query.is_empty() {
+                request = request.query(query);
+            }
+            if let Some(body) = &body {
+                request = request
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            let outcome = match request.send().await {
+                Ok(response) => self.read(response).await,
+                Err(e) => Err(ClientError::Transport(describe_transport(&e))),
+            };
+            let retry_in = match &outcome {
+                Ok(_) => return outcome,
+                Err(err) => self.config.retry.delay(attempt, safe, err),
+            };
+            if let (
+                Some(budget),
+                Err(ClientError::Status {
+                    status: 429,
+                    retry_after,
+                    ..
+                }),
+            ) = (&self.config.budget, &outcome)
+            {
+                budget
+                    .pause(retry_after.unwrap_or(Duration::from_secs(1)))
+                    .await;
+            }
+            match retry_in {
+                Some(delay) => {
+                    tracing::debug!(operation, attempt, ?delay, "retrying Level call");
+                    tokio::time::sleep(delay).await;
+                }
+                None => return outcome,
+            }
+        }
+    }
+
+    async fn read(&self, mut response: reqwest::Response) -> Result<Vec<u8>, ClientError> {
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(retry::parse_retry_after);
+        let limit = self.config.max_response_bytes;
+        if response
+            .content_length()
+            .is_some_and(|len| len > limit as u64)
+        {
+            return Err(ClientError::ResponseTooLarge { limit });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| ClientError::Transport(describe_transport(&e)))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(ClientError::ResponseTooLarge { limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = serde_json::from_slice::<ErrorBody>(&body)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| {
+                let text = String::from_utf8_lossy(&body);
+                let text = text.trim();
+                if text.is_empty() {
+                    status.canonical_reason().unwrap_or("no message").to_owned()
+                } else {
+                    text.chars().take(200).collect()
+                }
+            });
+        Err(ClientError::Status {
+            status: status.as_u16(),
+            message,
+            retry_after: (status == StatusCode::TOO_MANY_REQUESTS)
+                .then_some(retry_after)
+                .flatten(),
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        method: Method,
+        segments: &[&str],
+        query: &Query,
+        body: Option<&(dyn erased::Body + Sync)>,
+    ) -> Result<T, ClientError> {
+        let bytes = self.send(operation, method, segments, query, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            operation,
+            message: e.to_string(),
+        })
+    }
+
+    async fn empty(
+        &self,
+        operation: &'static str,
+        method: Method,
+        segments: &[&str],
+        query: &Query,
+        body: Option<&(dyn erased::Body + Sync)>,
+    ) -> Result<(), ClientError> {
+        // Level does not document these bodies (reference §9.10): ignore them.
+        self.send(operation, method, segments, query, body)
+            .await
+            .map(drop)
+    }
+
+    // ---- alerts ----
+
+    /// `GET /v2/alerts` (listAlerts).
+    pub async fn list_alerts(
+        &self,
+        filter: &AlertQuery,
+        page: &PageParams,
+    ) -> Result<Page<Alert>, ClientError> {
+        let mut q = page_query(page);
+        push_opt(&mut q, "device_id", &filter.device_id);
+        push_opt(&mut q, "status", &filter.status);
+        self.json("listAlerts", Method::GET, &["alerts"], &q, None)
+            .await
+    }
+
+    /// `GET /v2/alerts/{id}` (showAlert).
+    pub async fn get_alert(&self, id: &str) -> Result<Alert, ClientError> {
+        self.json(
+            "showAlert",
+            Method::GET,
+            &["alerts", id],
+            &Query::new(),
+            None,
+        )
+        .await
+    }
+
+    /// `POST /v2/alerts/{id}/resolve` (resolveAlert).
+    pub async fn resolve_alert(&self, id: &str) -> Result<Alert, ClientError> {
+        self.json(
+            "resolveAlert",
+            Method::POST,
+            &["alerts", id, "resolve"],
+            &Query::new(),
+            None,
+        )
+        .await
+    }
+
+    // ---- custom fields ----
+
+    /// `GET /v2/custom_fields` (listCustomFields).
+    pub async fn list_custom_fields(
+        &self,
+        page: &PageParams,
+    ) -> Result<Page<CustomField>, ClientError> {
+        self.json(
+            "listCustomFields",
+            Method::GET,
+            &["custom_fields"],
+            &page_query(page),
+            None,
+        )
+        .await
+    }
+
+    /// `GET /v2/custom_fields/{id}` (showCustomField).
+    pub async fn get_custom_field(&self, id: &str) -> Result<CustomField, ClientError> {
+        self.json(
+            "showCustomField",
+            Method::GET,
+            &["custom_fields", id],
+            &Query::new(),
+            None,
+        )
+        .await
+    }
+
+    /// `POST /v2/custom_fields` (createCustomField).
+    pub async fn create_custom_field(
+        &self,
+        field: &NewCustomField,
+    ) -> Result<CustomField, ClientError> {
+        self.json(
+            "createCustomField",
+            Method::POST,
+            &["custom_fields"],
+            &Query::new(),
+            Some(field),
+        )
+        .await
+    }
+
+    /// `PATCH /v2/custom_fields/{id}` (updateCustomField).
+    pub async fn update_custom_field(
+        &self,
+        id: &str,
+        patch: &CustomFieldPatch,
+    ) -> Result<CustomField, ClientError> {
+        self.json(
+            "updateCustomField",
+            Method::PATCH,
+            &["custom_fields", id],
+            &Query::new(),
+            Some(patch),
+        )
+        .await
+    }
+
+    /// `DELETE /v2/custom_fields/{id}` (deleteCustomField).
+    pub async fn delete_custom_field(&self, id: &str) -> Result<(), ClientError> {
+        self.empty(
+            "deleteCustomField",
+            Method::DELETE,
+            &["custom_fields", id],
+            &Query::new(),
+            None,
+        )
+        .await
+    }
+
+    // ---- custom field values ----
+
+    /// `GET /v2/custom_field_values` (listCustomFieldValues).
+    pub async fn list_custom_field_values(
+        &self,
+        filter: &ValueQuery,
+        page: &PageParams,
+    ) -> Result<Page<CustomFieldValue>, ClientError> {
+        let mut q = page_query(page);
+        push_opt(&mut q, "assigned_to_id", &filter.assigned_to_id);
+        push_opt(&mut q, "custom_field_id", &filter.custom_field_id);
+        self.json(
+            "listCustomFieldValues",
+            Method::GET,
+            &["custom_field_values"],
+            &q,
+            None,
+        )
+        .await
+    }
+
+    /// `PATCH /v2/custom_field_values` (updateCustomFieldValue).
+    pub async fn set_custom_field_value(
+        &self,
+        change: &ValueChange,
+    ) -> Result<CustomFieldValue, ClientError> {
+        self.json(
+            "updateCustomFieldValue",
+            Method::PATCH,
+            &["custom_field_values"],
+            &Query::new(),
+            Some(change),
+        )
+        .await
+    }
+
+    /// `DELETE /v2/custom_field_values` (deleteCustomFieldValue), parameters in the body.
+    pub async fn delete_custom_field_value(&self, change: &ValueChange) -> Result<(), ClientError> {
+        self.empty(
+            "deleteCustomFieldValue",
+            Method::DELETE,
+            &["custom_field_values"],
+            &Query::new(),
+            Some(change),
+        )
+        .await
+    }
+
+    // ---- devices ----
+
+    /// `GET /v2/devices` (listDevices).
+    pub async fn list_devices(
+        &self,
+        filter: &DeviceQuery,
+        page: &PageParams,
+    ) -> Result<Page<Device>, ClientError> {
+        let mut q = page_query(page);
+        push_opt(&mut q, "group_id", &filter.group_id);
+        push_opt(&mut q, "ancestor_group_id", &filter.ancestor_group_id);
+        push_opt(&mut q, "tag_id", &filter.tag_id);
+        push_opt(&mut q, "hostname", &filter.hostname);
+        push_opt(&mut q, "serial_number", &filter.serial_number);
+        filter.include.push_query(&mut q);
+        self.json("listDevices", Method::GET, &["devices"], &q, None)
+            .await
+    }
+
+    /// `GET /v2/devices/{id}` (showDevice).
+    pub async fn get_device(
+        &self,
+        id: &str,
+        include: &DeviceIncludes,
+    ) -> Result<Device, ClientError> {
+        let mut q = Query::new();
+        include.push_query(&mut q);
+        self.json("showDevice", Method::GET, &["devices", id], &q, None)
+            .await
+    }
+
+    /// `PATCH /v2/devices/{id}` (updateDevice).
+    pub async fn update_device(
+        &self,
+        id: &str,
+        patch: &DevicePatch,
+    ) -> Result<Device, ClientError> {
+        self.json(
+            "updateDevice",
+            Method::PATCH,
+            &["devices", id],
+            &Query::new(),
+            Some(patch),
+        )
+        .await
+    }
+
+    /// `DELETE /v2/devices/{id}` (deleteDevice).
+    pub async fn delete_device(&self, id: &str) -> Result<(), ClientError> {
+        self.empty(
+            "deleteDevice",
+            Method::DELETE,
+            &["devices", id],
+            &Query::new(),
+            None,
+        )
+        .await
+    }
+
+    // ---- groups ----
+
+    /// `GET /v2/groups` (listGroups); `parent_id` `Some("null")` lists root groups.
+    pub async fn list_groups(
+        &self,
+        parent_id: Option<&str>,
+        page: &PageParams,
+    ) -> Result<Page<Group>, ClientError> {
+        let mut q = page_query(page);
+        if let Some(parent) = parent_id {
+            q.push(("parent_id", parent.to_owned()));
+        }
+        self.json("listGroups", Method::GET, &["groups"], &q, None)
+            .await
+    }
+
+    /// `GET /v2/groups/{id}` (showGroup).
+    pub async fn get_group(&self, id: &str) -> Result<Group, ClientError> {
+        self.json(
+            "showGroup",
+            Method::GET,
+            &["groups", id],
+            &Query::new(),
+            None,
+        )
+        .await
+    }
+
+    /// `POST /v2/groups` (createGroup).
+    pub async fn create_group(&self, group: &NewGroup) -> Result<Group, ClientError> {
+        self.json(
+            "createGroup",
+            Method::POST,
+            &["groups"],
+            &Query::new(),
+            Some(group),
+        )
+        .await
+    }
+
+    /// `PATCH /v2/groups/{id}` (updateGroup).
+    pub async fn update_group(&self, id: &str, patch: &GroupPatch) -> Result<Group, ClientError> {
+        self.json(
+            "updateGroup",
+            Method::PATCH,
+            &["groups", id],
+            &Query::new(),
+            Some(patch),
+        )
+        .await
+    }
+
+    /// `DELETE /v2/groups/{id}` (deleteGroup).
+    pub async fn delete_group(&self, id: &str) -> Result<(), ClientError> {
+        self.empty(
+            "deleteGroup",
+            Method::DELETE,
+            &["groups", id],
+            &Query::new(),
+            None,
+        )
+        .await
+    }
+
+    /// `POST /v2/groups/{id}/devices` (assignGroupDevices).
+    pub async fn assign_group_devices(&self, id: &str, ids: &DeviceIds) -> Result<(), ClientError> {
+        self.empty(
+            "assignGroupDevices",
+            Method::POST,
+            &["groups", id, "devices"],
+            &Query::new(),
+            Some(ids),
+        )
+        .await
+    }
+
+    /// `DELETE /v2/groups/{id}/devices` (removeGroupDevices).
+    pub async fn remove_group_devices(&self, id: &str, ids: &DeviceIds) -> Result<(), ClientError> {
+        self.empty(
+            "removeGroupDevices",
+            Method::DELETE,
+            &["groups", id, "devices"],
+            &Query::new(),
+            Some(ids),
+        )
+        .await
+    }
+
+    // ---- tags ----
+
+    /// `GET /v2/tags` (listTags).
+    pub async fn list_tags(
+        &self,
+        device_id: Option<&str>,
+        page: &PageParams,
+    ) -> Result<Page<Tag>, ClientError> {
+        let mut q = page_query(page);
+        if let Some(device) = device_id {
+            q.push(("device_id", device.to_owned()));
+        }
+        self.json("listTags", Method::GET, &["tags"], &q, None)
+            .await
+    }
+
+    /// `GET /v2/tags/{id}` (showTag).
+    pub async fn get_tag(&self, id: &str) -> Result<Tag, ClientError> {
+        self.json("showTag", Method::GET, &["tags", id], &Query::new(), None)
+            .await
+    }
+
+    /// `POST /v2/tags` (createTag).
+    pub async fn create_tag(&self, name: &TagName) -> Result<Tag, ClientError> {
+        self.json(
+            "createTag",
+            Method::POST,
+            &["tags"],
+            &Query::new(),
+            Some(name),
+        )
+        .await
+    }
+
+    /// `PATCH /v2/tags/{id}` (updateTag).
+    pub async fn update_tag(&self, id: &str, name: &TagName) -> Result<Tag, ClientError> {
+        self.json(
+            "updateTag",
+            Method::PATCH,
+            &["tags", id],
+            &Query::new(),
+            Some(name),
+        )
+        .await
+    }
+
+    /// `DELETE /v2/tags/{id}` (deleteTag).
+    pub async fn delete_tag(&self, id: &str) -> Result<(), ClientError> {
+        self.empty(
+            "deleteTag",
+            Method::DELETE,
+            &["tags", id],
+            &Query::new(),
+            None,
+        )
+        .await
+    }
+
+    /// `POST /v2/tags/{id}/devices` (tagDevices).
+    pub async fn tag_devices(&self, id: &str, ids: &DeviceIds) -> Result<Tag, ClientError> {
+        self.json(
+            "tagDevices",
+            Method::POST,
+            &["tags", id, "devices"],
+            &Query::new(),
+            Some(ids),
+        )
+        .await
+    }
+
+    /// `DELETE /v2/tags/{id}/devices` (removeTagFromDevices).
+    pub async fn untag_devices(&self, id: &str, ids: &DeviceIds) -> Result<(), ClientError> {
+        self.empty(
+            "removeTagFromDevices",
+            Method::DELETE,
+            &["tags", id, "devices"],
+            &Query::new(),
+            Some(ids),
+        )
+        .await
+    }
+
+    // ---- automations ----
+
+    /// `POST /v2/automations/webhooks/{token}` (triggerWebhook). `body` must be a JSON object.
+    pub async fn trigger_webhook(
+        &self,
+        token: &str,
+        body: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<TriggerResponse, ClientError> {
+        let bytes = self
+            .send(
+                "triggerWebhook",
+                Method::POST,
+                &["automations", "webhooks", token],
+                &Query::new(),
+                Some(body),
+            )
+            .await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(TriggerResponse::default());
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            operation: "triggerWebhook",
+            message: e.to_string(),
+        })
+    }
+}
+
+fn describe_transport(e: &reqwest::Error) -> String {
+    // reqwest's Display includes the URL but never headers, so the key cannot leak here.
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut message = format!("{kind}: {e}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+/// Object-safe JSON encoding, so `send` is not generic over every body type.
+mod erased {
+    pub trait Body {
+        fn to_json(&self) -> serde_json::Result<Vec<u8>>;
+    }
+    impl<T: serde::Serialize> Body for T {
+        fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+            serde_json::to_vec(self)
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! A Level API simulator: a real HTTP server on loopback that answers the 30
+//! operations of Level's v2 API the way Level does (reference §11): the raw
+//! key in `Authorization`, a read-write and a read-only key, cursor paging
+//! with limits 1 to 100, bare objects on show, `{"error": ...}` bodies with
+//! 400/401/403/404/422, and a per-key rate limit answered with 429 and
+//! `Retry-After`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), level_sim::SimError> {
+//! use level_sim::{SimConfig, Simulator};
+//! let sim = Simulator::start(SimConfig::default(), Simulator::seeded()).await?;
+//! println!("Level simulator on {} (key {})", sim.base_url(), sim.read_write_key());
+//! # Ok(()) }
+//! ```
+
+pub mod events;
+mod http;
+pub mod seed;
+pub mod tenant;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand::distr::{Alphanumeric, SampleString};
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use self::events::{Delivery, WebhookTarget};
+pub use self::tenant::{Fixture, SimError, Tenant};
+
+/// How many requests a key may make per window before it gets 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per window (the bucket's size).
+    pub requests: u32,
+    /// The window over which the bucket refills completely.
+    pub per: Duration,
+}
+
+impl RateLimit {
+    /// Level's measured limit: about 100 requests a minute (reference §4).
+    pub const LEVEL: RateLimit = RateLimit {
+        requests: 100,
+        per: Duration::from_secs(60),
+    };
+}
+
+/// How the simulator behaves.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Where to listen; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// The read-and-write key.
+    pub read_write_key: String,
+    /// The read-only key: writes with it get 403.
+    pub read_only_key: String,
+    /// The per-key rate limit; `None` turns it off.
+    pub rate_limit: Option<RateLimit>,
+    /// The status of a successful create: 201, or 200.
+    pub created_status: u16,
+    /// Where to deliver Level's webhook events (alerts, devices, groups).
+    pub webhooks: Vec<WebhookTarget>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            read_write_key: random_key(),
+            read_only_key: random_key(),
+            rate_limit: Some(RateLimit::LEVEL),
+            created_status: 201,
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+/// A fresh 24-character key, like the ones Level issues.
+pub fn random_key() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 24)
+}
+
+/// A running simulator. Dropping it stops the server.
+#[derive(Debug)]
+pub struct Simulator {
+    addr: SocketAddr,
+    config: SimConfig,
+    tenant: Arc<Mutex<Tenant>>,
+    events: Arc<events::Events>,
+    rate_limited: Arc<std::sync::atomic::AtomicU64>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// The built-in organization: nested groups, 60 devices on three platforms, tags, custom fields, alerts and one automation webhook.
+    pub fn seeded() -> Tenant {
+        seed::seed(seed::DEFAULT_DEVICE_COUNT, OffsetDateTime::now_utc())
+    }
+
+    /// The built-in organization with `devices` devices.
+    pub fn seeded_with(devices: usize) -> Tenant {
+        seed::seed(devices, OffsetDateTime::now_utc())
+    }
+
+    /// Binds `config.addr` and serves `tenant` until dropped or [`Simulator::stop`]ped.
+    pub async fn start(config: SimConfig, tenant: Tenant) -> Result<Self, SimError> {
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .map_err(|e| SimError::new(0, format!("cannot listen on {}: {e}", config.addr)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| SimError::new(0, e.to_string()))?;
+        let tenant = Arc::new(Mutex::new(tenant));
+        let events = Arc::new(events::Events::new(config.webhooks.clone()));
+        let rate_limited = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let app = http::router(
+            config.clone(),
+            tenant.clone(),
+            events.clone(),
+            rate_limited.clone(),
+        );
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let server = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = server.await {
+                tracing::error!("Level simulator stopped: {e}");
+            }
+        });
+        Ok(Self {
+            addr,
+            config,
+            tenant,
+            events,
+            rate_limited,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL to give a client, such as `http://127.0.0.1:40123`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The read-and-write key.
+    pub fn read_write_key(&self) -> &str {
+        &self.config.read_write_key
+    }
+
+    /// The read-only key.
+    pub fn read_only_key(&self) -> &str {
+        &self.config.read_only_key
+    }
+
+    /// The organization as it is now, for inspection.
+    pub fn tenant(&self) -> MutexGuard<'_, Tenant> {
+        lock(&self.tenant)
+    }
+
+    /// How many requests were answered 429 so far.
+    pub fn rate_limited_count(&self) -> u64 {
+        self.rate_limited.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Every webhook delivery attempt so far.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.events.deliveries()
+    }
+
+    /// Raises an alert on a device and delivers `alert_active`, as Level does when a monitor fires.
+    pub fn raise_alert(
+        &self,
+        device_id: &str,
+        name: &str,
+        severity: &str,
+    ) -> Result<level_api::model::Alert, SimError> {
+        let alert = lock(&self.tenant).raise_alert(device_id, name, severity)?;
+        self.events.emit(
+            "alert_active",
+            serde_json::to_value(&alert).unwrap_or_default(),
+        );
+        Ok(alert)
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Locks the tenant; a panic in another request does not poison the simulator for good.
+fn lock(tenant: &Mutex<Tenant>) -> MutexGuard<'_, Tenant> {
+    tenant
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,62 @@
+//! `level:api/automations`.
+
+use super::{LevelCtx, LevelError, host_call, list_size, size};
+use crate::bindings::automations::{AutomationRun, Host, TriggerRequest};
+use levelhost_core::capability::Operation;
+use levelhost_core::gate::Facts;
+
+impl Host for LevelCtx {
+    async fn trigger_webhook(
+        &mut self,
+        token: String,
+        request: TriggerRequest,
+    ) -> Result<Vec<AutomationRun>, LevelError> {
+        let bytes = size(&[&token, request.variables.as_deref().unwrap_or_default()])
+            + list_size(&request.device_ids);
+        host_call!(self, call, Operation::TriggerWebhook, bytes, {
+            let mut body = match request
+                .variables
+                .as_deref()
+                .map(serde_json::from_str::<serde_json::Value>)
+            {
+                None => serde_json::Map::new(),
+                Some(Ok(serde_json::Value::Object(map))) => map,
+                Some(Ok(_)) => {
+                    return Err(LevelError::invalid_input("variables must be a JSON object"));
+                }
+                Some(Err(e)) => {
+                    return Err(LevelError::invalid_input(format!(
+                        "variables are not valid JSON: {e}"
+                    )));
+                }
+            };
+            let devices = self.device_facts(call, &request.device_ids).await?;
+            self.require(
+                call,
+                Facts {
+                    devices,
+                    automations: vec![token.clone()],
+                    ..Facts::default()
+                },
+            )?;
+            if !request.device_ids.is_empty() {
+                body.insert("device_ids".to_owned(), request.device_ids.into());
+            }
+            // The token is a credential of its own: the plan names the webhook, not the token.
+            let plan = serde_json::json!({ "body": body });
+            let response = self
+                .write(call, plan, Default::default, |c| async move {
+                    c.trigger_webhook(&token, &body).await
+                })
+                .await?;
+            Ok(response
+                .runs
+                .into_iter()
+                .map(|r| AutomationRun {
+                    id: r.id,
+                    device_id: r.device_id,
+                })
+                .collect())
+        })
+    }
+}

@@ -1,0 +1,163 @@
+//! `level:api/custom-field-values`.
+
+use super::{Call, LevelCtx, LevelError, host_call, page, page_size, size};
+use crate::bindings::custom_field_values::{
+    CustomFieldValue, CustomFieldValuePage, Host, ValueAssignment, ValueFilter, ValueRemoval,
+};
+use crate::bindings::types::PageRequest;
+use level_api::{ValueQuery, model};
+use levelhost_core::capability::Operation;
+use levelhost_core::gate::Facts;
+
+impl LevelCtx {
+    /// What a value call touches: the field, and the device, group or organization it is set on.
+    async fn value_facts(
+        &mut self,
+        call: &mut Call,
+        field_id: Option<&str>,
+        target: Option<&str>,
+    ) -> Result<Facts, LevelError> {
+        let mut facts = Facts::default();
+        if let Some(field) = field_id {
+            facts
+                .custom_fields
+                .extend(self.field_name(call, field).await?);
+            facts.others.push(field.to_owned());
+        }
+        match target {
+            None => facts.organization = true,
+            // An in-scope group id is a group; anything else is looked up as a device,
+            // so an out-of-scope group is refused as an unknown or out-of-scope device.
+            Some(id)
+                if self
+                    .gate
+                    .scopes()
+                    .group_ids
+                    .as_ref()
+                    .is_some_and(|g| g.contains(id)) =>
+            {
+                facts.groups.push(id.to_owned());
+            }
+            Some(id) => {
+                let group = self.device_group(call, id).await?;
+                facts.devices.push((id.to_owned(), group));
+            }
+        }
+        Ok(facts)
+    }
+}
+
+impl Host for LevelCtx {
+    async fn list_values(
+        &mut self,
+        filter: ValueFilter,
+        p: PageRequest,
+    ) -> Result<CustomFieldValuePage, LevelError> {
+        let bytes = page_size(&p)
+            + size(&[
+                filter.assigned_to_id.as_deref().unwrap_or_default(),
+                filter.custom_field_id.as_deref().unwrap_or_default(),
+            ]);
+        host_call!(self, call, Operation::ListValues, bytes, {
+            let facts = self
+                .value_facts(
+                    call,
+                    filter.custom_field_id.as_deref(),
+                    filter.assigned_to_id.as_deref(),
+                )
+                .await?;
+            self.require(call, facts)?;
+            let query = ValueQuery {
+                assigned_to_id: filter.assigned_to_id,
+                custom_field_id: filter.custom_field_id,
+            };
+            let page = self
+                .filtered_page(
+                    call,
+                    page(&p),
+                    |v: &model::CustomFieldValue| v.custom_field_id.clone(),
+                    |gate, v| gate.field_in_scope(&v.custom_field_name),
+                    |c, pp| {
+                        let query = query.clone();
+                        async move { c.list_custom_field_values(&query, &pp).await }
+                    },
+                )
+                .await?;
+            Ok(CustomFieldValuePage {
+                items: page.data.into_iter().map(value).collect(),
+                has_more: page.has_more,
+            })
+        })
+    }
+
+    async fn set_value(&mut self, v: ValueAssignment) -> Result<CustomFieldValue, LevelError> {
+        let bytes = size(&[
+            &v.custom_field_id,
+            v.assigned_to_id.as_deref().unwrap_or_default(),
+            &v.value,
+        ]);
+        host_call!(self, call, Operation::SetValue, bytes, {
+            let facts = self
+                .value_facts(call, Some(&v.custom_field_id), v.assigned_to_id.as_deref())
+                .await?;
+            self.require(call, facts)?;
+            let body = model::ValueChange {
+                custom_field_id: v.custom_field_id,
+                assigned_to_id: v.assigned_to_id,
+                value: Some(v.value),
+                force: v.force,
+            };
+            let planned = model::CustomFieldValue {
+                custom_field_id: body.custom_field_id.clone(),
+                custom_field_name: String::new(),
+                assigned_to_id: body.assigned_to_id.clone(),
+                value: body.value.clone(),
+            };
+            let request = serde_json::to_value(&body).unwrap_or_default();
+            self.write(
+                call,
+                request,
+                || planned,
+                |c| async move { c.set_custom_field_value(&body).await },
+            )
+            .await
+            .map(value)
+        })
+    }
+
+    async fn remove_value(&mut self, v: ValueRemoval) -> Result<(), LevelError> {
+        let bytes = size(&[
+            &v.custom_field_id,
+            v.assigned_to_id.as_deref().unwrap_or_default(),
+        ]);
+        host_call!(self, call, Operation::RemoveValue, bytes, {
+            let facts = self
+                .value_facts(call, Some(&v.custom_field_id), v.assigned_to_id.as_deref())
+                .await?;
+            self.require(call, facts)?;
+            let body = model::ValueChange {
+                custom_field_id: v.custom_field_id,
+                assigned_to_id: v.assigned_to_id,
+                value: None,
+                force: v.force,
+            };
+            let request = serde_json::to_value(&body).unwrap_or_default();
+            self.write(
+                call,
+                request,
+                || (),
+                |c| async move { c.delete_custom_field_value(&body).await },
+            )
+            .await
+        })
+    }
+}
+
+fn value(v: model::CustomFieldValue) -> CustomFieldValue {
+    CustomFieldValue {
+        custom_field_id: v.custom_field_id,
+        custom_field_name: v.custom_field_name,
+        assigned_to_id: v.assigned_to_id,
+        value: v.value,
+    }
+}

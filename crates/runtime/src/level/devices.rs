@@ -1,0 +1,332 @@
+//! `level:api/devices`.
+
+use super::{LevelCtx, LevelError, host_call, page, page_size, size};
+use crate::bindings::devices::{
+    Cpu, Device, DeviceFilter, DeviceInclude, DevicePage, DeviceUpdate, Disk, DiskPartition,
+    GroupChange, GroupFilter, Host, MemoryModule, Motherboard, NetworkInterface, OperatingSystem,
+    Platform, Role, Security,
+};
+use crate::bindings::types::{Id, PageRequest};
+use level_api::{DeviceIncludes, DeviceQuery, model};
+use levelhost_core::capability::Operation;
+use levelhost_core::gate::Facts;
+
+impl Host for LevelCtx {
+    async fn list_devices(
+        &mut self,
+        filter: DeviceFilter,
+        sections: DeviceInclude,
+        p: PageRequest,
+    ) -> Result<DevicePage, LevelError> {
+        let bytes = page_size(&p)
+            + size(&[
+                filter.tag_id.as_deref().unwrap_or_default(),
+                filter.hostname.as_deref().unwrap_or_default(),
+                filter.serial_number.as_deref().unwrap_or_default(),
+            ]);
+        host_call!(self, call, Operation::ListDevices, bytes, {
+            let mut query = DeviceQuery {
+                tag_id: filter.tag_id,
+                hostname: filter.hostname,
+                serial_number: filter.serial_number,
+                include: includes(sections),
+                ..DeviceQuery::default()
+            };
+            match filter.group {
+                Some(GroupFilter::Direct(id)) => {
+                    self.require(
+                        call,
+                        Facts {
+                            groups: vec![id.clone()],
+                            ..Facts::default()
+                        },
+                    )?;
+                    query.group_id = Some(id);
+                }
+                Some(GroupFilter::Subtree(id)) => {
+                    self.require(
+                        call,
+                        Facts {
+                            groups: vec![id.clone()],
+                            ..Facts::default()
+                        },
+                    )?;
+                    query.ancestor_group_id = Some(id);
+                }
+                Some(GroupFilter::Ungrouped) => query.group_id = Some("null".to_owned()),
+                None => {
+                    // One scope root: let Level do the filtering.
+                    if let [root] = self.gate.scopes().group_roots.as_slice() {
+                        query.ancestor_group_id = Some(root.clone());
+                    }
+                }
+            }
+            let page = self
+                .filtered_page(
+                    call,
+                    page(&p),
+                    |d: &model::Device| d.id.clone(),
+                    |gate, d| gate.device_in_scope(d.group_id.as_deref()),
+                    |c, pp| {
+                        let query = query.clone();
+                        async move { c.list_devices(&query, &pp).await }
+                    },
+                )
+                .await?;
+            Ok(DevicePage {
+                items: page.data.into_iter().map(device).collect(),
+                has_more: page.has_more,
+            })
+        })
+    }
+
+    async fn get_device(&mut self, id: Id, sections: DeviceInclude) -> Result<Device, LevelError> {
+        host_call!(self, call, Operation::GetDevice, id.len(), {
+            let include = includes(sections);
+            let found = self
+                .fetch(call, |c| async move { c.get_device(&id, &include).await })
+                .await?;
+            self.require(
+                call,
+                Facts {
+                    devices: vec![(found.id.clone(), found.group_id.clone())],
+                    ..Facts::default()
+                },
+            )?;
+            Ok(device(found))
+        })
+    }
+
+    async fn update_device(&mut self, id: Id, update: DeviceUpdate) -> Result<Device, LevelError> {
+        let bytes = id.len()
+            + size(&[
+                update.name.as_deref().unwrap_or_default(),
+                update.notes.as_deref().unwrap_or_default(),
+            ]);
+        host_call!(self, call, Operation::UpdateDevice, bytes, {
+            let mut facts = Facts {
+                devices: self.device_facts(call, std::slice::from_ref(&id)).await?,
+                ..Facts::default()
+            };
+            match &update.group {
+                Some(GroupChange::MoveTo(group)) => facts.groups.push(group.clone()),
+                Some(GroupChange::Ungroup) => facts.organization = true,
+                None => {}
+            }
+            self.require(call, facts)?;
+            let body = model::DevicePatch {
+                name: update.name,
+                notes: update.notes,
+                group_id: update.group.map(|g| match g {
+                    GroupChange::MoveTo(id) => Some(id),
+                    GroupChange::Ungroup => None,
+                }),
+            };
+            let moved = body.group_id.clone().map(|g| (id.clone(), g));
+            // In a dry run the plugin gets the device as it would be after the change.
+            let planned = if self.plans_writes() {
+                let current_id = id.clone();
+                let current = self
+                    .fetch(call, |c| async move {
+                        c.get_device(&current_id, &Default::default()).await
+                    })
+                    .await?;
+                Some(device(apply_patch(current, &body)))
+            } else {
+                None
+            };
+            let request = serde_json::to_value(&body).unwrap_or_default();
+            let updated = self
+                .write(
+                    call,
+                    request,
+                    move || planned.unwrap_or_else(|| device(model::Device::default())),
+                    |c| async move { c.update_device(&id, &body).await.map(device) },
+                )
+                .await?;
+            if let (Some((id, group)), false) = (moved, self.plans_writes()) {
+                self.forget_device(&id, group);
+            }
+            Ok(updated)
+        })
+    }
+
+    async fn delete_device(&mut self, id: Id) -> Result<(), LevelError> {
+        host_call!(self, call, Operation::DeleteDevice, id.len(), {
+            let devices = self.device_facts(call, std::slice::from_ref(&id)).await?;
+            self.require(
+                call,
+                Facts {
+                    devices,
+                    ..Facts::default()
+                },
+            )?;
+            self.write(
+                call,
+                serde_json::json!({ "id": id }),
+                || (),
+                |c| async move { c.delete_device(&id).await },
+            )
+            .await
+        })
+    }
+}
+
+fn apply_patch(mut d: model::Device, patch: &model::DevicePatch) -> model::Device {
+    if let Some(name) = &patch.name {
+        d.nickname = Some(name.clone());
+    }
+    if let Some(notes) = &patch.notes {
+        d.notes = Some(notes.clone());
+    }
+    if let Some(group) = &patch.group_id {
+        d.group_id = group.clone();
+        d.group_name = None;
+    }
+    d
+}
+
+fn includes(f: DeviceInclude) -> DeviceIncludes {
+    DeviceIncludes {
+        operating_system: f.contains(DeviceInclude::OPERATING_SYSTEM),
+        cpus: f.contains(DeviceInclude::CPUS),
+        memory: f.contains(DeviceInclude::MEMORY),
+        disks: f.contains(DeviceInclude::DISKS),
+        disk_partitions: f.contains(DeviceInclude::DISK_PARTITIONS),
+        network_interfaces: f.contains(DeviceInclude::NETWORK_INTERFACES),
+        motherboard: f.contains(DeviceInclude::MOTHERBOARD),
+        security: f.contains(DeviceInclude::SECURITY),
+    }
+}
+
+fn device(d: model::Device) -> Device {
+    Device {
+        id: d.id,
+        hostname: d.hostname,
+        nickname: d.nickname,
+        role: d.role.map(|r| match r.as_str() {
+            "workstation" => Role::Workstation,
+            "server" => Role::Server,
+            "domain_controller" => Role::DomainController,
+            _ => Role::Other(r),
+        }),
+        group_id: d.group_id,
+        group_name: d.group_name,
+        tags: d.tags,
+        flag: d.flag,
+        maintenance_mode: d.maintenance_mode,
+        online: d.online,
+        notes: d.notes,
+        manufacturer: d.manufacturer,
+        model: d.model,
+        architecture: d.architecture,
+        serial_number: d.serial_number,
+        total_memory: d.total_memory,
+        memory_slots: d.memory_slots,
+        cpu_cores: d.cpu_cores,
+        last_logged_in_user: d.last_logged_in_user,
+        last_reboot_time: d.last_reboot_time,
+        last_seen_at: d.last_seen_at,
+        city: d.city,
+        country: d.country,
+        security_score: d.security_score,
+        platform: d.platform.map(|p| match p.as_str() {
+            "Windows" => Platform::Windows,
+            "Mac" => Platform::Mac,
+            "Linux" => Platform::Linux,
+            _ => Platform::Other(p),
+        }),
+        public_ip_address: d.public_ip_address,
+        private_ip_addresses: d.private_ip_addresses,
+        operating_system: d.operating_system.map(|o| OperatingSystem {
+            full_operating_system: o.full_operating_system,
+            major_version: o.major_version,
+            minor_version: o.minor_version,
+            architecture: o.architecture,
+            install_date: o.install_date,
+            end_of_life: o.end_of_life,
+        }),
+        cpus: d.cpus.map(|v| {
+            v.into_iter()
+                .map(|c| Cpu {
+                    model: c.model,
+                    clock_speed: c.clock_speed,
+                    cores: c.cores,
+                })
+                .collect()
+        }),
+        memory: d.memory.map(|v| {
+            v.into_iter()
+                .map(|m| MemoryModule {
+                    location: m.location,
+                    manufacturer: m.manufacturer,
+                    memory_type: m.memory_type,
+                    clock_speed: m.clock_speed,
+                    size: m.size,
+                    serial_number: m.serial_number,
+                    part_number: m.part_number,
+                    form_factor: m.form_factor,
+                })
+                .collect()
+        }),
+        disks: d.disks.map(|v| {
+            v.into_iter()
+                .map(|k| Disk {
+                    model: k.model,
+                    disk_type: k.disk_type,
+                    serial_number: k.serial_number,
+                    size: k.size,
+                })
+                .collect()
+        }),
+        disk_partitions: d.disk_partitions.map(|v| {
+            v.into_iter()
+                .map(|p| DiskPartition {
+                    label: p.label,
+                    mount_point: p.mount_point,
+                    encrypted: p.encrypted,
+                    primary: p.primary,
+                    size: p.size,
+                    free_space: p.free_space,
+                    file_system: p.file_system,
+                })
+                .collect()
+        }),
+        network_interfaces: d.network_interfaces.map(|v| {
+            v.into_iter()
+                .map(|n| NetworkInterface {
+                    description: n.description,
+                    interface: n.interface,
+                    label: n.label,
+                    mac_address: n.mac_address,
+                    ip_addresses: n.ip_addresses,
+                    gateway: n.gateway,
+                    domain: n.domain,
+                    dhcp_server: n.dhcp_server,
+                    dns_servers: n.dns_servers,
+                })
+                .collect()
+        }),
+        motherboard: d.motherboard.map(|m| Motherboard {
+            manufacturer: m.manufacturer,
+            model: m.model,
+            bios_version: m.bios_version,
+        }),
+        security: d.security.map(|s| Security {
+            score: s.score,
+            risk: s.risk,
+            patch_compliance: s.patch_compliance,
+            patch_security_risk: s.patch_security_risk,
+            os_end_of_life: s.os_end_of_life,
+            primary_partition_encrypted: s.primary_partition_encrypted,
+            firewall_provider: s.firewall_provider,
+            firewall_enabled: s.firewall_enabled,
+            firewall_status: s.firewall_status,
+            antivirus_provider: s.antivirus_provider,
+            antivirus_status: s.antivirus_status,
+            user_account_control_enabled: s.user_account_control_enabled,
+            auto_update: s.auto_update,
+            admin_accounts_count: s.admin_accounts_count,
+        }),
+    }
+}

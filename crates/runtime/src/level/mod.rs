@@ -1,0 +1,451 @@
+//! The host side of the `level:api` interfaces: one file per WIT interface.
+//!
+//! [`LevelCtx`] is the per-run state every host function works on: the
+//! plugin's Level client (which alone holds the API key), the run's [`Gate`],
+//! its audit trail, its log and, in a dry run, its plan. Every host function
+//! has the same shape, written once in [`host_call!`]: the gate admits the
+//! call (capability, argument size), the body learns the call's targets and
+//! asks the gate again (scopes, budgets), then calls Level through
+//! [`LevelCtx::fetch`] or [`LevelCtx::write`]; the outcome is audited.
+
+mod alerts;
+mod automations;
+mod custom_field_values;
+mod custom_fields;
+mod devices;
+mod error;
+mod groups;
+mod log;
+mod tags;
+mod transport;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasData, Linker};
+
+use crate::audit::{AuditLog, AuditRecord};
+use crate::bindings::types::PageRequest;
+pub use error::{LevelError, LimitExceeded, describe};
+use level_api::model::Page;
+use level_api::{ClientError, LevelClient, PageParams};
+use levelhost_core::capability::Operation;
+use levelhost_core::gate::{Facts, Gate, Refusal};
+pub use log::{LogLine, LogSink};
+use transport::Transport;
+
+/// Who is running, for the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct RunInfo {
+    /// The plugin.
+    pub plugin: String,
+    /// Its version.
+    pub version: String,
+    /// Its component's digest.
+    pub digest: String,
+    /// The run.
+    pub run_id: String,
+}
+
+/// A write a dry run would have sent.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PlanEntry {
+    /// The WIT function.
+    pub operation: String,
+    /// The objects it would change.
+    pub targets: Vec<String>,
+    /// What it would send.
+    pub request: serde_json::Value,
+}
+
+/// One host call in progress: its operation, the objects it touches, what
+/// the gate said and what Level answered. [`host_call!`] opens it and hands
+/// it to every step of the call ([`LevelCtx::require`], [`LevelCtx::fetch`],
+/// [`LevelCtx::write`] and the helpers that look things up), and
+/// [`LevelCtx::end`] consumes it and writes its audit record, so no request
+/// reaches Level outside an open call and no call ends unaudited.
+#[derive(Debug)]
+pub(crate) struct Call {
+    op: Operation,
+    started: Instant,
+    targets: Vec<String>,
+    refused: Option<String>,
+    status: Option<u16>,
+    dry_run: bool,
+}
+
+/// Per-run state of the `level:api` host functions.
+#[derive(Debug)]
+pub struct LevelCtx {
+    transport: Transport,
+    /// The run's gate.
+    pub gate: Gate,
+    run: RunInfo,
+    audit: Option<AuditLog>,
+    /// Every audited call of the run.
+    pub audit_records: Vec<AuditRecord>,
+    /// Log lines the plugin wrote.
+    pub log: LogSink,
+    /// Time spent waiting for Level.
+    pub api_time: Duration,
+    device_groups: HashMap<String, Option<String>>,
+}
+
+/// The shape of every host function: open the call, admit it, run the body
+/// with the call (named `$call` in it), and end the call, which audits it.
+/// `?` in the body returns from the body only, so the end always runs.
+macro_rules! host_call {
+    ($ctx:ident, $call:ident, $op:expr, $bytes:expr, $body:block) => {{
+        let mut open = $ctx.begin($op);
+        let result = match $ctx.admit(&mut open, $bytes) {
+            Err(e) => Err(e),
+            Ok(()) => {
+                let $call = &mut open;
+                async { $body }.await
+            }
+        };
+        $ctx.end(open, result)
+    }};
+}
+pub(crate) use host_call;
+
+/// The bytes of string data in a call's arguments.
+pub(crate) fn size(parts: &[&str]) -> usize {
+    parts.iter().map(|p| p.len()).sum()
+}
+
+/// The bytes of a list of ids.
+pub(crate) fn list_size(ids: &[String]) -> usize {
+    ids.iter().map(String::len).sum::<usize>() + ids.len()
+}
+
+impl LevelCtx {
+    /// A context whose calls go through `client` and `gate`.
+    pub fn new(
+        client: LevelClient,
+        gate: Gate,
+        run: RunInfo,
+        audit: Option<AuditLog>,
+        log: LogSink,
+        dry_run: bool,
+    ) -> Self {
+        Self {
+            transport: Transport::new(client, dry_run),
+            gate,
+            run,
+            audit,
+            audit_records: Vec::new(),
+            log,
+            api_time: Duration::ZERO,
+            device_groups: HashMap::new(),
+        }
+    }
+
+    /// Whether this run plans its writes instead of sending them.
+    fn plans_writes(&self) -> bool {
+        self.transport.plans_writes()
+    }
+
+    /// The writes a dry run planned (none in a live run).
+    pub fn take_plan(&mut self) -> Vec<PlanEntry> {
+        self.transport.take_plan()
+    }
+
+    fn begin(&self, op: Operation) -> Call {
+        Call {
+            op,
+            started: Instant::now(),
+            targets: Vec::new(),
+            refused: None,
+            status: None,
+            dry_run: false,
+        }
+    }
+
+    fn admit(&mut self, call: &mut Call, arg_bytes: usize) -> Result<(), LevelError> {
+        self.gate
+            .admit(call.op, arg_bytes)
+            .map_err(|r| refuse(call, r))
+    }
+
+    /// Asks the gate about the call's targets: scopes, then budgets.
+    fn require(&mut self, call: &mut Call, facts: Facts) -> Result<(), LevelError> {
+        call.targets.extend(facts.targets());
+        self.gate
+            .authorize(call.op, &facts)
+            .map_err(|r| refuse(call, r))
+    }
+
+    fn end<T>(&mut self, current: Call, result: Result<T, LevelError>) -> Result<T, LevelError> {
+        let reason = current.refused.clone().or_else(|| match &result {
+            Err(LevelError::Guest(e)) => Some(describe(e)),
+            Err(LevelError::Trap(e)) => Some(format!("{e:#}")),
+            Ok(_) => None,
+        });
+        let mut targets = current.targets;
+        targets.dedup();
+        let record = self.record(
+            current.op.name(),
+            targets,
+            reason,
+            current.started.elapsed(),
+        );
+        let record = AuditRecord {
+            allowed: current.refused.is_none(),
+            upstream_status: current.status,
+            dry_run: current.dry_run,
+            ..record
+        };
+        if let Err(e) = self.append(record) {
+            // An audit that cannot be written stops the run: nothing goes unrecorded.
+            return Err(LevelError::Trap(wasmtime::Error::msg(
+                levelhost_core::Chain(&e).to_string(),
+            )));
+        }
+        result
+    }
+
+    /// An audit record of this run, allowed, with no upstream status and not a dry-run write.
+    fn record(
+        &self,
+        operation: String,
+        targets: Vec<String>,
+        reason: Option<String>,
+        took: Duration,
+    ) -> AuditRecord {
+        AuditRecord {
+            time: level_api::clock::timestamp(time::OffsetDateTime::now_utc()),
+            plugin: self.run.plugin.clone(),
+            version: self.run.version.clone(),
+            digest: self.run.digest.clone(),
+            run_id: self.run.run_id.clone(),
+            operation,
+            targets,
+            allowed: true,
+            reason,
+            upstream_status: None,
+            latency_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            dry_run: false,
+        }
+    }
+
+    /// Keeps a record with the run and appends it to the audit log, if there is one.
+    fn append(&mut self, record: AuditRecord) -> Result<(), crate::audit::AuditError> {
+        let written = match &self.audit {
+            Some(audit) => audit.append(&record),
+            None => Ok(()),
+        };
+        self.audit_records.push(record);
+        written
+    }
+
+    /// Audits the end of the run itself, so a run that failed without calling
+    /// Level (a loop, a memory bomb) is on record too.
+    pub fn record_run_end(&mut self, failure: Option<String>, duration: Duration) {
+        let record = self.record("run".to_owned(), Vec::new(), failure, duration);
+        if let Err(e) = self.append(record) {
+            tracing::error!("{}", levelhost_core::Chain(&e));
+        }
+    }
+
+    /// Sends one request to Level, counted against the run's call budget.
+    async fn fetch<T, F>(
+        &mut self,
+        call: &mut Call,
+        f: impl FnOnce(LevelClient) -> F,
+    ) -> Result<T, LevelError>
+    where
+        F: Future<Output = Result<T, ClientError>>,
+    {
+        self.gate.spend_call().map_err(|r| refuse(call, r))?;
+        let started = Instant::now();
+        let result = self.transport.send(f).await;
+        self.api_time += started.elapsed();
+        call.status = Some(match &result {
+            Ok(_) => 200,
+            Err(e) => e.status().unwrap_or(0),
+        });
+        result.map_err(LevelError::from)
+    }
+
+    /// Sends a write, or in a dry run records it in the plan and returns `planned` instead.
+    async fn write<T, F>(
+        &mut self,
+        call: &mut Call,
+        request: serde_json::Value,
+        planned: impl FnOnce() -> T,
+        f: impl FnOnce(LevelClient) -> F,
+    ) -> Result<T, LevelError>
+    where
+        F: Future<Output = Result<T, ClientError>>,
+    {
+        if self.transport.plans_writes() {
+            call.dry_run = true;
+            self.transport.plan(PlanEntry {
+                operation: call.op.name(),
+                targets: call.targets.clone(),
+                request,
+            });
+            return Ok(planned());
+        }
+        self.fetch(call, f).await
+    }
+
+    /// The group a device is in, looked up once per run (only when the grant has group scopes).
+    async fn device_group(
+        &mut self,
+        call: &mut Call,
+        id: &str,
+    ) -> Result<Option<String>, LevelError> {
+        if self.gate.scopes().group_ids.is_none() {
+            return Ok(None);
+        }
+        if let Some(group) = self.device_groups.get(id) {
+            return Ok(group.clone());
+        }
+        let id_owned = id.to_owned();
+        let device = self
+            .fetch(call, |c| async move {
+                c.get_device(&id_owned, &Default::default()).await
+            })
+            .await?;
+        self.device_groups
+            .insert(id.to_owned(), device.group_id.clone());
+        Ok(device.group_id)
+    }
+
+    /// Records where a device is after this run moved it.
+    fn forget_device(&mut self, id: &str, group: Option<String>) {
+        if self.gate.scopes().group_ids.is_some() {
+            self.device_groups.insert(id.to_owned(), group);
+        }
+    }
+
+    /// `(id, group)` for each device id, for [`Facts::devices`].
+    async fn device_facts(
+        &mut self,
+        call: &mut Call,
+        ids: &[String],
+    ) -> Result<Vec<(String, Option<String>)>, LevelError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push((id.clone(), self.device_group(call, id).await?));
+        }
+        Ok(out)
+    }
+
+    /// Fetches pages until `limit` items pass `keep` or Level has no more,
+    /// so a scoped list never returns an empty page while more in-scope items exist.
+    async fn filtered_page<T, F, Fut>(
+        &mut self,
+        call: &mut Call,
+        page: PageParams,
+        id: impl Fn(&T) -> String,
+        keep: impl Fn(&Gate, &T) -> bool,
+        mut fetch: F,
+    ) -> Result<Page<T>, LevelError>
+    where
+        F: FnMut(LevelClient, PageParams) -> Fut,
+        Fut: Future<Output = Result<Page<T>, ClientError>>,
+    {
+        let limit = page.limit.unwrap_or(20).clamp(1, 100) as usize;
+        let backward = page.starting_after.is_none() && page.ending_before.is_some();
+        let mut request = page;
+        let mut kept: Vec<T> = Vec::new();
+        loop {
+            let this = request.clone();
+            let raw = self.fetch(call, |c| fetch(c, this)).await?;
+            let edge = if backward {
+                raw.data.first().map(&id)
+            } else {
+                raw.data.last().map(&id)
+            };
+            let mut visible: Vec<T> = raw
+                .data
+                .into_iter()
+                .filter(|item| keep(&self.gate, item))
+                .collect();
+            if backward {
+                visible.append(&mut kept);
+                kept = visible;
+            } else {
+                kept.append(&mut visible);
+            }
+            let more = raw.has_more;
+            if kept.len() >= limit || !more {
+                let overflow = kept.len() > limit;
+                if overflow {
+                    if backward {
+                        kept.drain(..kept.len() - limit);
+                    } else {
+                        kept.truncate(limit);
+                    }
+                }
+                return Ok(Page {
+                    data: kept,
+                    has_more: more || overflow,
+                });
+            }
+            let Some(edge) = edge else {
+                return Ok(Page {
+                    data: kept,
+                    has_more: false,
+                });
+            };
+            if backward {
+                request.ending_before = Some(edge);
+            } else {
+                request.starting_after = Some(edge);
+            }
+        }
+    }
+}
+
+/// Records a refusal on the call and turns it into the guest's error.
+fn refuse(call: &mut Call, refusal: Refusal) -> LevelError {
+    call.refused = Some(refusal.to_string());
+    match refusal {
+        Refusal::Denied { capability, reason } => LevelError::denied(capability, reason),
+        Refusal::Limit { limit, detail } => LevelError::limit(limit, detail),
+    }
+}
+
+/// The [`HasData`] marker that projects a store's data to its [`LevelCtx`].
+pub struct Level;
+
+impl HasData for Level {
+    type Data<'a> = &'a mut LevelCtx;
+}
+
+/// Links every `level:api` interface into `linker`, reading the context with `get`.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut LevelCtx,
+) -> wasmtime::Result<()> {
+    use crate::bindings::level::api;
+    api::types::add_to_linker::<T, Level>(linker, get)?;
+    api::alerts::add_to_linker::<T, Level>(linker, get)?;
+    api::custom_fields::add_to_linker::<T, Level>(linker, get)?;
+    api::custom_field_values::add_to_linker::<T, Level>(linker, get)?;
+    api::devices::add_to_linker::<T, Level>(linker, get)?;
+    api::groups::add_to_linker::<T, Level>(linker, get)?;
+    api::tags::add_to_linker::<T, Level>(linker, get)?;
+    api::automations::add_to_linker::<T, Level>(linker, get)?;
+    api::log::add_to_linker::<T, Level>(linker, get)?;
+    Ok(())
+}
+
+fn page(page: &PageRequest) -> PageParams {
+    PageParams {
+        limit: page.limit,
+        starting_after: page.starting_after.clone(),
+        ending_before: page.ending_before.clone(),
+    }
+}
+
+fn page_size(page: &PageRequest) -> usize {
+    size(&[
+        page.starting_after.as_deref().unwrap_or_default(),
+        page.ending_before.as_deref().unwrap_or_default(),
+    ])
+}

@@ -1,0 +1,235 @@
+//! `level:api/tags`.
+
+use super::{Call, LevelCtx, LevelError, host_call, list_size, page, page_size, size};
+use crate::bindings::tags::{Host, Tag, TagPage};
+use crate::bindings::types::{Id, PageRequest};
+use level_api::model::{self, DeviceIds, TagName};
+use levelhost_core::capability::Operation;
+use levelhost_core::gate::Facts;
+
+impl LevelCtx {
+    /// The tag's name, needed only when the grant limits tags.
+    async fn tag_name(&mut self, call: &mut Call, id: &str) -> Result<Option<String>, LevelError> {
+        if self.gate.scopes().tags.is_none() {
+            return Ok(None);
+        }
+        if let Some(name) = planned_tag(id) {
+            return Ok(Some(name.to_owned()));
+        }
+        let id = id.to_owned();
+        Ok(Some(
+            self.fetch(call, |c| async move { c.get_tag(&id).await })
+                .await?
+                .name,
+        ))
+    }
+
+    async fn tag_facts(
+        &mut self,
+        call: &mut Call,
+        id: &str,
+        devices: &[String],
+    ) -> Result<Facts, LevelError> {
+        Ok(Facts {
+            tags: self.tag_name(call, id).await?.into_iter().collect(),
+            devices: self.device_facts(call, devices).await?,
+            others: vec![id.to_owned()],
+            ..Facts::default()
+        })
+    }
+}
+
+impl Host for LevelCtx {
+    async fn list_tags(
+        &mut self,
+        device_id: Option<Id>,
+        p: PageRequest,
+    ) -> Result<TagPage, LevelError> {
+        let bytes = page_size(&p) + size(&[device_id.as_deref().unwrap_or_default()]);
+        host_call!(self, call, Operation::ListTags, bytes, {
+            if let Some(device) = &device_id {
+                let devices = self
+                    .device_facts(call, std::slice::from_ref(device))
+                    .await?;
+                self.require(
+                    call,
+                    Facts {
+                        devices,
+                        ..Facts::default()
+                    },
+                )?;
+            }
+            let page = self
+                .filtered_page(
+                    call,
+                    page(&p),
+                    |t: &model::Tag| t.id.clone(),
+                    |gate, t| gate.tag_in_scope(&t.name),
+                    |c, pp| {
+                        let device_id = device_id.clone();
+                        async move { c.list_tags(device_id.as_deref(), &pp).await }
+                    },
+                )
+                .await?;
+            Ok(TagPage {
+                items: page.data.into_iter().map(tag).collect(),
+                has_more: page.has_more,
+            })
+        })
+    }
+
+    async fn get_tag(&mut self, id: Id) -> Result<Tag, LevelError> {
+        host_call!(self, call, Operation::GetTag, id.len(), {
+            let found = self
+                .fetch(call, |c| async move { c.get_tag(&id).await })
+                .await?;
+            self.require(
+                call,
+                Facts {
+                    tags: vec![found.name.clone()],
+                    others: vec![found.id.clone()],
+                    ..Facts::default()
+                },
+            )?;
+            Ok(tag(found))
+        })
+    }
+
+    async fn create_tag(&mut self, name: String) -> Result<Tag, LevelError> {
+        host_call!(self, call, Operation::CreateTag, name.len(), {
+            self.require(
+                call,
+                Facts {
+                    tags: vec![name.clone()],
+                    ..Facts::default()
+                },
+            )?;
+            let body = TagName { name };
+            let planned = model::Tag {
+                id: format!("dry-run:tag:{}", body.name),
+                name: body.name.clone(),
+                device_count: 0,
+            };
+            let request = serde_json::to_value(&body).unwrap_or_default();
+            self.write(
+                call,
+                request,
+                || planned,
+                |c| async move { c.create_tag(&body).await },
+            )
+            .await
+            .map(tag)
+        })
+    }
+
+    async fn update_tag(&mut self, id: Id, name: String) -> Result<Tag, LevelError> {
+        host_call!(self, call, Operation::UpdateTag, id.len() + name.len(), {
+            let mut facts = self.tag_facts(call, &id, &[]).await?;
+            facts.tags.push(name.clone());
+            self.require(call, facts)?;
+            let body = TagName { name };
+            let planned = model::Tag {
+                id: id.clone(),
+                name: body.name.clone(),
+                device_count: 0,
+            };
+            let request = serde_json::json!({ "id": id, "name": body.name });
+            self.write(
+                call,
+                request,
+                || planned,
+                |c| async move { c.update_tag(&id, &body).await },
+            )
+            .await
+            .map(tag)
+        })
+    }
+
+    async fn delete_tag(&mut self, id: Id) -> Result<(), LevelError> {
+        host_call!(self, call, Operation::DeleteTag, id.len(), {
+            let facts = self.tag_facts(call, &id, &[]).await?;
+            self.require(call, facts)?;
+            self.write(
+                call,
+                serde_json::json!({ "id": id }),
+                || (),
+                |c| async move { c.delete_tag(&id).await },
+            )
+            .await
+        })
+    }
+
+    async fn tag_devices(&mut self, id: Id, device_ids: Vec<Id>) -> Result<Tag, LevelError> {
+        host_call!(
+            self,
+            call,
+            Operation::TagDevices,
+            id.len() + list_size(&device_ids),
+            {
+                let facts = self.tag_facts(call, &id, &device_ids).await?;
+                self.require(call, facts)?;
+                let planned = if let Some(name) = planned_tag(&id) {
+                    model::Tag {
+                        id: id.clone(),
+                        name: name.to_owned(),
+                        device_count: device_ids.len() as u32,
+                    }
+                } else if self.plans_writes() {
+                    let id = id.clone();
+                    let mut current = self
+                        .fetch(call, |c| async move { c.get_tag(&id).await })
+                        .await?;
+                    current.device_count += device_ids.len() as u32;
+                    current
+                } else {
+                    model::Tag::default()
+                };
+                let body = DeviceIds { device_ids };
+                let request = serde_json::json!({ "id": id, "device_ids": body.device_ids });
+                self.write(
+                    call,
+                    request,
+                    || planned,
+                    |c| async move { c.tag_devices(&id, &body).await },
+                )
+                .await
+                .map(tag)
+            }
+        )
+    }
+
+    async fn untag_devices(&mut self, id: Id, device_ids: Vec<Id>) -> Result<(), LevelError> {
+        host_call!(
+            self,
+            call,
+            Operation::UntagDevices,
+            id.len() + list_size(&device_ids),
+            {
+                let facts = self.tag_facts(call, &id, &device_ids).await?;
+                self.require(call, facts)?;
+                let body = DeviceIds { device_ids };
+                let request = serde_json::json!({ "id": id, "device_ids": body.device_ids });
+                self.write(
+                    call,
+                    request,
+                    || (),
+                    |c| async move { c.untag_devices(&id, &body).await },
+                )
+                .await
+            }
+        )
+    }
+}
+
+/// The name of a tag a dry run planned to create (its id is `dry-run:tag:<name>`).
+fn planned_tag(id: &str) -> Option<&str> {
+    id.strip_prefix("dry-run:tag:")
+}
+
+fn tag(t: model::Tag) -> Tag {
+    Tag {
+        id: t.id,
+        name: t.name,
+        device_count: t.device_count,
+    }
+}

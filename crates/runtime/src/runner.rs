@@ -1,0 +1,544 @@
+//! Running plugins: one fresh, sandboxed instance per run.
+//!
+//! A plugin gets no filesystem, no environment variables, no arguments, no
+//! stdin and no network: WASI is linked so that components built by any
+//! toolchain load, but every WASI capability is off. Its stdout and stderr
+//! are captured into bounded buffers. Its only way out is `level:api`,
+//! through the host's client, which holds the API key the plugin never
+//! sees, and through the run's [`Gate`], which enforces its grant.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::pipe::{ClosedInputStream, MemoryOutputPipe};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::audit::{AuditLog, AuditRecord};
+use crate::bindings::handler::{Invocation, RunError, Trigger as WitTrigger};
+use crate::engine::{self, LoadedPlugin};
+use crate::error::HostError;
+use crate::level::{self, LevelCtx, LimitExceeded, LogLine, LogSink, PlanEntry, RunInfo};
+use level_api::{LevelClient, PageParams};
+use levelhost_core::capability::{Capability, resource_of_interface};
+use levelhost_core::gate::Gate;
+use levelhost_core::grant::{self, Grant, Limits};
+
+/// What started a run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Trigger {
+    /// By hand.
+    Manual,
+    /// A schedule, at its planned time.
+    Schedule {
+        /// The planned time (ISO-8601 UTC).
+        planned: String,
+    },
+    /// A Level event.
+    Event {
+        /// The event type, such as `alert_active`.
+        event_type: String,
+    },
+}
+
+/// One run to perform.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// The input document (JSON).
+    pub input: String,
+    /// What started the run.
+    pub trigger: Trigger,
+    /// The run's id.
+    pub run_id: String,
+    /// What the plugin may do.
+    pub grant: Grant,
+    /// The plugin's version, for the audit log.
+    pub version: String,
+    /// Plan writes instead of sending them.
+    pub dry_run: bool,
+    /// Where to append audit records, if anywhere.
+    pub audit: Option<AuditLog>,
+    /// Echo the plugin's log lines to the host's log as they arrive.
+    pub echo_logs: bool,
+}
+
+impl RunRequest {
+    /// A manual run with `input`, a fresh run id and an unrestricted grant (for the simulator and tests).
+    pub fn manual(input: impl Into<String>) -> Self {
+        Self {
+            input: input.into(),
+            trigger: Trigger::Manual,
+            run_id: new_run_id(),
+            grant: Grant::unrestricted("plugin"),
+            version: "0.0.0".to_owned(),
+            dry_run: false,
+            audit: None,
+            echo_logs: false,
+        }
+    }
+}
+
+/// A new run id: time-ordered and unique.
+pub fn new_run_id() -> String {
+    let millis = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let random: u64 = rand::random();
+    format!("run_{millis:012x}{random:016x}")
+}
+
+/// Why a run did not produce output.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RunFailure {
+    /// The plugin returned an error.
+    #[error("the plugin failed: {0}")]
+    Plugin(String),
+    /// The plugin trapped (a panic, an out-of-bounds access).
+    #[error("the plugin crashed: {0}")]
+    Trap(String),
+    /// The run took longer than its time limit.
+    #[error("the run exceeded its time limit of {0:?} (limit timeout_secs)")]
+    TimedOut(Duration),
+    /// A limit of the grant was reached.
+    #[error("limit {limit} exceeded: {detail}")]
+    LimitExceeded {
+        /// The limit's name, as in the config.
+        limit: String,
+        /// What happened.
+        detail: String,
+    },
+    /// The output is not JSON.
+    #[error("the output is not valid JSON: {0}")]
+    InvalidOutput(String),
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The run's id.
+    pub run_id: String,
+    /// The plugin's name.
+    pub plugin: String,
+    /// The component's digest.
+    pub digest: String,
+    /// The output document, or why there is none.
+    pub outcome: Result<serde_json::Value, RunFailure>,
+    /// Log lines.
+    pub logs: Vec<LogLine>,
+    /// Captured stdout (lossy UTF-8).
+    pub stdout: String,
+    /// Captured stderr (lossy UTF-8).
+    pub stderr: String,
+    /// Level requests made.
+    pub api_calls: u64,
+    /// Writes made (or planned, in a dry run).
+    pub writes: u64,
+    /// The writes a dry run planned.
+    pub plan: Vec<PlanEntry>,
+    /// Every host call, as audited.
+    pub audit: Vec<AuditRecord>,
+    /// Wall-clock duration.
+    pub duration: Duration,
+}
+
+/// Memory limits that remember being hit, so the run can name the limit.
+struct Limiter {
+    inner: StoreLimits,
+    memory_exceeded: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum);
+        if !matches!(allowed, Ok(true)) {
+            self.memory_exceeded = true;
+        }
+        allowed
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+/// The data of a plugin's store: WASI (every capability off), the `level:api` context and the limits.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    level: LevelCtx,
+    limiter: Limiter,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Loads and runs plugins. One runner serves any number of plugins and runs.
+pub struct PluginRunner {
+    engine: Engine,
+    linker: Linker<HostState>,
+}
+
+impl PluginRunner {
+    /// A runner with a new engine.
+    pub fn new() -> Result<Self, HostError> {
+        Self::with_cache(None)
+    }
+
+    /// A runner whose compiled components are cached in `cache_dir`.
+    pub fn with_cache(cache_dir: Option<&std::path::Path>) -> Result<Self, HostError> {
+        Self::with_options(cache_dir, None)
+    }
+
+    /// A runner with a compile cache, instances from a pool, both, or neither.
+    pub fn with_options(
+        cache_dir: Option<&std::path::Path>,
+        pooling: Option<engine::Pooling>,
+    ) -> Result<Self, HostError> {
+        let engine = engine::new_engine(cache_dir, pooling)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| HostError::Engine(e.to_string()))?;
+        level::add_to_linker(&mut linker, |s: &mut HostState| &mut s.level)
+            .map_err(|e| HostError::Engine(e.to_string()))?;
+        Ok(Self { engine, linker })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles a component and checks it against the plugin world.
+    pub fn load(&self, name: &str, bytes: &[u8]) -> Result<LoadedPlugin, HostError> {
+        engine::load(&self.engine, &self.linker, name, bytes)
+    }
+
+    /// Reads, compiles and checks a component file.
+    pub fn load_file(&self, path: &std::path::Path) -> Result<LoadedPlugin, HostError> {
+        let bytes = std::fs::read(path).map_err(|source| HostError::ReadPlugin {
+            path: path.to_owned(),
+            source,
+        })?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        self.load(&name, &bytes)
+    }
+
+    /// Refuses a component that imports a `level:api` interface its grant gives no capability on.
+    pub fn check_imports(plugin: &LoadedPlugin, grant: &Grant) -> Result<(), HostError> {
+        for import in &plugin.imports {
+            let Some(resource) = resource_of_interface(import) else {
+                continue;
+            };
+            let covered = grant
+                .capabilities
+                .iter()
+                .any(|c: &Capability| c.resource == resource);
+            if !covered {
+                return Err(HostError::ImportNotGranted {
+                    plugin: plugin.name.clone(),
+                    import: import.clone(),
+                    needs: resource
+                        .verbs()
+                        .iter()
+                        .map(|&verb| Capability { resource, verb }.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `plugin` once, its Level calls going through `client` under `request.grant`.
+    ///
+    /// Fails before the plugin starts if the input is not JSON, a scope names
+    /// something Level does not have, or the component imports an interface
+    /// its grant does not cover. Every failure of the plugin itself is
+    /// reported in [`RunReport::outcome`].
+    pub async fn run(
+        &self,
+        plugin: &LoadedPlugin,
+        client: LevelClient,
+        request: RunRequest,
+    ) -> Result<RunReport, HostError> {
+        serde_json::from_str::<serde_json::Value>(&request.input)
+            .map_err(|e| HostError::InvalidInput(e.to_string()))?;
+        Self::check_imports(plugin, &request.grant)?;
+        let started = Instant::now();
+        let limits = request.grant.limits.clone();
+        let scopes = resolve_scopes(&client, &request.grant).await?;
+        let log_bytes = Limits::bytes(limits.max_log_kb);
+        let (mut store, stdout, stderr) = self.store(plugin, client, &request, scopes);
+
+        let invocation = Invocation {
+            input: request.input.clone(),
+            trigger: match &request.trigger {
+                Trigger::Manual => WitTrigger::Manual,
+                Trigger::Schedule { planned } => WitTrigger::Schedule(planned.clone()),
+                Trigger::Event { event_type } => WitTrigger::Event(event_type.clone()),
+            },
+            run_id: request.run_id.clone(),
+        };
+        let call = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance
+                .level_api_handler()
+                .call_run(&mut store, &invocation)
+                .await
+        };
+        // The epoch deadline stops guest code; this stops a run stuck in a slow host call.
+        let result = tokio::time::timeout(limits.timeout(), call).await;
+        let stdio_full =
+            stdout.contents().len() >= log_bytes || stderr.contents().len() >= log_bytes;
+        let memory_exceeded = store.data().limiter.memory_exceeded;
+        let outcome = match result {
+            Err(_) => Err(RunFailure::TimedOut(limits.timeout())),
+            Ok(Err(trap)) => Err(classify_trap(&trap, &limits, memory_exceeded, stdio_full)),
+            Ok(Ok(Err(err))) => Err(RunFailure::Plugin(describe_run_error(&err))),
+            Ok(Ok(Ok(output))) => parse_output(&output, Limits::bytes(limits.max_output_kb)),
+        };
+        let failure = outcome.as_ref().err().map(ToString::to_string);
+        store
+            .data_mut()
+            .level
+            .record_run_end(failure, started.elapsed());
+        if let Some(audit) = request.audit.clone() {
+            // fsync on the blocking pool, not on an async worker.
+            tokio::task::spawn_blocking(move || audit.sync()).await??;
+        }
+        let level = &mut store.data_mut().level;
+        Ok(RunReport {
+            run_id: request.run_id,
+            plugin: plugin.name.clone(),
+            digest: plugin.digest.clone(),
+            outcome,
+            logs: std::mem::take(&mut level.log.lines),
+            stdout: String::from_utf8_lossy(&stdout.contents()).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr.contents()).into_owned(),
+            api_calls: level.gate.api_calls(),
+            writes: level.gate.writes(),
+            plan: level.take_plan(),
+            audit: std::mem::take(&mut level.audit_records),
+            duration: started.elapsed(),
+        })
+    }
+
+    /// A fresh store for one run: WASI with every capability off, bounded
+    /// stdout and stderr, the `level:api` context with the run's gate, and limits.
+    fn store(
+        &self,
+        plugin: &LoadedPlugin,
+        client: LevelClient,
+        request: &RunRequest,
+        scopes: grant::ResolvedScopes,
+    ) -> (Store<HostState>, MemoryOutputPipe, MemoryOutputPipe) {
+        let limits = &request.grant.limits;
+        let log_bytes = Limits::bytes(limits.max_log_kb);
+        let stdout = MemoryOutputPipe::new(log_bytes);
+        let stderr = MemoryOutputPipe::new(log_bytes);
+        let wasi = WasiCtxBuilder::new()
+            .stdin(ClosedInputStream)
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let run = RunInfo {
+            plugin: plugin.name.clone(),
+            version: request.version.clone(),
+            digest: plugin.digest.clone(),
+            run_id: request.run_id.clone(),
+        };
+        let log = LogSink {
+            echo: request.echo_logs,
+            max_bytes: log_bytes,
+            ..LogSink::default()
+        };
+        let gate = Gate::new(request.grant.clone(), scopes);
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            level: LevelCtx::new(
+                client,
+                gate,
+                run,
+                request.audit.clone(),
+                log,
+                request.dry_run,
+            ),
+            limiter: Limiter {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(Limits::bytes(limits.memory_mb.saturating_mul(1024)))
+                    .instances(1000)
+                    .build(),
+                memory_exceeded: false,
+            },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Guest code yields to the async runtime at every epoch tick, so a busy
+        // plugin never holds a runtime thread and the time limit below can fire.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        (store, stdout, stderr)
+    }
+
+    /// Instantiates `plugin` `count` times, each in its own store as a run
+    /// would, and keeps them all alive (for measuring memory per instance).
+    pub async fn instantiate_many(
+        &self,
+        plugin: &LoadedPlugin,
+        client: &LevelClient,
+        count: usize,
+    ) -> Result<Vec<Store<HostState>>, HostError> {
+        let request = RunRequest::manual("{}");
+        let mut stores = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (mut store, _, _) = self.store(
+                plugin,
+                client.clone(),
+                &request,
+                grant::ResolvedScopes::default(),
+            );
+            plugin
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| HostError::Engine(format!("{e:#}")))?;
+            stores.push(store);
+        }
+        Ok(stores)
+    }
+}
+
+/// Makes the grant's scopes concrete: group names become the ids of their subtrees.
+pub async fn resolve_scopes(
+    client: &LevelClient,
+    grant: &Grant,
+) -> Result<grant::ResolvedScopes, HostError> {
+    let groups = if grant.scopes.groups.is_some() {
+        let mut all = Vec::new();
+        let mut page = PageParams {
+            limit: Some(100),
+            ..PageParams::default()
+        };
+        loop {
+            let batch = client
+                .list_groups(None, &page)
+                .await
+                .map_err(|e| HostError::Scope {
+                    plugin: grant.plugin.clone(),
+                    error: grant::ScopeError::Level(e.to_string()),
+                })?;
+            let last = batch.data.last().map(|g| g.id.clone());
+            all.extend(batch.data.into_iter().map(|g| (g.id, g.name, g.parent_id)));
+            match last {
+                Some(id) if batch.has_more => page.starting_after = Some(id),
+                _ => break,
+            }
+        }
+        all
+    } else {
+        Vec::new()
+    };
+    grant::resolve(&grant.scopes, &groups).map_err(|error| HostError::Scope {
+        plugin: grant.plugin.clone(),
+        error,
+    })
+}
+
+fn classify_trap(
+    trap: &wasmtime::Error,
+    limits: &Limits,
+    memory: bool,
+    stdio_full: bool,
+) -> RunFailure {
+    if let Some(limit) = trap.downcast_ref::<LimitExceeded>() {
+        return RunFailure::LimitExceeded {
+            limit: limit.limit.to_owned(),
+            detail: limit.detail.clone(),
+        };
+    }
+    match trap.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => return RunFailure::TimedOut(limits.timeout()),
+        Some(wasmtime::Trap::StackOverflow) => {
+            return RunFailure::LimitExceeded {
+                limit: "wasm stack".to_owned(),
+                detail: format!(
+                    "the plugin used more than {} bytes of stack",
+                    engine::MAX_WASM_STACK
+                ),
+            };
+        }
+        _ => {}
+    }
+    if memory {
+        return RunFailure::LimitExceeded {
+            limit: "memory_mb".to_owned(),
+            detail: format!(
+                "the plugin tried to grow its memory beyond {} MiB",
+                limits.memory_mb
+            ),
+        };
+    }
+    if stdio_full {
+        return RunFailure::LimitExceeded {
+            limit: "max_log_kb".to_owned(),
+            detail: format!(
+                "the plugin wrote more than {} KiB to stdout or stderr",
+                limits.max_log_kb
+            ),
+        };
+    }
+    RunFailure::Trap(format!("{trap:#}"))
+}
+
+fn parse_output(output: &str, limit: usize) -> Result<serde_json::Value, RunFailure> {
+    if output.len() > limit {
+        return Err(RunFailure::LimitExceeded {
+            limit: "max_output_kb".to_owned(),
+            detail: format!("the output is {} bytes; the limit is {limit}", output.len()),
+        });
+    }
+    serde_json::from_str(output).map_err(|e| RunFailure::InvalidOutput(e.to_string()))
+}
+
+/// A plugin's `run-error` in words.
+pub fn describe_run_error(err: &RunError) -> String {
+    match err {
+        RunError::InvalidInput(m) => format!("invalid input: {m}"),
+        RunError::Failed(m) => m.clone(),
+        RunError::Level(e) => format!("Level call failed: {}", level::describe(e)),
+    }
+}

@@ -1,0 +1,472 @@
+//! Durable run history in SQLite (WAL): every run, what started it, how it
+//! ended. A scheduled run is keyed by (plugin, schedule, planned time) and an
+//! event run by (plugin, event id), with unique indexes, so neither can
+//! start twice, even across a crash and restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use levelhost_runtime::runner::{RunFailure, RunReport};
+
+use crate::executor::Origin;
+
+/// The history database cannot be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("history {}", path.display())]
+pub struct HistoryError {
+    /// The database file.
+    pub path: PathBuf,
+    /// What went wrong.
+    #[source]
+    pub source: HistoryCause,
+}
+
+/// What went wrong with the history database.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryCause {
+    /// SQLite refused or failed.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// Its directory could not be made.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// How a run ended (or that it has not yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    /// Started and not finished.
+    Running,
+    /// Produced its output.
+    Ok,
+    /// Failed: its own error, a crash, or output that is not JSON.
+    Failed,
+    /// Exceeded its time limit.
+    TimedOut,
+    /// Exceeded another limit.
+    LimitExceeded,
+    /// Failed after the gate refused one of its calls.
+    Denied,
+    /// The host stopped (or crashed) while it ran.
+    Interrupted,
+    /// Not started: the previous run of the plugin was still running.
+    Skipped,
+}
+
+impl RunStatus {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Ok => "ok",
+            RunStatus::Failed => "failed",
+            RunStatus::TimedOut => "timed-out",
+            RunStatus::LimitExceeded => "limit-exceeded",
+            RunStatus::Denied => "denied",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Skipped => "skipped",
+        }
+    }
+
+    /// Every status, for parsing and help.
+    pub const ALL: [RunStatus; 8] = [
+        RunStatus::Running,
+        RunStatus::Ok,
+        RunStatus::Failed,
+        RunStatus::TimedOut,
+        RunStatus::LimitExceeded,
+        RunStatus::Denied,
+        RunStatus::Interrupted,
+        RunStatus::Skipped,
+    ];
+
+    /// The status of a finished run.
+    pub fn of(report: &RunReport) -> Self {
+        match &report.outcome {
+            Ok(_) => RunStatus::Ok,
+            Err(RunFailure::TimedOut(_)) => RunStatus::TimedOut,
+            Err(RunFailure::LimitExceeded { .. }) => RunStatus::LimitExceeded,
+            Err(_) if report.audit.iter().any(|r| !r.allowed) => RunStatus::Denied,
+            Err(_) => RunStatus::Failed,
+        }
+    }
+}
+
+impl std::str::FromStr for RunStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        RunStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown status {s:?}; one of {}",
+                    RunStatus::ALL.map(RunStatus::as_str).join(", ")
+                )
+            })
+    }
+}
+
+/// The history's columns for a run's origin.
+struct OriginColumns<'a> {
+    trigger: &'static str,
+    schedule: Option<&'a str>,
+    planned_at: Option<&'a str>,
+    event_id: Option<&'a str>,
+    event_type: Option<&'a str>,
+}
+
+impl<'a> OriginColumns<'a> {
+    fn of(origin: &'a Origin) -> Self {
+        let mut columns = Self {
+            trigger: origin.kind(),
+            schedule: None,
+            planned_at: None,
+            event_id: None,
+            event_type: None,
+        };
+        match origin {
+            Origin::Manual => {}
+            Origin::Schedule { schedule, planned } => {
+                columns.schedule = Some(schedule);
+                columns.planned_at = Some(planned);
+            }
+            Origin::Event {
+                event_id,
+                event_type,
+            } => {
+                columns.event_id = Some(event_id);
+                columns.event_type = Some(event_type);
+            }
+        }
+        columns
+    }
+}
+
+/// One run, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRow {
+    /// Run id.
+    pub id: String,
+    /// Plugin.
+    pub plugin: String,
+    /// Plugin version.
+    pub version: String,
+    /// Component digest.
+    pub digest: String,
+    /// `manual`, `schedule` or `event`.
+    pub trigger: String,
+    /// Cron pattern.
+    pub schedule: Option<String>,
+    /// Planned time.
+    pub planned_at: Option<String>,
+    /// Event id.
+    pub event_id: Option<String>,
+    /// Event type.
+    pub event_type: Option<String>,
+    /// Start.
+    pub started_at: String,
+    /// End.
+    pub ended_at: Option<String>,
+    /// Status.
+    pub status: String,
+    /// Output document.
+    pub output: Option<String>,
+    /// Error.
+    pub error: Option<String>,
+    /// Level calls made.
+    pub api_calls: i64,
+    /// Writes made.
+    pub writes: i64,
+}
+
+/// Whether a run may start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// It is recorded as running: start it.
+    Started,
+    /// The same (schedule, planned time) or event already has a run: do not start.
+    AlreadyClaimed,
+}
+
+/// The run history database.
+#[derive(Debug)]
+pub struct History {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    plugin TEXT NOT NULL,
+    version TEXT NOT NULL DEFAULT '',
+    digest TEXT NOT NULL DEFAULT '',
+    trigger TEXT NOT NULL,
+    schedule TEXT,
+    planned_at TEXT,
+    event_id TEXT,
+    event_type TEXT,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    status TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    api_calls INTEGER NOT NULL DEFAULT 0,
+    writes INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS runs_planned ON runs(plugin, schedule, planned_at) WHERE planned_at IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS runs_event ON runs(plugin, event_id) WHERE event_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_plugin ON runs(plugin, started_at);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY,
+    plugin TEXT NOT NULL,
+    event_id TEXT,
+    received_at TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+";
+
+fn now() -> String {
+    level_api::clock::timestamp(time::OffsetDateTime::now_utc())
+}
+
+impl History {
+    /// Opens (or creates) the database, in WAL mode with full sync.
+    pub fn open(path: &Path) -> Result<Self, HistoryError> {
+        let err = |e: rusqlite::Error| HistoryError {
+            path: path.to_owned(),
+            source: e.into(),
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| HistoryError {
+                path: path.to_owned(),
+                source: e.into(),
+            })?;
+        }
+        let conn = Connection::open(path).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Self {
+            path: path.to_owned(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, HistoryError> {
+        let conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&conn).map_err(|e| HistoryError {
+            path: self.path.clone(),
+            source: e.into(),
+        })
+    }
+
+    /// Records a run as running, unless its (schedule, planned time) or event already has one.
+    pub fn claim(
+        &self,
+        id: &str,
+        plugin: &str,
+        version: &str,
+        digest: &str,
+        origin: &Origin,
+    ) -> Result<Claim, HistoryError> {
+        let origin = OriginColumns::of(origin);
+        self.with(|c| {
+            let inserted = c.execute(
+                "INSERT OR IGNORE INTO runs (id, plugin, version, digest, trigger, schedule, planned_at, event_id, event_type, started_at, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'running')",
+                params![id, plugin, version, digest, origin.trigger, origin.schedule, origin.planned_at, origin.event_id, origin.event_type, now()],
+            )?;
+            Ok(if inserted == 1 { Claim::Started } else { Claim::AlreadyClaimed })
+        })
+    }
+
+    /// Records a planned run that was not started because the previous one was still running.
+    pub fn record_skip(
+        &self,
+        id: &str,
+        plugin: &str,
+        origin: &Origin,
+        why: &str,
+    ) -> Result<Claim, HistoryError> {
+        let origin = OriginColumns::of(origin);
+        self.with(|c| {
+            let at = now();
+            let inserted = c.execute(
+                "INSERT OR IGNORE INTO runs (id, plugin, trigger, schedule, planned_at, event_id, event_type, started_at, ended_at, status, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 'skipped', ?9)",
+                params![id, plugin, origin.trigger, origin.schedule, origin.planned_at, origin.event_id, origin.event_type, at, why],
+            )?;
+            Ok(if inserted == 1 { Claim::Started } else { Claim::AlreadyClaimed })
+        })
+    }
+
+    /// Records how a run ended.
+    pub fn finish(&self, id: &str, report: &RunReport) -> Result<(), HistoryError> {
+        let status = RunStatus::of(report);
+        let (output, error) = match &report.outcome {
+            Ok(out) => (Some(out.to_string()), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET ended_at = ?2, status = ?3, output = ?4, error = ?5, api_calls = ?6, writes = ?7 WHERE id = ?1",
+                params![id, now(), status.as_str(), output, error, report.api_calls as i64, report.writes as i64],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Records a run that could not start (bad input, a scope Level does not match).
+    pub fn fail(&self, id: &str, error: &str) -> Result<(), HistoryError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET ended_at = ?2, status = 'failed', error = ?3 WHERE id = ?1",
+                params![id, now(), error],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Marks every run still recorded as running as interrupted; returns how many.
+    /// Called at start-up (after a crash) and at shutdown (for runs cut off).
+    pub fn interrupt_running(&self, why: &str) -> Result<usize, HistoryError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET status = 'interrupted', ended_at = ?1, error = ?2 WHERE status = 'running'",
+                params![now(), why],
+            )
+        })
+    }
+
+    /// Marks one run as interrupted.
+    pub fn interrupt(&self, id: &str, why: &str) -> Result<(), HistoryError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET status = 'interrupted', ended_at = ?2, error = ?3 WHERE id = ?1 AND status = 'running'",
+                params![id, now(), why],
+            )
+            .map(drop)
+        })
+    }
+
+    /// The latest planned time recorded for a schedule.
+    pub fn last_planned(
+        &self,
+        plugin: &str,
+        schedule: &str,
+    ) -> Result<Option<String>, HistoryError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT max(planned_at) FROM runs WHERE plugin = ?1 AND schedule = ?2",
+                params![plugin, schedule],
+                |r| r.get::<_, Option<String>>(0),
+            )
+        })
+    }
+
+    /// Records a webhook delivery and what became of it.
+    pub fn record_delivery(
+        &self,
+        plugin: &str,
+        event_id: Option<&str>,
+        verdict: &str,
+        detail: &str,
+    ) -> Result<(), HistoryError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO deliveries (plugin, event_id, received_at, verdict, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![plugin, event_id, now(), verdict, detail],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Deliveries of a plugin: (event id, verdict, detail), oldest first.
+    pub fn deliveries(
+        &self,
+        plugin: &str,
+    ) -> Result<Vec<(Option<String>, String, String)>, HistoryError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT event_id, verdict, detail FROM deliveries WHERE plugin = ?1 ORDER BY id",
+            )?;
+            let rows =
+                stmt.query_map(params![plugin], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// Runs, newest first, optionally of one plugin and one status.
+    pub fn list(
+        &self,
+        plugin: Option<&str>,
+        status: Option<RunStatus>,
+        limit: usize,
+    ) -> Result<Vec<RunRow>, HistoryError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, plugin, version, digest, trigger, schedule, planned_at, event_id, event_type, started_at, ended_at, status, output, error, api_calls, writes
+                 FROM runs WHERE (?1 IS NULL OR plugin = ?1) AND (?2 IS NULL OR status = ?2)
+                 ORDER BY started_at DESC, rowid DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![plugin, status.map(RunStatus::as_str), limit as i64], row)?;
+            rows.collect()
+        })
+    }
+
+    /// One run.
+    pub fn get(&self, id: &str) -> Result<Option<RunRow>, HistoryError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT id, plugin, version, digest, trigger, schedule, planned_at, event_id, event_type, started_at, ended_at, status, output, error, api_calls, writes
+                 FROM runs WHERE id = ?1",
+                params![id],
+                row,
+            )
+            .optional()
+        })
+    }
+
+    /// SQLite's own integrity check: `ok` when the database is sound.
+    pub fn integrity_check(&self) -> Result<String, HistoryError> {
+        self.with(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
+    }
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: r.get(0)?,
+        plugin: r.get(1)?,
+        version: r.get(2)?,
+        digest: r.get(3)?,
+        trigger: r.get(4)?,
+        schedule: r.get(5)?,
+        planned_at: r.get(6)?,
+        event_id: r.get(7)?,
+        event_type: r.get(8)?,
+        started_at: r.get(9)?,
+        ended_at: r.get(10)?,
+        status: r.get(11)?,
+        output: r.get(12)?,
+        error: r.get(13)?,
+        api_calls: r.get(14)?,
+        writes: r.get(15)?,
+    })
+}

@@ -1,0 +1,15 @@
+//! `levelhost serve`: runs every plugin's schedules and takes Level's webhook
+//! deliveries, recording every run in the [`history`] database.
+//!
+//! [`service::Service`] is given loaded plugins ([`plugin::ServedPlugin`]);
+//! reading the configuration, verifying packages and building clients is
+//! the `levelhost` binary's work.
+
+pub mod executor;
+pub mod history;
+pub mod plugin;
+pub mod service;
+
+pub use executor::{Claimed, ExecuteError, Executor, Origin, RunOptions};
+pub use plugin::{CatchUp, Events, Overlap, Schedule, ServeOptions, ServedPlugin};
+pub use service::{Handle, ServeError, Service};

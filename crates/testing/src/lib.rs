@@ -1,0 +1,152 @@
+//! Testing plugins against the simulator, from a plugin's own test suite.
+//!
+//! Add `levelhost-testing` as a dev-dependency of the plugin, build the
+//! plugin for `wasm32-wasip2`, and run it against a fresh seeded organization:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), levelhost_testing::TestingError> {
+//! use levelhost_testing::run_on_simulator;
+//! let (report, after) = run_on_simulator(
+//!     "target/wasm32-wasip2/release/my_plugin.wasm".as_ref(),
+//!     serde_json::json!({"days": 30}),
+//!     None,
+//! )
+//! .await?;
+//! assert!(report.outcome.is_ok());
+//! assert!(after.tags.iter().any(|t| t.name == "stale"));
+//! # Ok(()) }
+//! ```
+//!
+//! [`HostCalls`] calls the host side of the `level:api` interfaces directly,
+//! with no component, so the gate and the host functions can be tested by
+//! the thousand.
+//!
+//! This crate pulls in the runtime and the simulator only: no SQLite, no
+//! OCI client, no command line.
+
+use std::path::Path;
+
+use level_api::{ApiKey, ClientConfig, ClientError, LevelClient};
+use level_sim::{Fixture, SimConfig, SimError, Simulator};
+use levelhost_core::gate::Gate;
+use levelhost_core::grant::Grant;
+use levelhost_runtime::audit::AuditRecord;
+use levelhost_runtime::error::HostError;
+use levelhost_runtime::level::{LevelCtx, LogSink, PlanEntry, RunInfo};
+use levelhost_runtime::runner::{PluginRunner, RunReport, RunRequest, resolve_scopes};
+
+pub use levelhost_runtime::runner::RunFailure;
+
+/// Why a test run could not be made (a plugin that fails is a [`RunReport`], not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum TestingError {
+    /// The plugin could not be loaded or started.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// The simulator could not start.
+    #[error("cannot start the Level simulator")]
+    Simulator(#[source] SimError),
+    /// The client of the simulator could not be built.
+    #[error("cannot build a Level client for the simulator")]
+    Client(#[source] ClientError),
+}
+
+/// Runs the component at `path` once with `input` against a fresh seeded
+/// simulator (no rate limit), under `grant` (every capability when `None`),
+/// and returns the run's report and the organization as the run left it.
+pub async fn run_on_simulator(
+    path: &Path,
+    input: serde_json::Value,
+    grant: Option<Grant>,
+) -> Result<(RunReport, Fixture), TestingError> {
+    let runner = PluginRunner::new()?;
+    let plugin = runner.load_file(path)?;
+    let config = SimConfig {
+        rate_limit: None,
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start(config, Simulator::seeded())
+        .await
+        .map_err(TestingError::Simulator)?;
+    let client = LevelClient::new(
+        ClientConfig::new(sim.base_url()),
+        ApiKey::new(sim.read_write_key()),
+    )
+    .map_err(TestingError::Client)?;
+    let request = RunRequest {
+        grant: grant.unwrap_or_else(|| Grant::unrestricted(&plugin.name)),
+        ..RunRequest::manual(input.to_string())
+    };
+    let report = runner.run(&plugin, client, request).await?;
+    let after = sim.tenant().to_fixture();
+    sim.stop().await;
+    Ok((report, after))
+}
+
+/// The host side of `level:api`, called directly (no component) against a
+/// simulator: the per-run context a plugin's calls would go through, with
+/// the gate of `grant`. Call the interfaces' `Host` traits on [`HostCalls::ctx`]:
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), levelhost_testing::TestingError> {
+/// use levelhost_runtime::bindings::tags::Host as _;
+/// use levelhost_testing::HostCalls;
+/// let grant = levelhost_core::grant::Grant::unrestricted("probe");
+/// let mut calls = HostCalls::start(grant, level_sim::Simulator::seeded(), false).await?;
+/// let created = calls.ctx.create_tag("stale".to_owned()).await;
+/// assert!(created.is_ok());
+/// assert_eq!(calls.audit().len(), 1);
+/// # Ok(()) }
+/// ```
+pub struct HostCalls {
+    /// The simulator the calls go to.
+    pub sim: Simulator,
+    /// The run's context: call `Host` trait methods on it.
+    pub ctx: LevelCtx,
+}
+
+impl HostCalls {
+    /// A context under `grant` against a new simulator holding `tenant` (no
+    /// rate limit), planning writes instead of sending them when `dry_run`.
+    pub async fn start(
+        grant: Grant,
+        tenant: level_sim::Tenant,
+        dry_run: bool,
+    ) -> Result<Self, TestingError> {
+        let config = SimConfig {
+            rate_limit: None,
+            ..SimConfig::default()
+        };
+        let sim = Simulator::start(config, tenant)
+            .await
+            .map_err(TestingError::Simulator)?;
+        let client = LevelClient::new(
+            ClientConfig::new(sim.base_url()),
+            ApiKey::new(sim.read_write_key()),
+        )
+        .map_err(TestingError::Client)?;
+        let scopes = resolve_scopes(&client, &grant).await?;
+        let run = RunInfo {
+            plugin: grant.plugin.clone(),
+            version: "0.0.0".to_owned(),
+            digest: "sha256:none".to_owned(),
+            run_id: levelhost_runtime::runner::new_run_id(),
+        };
+        let log = LogSink {
+            max_bytes: usize::MAX,
+            ..LogSink::default()
+        };
+        let ctx = LevelCtx::new(client, Gate::new(grant, scopes), run, None, log, dry_run);
+        Ok(Self { sim, ctx })
+    }
+
+    /// Every call audited so far.
+    pub fn audit(&self) -> &[AuditRecord] {
+        &self.ctx.audit_records
+    }
+
+    /// The writes planned so far (a dry run), taken out.
+    pub fn take_plan(&mut self) -> Vec<PlanEntry> {
+        self.ctx.take_plan()
+    }
+}

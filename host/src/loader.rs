@@ -1,0 +1,140 @@
+//! From configuration to running parts: the one way `run`, `check` and
+//! `serve` load an installed plugin and build the Level client of a key.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use level_api::{ClientConfig, ClientError, LevelClient, RateBudget};
+use levelhost_packages::installed::{self, InstalledError};
+use levelhost_packages::trust::{TrustPolicy, Vetting};
+use levelhost_runtime::engine::LoadedPlugin;
+use levelhost_runtime::error::HostError;
+use levelhost_runtime::runner::PluginRunner;
+use levelhost_serve::{Events, Handle, ServeError, ServeOptions, ServedPlugin, Service};
+
+use crate::config::{HostConfig, PluginConfig, SecretError, load_secret};
+
+/// Why a configured plugin, key or service could not be put to use.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The plugin's component could not be read or verified.
+    #[error(transparent)]
+    Installed(#[from] InstalledError),
+    /// The component could not be compiled, or does not fit its grant.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// A key or a webhook secret could not be read.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// A plugin names a key the configuration does not have.
+    #[error("plugin {plugin}: unknown key {key}")]
+    UnknownKey {
+        /// The plugin.
+        plugin: String,
+        /// The key it names.
+        key: String,
+    },
+    /// A Level client could not be built.
+    #[error("key {key}: cannot build its Level client")]
+    Client {
+        /// The key.
+        key: String,
+        /// Why.
+        #[source]
+        source: ClientError,
+    },
+    /// `serve` could not start.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// Loads a plugin installed in the config: its component read and verified
+/// ([`installed::verified_component`]), compiled from those very bytes, and
+/// its imports checked against the grant.
+pub fn load_installed(
+    runner: &PluginRunner,
+    plugin: &PluginConfig,
+    trust: &TrustPolicy,
+) -> Result<(LoadedPlugin, Vetting), LoadError> {
+    let (bytes, vetting) = installed::verified_component(
+        &plugin.name,
+        &plugin.source,
+        &plugin.manifest_digest,
+        trust,
+    )?;
+    let loaded = runner.load(&plugin.name, &bytes)?;
+    PluginRunner::check_imports(&loaded, &plugin.grant)?;
+    Ok((loaded, vetting))
+}
+
+/// The Level client of key `name`: the config's base URL and timeout, and
+/// the key's rate budget. Every plugin on a key shares one client, and so
+/// one budget, within a process.
+pub fn client(config: &HostConfig, name: &str) -> Result<LevelClient, LoadError> {
+    let key = config.keys.get(name).ok_or_else(|| LoadError::UnknownKey {
+        plugin: String::new(),
+        key: name.to_owned(),
+    })?;
+    let mut client_config = ClientConfig::new(&config.base_url);
+    client_config.timeout = config.timeout;
+    if key.rate_limit_per_minute > 0 {
+        client_config.budget = Some(Arc::new(RateBudget::new(
+            key.rate_limit_per_minute,
+            key.rate_burst,
+        )));
+    }
+    LevelClient::new(client_config, key.load()?).map_err(|source| LoadError::Client {
+        key: name.to_owned(),
+        source,
+    })
+}
+
+/// Starts `serve` for every plugin of `config`, with `runner` (one from the
+/// config's pool settings when `None`).
+pub async fn serve(config: HostConfig, runner: Option<PluginRunner>) -> Result<Handle, LoadError> {
+    let runner = match runner {
+        Some(runner) => runner,
+        None => PluginRunner::with_options(None, Some(config.pooling()))?,
+    };
+    let mut clients = BTreeMap::new();
+    for name in config.keys.keys() {
+        clients.insert(name.clone(), client(&config, name)?);
+    }
+    let mut plugins = Vec::new();
+    for (name, plugin) in &config.plugins {
+        let (loaded, vetting) = load_installed(&runner, plugin, &config.trust)?;
+        tracing::info!(plugin = %name, digest = %loaded.digest, "loaded, {vetting}");
+        let events = match &plugin.events {
+            Some(events) => Some(Events {
+                secret: load_secret(&events.secret, &format!("plugin {name}: events"))?,
+                types: events.types.clone(),
+            }),
+            None => None,
+        };
+        let client = clients
+            .get(&plugin.key)
+            .cloned()
+            .ok_or_else(|| LoadError::UnknownKey {
+                plugin: name.clone(),
+                key: plugin.key.clone(),
+            })?;
+        plugins.push(ServedPlugin {
+            name: name.clone(),
+            version: plugin.manifest.version.clone(),
+            plugin: loaded,
+            client,
+            grant: plugin.grant.clone(),
+            input: plugin.input.clone(),
+            schedules: plugin.schedules.clone(),
+            events,
+        });
+    }
+    let options = ServeOptions {
+        addr: config.serve.addr.clone(),
+        database: config.serve.database.clone(),
+        audit_path: config.audit_path.clone(),
+        shutdown_grace: config.serve.shutdown_grace,
+        max_body_bytes: config.serve.max_body_bytes,
+    };
+    Ok(Service::start(options, plugins, runner).await?)
+}

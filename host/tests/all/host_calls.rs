@@ -1,0 +1,131 @@
+//! The host side of `level:api` called directly, without a component
+//! (`levelhost_testing::HostCalls`): gate decisions checked by the hundred
+//! against the simulator's own state.
+
+use std::collections::{BTreeSet, HashMap};
+
+use level_sim::{Fixture, Simulator};
+use levelhost_core::grant::{Grant, Scopes};
+use levelhost_runtime::bindings::devices::{DeviceInclude, Host as Devices};
+use levelhost_runtime::bindings::tags::Host as Tags;
+use levelhost_runtime::bindings::types::Error;
+use levelhost_runtime::level::LevelError;
+use levelhost_testing::HostCalls;
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+
+/// The ids of `root` and every group under it.
+fn subtree(fixture: &Fixture, root: &str) -> BTreeSet<String> {
+    let root_id = fixture
+        .groups
+        .iter()
+        .find(|g| g.name == root)
+        .map(|g| g.id.clone())
+        .expect("the seed has the group");
+    let mut ids = BTreeSet::from([root_id]);
+    loop {
+        let before = ids.len();
+        for g in &fixture.groups {
+            if g.parent_id.as_ref().is_some_and(|p| ids.contains(p)) {
+                ids.insert(g.id.clone());
+            }
+        }
+        if ids.len() == before {
+            return ids;
+        }
+    }
+}
+
+fn is_denied(result: &Result<impl std::fmt::Debug, LevelError>) -> bool {
+    matches!(result, Err(LevelError::Guest(Error::Denied(_))))
+}
+
+#[tokio::test]
+async fn a_group_scope_admits_exactly_the_devices_in_its_subtree() {
+    let tenant = Simulator::seeded();
+    let before = tenant.to_fixture();
+    let in_scope = subtree(&before, "Acme Corp");
+    let group_of: HashMap<String, Option<String>> = before
+        .devices
+        .iter()
+        .map(|d| (d.id.clone(), d.group_id.clone()))
+        .collect();
+    let mut grant = Grant::unrestricted("probe");
+    grant.scopes = Scopes {
+        groups: Some(vec!["Acme Corp".to_owned()]),
+        ..Scopes::default()
+    };
+    grant.limits.max_api_calls = 100_000;
+    grant.limits.max_writes = 100_000;
+    grant.limits.max_devices_changed = 100_000;
+    let mut calls = HostCalls::start(grant, tenant, false).await.unwrap();
+    let tag = Tags::create_tag(&mut calls.ctx, "probe".to_owned())
+        .await
+        .unwrap();
+
+    let ids: Vec<&String> = before.devices.iter().map(|d| &d.id).collect();
+    let mut rng = StdRng::seed_from_u64(11);
+    let (mut admitted, mut refused) = (0, 0);
+    let mut tagged = BTreeSet::new();
+    for _ in 0..300 {
+        let id = ids[rng.random_range(0..ids.len())].clone();
+        let expected = group_of[&id].as_ref().is_some_and(|g| in_scope.contains(g));
+        let (got, error, succeeds) = if rng.random_bool(0.5) {
+            let r = Devices::get_device(&mut calls.ctx, id.clone(), DeviceInclude::empty()).await;
+            ((!is_denied(&r), r.is_ok()), r.err(), expected)
+        } else {
+            let r = Tags::tag_devices(&mut calls.ctx, tag.id.clone(), vec![id.clone()]).await;
+            // Level answers a conflict when the device already has the tag.
+            let succeeds = expected && !tagged.contains(&id);
+            if r.is_ok() {
+                tagged.insert(id.clone());
+            }
+            ((!is_denied(&r), r.is_ok()), r.err(), succeeds)
+        };
+        assert_eq!(got, (expected, succeeds), "device {id}: {error:?}");
+        if expected {
+            admitted += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    assert!(
+        admitted > 50 && refused > 50,
+        "{admitted} admitted, {refused} refused"
+    );
+
+    // Level's state is the oracle: the probe tag is on exactly the in-scope devices it was given.
+    let after = calls.sim.tenant().to_fixture();
+    for device in &after.devices {
+        let tagged = device.tags.iter().any(|t| t == "probe");
+        let in_scope_device = device
+            .group_id
+            .as_ref()
+            .is_some_and(|g| in_scope.contains(g));
+        assert!(
+            !tagged || in_scope_device,
+            "{} tagged outside the scope",
+            device.id
+        );
+    }
+    // Every call was audited: the create, and each of the 300 probes.
+    assert_eq!(calls.audit().len(), 301);
+    assert_eq!(calls.audit().iter().filter(|r| !r.allowed).count(), refused);
+}
+
+#[tokio::test]
+async fn a_dry_run_through_the_host_side_plans_writes_and_changes_nothing() {
+    let tenant = Simulator::seeded();
+    let before = tenant.to_fixture();
+    let mut calls = HostCalls::start(Grant::unrestricted("probe"), tenant, true)
+        .await
+        .unwrap();
+    let created = Tags::create_tag(&mut calls.ctx, "planned".to_owned())
+        .await
+        .unwrap();
+    assert_eq!(created.id, "dry-run:tag:planned");
+    let plan = calls.take_plan();
+    assert_eq!(plan.len(), 1);
+    assert_eq!(plan[0].operation, "create-tag");
+    assert_eq!(calls.sim.tenant().to_fixture().tags, before.tags);
+}
