@@ -8,7 +8,9 @@
 pub mod executor;
 pub mod history;
 pub mod plugin;
+pub mod scheduler;
 pub mod service;
+mod webhooks;
 
 pub use executor::{Claimed, ExecuteError, Executor, Origin, RunOptions};
 pub use plugin::{CatchUp, Events, Overlap, Schedule, ServeOptions, ServedPlugin};

@@ -1,0 +1,277 @@
+//! Schedules: each walks its cron occurrences one by one from a cursor, so
+//! a late wake-up fires (or records as skipped) the occurrences it missed
+//! instead of losing them, and catches up once on start-up. The time
+//! arithmetic is in two pure functions, [`next_fire`] and [`catch_up`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use levelhost_core::Chain;
+
+use crate::executor::Origin;
+use crate::plugin::{CatchUp, Overlap, Schedule};
+use crate::service::Service;
+
+/// The next run of a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fire {
+    /// Its planned time, in the schedule's time zone (the next cursor).
+    pub planned: DateTime<Tz>,
+    /// How long to wait for it from `now` (zero when it is already due), before jitter.
+    pub wait: Duration,
+}
+
+/// The first occurrence of `schedule` after `cursor`, and how long after
+/// `now` it is due. Walking from the last planned time (not from `now`) is
+/// what keeps a late wake-up from skipping occurrences.
+pub fn next_fire(
+    schedule: &Schedule,
+    cursor: DateTime<Tz>,
+    now: DateTime<Utc>,
+) -> Result<Fire, croner::errors::CronError> {
+    let planned = schedule.cron.find_next_occurrence(&cursor, false)?;
+    let wait = planned
+        .with_timezone(&Utc)
+        .signed_duration_since(now)
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    Ok(Fire { planned, wait })
+}
+
+/// The planned time to catch up on start-up: the latest occurrence before
+/// `now`, if it is later than `last` (the last planned time on record) and
+/// within the schedule's catch-up window.
+pub fn catch_up(
+    schedule: &Schedule,
+    last: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if schedule.catch_up != CatchUp::Once {
+        return None;
+    }
+    let missed = schedule
+        .cron
+        .find_previous_occurrence(&now.with_timezone(&schedule.timezone), false)
+        .ok()?
+        .with_timezone(&Utc);
+    let within = now
+        .signed_duration_since(missed)
+        .to_std()
+        .is_ok_and(|d| d <= schedule.catch_up_window);
+    (missed > last && within).then_some(missed)
+}
+
+/// A schedule's key in the history: its index and pattern, so editing a pattern starts a new series.
+pub(crate) fn schedule_key(index: usize, schedule: &Schedule) -> String {
+    format!("{index}:{}", schedule.pattern)
+}
+
+impl Service {
+    pub(crate) async fn schedule_loop(
+        self: Arc<Self>,
+        plugin: String,
+        index: usize,
+        schedule: Schedule,
+    ) {
+        let key = schedule_key(index, &schedule);
+        let mut stopping = self.stopping.clone();
+        // Catch up once for the latest planned time missed while the host was down.
+        let last = if schedule.catch_up == CatchUp::Once {
+            let (history, name, series) = (self.history.clone(), plugin.clone(), key.clone());
+            tokio::task::spawn_blocking(move || history.last_planned(&name, &series))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
+        } else {
+            None
+        };
+        if let Some(last) = last
+            && let Ok(last) = DateTime::parse_from_rfc3339(&last)
+            && let Some(missed) = catch_up(&schedule, last.with_timezone(&Utc), Utc::now())
+        {
+            tracing::info!(plugin, planned = %missed, "catching up a run missed while the host was down");
+            self.fire(&plugin, &key, &schedule, missed).await;
+        }
+        // Walk the occurrences one by one from a cursor, so a late wake-up fires
+        // (or records as skipped) the occurrences it missed instead of losing them.
+        let mut cursor = Utc::now().with_timezone(&schedule.timezone);
+        loop {
+            let Fire { planned, wait } = match next_fire(&schedule, cursor, Utc::now()) {
+                Ok(fire) => fire,
+                Err(e) => {
+                    tracing::error!(plugin, schedule = %schedule.pattern, "no next run: {e}");
+                    return;
+                }
+            };
+            cursor = planned;
+            let next = planned.with_timezone(&Utc);
+            let jitter = if schedule.jitter.is_zero() {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(rand::random_range(0..=schedule.jitter.as_millis() as u64))
+            };
+            let wait = wait + jitter;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopping.wait_for(|s| *s) => return,
+            }
+            if self.is_stopping() {
+                return;
+            }
+            self.fire(&plugin, &key, &schedule, next).await;
+        }
+    }
+
+    /// Starts the run planned for `planned`, claiming it first so it starts at most once.
+    async fn fire(
+        self: &Arc<Self>,
+        plugin: &str,
+        key: &str,
+        schedule: &Schedule,
+        planned: DateTime<Utc>,
+    ) {
+        let Some(installed) = self.plugins.get(plugin) else {
+            return;
+        };
+        let planned_at = level_api::clock::timestamp(
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(
+                planned.timestamp_nanos_opt().unwrap_or(0),
+            ))
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+        );
+        let origin = Origin::Schedule {
+            schedule: key.to_owned(),
+            planned: planned_at.clone(),
+        };
+        let guard = match schedule.overlap {
+            Overlap::Skip => match installed.lock.clone().try_lock_owned() {
+                Ok(guard) => guard,
+                Err(_) => {
+                    tracing::info!(plugin, planned = %planned_at, "skipped: the previous run is still going");
+                    if let Err(e) = self
+                        .executor()
+                        .skip(
+                            &installed.served,
+                            origin,
+                            "the previous run was still running",
+                        )
+                        .await
+                    {
+                        tracing::error!(plugin, "cannot record the skipped run: {}", Chain(&e));
+                    }
+                    return;
+                }
+            },
+            // Queued runs start from their own task, so the schedule keeps its time.
+            Overlap::Queue => {
+                let service = self.clone();
+                let (plugin, schedule, origin) = (plugin.to_owned(), schedule.clone(), origin);
+                self.spawn(async move {
+                    let Some(installed) = service.plugins.get(&plugin) else {
+                        return;
+                    };
+                    let guard = installed.lock.clone().lock_owned().await;
+                    if service.is_stopping() {
+                        return;
+                    }
+                    let input = schedule
+                        .input
+                        .clone()
+                        .unwrap_or_else(|| installed.served.input.clone());
+                    service.execute(&plugin, origin, input, guard).await;
+                });
+                return;
+            }
+        };
+        let input = schedule
+            .input
+            .clone()
+            .unwrap_or_else(|| installed.served.input.clone());
+        let service = self.clone();
+        let plugin = plugin.to_owned();
+        self.spawn(async move {
+            service.execute(&plugin, origin, input, guard).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+
+    fn schedule(pattern: &str, timezone: Tz, catch_up: CatchUp) -> Schedule {
+        Schedule {
+            pattern: pattern.to_owned(),
+            cron: pattern.parse().unwrap(),
+            timezone,
+            input: None,
+            overlap: Overlap::Skip,
+            catch_up,
+            catch_up_window: Duration::from_secs(3600),
+            jitter: Duration::ZERO,
+        }
+    }
+
+    fn utc(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 2, h, m, s).unwrap()
+    }
+
+    #[test]
+    fn the_next_fire_is_the_first_occurrence_after_the_cursor() {
+        let every_minute = schedule("* * * * *", chrono_tz::UTC, CatchUp::Skip);
+        let cursor = utc(12, 0, 30).with_timezone(&chrono_tz::UTC);
+        let fire = next_fire(&every_minute, cursor, utc(12, 0, 40)).unwrap();
+        assert_eq!(fire.planned.with_timezone(&Utc), utc(12, 1, 0));
+        assert_eq!(fire.wait, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_late_wake_up_walks_every_missed_occurrence_without_waiting() {
+        let every_minute = schedule("* * * * *", chrono_tz::UTC, CatchUp::Skip);
+        let mut cursor = utc(12, 0, 0).with_timezone(&chrono_tz::UTC);
+        let now = utc(12, 3, 30);
+        let mut fired = Vec::new();
+        loop {
+            let fire = next_fire(&every_minute, cursor, now).unwrap();
+            if !fire.wait.is_zero() {
+                assert_eq!(fire.wait, Duration::from_secs(30));
+                break;
+            }
+            fired.push(fire.planned.with_timezone(&Utc));
+            cursor = fire.planned;
+        }
+        assert_eq!(fired, [utc(12, 1, 0), utc(12, 2, 0), utc(12, 3, 0)]);
+    }
+
+    #[test]
+    fn schedules_read_their_pattern_in_their_time_zone() {
+        // 09:00 in New York is 14:00 UTC in March before daylight saving time.
+        let nine = schedule("0 9 * * *", chrono_tz::America::New_York, CatchUp::Skip);
+        let cursor = utc(0, 0, 0).with_timezone(&chrono_tz::America::New_York);
+        let fire = next_fire(&nine, cursor, utc(0, 0, 0)).unwrap();
+        assert_eq!(fire.planned.with_timezone(&Utc), utc(14, 0, 0));
+    }
+
+    #[test]
+    fn catch_up_fires_once_for_the_latest_missed_time_within_the_window() {
+        let hourly = schedule("0 * * * *", chrono_tz::UTC, CatchUp::Once);
+        // Last run at 09:00; down until 12:20: the 12:00 run is caught up, not 10:00 or 11:00.
+        assert_eq!(
+            catch_up(&hourly, utc(9, 0, 0), utc(12, 20, 0)),
+            Some(utc(12, 0, 0))
+        );
+        // Nothing missed since the last run.
+        assert_eq!(catch_up(&hourly, utc(12, 0, 0), utc(12, 20, 0)), None);
+        // Outside the one-hour window.
+        let mut short = hourly.clone();
+        short.catch_up_window = Duration::from_secs(600);
+        assert_eq!(catch_up(&short, utc(9, 0, 0), utc(12, 20, 0)), None);
+        // Catch-up off.
+        let off = schedule("0 * * * *", chrono_tz::UTC, CatchUp::Skip);
+        assert_eq!(catch_up(&off, utc(9, 0, 0), utc(12, 20, 0)), None);
+    }
+}

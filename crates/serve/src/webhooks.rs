@@ -1,0 +1,205 @@
+//! `POST /hooks/{plugin}`: Level's webhook deliveries. Each is verified
+//! against the plugin's secret before its body is parsed, claimed as a run
+//! (one per `event_id`) and recorded with its verdict.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use levelhost_core::Chain;
+
+use crate::executor::Origin;
+use crate::service::Service;
+
+/// Why a delivery was not taken: one table of HTTP status, recorded
+/// verdict and message.
+#[derive(Debug)]
+pub(crate) enum HookRejection {
+    /// No plugin of that name (not recorded: it has no history of its own).
+    NoPlugin,
+    /// The plugin takes no events (not recorded).
+    NoEvents,
+    /// A missing or wrong signature.
+    Signature(&'static str),
+    /// The body is not JSON.
+    NotJson(String),
+    /// The envelope lacks `event_id` or `event_type`.
+    MissingFields,
+    /// Shutdown has begun.
+    ShuttingDown,
+    /// The run could not be claimed in the history.
+    History(String),
+}
+
+impl HookRejection {
+    /// The status, the verdict recorded with the delivery (none: not recorded) and the message.
+    fn parts(&self) -> (StatusCode, Option<&'static str>, String) {
+        match self {
+            Self::NoPlugin => (StatusCode::NOT_FOUND, None, "no such plugin".to_owned()),
+            Self::NoEvents => (
+                StatusCode::NOT_FOUND,
+                None,
+                "this plugin takes no events".to_owned(),
+            ),
+            Self::Signature(why) => (
+                StatusCode::UNAUTHORIZED,
+                Some("rejected"),
+                (*why).to_owned(),
+            ),
+            Self::NotJson(e) => (
+                StatusCode::BAD_REQUEST,
+                Some("invalid"),
+                format!("the body is not JSON: {e}"),
+            ),
+            Self::MissingFields => (
+                StatusCode::BAD_REQUEST,
+                Some("invalid"),
+                "event_id and event_type are required".to_owned(),
+            ),
+            Self::ShuttingDown => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("refused"),
+                "shutting down".to_owned(),
+            ),
+            Self::History(e) => (StatusCode::INTERNAL_SERVER_ERROR, None, e.clone()),
+        }
+    }
+}
+
+impl IntoResponse for HookRejection {
+    fn into_response(self) -> Response {
+        let (status, _, message) = self.parts();
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}
+
+/// A delivery that was taken: a run started, a duplicate, or an event type the plugin ignores.
+enum Taken {
+    Started(String),
+    Duplicate(String),
+    Ignored(String),
+}
+
+impl IntoResponse for Taken {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            Taken::Started(id) => (StatusCode::ACCEPTED, serde_json::json!({ "run_id": id })),
+            Taken::Duplicate(id) => (StatusCode::OK, serde_json::json!({ "duplicate": id })),
+            Taken::Ignored(t) => (StatusCode::ACCEPTED, serde_json::json!({ "ignored": t })),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// `POST /hooks/{plugin}`.
+pub(crate) async fn hook(
+    State(service): State<Arc<Service>>,
+    Path(plugin): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HookRejection> {
+    match take(&service, &plugin, &headers, &body).await {
+        Ok((taken, event_id, detail)) => {
+            let verdict = match &taken {
+                Taken::Started(_) => "accepted",
+                Taken::Duplicate(_) => "duplicate",
+                Taken::Ignored(_) => "ignored",
+            };
+            record(&service, &plugin, Some(&event_id), verdict, &detail).await;
+            Ok(taken.into_response())
+        }
+        Err((rejection, event_id)) => {
+            let (_, verdict, message) = rejection.parts();
+            if let Some(verdict) = verdict {
+                let detail = match &rejection {
+                    HookRejection::NotJson(e) => e.clone(),
+                    HookRejection::MissingFields => "event_id or event_type is missing".to_owned(),
+                    HookRejection::ShuttingDown => "the host is shutting down".to_owned(),
+                    _ => message,
+                };
+                record(&service, &plugin, event_id.as_deref(), verdict, &detail).await;
+            }
+            Err(rejection)
+        }
+    }
+}
+
+/// The verdict on a delivery, with the event id and the detail to record.
+type Verdict = Result<(Taken, String, String), (HookRejection, Option<String>)>;
+
+async fn take(service: &Arc<Service>, plugin: &str, headers: &HeaderMap, body: &Bytes) -> Verdict {
+    let installed = service
+        .plugin(plugin)
+        .ok_or((HookRejection::NoPlugin, None))?;
+    let events = installed
+        .served
+        .events
+        .as_ref()
+        .ok_or((HookRejection::NoEvents, None))?;
+    // Verify before parsing: the signature covers the exact raw body.
+    let signature = headers
+        .get("x-level-signature")
+        .and_then(|v| v.to_str().ok());
+    if let Err(why) = level_api::webhook::verify(events.secret.as_bytes(), body, signature) {
+        tracing::warn!(plugin, "refused a webhook delivery: {why}");
+        return Err((HookRejection::Signature(why), None));
+    }
+    let event: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| (HookRejection::NotJson(e.to_string()), None))?;
+    let field = |name: &str| event.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    let (Some(event_id), Some(event_type)) = (field("event_id"), field("event_type")) else {
+        return Err((HookRejection::MissingFields, None));
+    };
+    if let Some(types) = &events.types
+        && !types.contains(&event_type)
+    {
+        let detail = format!("{event_type} is not one of the plugin's event types");
+        return Ok((Taken::Ignored(event_type), event_id, detail));
+    }
+    if service.is_stopping() {
+        return Err((HookRejection::ShuttingDown, Some(event_id)));
+    }
+    let origin = Origin::Event {
+        event_id: event_id.clone(),
+        event_type,
+    };
+    // Claim now, so a second delivery of the same event is a duplicate even while the first waits.
+    let claimed = match service.executor().claim(&installed.served, origin).await {
+        Ok(Some(claimed)) => claimed,
+        Ok(None) => {
+            let detail = "this event already started a run".to_owned();
+            return Ok((Taken::Duplicate(event_id.clone()), event_id, detail));
+        }
+        Err(e) => return Err((HookRejection::History(Chain(&e).to_string()), None)),
+    };
+    let id = claimed.id.clone();
+    let task_service = service.clone();
+    let name = plugin.to_owned();
+    service.spawn(async move {
+        task_service.run_queued(&name, claimed, event).await;
+    });
+    Ok((Taken::Started(id.clone()), event_id, id))
+}
+
+/// Records a delivery and its verdict, on the blocking pool.
+async fn record(service: &Service, plugin: &str, event: Option<&str>, verdict: &str, detail: &str) {
+    let history = service.history_arc();
+    let (plugin, event, verdict, detail) = (
+        plugin.to_owned(),
+        event.map(str::to_owned),
+        verdict.to_owned(),
+        detail.to_owned(),
+    );
+    let written = tokio::task::spawn_blocking(move || {
+        history.record_delivery(&plugin, event.as_deref(), &verdict, &detail)
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!("{}", Chain(&e)),
+        Err(e) => tracing::error!("cannot record a delivery: {e}"),
+    }
+}
