@@ -139,6 +139,13 @@ pub enum ClientError {
     /// The key contains characters that cannot be sent in a header.
     #[error("the API key contains characters that cannot be sent in an HTTP header")]
     InvalidKey,
+    /// An id cannot name one object: it is empty, `.` or `..`, which a URL
+    /// path would drop or resolve to another resource. Nothing was sent.
+    #[error("{id:?} is not an id: it cannot name one object")]
+    InvalidId {
+        /// The id given.
+        id: String,
+    },
 }
 
 impl ClientError {
@@ -305,7 +312,16 @@ impl LevelClient {
         &self.config
     }
 
+    /// The URL of `segments` under `/v2`. Each segment is percent-encoded
+    /// (`/`, `?`, `#` and `%` cannot leave it); a segment that URL
+    /// normalisation would drop or resolve (`""`, `.`, `..`) is refused, so
+    /// an id always names one object of the operation's resource.
     fn url(&self, segments: &[&str]) -> Result<Url, ClientError> {
+        if let Some(bad) = segments.iter().find(|s| matches!(**s, "" | "." | "..")) {
+            return Err(ClientError::InvalidId {
+                id: (*bad).to_owned(),
+            });
+        }
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|()| ClientError::InvalidBaseUrl {

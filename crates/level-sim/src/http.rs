@@ -25,7 +25,7 @@ use level_api::model::{
 #[derive(Clone)]
 struct AppState {
     events: Arc<Events>,
-    refused: Arc<std::sync::atomic::AtomicU64>,
+    counters: Arc<super::Counters>,
     config: Arc<SimConfig>,
     tenant: Arc<Mutex<Tenant>>,
     buckets: Arc<Mutex<HashMap<String, Bucket>>>,
@@ -44,11 +44,11 @@ pub(super) fn router(
     config: SimConfig,
     tenant: Arc<Mutex<Tenant>>,
     events: Arc<Events>,
-    refused: Arc<std::sync::atomic::AtomicU64>,
+    counters: Arc<super::Counters>,
 ) -> Router {
     let state = AppState {
         events,
-        refused,
+        counters,
         config: Arc::new(config),
         tenant,
         buckets: Arc::default(),
@@ -106,6 +106,10 @@ pub(super) fn router(
 
 /// Auth (401), rate limit (429) and access level (403), in that order.
 async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    state
+        .counters
+        .received
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let key = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -128,7 +132,8 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
         let bucket = buckets.entry(key).or_insert_with(|| Bucket::full(limit));
         if let Err(wait_secs) = bucket.take(limit, Instant::now()) {
             state
-                .refused
+                .counters
+                .rate_limited
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut response = SimError::new(429, "Rate limit exceeded").into_response();
             response

@@ -31,6 +31,15 @@ use tokio::task::JoinHandle;
 pub use self::events::{Delivery, WebhookTarget};
 pub use self::tenant::{Fixture, SimError, Tenant};
 
+/// What the simulator counts of the requests it gets.
+#[derive(Debug, Default)]
+struct Counters {
+    /// Every request, answered or refused.
+    received: std::sync::atomic::AtomicU64,
+    /// Requests answered 429.
+    rate_limited: std::sync::atomic::AtomicU64,
+}
+
 /// How many requests a key may make per window before it gets 429.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -90,7 +99,7 @@ pub struct Simulator {
     config: SimConfig,
     tenant: Arc<Mutex<Tenant>>,
     events: Arc<events::Events>,
-    rate_limited: Arc<std::sync::atomic::AtomicU64>,
+    counters: Arc<Counters>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -116,12 +125,12 @@ impl Simulator {
             .map_err(|e| SimError::new(0, e.to_string()))?;
         let tenant = Arc::new(Mutex::new(tenant));
         let events = Arc::new(events::Events::new(config.webhooks.clone()));
-        let rate_limited = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counters = Arc::new(Counters::default());
         let app = http::router(
             config.clone(),
             tenant.clone(),
             events.clone(),
-            rate_limited.clone(),
+            counters.clone(),
         );
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -137,7 +146,7 @@ impl Simulator {
             config,
             tenant,
             events,
-            rate_limited,
+            counters,
             shutdown: Some(tx),
             task: Some(task),
         })
@@ -170,7 +179,16 @@ impl Simulator {
 
     /// How many requests were answered 429 so far.
     pub fn rate_limited_count(&self) -> u64 {
-        self.rate_limited.load(std::sync::atomic::Ordering::Relaxed)
+        self.counters
+            .rate_limited
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many HTTP requests the simulator has received, answered or refused.
+    pub fn received_count(&self) -> u64 {
+        self.counters
+            .received
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every webhook delivery attempt so far.

@@ -129,3 +129,54 @@ async fn a_dry_run_through_the_host_side_plans_writes_and_changes_nothing() {
     assert_eq!(plan[0].operation, "create-tag");
     assert_eq!(calls.sim.tenant().to_fixture().tags, before.tags);
 }
+
+/// Issue 12, point 8: an id that URL normalisation would drop or resolve
+/// (`..` turned `GET /v2/devices/..` into `GET /v2/devices`) is refused
+/// before any request leaves, for every operation that takes an id.
+#[tokio::test]
+async fn ids_that_cannot_name_one_object_are_refused_before_reaching_level() {
+    use levelhost_runtime::bindings::groups::Host as Groups;
+    let mut calls = HostCalls::start(Grant::unrestricted("probe"), Simulator::seeded(), false)
+        .await
+        .unwrap();
+    let before = calls.sim.tenant().to_fixture();
+    let sent = calls.sim.received_count();
+    fn invalid<T>(r: &Result<T, LevelError>) -> bool {
+        matches!(r, Err(LevelError::Guest(Error::InvalidInput(m))) if m.contains("is not an id"))
+    }
+    for id in ["", ".", ".."] {
+        let r = Devices::get_device(&mut calls.ctx, id.to_owned(), DeviceInclude::empty()).await;
+        assert!(invalid(&r), "get_device({id:?}): {r:?}");
+        let r = Tags::get_tag(&mut calls.ctx, id.to_owned()).await;
+        assert!(invalid(&r), "get_tag({id:?}): {r:?}");
+        let r = Tags::update_tag(&mut calls.ctx, id.to_owned(), "renamed".to_owned()).await;
+        assert!(invalid(&r), "update_tag({id:?}): {r:?}");
+        let r = Tags::delete_tag(&mut calls.ctx, id.to_owned()).await;
+        assert!(invalid(&r), "delete_tag({id:?}): {r:?}");
+        let r = Groups::delete_group(&mut calls.ctx, id.to_owned()).await;
+        assert!(invalid(&r), "delete_group({id:?}): {r:?}");
+    }
+    assert_eq!(calls.sim.received_count(), sent, "no request reached Level");
+    assert_eq!(calls.sim.tenant().to_fixture(), before);
+    assert!(calls.audit().iter().all(|r| r.reason.is_some()));
+}
+
+/// Issue 12, point 8: a planned id (`dry-run:tag:NAME`) is trusted only
+/// inside the dry run that planned it; a live run passing one is refused,
+/// even with a tag scope that the planned name would satisfy.
+#[tokio::test]
+async fn a_planned_tag_id_is_refused_outside_a_dry_run() {
+    let mut grant = Grant::unrestricted("probe");
+    grant.scopes.tags = Some(vec!["stale".to_owned()]);
+    let mut calls = HostCalls::start(grant, Simulator::seeded(), false)
+        .await
+        .unwrap();
+    let device = calls.sim.tenant().to_fixture().devices[0].id.clone();
+    let before = calls.sim.tenant().to_fixture();
+    let r = Tags::tag_devices(&mut calls.ctx, "dry-run:tag:stale".to_owned(), vec![device]).await;
+    assert!(
+        matches!(&r, Err(LevelError::Guest(Error::InvalidInput(m))) if m.contains("dry run planned")),
+        "{r:?}"
+    );
+    assert_eq!(calls.sim.tenant().to_fixture(), before);
+}

@@ -68,6 +68,7 @@ impl From<ClientError> for LevelError {
                     message,
                 })
             }
+            ClientError::InvalidId { .. } => Error::InvalidInput(message),
             ClientError::Transport(_)
             | ClientError::InvalidBaseUrl { .. }
             | ClientError::InvalidKey => Error::Upstream(UpstreamError { status: 0, message }),

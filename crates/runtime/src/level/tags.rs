@@ -11,9 +11,10 @@ impl LevelCtx {
     /// The tag's name, needed only when the grant limits tags.
     async fn tag_name(&mut self, call: &mut Call, id: &str) -> Result<Option<String>, LevelError> {
         if self.gate.scopes().tags.is_none() {
+            self.planned_tag(id)?;
             return Ok(None);
         }
-        if let Some(name) = planned_tag(id) {
+        if let Some(name) = self.planned_tag(id)? {
             return Ok(Some(name.to_owned()));
         }
         let id = id.to_owned();
@@ -168,7 +169,7 @@ impl Host for LevelCtx {
             {
                 let facts = self.tag_facts(call, &id, &device_ids).await?;
                 self.require(call, facts)?;
-                let planned = if let Some(name) = planned_tag(&id) {
+                let planned = if let Some(name) = self.planned_tag(&id)? {
                     model::Tag {
                         id: id.clone(),
                         name: name.to_owned(),
@@ -221,9 +222,19 @@ impl Host for LevelCtx {
     }
 }
 
-/// The name of a tag a dry run planned to create (its id is `dry-run:tag:<name>`).
-fn planned_tag(id: &str) -> Option<&str> {
-    id.strip_prefix("dry-run:tag:")
+impl LevelCtx {
+    /// The name of a tag this dry run planned to create (its id is
+    /// `dry-run:tag:<name>`). Such an id names nothing in Level, so a live
+    /// run that passes one is refused rather than trusted.
+    fn planned_tag<'a>(&self, id: &'a str) -> Result<Option<&'a str>, LevelError> {
+        match id.strip_prefix("dry-run:tag:") {
+            Some(name) if self.plans_writes() => Ok(Some(name)),
+            Some(_) => Err(LevelError::invalid_input(format!(
+                "{id:?} is a tag a dry run planned; it does not exist in Level"
+            ))),
+            None => Ok(None),
+        }
+    }
 }
 
 fn tag(t: model::Tag) -> Tag {
