@@ -38,10 +38,38 @@ pub use self::retry::RetryPolicy;
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey(Box<str>);
 
+/// What a key is replaced with wherever it would be shown.
+pub const REDACTED: &str = "[redacted]";
+
 impl ApiKey {
     /// Wraps a key.
     pub fn new(key: impl Into<String>) -> Self {
         Self(key.into().into_boxed_str())
+    }
+
+    /// `bytes` with every occurrence of the key replaced by `[redacted]`.
+    /// Every response body passes through this before anything reads it, so
+    /// an upstream that echoes the key (in an error message, or in any field
+    /// of an object) hands it to no plugin, log, audit record or history.
+    fn scrub(&self, bytes: Vec<u8>) -> Vec<u8> {
+        let key = self.0.as_bytes();
+        if key.is_empty() || bytes.len() < key.len() {
+            return bytes;
+        }
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut rest = bytes.as_slice();
+        while let Some(at) = rest.windows(key.len()).position(|w| w == key)
+            && let Some((before, after)) = rest.split_at_checked(at)
+        {
+            out.extend_from_slice(before);
+            out.extend_from_slice(REDACTED.as_bytes());
+            rest = after.get(key.len()..).unwrap_or_default();
+        }
+        if out.is_empty() {
+            return bytes;
+        }
+        out.extend_from_slice(rest);
+        out
     }
 
     fn header(&self) -> Result<HeaderValue, ClientError> {
@@ -427,6 +455,7 @@ impl LevelClient {
             }
             body.extend_from_slice(&chunk);
         }
+        let body = self.key.scrub(body);
         if status.is_success() {
             return Ok(body);
         }

@@ -196,3 +196,44 @@ async fn a_base_url_with_v2_and_ids_with_slashes_work() {
     assert_eq!(paths.lock().unwrap()[0], "/v2/tags/a%2Fb+c");
     assert!(LevelClient::new(ClientConfig::new("not a url"), ApiKey::new("k")).is_err());
 }
+
+/// Issue 12, point 6: an upstream that echoes the key, in an error body or
+/// in any field of an object, hands it to no caller: the client scrubs the
+/// key by value from every response body before reading it.
+#[tokio::test]
+async fn a_key_echoed_by_the_upstream_is_scrubbed_from_errors_and_objects() {
+    const KEY: &str = "canary-echoed-key-77f1";
+    let base = serve(Router::new().fallback(any(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap| async move {
+            let key = headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            if uri.path().ends_with("/tags") {
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!(r#"{{"error":"bad request for key {key}"}}"#),
+                )
+            } else {
+                (
+                    StatusCode::OK,
+                    format!(r#"{{"id":"t1","name":"named {key} here","device_count":"{key}"}}"#),
+                )
+            }
+        },
+    )))
+    .await;
+    let client = LevelClient::new(ClientConfig::new(&base), ApiKey::new(KEY)).unwrap();
+    let err = client
+        .create_tag(&TagName {
+            name: "x".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains(KEY) && text.contains("[redacted]"), "{text}");
+    // A field of the wrong type: the decode error quotes the value.
+    let err = client.get_tag("t1").await.unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains(KEY), "{text}");
+}
