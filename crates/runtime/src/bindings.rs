@@ -11,6 +11,9 @@ wasmtime::component::bindgen!({
     world: "plugin",
     imports: { default: async | trappable },
     exports: { default: async },
+    // Every argument type is serializable, so a call's size is measured over
+    // all of its arguments (see `level::arg_bytes`).
+    additional_derives: [serde::Serialize],
     trappable_error_type: {
         "level:api/types.error" => crate::level::LevelError,
     },

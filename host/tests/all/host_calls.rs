@@ -180,3 +180,63 @@ async fn a_planned_tag_id_is_refused_outside_a_dry_run() {
     );
     assert_eq!(calls.sim.tenant().to_fixture(), before);
 }
+
+/// Issue 12, point 4: `max_call_kb` counts every byte of every argument,
+/// including the ids inside `move-to` and `move-under`, so a 200,000
+/// character id is refused before it reaches Level or the audit log.
+#[tokio::test]
+async fn max_call_kb_counts_every_argument_including_nested_ids() {
+    use levelhost_runtime::bindings::devices::{DeviceUpdate, GroupChange};
+    use levelhost_runtime::bindings::groups::{GroupUpdate, Host as Groups, ParentChange};
+    let mut grant = Grant::unrestricted("probe");
+    grant.limits.max_call_kb = 4;
+    let mut calls = HostCalls::start(grant, Simulator::seeded(), false)
+        .await
+        .unwrap();
+    let fixture = calls.sim.tenant().to_fixture();
+    let (device, group) = (fixture.devices[0].id.clone(), fixture.groups[0].id.clone());
+    let sent = calls.sim.received_count();
+    let huge = "g".repeat(200_000);
+    // A limit ends the run: the call traps, naming the limit.
+    fn over(r: &Result<(), &LevelError>) -> bool {
+        matches!(r, Err(LevelError::Trap(e)) if e.to_string().contains("limit max_call_kb exceeded"))
+    }
+    let r = Devices::update_device(
+        &mut calls.ctx,
+        device,
+        DeviceUpdate {
+            name: None,
+            notes: None,
+            group: Some(GroupChange::MoveTo(huge.clone())),
+        },
+    )
+    .await;
+    assert!(over(&r.as_ref().map(drop)), "{:?}", r.map(drop));
+    let r = Groups::update_group(
+        &mut calls.ctx,
+        group,
+        GroupUpdate {
+            name: None,
+            parent: Some(ParentChange::MoveUnder(huge.clone())),
+            custom_fields: Vec::new(),
+        },
+    )
+    .await;
+    assert!(over(&r.as_ref().map(drop)), "{:?}", r.map(drop));
+    let r = Groups::update_group(
+        &mut calls.ctx,
+        fixture.groups[1].id.clone(),
+        GroupUpdate {
+            name: None,
+            parent: None,
+            custom_fields: vec![("Region".to_owned(), huge)],
+        },
+    )
+    .await;
+    assert!(over(&r.as_ref().map(drop)), "{:?}", r.map(drop));
+    assert_eq!(calls.sim.received_count(), sent, "nothing reached Level");
+    for record in calls.audit() {
+        let line = serde_json::to_string(record).unwrap();
+        assert!(line.len() < 4096, "an audit line of {} bytes", line.len());
+    }
+}

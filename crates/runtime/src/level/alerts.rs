@@ -1,6 +1,6 @@
 //! `level:api/alerts`.
 
-use super::{LevelCtx, LevelError, host_call, page, page_size, size};
+use super::{LevelCtx, LevelError, host_call, page};
 use crate::bindings::alerts::{Alert, AlertFilter, AlertPage, AlertStatus, Host, Severity};
 use crate::bindings::types::{Id, PageRequest};
 use level_api::{AlertQuery, model};
@@ -13,8 +13,7 @@ impl Host for LevelCtx {
         filter: AlertFilter,
         p: PageRequest,
     ) -> Result<AlertPage, LevelError> {
-        let bytes = page_size(&p) + size(&[filter.device_id.as_deref().unwrap_or_default()]);
-        host_call!(self, call, Operation::ListAlerts, bytes, {
+        host_call!(self, call, Operation::ListAlerts, [&filter, &p], {
             if let Some(device) = &filter.device_id {
                 let devices = self
                     .device_facts(call, std::slice::from_ref(device))
@@ -62,7 +61,7 @@ impl Host for LevelCtx {
     }
 
     async fn get_alert(&mut self, id: Id) -> Result<Alert, LevelError> {
-        host_call!(self, call, Operation::GetAlert, id.len(), {
+        host_call!(self, call, Operation::GetAlert, [&id], {
             let found = self
                 .fetch(call, |c| async move { c.get_alert(&id).await })
                 .await?;
@@ -82,7 +81,7 @@ impl Host for LevelCtx {
     }
 
     async fn resolve_alert(&mut self, id: Id) -> Result<Alert, LevelError> {
-        host_call!(self, call, Operation::ResolveAlert, id.len(), {
+        host_call!(self, call, Operation::ResolveAlert, [&id], {
             let current = {
                 let id = id.clone();
                 self.fetch(call, |c| async move { c.get_alert(&id).await })

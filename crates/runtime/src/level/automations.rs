@@ -1,6 +1,6 @@
 //! `level:api/automations`.
 
-use super::{LevelCtx, LevelError, host_call, list_size, size};
+use super::{LevelCtx, LevelError, host_call};
 use crate::bindings::automations::{AutomationRun, Host, TriggerRequest};
 use levelhost_core::capability::Operation;
 use levelhost_core::gate::Facts;
@@ -11,9 +11,7 @@ impl Host for LevelCtx {
         token: String,
         request: TriggerRequest,
     ) -> Result<Vec<AutomationRun>, LevelError> {
-        let bytes = size(&[&token, request.variables.as_deref().unwrap_or_default()])
-            + list_size(&request.device_ids);
-        host_call!(self, call, Operation::TriggerWebhook, bytes, {
+        host_call!(self, call, Operation::TriggerWebhook, [&token, &request], {
             let mut body = match request
                 .variables
                 .as_deref()

@@ -1,6 +1,6 @@
 //! `level:api/custom-field-values`.
 
-use super::{Call, LevelCtx, LevelError, host_call, page, page_size, size};
+use super::{Call, LevelCtx, LevelError, host_call, page};
 use crate::bindings::custom_field_values::{
     CustomFieldValue, CustomFieldValuePage, Host, ValueAssignment, ValueFilter, ValueRemoval,
 };
@@ -53,12 +53,7 @@ impl Host for LevelCtx {
         filter: ValueFilter,
         p: PageRequest,
     ) -> Result<CustomFieldValuePage, LevelError> {
-        let bytes = page_size(&p)
-            + size(&[
-                filter.assigned_to_id.as_deref().unwrap_or_default(),
-                filter.custom_field_id.as_deref().unwrap_or_default(),
-            ]);
-        host_call!(self, call, Operation::ListValues, bytes, {
+        host_call!(self, call, Operation::ListValues, [&filter, &p], {
             let facts = self
                 .value_facts(
                     call,
@@ -91,12 +86,7 @@ impl Host for LevelCtx {
     }
 
     async fn set_value(&mut self, v: ValueAssignment) -> Result<CustomFieldValue, LevelError> {
-        let bytes = size(&[
-            &v.custom_field_id,
-            v.assigned_to_id.as_deref().unwrap_or_default(),
-            &v.value,
-        ]);
-        host_call!(self, call, Operation::SetValue, bytes, {
+        host_call!(self, call, Operation::SetValue, [&v], {
             let facts = self
                 .value_facts(call, Some(&v.custom_field_id), v.assigned_to_id.as_deref())
                 .await?;
@@ -126,11 +116,7 @@ impl Host for LevelCtx {
     }
 
     async fn remove_value(&mut self, v: ValueRemoval) -> Result<(), LevelError> {
-        let bytes = size(&[
-            &v.custom_field_id,
-            v.assigned_to_id.as_deref().unwrap_or_default(),
-        ]);
-        host_call!(self, call, Operation::RemoveValue, bytes, {
+        host_call!(self, call, Operation::RemoveValue, [&v], {
             let facts = self
                 .value_facts(call, Some(&v.custom_field_id), v.assigned_to_id.as_deref())
                 .await?;

@@ -1,6 +1,6 @@
 //! `level:api/custom-fields`.
 
-use super::{Call, LevelCtx, LevelError, host_call, page, page_size, size};
+use super::{Call, LevelCtx, LevelError, host_call, page};
 use crate::bindings::custom_fields::{
     CustomField, CustomFieldPage, CustomFieldUpdate, Host, NewCustomField,
 };
@@ -30,7 +30,7 @@ impl LevelCtx {
 
 impl Host for LevelCtx {
     async fn list_custom_fields(&mut self, p: PageRequest) -> Result<CustomFieldPage, LevelError> {
-        host_call!(self, call, Operation::ListCustomFields, page_size(&p), {
+        host_call!(self, call, Operation::ListCustomFields, [&p], {
             let page = self
                 .filtered_page(
                     call,
@@ -48,7 +48,7 @@ impl Host for LevelCtx {
     }
 
     async fn get_custom_field(&mut self, id: Id) -> Result<CustomField, LevelError> {
-        host_call!(self, call, Operation::GetCustomField, id.len(), {
+        host_call!(self, call, Operation::GetCustomField, [&id], {
             let found = self
                 .fetch(call, |c| async move { c.get_custom_field(&id).await })
                 .await?;
@@ -68,7 +68,7 @@ impl Host for LevelCtx {
         &mut self,
         new: NewCustomField,
     ) -> Result<CustomField, LevelError> {
-        host_call!(self, call, Operation::CreateCustomField, new.name.len(), {
+        host_call!(self, call, Operation::CreateCustomField, [&new], {
             self.require(
                 call,
                 Facts {
@@ -103,8 +103,7 @@ impl Host for LevelCtx {
         id: Id,
         update: CustomFieldUpdate,
     ) -> Result<CustomField, LevelError> {
-        let bytes = id.len() + size(&[update.name.as_deref().unwrap_or_default()]);
-        host_call!(self, call, Operation::UpdateCustomField, bytes, {
+        host_call!(self, call, Operation::UpdateCustomField, [&id, &update], {
             let mut facts = Facts {
                 custom_fields: self.field_name(call, &id).await?.into_iter().collect(),
                 others: vec![id.clone()],
@@ -135,7 +134,7 @@ impl Host for LevelCtx {
     }
 
     async fn delete_custom_field(&mut self, id: Id) -> Result<(), LevelError> {
-        host_call!(self, call, Operation::DeleteCustomField, id.len(), {
+        host_call!(self, call, Operation::DeleteCustomField, [&id], {
             let facts = Facts {
                 custom_fields: self.field_name(call, &id).await?.into_iter().collect(),
                 others: vec![id.clone()],

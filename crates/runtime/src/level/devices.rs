@@ -1,6 +1,6 @@
 //! `level:api/devices`.
 
-use super::{LevelCtx, LevelError, host_call, page, page_size, size};
+use super::{LevelCtx, LevelError, host_call, page};
 use crate::bindings::devices::{
     Cpu, Device, DeviceFilter, DeviceInclude, DevicePage, DeviceUpdate, Disk, DiskPartition,
     GroupChange, GroupFilter, Host, MemoryModule, Motherboard, NetworkInterface, OperatingSystem,
@@ -18,13 +18,8 @@ impl Host for LevelCtx {
         sections: DeviceInclude,
         p: PageRequest,
     ) -> Result<DevicePage, LevelError> {
-        let bytes = page_size(&p)
-            + size(&[
-                filter.tag_id.as_deref().unwrap_or_default(),
-                filter.hostname.as_deref().unwrap_or_default(),
-                filter.serial_number.as_deref().unwrap_or_default(),
-            ]);
-        host_call!(self, call, Operation::ListDevices, bytes, {
+        // `sections` is flags: a few bits, nothing to count.
+        host_call!(self, call, Operation::ListDevices, [&filter, &p], {
             let mut query = DeviceQuery {
                 tag_id: filter.tag_id,
                 hostname: filter.hostname,
@@ -81,7 +76,8 @@ impl Host for LevelCtx {
     }
 
     async fn get_device(&mut self, id: Id, sections: DeviceInclude) -> Result<Device, LevelError> {
-        host_call!(self, call, Operation::GetDevice, id.len(), {
+        // `sections` is flags: a few bits, nothing to count.
+        host_call!(self, call, Operation::GetDevice, [&id], {
             let include = includes(sections);
             let found = self
                 .fetch(call, |c| async move { c.get_device(&id, &include).await })
@@ -98,12 +94,7 @@ impl Host for LevelCtx {
     }
 
     async fn update_device(&mut self, id: Id, update: DeviceUpdate) -> Result<Device, LevelError> {
-        let bytes = id.len()
-            + size(&[
-                update.name.as_deref().unwrap_or_default(),
-                update.notes.as_deref().unwrap_or_default(),
-            ]);
-        host_call!(self, call, Operation::UpdateDevice, bytes, {
+        host_call!(self, call, Operation::UpdateDevice, [&id, &update], {
             let mut facts = Facts {
                 devices: self.device_facts(call, std::slice::from_ref(&id)).await?,
                 ..Facts::default()
@@ -152,7 +143,7 @@ impl Host for LevelCtx {
     }
 
     async fn delete_device(&mut self, id: Id) -> Result<(), LevelError> {
-        host_call!(self, call, Operation::DeleteDevice, id.len(), {
+        host_call!(self, call, Operation::DeleteDevice, [&id], {
             let devices = self.device_facts(call, std::slice::from_ref(&id)).await?;
             self.require(
                 call,

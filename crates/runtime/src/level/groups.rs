@@ -1,6 +1,6 @@
 //! `level:api/groups`.
 
-use super::{LevelCtx, LevelError, host_call, list_size, page, page_size, size};
+use super::{LevelCtx, LevelError, host_call, page};
 use crate::bindings::groups::{
     Group, GroupPage, GroupUpdate, Host, NewGroup, ParentChange, ParentFilter,
 };
@@ -15,12 +15,7 @@ impl Host for LevelCtx {
         parent: Option<ParentFilter>,
         p: PageRequest,
     ) -> Result<GroupPage, LevelError> {
-        let bytes = page_size(&p)
-            + match &parent {
-                Some(ParentFilter::ChildrenOf(id)) => id.len(),
-                _ => 0,
-            };
-        host_call!(self, call, Operation::ListGroups, bytes, {
+        host_call!(self, call, Operation::ListGroups, [&parent, &p], {
             let parent = match parent {
                 Some(ParentFilter::Root) => Some("null".to_owned()),
                 Some(ParentFilter::ChildrenOf(id)) => {
@@ -55,7 +50,7 @@ impl Host for LevelCtx {
     }
 
     async fn get_group(&mut self, id: Id) -> Result<Group, LevelError> {
-        host_call!(self, call, Operation::GetGroup, id.len(), {
+        host_call!(self, call, Operation::GetGroup, [&id], {
             self.require(
                 call,
                 Facts {
@@ -70,8 +65,7 @@ impl Host for LevelCtx {
     }
 
     async fn create_group(&mut self, new: NewGroup) -> Result<Group, LevelError> {
-        let bytes = size(&[&new.name, new.parent_id.as_deref().unwrap_or_default()]);
-        host_call!(self, call, Operation::CreateGroup, bytes, {
+        host_call!(self, call, Operation::CreateGroup, [&new], {
             self.require(
                 call,
                 Facts {
@@ -106,14 +100,7 @@ impl Host for LevelCtx {
     }
 
     async fn update_group(&mut self, id: Id, update: GroupUpdate) -> Result<Group, LevelError> {
-        let bytes = id.len()
-            + size(&[update.name.as_deref().unwrap_or_default()])
-            + update
-                .custom_fields
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>();
-        host_call!(self, call, Operation::UpdateGroup, bytes, {
+        host_call!(self, call, Operation::UpdateGroup, [&id, &update], {
             let mut facts = Facts {
                 groups: vec![id.clone()],
                 custom_fields: update
@@ -170,7 +157,7 @@ impl Host for LevelCtx {
     }
 
     async fn delete_group(&mut self, id: Id) -> Result<(), LevelError> {
-        host_call!(self, call, Operation::DeleteGroup, id.len(), {
+        host_call!(self, call, Operation::DeleteGroup, [&id], {
             self.require(
                 call,
                 Facts {
@@ -189,71 +176,59 @@ impl Host for LevelCtx {
     }
 
     async fn assign_devices(&mut self, id: Id, device_ids: Vec<Id>) -> Result<(), LevelError> {
-        host_call!(
-            self,
-            call,
-            Operation::AssignDevices,
-            id.len() + list_size(&device_ids),
-            {
-                let devices = self.device_facts(call, &device_ids).await?;
-                self.require(
-                    call,
-                    Facts {
-                        groups: vec![id.clone()],
-                        devices,
-                        ..Facts::default()
-                    },
-                )?;
-                let body = DeviceIds { device_ids };
-                let request = serde_json::json!({ "id": id, "device_ids": body.device_ids });
-                let moved = body.device_ids.clone();
-                let group_id = id.clone();
-                self.write(
-                    call,
-                    request,
-                    || (),
-                    |c| async move { c.assign_group_devices(&id, &body).await },
-                )
-                .await?;
-                if !self.plans_writes() {
-                    for device in moved {
-                        self.forget_device(&device, Some(group_id.clone()));
-                    }
+        host_call!(self, call, Operation::AssignDevices, [&id, &device_ids], {
+            let devices = self.device_facts(call, &device_ids).await?;
+            self.require(
+                call,
+                Facts {
+                    groups: vec![id.clone()],
+                    devices,
+                    ..Facts::default()
+                },
+            )?;
+            let body = DeviceIds { device_ids };
+            let request = serde_json::json!({ "id": id, "device_ids": body.device_ids });
+            let moved = body.device_ids.clone();
+            let group_id = id.clone();
+            self.write(
+                call,
+                request,
+                || (),
+                |c| async move { c.assign_group_devices(&id, &body).await },
+            )
+            .await?;
+            if !self.plans_writes() {
+                for device in moved {
+                    self.forget_device(&device, Some(group_id.clone()));
                 }
-                Ok(())
             }
-        )
+            Ok(())
+        })
     }
 
     async fn remove_devices(&mut self, id: Id, device_ids: Vec<Id>) -> Result<(), LevelError> {
-        host_call!(
-            self,
-            call,
-            Operation::RemoveDevices,
-            id.len() + list_size(&device_ids),
-            {
-                let devices = self.device_facts(call, &device_ids).await?;
-                // Taking devices out of a group leaves them in none: outside any group scope.
-                self.require(
-                    call,
-                    Facts {
-                        groups: vec![id.clone()],
-                        devices,
-                        organization: true,
-                        ..Facts::default()
-                    },
-                )?;
-                let body = DeviceIds { device_ids };
-                let request = serde_json::json!({ "id": id, "device_ids": body.device_ids });
-                self.write(
-                    call,
-                    request,
-                    || (),
-                    |c| async move { c.remove_group_devices(&id, &body).await },
-                )
-                .await
-            }
-        )
+        host_call!(self, call, Operation::RemoveDevices, [&id, &device_ids], {
+            let devices = self.device_facts(call, &device_ids).await?;
+            // Taking devices out of a group leaves them in none: outside any group scope.
+            self.require(
+                call,
+                Facts {
+                    groups: vec![id.clone()],
+                    devices,
+                    organization: true,
+                    ..Facts::default()
+                },
+            )?;
+            let body = DeviceIds { device_ids };
+            let request = serde_json::json!({ "id": id, "device_ids": body.device_ids });
+            self.write(
+                call,
+                request,
+                || (),
+                |c| async move { c.remove_group_devices(&id, &body).await },
+            )
+            .await
+        })
     }
 }
 

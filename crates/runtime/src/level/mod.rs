@@ -91,13 +91,15 @@ pub struct LevelCtx {
     device_groups: HashMap<String, Option<String>>,
 }
 
-/// The shape of every host function: open the call, admit it, run the body
-/// with the call (named `$call` in it), and end the call, which audits it.
-/// `?` in the body returns from the body only, so the end always runs.
+/// The shape of every host function: open the call, admit it (capability,
+/// and the size of every argument, listed in `[...]`), run the body with the
+/// call (named `$call` in it), and end the call, which audits it. `?` in the
+/// body returns from the body only, so the end always runs.
 macro_rules! host_call {
-    ($ctx:ident, $call:ident, $op:expr, $bytes:expr, $body:block) => {{
+    ($ctx:ident, $call:ident, $op:expr, [$($arg:expr),* $(,)?], $body:block) => {{
         let mut open = $ctx.begin($op);
-        let result = match $ctx.admit(&mut open, $bytes) {
+        let bytes = 0 $(+ $crate::level::arg_bytes($arg))*;
+        let result = match $ctx.admit(&mut open, bytes) {
             Err(e) => Err(e),
             Ok(()) => {
                 let $call = &mut open;
@@ -109,14 +111,27 @@ macro_rules! host_call {
 }
 pub(crate) use host_call;
 
-/// The bytes of string data in a call's arguments.
-pub(crate) fn size(parts: &[&str]) -> usize {
-    parts.iter().map(|p| p.len()).sum()
-}
-
-/// The bytes of a list of ids.
-pub(crate) fn list_size(ids: &[String]) -> usize {
-    ids.iter().map(String::len).sum::<usize>() + ids.len()
+/// The size of one argument of a host call, as JSON: every field of every
+/// record, list and option counts, so no part of a call escapes
+/// `max_call_kb`. Measured without building the text.
+pub(crate) fn arg_bytes<T: serde::Serialize + ?Sized>(arg: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Serializing plain data into a counter cannot fail; if it ever did, count
+    // the call as too large rather than as free.
+    match serde_json::to_writer(&mut count, arg) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 impl LevelCtx {
@@ -441,11 +456,4 @@ fn page(page: &PageRequest) -> PageParams {
         starting_after: page.starting_after.clone(),
         ending_before: page.ending_before.clone(),
     }
-}
-
-fn page_size(page: &PageRequest) -> usize {
-    size(&[
-        page.starting_after.as_deref().unwrap_or_default(),
-        page.ending_before.as_deref().unwrap_or_default(),
-    ])
 }

@@ -1,6 +1,6 @@
 //! `level:api/tags`.
 
-use super::{Call, LevelCtx, LevelError, host_call, list_size, page, page_size, size};
+use super::{Call, LevelCtx, LevelError, host_call, page};
 use crate::bindings::tags::{Host, Tag, TagPage};
 use crate::bindings::types::{Id, PageRequest};
 use level_api::model::{self, DeviceIds, TagName};
@@ -46,8 +46,7 @@ impl Host for LevelCtx {
         device_id: Option<Id>,
         p: PageRequest,
     ) -> Result<TagPage, LevelError> {
-        let bytes = page_size(&p) + size(&[device_id.as_deref().unwrap_or_default()]);
-        host_call!(self, call, Operation::ListTags, bytes, {
+        host_call!(self, call, Operation::ListTags, [&device_id, &p], {
             if let Some(device) = &device_id {
                 let devices = self
                     .device_facts(call, std::slice::from_ref(device))
@@ -80,7 +79,7 @@ impl Host for LevelCtx {
     }
 
     async fn get_tag(&mut self, id: Id) -> Result<Tag, LevelError> {
-        host_call!(self, call, Operation::GetTag, id.len(), {
+        host_call!(self, call, Operation::GetTag, [&id], {
             let found = self
                 .fetch(call, |c| async move { c.get_tag(&id).await })
                 .await?;
@@ -97,7 +96,7 @@ impl Host for LevelCtx {
     }
 
     async fn create_tag(&mut self, name: String) -> Result<Tag, LevelError> {
-        host_call!(self, call, Operation::CreateTag, name.len(), {
+        host_call!(self, call, Operation::CreateTag, [&name], {
             self.require(
                 call,
                 Facts {
@@ -124,7 +123,7 @@ impl Host for LevelCtx {
     }
 
     async fn update_tag(&mut self, id: Id, name: String) -> Result<Tag, LevelError> {
-        host_call!(self, call, Operation::UpdateTag, id.len() + name.len(), {
+        host_call!(self, call, Operation::UpdateTag, [&id, &name], {
             let mut facts = self.tag_facts(call, &id, &[]).await?;
             facts.tags.push(name.clone());
             self.require(call, facts)?;
@@ -147,7 +146,7 @@ impl Host for LevelCtx {
     }
 
     async fn delete_tag(&mut self, id: Id) -> Result<(), LevelError> {
-        host_call!(self, call, Operation::DeleteTag, id.len(), {
+        host_call!(self, call, Operation::DeleteTag, [&id], {
             let facts = self.tag_facts(call, &id, &[]).await?;
             self.require(call, facts)?;
             self.write(
@@ -161,64 +160,52 @@ impl Host for LevelCtx {
     }
 
     async fn tag_devices(&mut self, id: Id, device_ids: Vec<Id>) -> Result<Tag, LevelError> {
-        host_call!(
-            self,
-            call,
-            Operation::TagDevices,
-            id.len() + list_size(&device_ids),
-            {
-                let facts = self.tag_facts(call, &id, &device_ids).await?;
-                self.require(call, facts)?;
-                let planned = if let Some(name) = self.planned_tag(&id)? {
-                    model::Tag {
-                        id: id.clone(),
-                        name: name.to_owned(),
-                        device_count: device_ids.len() as u32,
-                    }
-                } else if self.plans_writes() {
-                    let id = id.clone();
-                    let mut current = self
-                        .fetch(call, |c| async move { c.get_tag(&id).await })
-                        .await?;
-                    current.device_count += device_ids.len() as u32;
-                    current
-                } else {
-                    model::Tag::default()
-                };
-                let body = DeviceIds { device_ids };
-                let request = serde_json::json!({ "id": id, "device_ids": body.device_ids });
-                self.write(
-                    call,
-                    request,
-                    || planned,
-                    |c| async move { c.tag_devices(&id, &body).await },
-                )
-                .await
-                .map(tag)
-            }
-        )
+        host_call!(self, call, Operation::TagDevices, [&id, &device_ids], {
+            let facts = self.tag_facts(call, &id, &device_ids).await?;
+            self.require(call, facts)?;
+            let planned = if let Some(name) = self.planned_tag(&id)? {
+                model::Tag {
+                    id: id.clone(),
+                    name: name.to_owned(),
+                    device_count: device_ids.len() as u32,
+                }
+            } else if self.plans_writes() {
+                let id = id.clone();
+                let mut current = self
+                    .fetch(call, |c| async move { c.get_tag(&id).await })
+                    .await?;
+                current.device_count += device_ids.len() as u32;
+                current
+            } else {
+                model::Tag::default()
+            };
+            let body = DeviceIds { device_ids };
+            let request = serde_json::json!({ "id": id, "device_ids": body.device_ids });
+            self.write(
+                call,
+                request,
+                || planned,
+                |c| async move { c.tag_devices(&id, &body).await },
+            )
+            .await
+            .map(tag)
+        })
     }
 
     async fn untag_devices(&mut self, id: Id, device_ids: Vec<Id>) -> Result<(), LevelError> {
-        host_call!(
-            self,
-            call,
-            Operation::UntagDevices,
-            id.len() + list_size(&device_ids),
-            {
-                let facts = self.tag_facts(call, &id, &device_ids).await?;
-                self.require(call, facts)?;
-                let body = DeviceIds { device_ids };
-                let request = serde_json::json!({ "id": id, "device_ids": body.device_ids });
-                self.write(
-                    call,
-                    request,
-                    || (),
-                    |c| async move { c.untag_devices(&id, &body).await },
-                )
-                .await
-            }
-        )
+        host_call!(self, call, Operation::UntagDevices, [&id, &device_ids], {
+            let facts = self.tag_facts(call, &id, &device_ids).await?;
+            self.require(call, facts)?;
+            let body = DeviceIds { device_ids };
+            let request = serde_json::json!({ "id": id, "device_ids": body.device_ids });
+            self.write(
+                call,
+                request,
+                || (),
+                |c| async move { c.untag_devices(&id, &body).await },
+            )
+            .await
+        })
     }
 }
 
