@@ -782,6 +782,17 @@ pub fn load_secret(source: &KeySource, what: &str) -> Result<String, SecretError
 
 fn parse_schedule(source: &Source, plugin: &str, raw: RawSchedule) -> Result<Schedule, FileError> {
     let pattern = raw.cron.get_ref().clone();
+    // croner would take a seventh (year) field; levelhost documents 5, or 6 with seconds first.
+    let fields = pattern.split_whitespace().count();
+    if !matches!(fields, 5 | 6) {
+        return Err(source.error(
+            Some(raw.cron.span()),
+            format!(
+                "plugin {plugin}: schedule {pattern:?}: expected 5 fields (minute hour day month weekday), \
+                 or 6 with seconds first; found {fields}"
+            ),
+        ));
+    }
     let cron: croner::Cron = pattern.parse().map_err(|e: croner::errors::CronError| {
         source.error(
             Some(raw.cron.span()),

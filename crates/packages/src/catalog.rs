@@ -37,7 +37,7 @@ pub enum CatalogError {
     #[error(transparent)]
     Package(#[from] PackageError),
     /// The catalog directory could not be read.
-    #[error("cannot read the catalog {path}: {source}")]
+    #[error("cannot read the catalog {path}")]
     Read {
         /// The directory.
         path: PathBuf,

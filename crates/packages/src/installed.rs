@@ -39,11 +39,12 @@ pub enum InstalledError {
         source: std::io::Error,
     },
     /// The plugin's package could not be read.
-    #[error("plugin {plugin}: {error}")]
+    #[error("plugin {plugin}")]
     Package {
         /// The plugin.
         plugin: String,
         /// What is wrong with the package.
+        #[source]
         error: PackageError,
     },
     /// The trust policy refuses the plugin.

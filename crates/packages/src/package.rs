@@ -36,7 +36,7 @@ pub const SIGNATURES_DIR: &str = "signatures";
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
     /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -44,7 +44,7 @@ pub enum PackageError {
         source: std::io::Error,
     },
     /// A file could not be written.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         /// The file.
         path: PathBuf,

@@ -87,7 +87,7 @@ pub enum ExecuteError {
     #[error(transparent)]
     Audit(#[from] AuditError),
     /// A history call's blocking task ended without an answer.
-    #[error("the history task stopped: {0}")]
+    #[error("the history task stopped")]
     Task(#[from] tokio::task::JoinError),
 }
 

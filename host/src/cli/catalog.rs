@@ -77,7 +77,7 @@ impl CatalogArgs {
                 }
                 print_entries(&listing.entries, trust.as_ref());
                 for broken in &listing.broken {
-                    eprintln!("warning: skipped {broken}");
+                    eprintln!("warning: skipped {}", levelhost_core::Chain(broken));
                 }
                 Ok(ExitStatus::Success)
             }

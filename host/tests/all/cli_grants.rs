@@ -231,6 +231,22 @@ async fn bad_configs_fail_check_with_file_line_and_reason() {
         stderr.contains("levelhost.toml:35:8: plugin tagger: schedule \"every day\""),
         "{stderr}"
     );
+    // Issue 13, point 8: the message says what the README says, 5 fields or 6.
+    assert!(
+        stderr.contains(
+            "expected 5 fields (minute hour day month weekday), or 6 with seconds first; found 2"
+        ),
+        "{stderr}"
+    );
+    let stderr = check_fails(
+        "[[plugins.tagger.schedules]]\ncron = \"0 0 3 * * * 2027\"\n",
+        |t| t,
+    )
+    .await;
+    assert!(
+        stderr.contains("found 7"),
+        "a year field is refused: {stderr}"
+    );
 
     let stderr = check_fails(
         "[[plugins.tagger.schedules]]\ncron = \"0 3 * * *\"\ntimezone = \"Mars/Olympus\"\n",

@@ -95,6 +95,32 @@ pub fn describe(err: &Error) -> String {
         Error::RateLimited(s) => format!("rate limited (retry in {s}s)"),
         Error::Unauthorized(m) => format!("unauthorized: {m}"),
         Error::LimitExceeded(m) => format!("limit exceeded: {m}"),
-        Error::Upstream(u) => format!("Level error {}: {}", u.status, u.message),
+        // Status 0: no answer arrived. A success status: the answer could not be read.
+        Error::Upstream(u) if u.status == 0 => format!("Level could not be reached: {}", u.message),
+        Error::Upstream(u) if (200..300).contains(&u.status) => {
+            format!("Level's answer could not be read: {}", u.message)
+        }
+        Error::Upstream(u) => format!("Level answered {}: {}", u.status, u.message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(status: u16) -> String {
+        describe(&Error::Upstream(UpstreamError {
+            status,
+            message: "details".to_owned(),
+        }))
+    }
+
+    /// Issue 13, point 8: a transport failure is not "Level error 0" and an
+    /// unreadable answer is not "Level error 200".
+    #[test]
+    fn upstream_failures_say_what_happened() {
+        assert_eq!(upstream(0), "Level could not be reached: details");
+        assert_eq!(upstream(200), "Level's answer could not be read: details");
+        assert_eq!(upstream(502), "Level answered 502: details");
     }
 }
