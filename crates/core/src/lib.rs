@@ -33,9 +33,15 @@ pub fn digest(bytes: &[u8]) -> String {
 /// records that hold text. (At the CLI edge anyhow's `{:#}` does the same.)
 ///
 /// ```
-/// let io = std::io::Error::other("disk full");
-/// let outer = std::io::Error::new(std::io::ErrorKind::Other, io);
-/// assert_eq!(levelhost_core::Chain(&outer).to_string(), "disk full");
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("cannot read levelhost.toml")]
+/// struct ReadConfig(#[source] std::io::Error);
+///
+/// let e = ReadConfig(std::io::Error::other("disk full"));
+/// assert_eq!(
+///     levelhost_core::Chain(&e).to_string(),
+///     "cannot read levelhost.toml: disk full"
+/// );
 /// ```
 pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
 
