@@ -126,11 +126,6 @@ impl Executor {
         }
     }
 
-    /// The history, if runs are recorded.
-    pub fn history(&self) -> Option<&Arc<History>> {
-        self.history.as_ref()
-    }
-
     /// Runs with `f` on the blocking pool; `Ok(None)` when nothing is recorded.
     async fn with_history<T: Send + 'static>(
         &self,

@@ -166,14 +166,6 @@ impl Service {
         &self.history
     }
 
-    pub(crate) fn history_arc(&self) -> Arc<History> {
-        self.history.clone()
-    }
-
-    pub(crate) fn plugin(&self, name: &str) -> Option<&Installed> {
-        self.plugins.get(name)
-    }
-
     pub(crate) fn executor(&self) -> &Executor {
         &self.executor
     }

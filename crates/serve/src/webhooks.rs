@@ -35,43 +35,44 @@ pub(crate) enum HookRejection {
 }
 
 impl HookRejection {
-    /// The status, the verdict recorded with the delivery (none: not recorded) and the message.
-    fn parts(&self) -> (StatusCode, Option<&'static str>, String) {
+    /// The status, the message answered, and the verdict and detail recorded
+    /// with the delivery (none: not recorded).
+    fn parts(&self) -> (StatusCode, String, Option<(&'static str, String)>) {
         match self {
-            Self::NoPlugin => (StatusCode::NOT_FOUND, None, "no such plugin".to_owned()),
+            Self::NoPlugin => (StatusCode::NOT_FOUND, "no such plugin".to_owned(), None),
             Self::NoEvents => (
                 StatusCode::NOT_FOUND,
-                None,
                 "this plugin takes no events".to_owned(),
+                None,
             ),
             Self::Signature(why) => (
                 StatusCode::UNAUTHORIZED,
-                Some("rejected"),
                 (*why).to_owned(),
+                Some(("rejected", (*why).to_owned())),
             ),
             Self::NotJson(e) => (
                 StatusCode::BAD_REQUEST,
-                Some("invalid"),
                 format!("the body is not JSON: {e}"),
+                Some(("invalid", e.clone())),
             ),
             Self::MissingFields => (
                 StatusCode::BAD_REQUEST,
-                Some("invalid"),
                 "event_id and event_type are required".to_owned(),
+                Some(("invalid", "event_id or event_type is missing".to_owned())),
             ),
             Self::ShuttingDown => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Some("refused"),
                 "shutting down".to_owned(),
+                Some(("refused", "the host is shutting down".to_owned())),
             ),
-            Self::History(e) => (StatusCode::INTERNAL_SERVER_ERROR, None, e.clone()),
+            Self::History(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.clone(), None),
         }
     }
 }
 
 impl IntoResponse for HookRejection {
     fn into_response(self) -> Response {
-        let (status, _, message) = self.parts();
+        let (status, message, _) = self.parts();
         (status, Json(serde_json::json!({ "error": message }))).into_response()
     }
 }
@@ -112,14 +113,7 @@ pub(crate) async fn hook(
             Ok(taken.into_response())
         }
         Err((rejection, event_id)) => {
-            let (_, verdict, message) = rejection.parts();
-            if let Some(verdict) = verdict {
-                let detail = match &rejection {
-                    HookRejection::NotJson(e) => e.clone(),
-                    HookRejection::MissingFields => "event_id or event_type is missing".to_owned(),
-                    HookRejection::ShuttingDown => "the host is shutting down".to_owned(),
-                    _ => message,
-                };
+            if let (_, _, Some((verdict, detail))) = rejection.parts() {
                 record(&service, &plugin, event_id.as_deref(), verdict, &detail).await;
             }
             Err(rejection)
@@ -132,7 +126,8 @@ type Verdict = Result<(Taken, String, String), (HookRejection, Option<String>)>;
 
 async fn take(service: &Arc<Service>, plugin: &str, headers: &HeaderMap, body: &Bytes) -> Verdict {
     let installed = service
-        .plugin(plugin)
+        .plugins
+        .get(plugin)
         .ok_or((HookRejection::NoPlugin, None))?;
     let events = installed
         .served
@@ -186,7 +181,7 @@ async fn take(service: &Arc<Service>, plugin: &str, headers: &HeaderMap, body: &
 
 /// Records a delivery and its verdict, on the blocking pool.
 async fn record(service: &Service, plugin: &str, event: Option<&str>, verdict: &str, detail: &str) {
-    let history = service.history_arc();
+    let history = service.history.clone();
     let (plugin, event, verdict, detail) = (
         plugin.to_owned(),
         event.map(str::to_owned),
