@@ -279,6 +279,16 @@ impl PluginConfig {
             .collect()
     }
 
+    /// The capabilities its grant gives that its manifest does not ask for:
+    /// a grant wider than the plugin says it needs.
+    pub fn beyond_manifest(&self) -> Vec<Capability> {
+        self.grant
+            .capabilities
+            .difference(&self.manifest.capabilities)
+            .copied()
+            .collect()
+    }
+
     /// A scope error, placed at the scope entry it is about when there is one.
     pub fn scope_error(
         &self,

@@ -23,6 +23,9 @@ impl EnvVars {
     pub const LEVELHOST_CATALOG: &'static str = "LEVELHOST_CATALOG";
     /// The log filter, as for `tracing_subscriber::EnvFilter`.
     pub const LEVELHOST_LOG: &'static str = "LEVELHOST_LOG";
+    /// Set by `levelhost build` for a project's `build.sh`: the world, in
+    /// the project's `wit/`, of only the interfaces its manifest asks for.
+    pub const LEVELHOST_WORLD: &'static str = "LEVELHOST_WORLD";
     /// Where cargo puts its builds (`levelhost demo` builds the example plugins).
     pub const CARGO_TARGET_DIR: &'static str = "CARGO_TARGET_DIR";
     /// The cargo that runs levelhost, if it does.

@@ -3,10 +3,14 @@
 //! in `levelhost.toml` is pointed at it and pinned to its digest.
 //!
 //! A first install grants what the manifest asks for (the operator chose
-//! to install it and sees the list). An upgrade never widens the grant:
-//! capabilities the new version asks for beyond it are reported, not
-//! granted, and the plugin runs with the grant it had until the operator
-//! edits it. Older versions stay in the store until `prune` removes them.
+//! to install it and sees the list), and only as far as the operator says:
+//! the groups named with `--group`, or the whole organization when asked
+//! for in so many words (`--whole-organization`); with neither it installs
+//! nothing. An upgrade never widens the grant: capabilities the new version
+//! asks for beyond it are reported, not granted, and the plugin runs with
+//! the grant it had until the operator edits it. Installing an older
+//! version than the one installed needs `--allow-downgrade`. Older versions
+//! stay in the store until `prune` removes them.
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +58,12 @@ pub struct InstallOptions {
     pub name: Option<String>,
     /// The key a newly installed plugin uses (default: the only key).
     pub key: Option<String>,
+    /// The groups a newly installed plugin's grant is limited to.
+    pub groups: Vec<String>,
+    /// Grant a newly installed plugin the whole organization (no group scope).
+    pub whole_organization: bool,
+    /// Allow installing an older version than the one installed.
+    pub allow_downgrade: bool,
 }
 
 /// What an install did.
@@ -71,6 +81,12 @@ pub struct Installed {
     pub vetting: Vetting,
     /// The version it replaced, for an upgrade.
     pub previous: Option<String>,
+    /// Whether the version installed is older than the one it replaced.
+    pub downgrade: bool,
+    /// The groups a first install limited the grant to (empty: the whole organization).
+    pub groups: Vec<String>,
+    /// What the component imports that the manifest does not ask for, and the like.
+    pub warnings: Vec<String>,
     /// What changed from the package it replaced (see [`levelhost_packages::package::diff`]);
     /// empty for a first install or when it replaced a loose component.
     pub changes: Vec<String>,
@@ -88,12 +104,25 @@ pub fn install(
 ) -> Result<Installed, InstallError> {
     let config = HostConfig::load(config_path)?;
     let vetting = config.trust.verify(package)?;
-    package.check_capabilities()?;
+    let warnings = package.check_capabilities()?;
     let name = options
         .name
         .clone()
         .unwrap_or_else(|| package.manifest.name.clone());
     let previous = config.plugins.get(&name);
+    let downgrade = previous
+        .is_some_and(|p| version_key(&package.manifest.version) < version_key(&p.manifest.version));
+    if let (true, Some(p)) = (downgrade && !options.allow_downgrade, previous) {
+        return Err(InstallError::Choice(format!(
+            "{name} {} is older than the installed {}; nothing was changed (to go back to it, pass --allow-downgrade)",
+            package.manifest.version, p.manifest.version
+        )));
+    }
+    if previous.is_none() && options.groups.is_empty() && !options.whole_organization {
+        return Err(InstallError::Choice(format!(
+            "say how far {name}'s grant reaches: --group NAME (repeatable) limits it to those groups and their subgroups, --whole-organization gives it every device and group; nothing was changed"
+        )));
+    }
     // Read before the new package is stored, which may replace the old one's directory.
     let changes = previous
         .and_then(|p| match &p.source {
@@ -156,6 +185,12 @@ pub fn install(
             granted.push(*cap);
         }
         entry.insert("capabilities", toml_edit::value(caps));
+        if !options.groups.is_empty() {
+            let mut scopes = toml_edit::Table::new();
+            let groups: toml_edit::Array = options.groups.iter().map(String::as_str).collect();
+            scopes.insert("groups", toml_edit::value(groups));
+            entry.insert("scopes", toml_edit::Item::Table(scopes));
+        }
     }
     entry.remove("component");
     entry.remove("manifest");
@@ -216,10 +251,25 @@ pub fn install(
         dir,
         vetting,
         previous: previous.map(|p| p.manifest.version.clone()),
+        downgrade,
+        groups: if previous.is_none() {
+            options.groups.clone()
+        } else {
+            Vec::new()
+        },
+        warnings,
         changes,
         granted,
         not_granted: installed.not_granted(),
     })
+}
+
+/// A `MAJOR.MINOR.PATCH` version as numbers, for ordering (the manifest has checked its form).
+fn version_key(version: &str) -> Vec<u64> {
+    version
+        .split('.')
+        .map(|part| part.parse().unwrap_or(0))
+        .collect()
 }
 
 /// Removes the stored packages no plugin in the configuration uses (older

@@ -49,8 +49,9 @@ pub enum LoadError {
 }
 
 /// Loads a plugin installed in the config: its component read and verified
-/// ([`installed::verified_component`]), compiled from those very bytes, and
-/// its imports checked against the grant.
+/// ([`installed::verified_component`]) and compiled from those very bytes.
+/// Imports its grant does not cover do not stop it (their calls answer
+/// `denied`); [`PluginRunner::ungranted_imports`] names them for a warning.
 pub fn load_installed(
     runner: &PluginRunner,
     plugin: &PluginConfig,
@@ -63,7 +64,6 @@ pub fn load_installed(
         trust,
     )?;
     let loaded = runner.load(&plugin.name, &bytes)?;
-    PluginRunner::check_imports(&loaded, &plugin.grant)?;
     Ok((loaded, vetting))
 }
 
@@ -104,6 +104,9 @@ pub async fn serve(config: HostConfig, runner: Option<PluginRunner>) -> Result<H
     for (name, plugin) in &config.plugins {
         let (loaded, vetting) = load_installed(&runner, plugin, &config.trust)?;
         tracing::info!(plugin = %name, digest = %loaded.digest, "loaded, {vetting}");
+        for warning in PluginRunner::ungranted_imports(&loaded, &plugin.grant) {
+            tracing::warn!(plugin = %name, "{warning}");
+        }
         let events = match &plugin.events {
             Some(events) => Some(Events {
                 secret: load_secret(&events.secret, &format!("plugin {name}: events"))?,

@@ -1,5 +1,7 @@
 //! The audit record: one per host call, with what was asked, what the gate
-//! decided and why, and what Level answered. The runtime appends them to the
+//! decided and why, and what Level answered. A write gets a second record
+//! before its request leaves ([`Stage::Sending`]), so a request cut off by a
+//! crash or a time limit is on record too. The runtime appends them to the
 //! audit log; `levelhost audit` reads them back.
 
 use serde::{Deserialize, Serialize};
@@ -34,4 +36,31 @@ pub struct AuditRecord {
     /// Whether it was a write recorded in a plan instead of sent.
     #[serde(default)]
     pub dry_run: bool,
+    /// Level requests the call made, the host's own look-ups included.
+    #[serde(default)]
+    pub requests: u32,
+    /// Where the call was when this record was written.
+    #[serde(default, skip_serializing_if = "Stage::is_done")]
+    pub stage: Stage,
+}
+
+/// Where a host call was when its record was written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// The call ended; the record says how.
+    #[default]
+    Done,
+    /// A write is about to leave for Level; its outcome follows in a later record.
+    Sending,
+    /// The run ended (its time limit, a signal) while the call was under way:
+    /// a request may have reached Level, and its outcome is unknown.
+    CutOff,
+}
+
+impl Stage {
+    /// Whether the call ended normally.
+    pub fn is_done(&self) -> bool {
+        *self == Stage::Done
+    }
 }

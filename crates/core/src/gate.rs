@@ -7,18 +7,26 @@
 
 use std::collections::HashSet;
 
-use crate::capability::Operation;
+use crate::capability::{Capability, Operation};
 use crate::grant::{Grant, Limits, ResolvedScopes};
 
-/// What a call touches, as far as the host knows it.
+/// What a call touches, as far as the host knows it: its direct targets and
+/// the objects its effect reaches indirectly (the devices carrying a deleted
+/// tag, the devices below a forced custom field value). Both are checked
+/// against the scopes and counted against the budgets alike.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Facts {
-    /// Devices touched, with the group each is in.
+    /// Devices touched, directly or not, with the group each is in.
     pub devices: Vec<(String, Option<String>)>,
     /// Groups touched.
     pub groups: Vec<String>,
-    /// The organization level itself (a custom field value with no target, a new root group).
+    /// The organization level itself: a custom field value with no target, a
+    /// new root group, a definition every group sees, or any effect not
+    /// confined to listed objects (an automation left to pick its own devices).
     pub organization: bool,
+    /// Capabilities the call's effect needs besides its operation's own (a
+    /// forced value also removes the values below it: `custom-field-values:delete`).
+    pub needs: Vec<Capability>,
     /// Tag names touched.
     pub tags: Vec<String>,
     /// Custom field names touched.
@@ -154,11 +162,33 @@ impl Gate {
 
     /// The second check, once the targets are known: scopes, then the write budgets.
     pub fn authorize(&mut self, op: Operation, facts: &Facts) -> Result<(), Refusal> {
+        self.check_scopes(op, facts)?;
+        if op.is_write() {
+            self.spend_write(op, facts)?;
+        }
+        Ok(())
+    }
+
+    /// The scope half of [`Gate::authorize`], spending nothing: the host asks
+    /// it early, before looking up a call's indirect targets it would refuse anyway.
+    pub fn check_scopes(&self, op: Operation, facts: &Facts) -> Result<(), Refusal> {
         let cap = op.capability().to_string();
         let deny = |reason: String| Refusal::Denied {
             capability: cap.clone(),
             reason,
         };
+        for needed in &facts.needs {
+            if !self.grant.capabilities.contains(needed) {
+                return Err(Refusal::Denied {
+                    capability: needed.to_string(),
+                    reason: format!(
+                        "this {} also needs {needed}, which the grant of {} does not include",
+                        op.name(),
+                        self.grant.plugin
+                    ),
+                });
+            }
+        }
         for (id, group) in &facts.devices {
             if !self.device_in_scope(group.as_deref()) {
                 return Err(deny(format!("device {id} is outside the grant's groups")));
@@ -199,31 +229,39 @@ impl Gate {
                 ));
             }
         }
-        if op.is_write() {
-            let limits = &self.grant.limits;
-            if self.writes >= limits.max_writes {
-                return Err(Refusal::Limit {
-                    limit: "max_writes",
-                    detail: format!("the run already made {} writes", self.writes),
-                });
-            }
-            let mut changed = self.devices_changed.clone();
-            changed.extend(facts.devices.iter().map(|(id, _)| id.clone()));
-            if changed.len() as u64 > limits.max_devices_changed {
-                return Err(Refusal::Limit {
-                    limit: "max_devices_changed",
-                    detail: format!(
-                        "{} would change {} devices in this run; the limit is {}",
-                        op.name(),
-                        changed.len(),
-                        limits.max_devices_changed
-                    ),
-                });
-            }
-            self.writes += 1;
-            self.devices_changed = changed;
-        }
         Ok(())
+    }
+
+    /// Counts a write and the devices it changes against the budgets.
+    fn spend_write(&mut self, op: Operation, facts: &Facts) -> Result<(), Refusal> {
+        let limits = &self.grant.limits;
+        if self.writes >= limits.max_writes {
+            return Err(Refusal::Limit {
+                limit: "max_writes",
+                detail: format!("the run already made {} writes", self.writes),
+            });
+        }
+        let mut changed = self.devices_changed.clone();
+        changed.extend(facts.devices.iter().map(|(id, _)| id.clone()));
+        if changed.len() as u64 > limits.max_devices_changed {
+            return Err(Refusal::Limit {
+                limit: "max_devices_changed",
+                detail: format!(
+                    "{} would change {} devices in this run; the limit is {}",
+                    op.name(),
+                    changed.len(),
+                    limits.max_devices_changed
+                ),
+            });
+        }
+        self.writes += 1;
+        self.devices_changed = changed;
+        Ok(())
+    }
+
+    /// Distinct devices changed so far.
+    pub fn devices_changed(&self) -> u64 {
+        self.devices_changed.len() as u64
     }
 
     /// Brings a group created under an in-scope parent into scope: a scope is a subtree.

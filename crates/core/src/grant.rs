@@ -43,6 +43,11 @@ pub struct Limits {
     pub max_log_kb: u64,
     /// Data passed into one host call, in KiB.
     pub max_call_kb: u64,
+    /// How old, in seconds, a fact the host read from Level (the group a
+    /// device is in) may be when a scope decision uses it; older facts are
+    /// read again. Level has no conditional writes, so a change made by
+    /// someone else between that read and the write can still be missed.
+    pub fact_max_age_secs: u64,
 }
 
 impl Default for Limits {
@@ -56,6 +61,7 @@ impl Default for Limits {
             max_output_kb: 1024,
             max_log_kb: 256,
             max_call_kb: 256,
+            fact_max_age_secs: 30,
         }
     }
 }
@@ -82,6 +88,11 @@ impl Limits {
     /// The run's time limit.
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs)
+    }
+
+    /// How old a fact read from Level may be when a scope decision uses it.
+    pub fn fact_max_age(&self) -> Duration {
+        Duration::from_secs(self.fact_max_age_secs)
     }
 
     /// KiB or MiB to bytes, saturating.

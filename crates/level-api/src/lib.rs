@@ -176,6 +176,16 @@ pub enum ClientError {
     },
 }
 
+/// Refuses an id that cannot name one object (`""`, `.`, `..`): in a path a
+/// URL would drop or resolve it, and as a filter it would match nothing
+/// or everything.
+pub fn check_id(id: &str) -> Result<(), ClientError> {
+    if matches!(id, "" | "." | "..") {
+        return Err(ClientError::InvalidId { id: id.to_owned() });
+    }
+    Ok(())
+}
+
 impl ClientError {
     /// The HTTP status, when Level answered.
     pub fn status(&self) -> Option<u16> {
@@ -345,10 +355,8 @@ impl LevelClient {
     /// normalisation would drop or resolve (`""`, `.`, `..`) is refused, so
     /// an id always names one object of the operation's resource.
     fn url(&self, segments: &[&str]) -> Result<Url, ClientError> {
-        if let Some(bad) = segments.iter().find(|s| matches!(**s, "" | "." | "..")) {
-            return Err(ClientError::InvalidId {
-                id: (*bad).to_owned(),
-            });
+        for segment in segments {
+            check_id(segment)?;
         }
         let mut url = self.base.clone();
         url.path_segments_mut()

@@ -149,7 +149,11 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
     if read_only && writes {
         return SimError::new(403, "This API key has read-only access").into_response();
     }
-    next.run(request).await
+    let response = next.run(request).await;
+    if writes && !state.config.write_delay.is_zero() {
+        tokio::time::sleep(state.config.write_delay).await;
+    }
+    response
 }
 
 /// A token bucket: `requests` tokens that refill evenly over `per`.

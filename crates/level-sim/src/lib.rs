@@ -72,6 +72,9 @@ pub struct SimConfig {
     pub created_status: u16,
     /// Where to deliver Level's webhook events (alerts, devices, groups).
     pub webhooks: Vec<WebhookTarget>,
+    /// How long a write waits, after its change is made, before it is
+    /// answered: a slow Level, whose writes land before their answers do.
+    pub write_delay: Duration,
 }
 
 impl Default for SimConfig {
@@ -83,6 +86,7 @@ impl Default for SimConfig {
             rate_limit: Some(RateLimit::LEVEL),
             created_status: 201,
             webhooks: Vec::new(),
+            write_delay: Duration::ZERO,
         }
     }
 }

@@ -257,9 +257,9 @@ impl Package {
         })
     }
 
-    /// Checks the component's imports against the manifest's capabilities.
-    /// An import no requested capability explains is an error; the returned
-    /// warnings name requested capabilities the component cannot use.
+    /// Compares the component's imports with the manifest's capabilities, in
+    /// warnings: an import no requested capability covers (its calls will
+    /// answer `denied`), and a requested capability the component cannot use.
     pub fn check_capabilities(&self) -> Result<Vec<String>, PackageError> {
         let imported: BTreeSet<Resource> = self
             .imports()?
@@ -267,26 +267,24 @@ impl Package {
             .filter_map(|i| resource_of_interface(i))
             .collect();
         let requested = &self.manifest.capabilities;
-        for resource in &imported {
-            if !requested.iter().any(|c| c.resource == *resource) {
-                return Err(PackageError::Invalid {
-                    path: self.dir.join(MANIFEST_FILE),
-                    message: format!(
-                        "the component imports {} but the manifest asks for no {}:* capability; add the ones it needs to capabilities",
-                        levelhost_core::capability::interface_of(*resource),
-                        resource.name()
-                    ),
-                });
-            }
-        }
-        Ok(unused_capabilities(requested, &imported)
-            .map(|c| {
+        let mut warnings: Vec<String> = imported
+            .iter()
+            .filter(|resource| !requested.iter().any(|c| c.resource == **resource))
+            .map(|resource| {
                 format!(
-                    "{c} is requested but the component does not import {}, so it cannot use it",
-                    levelhost_core::capability::interface_of(c.resource)
+                    "the component imports {} but the manifest asks for no {}:* capability, so its calls there will answer denied; add the ones it needs to capabilities, or build it with `levelhost build` to import only what the manifest asks for",
+                    levelhost_core::capability::interface_of(*resource),
+                    resource.name()
                 )
             })
-            .collect())
+            .collect();
+        warnings.extend(unused_capabilities(requested, &imported).map(|c| {
+            format!(
+                "{c} is requested but the component does not import {}, so it cannot use it",
+                levelhost_core::capability::interface_of(c.resource)
+            )
+        }));
+        Ok(warnings)
     }
 }
 

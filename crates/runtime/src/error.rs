@@ -41,16 +41,6 @@ pub enum HostError {
         /// What is wrong.
         error: levelhost_core::grant::ScopeError,
     },
-    /// The component imports a Level interface its grant gives no capability on.
-    #[error("{plugin} imports {import}, but its grant has no capability on it (it needs {needs})")]
-    ImportNotGranted {
-        /// The plugin.
-        plugin: String,
-        /// The import.
-        import: String,
-        /// The capabilities that would cover it.
-        needs: String,
-    },
     /// The audit log could not be written.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),

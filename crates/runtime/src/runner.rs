@@ -253,38 +253,42 @@ impl PluginRunner {
         self.load(&name, &bytes)
     }
 
-    /// Refuses a component that imports a `level:api` interface its grant gives no capability on.
-    pub fn check_imports(plugin: &LoadedPlugin, grant: &Grant) -> Result<(), HostError> {
-        for import in &plugin.imports {
-            let Some(resource) = resource_of_interface(import) else {
-                continue;
-            };
-            let covered = grant
-                .capabilities
-                .iter()
-                .any(|c: &Capability| c.resource == resource);
-            if !covered {
-                return Err(HostError::ImportNotGranted {
-                    plugin: plugin.name.clone(),
-                    import: import.clone(),
-                    needs: resource
-                        .verbs()
-                        .iter()
-                        .map(|&verb| Capability { resource, verb }.to_string())
-                        .collect::<Vec<_>>()
-                        .join(" or "),
-                });
-            }
-        }
-        Ok(())
+    /// The `level:api` interfaces `plugin` imports that its grant gives no
+    /// capability on, in words. Such a component still loads and runs: every
+    /// function of those interfaces answers `denied`, naming the capability
+    /// it needs (the gate refuses them like any other ungranted call), so an
+    /// upgrade that imports more keeps running under its old grant.
+    pub fn ungranted_imports(plugin: &LoadedPlugin, grant: &Grant) -> Vec<String> {
+        plugin
+            .imports
+            .iter()
+            .filter_map(|import| {
+                let resource = resource_of_interface(import)?;
+                let covered = grant
+                    .capabilities
+                    .iter()
+                    .any(|c: &Capability| c.resource == resource);
+                (!covered).then(|| {
+                    format!(
+                        "{} imports {import}, but its grant has no capability on it: its calls there answer denied (they need {})",
+                        plugin.name,
+                        resource
+                            .verbs()
+                            .iter()
+                            .map(|&verb| Capability { resource, verb }.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    )
+                })
+            })
+            .collect()
     }
 
     /// Runs `plugin` once, its Level calls going through `client` under `request.grant`.
     ///
-    /// Fails before the plugin starts if the input is not JSON, a scope names
-    /// something Level does not have, or the component imports an interface
-    /// its grant does not cover. Every failure of the plugin itself is
-    /// reported in [`RunReport::outcome`].
+    /// Fails before the plugin starts if the input is not JSON or a scope
+    /// names something Level does not have. Every failure of the plugin
+    /// itself is reported in [`RunReport::outcome`].
     pub async fn run(
         &self,
         plugin: &LoadedPlugin,
@@ -293,7 +297,6 @@ impl PluginRunner {
     ) -> Result<RunReport, HostError> {
         serde_json::from_str::<serde_json::Value>(&request.input)
             .map_err(|e| HostError::InvalidInput(e.to_string()))?;
-        Self::check_imports(plugin, &request.grant)?;
         let started = Instant::now();
         let limits = request.grant.limits.clone();
         let scopes = resolve_scopes(&client, &request.grant).await?;

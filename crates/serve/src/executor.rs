@@ -287,5 +287,7 @@ fn run_end(id: &str, run: &OpenRun, why: &str) -> AuditRecord {
         upstream_status: None,
         latency_ms: u64::try_from(run.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         dry_run: false,
+        requests: 0,
+        stage: Default::default(),
     }
 }

@@ -55,7 +55,9 @@ impl CatalogArgs {
         match self.command {
             CatalogCommand::Add { package } => {
                 let pkg = Package::open(&package)?;
-                pkg.check_capabilities()?;
+                for warning in pkg.check_capabilities()? {
+                    eprintln!("warning: {warning}");
+                }
                 let dir = catalog.add(&pkg)?;
                 println!(
                     "added {} {} ({}) as {}",

@@ -8,7 +8,7 @@ use super::ExitStatus;
 use crate::config::{HostConfig, PluginSource};
 use crate::env_vars::EnvVars;
 use levelhost_runtime::error::HostError;
-use levelhost_runtime::runner::resolve_scopes;
+use levelhost_runtime::runner::{PluginRunner, resolve_scopes};
 
 /// Arguments of `levelhost check`.
 #[derive(Debug, clap::Args)]
@@ -69,6 +69,24 @@ impl CheckArgs {
             }
             for line in plugin.grant.describe() {
                 println!("  {line}");
+            }
+            for warning in PluginRunner::ungranted_imports(&loaded, &plugin.grant) {
+                println!("  warning: {warning}");
+            }
+            let beyond = plugin.beyond_manifest();
+            if !beyond.is_empty() {
+                println!(
+                    "  warning: the grant gives {}, which its manifest does not ask for; remove them from plugins.{}.capabilities unless you mean to widen it",
+                    levelhost_core::capability::join(&beyond),
+                    plugin.name
+                );
+            }
+            if plugin.grant.scopes.groups.is_none()
+                && plugin.grant.capabilities.iter().any(|c| c.is_write())
+            {
+                println!(
+                    "  note: the grant is not limited to any group: it may change devices anywhere in the organization"
+                );
             }
             let not_granted = plugin.not_granted();
             if !not_granted.is_empty() {

@@ -243,8 +243,19 @@ impl BuildArgs {
                 self.dir.display()
             );
         }
+        // Build against a world of only what the manifest asks for, so the
+        // component imports what its grant will cover (toolchains that import
+        // every interface of their world, such as jco and componentize-py,
+        // otherwise import all of `level:api`).
+        let manifest =
+            levelhost_core::manifest::PluginManifest::load(&self.dir.join("plugin.toml"))?;
+        let world = granted_world(&manifest.capabilities);
+        let world_file = self.dir.join("wit").join(GRANTED_WORLD_FILE);
+        std::fs::write(&world_file, world)
+            .with_context(|| format!("cannot write {}", world_file.display()))?;
         let status = Command::new("bash")
             .arg(&script)
+            .env(crate::env_vars::EnvVars::LEVELHOST_WORLD, GRANTED_WORLD)
             .status()
             .with_context(|| format!("cannot run {}", script.display()))?;
         if !status.success() {
@@ -255,5 +266,45 @@ impl BuildArgs {
             bail!("{} finished but left no plugin.wasm", script.display());
         }
         Ok(ExitStatus::Success)
+    }
+}
+
+/// The world `levelhost build` builds against, and the file it is written to in the project's `wit/`.
+const GRANTED_WORLD: &str = "granted";
+const GRANTED_WORLD_FILE: &str = "granted.wit";
+
+/// A world that imports the `level:api` interfaces `capabilities` cover, and `log`.
+fn granted_world(capabilities: &levelhost_core::capability::CapabilitySet) -> String {
+    use levelhost_core::capability::Resource;
+    let mut text = String::from(
+        "// Written by `levelhost build` from plugin.toml's capabilities: the\n\
+         // interfaces this plugin's grant can cover. Do not edit; edit plugin.toml.\n\
+         package level:api@0.1.0;\n\n\
+         /// The plugin world, narrowed to what the manifest asks for.\n\
+         world granted {\n",
+    );
+    for resource in Resource::ALL {
+        if capabilities.iter().any(|c| c.resource == resource) {
+            text.push_str(&format!("    import {};\n", resource.name()));
+        }
+    }
+    text.push_str("    import log;\n\n    export handler;\n}\n");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_granted_world_imports_what_the_capabilities_cover() {
+        let caps = ["devices:read", "tags:write", "tags:delete"]
+            .iter()
+            .map(|c| c.parse().unwrap())
+            .collect();
+        let world = granted_world(&caps);
+        assert!(world.contains("import devices;") && world.contains("import tags;"));
+        assert_eq!(world.matches("import tags;").count(), 1);
+        assert!(!world.contains("import groups;") && world.contains("import log;"));
     }
 }

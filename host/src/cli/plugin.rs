@@ -113,6 +113,15 @@ pub struct InstallTarget {
     /// The key a newly installed plugin uses (default: the only key).
     #[arg(long)]
     pub key: Option<String>,
+    /// Limit a newly installed plugin's grant to this group and its subgroups (repeatable).
+    #[arg(long = "group", value_name = "NAME")]
+    pub groups: Vec<String>,
+    /// Give a newly installed plugin the whole organization (no group scope).
+    #[arg(long, conflicts_with = "groups")]
+    pub whole_organization: bool,
+    /// Install a version older than the one installed.
+    #[arg(long)]
+    pub allow_downgrade: bool,
 }
 
 impl PluginArgs {
@@ -308,21 +317,39 @@ pub(crate) fn install_and_report(
     let options = InstallOptions {
         name: target.name.clone(),
         key: target.key.clone(),
+        groups: target.groups.clone(),
+        whole_organization: target.whole_organization,
+        allow_downgrade: target.allow_downgrade,
     };
     let installed = install(&target.config, pkg, &options)?;
+    for warning in &installed.warnings {
+        eprintln!("warning: {warning}");
+    }
     println!(
         "installed {} {} ({}), {}",
         installed.name, installed.version, installed.digest, installed.vetting
     );
     println!("  stored in {}", installed.dir.display());
     if let Some(version) = &installed.previous {
-        println!("  upgraded from {version}; the grant is unchanged");
+        let moved = if installed.downgrade {
+            "downgraded"
+        } else if *version == installed.version {
+            "replaced"
+        } else {
+            "upgraded"
+        };
+        println!("  {moved} from {version}; the grant is unchanged");
         for line in &installed.changes {
             println!("  {line}");
         }
     }
     if !installed.granted.is_empty() {
-        println!("  granted: {}", join(&installed.granted));
+        let reach = if installed.groups.is_empty() {
+            "in the whole organization".to_owned()
+        } else {
+            format!("in group {} and its subgroups", installed.groups.join(", "))
+        };
+        println!("  granted: {} {reach}", join(&installed.granted));
     }
     if !installed.not_granted.is_empty() {
         println!(

@@ -67,6 +67,9 @@ impl RunArgs {
         })?;
         let client = crate::loader::client(&config, &plugin.key)?;
         let (loaded, _) = crate::loader::load_installed(&runner, plugin, &config.trust)?;
+        for warning in PluginRunner::ungranted_imports(&loaded, &plugin.grant) {
+            eprintln!("warning: {warning}");
+        }
         let audit = AuditLog::open(&config.audit_path)?;
         // Manual runs go into the run history too (dry runs change nothing, so they do not).
         let history = if self.dry_run {

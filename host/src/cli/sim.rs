@@ -23,6 +23,9 @@ pub struct SimArgs {
     /// Requests per minute each key may make before getting 429 (0 turns the limit off).
     #[arg(long, default_value_t = 100)]
     pub rate_limit: u32,
+    /// Answer each write this many milliseconds after making its change (a slow Level).
+    #[arg(long, default_value_t = 0)]
+    pub write_delay_ms: u64,
     /// The read-and-write key (random when absent).
     #[arg(long)]
     pub read_write_key: Option<String>,
@@ -64,6 +67,7 @@ impl SimArgs {
                 (Some(url), Some(secret)) => vec![WebhookTarget { url, secret }],
                 _ => Vec::new(),
             },
+            write_delay: std::time::Duration::from_millis(self.write_delay_ms),
         };
         let sim = Simulator::start(config, tenant).await?;
         println!("Level simulator listening on {}", sim.base_url());

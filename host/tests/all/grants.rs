@@ -488,8 +488,11 @@ async fn write_budgets_end_the_run_with_the_limit_named() {
     assert_eq!(limit_of(&report), "max_api_calls");
 }
 
+/// Issue 12, point 9: a component importing an interface its grant does not
+/// cover still loads and runs; every call there answers `denied`, naming
+/// the capability (a deny stub, decided by the gate like any other call).
 #[tokio::test]
-async fn a_component_importing_an_ungranted_interface_is_refused_before_it_runs() {
+async fn a_component_importing_an_ungranted_interface_runs_with_those_calls_denied() {
     let env = TestEnv::new().await;
     let runner = PluginRunner::new().unwrap();
     let plugin = runner
@@ -503,18 +506,32 @@ async fn a_component_importing_an_ungranted_interface_is_refused_before_it_runs(
         "{:?}",
         plugin.imports
     );
+    let grant = grant(&["devices:read"], Scopes::default());
+    let warnings = PluginRunner::ungranted_imports(&plugin, &grant);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("level:api/groups") && w.contains("groups:read")),
+        "{warnings:?}"
+    );
     let request = RunRequest {
-        grant: grant(&["devices:read"], Scopes::default()),
+        grant,
         ..RunRequest::manual("{}")
     };
-    let err = runner
-        .run(&plugin, env.client(), request)
-        .await
-        .unwrap_err();
-    let text = err.to_string();
+    let report = runner.run(&plugin, env.client(), request).await.unwrap();
+    let denied: Vec<_> = report.audit.iter().filter(|r| !r.allowed).collect();
     assert!(
-        text.contains("level:api/groups") && text.contains("groups:read"),
-        "{text}"
+        denied.iter().any(|r| r.operation == "list-groups"
+            && r.reason
+                .as_deref()
+                .is_some_and(|why| why.contains("groups:read"))),
+        "{:?}",
+        report.audit
+    );
+    assert!(
+        matches!(&report.outcome, Err(RunFailure::Plugin(m)) if m.contains("denied (needs groups:read)")),
+        "{:?}",
+        report.outcome
     );
 }
 

@@ -59,6 +59,45 @@ fn new_build_run(lang: &str) {
         "{lang} logs"
     );
 
+    // `levelhost build` built it against its manifest: it imports only the
+    // interfaces plugin.toml asks for, so it packs with its own manifest and
+    // no warning, and runs under a grant of exactly those capabilities.
+    let out = levelhost(&["plugin", "pack", "--out", "pkg"], &project);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("warning"),
+        "{lang} pack: {stderr}"
+    );
+    let bytes = std::fs::read(project.join("plugin.wasm")).unwrap();
+    let imports = levelhost_packages::package::component_imports(&bytes).unwrap();
+    let level: Vec<&String> = imports
+        .iter()
+        .filter(|i| i.starts_with("level:api/"))
+        .filter(|i| !i.starts_with("level:api/types") && !i.starts_with("level:api/log"))
+        .collect();
+    assert!(
+        level.iter().all(|i| i.starts_with("level:api/devices@")),
+        "{lang} imports {level:?}"
+    );
+    let grant = levelhost_core::grant::Grant {
+        capabilities: manifest.capabilities.clone(),
+        ..levelhost_core::grant::Grant::unrestricted(&name)
+    };
+    let (report, _) = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(levelhost_testing::run_on_simulator(
+            &project.join("plugin.wasm"),
+            serde_json::json!({}),
+            Some(grant),
+        ))
+        .unwrap();
+    assert_eq!(
+        report.outcome.as_ref().ok(),
+        Some(&serde_json::json!({"devices": 60, "online": 45, "offline": 15})),
+        "{lang} under its manifest's grant: {:?}",
+        report.outcome
+    );
+
     // It also fits the instance pool `levelhost serve` runs plugins from.
     let runner = PluginRunner::with_options(None, Some(Pooling::default())).unwrap();
     let plugin = runner

@@ -255,9 +255,17 @@ async fn sign_push_pull_verify_install_and_run_end_to_end() {
     assert!(stdout.contains("1 signatures"), "{stdout}");
     let (stdout, _) = ok(o, &["plugin", "verify", "stale-device-tagger-0.1.0"]);
     assert!(stdout.contains("OK: signed by alice"), "{stdout}");
-    let (stdout, _) = ok(o, &["plugin", "install", "stale-device-tagger-0.1.0"]);
+    let (stdout, _) = ok(
+        o,
+        &[
+            "plugin",
+            "install",
+            "stale-device-tagger-0.1.0",
+            "--whole-organization",
+        ],
+    );
     assert!(
-        stdout.contains("granted: devices:read, tags:read, tags:write"),
+        stdout.contains("granted: devices:read, tags:read, tags:write in the whole organization"),
         "{stdout}"
     );
     let pulled = Package::open(&o.join("stale-device-tagger-0.1.0")).unwrap();
@@ -439,7 +447,7 @@ async fn every_load_verifies_the_installed_package() {
         "deleter",
     );
     ok(d, &["plugin", "sign", "deleter", "--key", "alice.key"]);
-    let stderr = fails(d, &["plugin", "install", "deleter"]);
+    let stderr = fails(d, &["plugin", "install", "deleter", "--whole-organization"]);
     assert!(
         stderr.contains("installing would make the configuration invalid")
             && stderr.contains("needs a read-write key"),
@@ -454,7 +462,7 @@ async fn every_load_verifies_the_installed_package() {
         "no package left behind"
     );
     std::fs::write(d.join("levelhost.toml"), &config_before).unwrap();
-    ok(d, &["plugin", "install", "janitor"]);
+    ok(d, &["plugin", "install", "janitor", "--whole-organization"]);
     let input = "{}";
     ok(d, &["run", "device-janitor", "--input", input]);
 
@@ -508,7 +516,7 @@ async fn an_upgrade_asking_for_delete_runs_with_the_old_grant_until_widened() {
     for pkg in ["v1", "v2"] {
         ok(d, &["plugin", "sign", pkg, "--key", "alice.key"]);
     }
-    ok(d, &["plugin", "install", "v1"]);
+    ok(d, &["plugin", "install", "v1", "--whole-organization"]);
 
     let (stdout, _) = ok(d, &["plugin", "diff", "device-janitor", "v2"]);
     assert!(stdout.contains("version 1.0.0 -> 2.0.0"), "{stdout}");
@@ -645,10 +653,25 @@ async fn a_catalog_lists_searches_and_installs_pinned_packages() {
     // The unsigned version is refused; the newest (signed) one installs, pinned.
     let stderr = fails(d, &["catalog", "install", "device-janitor@1.0.0"]);
     assert!(stderr.contains("is not signed"), "{stderr}");
-    let (stdout, _) = ok(d, &["catalog", "install", "device-janitor"]);
+    // A first install says how far the grant reaches, or installs nothing.
+    let stderr = fails(d, &["catalog", "install", "device-janitor"]);
     assert!(
-        stdout.contains("installed device-janitor 1.1.0"),
+        stderr.contains("say how far device-janitor's grant reaches"),
+        "{stderr}"
+    );
+    let (stdout, _) = ok(
+        d,
+        &["catalog", "install", "device-janitor", "--group", "Acme"],
+    );
+    assert!(
+        stdout.contains("installed device-janitor 1.1.0")
+            && stdout.contains("in group Acme and its subgroups"),
         "{stdout}"
+    );
+    let config = HostConfig::load(&d.join("levelhost.toml")).unwrap();
+    assert_eq!(
+        config.plugin("device-janitor").unwrap().grant.scopes.groups,
+        Some(vec!["Acme".to_owned()])
     );
     let digest = Package::open(&d.join("catalog/device-janitor/1.1.0"))
         .unwrap()
@@ -659,6 +682,43 @@ async fn a_catalog_lists_searches_and_installs_pinned_packages() {
         "{config}"
     );
 
+    // Going back to an older version is a choice made in so many words.
+    ok(
+        d,
+        &[
+            "plugin",
+            "sign",
+            "catalog/device-janitor/1.0.0",
+            "--key",
+            "alice.key",
+        ],
+    );
+    let stderr = fails(d, &["catalog", "install", "device-janitor@1.0.0"]);
+    assert!(
+        stderr.contains("1.0.0 is older than the installed 1.1.0")
+            && stderr.contains("--allow-downgrade"),
+        "{stderr}"
+    );
+    assert!(
+        std::fs::read_to_string(d.join("levelhost.toml"))
+            .unwrap()
+            .contains(&digest),
+        "nothing changed"
+    );
+    let (stdout, _) = ok(
+        d,
+        &[
+            "catalog",
+            "install",
+            "device-janitor@1.0.0",
+            "--allow-downgrade",
+        ],
+    );
+    assert!(
+        stdout.contains("downgraded from 1.1.0; the grant is unchanged"),
+        "{stdout}"
+    );
+
     // A version never changes: other contents under 1.1.0 are refused.
     pack_janitor(
         d,
@@ -667,6 +727,45 @@ async fn a_catalog_lists_searches_and_installs_pinned_packages() {
     );
     let stderr = fails(d, &["catalog", "add", "other"]);
     assert!(stderr.contains("versions do not change"), "{stderr}");
+}
+
+/// Issue 12, points 9 and 10: an upgrade whose component imports one more
+/// interface keeps loading and running under the old grant; its calls on
+/// that interface answer `denied`, naming the capability, until the operator
+/// widens the grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_importing_more_keeps_running_with_its_new_calls_denied() {
+    let (sim, dir) = trusting_alice().await;
+    let d = dir.path();
+    pack_janitor(d, &janitor_manifest("1.0.0", &["devices:read"]), "v1");
+    let wider = "name = \"device-janitor\"\nversion = \"2.0.0\"\ndescription = \"Cleans up devices.\"\ncapabilities = [\"devices:read\", \"tags:read\", \"tags:write\"]\n";
+    let out = pack(d, test_programs_artifacts::STALE_DEVICE_TAGGER, wider, "v2");
+    assert!(out.status.success(), "{}", text(&out).1);
+    for pkg in ["v1", "v2"] {
+        ok(d, &["plugin", "sign", pkg, "--key", "alice.key"]);
+    }
+    ok(d, &["plugin", "install", "v1", "--whole-organization"]);
+    let (stdout, _) = ok(d, &["plugin", "install", "v2"]);
+    assert!(
+        stdout.contains("not granted: tags:read, tags:write"),
+        "{stdout}"
+    );
+    let (stdout, _) = ok(d, &["check", "--offline"]);
+    assert!(
+        stdout.contains("imports level:api/tags@0.1.0, but its grant has no capability on it: its calls there answer denied"),
+        "{stdout}"
+    );
+    let before = sim.tenant().to_fixture();
+    let stderr = fails(d, &["run", "device-janitor"]);
+    assert!(
+        stderr.contains("denied (needs tags:read)") && !stderr.contains("refused"),
+        "{stderr}"
+    );
+    assert_eq!(
+        sim.tenant().to_fixture(),
+        before,
+        "nothing changed in Level"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -680,12 +779,14 @@ async fn pack_checks_the_components_imports_against_the_manifest() {
         "{imports:?}"
     );
 
+    // An import the manifest does not cover is a warning, not a refusal: its calls will answer denied.
     let narrow = "name = \"tagger\"\nversion = \"0.1.0\"\ncapabilities = [\"devices:read\"]\n";
     let out = pack(d, tagger, narrow, "narrow");
     let (_, stderr) = text(&out);
-    assert!(!out.status.success());
+    assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("imports level:api/tags") && stderr.contains("no tags:* capability"),
+        stderr.contains("warning: the component imports level:api/tags")
+            && stderr.contains("no tags:* capability, so its calls there will answer denied"),
         "{stderr}"
     );
 

@@ -72,32 +72,14 @@ impl TestEnv {
             .expect("run starts")
     }
 
-    /// Runs `api_call` for one operation under `grant`. `api_call` imports every
-    /// interface, and a component is refused at load unless its grant covers each
-    /// import, so the grant gets `read` on every resource it has nothing on (and
-    /// `automations:trigger` with an empty allow-list): the tests then see the
-    /// call-time gate at work.
+    /// Runs `api_call` for one operation under `grant`. `api_call` imports
+    /// every interface; those the grant does not cover answer `denied`.
     pub async fn call_granted(
         &self,
         op: &str,
         mut args: Value,
-        mut grant: Grant,
+        grant: Grant,
     ) -> (Value, RunReport) {
-        use levelhost_core::capability::{Capability, Resource, Verb};
-        for resource in Resource::ALL {
-            if grant.capabilities.iter().any(|c| c.resource == resource) {
-                continue;
-            }
-            let verb = if resource == Resource::Automations {
-                Verb::Trigger
-            } else {
-                Verb::Read
-            };
-            grant.capabilities.insert(Capability { resource, verb });
-            if resource == Resource::Automations {
-                grant.scopes.automations = Some(Vec::new());
-            }
-        }
         args["op"] = Value::from(op);
         let report = self
             .run_granted(test_programs_artifacts::API_CALL, args, grant)

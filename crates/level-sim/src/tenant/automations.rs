@@ -3,7 +3,9 @@
 use super::*;
 
 impl Tenant {
-    /// triggerWebhook: one run per device.
+    /// triggerWebhook: one run per device. With no `device_ids` the
+    /// trigger's own conditions pick the devices; the simulator's triggers
+    /// have none, so they pick every device of the organization.
     pub fn trigger(
         &mut self,
         token: &str,
@@ -35,6 +37,11 @@ impl Tenant {
                 )));
             }
         }
+        let device_ids = if device_ids.is_empty() {
+            self.devices.iter().map(|d| d.device.id.clone()).collect()
+        } else {
+            device_ids
+        };
         let runs: Vec<AutomationRun> = device_ids
             .into_iter()
             .map(|device| AutomationRun {

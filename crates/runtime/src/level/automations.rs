@@ -28,15 +28,22 @@ impl Host for LevelCtx {
                     )));
                 }
             };
-            let devices = self.device_facts(call, &request.device_ids).await?;
-            self.require(
-                call,
-                Facts {
-                    devices,
-                    automations: vec![token.clone()],
-                    ..Facts::default()
-                },
-            )?;
+            let mut facts = Facts {
+                automations: vec![token.clone()],
+                ..Facts::default()
+            };
+            if request.device_ids.is_empty() {
+                // With no devices listed, the automation's own conditions pick
+                // them from the whole organization: an organization-level action
+                // that may reach every device.
+                facts.organization = true;
+                facts.devices = self
+                    .devices_reached(call, &facts, Default::default())
+                    .await?;
+            } else {
+                facts.devices = self.device_facts(call, &request.device_ids).await?;
+            }
+            self.require(call, facts)?;
             if !request.device_ids.is_empty() {
                 body.insert("device_ids".to_owned(), request.device_ids.into());
             }

@@ -4,7 +4,7 @@ use super::{Call, LevelCtx, LevelError, host_call, page};
 use crate::bindings::custom_field_values::{
     CustomFieldValue, CustomFieldValuePage, Host, ValueAssignment, ValueFilter, ValueRemoval,
 };
-use crate::bindings::types::PageRequest;
+use crate::bindings::types::{Error, PageRequest};
 use level_api::{ValueQuery, model};
 use levelhost_core::capability::Operation;
 use levelhost_core::gate::Facts;
@@ -44,6 +44,42 @@ impl LevelCtx {
             }
         }
         Ok(facts)
+    }
+
+    /// What a forced value change adds to `facts`: it clears the values set
+    /// below its target, so it reaches every device there, and (for a
+    /// forced set) needs the capability that removes values.
+    async fn forced_reach(
+        &mut self,
+        call: &mut Call,
+        facts: &mut Facts,
+        target: Option<&str>,
+        removes_below: bool,
+    ) -> Result<(), LevelError> {
+        if removes_below {
+            facts.needs.push(Operation::RemoveValue.capability());
+        }
+        let below = match target {
+            None => level_api::DeviceQuery::default(),
+            Some(id) if facts.groups.iter().any(|g| g == id) => level_api::DeviceQuery {
+                ancestor_group_id: Some(id.to_owned()),
+                ..Default::default()
+            },
+            // A device of a group-scoped grant: nothing lies below it.
+            Some(_) if self.gate.scopes().group_ids.is_some() => return Ok(()),
+            // An unscoped grant has not told groups from devices: a device has nothing below it.
+            Some(id) => level_api::DeviceQuery {
+                ancestor_group_id: Some(id.to_owned()),
+                ..Default::default()
+            },
+        };
+        let early = facts.clone();
+        match self.devices_reached(call, &early, below).await {
+            Ok(devices) => facts.devices.extend(devices),
+            Err(LevelError::Guest(Error::NotFound(_))) if target.is_some() => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
     }
 }
 
@@ -87,9 +123,13 @@ impl Host for LevelCtx {
 
     async fn set_value(&mut self, v: ValueAssignment) -> Result<CustomFieldValue, LevelError> {
         host_call!(self, call, Operation::SetValue, [&v], {
-            let facts = self
+            let mut facts = self
                 .value_facts(call, Some(&v.custom_field_id), v.assigned_to_id.as_deref())
                 .await?;
+            if v.force {
+                self.forced_reach(call, &mut facts, v.assigned_to_id.as_deref(), true)
+                    .await?;
+            }
             self.require(call, facts)?;
             let body = model::ValueChange {
                 custom_field_id: v.custom_field_id,
@@ -117,9 +157,13 @@ impl Host for LevelCtx {
 
     async fn remove_value(&mut self, v: ValueRemoval) -> Result<(), LevelError> {
         host_call!(self, call, Operation::RemoveValue, [&v], {
-            let facts = self
+            let mut facts = self
                 .value_facts(call, Some(&v.custom_field_id), v.assigned_to_id.as_deref())
                 .await?;
+            if v.force {
+                self.forced_reach(call, &mut facts, v.assigned_to_id.as_deref(), false)
+                    .await?;
+            }
             self.require(call, facts)?;
             let body = model::ValueChange {
                 custom_field_id: v.custom_field_id,

@@ -104,9 +104,11 @@ impl Host for LevelCtx {
         update: CustomFieldUpdate,
     ) -> Result<CustomField, LevelError> {
         host_call!(self, call, Operation::UpdateCustomField, [&id, &update], {
+            // A definition is seen by every group: changing it is an organization-level action.
             let mut facts = Facts {
                 custom_fields: self.field_name(call, &id).await?.into_iter().collect(),
                 others: vec![id.clone()],
+                organization: true,
                 ..Facts::default()
             };
             facts.custom_fields.extend(update.name.iter().cloned());
@@ -135,11 +137,17 @@ impl Host for LevelCtx {
 
     async fn delete_custom_field(&mut self, id: Id) -> Result<(), LevelError> {
         host_call!(self, call, Operation::DeleteCustomField, [&id], {
-            let facts = Facts {
+            // Deleting a definition removes its values at every level, so it
+            // reaches every device of the organization.
+            let mut facts = Facts {
                 custom_fields: self.field_name(call, &id).await?.into_iter().collect(),
                 others: vec![id.clone()],
+                organization: true,
                 ..Facts::default()
             };
+            facts.devices = self
+                .devices_reached(call, &facts, Default::default())
+                .await?;
             self.require(call, facts)?;
             self.write(
                 call,

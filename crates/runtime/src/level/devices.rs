@@ -9,7 +9,7 @@ use crate::bindings::devices::{
 use crate::bindings::types::{Id, PageRequest};
 use level_api::{DeviceIncludes, DeviceQuery, model};
 use levelhost_core::capability::Operation;
-use levelhost_core::gate::Facts;
+use levelhost_core::gate::{Facts, Gate};
 
 impl Host for LevelCtx {
     async fn list_devices(
@@ -68,8 +68,15 @@ impl Host for LevelCtx {
                     },
                 )
                 .await?;
+            for d in &page.data {
+                self.note_device(&d.id, d.group_id.clone());
+            }
             Ok(DevicePage {
-                items: page.data.into_iter().map(device).collect(),
+                items: page
+                    .data
+                    .into_iter()
+                    .map(|d| device(d, &self.gate))
+                    .collect(),
                 has_more: page.has_more,
             })
         })
@@ -89,7 +96,8 @@ impl Host for LevelCtx {
                     ..Facts::default()
                 },
             )?;
-            Ok(device(found))
+            self.note_device(&found.id, found.group_id.clone());
+            Ok(device(found, &self.gate))
         })
     }
 
@@ -122,7 +130,7 @@ impl Host for LevelCtx {
                         c.get_device(&current_id, &Default::default()).await
                     })
                     .await?;
-                Some(device(apply_patch(current, &body)))
+                Some(apply_patch(current, &body))
             } else {
                 None
             };
@@ -131,14 +139,14 @@ impl Host for LevelCtx {
                 .write(
                     call,
                     request,
-                    move || planned.unwrap_or_else(|| device(model::Device::default())),
-                    |c| async move { c.update_device(&id, &body).await.map(device) },
+                    move || planned.unwrap_or_default(),
+                    |c| async move { c.update_device(&id, &body).await },
                 )
                 .await?;
             if let (Some((id, group)), false) = (moved, self.plans_writes()) {
-                self.forget_device(&id, group);
+                self.note_device(&id, group);
             }
-            Ok(updated)
+            Ok(device(updated, &self.gate))
         })
     }
 
@@ -190,7 +198,8 @@ fn includes(f: DeviceInclude) -> DeviceIncludes {
     }
 }
 
-fn device(d: model::Device) -> Device {
+/// The device as the plugin sees it: tags outside the grant's tag scope are left out.
+fn device(d: model::Device, gate: &Gate) -> Device {
     Device {
         id: d.id,
         hostname: d.hostname,
@@ -203,7 +212,11 @@ fn device(d: model::Device) -> Device {
         }),
         group_id: d.group_id,
         group_name: d.group_name,
-        tags: d.tags,
+        tags: d
+            .tags
+            .into_iter()
+            .filter(|t| gate.tag_in_scope(t))
+            .collect(),
         flag: d.flag,
         maintenance_mode: d.maintenance_mode,
         online: d.online,

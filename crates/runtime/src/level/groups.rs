@@ -7,7 +7,7 @@ use crate::bindings::groups::{
 use crate::bindings::types::{Id, PageRequest};
 use level_api::model::{self, DeviceIds, GroupPatch};
 use levelhost_core::capability::Operation;
-use levelhost_core::gate::Facts;
+use levelhost_core::gate::{Facts, Gate};
 
 impl Host for LevelCtx {
     async fn list_groups(
@@ -43,7 +43,11 @@ impl Host for LevelCtx {
                 )
                 .await?;
             Ok(GroupPage {
-                items: page.data.into_iter().map(group).collect(),
+                items: page
+                    .data
+                    .into_iter()
+                    .map(|g| group(g, &self.gate))
+                    .collect(),
                 has_more: page.has_more,
             })
         })
@@ -58,9 +62,10 @@ impl Host for LevelCtx {
                     ..Facts::default()
                 },
             )?;
-            self.fetch(call, |c| async move { c.get_group(&id).await })
-                .await
-                .map(group)
+            let found = self
+                .fetch(call, |c| async move { c.get_group(&id).await })
+                .await?;
+            Ok(group(found, &self.gate))
         })
     }
 
@@ -95,7 +100,7 @@ impl Host for LevelCtx {
                 )
                 .await?;
             self.gate.adopt_group(&created.id, parent.as_deref());
-            Ok(group(created))
+            Ok(group(created, &self.gate))
         })
     }
 
@@ -145,14 +150,15 @@ impl Host for LevelCtx {
                 model::Group::default()
             };
             let request = serde_json::json!({ "id": id, "change": body });
-            self.write(
-                call,
-                request,
-                || planned,
-                |c| async move { c.update_group(&id, &body).await },
-            )
-            .await
-            .map(group)
+            let updated = self
+                .write(
+                    call,
+                    request,
+                    || planned,
+                    |c| async move { c.update_group(&id, &body).await },
+                )
+                .await?;
+            Ok(group(updated, &self.gate))
         })
     }
 
@@ -199,7 +205,7 @@ impl Host for LevelCtx {
             .await?;
             if !self.plans_writes() {
                 for device in moved {
-                    self.forget_device(&device, Some(group_id.clone()));
+                    self.note_device(&device, Some(group_id.clone()));
                 }
             }
             Ok(())
@@ -221,18 +227,27 @@ impl Host for LevelCtx {
             )?;
             let body = DeviceIds { device_ids };
             let request = serde_json::json!({ "id": id, "device_ids": body.device_ids });
+            let removed = body.device_ids.clone();
             self.write(
                 call,
                 request,
                 || (),
                 |c| async move { c.remove_group_devices(&id, &body).await },
             )
-            .await
+            .await?;
+            if !self.plans_writes() {
+                for device in removed {
+                    self.note_device(&device, None);
+                }
+            }
+            Ok(())
         })
     }
 }
 
-fn group(g: model::Group) -> Group {
+/// The group as the plugin sees it: its own values of custom fields outside
+/// the grant's custom-field scope are left out.
+fn group(g: model::Group, gate: &Gate) -> Group {
     Group {
         id: g.id,
         parent_id: g.parent_id,
@@ -244,6 +259,7 @@ fn group(g: model::Group) -> Group {
             .custom_fields
             .unwrap_or_default()
             .into_iter()
+            .filter(|(k, _)| gate.field_in_scope(k))
             .filter_map(|(k, v)| Some((k, v?)))
             .collect(),
     }

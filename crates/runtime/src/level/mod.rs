@@ -29,6 +29,7 @@ use crate::bindings::types::PageRequest;
 pub use error::{LevelError, LimitExceeded, describe};
 use level_api::model::Page;
 use level_api::{ClientError, LevelClient, PageParams};
+use levelhost_core::audit::Stage;
 use levelhost_core::capability::Operation;
 use levelhost_core::gate::{Facts, Gate, Refusal};
 pub use log::{LogLine, LogSink};
@@ -72,6 +73,7 @@ pub(crate) struct Call {
     refused: Option<String>,
     status: Option<u16>,
     dry_run: bool,
+    requests: u32,
 }
 
 /// Per-run state of the `level:api` host functions.
@@ -88,7 +90,11 @@ pub struct LevelCtx {
     pub log: LogSink,
     /// Time spent waiting for Level.
     pub api_time: Duration,
-    device_groups: HashMap<String, Option<String>>,
+    /// The group of each device the run has read, and when it was read.
+    device_groups: HashMap<String, (Option<String>, Instant)>,
+    /// The record of the call whose request is out with Level, written as
+    /// cut off if the run ends before the request does.
+    in_flight: Option<AuditRecord>,
 }
 
 /// The shape of every host function: open the call, admit it (capability,
@@ -153,6 +159,7 @@ impl LevelCtx {
             log,
             api_time: Duration::ZERO,
             device_groups: HashMap::new(),
+            in_flight: None,
         }
     }
 
@@ -174,6 +181,7 @@ impl LevelCtx {
             refused: None,
             status: None,
             dry_run: false,
+            requests: 0,
         }
     }
 
@@ -197,19 +205,9 @@ impl LevelCtx {
             Err(LevelError::Trap(e)) => Some(format!("{e:#}")),
             Ok(_) => None,
         });
-        let mut targets = current.targets;
-        targets.dedup();
-        let record = self.record(
-            current.op.name(),
-            targets,
-            reason,
-            current.started.elapsed(),
-        );
         let record = AuditRecord {
-            allowed: current.refused.is_none(),
-            upstream_status: current.status,
-            dry_run: current.dry_run,
-            ..record
+            reason,
+            ..self.record(&current, Stage::Done)
         };
         if let Err(e) = self.append(record) {
             // An audit that cannot be written stops the run: nothing goes unrecorded.
@@ -220,8 +218,22 @@ impl LevelCtx {
         result
     }
 
+    /// The audit record of `call` as it stands, at `stage`.
+    fn record(&self, call: &Call, stage: Stage) -> AuditRecord {
+        let mut targets = call.targets.clone();
+        targets.dedup();
+        AuditRecord {
+            allowed: call.refused.is_none(),
+            upstream_status: call.status,
+            dry_run: call.dry_run,
+            requests: call.requests,
+            stage,
+            ..self.run_record(call.op.name(), targets, None, call.started.elapsed())
+        }
+    }
+
     /// An audit record of this run, allowed, with no upstream status and not a dry-run write.
-    fn record(
+    fn run_record(
         &self,
         operation: String,
         targets: Vec<String>,
@@ -241,10 +253,13 @@ impl LevelCtx {
             upstream_status: None,
             latency_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
             dry_run: false,
+            requests: 0,
+            stage: Stage::Done,
         }
     }
 
-    /// Keeps a record with the run and appends it to the audit log, if there is one.
+    /// Keeps a record with the run and appends it to the audit log, if there
+    /// is one. ([`Stage::Sending`] records go to the file only.)
     fn append(&mut self, record: AuditRecord) -> Result<(), crate::audit::AuditError> {
         let written = match &self.audit {
             Some(audit) => audit.append(&record),
@@ -256,14 +271,33 @@ impl LevelCtx {
 
     /// Audits the end of the run itself, so a run that failed without calling
     /// Level (a loop, a memory bomb) is on record too.
+    /// A call whose request was still out with Level is recorded first, as cut off.
     pub fn record_run_end(&mut self, failure: Option<String>, duration: Duration) {
-        let record = self.record("run".to_owned(), Vec::new(), failure, duration);
+        if let Some(cut) = self.in_flight.take() {
+            let record = AuditRecord {
+                time: level_api::clock::timestamp(time::OffsetDateTime::now_utc()),
+                reason: Some(
+                    "cut off when the run ended while its request was out with Level; \
+                     whether Level received it is unknown"
+                        .to_owned(),
+                ),
+                stage: Stage::CutOff,
+                ..cut
+            };
+            if let Err(e) = self.append(record) {
+                tracing::error!("{}", levelhost_core::Chain(&e));
+            }
+        }
+        let record = self.run_record("run".to_owned(), Vec::new(), failure, duration);
         if let Err(e) = self.append(record) {
             tracing::error!("{}", levelhost_core::Chain(&e));
         }
     }
 
-    /// Sends one request to Level, counted against the run's call budget.
+    /// Sends one request to Level, counted against the run's call budget. A
+    /// write is audited as [`Stage::Sending`] before it leaves, and until its
+    /// answer arrives the call's record waits in `in_flight`, so a request cut
+    /// off by the end of the run is on record either way.
     async fn fetch<T, F>(
         &mut self,
         call: &mut Call,
@@ -272,9 +306,32 @@ impl LevelCtx {
     where
         F: Future<Output = Result<T, ClientError>>,
     {
+        self.send(call, false, f).await
+    }
+
+    async fn send<T, F>(
+        &mut self,
+        call: &mut Call,
+        changes_level: bool,
+        f: impl FnOnce(LevelClient) -> F,
+    ) -> Result<T, LevelError>
+    where
+        F: Future<Output = Result<T, ClientError>>,
+    {
         self.gate.spend_call().map_err(|r| refuse(call, r))?;
+        call.requests += 1;
+        if changes_level && let Some(audit) = &self.audit {
+            // To the file only: the run's own list keeps one record per call.
+            audit
+                .append(&self.record(call, Stage::Sending))
+                .map_err(|e| {
+                    LevelError::Trap(wasmtime::Error::msg(levelhost_core::Chain(&e).to_string()))
+                })?;
+        }
+        self.in_flight = Some(self.record(call, Stage::CutOff));
         let started = Instant::now();
         let result = self.transport.send(f).await;
+        self.in_flight = None;
         self.api_time += started.elapsed();
         call.status = Some(match &result {
             Ok(_) => 200,
@@ -303,10 +360,12 @@ impl LevelCtx {
             });
             return Ok(planned());
         }
-        self.fetch(call, f).await
+        self.send(call, true, f).await
     }
 
-    /// The group a device is in, looked up once per run (only when the grant has group scopes).
+    /// The group a device is in, as the host last read it within the
+    /// grant's `fact_max_age_secs` (read again when older), and only when the
+    /// grant has group scopes.
     async fn device_group(
         &mut self,
         call: &mut Call,
@@ -315,7 +374,10 @@ impl LevelCtx {
         if self.gate.scopes().group_ids.is_none() {
             return Ok(None);
         }
-        if let Some(group) = self.device_groups.get(id) {
+        let fresh = self.gate.grant().limits.fact_max_age();
+        if let Some((group, read)) = self.device_groups.get(id)
+            && read.elapsed() <= fresh
+        {
             return Ok(group.clone());
         }
         let id_owned = id.to_owned();
@@ -324,15 +386,52 @@ impl LevelCtx {
                 c.get_device(&id_owned, &Default::default()).await
             })
             .await?;
-        self.device_groups
-            .insert(id.to_owned(), device.group_id.clone());
+        self.note_device(&device.id, device.group_id.clone());
         Ok(device.group_id)
     }
 
-    /// Records where a device is after this run moved it.
-    fn forget_device(&mut self, id: &str, group: Option<String>) {
+    /// Remembers which group a device is in, as just read from Level or
+    /// changed by this run, so scope checks reuse what the run already knows.
+    fn note_device(&mut self, id: &str, group: Option<String>) {
         if self.gate.scopes().group_ids.is_some() {
-            self.device_groups.insert(id.to_owned(), group);
+            self.device_groups
+                .insert(id.to_owned(), (group, Instant::now()));
+        }
+    }
+
+    /// Every device `query` matches, with its group: the indirect targets of
+    /// a call whose effect reaches devices it does not name (a deleted tag's
+    /// carriers, the devices below a forced value, an automation left to pick
+    /// its own). Asks the gate first whether `early` is in scope at all, so a
+    /// call that would be refused anyway reads nothing.
+    async fn devices_reached(
+        &mut self,
+        call: &mut Call,
+        early: &Facts,
+        query: level_api::DeviceQuery,
+    ) -> Result<Vec<(String, Option<String>)>, LevelError> {
+        self.gate
+            .check_scopes(call.op, early)
+            .map_err(|r| refuse(call, r))?;
+        let mut out = Vec::new();
+        let mut page = PageParams {
+            limit: Some(100),
+            ..PageParams::default()
+        };
+        loop {
+            let (q, p) = (query.clone(), page.clone());
+            let batch = self
+                .fetch(call, |c| async move { c.list_devices(&q, &p).await })
+                .await?;
+            for device in &batch.data {
+                self.note_device(&device.id, device.group_id.clone());
+            }
+            let last = batch.data.last().map(|d| d.id.clone());
+            out.extend(batch.data.into_iter().map(|d| (d.id, d.group_id)));
+            match last {
+                Some(id) if batch.has_more => page.starting_after = Some(id),
+                _ => return Ok(out),
+            }
         }
     }
 

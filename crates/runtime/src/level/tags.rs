@@ -38,6 +38,22 @@ impl LevelCtx {
             ..Facts::default()
         })
     }
+
+    /// What renaming or deleting a tag touches: the tag, and every device
+    /// carrying it, whose tags change with it (none for a tag this dry run
+    /// only planned).
+    async fn tag_and_carriers(&mut self, call: &mut Call, id: &str) -> Result<Facts, LevelError> {
+        level_api::check_id(id)?;
+        let mut facts = self.tag_facts(call, id, &[]).await?;
+        if self.planned_tag(id)?.is_none() {
+            let query = level_api::DeviceQuery {
+                tag_id: Some(id.to_owned()),
+                ..Default::default()
+            };
+            facts.devices = self.devices_reached(call, &facts, query).await?;
+        }
+        Ok(facts)
+    }
 }
 
 impl Host for LevelCtx {
@@ -124,7 +140,7 @@ impl Host for LevelCtx {
 
     async fn update_tag(&mut self, id: Id, name: String) -> Result<Tag, LevelError> {
         host_call!(self, call, Operation::UpdateTag, [&id, &name], {
-            let mut facts = self.tag_facts(call, &id, &[]).await?;
+            let mut facts = self.tag_and_carriers(call, &id).await?;
             facts.tags.push(name.clone());
             self.require(call, facts)?;
             let body = TagName { name };
@@ -147,7 +163,7 @@ impl Host for LevelCtx {
 
     async fn delete_tag(&mut self, id: Id) -> Result<(), LevelError> {
         host_call!(self, call, Operation::DeleteTag, [&id], {
-            let facts = self.tag_facts(call, &id, &[]).await?;
+            let facts = self.tag_and_carriers(call, &id).await?;
             self.require(call, facts)?;
             self.write(
                 call,
