@@ -16,6 +16,7 @@ mod cli; // the levelhost command as a user runs it
 mod cli_grants; // levelhost check, run --dry-run and audit with a real configuration file
 mod client; // the Level client against real HTTP servers on loopback: retries, errors, limits
 mod effects; // the gate decides on a call's whole effect: indirect targets, fields, cut-off writes
+mod grant_properties; // the grant as a property: 10,000 random grants and call sequences, oracle the simulator
 mod grants; // grants proven with hostile plugins: capabilities, scopes, limits, the key
 mod host_calls; // the host side of level:api called without a component, checked against the simulator
 mod languages; // plugins in Rust, JavaScript, TypeScript, Python, Go and C: new, build, run

@@ -115,6 +115,10 @@ impl Host for LevelCtx {
                     .collect(),
                 ..Facts::default()
             };
+            if !update.custom_fields.is_empty() {
+                // The group's own values are custom field values like any other.
+                facts.needs.push(Operation::SetValue.capability());
+            }
             match &update.parent {
                 Some(ParentChange::MoveUnder(parent)) => facts.groups.push(parent.clone()),
                 Some(ParentChange::MakeRoot) => facts.organization = true,
