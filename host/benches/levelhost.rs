@@ -150,6 +150,9 @@ async fn main() {
     if plan.wants("B7") {
         rows.push_str(&b7(&plan, &sim).await);
     }
+    if plan.wants("B9") {
+        rows.push_str(&b9(&runner).await);
+    }
 
     let report = format!(
         "# Benchmarks\n\nMeasured by `cargo bench --bench levelhost` on {} ({}), {}.\nEach row compares levelhost with a baseline measured in the same run.\n\n| | what | levelhost | baseline | ratio |\n|---|---|---|---|---|\n{rows}{NOTES}",
@@ -180,7 +183,71 @@ Notes:
   `python3` with `requests`, each against a fresh simulator with 5,000 devices and no rate limit; median of runs.
 - B7 loads 200 plugins with 50 schedules each (10,000), every schedule firing once a minute; idle CPU is
   measured with the schedules set a year apart. Lateness is a run's recorded start minus its planned time.
+- B9 runs the stale-device tagger on 5,000 devices twice, counting the requests the simulator receives: with
+  a grant scoped to every root group (so both runs tag the same devices) and unscoped. The scoped run checks
+  each device's group from what its own device listing read (within `fact_max_age_secs`); its extra requests
+  are the group listing that resolves the scope. Target: at most 5% more.
 ";
+
+/// B9: Level requests spent on scope checks. The stale-device job on 5,000
+/// devices, scoped to every root group and unscoped, requests counted by
+/// the simulator.
+async fn b9(runner: &PluginRunner) -> String {
+    let plugin = runner
+        .load_file(test_programs_artifacts::STALE_DEVICE_TAGGER.as_ref())
+        .expect("tagger");
+    let mut counts = Vec::new();
+    let mut tagged = Vec::new();
+    for scoped in [false, true] {
+        let sim = Simulator::start(
+            SimConfig {
+                rate_limit: None,
+                ..SimConfig::default()
+            },
+            Simulator::seeded_with(5000),
+        )
+        .await
+        .expect("sim");
+        let client = LevelClient::new(
+            ClientConfig::new(sim.base_url()),
+            ApiKey::new(sim.read_write_key()),
+        )
+        .expect("client");
+        let mut grant = Grant::unrestricted("stale-tagger");
+        grant.limits.max_api_calls = 100_000;
+        grant.limits.max_writes = 10_000;
+        grant.limits.max_devices_changed = 10_000;
+        grant.limits.max_output_kb = 4096;
+        if scoped {
+            let roots: Vec<String> = sim
+                .tenant()
+                .to_fixture()
+                .groups
+                .iter()
+                .filter(|g| g.parent_id.is_none())
+                .map(|g| g.name.clone())
+                .collect();
+            grant.scopes.groups = Some(roots);
+        }
+        let request = RunRequest {
+            grant,
+            ..RunRequest::manual(r#"{"days": 14}"#)
+        };
+        let before = sim.received_count();
+        let report = runner.run(&plugin, client, request).await.expect("run");
+        let output = report.outcome.expect("the tagger succeeds");
+        counts.push(sim.received_count() - before);
+        tagged.push(output["tagged"].as_array().map_or(0, Vec::len));
+        sim.stop().await;
+    }
+    assert_eq!(tagged[0], tagged[1], "both runs tag the same devices");
+    let (unscoped, scoped) = (counts[0], counts[1]);
+    format!(
+        "| B9 | Level requests of the stale-device job on 5,000 devices ({} tagged), with a group scope | {scoped} requests | the same job unscoped: {unscoped} requests | {:+.1}% requests |\n",
+        tagged[0],
+        (scoped as f64 / unscoped as f64 - 1.0) * 100.0
+    )
+}
 
 /// A store for the raw wasmtime baselines: WASI with nothing allowed, as levelhost's.
 struct RawState {
