@@ -54,6 +54,8 @@ struct RawServe {
     shutdown_grace_secs: u64,
     max_body_kb: u64,
     max_instances: u32,
+    read_timeout_secs: u64,
+    max_connections: usize,
 }
 
 impl Default for RawServe {
@@ -64,6 +66,8 @@ impl Default for RawServe {
             shutdown_grace_secs: 30,
             max_body_kb: 256,
             max_instances: levelhost_runtime::engine::Pooling::default().instances,
+            read_timeout_secs: 10,
+            max_connections: 512,
         }
     }
 }
@@ -232,6 +236,10 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Plugin instances that may be alive at once (the size of the instance pool).
     pub max_instances: u32,
+    /// How long a client may take to send a request's headers, or its body.
+    pub read_timeout: Duration,
+    /// Connections served at once; more are closed as they arrive.
+    pub max_connections: usize,
 }
 
 impl KeyConfig {
@@ -543,6 +551,8 @@ impl HostConfig {
                 shutdown_grace: Duration::from_secs(raw.serve.shutdown_grace_secs),
                 max_body_bytes: Limits::bytes(raw.serve.max_body_kb.max(1)),
                 max_instances: raw.serve.max_instances.max(1),
+                read_timeout: Duration::from_secs(raw.serve.read_timeout_secs.max(1)),
+                max_connections: raw.serve.max_connections.max(1),
             },
             trust: parse_trust(&source, raw.trust)?,
         })

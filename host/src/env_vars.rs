@@ -23,9 +23,10 @@ impl EnvVars {
     pub const LEVELHOST_CATALOG: &'static str = "LEVELHOST_CATALOG";
     /// The log filter, as for `tracing_subscriber::EnvFilter`.
     pub const LEVELHOST_LOG: &'static str = "LEVELHOST_LOG";
-    /// Set by `levelhost build` for a project's `build.sh`: the world, in
-    /// the project's `wit/`, of only the interfaces its manifest asks for.
-    pub const LEVELHOST_WORLD: &'static str = "LEVELHOST_WORLD";
+    /// Set by `levelhost build` for a project's `build.sh`: the WIT package
+    /// to build against, whose `plugin` world imports only the interfaces the
+    /// project's manifest asks for.
+    pub const LEVELHOST_WIT: &'static str = "LEVELHOST_WIT";
     /// Where cargo puts its builds (`levelhost demo` builds the example plugins).
     pub const CARGO_TARGET_DIR: &'static str = "CARGO_TARGET_DIR";
     /// The cargo that runs levelhost, if it does.

@@ -138,6 +138,8 @@ pub async fn serve(config: HostConfig, runner: Option<PluginRunner>) -> Result<H
         audit_path: config.audit_path.clone(),
         shutdown_grace: config.serve.shutdown_grace,
         max_body_bytes: config.serve.max_body_bytes,
+        read_timeout: config.serve.read_timeout,
+        max_connections: config.serve.max_connections,
     };
     Ok(Service::start(options, plugins, runner).await?)
 }

@@ -225,6 +225,19 @@ pub struct ResolvedScopes {
     pub automations: Option<BTreeSet<String>>,
 }
 
+impl ResolvedScopes {
+    /// Scopes that admit nothing: for a run that ends before its scopes are known.
+    pub fn nothing() -> Self {
+        Self {
+            group_ids: Some(HashSet::new()),
+            group_roots: Vec::new(),
+            tags: Some(globset::GlobSet::empty()),
+            custom_fields: Some(BTreeSet::new()),
+            automations: Some(BTreeSet::new()),
+        }
+    }
+}
+
 /// Why a grant's scopes cannot be made concrete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {

@@ -41,6 +41,29 @@ pub struct ApiKey(Box<str>);
 /// What a key is replaced with wherever it would be shown.
 pub const REDACTED: &str = "[redacted]";
 
+/// `bytes` with every occurrence of `secret` replaced by `[redacted]`: the
+/// one scrubber for text from outside (Level's answers, webhook deliveries)
+/// that may echo a key or a webhook secret.
+pub fn scrub(bytes: Vec<u8>, secret: &[u8]) -> Vec<u8> {
+    if secret.is_empty() || bytes.len() < secret.len() {
+        return bytes;
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut rest = bytes.as_slice();
+    while let Some(at) = rest.windows(secret.len()).position(|w| w == secret)
+        && let Some((before, after)) = rest.split_at_checked(at)
+    {
+        out.extend_from_slice(before);
+        out.extend_from_slice(REDACTED.as_bytes());
+        rest = after.get(secret.len()..).unwrap_or_default();
+    }
+    if out.is_empty() {
+        return bytes;
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
 impl ApiKey {
     /// Wraps a key.
     pub fn new(key: impl Into<String>) -> Self {
@@ -52,24 +75,7 @@ impl ApiKey {
     /// an upstream that echoes the key (in an error message, or in any field
     /// of an object) hands it to no plugin, log, audit record or history.
     fn scrub(&self, bytes: Vec<u8>) -> Vec<u8> {
-        let key = self.0.as_bytes();
-        if key.is_empty() || bytes.len() < key.len() {
-            return bytes;
-        }
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut rest = bytes.as_slice();
-        while let Some(at) = rest.windows(key.len()).position(|w| w == key)
-            && let Some((before, after)) = rest.split_at_checked(at)
-        {
-            out.extend_from_slice(before);
-            out.extend_from_slice(REDACTED.as_bytes());
-            rest = after.get(key.len()..).unwrap_or_default();
-        }
-        if out.is_empty() {
-            return bytes;
-        }
-        out.extend_from_slice(rest);
-        out
+        scrub(bytes, self.0.as_bytes())
     }
 
     fn header(&self) -> Result<HeaderValue, ClientError> {

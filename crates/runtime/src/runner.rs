@@ -289,6 +289,11 @@ impl PluginRunner {
     /// Fails before the plugin starts if the input is not JSON or a scope
     /// names something Level does not have. Every failure of the plugin
     /// itself is reported in [`RunReport::outcome`].
+    ///
+    /// The time limit covers the whole run from here: resolving the scopes
+    /// (whose group listing may wait on a rate-limited key), instantiating,
+    /// every host call and every retry or `Retry-After` wait inside one; a
+    /// wait is cut off, not finished, when the time is up.
     pub async fn run(
         &self,
         plugin: &LoadedPlugin,
@@ -299,9 +304,24 @@ impl PluginRunner {
             .map_err(|e| HostError::InvalidInput(e.to_string()))?;
         let started = Instant::now();
         let limits = request.grant.limits.clone();
-        let scopes = resolve_scopes(&client, &request.grant).await?;
+        let deadline = tokio::time::Instant::now() + limits.timeout();
+        let scopes = match tokio::time::timeout_at(
+            deadline,
+            resolve_scopes(&client, &request.grant),
+        )
+        .await
+        {
+            Ok(resolved) => Some(resolved?),
+            Err(_) => None,
+        };
         let log_bytes = Limits::bytes(limits.max_log_kb);
-        let (mut store, stdout, stderr) = self.store(plugin, client, &request, scopes);
+        let in_time = scopes.is_some();
+        let (mut store, stdout, stderr) = self.store(
+            plugin,
+            client,
+            &request,
+            scopes.unwrap_or_else(grant::ResolvedScopes::nothing),
+        );
 
         let invocation = Invocation {
             input: request.input.clone(),
@@ -320,15 +340,20 @@ impl PluginRunner {
                 .await
         };
         // The epoch deadline stops guest code; this stops a run stuck in a slow host call.
-        let result = tokio::time::timeout(limits.timeout(), call).await;
+        let result = if in_time {
+            tokio::time::timeout_at(deadline, call).await.ok()
+        } else {
+            drop(call);
+            None
+        };
         let stdio_full =
             stdout.contents().len() >= log_bytes || stderr.contents().len() >= log_bytes;
         let memory_exceeded = store.data().limiter.memory_exceeded;
         let outcome = match result {
-            Err(_) => Err(RunFailure::TimedOut(limits.timeout())),
-            Ok(Err(trap)) => Err(classify_trap(&trap, &limits, memory_exceeded, stdio_full)),
-            Ok(Ok(Err(err))) => Err(RunFailure::Plugin(describe_run_error(&err))),
-            Ok(Ok(Ok(output))) => parse_output(&output, Limits::bytes(limits.max_output_kb)),
+            None => Err(RunFailure::TimedOut(limits.timeout())),
+            Some(Err(trap)) => Err(classify_trap(&trap, &limits, memory_exceeded, stdio_full)),
+            Some(Ok(Err(err))) => Err(RunFailure::Plugin(describe_run_error(&err))),
+            Some(Ok(Ok(output))) => parse_output(&output, Limits::bytes(limits.max_output_kb)),
         };
         let failure = outcome.as_ref().err().map(ToString::to_string);
         store

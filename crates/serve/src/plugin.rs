@@ -100,4 +100,8 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// Largest webhook body accepted.
     pub max_body_bytes: usize,
+    /// How long a client may take to send a request's headers, or its body.
+    pub read_timeout: Duration,
+    /// Connections served at once; more are closed as they arrive.
+    pub max_connections: usize,
 }

@@ -16,6 +16,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -62,7 +63,10 @@ pub struct Service {
     /// Run tasks, so shutdown can wait for them.
     tasks: Mutex<JoinSet<()>>,
     pub(crate) stopping: watch::Receiver<bool>,
-    max_body: usize,
+    /// Largest webhook body read.
+    pub(crate) max_body: usize,
+    /// How long a client may take to send a request's headers, or its body.
+    pub(crate) body_timeout: Duration,
 }
 
 /// A handle to a started service.
@@ -120,25 +124,22 @@ impl Service {
             tasks: Mutex::new(JoinSet::new()),
             stopping: stopping.clone(),
             max_body: options.max_body_bytes,
+            body_timeout: options.read_timeout,
         });
 
         let app = Router::new()
             .route("/healthz", get(healthz))
             .route("/hooks/{plugin}", post(crate::webhooks::hook))
-            .layer(DefaultBodyLimit::max(service.max_body))
+            // The webhook handler reads its body itself, bounded, so an oversized one is recorded.
+            .layer(DefaultBodyLimit::disable())
             .with_state(service.clone());
-        let mut server_stop = stopping.clone();
-        let server = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!("the events endpoint stopped: {e}");
-            }
-        });
+        let server = tokio::spawn(accept_loop(
+            listener,
+            app,
+            stopping.clone(),
+            options.read_timeout,
+            options.max_connections,
+        ));
         let mut schedules = Vec::new();
         for (name, installed) in &service.plugins {
             for (index, schedule) in installed.served.schedules.iter().enumerate() {
@@ -250,6 +251,62 @@ impl Handle {
             Err(e) => tracing::error!("cannot record the runs cut off by shutdown: {}", Chain(&e)),
         }
         let _ = self.server.await;
+    }
+}
+
+/// Serves HTTP on `listener` until `stopping`: each connection gets
+/// `read_timeout` to send a request's headers (also between requests on a
+/// kept-alive connection), at most `max_connections` are served at once
+/// (more are closed as they arrive), and at shutdown open connections finish
+/// their requests before the endpoint stops.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    mut stopping: watch::Receiver<bool>,
+    read_timeout: Duration,
+    max_connections: usize,
+) {
+    // Level delivers webhooks over HTTP/1.1, the only protocol served.
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(read_timeout);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little, keep serving.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = async { stopping.wait_for(|s| *s).await.map(drop) } => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "{max_connections} connections are open; closing a new one");
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(read_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections were still open at shutdown; closed");
     }
 }
 

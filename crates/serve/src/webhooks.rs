@@ -1,11 +1,14 @@
-//! `POST /hooks/{plugin}`: Level's webhook deliveries. Each is verified
-//! against the plugin's secret before its body is parsed, claimed as a run
-//! (one per `event_id`) and recorded with its verdict.
+//! `POST /hooks/{plugin}`: Level's webhook deliveries. The body is read
+//! (bounded in size and time), its signature verified against the plugin's
+//! secret over the exact raw bytes before it is parsed, and the event
+//! claimed as a run (one per `event_id`). Every delivery is recorded with
+//! its verdict, those refused for an unknown plugin or an oversized or slow
+//! body included.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,10 +21,16 @@ use crate::service::Service;
 /// verdict and message.
 #[derive(Debug)]
 pub(crate) enum HookRejection {
-    /// No plugin of that name (not recorded: it has no history of its own).
+    /// No plugin of that name.
     NoPlugin,
-    /// The plugin takes no events (not recorded).
+    /// The plugin takes no events.
     NoEvents,
+    /// The body is larger than `max_body_bytes`.
+    TooLarge(usize),
+    /// The body did not arrive within the read timeout.
+    SlowBody,
+    /// The body could not be read.
+    Unreadable(String),
     /// A missing or wrong signature.
     Signature(&'static str),
     /// The body is not JSON.
@@ -39,11 +48,30 @@ impl HookRejection {
     /// with the delivery (none: not recorded).
     fn parts(&self) -> (StatusCode, String, Option<(&'static str, String)>) {
         match self {
-            Self::NoPlugin => (StatusCode::NOT_FOUND, "no such plugin".to_owned(), None),
+            Self::NoPlugin => (
+                StatusCode::NOT_FOUND,
+                "no such plugin".to_owned(),
+                Some(("unknown", "no plugin of that name is served".to_owned())),
+            ),
             Self::NoEvents => (
                 StatusCode::NOT_FOUND,
                 "this plugin takes no events".to_owned(),
-                None,
+                Some(("unknown", "the plugin takes no events".to_owned())),
+            ),
+            Self::TooLarge(max) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {max} bytes"),
+                Some(("too-large", format!("the body is larger than {max} bytes"))),
+            ),
+            Self::SlowBody => (
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive in time".to_owned(),
+                Some(("timed-out", "the body did not arrive in time".to_owned())),
+            ),
+            Self::Unreadable(e) => (
+                StatusCode::BAD_REQUEST,
+                format!("the body could not be read: {e}"),
+                Some(("invalid", e.clone())),
             ),
             Self::Signature(why) => (
                 StatusCode::UNAUTHORIZED,
@@ -100,9 +128,13 @@ pub(crate) async fn hook(
     State(service): State<Arc<Service>>,
     Path(plugin): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, HookRejection> {
-    match take(&service, &plugin, &headers, &body).await {
+    let verdict = match read_body(&service, &plugin, body).await {
+        Ok(body) => take(&service, &plugin, &headers, &body).await,
+        Err(rejection) => Err((rejection, None)),
+    };
+    match verdict {
         Ok((taken, event_id, detail)) => {
             let verdict = match &taken {
                 Taken::Started(_) => "accepted",
@@ -117,6 +149,28 @@ pub(crate) async fn hook(
                 record(&service, &plugin, event_id.as_deref(), verdict, &detail).await;
             }
             Err(rejection)
+        }
+    }
+}
+
+/// Reads the body of a delivery to a known plugin, within `max_body_bytes`
+/// and the body read timeout.
+async fn read_body(service: &Service, plugin: &str, body: Body) -> Result<Bytes, HookRejection> {
+    if !service.plugins.contains_key(plugin) {
+        return Err(HookRejection::NoPlugin);
+    }
+    let max = service.max_body;
+    match tokio::time::timeout(service.body_timeout, axum::body::to_bytes(body, max)).await {
+        Err(_) => Err(HookRejection::SlowBody),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            Err(if too_large {
+                HookRejection::TooLarge(max)
+            } else {
+                HookRejection::Unreadable(e.to_string())
+            })
         }
     }
 }
@@ -142,8 +196,11 @@ async fn take(service: &Arc<Service>, plugin: &str, headers: &HeaderMap, body: &
         tracing::warn!(plugin, "refused a webhook delivery: {why}");
         return Err((HookRejection::Signature(why), None));
     }
+    // Once verified, the secret is scrubbed from the body: a sender that
+    // echoes it hands it to no plugin, history or log.
+    let body = level_api::scrub(body.to_vec(), events.secret.as_bytes());
     let event: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| (HookRejection::NotJson(e.to_string()), None))?;
+        serde_json::from_slice(&body).map_err(|e| (HookRejection::NotJson(e.to_string()), None))?;
     let field = |name: &str| event.get(name).and_then(|v| v.as_str()).map(str::to_owned);
     let (Some(event_id), Some(event_type)) = (field("event_id"), field("event_type")) else {
         return Err((HookRejection::MissingFields, None));

@@ -68,7 +68,7 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
                 "build.sh",
                 include_str!("../../templates/rust/build.sh.tmpl"),
             ),
-            (".gitignore", "target/\nplugin.wasm\n"),
+            (".gitignore", ".levelhost/\ntarget/\nplugin.wasm\n"),
         ],
         Lang::Js => vec![
             ("app.js", include_str!("../../templates/js/app.js.tmpl")),
@@ -81,7 +81,7 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
                 include_str!("../../templates/js/plugin.toml.tmpl"),
             ),
             ("build.sh", include_str!("../../templates/js/build.sh.tmpl")),
-            (".gitignore", "node_modules/\nplugin.wasm\n"),
+            (".gitignore", ".levelhost/\nnode_modules/\nplugin.wasm\n"),
         ],
         Lang::Ts => vec![
             ("app.ts", include_str!("../../templates/ts/app.ts.tmpl")),
@@ -94,7 +94,7 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
                 include_str!("../../templates/ts/plugin.toml.tmpl"),
             ),
             ("build.sh", include_str!("../../templates/ts/build.sh.tmpl")),
-            (".gitignore", "node_modules/\nplugin.wasm\n"),
+            (".gitignore", ".levelhost/\nnode_modules/\nplugin.wasm\n"),
         ],
         Lang::Python => vec![
             ("app.py", include_str!("../../templates/python/app.py.tmpl")),
@@ -106,7 +106,10 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
                 "build.sh",
                 include_str!("../../templates/python/build.sh.tmpl"),
             ),
-            (".gitignore", ".venv/\n__pycache__/\nplugin.wasm\n"),
+            (
+                ".gitignore",
+                ".levelhost/\n.venv/\n__pycache__/\nplugin.wasm\n",
+            ),
         ],
         Lang::Go => vec![
             (
@@ -124,7 +127,7 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
             ("build.sh", include_str!("../../templates/go/build.sh.tmpl")),
             (
                 ".gitignore",
-                ".venv/\nnode_modules/\ngo-pkg/\nlevel_api_*/\nwit_exports.go\ngo.mod\ngo.sum\n*.wasm\n",
+                ".levelhost/\n.venv/\nnode_modules/\ngo-pkg/\nlevel_api_*/\nwit_exports.go\ngo.mod\ngo.sum\n*.wasm\n",
             ),
         ],
         Lang::C => vec![
@@ -138,7 +141,7 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
                 include_str!("../../templates/c/plugin.toml.tmpl"),
             ),
             ("build.sh", include_str!("../../templates/c/build.sh.tmpl")),
-            (".gitignore", "node_modules/\ngen/\n*.wasm\n"),
+            (".gitignore", ".levelhost/\nnode_modules/\ngen/\n*.wasm\n"),
         ],
     }
 }
@@ -244,18 +247,15 @@ impl BuildArgs {
             );
         }
         // Build against a world of only what the manifest asks for, so the
-        // component imports what its grant will cover (toolchains that import
-        // every interface of their world, such as jco and componentize-py,
-        // otherwise import all of `level:api`).
+        // component imports what its grant will cover (toolchains that bind
+        // every import of their world, such as jco, componentize-py and
+        // wit-bindgen go, otherwise import all of `level:api`).
         let manifest =
             levelhost_core::manifest::PluginManifest::load(&self.dir.join("plugin.toml"))?;
-        let world = granted_world(&manifest.capabilities);
-        let world_file = self.dir.join("wit").join(GRANTED_WORLD_FILE);
-        std::fs::write(&world_file, world)
-            .with_context(|| format!("cannot write {}", world_file.display()))?;
+        let wit = narrowed_wit(&self.dir, &manifest.capabilities)?;
         let status = Command::new("bash")
             .arg(&script)
-            .env(crate::env_vars::EnvVars::LEVELHOST_WORLD, GRANTED_WORLD)
+            .env(crate::env_vars::EnvVars::LEVELHOST_WIT, &wit)
             .status()
             .with_context(|| format!("cannot run {}", script.display()))?;
         if !status.success() {
@@ -269,19 +269,55 @@ impl BuildArgs {
     }
 }
 
-/// The world `levelhost build` builds against, and the file it is written to in the project's `wit/`.
-const GRANTED_WORLD: &str = "granted";
-const GRANTED_WORLD_FILE: &str = "granted.wit";
+/// Where `levelhost build` writes the narrowed WIT package, in the project.
+const NARROWED_WIT: &str = ".levelhost/wit";
 
-/// A world that imports the `level:api` interfaces `capabilities` cover, and `log`.
-fn granted_world(capabilities: &levelhost_core::capability::CapabilitySet) -> String {
+/// Writes the project's `wit/` package to [`NARROWED_WIT`], with its
+/// `plugin` world importing only the `level:api` interfaces `capabilities`
+/// cover (and `log`), and returns that directory.
+fn narrowed_wit(
+    project: &Path,
+    capabilities: &levelhost_core::capability::CapabilitySet,
+) -> anyhow::Result<PathBuf> {
+    let from = project.join("wit");
+    let to = project.join(NARROWED_WIT);
+    if to.exists() {
+        std::fs::remove_dir_all(&to).with_context(|| format!("cannot clear {}", to.display()))?;
+    }
+    std::fs::create_dir_all(&to).with_context(|| format!("cannot create {}", to.display()))?;
+    let entries =
+        std::fs::read_dir(&from).with_context(|| format!("cannot read {}", from.display()))?;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("cannot read {}", from.display()))?
+            .path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        match name.as_deref() {
+            Some("worlds.wit") | None => {}
+            Some(name) if name.ends_with(".wit") => {
+                std::fs::copy(&path, to.join(name))
+                    .with_context(|| format!("cannot copy {}", path.display()))?;
+            }
+            Some(_) => {}
+        }
+    }
+    let worlds = to.join("worlds.wit");
+    std::fs::write(&worlds, narrowed_world(capabilities))
+        .with_context(|| format!("cannot write {}", worlds.display()))?;
+    // build.sh changes into the project first: hand it a path that holds from anywhere.
+    std::fs::canonicalize(&to).with_context(|| format!("cannot find {}", to.display()))
+}
+
+/// The `plugin` world, importing the `level:api` interfaces `capabilities` cover, and `log`.
+fn narrowed_world(capabilities: &levelhost_core::capability::CapabilitySet) -> String {
     use levelhost_core::capability::Resource;
     let mut text = String::from(
         "// Written by `levelhost build` from plugin.toml's capabilities: the\n\
-         // interfaces this plugin's grant can cover. Do not edit; edit plugin.toml.\n\
+         // interfaces this plugin's grant can cover. Edit plugin.toml, not this.\n\
          package level:api@0.1.0;\n\n\
          /// The plugin world, narrowed to what the manifest asks for.\n\
-         world granted {\n",
+         @since(version = 0.1.0)\n\
+         world plugin {\n",
     );
     for resource in Resource::ALL {
         if capabilities.iter().any(|c| c.resource == resource) {
@@ -297,12 +333,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_granted_world_imports_what_the_capabilities_cover() {
+    fn the_narrowed_world_imports_what_the_capabilities_cover() {
         let caps = ["devices:read", "tags:write", "tags:delete"]
             .iter()
             .map(|c| c.parse().unwrap())
             .collect();
-        let world = granted_world(&caps);
+        let world = narrowed_world(&caps);
         assert!(world.contains("import devices;") && world.contains("import tags;"));
         assert_eq!(world.matches("import tags;").count(), 1);
         assert!(!world.contains("import groups;") && world.contains("import log;"));

@@ -215,3 +215,57 @@ async fn the_noop_plugin_returns_an_empty_document_without_calling_level() {
     assert_eq!(report.outcome.unwrap(), json!({}));
     assert_eq!(report.api_calls, 0);
 }
+
+/// Issue 13, point 3: the time limit covers the whole run, resolving its
+/// scopes included. Against a key Level has paused for an hour (429,
+/// `Retry-After: 3600`), a group-scoped run limited to 2 s ends timed out
+/// instead of waiting out the client's retries.
+#[tokio::test]
+async fn the_time_limit_covers_resolving_scopes_on_a_paused_key() {
+    use level_sim::RateLimit;
+    use std::time::{Duration, Instant};
+    let env = TestEnv::with(level_sim::Simulator::seeded(), |config| {
+        config.rate_limit = Some(RateLimit {
+            requests: 1,
+            per: Duration::from_secs(3600),
+        });
+    })
+    .await;
+    // The key's one request of the hour.
+    env.client()
+        .list_groups(None, &Default::default())
+        .await
+        .unwrap();
+    let plugin = env
+        .runner
+        .load_file(test_programs_artifacts::ECHO.as_ref())
+        .unwrap();
+    let mut grant = levelhost_core::grant::Grant::unrestricted("echo");
+    grant.scopes.groups = Some(vec!["Acme Corp".to_owned()]);
+    grant.limits.timeout_secs = 2;
+    let request = RunRequest {
+        grant,
+        ..RunRequest::manual("{}")
+    };
+    let started = Instant::now();
+    let report = env
+        .runner
+        .run(&plugin, env.client(), request)
+        .await
+        .unwrap();
+    assert!(
+        matches!(report.outcome, Err(RunFailure::TimedOut(_))),
+        "{:?}",
+        report.outcome
+    );
+    // Ended at its limit, not after the client's minutes of retries.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        report.audit.last().map(|r| r.operation.as_str()),
+        Some("run")
+    );
+}

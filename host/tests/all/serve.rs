@@ -399,6 +399,54 @@ types = ["alert_active", "alert_resolved"]
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
+    // A delivery to a plugin that is not served gets 404; both are recorded.
+    let resp = http
+        .post(format!("http://{addr}/hooks/nobody"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let deliveries = setup.history().deliveries("alerts").unwrap();
+    assert!(
+        deliveries.iter().any(|d| d.1 == "too-large"),
+        "{deliveries:?}"
+    );
+    let unknown = setup.history().deliveries("nobody").unwrap();
+    assert_eq!(unknown.len(), 1);
+    assert_eq!(unknown[0].1, "unknown");
+
+    // A sender that echoes the secret in the body hands it to no plugin or history.
+    let body = serde_json::json!({"event_type": "alert_active", "event_id": "evt-echo", "data": {"note": format!("secret is {SECRET}")}}).to_string();
+    let resp = http
+        .post(&hook)
+        .header(
+            "X-Level-Signature",
+            sign(SECRET.as_bytes(), body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let mut echoed = None;
+    for _ in 0..50 {
+        echoed = setup
+            .history()
+            .list(Some("alerts"), None, 50)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.event_id.as_deref() == Some("evt-echo") && r.status == "ok");
+        if echoed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let output = echoed.expect("the echo run").output.unwrap();
+    assert!(
+        !output.contains(SECRET) && output.contains("secret is [redacted]"),
+        "{output}"
+    );
     handle.shutdown().await;
     let twice: Vec<RunRow> = setup
         .history()
@@ -590,4 +638,99 @@ secret = "file:secret.txt"
     let ids: std::collections::BTreeSet<&str> =
         ends.iter().filter_map(|r| r["run_id"].as_str()).collect();
     assert_eq!((ends.len(), ids.len()), (6, 6), "{audit}");
+}
+
+/// Issue 13, points 5 and 6: a client that trickles its headers or its body
+/// is cut off after the read timeout (a slow body is answered 408 and
+/// recorded), and connections beyond `max_connections` are closed as they
+/// arrive, while the endpoint keeps serving everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_connections_are_capped() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
+    let addr = free_addr();
+    let setup = Setup::new(
+        SimConfig {
+            rate_limit: None,
+            ..SimConfig::default()
+        },
+        10,
+    )
+    .await;
+    let path = setup.config(
+        &addr,
+        r#"[plugins.alerts]
+component = "@ECHO@"
+manifest = "echo.toml"
+key = "rw"
+
+[plugins.alerts.events]
+secret = "file:secret.txt"
+"#,
+        0,
+    );
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "shutdown_grace_secs = 1",
+        "shutdown_grace_secs = 1\nread_timeout_secs = 1\nmax_connections = 3",
+    );
+    std::fs::write(&path, text).unwrap();
+    let handle = loader::serve(HostConfig::load(&path).unwrap(), None)
+        .await
+        .unwrap();
+    // Closed by the server: the read ends (0 bytes or an error) instead of waiting.
+    async fn closed_within(stream: &mut TcpStream, secs: u64) -> bool {
+        let mut buf = [0u8; 1024];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+            }
+        }
+    }
+
+    // Headers that never finish.
+    let mut slow_headers = TcpStream::connect(&addr).await.unwrap();
+    slow_headers
+        .write_all(b"POST /hooks/alerts HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // A body that never finishes: answered 408, recorded as timed out.
+    let mut slow_body = TcpStream::connect(&addr).await.unwrap();
+    slow_body
+        .write_all(b"POST /hooks/alerts HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"event")
+        .await
+        .unwrap();
+    // A third connection fills the cap; a fourth is closed at once.
+    let mut idle = TcpStream::connect(&addr).await.unwrap();
+    let mut over = TcpStream::connect(&addr).await.unwrap();
+    assert!(
+        closed_within(&mut over, 1).await,
+        "the connection over the cap is closed"
+    );
+    assert!(
+        closed_within(&mut slow_headers, 10).await,
+        "trickled headers are cut off"
+    );
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), slow_body.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        closed_within(&mut idle, 10).await,
+        "an idle connection is cut off"
+    );
+
+    // Everyone else is still served.
+    let health = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let deliveries = setup.history().deliveries("alerts").unwrap();
+    assert!(
+        deliveries.iter().any(|d| d.1 == "timed-out"),
+        "{deliveries:?}"
+    );
+    handle.shutdown().await;
 }
