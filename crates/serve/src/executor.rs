@@ -146,6 +146,25 @@ impl Executor {
         plugin: &ServedPlugin,
         origin: Origin,
     ) -> Result<Option<Claimed>, ExecuteError> {
+        self.claim_with(plugin, origin, false).await
+    }
+
+    /// Claims the run of a webhook delivery and records the delivery
+    /// (`accepted` or `duplicate`) in the same transaction.
+    pub async fn claim_delivery(
+        &self,
+        plugin: &ServedPlugin,
+        origin: Origin,
+    ) -> Result<Option<Claimed>, ExecuteError> {
+        self.claim_with(plugin, origin, true).await
+    }
+
+    async fn claim_with(
+        &self,
+        plugin: &ServedPlugin,
+        origin: Origin,
+        delivery: bool,
+    ) -> Result<Option<Claimed>, ExecuteError> {
         let id = new_run_id();
         let (run, name, version, digest, recorded) = (
             id.clone(),
@@ -155,7 +174,13 @@ impl Executor {
             origin.clone(),
         );
         let claim = self
-            .with_history(move |h| h.claim(&run, &name, &version, &digest, &recorded))
+            .with_history(move |h| {
+                if delivery {
+                    h.claim_delivery(&run, &name, &version, &digest, &recorded)
+                } else {
+                    h.claim(&run, &name, &version, &digest, &recorded)
+                }
+            })
             .await?;
         if claim == Some(Claim::AlreadyClaimed) {
             return Ok(None);

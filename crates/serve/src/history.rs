@@ -2,9 +2,17 @@
 //! ended. A scheduled run is keyed by (plugin, schedule, planned time) and an
 //! event run by (plugin, event id), with unique indexes, so neither can
 //! start twice, even across a crash and restart.
+//!
+//! Every write goes to one writer thread, which commits whatever writes are
+//! waiting together, in one transaction with one fsync (`synchronous=FULL`):
+//! a write returns only once it is durable, and a burst of writes (a flood
+//! of webhook deliveries) shares fsyncs instead of queueing for one each.
+//! Each write runs in its own savepoint, so one that fails changes nothing
+//! and leaves the others of its batch alone. Reads use their own connection.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::mpsc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -33,6 +41,12 @@ pub enum HistoryCause {
     /// Its directory could not be made.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The batch a write was part of could not be committed.
+    #[error("cannot commit: {0}")]
+    Commit(String),
+    /// The writer thread is gone.
+    #[error("the history writer stopped")]
+    WriterStopped,
 }
 
 /// How a run ended (or that it has not yet).
@@ -112,16 +126,16 @@ impl std::str::FromStr for RunStatus {
 }
 
 /// The history's columns for a run's origin.
-struct OriginColumns<'a> {
+struct OriginColumns {
     trigger: &'static str,
-    schedule: Option<&'a str>,
-    planned_at: Option<&'a str>,
-    event_id: Option<&'a str>,
-    event_type: Option<&'a str>,
+    schedule: Option<String>,
+    planned_at: Option<String>,
+    event_id: Option<String>,
+    event_type: Option<String>,
 }
 
-impl<'a> OriginColumns<'a> {
-    fn of(origin: &'a Origin) -> Self {
+impl OriginColumns {
+    fn of(origin: &Origin) -> Self {
         let mut columns = Self {
             trigger: origin.kind(),
             schedule: None,
@@ -132,15 +146,15 @@ impl<'a> OriginColumns<'a> {
         match origin {
             Origin::Manual => {}
             Origin::Schedule { schedule, planned } => {
-                columns.schedule = Some(schedule);
-                columns.planned_at = Some(planned);
+                columns.schedule = Some(schedule.clone());
+                columns.planned_at = Some(planned.clone());
             }
             Origin::Event {
                 event_id,
                 event_type,
             } => {
-                columns.event_id = Some(event_id);
-                columns.event_type = Some(event_type);
+                columns.event_id = Some(event_id.clone());
+                columns.event_type = Some(event_type.clone());
             }
         }
         columns
@@ -197,7 +211,66 @@ pub enum Claim {
 #[derive(Debug)]
 pub struct History {
     path: PathBuf,
+    /// Reads.
     conn: Mutex<Connection>,
+    /// Writes, to the writer thread.
+    writes: Mutex<mpsc::Sender<Write>>,
+}
+
+/// One write: it runs its statements on the writer's connection (inside a
+/// savepoint) and says whether they succeeded; the finisher it returns is
+/// handed the batch's commit outcome and answers the caller.
+type Write = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
+type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Writes committed together at most.
+const MAX_BATCH: usize = 512;
+
+/// The writer thread: takes every write waiting, runs each in a savepoint of
+/// one transaction, commits once, and answers each.
+fn writer(mut conn: Connection, writes: mpsc::Receiver<Write>) {
+    while let Ok(first) = writes.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match writes.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                // The writes are dropped unanswered: each caller gets an error.
+                tracing::error!("history: cannot begin a transaction: {e}");
+                continue;
+            }
+        };
+        let mut finishers = Vec::with_capacity(batch.len());
+        let mut tx = tx;
+        for write in batch {
+            let finish = match tx.savepoint() {
+                Ok(sp) => {
+                    let (ok, finish) = write(&sp);
+                    let released = if ok { sp.commit() } else { sp.finish() };
+                    if let Err(e) = released {
+                        tracing::error!("history: savepoint: {e}");
+                    }
+                    finish
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    Box::new(move |_: Result<(), String>| {
+                        tracing::error!("history: cannot open a savepoint: {why}");
+                    })
+                }
+            };
+            finishers.push(finish);
+        }
+        let committed = tx.commit().map_err(|e| e.to_string());
+        for finish in finishers {
+            finish(committed.clone());
+        }
+    }
 }
 
 const SCHEMA: &str = "
@@ -237,7 +310,7 @@ fn now() -> String {
 }
 
 impl History {
-    /// Opens (or creates) the database, in WAL mode with full sync.
+    /// Opens (or creates) the database, in WAL mode with full sync, and starts its writer.
     pub fn open(path: &Path) -> Result<Self, HistoryError> {
         let err = |e: rusqlite::Error| HistoryError {
             path: path.to_owned(),
@@ -249,20 +322,39 @@ impl History {
                 source: e.into(),
             })?;
         }
-        let conn = Connection::open(path).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        let connect = || -> rusqlite::Result<Connection> {
+            let conn = Connection::open(path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            Ok(conn)
+        };
+        let write_conn = connect().map_err(err)?;
+        write_conn.execute_batch(SCHEMA).map_err(err)?;
+        let read_conn = connect().map_err(err)?;
+        let (writes, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("levelhost-history".to_owned())
+            .spawn(move || writer(write_conn, queue))
+            .map_err(|e| HistoryError {
+                path: path.to_owned(),
+                source: e.into(),
+            })?;
         Ok(Self {
             path: path.to_owned(),
-            conn: Mutex::new(conn),
+            conn: Mutex::new(read_conn),
+            writes: Mutex::new(writes),
         })
     }
 
+    fn error(&self, source: HistoryCause) -> HistoryError {
+        HistoryError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// A read, on the read connection.
     fn with<T>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
@@ -271,10 +363,37 @@ impl History {
             .conn
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&conn).map_err(|e| HistoryError {
-            path: self.path.clone(),
-            source: e.into(),
-        })
+        f(&conn).map_err(|e| self.error(e.into()))
+    }
+
+    /// A write, through the writer: returns once it is committed (with
+    /// whatever other writes were waiting) and synced.
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, HistoryError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let write: Write = Box::new(move |conn| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let finish: Finish = Box::new(move |committed| {
+                let _ = reply.send(match (result, committed) {
+                    (Err(e), _) => Err(HistoryCause::Sqlite(e)),
+                    (Ok(_), Err(why)) => Err(HistoryCause::Commit(why)),
+                    (Ok(value), Ok(())) => Ok(value),
+                });
+            });
+            (ok, finish)
+        });
+        self.writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .send(write)
+            .map_err(|_| self.error(HistoryCause::WriterStopped))?;
+        answer
+            .recv()
+            .map_err(|_| self.error(HistoryCause::WriterStopped))?
+            .map_err(|source| self.error(source))
     }
 
     /// Records a run as running, unless its (schedule, planned time) or event already has one.
@@ -286,14 +405,38 @@ impl History {
         digest: &str,
         origin: &Origin,
     ) -> Result<Claim, HistoryError> {
-        let origin = OriginColumns::of(origin);
-        self.with(|c| {
-            let inserted = c.execute(
-                "INSERT OR IGNORE INTO runs (id, plugin, version, digest, trigger, schedule, planned_at, event_id, event_type, started_at, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'running')",
-                params![id, plugin, version, digest, origin.trigger, origin.schedule, origin.planned_at, origin.event_id, origin.event_type, now()],
+        let run = NewRun::new(id, plugin, version, digest, origin);
+        self.write(move |c| run.insert(c))
+    }
+
+    /// Claims an event's run and records its delivery in one transaction:
+    /// `accepted` with the run's id, or `duplicate` when the event already
+    /// started a run.
+    pub fn claim_delivery(
+        &self,
+        id: &str,
+        plugin: &str,
+        version: &str,
+        digest: &str,
+        origin: &Origin,
+    ) -> Result<Claim, HistoryError> {
+        let run = NewRun::new(id, plugin, version, digest, origin);
+        self.write(move |c| {
+            let claim = run.insert(c)?;
+            let (verdict, detail) = match claim {
+                Claim::Started => ("accepted", run.id.clone()),
+                Claim::AlreadyClaimed => {
+                    ("duplicate", "this event already started a run".to_owned())
+                }
+            };
+            insert_delivery(
+                c,
+                &run.plugin,
+                run.origin.event_id.as_deref(),
+                verdict,
+                &detail,
             )?;
-            Ok(if inserted == 1 { Claim::Started } else { Claim::AlreadyClaimed })
+            Ok(claim)
         })
     }
 
@@ -305,13 +448,15 @@ impl History {
         origin: &Origin,
         why: &str,
     ) -> Result<Claim, HistoryError> {
-        let origin = OriginColumns::of(origin);
-        self.with(|c| {
+        let run = NewRun::new(id, plugin, "", "", origin);
+        let why = why.to_owned();
+        self.write(move |c| {
+            let origin = &run.origin;
             let at = now();
             let inserted = c.execute(
                 "INSERT OR IGNORE INTO runs (id, plugin, trigger, schedule, planned_at, event_id, event_type, started_at, ended_at, status, error)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 'skipped', ?9)",
-                params![id, plugin, origin.trigger, origin.schedule, origin.planned_at, origin.event_id, origin.event_type, at, why],
+                params![run.id, run.plugin, origin.trigger, origin.schedule, origin.planned_at, origin.event_id, origin.event_type, at, why],
             )?;
             Ok(if inserted == 1 { Claim::Started } else { Claim::AlreadyClaimed })
         })
@@ -324,10 +469,12 @@ impl History {
             Ok(out) => (Some(out.to_string()), None),
             Err(e) => (None, Some(e.to_string())),
         };
-        self.with(|c| {
+        let (id, api_calls, writes) =
+            (id.to_owned(), report.api_calls as i64, report.writes as i64);
+        self.write(move |c| {
             c.execute(
                 "UPDATE runs SET ended_at = ?2, status = ?3, output = ?4, error = ?5, api_calls = ?6, writes = ?7 WHERE id = ?1",
-                params![id, now(), status.as_str(), output, error, report.api_calls as i64, report.writes as i64],
+                params![id, now(), status.as_str(), output, error, api_calls, writes],
             )
             .map(drop)
         })
@@ -335,7 +482,8 @@ impl History {
 
     /// Records a run that could not start (bad input, a scope Level does not match).
     pub fn fail(&self, id: &str, error: &str) -> Result<(), HistoryError> {
-        self.with(|c| {
+        let (id, error) = (id.to_owned(), error.to_owned());
+        self.write(move |c| {
             c.execute(
                 "UPDATE runs SET ended_at = ?2, status = 'failed', error = ?3 WHERE id = ?1",
                 params![id, now(), error],
@@ -347,7 +495,8 @@ impl History {
     /// Marks every run still recorded as running as interrupted; returns how many.
     /// Called at start-up (after a crash) and at shutdown (for runs cut off).
     pub fn interrupt_running(&self, why: &str) -> Result<usize, HistoryError> {
-        self.with(|c| {
+        let why = why.to_owned();
+        self.write(move |c| {
             c.execute(
                 "UPDATE runs SET status = 'interrupted', ended_at = ?1, error = ?2 WHERE status = 'running'",
                 params![now(), why],
@@ -357,7 +506,8 @@ impl History {
 
     /// Marks one run as interrupted.
     pub fn interrupt(&self, id: &str, why: &str) -> Result<(), HistoryError> {
-        self.with(|c| {
+        let (id, why) = (id.to_owned(), why.to_owned());
+        self.write(move |c| {
             c.execute(
                 "UPDATE runs SET status = 'interrupted', ended_at = ?2, error = ?3 WHERE id = ?1 AND status = 'running'",
                 params![id, now(), why],
@@ -389,13 +539,13 @@ impl History {
         verdict: &str,
         detail: &str,
     ) -> Result<(), HistoryError> {
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO deliveries (plugin, event_id, received_at, verdict, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![plugin, event_id, now(), verdict, detail],
-            )
-            .map(drop)
-        })
+        let (plugin, event_id, verdict, detail) = (
+            plugin.to_owned(),
+            event_id.map(str::to_owned),
+            verdict.to_owned(),
+            detail.to_owned(),
+        );
+        self.write(move |c| insert_delivery(c, &plugin, event_id.as_deref(), &verdict, &detail))
     }
 
     /// Deliveries of a plugin: (event id, verdict, detail), oldest first.
@@ -450,6 +600,55 @@ impl History {
     }
 }
 
+/// A run about to be claimed, with what it is recorded with.
+struct NewRun {
+    id: String,
+    plugin: String,
+    version: String,
+    digest: String,
+    origin: OriginColumns,
+}
+
+impl NewRun {
+    fn new(id: &str, plugin: &str, version: &str, digest: &str, origin: &Origin) -> Self {
+        Self {
+            id: id.to_owned(),
+            plugin: plugin.to_owned(),
+            version: version.to_owned(),
+            digest: digest.to_owned(),
+            origin: OriginColumns::of(origin),
+        }
+    }
+
+    fn insert(&self, c: &Connection) -> rusqlite::Result<Claim> {
+        let origin = &self.origin;
+        let inserted = c.execute(
+            "INSERT OR IGNORE INTO runs (id, plugin, version, digest, trigger, schedule, planned_at, event_id, event_type, started_at, status)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'running')",
+            params![self.id, self.plugin, self.version, self.digest, origin.trigger, origin.schedule, origin.planned_at, origin.event_id, origin.event_type, now()],
+        )?;
+        Ok(if inserted == 1 {
+            Claim::Started
+        } else {
+            Claim::AlreadyClaimed
+        })
+    }
+}
+
+fn insert_delivery(
+    c: &Connection,
+    plugin: &str,
+    event_id: Option<&str>,
+    verdict: &str,
+    detail: &str,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO deliveries (plugin, event_id, received_at, verdict, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![plugin, event_id, now(), verdict, detail],
+    )
+    .map(drop)
+}
+
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
         id: r.get(0)?,
@@ -469,4 +668,43 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         api_calls: r.get(14)?,
         writes: r.get(15)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Writes that arrive together share a commit, and each still gets its
+    /// own answer: of 32 concurrent claims of 8 events, exactly 8 start, and
+    /// every delivery is recorded with its claim, as accepted or duplicate.
+    #[test]
+    fn concurrent_writes_commit_together_and_each_gets_its_own_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = Arc::new(History::open(&dir.path().join("runs.db")).unwrap());
+        let threads: Vec<_> = (0..32)
+            .map(|i| {
+                let history = history.clone();
+                std::thread::spawn(move || {
+                    let origin = Origin::Event {
+                        event_id: format!("evt-{}", i % 8),
+                        event_type: "alert_active".to_owned(),
+                    };
+                    history
+                        .claim_delivery(&format!("run-{i}"), "p", "1.0.0", "sha256:x", &origin)
+                        .unwrap()
+                })
+            })
+            .collect();
+        let claims: Vec<Claim> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(claims.iter().filter(|c| **c == Claim::Started).count(), 8);
+        assert_eq!(history.list(Some("p"), None, 100).unwrap().len(), 8);
+        let deliveries = history.deliveries("p").unwrap();
+        assert_eq!(deliveries.len(), 32);
+        assert_eq!(deliveries.iter().filter(|d| d.1 == "accepted").count(), 8);
+        assert_eq!(deliveries.iter().filter(|d| d.1 == "duplicate").count(), 24);
+        // A second handle on the same file sees it all: it was committed.
+        let again = History::open(&dir.path().join("runs.db")).unwrap();
+        assert_eq!(again.list(Some("p"), None, 100).unwrap().len(), 8);
+    }
 }

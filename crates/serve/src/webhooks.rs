@@ -136,12 +136,10 @@ pub(crate) async fn hook(
     };
     match verdict {
         Ok((taken, event_id, detail)) => {
-            let verdict = match &taken {
-                Taken::Started(_) => "accepted",
-                Taken::Duplicate(_) => "duplicate",
-                Taken::Ignored(_) => "ignored",
-            };
-            record(&service, &plugin, Some(&event_id), verdict, &detail).await;
+            // A claimed or duplicate delivery was recorded with its claim, in one transaction.
+            if let Taken::Ignored(_) = &taken {
+                record(&service, &plugin, Some(&event_id), "ignored", &detail).await;
+            }
             Ok(taken.into_response())
         }
         Err((rejection, event_id)) => {
@@ -218,8 +216,13 @@ async fn take(service: &Arc<Service>, plugin: &str, headers: &HeaderMap, body: &
         event_id: event_id.clone(),
         event_type,
     };
-    // Claim now, so a second delivery of the same event is a duplicate even while the first waits.
-    let claimed = match service.executor().claim(&installed.served, origin).await {
+    // Claim now, so a second delivery of the same event is a duplicate even
+    // while the first waits; the delivery is recorded in the same transaction.
+    let claimed = match service
+        .executor()
+        .claim_delivery(&installed.served, origin)
+        .await
+    {
         Ok(Some(claimed)) => claimed,
         Ok(None) => {
             let detail = "this event already started a run".to_owned();
