@@ -11,7 +11,7 @@
 )]
 #![expect(
     clippy::disallowed_methods,
-    reason = "B3's baseline is plain reqwest, outside levelhost's client"
+    reason = "B3's baseline is plain reqwest, outside levelhost's client, and B8's load comes from plain reqwest"
 )]
 
 use std::fmt::Write as _;
@@ -150,6 +150,9 @@ async fn main() {
     if plan.wants("B7") {
         rows.push_str(&b7(&plan, &sim).await);
     }
+    if plan.wants("B8") {
+        rows.push_str(&b8(&plan, &sim).await);
+    }
     if plan.wants("B9") {
         rows.push_str(&b9(&runner).await);
     }
@@ -183,11 +186,125 @@ Notes:
   `python3` with `requests`, each against a fresh simulator with 5,000 devices and no rate limit; median of runs.
 - B7 loads 200 plugins with 50 schedules each (10,000), every schedule firing once a minute; idle CPU is
   measured with the schedules set a year apart. Lateness is a run's recorded start minus its planned time.
+- B8 posts signed `alert_active` deliveries (each a new event) to `levelhost serve` from 32 concurrent
+  connections for 10 s, with the history on disk (WAL, `synchronous=FULL`), while `/healthz` is polled every
+  10 ms; each delivery is answered once its claim and its record are committed. The baseline is the rate of
+  single-row `synchronous=FULL` commits on the same disk in the same run: group commit is what lets the first
+  exceed the second. The noop plugin runs for each accepted delivery behind the plugin's lock.
 - B9 runs the stale-device tagger on 5,000 devices twice, counting the requests the simulator receives: with
   a grant scoped to every root group (so both runs tag the same devices) and unscoped. The scoped run checks
   each device's group from what its own device listing read (within `fact_max_age_secs`); its extra requests
   are the group listing that resolves the scope. Target: at most 5% more.
 ";
+
+/// B8: durable webhook throughput, next to the raw commit rate of the same disk.
+async fn b8(plan: &Plan, sim: &Simulator) -> String {
+    let seconds = if plan.quick { 2 } else { 10 };
+    let dir = tempfile::Builder::new()
+        .prefix("b8-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("a directory on the target disk");
+    let d = dir.path();
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        l.local_addr().expect("addr").to_string()
+    };
+    std::fs::write(d.join("key.txt"), sim.read_write_key()).expect("key");
+    std::fs::write(d.join("secret.txt"), "b8-secret").expect("secret");
+    std::fs::write(d.join("noop.toml"), "name = \"noop\"\nversion = \"0.1.0\"\n").expect("manifest");
+    let config = format!(
+        "[level]\nbase_url = \"{}\"\n[audit]\npath = \"{}\"\n[serve]\naddr = \"{addr}\"\ndatabase = \"{}\"\nshutdown_grace_secs = 5\n[trust]\nallow_unsigned = true\n[keys.rw]\nsource = \"file:{}\"\naccess = \"read-write\"\n[plugins.hooks]\ncomponent = \"{}\"\nmanifest = \"{}\"\nkey = \"rw\"\n[plugins.hooks.events]\nsecret = \"file:{}\"\n",
+        sim.base_url(),
+        d.join("audit.jsonl").display(),
+        d.join("runs.db").display(),
+        d.join("key.txt").display(),
+        test_programs_artifacts::NOOP,
+        d.join("noop.toml").display(),
+        d.join("secret.txt").display(),
+    );
+    std::fs::write(d.join("levelhost.toml"), config).expect("config");
+    let config = HostConfig::load(&d.join("levelhost.toml")).expect("config loads");
+    let handle = level_host::loader::serve(config, None)
+        .await
+        .expect("serve starts");
+
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client");
+    let mut senders = tokio::task::JoinSet::new();
+    for worker in 0..32 {
+        let (http, url) = (http.clone(), format!("http://{addr}/hooks/hooks"));
+        senders.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut n = 0u64;
+            while Instant::now() < until {
+                n += 1;
+                let body = format!(
+                    r#"{{"event_type":"alert_active","event_id":"b8-{worker}-{n}","data":{{"id":"a{n}"}}}}"#
+                );
+                let signature = level_api::webhook::sign(b"b8-secret", body.as_bytes());
+                let start = Instant::now();
+                let response = http
+                    .post(&url)
+                    .header("X-Level-Signature", signature)
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("a delivery is answered");
+                assert_eq!(response.status(), 202, "every delivery is accepted");
+                latencies.push(start.elapsed());
+            }
+            latencies
+        });
+    }
+    let health = {
+        let (http, url) = (http.clone(), format!("http://{addr}/healthz"));
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < until {
+                let start = Instant::now();
+                http.get(&url).send().await.expect("healthz answers");
+                latencies.push(start.elapsed());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            latencies
+        })
+    };
+    let mut deliveries = Vec::new();
+    while let Some(done) = senders.join_next().await {
+        deliveries.extend(done.expect("sender"));
+    }
+    let health = stats(health.await.expect("healthz poller"));
+    let rate = deliveries.len() as f64 / seconds as f64;
+    let latency = stats(deliveries);
+    handle.shutdown().await;
+
+    // The baseline: single-row commits with synchronous=FULL on the same disk.
+    let raw = {
+        let conn = rusqlite::Connection::open(d.join("raw.db")).expect("raw db");
+        conn.pragma_update(None, "journal_mode", "WAL").expect("wal");
+        conn.pragma_update(None, "synchronous", "FULL").expect("full");
+        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+            .expect("table");
+        let until = Instant::now() + Duration::from_secs(2);
+        let mut commits = 0u64;
+        while Instant::now() < until {
+            conn.execute("INSERT INTO t (body) VALUES ('delivery')", [])
+                .expect("insert");
+            commits += 1;
+        }
+        commits as f64 / 2.0
+    };
+    format!(
+        "| B8 | signed webhook deliveries to `serve`, history on disk, fsync on: rate; p50 / p99; `/healthz` p99 | {rate:.0}/s; {} / {}; {} | single-row `synchronous=FULL` SQLite commits on the same disk: {raw:.0}/s | {:.1}x the raw commit rate |\n",
+        ms(latency.p50),
+        ms(latency.p99),
+        ms(health.p99),
+        rate / raw
+    )
+}
 
 /// B9: Level requests spent on scope checks. The stale-device job on 5,000
 /// devices, scoped to every root group and unscoped, requests counted by
