@@ -211,7 +211,11 @@ async fn b8(plan: &Plan, sim: &Simulator) -> String {
     };
     std::fs::write(d.join("key.txt"), sim.read_write_key()).expect("key");
     std::fs::write(d.join("secret.txt"), "b8-secret").expect("secret");
-    std::fs::write(d.join("noop.toml"), "name = \"noop\"\nversion = \"0.1.0\"\n").expect("manifest");
+    std::fs::write(
+        d.join("noop.toml"),
+        "name = \"noop\"\nversion = \"0.1.0\"\n",
+    )
+    .expect("manifest");
     let config = format!(
         "[level]\nbase_url = \"{}\"\n[audit]\npath = \"{}\"\n[serve]\naddr = \"{addr}\"\ndatabase = \"{}\"\nshutdown_grace_secs = 5\n[trust]\nallow_unsigned = true\n[keys.rw]\nsource = \"file:{}\"\naccess = \"read-write\"\n[plugins.hooks]\ncomponent = \"{}\"\nmanifest = \"{}\"\nkey = \"rw\"\n[plugins.hooks.events]\nsecret = \"file:{}\"\n",
         sim.base_url(),
@@ -284,8 +288,10 @@ async fn b8(plan: &Plan, sim: &Simulator) -> String {
     // The baseline: single-row commits with synchronous=FULL on the same disk.
     let raw = {
         let conn = rusqlite::Connection::open(d.join("raw.db")).expect("raw db");
-        conn.pragma_update(None, "journal_mode", "WAL").expect("wal");
-        conn.pragma_update(None, "synchronous", "FULL").expect("full");
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .expect("wal");
+        conn.pragma_update(None, "synchronous", "FULL")
+            .expect("full");
         conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
             .expect("table");
         let until = Instant::now() + Duration::from_secs(2);

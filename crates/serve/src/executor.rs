@@ -239,7 +239,9 @@ impl Executor {
                 let status = RunStatus::of(report);
                 tracing::info!(plugin = %plugin.name, run = %id, status = status.as_str(), calls = report.api_calls, "run finished");
                 let (run, report) = (id.clone(), report.clone());
-                self.with_history(move |h| h.finish(&run, &report)).await
+                let dry_run = options.dry_run;
+                self.with_history(move |h| h.finish(&run, &report, dry_run))
+                    .await
             }
             Err(e) => {
                 tracing::warn!(plugin = %plugin.name, run = %id, "run could not start: {}", Chain(e));

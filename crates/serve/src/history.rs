@@ -194,8 +194,15 @@ pub struct RunRow {
     pub error: Option<String>,
     /// Level calls made.
     pub api_calls: i64,
-    /// Writes made.
+    /// Writes made (or planned, in a dry run).
     pub writes: i64,
+    /// Whether it was a dry run: writes planned, none sent.
+    pub dry_run: bool,
+    /// What the plugin logged: `{"log": [...], "stdout": "...", "stderr": "..."}`,
+    /// bounded by its grant's `max_log_kb`; absent when it logged nothing.
+    pub logs: Option<serde_json::Value>,
+    /// The writes a dry run planned.
+    pub plan: Option<serde_json::Value>,
 }
 
 /// Whether a run may start.
@@ -331,6 +338,7 @@ impl History {
         };
         let write_conn = connect().map_err(err)?;
         write_conn.execute_batch(SCHEMA).map_err(err)?;
+        migrate(&write_conn).map_err(err)?;
         let read_conn = connect().map_err(err)?;
         let (writes, queue) = mpsc::channel();
         std::thread::Builder::new()
@@ -462,19 +470,26 @@ impl History {
         })
     }
 
-    /// Records how a run ended.
-    pub fn finish(&self, id: &str, report: &RunReport) -> Result<(), HistoryError> {
+    /// Records how a run ended, with what it logged and, for a dry run, its plan.
+    pub fn finish(&self, id: &str, report: &RunReport, dry_run: bool) -> Result<(), HistoryError> {
         let status = RunStatus::of(report);
         let (output, error) = match &report.outcome {
             Ok(out) => (Some(out.to_string()), None),
             Err(e) => (None, Some(e.to_string())),
         };
+        let logged =
+            !report.logs.is_empty() || !report.stdout.is_empty() || !report.stderr.is_empty();
+        let logs = logged.then(|| {
+            serde_json::json!({"log": report.logs, "stdout": report.stdout, "stderr": report.stderr})
+                .to_string()
+        });
+        let plan = dry_run.then(|| serde_json::json!(report.plan).to_string());
         let (id, api_calls, writes) =
             (id.to_owned(), report.api_calls as i64, report.writes as i64);
         self.write(move |c| {
             c.execute(
-                "UPDATE runs SET ended_at = ?2, status = ?3, output = ?4, error = ?5, api_calls = ?6, writes = ?7 WHERE id = ?1",
-                params![id, now(), status.as_str(), output, error, api_calls, writes],
+                "UPDATE runs SET ended_at = ?2, status = ?3, output = ?4, error = ?5, api_calls = ?6, writes = ?7, dry_run = ?8, logs = ?9, plan = ?10 WHERE id = ?1",
+                params![id, now(), status.as_str(), output, error, api_calls, writes, dry_run, logs, plan],
             )
             .map(drop)
         })
@@ -571,11 +586,10 @@ impl History {
         limit: usize,
     ) -> Result<Vec<RunRow>, HistoryError> {
         self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT id, plugin, version, digest, trigger, schedule, planned_at, event_id, event_type, started_at, ended_at, status, output, error, api_calls, writes
-                 FROM runs WHERE (?1 IS NULL OR plugin = ?1) AND (?2 IS NULL OR status = ?2)
-                 ORDER BY started_at DESC, rowid DESC LIMIT ?3",
-            )?;
+            let mut stmt = c.prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR plugin = ?1) AND (?2 IS NULL OR status = ?2)
+                 ORDER BY started_at DESC, rowid DESC LIMIT ?3"
+            ))?;
             let rows = stmt.query_map(params![plugin, status.map(RunStatus::as_str), limit as i64], row)?;
             rows.collect()
         })
@@ -585,8 +599,7 @@ impl History {
     pub fn get(&self, id: &str) -> Result<Option<RunRow>, HistoryError> {
         self.with(|c| {
             c.query_row(
-                "SELECT id, plugin, version, digest, trigger, schedule, planned_at, event_id, event_type, started_at, ended_at, status, output, error, api_calls, writes
-                 FROM runs WHERE id = ?1",
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
                 params![id],
                 row,
             )
@@ -649,6 +662,34 @@ fn insert_delivery(
     .map(drop)
 }
 
+/// Columns added since the first schema, added to an older database at open.
+const ADDED_COLUMNS: [(&str, &str); 3] = [
+    ("dry_run", "INTEGER NOT NULL DEFAULT 0"),
+    ("logs", "TEXT"),
+    ("plan", "TEXT"),
+];
+
+fn migrate(c: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = c.prepare("SELECT name FROM pragma_table_info('runs')")?;
+    let have: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, kind) in ADDED_COLUMNS {
+        if !have.iter().any(|h| h == name) {
+            c.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {name} {kind}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The columns [`row`] reads, in order.
+const RUN_COLUMNS: &str = "id, plugin, version, digest, trigger, schedule, planned_at, event_id, event_type, started_at, ended_at, status, output, error, api_calls, writes, dry_run, logs, plan";
+
+fn json_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<serde_json::Value>> {
+    Ok(r.get::<_, Option<String>>(i)?
+        .and_then(|text| serde_json::from_str(&text).ok()))
+}
+
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
         id: r.get(0)?,
@@ -667,6 +708,9 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         error: r.get(13)?,
         api_calls: r.get(14)?,
         writes: r.get(15)?,
+        dry_run: r.get(16)?,
+        logs: json_column(r, 17)?,
+        plan: json_column(r, 18)?,
     })
 }
 

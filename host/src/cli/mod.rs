@@ -44,6 +44,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Show the run history.
     Runs(runs::RunsArgs),
+    /// Show what runs logged (log lines, stdout, stderr), or follow them as they end.
+    Logs(runs::LogsArgs),
     /// Show each plugin's next run, last run and last status.
     Status(runs::StatusArgs),
     /// Start the built-in Level API simulator on loopback.
@@ -92,6 +94,7 @@ impl Command {
             Command::Audit(args) => args.execute().await,
             Command::Serve(args) => args.execute().await,
             Command::Runs(args) => args.execute().await,
+            Command::Logs(args) => args.execute().await,
             Command::Status(args) => args.execute().await,
             Command::Sim(args) => args.execute().await,
             Command::Demo(args) => args.execute().await,

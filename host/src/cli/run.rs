@@ -71,12 +71,8 @@ impl RunArgs {
             eprintln!("warning: {warning}");
         }
         let audit = AuditLog::open(&config.audit_path)?;
-        // Manual runs go into the run history too (dry runs change nothing, so they do not).
-        let history = if self.dry_run {
-            None
-        } else {
-            Some(Arc::new(History::open(&config.serve.database)?))
-        };
+        // Manual runs go into the run history too, dry runs with their plan.
+        let history = Some(Arc::new(History::open(&config.serve.database)?));
         let served = ServedPlugin {
             name: plugin.name.clone(),
             version: plugin.manifest.version.clone(),

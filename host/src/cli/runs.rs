@@ -1,4 +1,4 @@
-//! `levelhost runs` and `levelhost status`.
+//! `levelhost runs`, `levelhost logs` and `levelhost status`.
 
 use std::path::PathBuf;
 
@@ -61,7 +61,7 @@ impl RunsArgs {
                 other => other.to_owned(),
             };
             println!(
-                "{} {:<20} {:<14} {} {:<32} calls={} writes={}{}",
+                "{} {:<20} {:<14} {} {:<32} calls={} writes={}{}{}",
                 r.id,
                 r.plugin,
                 r.status,
@@ -69,6 +69,7 @@ impl RunsArgs {
                 origin,
                 r.api_calls,
                 r.writes,
+                if r.dry_run { " (dry run)" } else { "" },
                 r.error
                     .as_ref()
                     .map_or_else(String::new, |e| format!("  {e}")),
@@ -76,6 +77,87 @@ impl RunsArgs {
         }
         eprintln!("{} runs", runs.len());
         Ok(ExitStatus::Success)
+    }
+}
+
+/// Arguments of `levelhost logs`.
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// One run's logs; without it, the latest runs' (of `--plugin`, if given).
+    pub run: Option<String>,
+    /// The configuration file (for the history database's path).
+    #[arg(long, env = EnvVars::LEVELHOST_CONFIG, default_value = "levelhost.toml")]
+    pub config: PathBuf,
+    /// Only this plugin's runs.
+    #[arg(long)]
+    pub plugin: Option<String>,
+    /// The logs of this many latest runs, oldest first.
+    #[arg(long, default_value_t = 10)]
+    pub limit: usize,
+    /// Keep printing the logs of runs as they end (of a running `serve`), until Ctrl-C.
+    #[arg(long, short = 'f', conflicts_with = "run")]
+    pub follow: bool,
+}
+
+impl LogsArgs {
+    /// Prints what runs logged: their log lines, stdout and stderr.
+    pub async fn execute(self) -> anyhow::Result<ExitStatus> {
+        let records_at = RecordPaths::load(&self.config)?;
+        let history = History::open(&records_at.database)?;
+        if let Some(id) = &self.run {
+            let run = history.get(id)?.ok_or_else(|| {
+                anyhow::anyhow!("no run {id} in {}", records_at.database.display())
+            })?;
+            print_logs(&run);
+            return Ok(ExitStatus::Success);
+        }
+        let mut shown = std::collections::HashSet::new();
+        loop {
+            let mut runs = history.list(self.plugin.as_deref(), None, self.limit.max(1))?;
+            runs.reverse();
+            for run in runs {
+                if run.status != "running" && shown.insert(run.id.clone()) {
+                    print_logs(&run);
+                }
+            }
+            if !self.follow {
+                return Ok(ExitStatus::Success);
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// One run's logs, each line prefixed with the run and the plugin.
+fn print_logs(run: &levelhost_serve::history::RunRow) {
+    let prefix = format!("{} {}", run.id, run.plugin);
+    let Some(logs) = &run.logs else {
+        println!("{prefix} ({}, logged nothing)", run.status);
+        return;
+    };
+    for line in logs["log"].as_array().into_iter().flatten() {
+        let fields: String = line["fields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|kv| {
+                Some(format!(
+                    " {}={}",
+                    kv.get(0)?.as_str()?,
+                    kv.get(1)?.as_str()?
+                ))
+            })
+            .collect();
+        println!(
+            "{prefix} {:<5} {}{fields}",
+            line["level"].as_str().unwrap_or("info"),
+            line["message"].as_str().unwrap_or_default()
+        );
+    }
+    for stream in ["stdout", "stderr"] {
+        for text in logs[stream].as_str().unwrap_or_default().lines() {
+            println!("{prefix} {stream} {text}");
+        }
     }
 }
 

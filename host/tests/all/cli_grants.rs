@@ -140,6 +140,25 @@ async fn dry_run_changes_nothing_and_the_real_run_makes_the_planned_changes() {
     );
     let planned: serde_json::Value = serde_json::from_str(&stdout).unwrap();
 
+    // Issue 13, point 7: the dry run is in the history, with its plan and its logs.
+    let out = setup.levelhost(&["runs", "--plugin", "tagger"]);
+    let (runs, _) = text(&out);
+    let line = runs.lines().next().unwrap_or_default();
+    assert!(line.contains("(dry run)"), "{runs}");
+    let id = line.split_whitespace().next().unwrap().to_owned();
+    let out = setup.levelhost(&["runs", "show", &id]);
+    let (shown, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["dry_run"], true);
+    assert_eq!(shown["plan"].as_array().map(Vec::len), Some(2), "{shown}");
+    let out = setup.levelhost(&["logs", &id]);
+    let (logs, _) = text(&out);
+    assert!(
+        logs.contains(&id) && logs.contains("creating tag tag=stale"),
+        "{logs}"
+    );
+
     let out = setup.levelhost(&["run", "tagger"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
@@ -161,6 +180,11 @@ async fn dry_run_changes_nothing_and_the_real_run_makes_the_planned_changes() {
         tagged.iter().all(|h| h.starts_with("acme")),
         "only Acme devices: {tagged:?}"
     );
+
+    // `logs` shows both runs' lines, oldest first.
+    let out = setup.levelhost(&["logs", "--plugin", "tagger"]);
+    let (logs, _) = text(&out);
+    assert_eq!(logs.matches("creating tag").count(), 2, "{logs}");
 
     let audit = std::fs::read_to_string(setup.dir.path().join("audit.jsonl")).unwrap();
     assert!(audit.lines().count() >= 6);

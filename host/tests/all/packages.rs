@@ -766,6 +766,20 @@ async fn an_upgrade_importing_more_keeps_running_with_its_new_calls_denied() {
         before,
         "nothing changed in Level"
     );
+
+    // Issue 12, point 11: a grant wider than the manifest asks for is named by check.
+    let config = std::fs::read_to_string(d.join("levelhost.toml")).unwrap();
+    let wider = config.replace(
+        r#"capabilities = ["devices:read"]"#,
+        r#"capabilities = ["devices:read", "groups:read"]"#,
+    );
+    assert_ne!(wider, config);
+    std::fs::write(d.join("levelhost.toml"), wider).unwrap();
+    let (stdout, _) = ok(d, &["check", "--offline"]);
+    assert!(
+        stdout.contains("the grant gives groups:read, which its manifest does not ask for"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
