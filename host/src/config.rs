@@ -199,6 +199,16 @@ pub enum KeySource {
     File(PathBuf),
 }
 
+impl std::fmt::Display for KeySource {
+    /// As written in the config: `env:NAME` or `file:PATH`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Env(name) => write!(f, "env:{name}"),
+            KeySource::File(path) => write!(f, "file:{}", path.display()),
+        }
+    }
+}
+
 /// A named API key: where it comes from and what Level lets it do.
 #[derive(Debug, Clone)]
 pub struct KeyConfig {
@@ -478,10 +488,9 @@ impl HostConfig {
                 automations: raw_plugin.scopes.automations,
             };
             raw_plugin.limits.check().map_err(|e| {
-                source.error(
-                    Some(plugin_span.clone()),
-                    format!("plugin {name}: limits: {e}"),
-                )
+                let at = key_span(&source.text, &["plugins", name.as_str(), "limits", e.key])
+                    .unwrap_or_else(|| plugin_span.clone());
+                source.error(Some(at), format!("plugin {name}: limits: {e}"))
             })?;
             let input = match raw_plugin.input {
                 Some(table) => serde_json::to_value(table).map_err(|e| {
@@ -889,4 +898,15 @@ fn parse_choice<T: Copy, const N: usize>(
                 ),
             )
         })
+}
+
+/// Where the value at `path` (table keys, outermost first) is in `text`, for
+/// errors found after parsing (a limit of zero, ...).
+fn key_span(text: &str, path: &[&str]) -> Option<std::ops::Range<usize>> {
+    let doc = text.parse::<toml_edit::Document<String>>().ok()?;
+    let mut item = doc.as_item();
+    for key in path {
+        item = item.get(key)?;
+    }
+    item.span()
 }

@@ -77,6 +77,7 @@ pub fn client(config: &HostConfig, name: &str) -> Result<LevelClient, LoadError>
     })?;
     let mut client_config = ClientConfig::new(&config.base_url);
     client_config.timeout = config.timeout;
+    client_config.key_label = Some(format!("key {name} ({})", key.source));
     if key.rate_limit_per_minute > 0 {
         client_config.budget = Some(Arc::new(RateBudget::new(
             key.rate_limit_per_minute,

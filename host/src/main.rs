@@ -6,6 +6,9 @@ use clap::Parser as _;
 use level_host::cli::Cli;
 
 fn main() -> ExitCode {
+    // Like any Unix filter, end quietly when the reader goes away
+    // (`levelhost check | head -1`) instead of panicking on a closed pipe.
+    sigpipe::reset();
     let cli = Cli::parse();
     level_host::cli::init_tracing(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -68,19 +68,25 @@ impl Default for Limits {
 
 impl Limits {
     /// Rejects limits of zero where zero would make every run fail.
-    pub fn check(&self) -> Result<(), String> {
-        for (name, value) in [
+    pub fn check(&self) -> Result<(), LimitError> {
+        for (key, value) in [
             ("timeout_secs", self.timeout_secs),
             ("memory_mb", self.memory_mb),
             ("max_output_kb", self.max_output_kb),
             ("max_call_kb", self.max_call_kb),
         ] {
             if value == 0 {
-                return Err(format!("{name} must be at least 1"));
+                return Err(LimitError {
+                    key,
+                    message: format!("{key} must be at least 1"),
+                });
             }
         }
         if self.memory_mb > 4096 {
-            return Err("memory_mb must be at most 4096".to_owned());
+            return Err(LimitError {
+                key: "memory_mb",
+                message: "memory_mb must be at most 4096".to_owned(),
+            });
         }
         Ok(())
     }
@@ -99,6 +105,16 @@ impl Limits {
     pub fn bytes(kib: u64) -> usize {
         usize::try_from(kib.saturating_mul(1024)).unwrap_or(usize::MAX)
     }
+}
+
+/// A limit that would make every run fail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct LimitError {
+    /// The limit's key, as in the config (`timeout_secs`).
+    pub key: &'static str,
+    /// What is wrong with it.
+    pub message: String,
 }
 
 /// Everything a plugin is allowed.

@@ -41,18 +41,31 @@ pub struct Source {
 }
 
 impl Source {
-    /// Reads a file.
+    /// Reads a file. Text that is not UTF-8 is refused at the line and column of its first bad byte.
     pub fn read(path: &Path) -> Result<Self, FileError> {
-        let text = std::fs::read_to_string(path).map_err(|e| FileError {
+        let bytes = std::fs::read(path).map_err(|e| FileError {
             file: path.to_owned(),
             line: None,
             column: None,
             message: format!("cannot read the file: {e}"),
         })?;
-        Ok(Self {
-            path: path.to_owned(),
-            text,
-        })
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(Self {
+                path: path.to_owned(),
+                text,
+            }),
+            Err(e) => {
+                let good = e.utf8_error().valid_up_to();
+                let bytes = e.as_bytes();
+                let before = String::from_utf8_lossy(bytes.get(..good).unwrap_or_default());
+                let source = Self {
+                    path: path.to_owned(),
+                    text: before.into_owned(),
+                };
+                let end = source.text.len();
+                Err(source.error(Some(end..end), "the file is not UTF-8 text"))
+            }
+        }
     }
 
     /// An error at `span` (or at no particular place).

@@ -117,6 +117,10 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// A rate budget shared with every other client of the same key.
     pub budget: Option<std::sync::Arc<RateBudget>>,
+    /// How the key is named where it is configured, such as `key automation
+    /// (env:LEVEL_RW_KEY)`: a 401 or 403 names it, so an operator knows which
+    /// key Level refused. Never the key itself.
+    pub key_label: Option<String>,
 }
 
 impl ClientConfig {
@@ -128,6 +132,7 @@ impl ClientConfig {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             retry: RetryPolicy::default(),
             budget: None,
+            key_label: None,
         }
     }
 }
@@ -484,6 +489,11 @@ impl LevelClient {
                     text.chars().take(200).collect()
                 }
             });
+        let message = match (&self.config.key_label, status.as_u16()) {
+            (Some(label), 401) => format!("{message} (Level refused {label})"),
+            (Some(label), 403) => format!("{message} (with {label})"),
+            _ => message,
+        };
         Err(ClientError::Status {
             status: status.as_u16(),
             message,

@@ -179,6 +179,31 @@ impl std::fmt::Debug for LoadedPlugin {
 
 pub use levelhost_core::digest;
 
+/// Why `bytes` cannot be a component, told from its first eight bytes (a
+/// text file, a core module), in a sentence rather than wasmparser's dump.
+fn not_a_component(bytes: &[u8]) -> Option<String> {
+    const MAGIC: &[u8] = b"\0asm";
+    const COMPONENT_LAYER: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
+    if !bytes.starts_with(MAGIC) {
+        let start: String = String::from_utf8_lossy(&bytes[..bytes.len().min(16)])
+            .chars()
+            .map(|c| if c.is_control() { '.' } else { c })
+            .collect();
+        return Some(if bytes.is_empty() {
+            "the file is empty, not a WebAssembly component".to_owned()
+        } else {
+            format!("not a WebAssembly file: it starts with {start:?}, not the \\0asm header")
+        });
+    }
+    match bytes.get(4..8) {
+        Some(version) if version == COMPONENT_LAYER => None,
+        Some([1, 0, 0, 0]) => Some(
+            "a core WebAssembly module, not a component: build it for wasm32-wasip2, or make it a component (`levelhost build` does)".to_owned(),
+        ),
+        _ => None,
+    }
+}
+
 /// Compiles `bytes` and links it against `linker`. A component that imports
 /// something the host does not provide, or lacks the `handler` export, is
 /// refused here, before it runs.
@@ -188,6 +213,12 @@ pub fn load(
     name: &str,
     bytes: &[u8],
 ) -> Result<LoadedPlugin, HostError> {
+    if let Some(message) = not_a_component(bytes) {
+        return Err(HostError::InvalidComponent {
+            name: name.to_owned(),
+            message,
+        });
+    }
     let component = Component::new(engine, bytes).map_err(|e| HostError::InvalidComponent {
         name: name.to_owned(),
         message: format!("{e:#}"),
@@ -209,4 +240,27 @@ pub fn load(
         imports,
         pre: Arc::new(pre),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_a_component;
+
+    /// Issue 13, point 8: a text file given as a component is named as such, in one line.
+    #[test]
+    fn a_file_that_is_not_a_component_is_told_in_a_sentence() {
+        let text = not_a_component(b"hello world\n").unwrap_or_default();
+        assert_eq!(
+            text,
+            "not a WebAssembly file: it starts with \"hello world.\", not the \\0asm header"
+        );
+        assert!(!text.contains('\n'));
+        let core = not_a_component(b"\0asm\x01\0\0\0").unwrap_or_default();
+        assert!(
+            core.contains("core WebAssembly module, not a component"),
+            "{core}"
+        );
+        assert!(not_a_component(b"\0asm\x0d\0\x01\0").is_none());
+        assert!(not_a_component(b"").is_some());
+    }
 }

@@ -155,16 +155,12 @@ impl PluginArgs {
                     "{} {} {}",
                     pkg.manifest.name, pkg.manifest.version, pkg.digest
                 );
-                match trust.verify(&pkg) {
-                    Ok(vetting) => {
-                        println!("OK: {vetting}");
-                        Ok(ExitStatus::Success)
-                    }
-                    Err(e) => {
-                        eprintln!("refused: {e}");
-                        Ok(ExitStatus::Failure)
-                    }
-                }
+                // A refusal exits 2, as install's does: the package cannot be used.
+                let vetting = trust
+                    .verify(&pkg)
+                    .map_err(|e| anyhow::anyhow!("refused: {e}"))?;
+                println!("OK: {vetting}");
+                Ok(ExitStatus::Success)
             }
             PluginCommand::Diff { old, new, config } => {
                 let old = if Path::new(&old).is_dir() {

@@ -495,3 +495,86 @@ async fn a_signal_stops_levelhost_run_and_the_run_is_recorded_as_interrupted() {
         );
     }
 }
+
+/// Issue 13, point 8: the small things an operator hits. A 401 names the key
+/// and where it comes from; a zero limit is reported at its own line; a file
+/// that is not UTF-8 is refused at its bad byte; a text file given as a
+/// component is told in one line; and a closed pipe ends `levelhost` quietly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_errors_name_the_key_the_line_and_end_quietly_on_a_closed_pipe() {
+    let setup = Setup::new().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+        .args(["run", "tagger", "--config"])
+        .arg(setup.config_path())
+        .env("TEST_LEVEL_KEY", "a-key-level-does-not-know")
+        .env_remove("LEVELHOST_CONFIG")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(
+        stderr.contains("Level refused key rw (env:TEST_LEVEL_KEY)"),
+        "{stdout}{stderr}"
+    );
+    assert!(!stderr.contains("a-key-level-does-not-know"));
+
+    setup.write_config("\n[plugins.tagger.limits]\nmax_writes = 3\ntimeout_secs = 0\n");
+    let text_now = std::fs::read_to_string(setup.config_path()).unwrap();
+    let line = text_now
+        .lines()
+        .position(|l| l.starts_with("timeout_secs = 0"))
+        .unwrap()
+        + 1;
+    let out = setup.levelhost(&["check", "--offline"]);
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains(&format!(
+            "levelhost.toml:{line}:16: plugin tagger: limits: timeout_secs must be at least 1"
+        )),
+        "{stderr}"
+    );
+
+    let mut bytes = b"[level]\nbase_url = \"http://127.0.0.1:9\"\n# caf".to_vec();
+    bytes.extend([0xe9, b'\n']);
+    std::fs::write(setup.config_path(), bytes).unwrap();
+    let (_, stderr) = text(&setup.levelhost(&["check"]));
+    assert!(
+        stderr.contains("levelhost.toml:3:6: the file is not UTF-8 text"),
+        "{stderr}"
+    );
+
+    let notes = setup.dir.path().join("notes.wasm");
+    std::fs::write(&notes, "just some notes\n".repeat(20)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+        .args(["run", "--sim"])
+        .arg(&notes)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("not a WebAssembly file") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+
+    // 3,000 audit lines, far more than a pipe holds: `audit | head -1` ends with SIGPIPE, no panic.
+    setup.write_config("");
+    let record = r#"{"time":"2026-12-01T00:00:00.000Z","plugin":"tagger","version":"0.1.0","digest":"sha256:x","run_id":"run_x","operation":"list-devices","targets":[],"allowed":true,"latency_ms":1}"#;
+    std::fs::write(
+        setup.dir.path().join("audit.jsonl"),
+        format!("{record}\n").repeat(3000),
+    )
+    .unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "'{}' audit --config '{}' | head -1; echo \"status ${{PIPESTATUS[0]}}\" >&2",
+            env!("CARGO_BIN_EXE_levelhost"),
+            setup.config_path().display()
+        ))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("status 141"), "{stderr}");
+}

@@ -432,7 +432,10 @@ async fn every_load_verifies_the_installed_package() {
     let d = dir.path();
     pack_janitor(d, &janitor_manifest("1.0.0", &["devices:read"]), "janitor");
 
-    // Unsigned: not installed.
+    // Unsigned: not verified (exit 2, as install's refusal) and not installed.
+    let out = levelhost(d, &["plugin", "verify", "janitor"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("refused:"), "{}", text(&out).1);
     let stderr = fails(d, &["plugin", "install", "janitor"]);
     assert!(stderr.contains("is not signed"), "{stderr}");
     ok(d, &["plugin", "sign", "janitor", "--key", "alice.key"]);
