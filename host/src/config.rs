@@ -549,7 +549,14 @@ impl HostConfig {
 
         Ok(Self {
             path: path.to_owned(),
-            base_url: raw.level.base_url,
+            base_url: {
+                let url = raw.level.base_url;
+                if let Err(e) = level_api::base_url(&url) {
+                    let at = key_span(&source.text, &["level", "base_url"]);
+                    return Err(source.error(at, e.to_string()));
+                }
+                url
+            },
             timeout: Duration::from_secs(raw.level.timeout_secs.max(1)),
             audit_path: records.audit,
             keys,
@@ -616,6 +623,17 @@ fn plugin_source(
                 ));
             }
             let component = source.resolve(component);
+            if !component.is_file() {
+                let at = key_span(&source.text, &["plugins", name, "component"])
+                    .unwrap_or_else(|| span.clone());
+                return Err(source.error(
+                    Some(at),
+                    format!(
+                        "plugin {name}: component {} is not a file",
+                        component.display()
+                    ),
+                ));
+            }
             let manifest = match &raw.manifest {
                 Some(m) => source.resolve(m),
                 None => component.with_file_name("plugin.toml"),

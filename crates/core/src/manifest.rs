@@ -37,7 +37,7 @@ pub struct RawManifest {
     pub capabilities: Vec<Spanned<String>>,
     /// A JSON Schema its input must satisfy.
     #[serde(default)]
-    pub input: Option<toml::Table>,
+    pub input: Option<Spanned<toml::Table>>,
 }
 
 /// A checked manifest.
@@ -110,11 +110,21 @@ impl PluginManifest {
         let input_schema = match raw.input {
             None => None,
             Some(table) => {
-                let schema = serde_json::to_value(&table).map_err(|e| {
-                    source.error(None, format!("[input] is not a valid schema: {e}"))
+                let at = Some(table.span());
+                let schema = serde_json::to_value(table.get_ref()).map_err(|e| {
+                    source.error(at.clone(), format!("[input] is not a valid schema: {e}"))
                 })?;
                 jsonschema::validator_for(&schema).map_err(|e| {
-                    source.error(None, format!("[input] is not a valid JSON Schema: {e}"))
+                    let path = e.instance_path().to_string();
+                    let place = if path.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" at {path}")
+                    };
+                    source.error(
+                        at,
+                        format!("[input] is not a valid JSON Schema{place}: {e}"),
+                    )
                 })?;
                 Some(schema)
             }
@@ -150,5 +160,24 @@ impl PluginManifest {
         } else {
             Err(problems.join("; "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13, point 8: a schema error names the manifest's line and the place in the schema.
+    #[test]
+    fn a_bad_input_schema_is_refused_at_its_line() {
+        let text = "name = \"x\"\nversion = \"0.1.0\"\n\n[input]\ntype = \"objekt\"\n";
+        let err = PluginManifest::parse(Path::new("plugin.toml"), text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("plugin.toml:4:1: [input] is not a valid JSON Schema at /type"),
+            "{err}"
+        );
     }
 }

@@ -187,6 +187,22 @@ pub enum ClientError {
     },
 }
 
+/// Level's base URL as the client uses it (a trailing `/` or `/v2` is
+/// accepted); refuses anything but an absolute `http(s)` URL.
+pub fn base_url(url: &str) -> Result<Url, ClientError> {
+    let invalid = |message: String| ClientError::InvalidBaseUrl {
+        url: url.to_owned(),
+        message,
+    };
+    let trimmed = url.trim_end_matches('/');
+    let trimmed = trimmed.strip_suffix("/v2").unwrap_or(trimmed);
+    let base = Url::parse(&format!("{trimmed}/")).map_err(|e| invalid(e.to_string()))?;
+    if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+        return Err(invalid("expected an http:// or https:// URL".to_owned()));
+    }
+    Ok(base)
+}
+
 /// Refuses an id that cannot name one object (`""`, `.`, `..`): in a path a
 /// URL would drop or resolve it, and as a filter it would match nothing
 /// or everything.
@@ -328,16 +344,7 @@ fn push_opt(query: &mut Query, name: &'static str, value: &Option<String>) {
 impl LevelClient {
     /// Builds a client. Fails on a base URL that is not an absolute `http(s)` URL.
     pub fn new(config: ClientConfig, key: ApiKey) -> Result<Self, ClientError> {
-        let invalid = |message: String| ClientError::InvalidBaseUrl {
-            url: config.base_url.clone(),
-            message,
-        };
-        let trimmed = config.base_url.trim_end_matches('/');
-        let trimmed = trimmed.strip_suffix("/v2").unwrap_or(trimmed);
-        let base = Url::parse(&format!("{trimmed}/")).map_err(|e| invalid(e.to_string()))?;
-        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            return Err(invalid("expected an http:// or https:// URL".to_owned()));
-        }
+        let base = base_url(&config.base_url)?;
         key.header()?;
         #[expect(
             clippy::disallowed_methods,

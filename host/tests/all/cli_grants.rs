@@ -533,6 +533,39 @@ async fn operator_errors_name_the_key_the_line_and_end_quietly_on_a_closed_pipe(
         "{stderr}"
     );
 
+    // An invalid base URL and a missing component are refused at their lines.
+    setup.write_config("");
+    let config = std::fs::read_to_string(setup.config_path()).unwrap();
+    std::fs::write(
+        setup.config_path(),
+        config.replacen("base_url = \"", "base_url = \"not a url", 1),
+    )
+    .unwrap();
+    let (_, stderr) = text(&setup.levelhost(&["check", "--offline"]));
+    assert!(
+        stderr.contains("levelhost.toml:2:12: invalid Level base URL"),
+        "{stderr}"
+    );
+    std::fs::write(
+        setup.config_path(),
+        config.replace(test_programs_artifacts::DEVICE_REPORT, "gone.wasm"),
+    )
+    .unwrap();
+    let (_, stderr) = text(&setup.levelhost(&["check", "--offline"]));
+    assert!(
+        stderr.contains("plugin report: component") && stderr.contains("gone.wasm is not a file"),
+        "{stderr}"
+    );
+    let line = config
+        .lines()
+        .position(|l| l.starts_with("component") && l.contains("device_report"))
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains(&format!("levelhost.toml:{line}:13:")),
+        "{stderr}"
+    );
+
     let mut bytes = b"[level]\nbase_url = \"http://127.0.0.1:9\"\n# caf".to_vec();
     bytes.extend([0xe9, b'\n']);
     std::fs::write(setup.config_path(), bytes).unwrap();
