@@ -84,6 +84,8 @@ impl RunArgs {
             events: None,
         };
         let executor = Executor::new(runner, history, Some(audit));
+        // Listen before the run is claimed: a signal from then on is handled, not fatal.
+        let mut stop = super::signal::listen();
         let claimed = executor
             .claim(&served, Origin::Manual)
             .await?
@@ -97,7 +99,7 @@ impl RunArgs {
             report = executor.run(&served, claimed, &input, options) => {
                 Ok(print_report(&report?, self.dry_run))
             }
-            signal = super::signal::stop() => {
+            signal = stop.stopped() => {
                 // The run's future is dropped here, so the plugin stops; record that.
                 executor
                     .interrupt_open(&format!("levelhost run was stopped by {signal}"))

@@ -30,21 +30,62 @@ impl fmt::Display for Stop {
     }
 }
 
-/// Waits for Ctrl-C or SIGTERM. If a handler cannot be installed, waits
-/// for the other one only; if neither can be, never returns.
-pub async fn stop() -> Stop {
+/// Ctrl-C and SIGTERM, listened for from the moment [`listen`] returns, so
+/// a signal that arrives before anything awaits it is not lost (nor does it
+/// kill the process the default way).
+pub struct Listener {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+/// Starts listening for Ctrl-C and SIGTERM now.
+pub fn listen() -> Listener {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            return tokio::select! {
-                _ = term.recv() => Stop::Terminate,
-                Ok(()) = tokio::signal::ctrl_c() => Stop::Interrupt,
-            };
+        Listener {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
         }
     }
-    match tokio::signal::ctrl_c().await {
-        Ok(()) => Stop::Interrupt,
-        Err(_) => std::future::pending().await,
+    #[cfg(not(unix))]
+    {
+        Listener {}
     }
+}
+
+impl Listener {
+    /// Waits for Ctrl-C or SIGTERM. A signal whose handler could not be
+    /// installed is not waited for; with neither, this never returns.
+    pub async fn stopped(&mut self) -> Stop {
+        #[cfg(unix)]
+        {
+            async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = next(&mut self.interrupt) => Stop::Interrupt,
+                () = next(&mut self.terminate) => Stop::Terminate,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => Stop::Interrupt,
+                Err(_) => std::future::pending().await,
+            }
+        }
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM, listening from the first poll.
+pub async fn stop() -> Stop {
+    listen().stopped().await
 }

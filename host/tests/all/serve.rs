@@ -201,6 +201,68 @@ cron = "* * * * * *"
     }
 }
 
+/// Issue 13's acceptance: `serve` killed with SIGKILL again and again, with a
+/// per-second schedule, never starts a (schedule, planned time) twice and
+/// leaves no run `running` once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_in_a_loop_never_starts_a_planned_run_twice() {
+    let setup = Setup::new(SimConfig::default(), 10).await;
+    let addr = free_addr();
+    let path = setup.config(
+        &addr,
+        r#"[plugins.tick]
+component = "@ECHO@"
+manifest = "echo.toml"
+key = "rw"
+
+[[plugins.tick.schedules]]
+cron = "* * * * * *"
+catch_up = "once"
+"#,
+        0,
+    );
+    let serve = || {
+        Command::new(env!("CARGO_BIN_EXE_levelhost"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    for round in 0..8u64 {
+        let mut host = serve();
+        tokio::time::sleep(Duration::from_millis(600 + 150 * round)).await;
+        host.kill().unwrap();
+        host.wait().unwrap();
+    }
+    let mut last = serve();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let terminated = Command::new("kill")
+        .args(["-TERM", &last.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    assert!(last.wait().unwrap().success());
+
+    let history = setup.history();
+    assert_eq!(history.integrity_check().unwrap(), "ok");
+    let runs = scheduled(&history.list(Some("tick"), None, 1000).unwrap());
+    assert!(runs.len() >= 5, "the schedule kept firing: {}", runs.len());
+    let mut planned: Vec<&str> = runs
+        .iter()
+        .map(|r| r.planned_at.as_deref().unwrap())
+        .collect();
+    planned.sort_unstable();
+    let total = planned.len();
+    planned.dedup();
+    assert_eq!(planned.len(), total, "a planned run started twice");
+    assert!(
+        runs.iter().all(|r| r.status != "running"),
+        "no run is left running: {runs:#?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_then_restart_starts_nothing_twice_and_marks_interrupted_runs() {
     let setup = Setup::new(SimConfig::default(), 10).await;
