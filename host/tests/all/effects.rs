@@ -44,31 +44,26 @@ fn acme_grant() -> Grant {
     grant
 }
 
-fn group_id(fixture: &Fixture, name: &str) -> String {
-    fixture
-        .groups
+/// The id of the object named `name` in `items` (the seed has it).
+fn id_named<T>(items: &[T], name: &str, of: fn(&T) -> (&str, &str)) -> String {
+    items
         .iter()
-        .find(|g| g.name == name)
-        .map(|g| g.id.clone())
-        .expect("the seed has the group")
+        .map(of)
+        .find(|(n, _)| *n == name)
+        .map(|(_, id)| id.to_owned())
+        .expect("the seed has it")
+}
+
+fn group_id(fixture: &Fixture, name: &str) -> String {
+    id_named(&fixture.groups, name, |g| (&g.name, &g.id))
 }
 
 fn tag_id(fixture: &Fixture, name: &str) -> String {
-    fixture
-        .tags
-        .iter()
-        .find(|t| t.name == name)
-        .map(|t| t.id.clone())
-        .expect("the seed has the tag")
+    id_named(&fixture.tags, name, |t| (&t.name, &t.id))
 }
 
 fn field_id(fixture: &Fixture, name: &str) -> String {
-    fixture
-        .custom_fields
-        .iter()
-        .find(|f| f.name == name)
-        .map(|f| f.id.clone())
-        .expect("the seed has the field")
+    id_named(&fixture.custom_fields, name, |f| (&f.name, &f.id))
 }
 
 /// Point 1: an automation triggered with no devices picks its own from the

@@ -143,8 +143,8 @@ impl Host for LevelCtx {
                     |c| async move { c.update_device(&id, &body).await },
                 )
                 .await?;
-            if let (Some((id, group)), false) = (moved, self.plans_writes()) {
-                self.note_device(&id, group);
+            if let Some((id, group)) = moved {
+                self.note_moved([id], group);
             }
             Ok(device(updated, &self.gate))
         })

@@ -207,11 +207,7 @@ impl Host for LevelCtx {
                 |c| async move { c.assign_group_devices(&id, &body).await },
             )
             .await?;
-            if !self.plans_writes() {
-                for device in moved {
-                    self.note_device(&device, Some(group_id.clone()));
-                }
-            }
+            self.note_moved(moved, Some(group_id));
             Ok(())
         })
     }
@@ -239,11 +235,7 @@ impl Host for LevelCtx {
                 |c| async move { c.remove_group_devices(&id, &body).await },
             )
             .await?;
-            if !self.plans_writes() {
-                for device in removed {
-                    self.note_device(&device, None);
-                }
-            }
+            self.note_moved(removed, None);
             Ok(())
         })
     }

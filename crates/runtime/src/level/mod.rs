@@ -399,6 +399,17 @@ impl LevelCtx {
         }
     }
 
+    /// Remembers where devices are after a live write of this run moved them
+    /// to `group` (a dry run moved nothing).
+    fn note_moved(&mut self, devices: impl IntoIterator<Item = String>, group: Option<String>) {
+        if self.plans_writes() {
+            return;
+        }
+        for device in devices {
+            self.note_device(&device, group.clone());
+        }
+    }
+
     /// Every device `query` matches, with its group: the indirect targets of
     /// a call whose effect reaches devices it does not name (a deleted tag's
     /// carriers, the devices below a forced value, an automation left to pick
