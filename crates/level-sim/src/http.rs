@@ -94,7 +94,13 @@ pub(super) fn router(
             "/tags/{id}/devices",
             post(tag_devices).delete(untag_devices),
         )
-        .route("/automations/webhooks/{token}", post(trigger_webhook));
+        .route("/automations/webhooks/{token}", post(trigger_webhook))
+        // Only a request that reached a route and method is checked for its
+        // key's access level, so an unsupported method is 405 for every key.
+        .route_layer(middleware::from_fn_with_state(state.clone(), access))
+        .method_not_allowed_fallback(|| async {
+            SimError::new(405, "Method not allowed").into_response()
+        });
     Router::new()
         .nest("/v2", v2)
         // Not Level's API: lets a user (or a test) make a monitor fire.
@@ -104,7 +110,8 @@ pub(super) fn router(
         .with_state(state)
 }
 
-/// Auth (401), rate limit (429) and access level (403), in that order.
+/// Auth (401) and rate limit (429), in that order; the access level (403)
+/// is [`access`]'s, once the request has found its route.
 async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     state
         .counters
@@ -117,13 +124,9 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
         .unwrap_or_default()
         .to_owned();
     // Exact match only: `Bearer <key>` is refused, as Level does.
-    let read_only = if key == state.config.read_write_key {
-        false
-    } else if key == state.config.read_only_key {
-        true
-    } else {
+    if key != state.config.read_write_key && key != state.config.read_only_key {
         return SimError::new(401, "Access denied").into_response();
-    };
+    }
     if let Some(limit) = state.config.rate_limit {
         let mut buckets = state
             .buckets
@@ -142,6 +145,16 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
             return response;
         }
     }
+    next.run(request).await
+}
+
+/// The key's access level (403 for a write with the read-only key), and the
+/// configured delay of a slow Level's writes.
+async fn access(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let read_only = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .is_some_and(|key| key.as_bytes() == state.config.read_only_key.as_bytes());
     let writes = matches!(
         *request.method(),
         Method::POST | Method::PATCH | Method::DELETE | Method::PUT
@@ -218,7 +231,16 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, SimError> {
     } else {
         bytes
     };
-    serde_json::from_slice(bytes)
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| SimError::new(400, format!("Invalid request body: {e}")))?;
+    // serde reads a JSON array into a struct field by field; Level wants an object.
+    if !value.is_object() {
+        return Err(SimError::new(
+            400,
+            "Invalid request body: expected a JSON object",
+        ));
+    }
+    serde_json::from_value(value)
         .map_err(|e| SimError::new(400, format!("Invalid request body: {e}")))
 }
 

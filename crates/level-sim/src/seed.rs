@@ -8,8 +8,8 @@ use time::{Duration, OffsetDateTime};
 
 use super::tenant::Tenant;
 use level_api::model::{
-    CustomFieldPatch, Device, Disk, DiskPartition, NetworkInterface, NewCustomField,
-    OperatingSystem, Security, ValueChange,
+    CustomFieldPatch, Device, Disk, DiskPartition, MemoryModule, Motherboard, NetworkInterface,
+    NewCustomField, OperatingSystem, Security, ValueChange,
 };
 
 /// Devices in the default organization.
@@ -232,7 +232,13 @@ fn device(
             clock_speed: Some(2400 + 100 * rng.below(10) as u32),
             cores: Some(cores),
         }]),
-        memory: None,
+        // Memory modules and the motherboard follow from what was drawn above,
+        // so the seed draws the same numbers as before they were added.
+        memory: Some(memory_modules(
+            memory_gib,
+            if server { 8 } else { 2 },
+            server,
+        )),
         disks: Some(vec![Disk {
             model: Some("NVMe SSD".to_owned()),
             disk_type: Some("SSD".to_owned()),
@@ -271,7 +277,18 @@ fn device(
             dhcp_server: Some("10.0.0.1".to_owned()),
             dns_servers: vec!["10.0.0.53".to_owned()],
         }]),
-        motherboard: None,
+        motherboard: Some(Motherboard {
+            manufacturer: Some(manufacturer.to_owned()),
+            model: Some(format!("{model} board")),
+            bios_version: Some(
+                if platform == "Mac" {
+                    "11881.1.1"
+                } else {
+                    "1.14.2"
+                }
+                .to_owned(),
+            ),
+        }),
         security: Some(Security {
             score: Some(40 + rng.below(60) as i32),
             firewall_enabled: Some(true),
@@ -279,4 +296,20 @@ fn device(
             ..Security::default()
         }),
     }
+}
+
+/// `slots` equal modules holding `gib` GiB together, as an agent reports them.
+fn memory_modules(gib: u64, slots: u64, server: bool) -> Vec<MemoryModule> {
+    (0..slots)
+        .map(|slot| MemoryModule {
+            location: Some(format!("DIMM{slot}")),
+            manufacturer: Some(if server { "Samsung" } else { "SK Hynix" }.to_owned()),
+            memory_type: Some(if server { "DDR4" } else { "DDR5" }.to_owned()),
+            clock_speed: Some(if server { 3200 } else { 5600 }),
+            size: Some((gib << 30) / slots),
+            serial_number: None,
+            part_number: None,
+            form_factor: Some(if server { "DIMM" } else { "SODIMM" }.to_owned()),
+        })
+        .collect()
 }

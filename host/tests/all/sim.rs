@@ -228,6 +228,73 @@ async fn malformed_bodies_get_400_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn a_json_array_where_an_object_belongs_gets_400_and_changes_nothing() {
+    let env = TestEnv::new().await;
+    let before = env.fixture();
+    let device = &before.devices[0].id;
+    let resp = reqwest::Client::new()
+        .patch(format!("{}/v2/devices/{device}", env.sim.base_url()))
+        .header("Authorization", env.sim.read_write_key())
+        .json(&json!(["renamed-by-an-array"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"error": "Invalid request body: expected a JSON object"})
+    );
+    assert_eq!(env.fixture(), before);
+}
+
+#[tokio::test]
+async fn an_unsupported_method_is_405_with_a_json_error_for_either_key() {
+    let env = TestEnv::new().await;
+    for key in [env.sim.read_only_key(), env.sim.read_write_key()] {
+        let resp = reqwest::Client::new()
+            .put(format!("{}/v2/tags", env.sim.base_url()))
+            .header("Authorization", key)
+            .json(&json!({"name": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            resp.json::<Value>().await.unwrap(),
+            json!({"error": "Method not allowed"})
+        );
+    }
+    assert!(env.fixture().tags.iter().all(|t| t.name != "x"));
+}
+
+#[tokio::test]
+async fn include_memory_and_motherboard_return_them_and_only_then() {
+    let env = TestEnv::new().await;
+    let key = Some(env.sim.read_only_key());
+    let (_, plain) = get(&env, key, "/v2/devices?limit=5").await;
+    for device in plain["data"].as_array().unwrap() {
+        assert!(device.get("memory").is_none() && device.get("motherboard").is_none());
+    }
+    let (status, full) = get(
+        &env,
+        key,
+        "/v2/devices?limit=5&include_memory=true&include_motherboard=true",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    for device in full["data"].as_array().unwrap() {
+        let modules = device["memory"].as_array().unwrap();
+        assert!(!modules.is_empty(), "{device}");
+        let total: u64 = modules.iter().map(|m| m["size"].as_u64().unwrap()).sum();
+        assert_eq!(Some(total), device["total_memory"].as_u64());
+        assert!(
+            device["motherboard"]["manufacturer"].is_string(),
+            "{device}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn fixtures_round_trip_and_bad_references_are_named() {
     let env = TestEnv::new().await;
     let fixture = env.fixture();
