@@ -111,6 +111,30 @@ pub enum RunFailure {
     InvalidOutput(String),
 }
 
+/// How many of a crashed plugin's last stderr lines its failure quotes.
+const LAST_WORDS_LINES: usize = 20;
+
+impl RunFailure {
+    /// A crash with what the plugin last wrote to stderr: a Go panic, a C
+    /// `assert` or a language runtime's own report of an uncaught error is
+    /// there, where the trap itself says only where the guest stopped.
+    fn with_last_words(self, stderr: &[u8]) -> Self {
+        let RunFailure::Trap(trap) = self else {
+            return self;
+        };
+        let text = String::from_utf8_lossy(stderr);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        if lines.is_empty() {
+            return RunFailure::Trap(trap);
+        }
+        let tail = &lines[lines.len().saturating_sub(LAST_WORDS_LINES)..];
+        RunFailure::Trap(format!(
+            "{trap}\nthe plugin's last lines on stderr:\n  {}",
+            tail.join("\n  ")
+        ))
+    }
+}
+
 /// Everything a run produced.
 #[derive(Debug, Clone)]
 pub struct RunReport {
@@ -351,7 +375,8 @@ impl PluginRunner {
         let memory_exceeded = store.data().limiter.memory_exceeded;
         let outcome = match result {
             None => Err(RunFailure::TimedOut(limits.timeout())),
-            Some(Err(trap)) => Err(classify_trap(&trap, &limits, memory_exceeded, stdio_full)),
+            Some(Err(trap)) => Err(classify_trap(&trap, &limits, memory_exceeded, stdio_full)
+                .with_last_words(&stderr.contents())),
             Some(Ok(Err(err))) => Err(RunFailure::Plugin(describe_run_error(&err))),
             Some(Ok(Ok(output))) => parse_output(&output, Limits::bytes(limits.max_output_kb)),
         };

@@ -24,6 +24,8 @@
 //! This crate pulls in the runtime and the simulator only: no SQLite, no
 //! OCI client, no command line.
 
+pub mod cases;
+
 use std::path::Path;
 
 use level_api::{ApiKey, ClientConfig, ClientError, LevelClient};
@@ -49,6 +51,30 @@ pub enum TestingError {
     /// The client of the simulator could not be built.
     #[error("cannot build a Level client for the simulator")]
     Client(#[source] ClientError),
+    /// A test case cannot be run: its file, fixture or input is wrong (the text says where).
+    #[error("{0}")]
+    Case(String),
+}
+
+/// Starts a simulator holding `tenant`, with no rate limit: a test's runs
+/// should not wait for Level's budget.
+pub async fn start_simulator(tenant: level_sim::Tenant) -> Result<Simulator, TestingError> {
+    let config = SimConfig {
+        rate_limit: None,
+        ..SimConfig::default()
+    };
+    Simulator::start(config, tenant)
+        .await
+        .map_err(TestingError::Simulator)
+}
+
+/// A client of `sim` with its read-write key.
+pub fn client_of(sim: &Simulator) -> Result<LevelClient, TestingError> {
+    LevelClient::new(
+        ClientConfig::new(sim.base_url()),
+        ApiKey::new(sim.read_write_key()),
+    )
+    .map_err(TestingError::Client)
 }
 
 /// Runs the component at `path` once with `input` against a fresh seeded
@@ -61,18 +87,8 @@ pub async fn run_on_simulator(
 ) -> Result<(RunReport, Fixture), TestingError> {
     let runner = PluginRunner::new()?;
     let plugin = runner.load_file(path)?;
-    let config = SimConfig {
-        rate_limit: None,
-        ..SimConfig::default()
-    };
-    let sim = Simulator::start(config, Simulator::seeded())
-        .await
-        .map_err(TestingError::Simulator)?;
-    let client = LevelClient::new(
-        ClientConfig::new(sim.base_url()),
-        ApiKey::new(sim.read_write_key()),
-    )
-    .map_err(TestingError::Client)?;
+    let sim = start_simulator(Simulator::seeded()).await?;
+    let client = client_of(&sim)?;
     let request = RunRequest {
         grant: grant.unwrap_or_else(|| Grant::unrestricted(&plugin.name)),
         ..RunRequest::manual(input.to_string())
@@ -113,18 +129,8 @@ impl HostCalls {
         tenant: level_sim::Tenant,
         dry_run: bool,
     ) -> Result<Self, TestingError> {
-        let config = SimConfig {
-            rate_limit: None,
-            ..SimConfig::default()
-        };
-        let sim = Simulator::start(config, tenant)
-            .await
-            .map_err(TestingError::Simulator)?;
-        let client = LevelClient::new(
-            ClientConfig::new(sim.base_url()),
-            ApiKey::new(sim.read_write_key()),
-        )
-        .map_err(TestingError::Client)?;
+        let sim = start_simulator(tenant).await?;
+        let client = client_of(&sim)?;
         let scopes = resolve_scopes(&client, &grant).await?;
         let run = RunInfo {
             plugin: grant.plugin.clone(),

@@ -4,6 +4,7 @@ mod audit;
 mod catalog;
 mod check;
 mod demo;
+mod dev;
 mod key;
 mod new;
 mod plugin;
@@ -12,6 +13,7 @@ mod runs;
 mod serve;
 mod signal;
 mod sim;
+mod test;
 
 use std::process::ExitCode;
 
@@ -52,8 +54,12 @@ pub enum Command {
     Sim(sim::SimArgs),
     /// Create a plugin project in Rust, JavaScript, TypeScript, Python, Go or C.
     New(new::NewArgs),
-    /// Build a plugin project into plugin.wasm (runs its build.sh).
+    /// Build a plugin project into plugin.wasm (runs its build.sh) and check it against plugin.toml.
     Build(new::BuildArgs),
+    /// Build and run a plugin project against one simulator, and again on every save.
+    Dev(dev::DevArgs),
+    /// Run a plugin project's tests (tests.toml) against the simulator, under its manifest's grant.
+    Test(test::TestArgs),
     /// Package, sign, verify, compare, push, pull and install plugins.
     Plugin(plugin::PluginArgs),
     /// Share packages through a catalog directory: add, list, search, install.
@@ -100,6 +106,8 @@ impl Command {
             Command::Demo(args) => args.execute().await,
             Command::New(args) => args.execute().await,
             Command::Build(args) => args.execute().await,
+            Command::Test(args) => args.execute().await,
+            Command::Dev(args) => args.execute().await,
             Command::Plugin(args) => args.execute().await,
             Command::Catalog(args) => args.execute().await,
             Command::Key(args) => args.execute().await,

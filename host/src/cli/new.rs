@@ -49,6 +49,61 @@ const WIT: [(&str, &str); 11] = [
     ("worlds.wit", include_str!("../../../wit/worlds.wit")),
 ];
 
+/// The JavaScript SDK (also TypeScript's, with [`SDK_TS`] for its types).
+const SDK_JS: (&str, &str) = (
+    "levelhost.js",
+    include_str!("../../../plugins/sdk-js/levelhost.js"),
+);
+/// The JavaScript SDK's types, for TypeScript.
+const SDK_TS: (&str, &str) = (
+    "levelhost.d.ts",
+    include_str!("../../../plugins/sdk-js/levelhost.d.ts"),
+);
+/// The Python SDK.
+const SDK_PYTHON: (&str, &str) = (
+    "levelhost.py",
+    include_str!("../../../plugins/sdk-python/levelhost.py"),
+);
+
+/// What every project gets, whatever its language.
+const COMMON: [(&str, &str); 2] = [
+    (
+        "README.md",
+        include_str!("../../templates/common/README.md.tmpl"),
+    ),
+    (
+        "tests.toml",
+        include_str!("../../templates/common/tests.toml.tmpl"),
+    ),
+];
+
+/// The README's line on the language's SDK.
+fn sdk_note(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Rust => "- `src/lib.rs`: the plugin, with `wit-bindgen`'s bindings of `wit/`.",
+        Lang::Js => {
+            "- `levelhost.js`: the SDK: `plugin()` turns exceptions into run errors with their stack, \
+             `pages()` walks a Level list, `log` writes structured logs; `console.log` goes to the run's logs."
+        }
+        Lang::Ts => {
+            "- `levelhost.js` and `levelhost.d.ts`: the SDK and its types: `plugin()` turns exceptions into run \
+             errors with their stack, `pages()` walks a Level list, `log` writes structured logs."
+        }
+        Lang::Python => {
+            "- `levelhost.py`: the SDK: `plugin()` turns exceptions into run errors with their traceback, \
+             `pages()` walks a Level list, `log` writes structured logs; `print` goes to the run's logs."
+        }
+        Lang::Go => {
+            "- `levelhost/levelhost.go`: the SDK: `Plugin` turns errors and panics into run errors, `Walk` \
+             walks a Level list, `Info` writes structured logs; `export_level_api_handler/run.go` is the plugin."
+        }
+        Lang::C => {
+            "- `levelhost.h`: the SDK: `lh_output`, `lh_fail` and `lh_level` set the run's result, `lh_cursor_t` \
+             walks a Level list, `lh_log` writes structured logs; `app.c` is the plugin."
+        }
+    }
+}
+
 fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
     match lang {
         Lang::Rust => vec![
@@ -72,6 +127,7 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
         ],
         Lang::Js => vec![
             ("app.js", include_str!("../../templates/js/app.js.tmpl")),
+            SDK_JS,
             (
                 "package.json",
                 include_str!("../../templates/js/package.json.tmpl"),
@@ -85,6 +141,8 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
         ],
         Lang::Ts => vec![
             ("app.ts", include_str!("../../templates/ts/app.ts.tmpl")),
+            SDK_JS,
+            SDK_TS,
             (
                 "package.json",
                 include_str!("../../templates/ts/package.json.tmpl"),
@@ -98,6 +156,7 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
         ],
         Lang::Python => vec![
             ("app.py", include_str!("../../templates/python/app.py.tmpl")),
+            SDK_PYTHON,
             (
                 "plugin.toml",
                 include_str!("../../templates/python/plugin.toml.tmpl"),
@@ -117,6 +176,10 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
                 include_str!("../../templates/go/run.go.tmpl"),
             ),
             (
+                "levelhost/levelhost.go",
+                include_str!("../../../plugins/sdk-go/levelhost.go"),
+            ),
+            (
                 "package.json",
                 include_str!("../../templates/go/package.json.tmpl"),
             ),
@@ -132,6 +195,10 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
         ],
         Lang::C => vec![
             ("app.c", include_str!("../../templates/c/app.c.tmpl")),
+            (
+                "levelhost.h",
+                include_str!("../../../plugins/sdk-c/levelhost.h"),
+            ),
             (
                 "package.json",
                 include_str!("../../templates/c/package.json.tmpl"),
@@ -186,9 +253,11 @@ impl NewArgs {
         let fill = |text: &str| {
             text.replace("{{name}}", name)
                 .replace("{{crate}}", &crate_name)
+                .replace("{{sdk_note}}", sdk_note(self.lang))
         };
         let mut files: Vec<(PathBuf, String)> = template(self.lang)
             .into_iter()
+            .chain(COMMON)
             .map(|(path, text)| (dir.join(path), fill(text)))
             .collect();
         files.extend(
@@ -210,6 +279,8 @@ impl NewArgs {
             "  run:    levelhost run --sim {}",
             dir.join("plugin.wasm").display()
         );
+        println!("  test:   levelhost test {}", dir.display());
+        println!("  dev:    levelhost dev {}", dir.display());
         Ok(ExitStatus::Success)
     }
 }
@@ -262,12 +333,45 @@ impl BuildArgs {
             bail!("{} failed ({status})", script.display());
         }
         let wasm = self.dir.join("plugin.wasm");
-        if !wasm.is_file() {
-            bail!("{} finished but left no plugin.wasm", script.display());
+        let bytes = match std::fs::read(&wasm) {
+            Ok(bytes) => bytes,
+            Err(_) => bail!("{} finished but left no plugin.wasm", script.display()),
+        };
+        // Check the component as `plugin pack` and an operator's `check` will,
+        // so a mismatch with plugin.toml is found now, by the author.
+        let manifest_path = self.dir.join("plugin.toml");
+        let text = std::fs::read_to_string(&manifest_path)
+            .with_context(|| format!("cannot read {}", manifest_path.display()))?;
+        eprintln!(
+            "checking {} ({:.1} MB) against plugin.toml; compiling it for this machine{}",
+            wasm.display(),
+            bytes.len() as f64 / 1e6,
+            if bytes.len() > BIG_COMPONENT {
+                " (a component with a language runtime inside takes a few seconds the first time; runs reuse the result)"
+            } else {
+                ""
+            }
+        );
+        let started = std::time::Instant::now();
+        let pkg =
+            levelhost_packages::package::Package::from_parts(bytes, text, None, &manifest_path)?;
+        for warning in super::plugin::check_against_manifest(&pkg, &wasm, &manifest_path)? {
+            eprintln!("warning: {warning}");
         }
+        eprintln!(
+            "{} {} is ready ({:.1?}): grant it {}",
+            manifest.name,
+            manifest.version,
+            started.elapsed(),
+            levelhost_core::capability::join(&manifest.capabilities)
+        );
         Ok(ExitStatus::Success)
     }
 }
+
+/// A component this big carries a language runtime (SpiderMonkey, CPython)
+/// and takes seconds, not milliseconds, to compile.
+const BIG_COMPONENT: usize = 2_000_000;
 
 /// Where `levelhost build` writes the narrowed WIT package, in the project.
 const NARROWED_WIT: &str = ".levelhost/wit";

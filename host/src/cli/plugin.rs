@@ -258,17 +258,7 @@ fn pack(
         None => std::fs::read_to_string(manifest.with_file_name(README_FILE)).ok(),
     };
     let pkg = Package::from_parts(bytes, text, readme, manifest)?;
-    // Compile it against the plugin world now, so a WIT mismatch is found by the author.
-    let runner = super::runner()?;
-    runner
-        .load(&pkg.manifest.name, &pkg.component)
-        .with_context(|| format!("{}", component.display()))?;
-    for warning in pkg.check_capabilities().map_err(|e| match e {
-        package::PackageError::Invalid { message, .. } => {
-            anyhow::anyhow!("{}: {message}", manifest.display())
-        }
-        other => other.into(),
-    })? {
+    for warning in check_against_manifest(&pkg, component, manifest)? {
         eprintln!("warning: {warning}");
     }
     let out = out.unwrap_or_else(|| PathBuf::from(pkg.default_dir_name()));
@@ -281,6 +271,27 @@ fn pack(
     );
     println!("digest {}", pkg.digest);
     Ok(ExitStatus::Success)
+}
+
+/// Compiles a package's component against the plugin world, so a WIT
+/// mismatch is found by the author, and returns the warnings about what it
+/// imports against what its manifest asks for. `pack` and `build` both check
+/// a plugin this way.
+pub(crate) fn check_against_manifest(
+    pkg: &Package,
+    component: &Path,
+    manifest: &Path,
+) -> anyhow::Result<Vec<String>> {
+    let runner = super::runner()?;
+    runner
+        .load(&pkg.manifest.name, &pkg.component)
+        .with_context(|| format!("{}", component.display()))?;
+    pkg.check_capabilities().map_err(|e| match e {
+        package::PackageError::Invalid { message, .. } => {
+            anyhow::anyhow!("{}: {message}", manifest.display())
+        }
+        other => other.into(),
+    })
 }
 
 fn trust_policy(config: &Path) -> anyhow::Result<TrustPolicy> {

@@ -8,10 +8,12 @@ use anyhow::{Context as _, bail};
 use super::ExitStatus;
 use crate::config::HostConfig;
 use crate::env_vars::EnvVars;
-use level_api::{ClientConfig, LevelClient};
 use level_sim::{SimConfig, Simulator};
+use levelhost_core::capability;
 use levelhost_core::grant::Grant;
+use levelhost_core::manifest::PluginManifest;
 use levelhost_runtime::audit::AuditLog;
+use levelhost_runtime::engine::LoadedPlugin;
 use levelhost_runtime::runner::{PluginRunner, RunReport, RunRequest};
 use levelhost_serve::history::History;
 use levelhost_serve::{Executor, Origin, RunOptions, ServedPlugin};
@@ -30,7 +32,10 @@ pub struct RunArgs {
     /// Send no write to Level: print what the plugin would change instead. Reads still happen.
     #[arg(long)]
     pub dry_run: bool,
-    /// Run a component file against a fresh built-in simulator, with every capability.
+    /// Run a component file against a fresh built-in simulator. With a
+    /// `plugin.toml` beside the component, its input schema applies and the
+    /// grant is exactly its capabilities, as an operator's least-privilege
+    /// grant would be; with none, every capability.
     #[arg(long)]
     pub sim: bool,
 }
@@ -115,23 +120,77 @@ impl RunArgs {
         runner: &PluginRunner,
         input: Option<serde_json::Value>,
     ) -> anyhow::Result<ExitStatus> {
-        let path = Path::new(&self.plugin);
-        let plugin = runner.load_file(path)?;
+        let input = input.unwrap_or_else(|| serde_json::json!({}));
         let sim = Simulator::start(SimConfig::default(), Simulator::seeded()).await?;
-        let client = LevelClient::new(
-            ClientConfig::new(sim.base_url()),
-            level_api::ApiKey::new(sim.read_write_key()),
-        )?;
-        let request = RunRequest {
-            grant: Grant::unrestricted(&plugin.name),
-            dry_run: self.dry_run,
-            echo_logs: true,
-            ..RunRequest::manual(input.unwrap_or_else(|| serde_json::json!({})).to_string())
-        };
-        let report = runner.run(&plugin, client, request).await?;
+        let report = run_on(runner, Path::new(&self.plugin), &sim, &input, self.dry_run).await?;
         sim.stop().await;
         Ok(print_report(&report, self.dry_run))
     }
+}
+
+/// Runs `component` once against `sim`, as its author would during
+/// development: under the grant of the `plugin.toml` beside it
+/// ([`grant_beside`]), its log lines echoed as they come.
+pub(crate) async fn run_on(
+    runner: &PluginRunner,
+    component: &Path,
+    sim: &Simulator,
+    input: &serde_json::Value,
+    dry_run: bool,
+) -> anyhow::Result<RunReport> {
+    let plugin = runner.load_file(component)?;
+    let grant = grant_beside(component, &plugin, input)?;
+    let request = RunRequest {
+        grant,
+        dry_run,
+        echo_logs: true,
+        ..RunRequest::manual(input.to_string())
+    };
+    Ok(runner
+        .run(&plugin, levelhost_testing::client_of(sim)?, request)
+        .await?)
+}
+
+/// The grant a component runs with against the simulator: exactly the
+/// capabilities of the `plugin.toml` beside it, whose input schema `input`
+/// must match; every capability when there is none. Says which on stderr.
+pub(crate) fn grant_beside(
+    component: &Path,
+    plugin: &LoadedPlugin,
+    input: &serde_json::Value,
+) -> anyhow::Result<Grant> {
+    let manifest_path = component
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("plugin.toml");
+    let grant = if manifest_path.is_file() {
+        let manifest = PluginManifest::load(&manifest_path)?;
+        manifest.check_input(input).map_err(|e| {
+            anyhow::anyhow!(
+                "the input does not match the input schema of {}: {e}",
+                manifest_path.display()
+            )
+        })?;
+        eprintln!(
+            "using {}: the grant is exactly its capabilities ({})",
+            manifest_path.display(),
+            capability::join(&manifest.capabilities)
+        );
+        Grant {
+            capabilities: manifest.capabilities,
+            ..Grant::unrestricted(&plugin.name)
+        }
+    } else {
+        eprintln!(
+            "no plugin.toml beside {}: running with every capability",
+            component.display()
+        );
+        Grant::unrestricted(&plugin.name)
+    };
+    for warning in PluginRunner::ungranted_imports(plugin, &grant) {
+        eprintln!("warning: {warning}");
+    }
+    Ok(grant)
 }
 
 /// Prints a run's output on stdout (or its failure on stderr), and in a

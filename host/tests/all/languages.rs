@@ -2,7 +2,7 @@
 //! and `levelhost run --sim`, each with the language's own toolchain, and
 //! the same result from each.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use level_api::{ApiKey, ClientConfig, LevelClient};
@@ -10,14 +10,27 @@ use levelhost_runtime::engine::Pooling;
 use levelhost_runtime::runner::PluginRunner;
 
 fn levelhost(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_levelhost"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap()
+    levelhost_command(args, cwd).output().unwrap()
 }
 
-fn new_build_run(lang: &str) {
+/// `levelhost` in `cwd`; Rust plugin projects share one cargo target folder,
+/// so their dependencies (wit-bindgen, serde_json) are compiled once.
+fn levelhost_command(args: &[&str], cwd: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_levelhost"));
+    command.args(args).current_dir(cwd).env(
+        "CARGO_TARGET_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("rust-plugins"),
+    );
+    command
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `levelhost new` a project in `lang`, build it, run it and test it; returns
+/// the folder holding it and the project's path.
+fn new_build_run(lang: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let name = format!("count-{lang}");
     let out = levelhost(&["new", &name, "--lang", lang], dir.path());
@@ -55,8 +68,24 @@ fn new_build_run(lang: &str) {
         "{lang}"
     );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("counted devices devices=60"),
+        stderr(&out).contains("counted devices devices=60"),
         "{lang} logs"
+    );
+    // run --sim applies plugin.toml: the grant is exactly its capabilities.
+    assert!(
+        stderr(&out).contains("the grant is exactly its capabilities (devices:read)"),
+        "{lang}: {}",
+        stderr(&out)
+    );
+
+    // The generated project comes with a README and a passing test.
+    assert!(project.join("README.md").is_file());
+    let out = levelhost(&["test"], &project);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed, 0 failed"),
+        "{lang} test: {stdout}{}",
+        stderr(&out)
     );
 
     // `levelhost build` built it against its manifest: it imports only the
@@ -113,16 +142,82 @@ fn new_build_run(lang: &str) {
         .block_on(runner.instantiate_many(&plugin, &client, 3))
         .unwrap_or_else(|e| panic!("{lang} under pooling: {e}"));
     assert_eq!(alive.len(), 3);
+    (dir, project)
+}
+
+/// Edits `file` of a built project (replacing `from` with `to`) so that it
+/// prints "about to fail after 60 devices" and then fails; rebuilds it, runs
+/// it, checks that it failed with the print in its logs, and returns its stderr.
+fn edit_build_and_fail(project: &Path, file: &str, from: &str, to: &str) -> String {
+    let code = std::fs::read_to_string(project.join(file)).unwrap();
+    assert!(code.contains(from), "{file} has no {from:?}");
+    std::fs::write(project.join(file), code.replace(from, to)).unwrap();
+    let out = levelhost(&["build"], project);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = levelhost(&["run", "--sim", "plugin.wasm"], project);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("plugin stdout: about to fail after 60 devices"),
+        "{err}"
+    );
+    err
 }
 
 #[test]
 fn rust() {
-    new_build_run("rust");
+    let (_dir, project) = new_build_run("rust");
+
+    // A test that does not hold is reported with what differed, and fails.
+    let mut tests = std::fs::read_to_string(project.join("tests.toml")).unwrap();
+    tests.push_str(
+        "\n[[test]]\nname = \"expects too many devices\"\n\n[test.expect]\noutput = { devices = 61 }\nwrites = 1\n",
+    );
+    std::fs::write(project.join("tests.toml"), tests).unwrap();
+    let out = levelhost(&["test"], &project);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("1 passed, 1 failed"), "{stdout}");
+    assert!(
+        stdout.contains("test expects too many devices ... FAILED")
+            && stdout.contains("the output differs at /devices: expected {\"devices\":61}")
+            && stdout.contains("expected 1 writes, the run made 0"),
+        "{stdout}"
+    );
+
+    // run --sim checks the input against plugin.toml's schema.
+    let manifest = std::fs::read_to_string(project.join("plugin.toml")).unwrap();
+    std::fs::write(
+        project.join("plugin.toml"),
+        format!("{manifest}required = [\"days\"]\n"),
+    )
+    .unwrap();
+    let out = levelhost(&["run", "--sim", "plugin.wasm"], &project);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not match the input schema of plugin.toml")
+            && stderr(&out).contains("days"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn javascript() {
-    new_build_run("js");
+    let (_dir, project) = new_build_run("js");
+    // An uncaught exception ends the run as failed with the error's own
+    // message and stack; console.log goes to the run's logs.
+    let err = edit_build_and_fail(
+        &project,
+        "app.js",
+        "  log.info('counted devices'",
+        "  console.log(`about to fail after ${total} devices`);\n  \
+         if (total > 0) throw new Error('boom: the plugin gave up');\n  log.info('counted devices'",
+    );
+    assert!(
+        err.contains("failed: uncaught Error: boom: the plugin gave up") && err.contains("app.js:"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -132,7 +227,21 @@ fn typescript() {
 
 #[test]
 fn python() {
-    new_build_run("python");
+    let (_dir, project) = new_build_run("python");
+    // print() works and goes to the run's logs; an uncaught exception ends
+    // the run as failed with Python's own traceback.
+    let err = edit_build_and_fail(
+        &project,
+        "app.py",
+        "    levelhost.log.info(\"counted devices\", devices=total)",
+        "    print(f\"about to fail after {total} devices\")\n    ratio = total / (total - total)\n    levelhost.log.info(\"counted devices\", devices=ratio)",
+    );
+    assert!(
+        err.contains("Traceback (most recent call last)")
+            && err.contains("ZeroDivisionError: division by zero")
+            && err.contains("app.py"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -159,4 +268,60 @@ fn new_refuses_a_bad_name_or_a_folder_in_use() {
         std::fs::read_to_string(dir.path().join("taken/keep.txt")).unwrap(),
         "mine"
     );
+}
+
+#[test]
+fn dev_rebuilds_and_reruns_after_a_file_changes() {
+    use std::io::{BufRead as _, BufReader};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = levelhost(&["new", "dev-loop", "--lang", "rust"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let project = dir.path().join("dev-loop");
+    let mut child = levelhost_command(&["dev", "."], &project)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, received) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |text: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match received.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return,
+                Ok(_) => {}
+                Err(e) => panic!("dev never printed {text:?}: {e}"),
+            }
+        }
+    };
+    wait_for("\"devices\": 60");
+
+    // The author saves a change: dev builds it and runs it again.
+    let lib = project.join("src/lib.rs");
+    let code = std::fs::read_to_string(&lib).unwrap();
+    let edited = code.replace(
+        "\"offline\": total - online",
+        "\"offline\": total - online, \"edited\": true",
+    );
+    assert_ne!(code, edited);
+    std::fs::write(&lib, edited).unwrap();
+    wait_for("\"edited\": true");
+
+    let stopped = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert!(child.wait().unwrap().success());
 }

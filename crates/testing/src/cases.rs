@@ -1,0 +1,343 @@
+//! Language-neutral test cases for a plugin project, in `tests.toml`, run by
+//! `levelhost test`:
+//!
+//! ```toml
+//! [[test]]
+//! name = "tags the devices offline for 30 days"
+//! input = { days = 30 }
+//! # The organization: the simulator's seed (the default), or a fixture file
+//! # (JSON, as `levelhost sim --fixture` takes), relative to tests.toml.
+//! # fixture = "fixtures/small-org.json"
+//!
+//! [test.expect]
+//! status = "ok"                       # or "failed" (default "ok")
+//! output = { tagged = 15 }            # the output contains this (objects by key, recursively)
+//! writes = 1                          # writes made
+//! denied = []                         # capabilities refused to the plugin (none here)
+//! tagged = { stale = 15 }             # devices carrying each tag after the run
+//! ```
+//!
+//! Each case runs the project's `plugin.wasm` against its own fresh simulator,
+//! under a grant of exactly the manifest's capabilities, as an operator's
+//! least-privilege grant would be.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use level_sim::{Fixture, Tenant};
+use levelhost_core::grant::Grant;
+use levelhost_core::location::{FileError, Source};
+use levelhost_core::manifest::PluginManifest;
+use levelhost_runtime::engine::LoadedPlugin;
+use levelhost_runtime::runner::{PluginRunner, RunReport, RunRequest};
+use serde::Deserialize;
+
+use crate::TestingError;
+
+/// The file `levelhost test` reads in a project.
+pub const TESTS_FILE: &str = "tests.toml";
+
+/// A project's `tests.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestFile {
+    /// The cases, in order.
+    #[serde(rename = "test", default)]
+    pub tests: Vec<TestCase>,
+}
+
+/// One test case: an input, an organization, and what the run must show.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestCase {
+    /// What it checks, in words.
+    pub name: String,
+    /// The run's input (default `{}`).
+    #[serde(default)]
+    pub input: Option<serde_json::Value>,
+    /// A fixture file holding the organization, relative to `tests.toml`
+    /// (default: the simulator's seeded organization).
+    #[serde(default)]
+    pub fixture: Option<PathBuf>,
+    /// Plan writes instead of making them.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// What the run must show.
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+/// What a run must show; each absent field is not checked.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// `ok` or `failed` (default `ok`).
+    #[serde(default)]
+    pub status: Option<Status>,
+    /// A document the output must contain: objects by key, recursively;
+    /// arrays and scalars equal.
+    #[serde(default)]
+    pub output: Option<serde_json::Value>,
+    /// Text the failure must contain.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// How many writes the run made (or planned, in a dry run).
+    #[serde(default)]
+    pub writes: Option<u64>,
+    /// The capabilities the host refused to the plugin; `[]` means none.
+    #[serde(default)]
+    pub denied: Option<Vec<String>>,
+    /// How many devices carry each named tag after the run.
+    #[serde(default)]
+    pub tagged: Option<BTreeMap<String, usize>>,
+}
+
+/// How a run ended, as a test expects it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// It returned an output.
+    Ok,
+    /// It failed, for any reason.
+    Failed,
+}
+
+impl TestFile {
+    /// Reads and checks `tests.toml`; errors name the file and line.
+    pub fn load(path: &Path) -> Result<Self, FileError> {
+        let source = Source::read(path)?;
+        let file: Self = source.parse()?;
+        if file.tests.is_empty() {
+            return Err(source.error(None, "no [[test]] in the file"));
+        }
+        Ok(file)
+    }
+}
+
+/// The result of one case.
+#[derive(Debug)]
+pub struct CaseResult {
+    /// The case's name.
+    pub name: String,
+    /// What did not hold; empty when the case passed.
+    pub problems: Vec<String>,
+    /// The run.
+    pub report: RunReport,
+}
+
+impl CaseResult {
+    /// Whether every expectation held.
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Runs one case of the file at `tests_path` with the loaded `plugin`.
+pub async fn run_case(
+    runner: &PluginRunner,
+    plugin: &LoadedPlugin,
+    manifest: &PluginManifest,
+    tests_path: &Path,
+    case: &TestCase,
+) -> Result<CaseResult, TestingError> {
+    let tenant = match &case.fixture {
+        None => level_sim::Simulator::seeded(),
+        Some(file) => {
+            let path = tests_path
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join(file);
+            load_fixture(&path)?
+        }
+    };
+    let input = case.input.clone().unwrap_or_else(|| serde_json::json!({}));
+    if let Err(problem) = manifest.check_input(&input) {
+        return Err(TestingError::Case(format!(
+            "{}: test {:?}: the input does not match plugin.toml's input schema: {problem}",
+            tests_path.display(),
+            case.name
+        )));
+    }
+    let sim = crate::start_simulator(tenant).await?;
+    let client = crate::client_of(&sim)?;
+    let request = RunRequest {
+        grant: Grant {
+            capabilities: manifest.capabilities.clone(),
+            ..Grant::unrestricted(&plugin.name)
+        },
+        dry_run: case.dry_run,
+        ..RunRequest::manual(input.to_string())
+    };
+    let report = runner.run(plugin, client, request).await?;
+    let after = sim.tenant().to_fixture();
+    sim.stop().await;
+    let problems = check(&case.expect, &report, &after);
+    Ok(CaseResult {
+        name: case.name.clone(),
+        problems,
+        report,
+    })
+}
+
+fn load_fixture(path: &Path) -> Result<Tenant, TestingError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| TestingError::Case(format!("{}: cannot read: {e}", path.display())))?;
+    let fixture: Fixture = serde_json::from_str(&text).map_err(|e| {
+        TestingError::Case(format!(
+            "{}:{}:{}: {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    Tenant::from_fixture(fixture)
+        .map_err(|e| TestingError::Case(format!("{}: {e}", path.display())))
+}
+
+/// What of `expect` the run did not show.
+pub fn check(expect: &Expect, report: &RunReport, after: &Fixture) -> Vec<String> {
+    let mut problems = Vec::new();
+    let status = expect.status.unwrap_or(Status::Ok);
+    match (&report.outcome, status) {
+        (Ok(_), Status::Ok) | (Err(_), Status::Failed) => {}
+        (Ok(output), Status::Failed) => {
+            problems.push(format!("expected the run to fail; it returned {output}"))
+        }
+        (Err(failure), Status::Ok) => problems.push(format!("the run failed: {failure}")),
+    }
+    if let Some(expected) = &expect.output {
+        match &report.outcome {
+            Ok(output) => {
+                if let Some(at) = mismatch(expected, output, "") {
+                    problems.push(format!(
+                        "the output differs at {}: expected {}, got {output}",
+                        if at.is_empty() { "the top" } else { &at },
+                        expected
+                    ));
+                }
+            }
+            Err(_) if status == Status::Ok => {}
+            Err(_) => problems.push("expected an output, but the run failed".to_owned()),
+        }
+    }
+    if let Some(text) = &expect.error {
+        match &report.outcome {
+            Err(failure) if failure.to_string().contains(text.as_str()) => {}
+            Err(failure) => problems.push(format!(
+                "expected the failure to contain {text:?}; it was: {failure}"
+            )),
+            Ok(_) => problems.push(format!(
+                "expected a failure containing {text:?}; the run succeeded"
+            )),
+        }
+    }
+    if let Some(writes) = expect.writes
+        && report.writes != writes
+    {
+        problems.push(format!(
+            "expected {writes} writes, the run made {}",
+            report.writes
+        ));
+    }
+    if let Some(expected) = &expect.denied {
+        let denied: Vec<&str> = report
+            .audit
+            .iter()
+            .filter(|r| !r.allowed)
+            .filter_map(|r| r.reason.as_deref())
+            .collect();
+        if expected.is_empty() && !denied.is_empty() {
+            problems.push(format!("expected no denial; the host refused: {denied:?}"));
+        }
+        for capability in expected {
+            if !denied.iter().any(|r| r.contains(capability.as_str())) {
+                problems.push(format!(
+                    "expected a call refused for lack of {capability}; denials: {denied:?}"
+                ));
+            }
+        }
+    }
+    if let Some(tagged) = &expect.tagged {
+        for (tag, count) in tagged {
+            let carried = after
+                .devices
+                .iter()
+                .filter(|d| d.tags.iter().any(|t| t == tag))
+                .count();
+            if carried != *count {
+                problems.push(format!(
+                    "expected {count} devices tagged {tag:?}, found {carried}"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// Where `actual` does not contain `expected`, as a JSON pointer; `None` when it does.
+fn mismatch(expected: &serde_json::Value, actual: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    match (expected, actual) {
+        (Value::Object(want), Value::Object(have)) => want.iter().find_map(|(key, value)| {
+            let here = format!("{at}/{key}");
+            match have.get(key) {
+                Some(found) => mismatch(value, found, &here),
+                None => Some(here),
+            }
+        }),
+        (Value::Array(want), Value::Array(have)) if want.len() == have.len() => want
+            .iter()
+            .zip(have)
+            .enumerate()
+            .find_map(|(i, (w, h))| mismatch(w, h, &format!("{at}/{i}"))),
+        (Value::Number(want), Value::Number(have)) => {
+            (want.as_f64() != have.as_f64()).then(|| at.to_owned())
+        }
+        _ => (expected != actual).then(|| at.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_output_contains_what_a_test_expects_by_key() {
+        let output = json!({"devices": 60, "by_group": {"hq": 10, "lab": 5}, "ids": [1, 2]});
+        assert_eq!(mismatch(&json!({"devices": 60}), &output, ""), None);
+        assert_eq!(
+            mismatch(&json!({"by_group": {"hq": 10}}), &output, ""),
+            None
+        );
+        assert_eq!(mismatch(&json!({"devices": 60.0}), &output, ""), None);
+        assert_eq!(
+            mismatch(&json!({"by_group": {"hq": 11}}), &output, ""),
+            Some("/by_group/hq".to_owned())
+        );
+        assert_eq!(
+            mismatch(&json!({"missing": 1}), &output, ""),
+            Some("/missing".to_owned())
+        );
+        assert_eq!(
+            mismatch(&json!({"ids": [1]}), &output, ""),
+            Some("/ids".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_tests_file_names_its_bad_line() {
+        let dir = std::env::temp_dir().join(format!("levelhost-cases-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(TESTS_FILE);
+        std::fs::write(
+            &path,
+            "[[test]]\nname = \"counts\"\n\n[test.expect]\nstatus = \"ok\"\noutptu = {}\n",
+        )
+        .unwrap();
+        let err = TestFile::load(&path).unwrap_err();
+        assert_eq!(err.line, Some(6), "{err}");
+        assert!(err.to_string().contains("outptu"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,165 @@
+//! `levelhost dev`: build, run, and again on every save, against one simulator.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use level_sim::{SimConfig, Simulator};
+
+use super::ExitStatus;
+
+/// How often `dev` looks for changed files.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Folders `dev` does not watch: build outputs, installed tools, generated bindings.
+const UNWATCHED: [&str; 9] = [
+    "target",
+    "node_modules",
+    ".levelhost",
+    ".venv",
+    "gen",
+    "go-pkg",
+    "__pycache__",
+    ".git",
+    "types",
+];
+
+/// Arguments of `levelhost dev`.
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// The plugin project (made by `levelhost new`).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The runs' input, a JSON document (default `{}`).
+    #[arg(long)]
+    pub input: Option<String>,
+    /// Start every run from a fresh organization; by default what one run
+    /// changes is there for the next, as long as `dev` runs.
+    #[arg(long)]
+    pub reset: bool,
+    /// Plan writes instead of making them, and print the plan.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl DevArgs {
+    /// Builds and runs the project, then again after every change, until Ctrl-C.
+    pub async fn execute(self) -> anyhow::Result<ExitStatus> {
+        let input: serde_json::Value = match &self.input {
+            Some(text) => serde_json::from_str(text).context("--input is not valid JSON")?,
+            None => serde_json::json!({}),
+        };
+        let sim = Simulator::start(SimConfig::default(), Simulator::seeded()).await?;
+        eprintln!(
+            "dev: a simulated organization at {} for as long as this runs{}; Ctrl-C to stop",
+            sim.base_url(),
+            if self.reset {
+                ", reset before every run"
+            } else {
+                " (changes carry over from run to run; --reset starts each run afresh)"
+            }
+        );
+        let runner = super::runner()?;
+        let mut stop = super::signal::listen();
+        loop {
+            let seen = self.build_and_run(&runner, &sim, &input).await;
+            eprintln!("dev: watching {} for changes", self.dir.display());
+            tokio::select! {
+                () = changed(&self.dir, &seen) => {}
+                signal = stop.stopped() => {
+                    eprintln!("dev: stopped by {signal}");
+                    sim.stop().await;
+                    return Ok(ExitStatus::Success);
+                }
+            }
+            eprintln!("dev: a file changed; building again");
+        }
+    }
+
+    /// One round: build, then run against `sim`, and return the project's
+    /// files as the build left them (what the build itself writes is no
+    /// change; a save during the run is). Failures are printed, not fatal:
+    /// the next save tries again.
+    async fn build_and_run(
+        &self,
+        runner: &levelhost_runtime::runner::PluginRunner,
+        sim: &Simulator,
+        input: &serde_json::Value,
+    ) -> BTreeMap<PathBuf, SystemTime> {
+        let build = super::new::BuildArgs {
+            dir: self.dir.clone(),
+        };
+        let built = build.execute().await;
+        let seen = snapshot(&self.dir);
+        match built {
+            Err(e) => eprintln!("dev: the build failed: {e:#}"),
+            Ok(_) => {
+                if let Err(e) = self.run(runner, sim, input).await {
+                    eprintln!("dev: cannot run: {e:#}");
+                }
+            }
+        }
+        seen
+    }
+
+    async fn run(
+        &self,
+        runner: &levelhost_runtime::runner::PluginRunner,
+        sim: &Simulator,
+        input: &serde_json::Value,
+    ) -> anyhow::Result<()> {
+        if self.reset {
+            *sim.tenant() = Simulator::seeded();
+        }
+        let wasm = self.dir.join("plugin.wasm");
+        let report = super::run::run_on(runner, &wasm, sim, input, self.dry_run).await?;
+        for denial in report.audit.iter().filter(|r| !r.allowed) {
+            eprintln!(
+                "dev: {} was refused: {}",
+                denial.operation,
+                denial.reason.as_deref().unwrap_or("denied")
+            );
+        }
+        super::run::print_report(&report, self.dry_run);
+        Ok(())
+    }
+}
+
+/// Each watched file's modification time.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, SystemTime> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                if !UNWATCHED.iter().any(|u| name == *u) {
+                    pending.push(path);
+                }
+            } else if path.extension().is_none_or(|e| e != "wasm")
+                && let Ok(modified) = meta.modified()
+            {
+                files.insert(path, modified);
+            }
+        }
+    }
+    files
+}
+
+/// Returns once a watched file is added, removed or modified.
+async fn changed(dir: &Path, seen: &BTreeMap<PathBuf, SystemTime>) {
+    loop {
+        tokio::time::sleep(POLL).await;
+        if snapshot(dir) != *seen {
+            return;
+        }
+    }
+}
