@@ -370,7 +370,16 @@ async fn a_missing_key_is_reported_without_running() {
 
 #[test]
 fn the_example_config_is_valid() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/levelhost.toml");
+    // Its plugins are loose components, built as the README says first.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .args(["-p", "device-report", "-p", "stale-device-tagger"])
+        .current_dir(&root)
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let path = root.join("examples/levelhost.toml");
     let config = level_host::config::HostConfig::load(&path).unwrap();
     assert_eq!(config.plugins.len(), 2);
     let tagger = &config.plugins["stale-tagger"];
