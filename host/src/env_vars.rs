@@ -27,6 +27,9 @@ impl EnvVars {
     /// to build against, whose `plugin` world imports only the interfaces the
     /// project's manifest asks for.
     pub const LEVELHOST_WIT: &'static str = "LEVELHOST_WIT";
+    /// Set by `levelhost build` for a project's `build.sh`: the levelhost
+    /// executable, whose `wit` steps the C and Go builds use.
+    pub const LEVELHOST: &'static str = "LEVELHOST";
     /// Where cargo puts its builds (`levelhost demo` builds the example plugins).
     pub const CARGO_TARGET_DIR: &'static str = "CARGO_TARGET_DIR";
     /// The cargo that runs levelhost, if it does.

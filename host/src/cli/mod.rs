@@ -14,6 +14,7 @@ mod serve;
 mod signal;
 mod sim;
 mod test;
+mod wit;
 
 use std::process::ExitCode;
 
@@ -64,6 +65,8 @@ pub enum Command {
     Plugin(plugin::PluginArgs),
     /// Share packages through a catalog directory: add, list, search, install.
     Catalog(catalog::CatalogArgs),
+    /// The WIT steps of a C or Go plugin's build (bindings, componentize), used by its build.sh.
+    Wit(wit::WitArgs),
     /// Make reviewers' signing keys.
     Key(key::KeyArgs),
     /// Show levelhost at work: start the simulator and run the example plugins against it.
@@ -111,6 +114,7 @@ impl Command {
             Command::Plugin(args) => args.execute().await,
             Command::Catalog(args) => args.execute().await,
             Command::Key(args) => args.execute().await,
+            Command::Wit(args) => args.execute().await,
         }
     }
 }

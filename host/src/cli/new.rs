@@ -19,9 +19,9 @@ pub enum Lang {
     Ts,
     /// Python, with componentize-py (CPython).
     Python,
-    /// Go (stock Go for wasip1), with wit-bindgen go.
+    /// Go (stock Go for wasip1), with `levelhost wit` for the bindings and the component.
     Go,
-    /// C, with wit-bindgen c and clang for wasm32-wasi.
+    /// C, with clang for wasm32-wasi and `levelhost wit` for the bindings and the component.
     C,
 }
 
@@ -180,17 +180,13 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
                 include_str!("../../../plugins/sdk-go/levelhost.go"),
             ),
             (
-                "package.json",
-                include_str!("../../templates/go/package.json.tmpl"),
-            ),
-            (
                 "plugin.toml",
                 include_str!("../../templates/go/plugin.toml.tmpl"),
             ),
             ("build.sh", include_str!("../../templates/go/build.sh.tmpl")),
             (
                 ".gitignore",
-                ".levelhost/\n.venv/\nnode_modules/\ngo-pkg/\nlevel_api_*/\nwit_exports.go\ngo.mod\ngo.sum\n*.wasm\n",
+                ".levelhost/\n.venv/\ngo-pkg/\nlevel_api_*/\nwit_exports.go\ngo.mod\ngo.sum\n*.wasm\n",
             ),
         ],
         Lang::C => vec![
@@ -200,15 +196,11 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
                 include_str!("../../../plugins/sdk-c/levelhost.h"),
             ),
             (
-                "package.json",
-                include_str!("../../templates/c/package.json.tmpl"),
-            ),
-            (
                 "plugin.toml",
                 include_str!("../../templates/c/plugin.toml.tmpl"),
             ),
             ("build.sh", include_str!("../../templates/c/build.sh.tmpl")),
-            (".gitignore", ".levelhost/\nnode_modules/\ngen/\n*.wasm\n"),
+            (".gitignore", ".levelhost/\ngen/\n*.wasm\n"),
         ],
     }
 }
@@ -324,9 +316,11 @@ impl BuildArgs {
         let manifest =
             levelhost_core::manifest::PluginManifest::load(&self.dir.join("plugin.toml"))?;
         let wit = narrowed_wit(&self.dir, &manifest.capabilities)?;
+        let levelhost = std::env::current_exe().context("cannot find the levelhost executable")?;
         let status = Command::new("bash")
             .arg(&script)
             .env(crate::env_vars::EnvVars::LEVELHOST_WIT, &wit)
+            .env(crate::env_vars::EnvVars::LEVELHOST, &levelhost)
             .status()
             .with_context(|| format!("cannot run {}", script.display()))?;
         if !status.success() {
