@@ -165,6 +165,13 @@ impl serde::Serialize for Capability {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Capability {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A set of capabilities.
 pub type CapabilitySet = BTreeSet<Capability>;
 

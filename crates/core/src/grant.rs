@@ -4,14 +4,15 @@
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::capability::{Capability, CapabilitySet, Resource, Verb};
 
 /// Which objects a plugin may see and touch. `None` leaves a resource
 /// unrestricted; a list restricts it to what the list names (an empty list
 /// allows nothing).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Scopes {
     /// Group subtrees, by id or name: devices, groups and alerts outside them are out of scope.
     pub groups: Option<Vec<String>>,
@@ -24,7 +25,7 @@ pub struct Scopes {
 }
 
 /// Limits of one run, with safe defaults. Exceeding one ends the run with an error naming it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Wall-clock seconds for the whole run.
@@ -118,7 +119,8 @@ pub struct LimitError {
 }
 
 /// Everything a plugin is allowed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Grant {
     /// The plugin it is for.
     pub plugin: String,

@@ -19,6 +19,7 @@ mod budget;
 pub mod clock;
 pub mod model;
 mod retry;
+pub mod transcript;
 pub mod webhook;
 
 use std::fmt;
@@ -121,6 +122,8 @@ pub struct ClientConfig {
     /// (env:LEVEL_RW_KEY)`: a 401 or 403 names it, so an operator knows which
     /// key Level refused. Never the key itself.
     pub key_label: Option<String>,
+    /// Where to record every request and its answer, for replaying the run.
+    pub recorder: Option<transcript::Recorder>,
 }
 
 impl ClientConfig {
@@ -133,6 +136,7 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             budget: None,
             key_label: None,
+            recorder: None,
         }
     }
 }
@@ -321,6 +325,13 @@ pub struct LevelClient {
 
 type Query = Vec<(&'static str, String)>;
 
+/// An answer as read, before it is taken for a body or an error.
+struct Raw {
+    status: StatusCode,
+    retry_after: Option<String>,
+    body: Vec<u8>,
+}
+
 fn page_query(page: &PageParams) -> Query {
     let mut query = Query::new();
     if let Some(limit) = page.limit {
@@ -368,6 +379,12 @@ impl LevelClient {
         &self.config
     }
 
+    /// This client, recording every request it sends and every answer in `recorder`.
+    pub fn recording(mut self, recorder: transcript::Recorder) -> Self {
+        self.config.recorder = Some(recorder);
+        self
+    }
+
     /// The URL of `segments` under `/v2`. Each segment is percent-encoded
     /// (`/`, `?`, `#` and `%` cannot leave it); a segment that URL
     /// normalisation would drop or resolve (`""`, `.`, `..`) is refused, so
@@ -397,7 +414,10 @@ impl LevelClient {
         query: &Query,
         body: Option<&(dyn erased::Body + Sync)>,
     ) -> Result<Vec<u8>, ClientError> {
-        let url = self.url(segments)?;
+        let mut url = self.url(segments)?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
         let body = body
             .map(|b| b.to_json())
             .transpose()
@@ -417,9 +437,6 @@ impl LevelClient {
                 .request(method.clone(), url.clone())
                 .header(AUTHORIZATION, self.key.header()?)
                 .header(ACCEPT, "application/json");
-            if !query.is_empty() {
-                request = request.query(query);
-            }
             if let Some(body) = &body {
                 request = request
                     .header(CONTENT_TYPE, "application/json")
@@ -429,6 +446,10 @@ impl LevelClient {
                 Ok(response) => self.read(response).await,
                 Err(e) => Err(ClientError::Transport(describe_transport(&e))),
             };
+            if let Some(recorder) = &self.config.recorder {
+                recorder.push(self.exchange(&method, &url, body.as_deref(), &outcome));
+            }
+            let outcome = outcome.and_then(|raw| self.answer(raw));
             let retry_in = match &outcome {
                 Ok(_) => return outcome,
                 Err(err) => self.config.retry.delay(attempt, safe, err),
@@ -456,13 +477,14 @@ impl LevelClient {
         }
     }
 
-    async fn read(&self, mut response: reqwest::Response) -> Result<Vec<u8>, ClientError> {
+    /// Reads an answer's status, `Retry-After` and body (the key scrubbed from it).
+    async fn read(&self, mut response: reqwest::Response) -> Result<Raw, ClientError> {
         let status = response.status();
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(retry::parse_retry_after);
+            .map(str::to_owned);
         let limit = self.config.max_response_bytes;
         if response
             .content_length()
@@ -481,7 +503,20 @@ impl LevelClient {
             }
             body.extend_from_slice(&chunk);
         }
-        let body = self.key.scrub(body);
+        Ok(Raw {
+            status,
+            retry_after,
+            body: self.key.scrub(body),
+        })
+    }
+
+    /// The body of a successful answer, or the error an unsuccessful one means.
+    fn answer(&self, raw: Raw) -> Result<Vec<u8>, ClientError> {
+        let Raw {
+            status,
+            retry_after,
+            body,
+        } = raw;
         if status.is_success() {
             return Ok(body);
         }
@@ -505,9 +540,41 @@ impl LevelClient {
             status: status.as_u16(),
             message,
             retry_after: (status == StatusCode::TOO_MANY_REQUESTS)
-                .then_some(retry_after)
+                .then(|| retry_after.as_deref().and_then(retry::parse_retry_after))
                 .flatten(),
         })
+    }
+
+    /// One attempt as a transcript keeps it.
+    fn exchange(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<&[u8]>,
+        outcome: &Result<Raw, ClientError>,
+    ) -> transcript::Exchange {
+        let base = self.base.path().trim_end_matches('/');
+        let path = url.path().strip_prefix(base).unwrap_or(url.path());
+        let path = match url.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_owned(),
+        };
+        let (status, retry_after, response) = match outcome {
+            Ok(raw) => (
+                raw.status.as_u16(),
+                raw.retry_after.clone(),
+                String::from_utf8_lossy(&raw.body).into_owned(),
+            ),
+            Err(e) => (0, None, e.to_string()),
+        };
+        transcript::Exchange {
+            method: method.to_string(),
+            path,
+            body: body.map(|b| String::from_utf8_lossy(b).into_owned()),
+            status,
+            retry_after,
+            response,
+        }
     }
 
     async fn json<T: DeserializeOwned>(

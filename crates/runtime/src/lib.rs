@@ -14,3 +14,4 @@ pub mod engine;
 pub mod error;
 pub mod level;
 pub mod runner;
+pub mod tape;

@@ -61,6 +61,9 @@ pub struct RunRequest {
     pub audit: Option<AuditLog>,
     /// Echo the plugin's log lines to the host's log as they arrive.
     pub echo_logs: bool,
+    /// The guest's clocks and random numbers, recorded or replayed; the real
+    /// ones when `None`.
+    pub tape: Option<crate::tape::Tape>,
 }
 
 impl RunRequest {
@@ -75,6 +78,7 @@ impl RunRequest {
             dry_run: false,
             audit: None,
             echo_logs: false,
+            tape: None,
         }
     }
 }
@@ -419,14 +423,17 @@ impl PluginRunner {
         let log_bytes = Limits::bytes(limits.max_log_kb);
         let stdout = MemoryOutputPipe::new(log_bytes);
         let stderr = MemoryOutputPipe::new(log_bytes);
-        let wasi = WasiCtxBuilder::new()
-            .stdin(ClosedInputStream)
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdin(ClosedInputStream)
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        if let Some(tape) = &request.tape {
+            tape.install(&mut wasi);
+        }
+        let wasi = wasi.build();
         let run = RunInfo {
             plugin: plugin.name.clone(),
             version: request.version.clone(),

@@ -229,6 +229,7 @@ impl Executor {
             dry_run: options.dry_run,
             audit: self.audit.clone(),
             echo_logs: options.echo_logs,
+            tape: options.tape,
         };
         let result = self
             .runner
@@ -291,12 +292,14 @@ impl Executor {
 }
 
 /// How to run a claimed run.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Plan writes instead of sending them.
     pub dry_run: bool,
     /// Echo the plugin's log lines to the host's log as they arrive.
     pub echo_logs: bool,
+    /// Record the guest's clocks and random numbers on this tape (`levelhost run --record`).
+    pub tape: Option<levelhost_runtime::tape::Tape>,
 }
 
 /// The audit record that ends a run cut off before it could write its own.

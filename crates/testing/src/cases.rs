@@ -8,6 +8,9 @@
 //! # The organization: the simulator's seed (the default), or a fixture file
 //! # (JSON, as `levelhost sim --fixture` takes), relative to tests.toml.
 //! # fixture = "fixtures/small-org.json"
+//! # Or a recorded run (`levelhost run --record`), replayed offline with its
+//! # own input and grant:
+//! # transcript = "recorded/last-tuesday.json"
 //!
 //! [test.expect]
 //! status = "ok"                       # or "failed" (default "ok")
@@ -59,6 +62,12 @@ pub struct TestCase {
     /// (default: the simulator's seeded organization).
     #[serde(default)]
     pub fixture: Option<PathBuf>,
+    /// A transcript (`levelhost run --record`), relative to `tests.toml`:
+    /// the plugin runs against Level's recorded answers, with the recorded
+    /// input, grant, clocks and random numbers, offline. A run recorded on a
+    /// real organization with a read-only key is a test of real data.
+    #[serde(default)]
+    pub transcript: Option<PathBuf>,
     /// Plan writes instead of making them.
     #[serde(default)]
     pub dry_run: bool,
@@ -140,15 +149,13 @@ pub async fn run_case(
     tests_path: &Path,
     case: &TestCase,
 ) -> Result<CaseResult, TestingError> {
+    let here = tests_path.parent().unwrap_or_else(|| Path::new("."));
+    if let Some(file) = &case.transcript {
+        return replay_case(runner, plugin, tests_path, case, &here.join(file)).await;
+    }
     let tenant = match &case.fixture {
         None => level_sim::Simulator::seeded(),
-        Some(file) => {
-            let path = tests_path
-                .parent()
-                .unwrap_or_else(|| Path::new("."))
-                .join(file);
-            load_fixture(&path)?
-        }
+        Some(file) => load_fixture(&here.join(file))?,
     };
     let input = case.input.clone().unwrap_or_else(|| serde_json::json!({}));
     if let Err(problem) = manifest.check_input(&input) {
@@ -180,18 +187,46 @@ pub async fn run_case(
 }
 
 fn load_fixture(path: &Path) -> Result<Tenant, TestingError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| TestingError::Case(format!("{}: cannot read: {e}", path.display())))?;
-    let fixture: Fixture = serde_json::from_str(&text).map_err(|e| {
-        TestingError::Case(format!(
-            "{}:{}:{}: {e}",
-            path.display(),
-            e.line(),
-            e.column()
-        ))
-    })?;
+    let fixture: Fixture = crate::read_json(path, "")?;
     Tenant::from_fixture(fixture)
         .map_err(|e| TestingError::Case(format!("{}: {e}", path.display())))
+}
+
+/// A case run against a transcript.
+async fn replay_case(
+    runner: &PluginRunner,
+    plugin: &LoadedPlugin,
+    tests_path: &Path,
+    case: &TestCase,
+    file: &Path,
+) -> Result<CaseResult, TestingError> {
+    let refuse = |what: &str| {
+        TestingError::Case(format!(
+            "{}: test {:?}: a transcript case takes {what} from the transcript",
+            tests_path.display(),
+            case.name
+        ))
+    };
+    if case.input.is_some() || case.fixture.is_some() || case.dry_run {
+        return Err(refuse("its input, organization and dry_run"));
+    }
+    if case.expect.tagged.is_some() {
+        return Err(refuse("the organization (so `tagged` cannot be checked):"));
+    }
+    let transcript = crate::transcript::Transcript::load(file)?;
+    let replay = crate::transcript::replay(runner, plugin, &transcript).await?;
+    let mut problems = check(&case.expect, &replay.report, &Fixture::default());
+    problems.extend(
+        replay
+            .unanswered
+            .iter()
+            .map(|r| format!("the plugin made a request the transcript has no answer for: {r}")),
+    );
+    Ok(CaseResult {
+        name: case.name.clone(),
+        problems,
+        report: replay.report,
+    })
 }
 
 /// What of `expect` the run did not show.

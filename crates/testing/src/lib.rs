@@ -25,6 +25,7 @@
 //! OCI client, no command line.
 
 pub mod cases;
+pub mod transcript;
 
 use std::path::Path;
 
@@ -54,6 +55,24 @@ pub enum TestingError {
     /// A test case cannot be run: its file, fixture or input is wrong (the text says where).
     #[error("{0}")]
     Case(String),
+}
+
+/// Reads a JSON file into `T`; an error names the file, line and column,
+/// after `what` (such as "not a levelhost transcript: ").
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+) -> Result<T, TestingError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| TestingError::Case(format!("{}: cannot read: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        TestingError::Case(format!(
+            "{}:{}:{}: {what}{e}",
+            path.display(),
+            e.line(),
+            e.column()
+        ))
+    })
 }
 
 /// Starts a simulator holding `tenant`, with no rate limit: a test's runs

@@ -113,7 +113,7 @@ impl DevArgs {
             *sim.tenant() = Simulator::seeded();
         }
         let wasm = self.dir.join("plugin.wasm");
-        let report = super::run::run_on(runner, &wasm, sim, input, self.dry_run).await?;
+        let (report, _) = super::run::run_on(runner, &wasm, sim, input, self.dry_run, None).await?;
         for denial in report.audit.iter().filter(|r| !r.allowed) {
             eprintln!(
                 "dev: {} was refused: {}",

@@ -8,6 +8,7 @@ mod dev;
 mod key;
 mod new;
 mod plugin;
+mod replay;
 mod run;
 mod runs;
 mod serve;
@@ -39,6 +40,8 @@ pub struct Cli {
 pub enum Command {
     /// Run one plugin once, within its grant, and print its output as JSON.
     Run(run::RunArgs),
+    /// Run a recorded run again, offline, and show where it differs from the recording.
+    Replay(replay::ReplayArgs),
     /// Check the configuration and print each plugin's effective grant in plain words.
     Check(check::CheckArgs),
     /// Show the audit log: every host call, allowed or denied, and why.
@@ -100,6 +103,7 @@ impl Command {
         match self {
             Command::Run(args) => args.execute().await,
             Command::Check(args) => args.execute().await,
+            Command::Replay(args) => args.execute().await,
             Command::Audit(args) => args.execute().await,
             Command::Serve(args) => args.execute().await,
             Command::Runs(args) => args.execute().await,

@@ -12,11 +12,13 @@ use level_sim::{SimConfig, Simulator};
 use levelhost_core::capability;
 use levelhost_core::grant::Grant;
 use levelhost_core::manifest::PluginManifest;
+use levelhost_packages::installed::PluginSource;
 use levelhost_runtime::audit::AuditLog;
 use levelhost_runtime::engine::LoadedPlugin;
 use levelhost_runtime::runner::{PluginRunner, RunReport, RunRequest};
 use levelhost_serve::history::History;
 use levelhost_serve::{Executor, Origin, RunOptions, ServedPlugin};
+use levelhost_testing::transcript::{Recording, Transcript};
 
 /// Arguments of `levelhost run`.
 #[derive(Debug, clap::Args)]
@@ -38,6 +40,11 @@ pub struct RunArgs {
     /// grant would be; with none, every capability.
     #[arg(long)]
     pub sim: bool,
+    /// Record the run in FILE (a transcript: input, grant, every Level request
+    /// and answer, every host call, the clocks and random numbers the plugin
+    /// saw; no key), for `levelhost replay` and `levelhost test`.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -70,7 +77,11 @@ impl RunArgs {
                 plugin.name
             )
         })?;
-        let client = crate::loader::client(&config, &plugin.key)?;
+        let recording = self.record.as_ref().map(|_| Recording::start());
+        let mut client = crate::loader::client(&config, &plugin.key)?;
+        if let Some(recording) = &recording {
+            client = recording.client(client);
+        }
         let (loaded, _) = crate::loader::load_installed(&runner, plugin, &config.trust)?;
         for warning in PluginRunner::ungranted_imports(&loaded, &plugin.grant) {
             eprintln!("warning: {warning}");
@@ -98,11 +109,24 @@ impl RunArgs {
         let options = RunOptions {
             dry_run: self.dry_run,
             echo_logs: true,
+            tape: recording.as_ref().map(|r| r.tape.clone()),
         };
         let run_id = claimed.id.clone();
         tokio::select! {
             report = executor.run(&served, claimed, &input, options) => {
-                Ok(print_report(&report?, self.dry_run))
+                let report = report?;
+                if let (Some(recording), Some(file)) = (&recording, &self.record) {
+                    let component = match &plugin.source {
+                        PluginSource::Component(path) => path.clone(),
+                        PluginSource::Package { dir, .. } => dir.join(levelhost_packages::package::COMPONENT_FILE),
+                    };
+                    let transcript = Transcript {
+                        component: Some(component),
+                        ..recording.finish(&report, input.clone(), served.grant.clone(), &served.version, self.dry_run)
+                    };
+                    save(&transcript, file)?;
+                }
+                Ok(print_report(&report, self.dry_run))
             }
             signal = stop.stopped() => {
                 // The run's future is dropped here, so the plugin stops; record that.
@@ -122,33 +146,68 @@ impl RunArgs {
     ) -> anyhow::Result<ExitStatus> {
         let input = input.unwrap_or_else(|| serde_json::json!({}));
         let sim = Simulator::start(SimConfig::default(), Simulator::seeded()).await?;
-        let report = run_on(runner, Path::new(&self.plugin), &sim, &input, self.dry_run).await?;
+        let recording = self.record.as_ref().map(|_| Recording::start());
+        let component = Path::new(&self.plugin);
+        let (report, grant) = run_on(
+            runner,
+            component,
+            &sim,
+            &input,
+            self.dry_run,
+            recording.as_ref(),
+        )
+        .await?;
         sim.stop().await;
+        if let (Some(recording), Some(file)) = (&recording, &self.record) {
+            let transcript = Transcript {
+                component: Some(std::path::absolute(component)?),
+                ..recording.finish(&report, input, grant, "0.0.0", self.dry_run)
+            };
+            save(&transcript, file)?;
+        }
         Ok(print_report(&report, self.dry_run))
     }
 }
 
+/// Writes a recorded run's transcript and says what it holds.
+fn save(transcript: &Transcript, file: &Path) -> anyhow::Result<()> {
+    transcript.save(file)?;
+    eprintln!(
+        "recorded the run in {}: {} Level requests, {} host calls (replay it with `levelhost replay {}`)",
+        file.display(),
+        transcript.exchanges.len(),
+        transcript.calls.len(),
+        file.display()
+    );
+    Ok(())
+}
+
 /// Runs `component` once against `sim`, as its author would during
 /// development: under the grant of the `plugin.toml` beside it
-/// ([`grant_beside`]), its log lines echoed as they come.
+/// ([`grant_beside`]), its log lines echoed as they come, into `recording`
+/// if given. Returns the run and its grant.
 pub(crate) async fn run_on(
     runner: &PluginRunner,
     component: &Path,
     sim: &Simulator,
     input: &serde_json::Value,
     dry_run: bool,
-) -> anyhow::Result<RunReport> {
+    recording: Option<&Recording>,
+) -> anyhow::Result<(RunReport, Grant)> {
     let plugin = runner.load_file(component)?;
     let grant = grant_beside(component, &plugin, input)?;
+    let mut client = levelhost_testing::client_of(sim)?;
+    if let Some(recording) = recording {
+        client = recording.client(client);
+    }
     let request = RunRequest {
-        grant,
+        grant: grant.clone(),
         dry_run,
         echo_logs: true,
+        tape: recording.map(|r| r.tape.clone()),
         ..RunRequest::manual(input.to_string())
     };
-    Ok(runner
-        .run(&plugin, levelhost_testing::client_of(sim)?, request)
-        .await?)
+    Ok((runner.run(&plugin, client, request).await?, grant))
 }
 
 /// The grant a component runs with against the simulator: exactly the

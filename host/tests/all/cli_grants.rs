@@ -620,3 +620,107 @@ async fn operator_errors_name_the_key_the_line_and_end_quietly_on_a_closed_pipe(
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.contains("status 141"), "{stderr}");
 }
+
+/// `levelhost replay` of a transcript, outside any configuration.
+fn replay(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_levelhost"))
+        .arg("replay")
+        .args(args)
+        .env_remove("LEVELHOST_CONFIG")
+        .output()
+        .unwrap()
+}
+
+/// A recorded run of the stale-device tagger (group-scoped, so its scopes are
+/// resolved from the recording too) replays offline with the same output,
+/// plan and host calls, without a request to Level; another component
+/// replayed on the same recording is shown where it parts from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_run_replays_offline_identically_and_a_changed_component_diverges() {
+    let setup = Setup::new().await;
+    for (name, dry_run) in [("planned.json", true), ("made.json", false)] {
+        let file = setup.dir.path().join(name);
+        let file = file.to_str().unwrap();
+        let mut args = vec!["run", "tagger", "--record", file];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        let recorded = setup.levelhost(&args);
+        let (recorded_out, recorded_err) = text(&recorded);
+        assert!(recorded.status.success(), "{recorded_err}");
+        assert!(recorded_err.contains(&format!("recorded the run in {file}")));
+        let transcript = std::fs::read_to_string(file).unwrap();
+        assert!(!transcript.contains(CANARY), "the key is in the transcript");
+        assert!(transcript.contains("\"operation\": \"tag-devices\""));
+
+        let sent = setup.sim.received_count();
+        let replayed = replay(&[file]);
+        let (replayed_out, replayed_err) = text(&replayed);
+        assert!(replayed.status.success(), "{replayed_err}");
+        assert_eq!(replayed_out, recorded_out, "the output");
+        assert!(replayed_err.contains("identical"), "{replayed_err}");
+        if dry_run {
+            let plan = |err: &str| -> Vec<String> {
+                err.lines()
+                    .skip_while(|l| !l.starts_with("Plan (dry run"))
+                    .take_while(|l| l.starts_with("Plan") || l.starts_with("  "))
+                    .map(str::to_owned)
+                    .collect()
+            };
+            assert!(plan(&recorded_err).len() > 1, "{recorded_err}");
+            assert_eq!(plan(&replayed_err), plan(&recorded_err));
+        }
+        assert_eq!(setup.sim.received_count(), sent, "replay reached Level");
+
+        let other = replay(&[file, "--component", test_programs_artifacts::WALK_DEVICES]);
+        let (_, other_err) = text(&other);
+        assert_eq!(other.status.code(), Some(1), "{other_err}");
+        assert!(
+            other_err.contains("diverged from the recorded run")
+                && other_err.contains("the host calls part at call")
+                && other_err.contains("the output differs"),
+            "{other_err}"
+        );
+        assert_eq!(setup.sim.received_count(), sent, "replay reached Level");
+
+        // The transcript is a test fixture of `levelhost test`.
+        let stale = serde_json::from_str::<serde_json::Value>(&recorded_out).unwrap()["stale"]
+            .as_u64()
+            .unwrap();
+        let project = setup.dir.path().join(format!("project-{name}"));
+        std::fs::create_dir(&project).unwrap();
+        let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+        std::fs::copy(
+            plugins.join("stale-device-tagger/plugin.toml"),
+            project.join("plugin.toml"),
+        )
+        .unwrap();
+        std::fs::copy(
+            test_programs_artifacts::STALE_DEVICE_TAGGER,
+            project.join("plugin.wasm"),
+        )
+        .unwrap();
+        std::fs::write(
+            project.join("tests.toml"),
+            format!(
+                "[[test]]\nname = \"recorded\"\ntranscript = \"../{name}\"\n\n[test.expect]\noutput = {{ stale = {stale} }}\ndenied = []\n\n\
+                 [[test]]\nname = \"wrong\"\ntranscript = \"../{name}\"\n\n[test.expect]\noutput = {{ stale = {} }}\n",
+                stale + 1
+            ),
+        )
+        .unwrap();
+        let tested = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+            .args(["test", project.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let (tested_out, _) = text(&tested);
+        assert_eq!(tested.status.code(), Some(1), "{tested_out}");
+        assert!(
+            tested_out.contains("test recorded ... ok")
+                && tested_out.contains("test wrong ... FAILED")
+                && tested_out.contains("1 passed, 1 failed"),
+            "{tested_out}"
+        );
+        assert_eq!(setup.sim.received_count(), sent, "a test reached Level");
+    }
+}
