@@ -105,6 +105,8 @@ pub(super) fn router(
         .nest("/v2", v2)
         // Not Level's API: lets a user (or a test) make a monitor fire.
         .route("/_sim/alerts", post(raise_alert))
+        // Not Level's API either: enrolls a device, as Level's agent would.
+        .route("/_sim/devices", post(enroll_device))
         .fallback(|| async { SimError::not_found() })
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -200,11 +202,12 @@ impl Bucket {
     }
 }
 
-fn page(params: &HashMap<String, String>) -> PageArgs {
+fn page(state: &AppState, params: &HashMap<String, String>) -> PageArgs {
     PageArgs {
         limit: params.get("limit").cloned(),
         starting_after: params.get("starting_after").cloned(),
         ending_before: params.get("ending_before").cloned(),
+        unknown_cursor: state.config.variants.unknown_cursor,
     }
 }
 
@@ -266,7 +269,7 @@ async fn list_alerts(State(s): State<AppState>, Query(q): Params) -> Answer {
     ok(t.list_alerts(
         q.get("device_id").map(String::as_str),
         q.get("status").map(String::as_str),
-        &page(&q),
+        &page(&s, &q),
     )?)
 }
 
@@ -298,6 +301,23 @@ fn default_severity() -> String {
     "warning".to_owned()
 }
 
+#[derive(serde::Deserialize)]
+struct NewDevice {
+    hostname: String,
+    #[serde(default)]
+    group_id: Option<String>,
+}
+
+async fn enroll_device(State(s): State<AppState>, raw: Bytes) -> Answer {
+    let new: NewDevice = body(&raw)?;
+    let device = lock(&s.tenant).enroll_device(&new.hostname, new.group_id.as_deref())?;
+    s.events.emit(
+        "device_created",
+        serde_json::to_value(&device).unwrap_or_default(),
+    );
+    created(&s, device)
+}
+
 async fn raise_alert(State(s): State<AppState>, raw: Bytes) -> Answer {
     let new: NewAlert = body(&raw)?;
     let alert = lock(&s.tenant)
@@ -319,7 +339,7 @@ async fn raise_alert(State(s): State<AppState>, raw: Bytes) -> Answer {
 // ---- custom fields ----
 
 async fn list_custom_fields(State(s): State<AppState>, Query(q): Params) -> Answer {
-    ok(lock(&s.tenant).list_custom_fields(&page(&q))?)
+    ok(lock(&s.tenant).list_custom_fields(&page(&s, &q))?)
 }
 
 async fn show_custom_field(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
@@ -354,7 +374,7 @@ async fn list_values(State(s): State<AppState>, Query(q): Params) -> Answer {
             .map(String::as_str)
             .filter(|v| *v != "null"),
         q.get("custom_field_id").map(String::as_str),
-        &page(&q),
+        &page(&s, &q),
     )?)
 }
 
@@ -392,7 +412,7 @@ async fn list_devices(State(s): State<AppState>, Query(q): Params) -> Answer {
         hostname: q.get("hostname").cloned(),
         serial_number: q.get("serial_number").cloned(),
     };
-    ok(lock(&s.tenant).list_devices(&filter, &includes(&q), &page(&q))?)
+    ok(lock(&s.tenant).list_devices(&filter, &includes(&q), &page(&s, &q))?)
 }
 
 async fn show_device(
@@ -423,7 +443,11 @@ async fn delete_device(State(s): State<AppState>, Path(id): Path<String>) -> Ans
 // ---- groups ----
 
 async fn list_groups(State(s): State<AppState>, Query(q): Params) -> Answer {
-    ok(lock(&s.tenant).list_groups(q.get("parent_id").map(String::as_str), &page(&q))?)
+    let parent = q.get("parent_id").map(String::as_str);
+    if parent == Some("null") && s.config.variants.null_parent == crate::NullParent::NotFound {
+        return Err(SimError::not_found());
+    }
+    ok(lock(&s.tenant).list_groups(parent, &page(&s, &q))?)
 }
 
 async fn show_group(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
@@ -433,16 +457,27 @@ async fn show_group(State(s): State<AppState>, Path(id): Path<String>) -> Answer
 async fn create_group(State(s): State<AppState>, raw: Bytes) -> Answer {
     let new: NewGroup = body(&raw)?;
     let group = lock(&s.tenant).create_group(new)?;
+    s.events.emit(
+        "group_created",
+        serde_json::to_value(&group).unwrap_or_default(),
+    );
     created(&s, group)
 }
 
 async fn update_group(State(s): State<AppState>, Path(id): Path<String>, raw: Bytes) -> Answer {
     let patch: GroupPatch = body(&raw)?;
-    ok(lock(&s.tenant).update_group(&id, patch)?)
+    let group = lock(&s.tenant).update_group(&id, patch)?;
+    s.events.emit(
+        "group_updated",
+        serde_json::to_value(&group).unwrap_or_default(),
+    );
+    ok(group)
 }
 
 async fn delete_group(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
     lock(&s.tenant).delete_group(&id)?;
+    s.events
+        .emit("group_deleted", serde_json::json!({ "id": id }));
     done()
 }
 
@@ -462,7 +497,7 @@ async fn remove_devices(State(s): State<AppState>, Path(id): Path<String>, raw: 
 // ---- tags ----
 
 async fn list_tags(State(s): State<AppState>, Query(q): Params) -> Answer {
-    ok(lock(&s.tenant).list_tags(q.get("device_id").map(String::as_str), &page(&q))?)
+    ok(lock(&s.tenant).list_tags(q.get("device_id").map(String::as_str), &page(&s, &q))?)
 }
 
 async fn show_tag(State(s): State<AppState>, Path(id): Path<String>) -> Answer {

@@ -75,6 +75,73 @@ pub struct SimConfig {
     /// How long a write waits, after its change is made, before it is
     /// answered: a slow Level, whose writes land before their answers do.
     pub write_delay: Duration,
+    /// Which way to behave where Level's behaviour is not confirmed.
+    pub variants: Variants,
+}
+
+/// Behaviours the reference marks as unconfirmed (§11), switchable so a
+/// plugin can be tested against each (`levelhost sim --variant`, a test
+/// case's `variants`). The defaults are the reference's suggestions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct Variants {
+    /// `GET /v2/groups?parent_id=null`.
+    pub null_parent: NullParent,
+    /// A `starting_after` or `ending_before` that names no object.
+    pub unknown_cursor: UnknownCursor,
+    /// Creating or renaming a tag or custom field to a name in use.
+    pub duplicate_name: DuplicateName,
+}
+
+/// What `parent_id=null` lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NullParent {
+    /// The root groups.
+    #[default]
+    RootGroups,
+    /// Nothing: 404, as for an unknown parent.
+    NotFound,
+}
+
+/// What an unknown cursor gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownCursor {
+    /// 400 with an error naming the cursor.
+    #[default]
+    BadRequest,
+    /// An empty last page.
+    EmptyPage,
+}
+
+/// What a name already in use gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DuplicateName {
+    /// 422 `Name has already been taken`.
+    #[default]
+    Unprocessable,
+    /// Accepted: two objects share the name.
+    Accepted,
+}
+
+impl Variants {
+    /// Sets one variant from `NAME=VALUE`, as `levelhost sim --variant` takes it
+    /// (`null-parent=not-found`, `unknown-cursor=empty-page`,
+    /// `duplicate-name=accepted`, and the defaults' names).
+    pub fn set(&mut self, setting: &str) -> Result<(), String> {
+        let (name, value) = setting
+            .split_once('=')
+            .ok_or_else(|| format!("{setting:?} is not NAME=VALUE"))?;
+        let mut table = serde_json::to_value(*self).map_err(|e| e.to_string())?;
+        let slot = table.get_mut(name).ok_or_else(|| {
+            format!("unknown variant {name:?}; known: null-parent, unknown-cursor, duplicate-name")
+        })?;
+        *slot = serde_json::Value::String(value.to_owned());
+        *self = serde_json::from_value(table).map_err(|e| format!("{name}={value}: {e}"))?;
+        Ok(())
+    }
 }
 
 impl Default for SimConfig {
@@ -87,6 +154,7 @@ impl Default for SimConfig {
             created_status: 201,
             webhooks: Vec::new(),
             write_delay: Duration::ZERO,
+            variants: Variants::default(),
         }
     }
 }
@@ -127,6 +195,8 @@ impl Simulator {
         let addr = listener
             .local_addr()
             .map_err(|e| SimError::new(0, e.to_string()))?;
+        let mut tenant = tenant;
+        tenant.variants = config.variants;
         let tenant = Arc::new(Mutex::new(tenant));
         let events = Arc::new(events::Events::new(config.webhooks.clone()));
         let counters = Arc::new(Counters::default());
@@ -198,6 +268,20 @@ impl Simulator {
     /// Every webhook delivery attempt so far.
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.events.deliveries()
+    }
+
+    /// Enrolls a new device, as Level's agent does on a machine, and delivers `device_created`.
+    pub fn enroll_device(
+        &self,
+        hostname: &str,
+        group_id: Option<&str>,
+    ) -> Result<level_api::model::Device, SimError> {
+        let device = lock(&self.tenant).enroll_device(hostname, group_id)?;
+        self.events.emit(
+            "device_created",
+            serde_json::to_value(&device).unwrap_or_default(),
+        );
+        Ok(device)
     }
 
     /// Raises an alert on a device and delivers `alert_active`, as Level does when a monitor fires.

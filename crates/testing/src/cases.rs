@@ -11,6 +11,8 @@
 //! # Or a recorded run (`levelhost run --record`), replayed offline with its
 //! # own input and grant:
 //! # transcript = "recorded/last-tuesday.json"
+//! # Where Level's behaviour is unconfirmed, the simulator can behave either way:
+//! # variants = { null-parent = "not-found", unknown-cursor = "empty-page", duplicate-name = "accepted" }
 //!
 //! [test.expect]
 //! status = "ok"                       # or "failed" (default "ok")
@@ -71,6 +73,10 @@ pub struct TestCase {
     /// Plan writes instead of making them.
     #[serde(default)]
     pub dry_run: bool,
+    /// How the simulator behaves where Level's behaviour is unconfirmed,
+    /// such as `{ unknown-cursor = "empty-page" }`: test both ways.
+    #[serde(default)]
+    pub variants: level_sim::Variants,
     /// What the run must show.
     #[serde(default)]
     pub expect: Expect,
@@ -165,7 +171,7 @@ pub async fn run_case(
             case.name
         )));
     }
-    let sim = crate::start_simulator(tenant).await?;
+    let sim = crate::start_simulator_with(tenant, case.variants).await?;
     let client = crate::client_of(&sim)?;
     let request = RunRequest {
         grant: Grant {
@@ -357,6 +363,24 @@ mod tests {
         assert_eq!(
             mismatch(&json!({"ids": [1]}), &output, ""),
             Some("/ids".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_case_names_the_simulator_variants_it_runs_under() {
+        let file: TestFile = toml::from_str(
+            "[[test]]\nname = \"v\"\nvariants = { unknown-cursor = \"empty-page\" }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            file.tests[0].variants.unknown_cursor,
+            level_sim::UnknownCursor::EmptyPage
+        );
+        assert!(
+            toml::from_str::<TestFile>(
+                "[[test]]\nname = \"v\"\nvariants = { colour = \"blue\" }\n"
+            )
+            .is_err()
         );
     }
 

@@ -78,8 +78,17 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
 /// Starts a simulator holding `tenant`, with no rate limit: a test's runs
 /// should not wait for Level's budget.
 pub async fn start_simulator(tenant: level_sim::Tenant) -> Result<Simulator, TestingError> {
+    start_simulator_with(tenant, level_sim::Variants::default()).await
+}
+
+/// [`start_simulator`], behaving as `variants` say where Level's behaviour is unconfirmed.
+pub async fn start_simulator_with(
+    tenant: level_sim::Tenant,
+    variants: level_sim::Variants,
+) -> Result<Simulator, TestingError> {
     let config = SimConfig {
         rate_limit: None,
+        variants,
         ..SimConfig::default()
     };
     Simulator::start(config, tenant)

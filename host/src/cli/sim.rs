@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::ExitStatus;
-use level_sim::{Fixture, RateLimit, SimConfig, Simulator, Tenant, WebhookTarget, random_key};
+use level_sim::{
+    Fixture, RateLimit, SimConfig, Simulator, Tenant, Variants, WebhookTarget, random_key,
+};
 
 /// Arguments of `levelhost sim`.
 #[derive(Debug, clap::Args)]
@@ -41,6 +43,11 @@ pub struct SimArgs {
     /// Print the organization as a fixture on stdout and exit.
     #[arg(long)]
     pub dump_fixture: bool,
+    /// Behave one way where Level's behaviour is unconfirmed (repeatable):
+    /// `null-parent=root-groups|not-found`, `unknown-cursor=bad-request|empty-page`,
+    /// `duplicate-name=unprocessable|accepted`, `create-status=201|200`.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub variant: Vec<String>,
 }
 
 impl SimArgs {
@@ -54,6 +61,20 @@ impl SimArgs {
             println!("{}", serde_json::to_string_pretty(&tenant.to_fixture())?);
             return Ok(ExitStatus::Success);
         }
+        let mut variants = Variants::default();
+        let mut created_status = 201;
+        for setting in &self.variant {
+            match setting.split_once('=') {
+                Some(("create-status", "200")) => created_status = 200,
+                Some(("create-status", "201")) => created_status = 201,
+                Some(("create-status", other)) => {
+                    anyhow::bail!("--variant create-status={other}: it is 201 or 200")
+                }
+                _ => variants
+                    .set(setting)
+                    .map_err(|e| anyhow::anyhow!("--variant {e}"))?,
+            }
+        }
         let config = SimConfig {
             addr: self.addr,
             read_write_key: self.read_write_key.unwrap_or_else(random_key),
@@ -62,12 +83,13 @@ impl SimArgs {
                 requests: self.rate_limit,
                 per: RateLimit::LEVEL.per,
             }),
-            created_status: 201,
+            created_status,
             webhooks: match (self.webhook, self.webhook_secret) {
                 (Some(url), Some(secret)) => vec![WebhookTarget { url, secret }],
                 _ => Vec::new(),
             },
             write_delay: std::time::Duration::from_millis(self.write_delay_ms),
+            variants,
         };
         let sim = Simulator::start(config, tenant).await?;
         println!("Level simulator listening on {}", sim.base_url());

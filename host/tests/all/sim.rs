@@ -314,3 +314,179 @@ async fn fixtures_round_trip_and_bad_references_are_named() {
     let err = level_sim::Tenant::from_fixture(broken).unwrap_err();
     assert!(err.contains("no-such-tag"), "{err}");
 }
+
+/// A request with a JSON body, with the read-write key.
+async fn send(
+    env: &TestEnv,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let resp = reqwest::Client::new()
+        .request(method, format!("{}{path}", env.sim.base_url()))
+        .header("Authorization", env.sim.read_write_key())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn unconfirmed_behaviours_switch_with_their_variants() {
+    let defaults = TestEnv::new().await;
+    let key = Some(defaults.sim.read_only_key());
+    let (status, roots) = get(&defaults, key, "/v2/groups?parent_id=null").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!roots["data"].as_array().unwrap().is_empty());
+    let (status, _) = get(&defaults, key, "/v2/devices?starting_after=nobody").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = send(
+        &defaults,
+        reqwest::Method::POST,
+        "/v2/tags",
+        json!({"name": "twice"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = send(
+        &defaults,
+        reqwest::Method::POST,
+        "/v2/tags",
+        json!({"name": "twice"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"error": "Name has already been taken"})
+        )
+    );
+
+    let mut variants = level_sim::Variants::default();
+    for setting in [
+        "null-parent=not-found",
+        "unknown-cursor=empty-page",
+        "duplicate-name=accepted",
+    ] {
+        variants.set(setting).unwrap();
+    }
+    assert!(variants.set("null-parent=maybe").is_err());
+    assert!(
+        variants
+            .set("colour=blue")
+            .unwrap_err()
+            .contains("known: null-parent")
+    );
+    let other = TestEnv::with(Simulator::seeded(), |c| {
+        c.variants = variants;
+        c.created_status = 200;
+    })
+    .await;
+    let key = Some(other.sim.read_only_key());
+    let (status, _) = get(&other, key, "/v2/groups?parent_id=null").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, page) = get(&other, key, "/v2/devices?starting_after=nobody").await;
+    assert_eq!(
+        (status, page),
+        (StatusCode::OK, json!({"data": [], "has_more": false}))
+    );
+    for _ in 0..2 {
+        let (status, _) = send(
+            &other,
+            reqwest::Method::POST,
+            "/v2/tags",
+            json!({"name": "twice"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(
+        other
+            .fixture()
+            .tags
+            .iter()
+            .filter(|t| t.name == "twice")
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn enrolling_a_device_and_changing_groups_deliver_their_events() {
+    let received = axum::Router::new().fallback(|| async { "ok" });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, received).await });
+    let env = TestEnv::with(Simulator::seeded(), |c| {
+        c.webhooks = vec![level_sim::WebhookTarget {
+            url: url.clone(),
+            secret: "s".to_owned(),
+        }];
+    })
+    .await;
+    let (status, device) = send(
+        &env,
+        reqwest::Method::POST,
+        "/_sim/devices",
+        json!({"hostname": "new-ws001"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(device["online"], json!(true));
+    let (status, _) = send(
+        &env,
+        reqwest::Method::POST,
+        "/_sim/devices",
+        json!({"hostname": " "}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, group) = send(
+        &env,
+        reqwest::Method::POST,
+        "/v2/groups",
+        json!({"name": "Lab"}),
+    )
+    .await;
+    let id = group["id"].as_str().unwrap();
+    send(
+        &env,
+        reqwest::Method::PATCH,
+        &format!("/v2/groups/{id}"),
+        json!({"name": "Lab 2"}),
+    )
+    .await;
+    send(
+        &env,
+        reqwest::Method::DELETE,
+        &format!("/v2/groups/{id}"),
+        json!({}),
+    )
+    .await;
+    let expected = [
+        "device_created",
+        "group_created",
+        "group_updated",
+        "group_deleted",
+    ];
+    for _ in 0..100 {
+        if env.sim.deliveries().len() >= expected.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut delivered: Vec<String> = env
+        .sim
+        .deliveries()
+        .into_iter()
+        .filter(|d| d.status == 200)
+        .map(|d| d.event_type)
+        .collect();
+    delivered.sort();
+    let mut expected = expected.map(str::to_owned).to_vec();
+    expected.sort();
+    assert_eq!(delivered, expected);
+}

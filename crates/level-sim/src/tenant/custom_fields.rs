@@ -16,9 +16,7 @@ impl Tenant {
     /// createCustomField.
     pub fn create_custom_field(&mut self, new: NewCustomField) -> SimResult<CustomField> {
         let name = required_name(&new.name)?;
-        if self.custom_fields.iter().any(|f| f.name == name) {
-            return Err(SimError::unprocessable("Name has already been taken"));
-        }
+        self.refuse_duplicate(self.custom_fields.iter().any(|f| f.name == name))?;
         let field = CustomField {
             id: self.next_id("CustomField"),
             reference: reference_for(&name),
@@ -37,13 +35,11 @@ impl Tenant {
     ) -> SimResult<CustomField> {
         if let Some(name) = &patch.name {
             let name = required_name(name)?;
-            if self
-                .custom_fields
-                .iter()
-                .any(|f| f.name == name && f.id != id)
-            {
-                return Err(SimError::unprocessable("Name has already been taken"));
-            }
+            self.refuse_duplicate(
+                self.custom_fields
+                    .iter()
+                    .any(|f| f.name == name && f.id != id),
+            )?;
         }
         let field = find_mut(&mut self.custom_fields, id, |f| &f.id)?;
         let old_name = field.name.clone();

@@ -65,6 +65,32 @@ impl Tenant {
         Ok(self.render_device(row, include))
     }
 
+    /// A device Level's agent enrolls: online, seen now, in `group_id` if given.
+    pub fn enroll_device(&mut self, hostname: &str, group_id: Option<&str>) -> SimResult<Device> {
+        let hostname = hostname.trim();
+        if hostname.is_empty() {
+            return Err(SimError::unprocessable("hostname can't be blank"));
+        }
+        if let Some(group) = group_id {
+            find(&self.groups, group, |g| &g.id)
+                .map_err(|_| SimError::unprocessable("group_id does not exist"))?;
+        }
+        let id = self.next_id("Device");
+        let now = level_api::clock::now();
+        self.devices.push(DeviceRow {
+            device: Device {
+                id: id.clone(),
+                hostname: hostname.to_owned(),
+                group_id: group_id.map(str::to_owned),
+                online: true,
+                last_seen_at: Some(now),
+                ..Device::default()
+            },
+            tag_ids: BTreeSet::new(),
+        });
+        self.get_device(&id, &Includes::default())
+    }
+
     /// updateDevice: `name` sets the nickname.
     pub fn update_device(&mut self, id: &str, patch: DevicePatch) -> SimResult<Device> {
         if let Some(Some(group)) = &patch.group_id {

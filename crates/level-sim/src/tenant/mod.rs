@@ -69,6 +69,8 @@ pub struct PageArgs {
     pub starting_after: Option<String>,
     /// `ending_before`.
     pub ending_before: Option<String>,
+    /// What a cursor that names no object gets.
+    pub unknown_cursor: crate::UnknownCursor,
 }
 
 /// Cuts one page out of `items`, ordered by creation, with `key` giving each item's cursor id.
@@ -94,6 +96,20 @@ pub fn paginate<T: Clone>(
             .position(|item| key(item) == cursor)
             .ok_or_else(|| SimError::bad_request(format!("{name} does not name a known object")))
     };
+    let unknown = |cursor: &String| {
+        args.unknown_cursor == crate::UnknownCursor::EmptyPage
+            && !items.iter().any(|item| key(item) == cursor.as_str())
+    };
+    if [&args.starting_after, &args.ending_before]
+        .into_iter()
+        .flatten()
+        .any(unknown)
+    {
+        return Ok(Page {
+            data: Vec::new(),
+            has_more: false,
+        });
+    }
     // `starting_after` wins when both are sent (reference §3).
     if let Some(after) = &args.starting_after {
         let start = position(after, "starting_after")? + 1;
@@ -202,6 +218,19 @@ pub struct Tenant {
     webhooks: Vec<AutomationWebhook>,
     triggered: Vec<TriggerRecord>,
     counters: HashMap<&'static str, u64>,
+    /// How to behave where Level's behaviour is unconfirmed; set from the
+    /// simulator's configuration when it starts.
+    pub(crate) variants: crate::Variants,
+}
+
+impl Tenant {
+    /// 422 for a name in use (unless the variant accepts duplicates).
+    fn refuse_duplicate(&self, taken: bool) -> SimResult<()> {
+        if taken && self.variants.duplicate_name == crate::DuplicateName::Unprocessable {
+            return Err(SimError::unprocessable("Name has already been taken"));
+        }
+        Ok(())
+    }
 }
 
 fn find<'a, T>(items: &'a [T], id: &str, key: impl Fn(&T) -> &str) -> SimResult<&'a T> {

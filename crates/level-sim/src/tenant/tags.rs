@@ -26,9 +26,7 @@ impl Tenant {
     /// createTag.
     pub fn create_tag(&mut self, name: &str) -> SimResult<Tag> {
         let name = required_name(name)?;
-        if self.tags.iter().any(|t| t.name == name) {
-            return Err(SimError::unprocessable("Name has already been taken"));
-        }
+        self.refuse_duplicate(self.tags.iter().any(|t| t.name == name))?;
         let tag = Tag {
             id: self.next_id("Tag"),
             name,
@@ -41,9 +39,7 @@ impl Tenant {
     /// updateTag.
     pub fn update_tag(&mut self, id: &str, name: &str) -> SimResult<Tag> {
         let name = required_name(name)?;
-        if self.tags.iter().any(|t| t.name == name && t.id != id) {
-            return Err(SimError::unprocessable("Name has already been taken"));
-        }
+        self.refuse_duplicate(self.tags.iter().any(|t| t.name == name && t.id != id))?;
         find_mut(&mut self.tags, id, |t| &t.id)?.name = name;
         self.get_tag(id)
     }
