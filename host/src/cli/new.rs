@@ -49,6 +49,10 @@ const WIT: [(&str, &str); 11] = [
     ("worlds.wit", include_str!("../../../wit/worlds.wit")),
 ];
 
+/// The Rust SDK (`plugins/sdk`), copied into a project as `levelhost-sdk/`;
+/// [`NewArgs::execute`] points its bindings at the project's `wit/`.
+const SDK_RUST: &str = include_str!("../../../plugins/sdk/src/lib.rs");
+
 /// The JavaScript SDK (also TypeScript's, with [`SDK_TS`] for its types).
 const SDK_JS: (&str, &str) = (
     "levelhost.js",
@@ -80,7 +84,10 @@ const COMMON: [(&str, &str); 2] = [
 /// The README's line on the language's SDK.
 fn sdk_note(lang: Lang) -> &'static str {
     match lang {
-        Lang::Rust => "- `src/lib.rs`: the plugin, with `wit-bindgen`'s bindings of `wit/`.",
+        Lang::Rust => {
+            "- `levelhost-sdk/`: the SDK: the bindings of `wit/`, `export!`, `input`, `output`, `walk` over a \
+             Level list, logging; `src/lib.rs` is the plugin."
+        }
         Lang::Js => {
             "- `levelhost.js`: the SDK: `plugin()` turns exceptions into run errors with their stack, \
              `pages()` walks a Level list, `log` writes structured logs; `console.log` goes to the run's logs."
@@ -116,6 +123,11 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
                 include_str!("../../templates/rust/lib.rs.tmpl"),
             ),
             (
+                "levelhost-sdk/Cargo.toml",
+                include_str!("../../templates/rust/sdk-Cargo.toml.tmpl"),
+            ),
+            ("levelhost-sdk/src/lib.rs", SDK_RUST),
+            (
                 "plugin.toml",
                 include_str!("../../templates/rust/plugin.toml.tmpl"),
             ),
@@ -123,7 +135,10 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
                 "build.sh",
                 include_str!("../../templates/rust/build.sh.tmpl"),
             ),
-            (".gitignore", ".levelhost/\ntarget/\nplugin.wasm\n"),
+            (
+                ".gitignore",
+                ".levelhost/\ntarget/\nlevelhost-sdk/target/\nplugin.wasm\n",
+            ),
         ],
         Lang::Js => vec![
             ("app.js", include_str!("../../templates/js/app.js.tmpl")),
@@ -243,6 +258,13 @@ impl NewArgs {
         }
         let crate_name = name.replace('-', "_");
         let fill = |text: &str| {
+            if text == SDK_RUST {
+                // In the project the SDK sits beside `wit/`, and its crate
+                // does not turn on the workspace's `missing_docs` lint.
+                return text
+                    .replace("path: \"../../wit\"", "path: \"../wit\"")
+                    .replace("#[expect(\n    missing_docs,", "#[allow(\n    missing_docs,");
+            }
             text.replace("{{name}}", name)
                 .replace("{{crate}}", &crate_name)
                 .replace("{{sdk_note}}", sdk_note(self.lang))
