@@ -263,7 +263,10 @@ impl NewArgs {
                 // does not turn on the workspace's `missing_docs` lint.
                 return text
                     .replace("path: \"../../wit\"", "path: \"../wit\"")
-                    .replace("#[expect(\n    missing_docs,", "#[allow(\n    missing_docs,");
+                    .replace(
+                        "#[expect(\n    missing_docs,",
+                        "#[allow(\n    missing_docs,",
+                    );
             }
             text.replace("{{name}}", name)
                 .replace("{{crate}}", &crate_name)

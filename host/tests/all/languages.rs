@@ -145,6 +145,53 @@ fn new_build_run(lang: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, project)
 }
 
+/// Puts the stale tagger example of `lang` (`examples/stale-tagger`) into a
+/// built project of that language, builds it and runs the example's tests:
+/// the same plugin and the same tests in every language, under a grant of
+/// exactly its manifest's capabilities.
+fn stale_tagger(project: &Path, lang: &str) {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/stale-tagger");
+    copy_tree(&example.join(lang), project);
+    for file in ["plugin.toml", "tests.toml"] {
+        std::fs::copy(example.join(file), project.join(file)).unwrap();
+    }
+    let out = levelhost(&["build"], project);
+    assert!(
+        out.status.success(),
+        "{lang} stale tagger build: {}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("warning"),
+        "{lang}: {}",
+        stderr(&out)
+    );
+    let out = levelhost(&["test"], project);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("3 passed, 0 failed"),
+        "{lang} stale tagger tests: {stdout}{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout.contains("devices:read, tags:read, tags:write"),
+        "{stdout}"
+    );
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 /// Edits `file` of a built project (replacing `from` with `to`) so that it
 /// prints "about to fail after 60 devices" and then fails; rebuilds it, runs
 /// it, checks that it failed with the print in its logs, and returns its stderr.
@@ -185,6 +232,33 @@ fn rust() {
         "{stdout}"
     );
 
+    // The Rust stale tagger (plugins/stale-device-tagger, with levelhost-sdk)
+    // passes the same tests as the other languages' examples.
+    let tagger = project.join("tagger");
+    std::fs::create_dir(&tagger).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::copy(
+        root.join("plugins/stale-device-tagger/plugin.toml"),
+        tagger.join("plugin.toml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root.join("examples/stale-tagger/tests.toml"),
+        tagger.join("tests.toml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        test_programs_artifacts::STALE_DEVICE_TAGGER,
+        tagger.join("plugin.wasm"),
+    )
+    .unwrap();
+    let out = levelhost(&["test", "tagger"], &project);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("3 passed, 0 failed"),
+        "{stdout}"
+    );
+
     // run --sim checks the input against plugin.toml's schema.
     let manifest = std::fs::read_to_string(project.join("plugin.toml")).unwrap();
     std::fs::write(
@@ -218,11 +292,13 @@ fn javascript() {
         err.contains("failed: uncaught Error: boom: the plugin gave up") && err.contains("app.js:"),
         "{err}"
     );
+    stale_tagger(&project, "js");
 }
 
 #[test]
 fn typescript() {
-    new_build_run("ts");
+    let (_dir, project) = new_build_run("ts");
+    stale_tagger(&project, "ts");
 }
 
 #[test]
@@ -242,16 +318,19 @@ fn python() {
             && err.contains("app.py"),
         "{err}"
     );
+    stale_tagger(&project, "python");
 }
 
 #[test]
 fn go() {
-    new_build_run("go");
+    let (_dir, project) = new_build_run("go");
+    stale_tagger(&project, "go");
 }
 
 #[test]
 fn c() {
-    new_build_run("c");
+    let (_dir, project) = new_build_run("c");
+    stale_tagger(&project, "c");
 }
 
 #[test]
