@@ -39,10 +39,19 @@ async fn a_panicking_plugin_fails_cleanly_and_the_host_keeps_running() {
     let env = TestEnv::new().await;
     let report = env.run(test_programs_artifacts::PANICS, json!({})).await;
     match &report.outcome {
-        Err(RunFailure::Trap(message)) => assert!(
-            message.contains("unreachable") || message.contains("trap"),
-            "{message}"
-        ),
+        Err(RunFailure::Trap(message)) => {
+            assert!(
+                message.contains("unreachable") || message.contains("trap"),
+                "{message}"
+            );
+            // The failure quotes what the plugin last wrote to stderr, where
+            // the panic's own message is.
+            assert!(
+                message.contains("the plugin's last lines on stderr")
+                    && message.contains("deliberate failure"),
+                "{message}"
+            );
+        }
         other => panic!("expected a trap, got {other:?}"),
     }
     assert_eq!(report.stdout, "about to fail\n");
