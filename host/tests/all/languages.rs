@@ -334,6 +334,29 @@ fn c() {
 }
 
 #[test]
+fn build_names_a_typo_in_plugin_toml_at_its_line_before_building() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = levelhost(&["new", "typo", "--lang", "python"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let project = dir.path().join("typo");
+    let manifest = std::fs::read_to_string(project.join("plugin.toml")).unwrap();
+    std::fs::write(
+        project.join("plugin.toml"),
+        manifest.replace("capabilities =", "capabilites ="),
+    )
+    .unwrap();
+    let out = levelhost(&["build"], &project);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("plugin.toml:4") && err.contains("capabilites"),
+        "{err}"
+    );
+    // Nothing was built: build.sh never ran.
+    assert!(!project.join(".venv").exists() && !project.join("plugin.wasm").exists());
+}
+
+#[test]
 fn new_refuses_a_bad_name_or_a_folder_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let out = levelhost(&["new", "Bad_Name"], dir.path());
