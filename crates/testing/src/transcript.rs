@@ -195,6 +195,20 @@ impl Transcript {
         Ok(transcript)
     }
 
+    /// Checks, before a run, that a transcript can be written at `path`, so a
+    /// run with effects is not left without its recording.
+    pub fn check_writable(path: &Path) -> Result<(), TestingError> {
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, b"")
+            .and_then(|()| std::fs::remove_file(&partial))
+            .map_err(|e| {
+                TestingError::Case(format!(
+                    "{}: cannot write the transcript there: {e}",
+                    path.display()
+                ))
+            })
+    }
+
     /// Writes the transcript as JSON, whole or not at all.
     pub fn save(&self, path: &Path) -> Result<(), TestingError> {
         let text = serde_json::to_string_pretty(self)

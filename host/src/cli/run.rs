@@ -57,6 +57,9 @@ impl RunArgs {
             ),
             None => None,
         };
+        if let Some(file) = &self.record {
+            Transcript::check_writable(file)?;
+        }
         let runner = super::runner()?;
         if self.sim {
             return self.run_on_simulator(&runner, input).await;

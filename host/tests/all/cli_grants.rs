@@ -638,6 +638,14 @@ fn replay(args: &[&str]) -> Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorded_run_replays_offline_identically_and_a_changed_component_diverges() {
     let setup = Setup::new().await;
+    // A transcript that cannot be written stops the run before it changes anything.
+    let before = setup.sim.received_count();
+    let nowhere = setup.dir.path().join("missing/folder/t.json");
+    let out = setup.levelhost(&["run", "tagger", "--record", nowhere.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("cannot write the transcript there"));
+    assert_eq!(setup.sim.received_count(), before);
+
     for (name, dry_run) in [("planned.json", true), ("made.json", false)] {
         let file = setup.dir.path().join(name);
         let file = file.to_str().unwrap();
