@@ -130,18 +130,41 @@ impl Variants {
     /// Sets one variant from `NAME=VALUE`, as `levelhost sim --variant` takes it
     /// (`null-parent=not-found`, `unknown-cursor=empty-page`,
     /// `duplicate-name=accepted`, and the defaults' names).
-    pub fn set(&mut self, setting: &str) -> Result<(), String> {
+    pub fn set(&mut self, setting: &str) -> Result<(), VariantError> {
         let (name, value) = setting
             .split_once('=')
-            .ok_or_else(|| format!("{setting:?} is not NAME=VALUE"))?;
-        let mut table = serde_json::to_value(*self).map_err(|e| e.to_string())?;
-        let slot = table.get_mut(name).ok_or_else(|| {
-            format!("unknown variant {name:?}; known: null-parent, unknown-cursor, duplicate-name")
-        })?;
+            .ok_or_else(|| VariantError::NotNameValue(setting.to_owned()))?;
+        let mut table = serde_json::to_value(*self).unwrap_or_default();
+        let slot = table
+            .get_mut(name)
+            .ok_or_else(|| VariantError::UnknownName(name.to_owned()))?;
         *slot = serde_json::Value::String(value.to_owned());
-        *self = serde_json::from_value(table).map_err(|e| format!("{name}={value}: {e}"))?;
+        *self = serde_json::from_value(table).map_err(|source| VariantError::UnknownValue {
+            setting: setting.to_owned(),
+            source,
+        })?;
         Ok(())
     }
+}
+
+/// Why a `--variant` setting was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum VariantError {
+    /// It has no `=`.
+    #[error("{0:?} is not NAME=VALUE")]
+    NotNameValue(String),
+    /// No variant has this name.
+    #[error("unknown variant {0:?}; known: null-parent, unknown-cursor, duplicate-name")]
+    UnknownName(String),
+    /// The variant has no such value.
+    #[error("no such value")]
+    UnknownValue {
+        /// The setting as given.
+        setting: String,
+        /// Which values there are.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 impl Default for SimConfig {

@@ -165,11 +165,11 @@ pub async fn run_case(
     };
     let input = case.input.clone().unwrap_or_else(|| serde_json::json!({}));
     if let Err(problem) = manifest.check_input(&input) {
-        return Err(TestingError::Case(format!(
-            "{}: test {:?}: the input does not match plugin.toml's input schema: {problem}",
-            tests_path.display(),
-            case.name
-        )));
+        return Err(TestingError::Case {
+            file: tests_path.to_owned(),
+            case: case.name.clone(),
+            problem: format!("the input does not match plugin.toml's input schema: {problem}"),
+        });
     }
     let sim = crate::start_simulator_with(tenant, case.variants).await?;
     let client = crate::client_of(&sim)?;
@@ -193,9 +193,11 @@ pub async fn run_case(
 }
 
 fn load_fixture(path: &Path) -> Result<Tenant, TestingError> {
-    let fixture: Fixture = crate::read_json(path, "")?;
-    Tenant::from_fixture(fixture)
-        .map_err(|e| TestingError::Case(format!("{}: {e}", path.display())))
+    let fixture: Fixture = crate::read_json(path, "not an organization fixture")?;
+    Tenant::from_fixture(fixture).map_err(|message| TestingError::Fixture {
+        path: path.to_owned(),
+        message,
+    })
 }
 
 /// A case run against a transcript.
@@ -206,12 +208,10 @@ async fn replay_case(
     case: &TestCase,
     file: &Path,
 ) -> Result<CaseResult, TestingError> {
-    let refuse = |what: &str| {
-        TestingError::Case(format!(
-            "{}: test {:?}: a transcript case takes {what} from the transcript",
-            tests_path.display(),
-            case.name
-        ))
+    let refuse = |what: &str| TestingError::Case {
+        file: tests_path.to_owned(),
+        case: case.name.clone(),
+        problem: format!("a transcript case takes {what} from the transcript"),
     };
     if case.input.is_some() || case.fixture.is_some() || case.dry_run {
         return Err(refuse("its input, organization and dry_run"));

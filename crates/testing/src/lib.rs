@@ -52,26 +52,74 @@ pub enum TestingError {
     /// The client of the simulator could not be built.
     #[error("cannot build a Level client for the simulator")]
     Client(#[source] ClientError),
-    /// A test case cannot be run: its file, fixture or input is wrong (the text says where).
-    #[error("{0}")]
-    Case(String),
+    /// A file (a fixture, a transcript) could not be read or written.
+    #[error("{}: cannot {doing}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// `read` or `write`.
+        doing: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON file is not what it should be.
+    #[error("{}:{}:{}: {what}", path.display(), source.line(), source.column())]
+    Json {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What it should have been, such as "not a levelhost transcript".
+        what: &'static str,
+        /// Where and why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A fixture names objects that do not fit together.
+    #[error("{}: {message}", path.display())]
+    Fixture {
+        /// The fixture file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A transcript in a format this build does not read.
+    #[error("{}: transcript format {found} is not the one this levelhost reads ({})", path.display(), transcript::FORMAT)]
+    TranscriptFormat {
+        /// The transcript.
+        path: std::path::PathBuf,
+        /// Its format version.
+        found: u32,
+    },
+    /// A test case in `tests.toml` cannot be run as written.
+    #[error("{}: test {case:?}: {problem}", file.display())]
+    Case {
+        /// The tests file.
+        file: std::path::PathBuf,
+        /// The case's name.
+        case: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The loopback server that answers a replay could not start.
+    #[error("cannot start the replay server")]
+    ReplayServer(#[source] std::io::Error),
 }
 
 /// Reads a JSON file into `T`; an error names the file, line and column,
-/// after `what` (such as "not a levelhost transcript: ").
+/// and `what` it should have been (such as "not a levelhost transcript").
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
     path: &Path,
-    what: &str,
+    what: &'static str,
 ) -> Result<T, TestingError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| TestingError::Case(format!("{}: cannot read: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| {
-        TestingError::Case(format!(
-            "{}:{}:{}: {what}{e}",
-            path.display(),
-            e.line(),
-            e.column()
-        ))
+    let text = std::fs::read_to_string(path).map_err(|source| TestingError::File {
+        path: path.to_owned(),
+        doing: "read",
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| TestingError::Json {
+        path: path.to_owned(),
+        what,
+        source,
     })
 }
 

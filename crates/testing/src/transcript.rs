@@ -184,13 +184,12 @@ fn plan(report: &RunReport) -> Vec<PlannedWrite> {
 impl Transcript {
     /// Reads a transcript file; errors name the file, line and column.
     pub fn load(path: &Path) -> Result<Self, TestingError> {
-        let transcript: Self = crate::read_json(path, "not a levelhost transcript: ")?;
+        let transcript: Self = crate::read_json(path, "not a levelhost transcript")?;
         if transcript.levelhost_transcript != FORMAT {
-            return Err(TestingError::Case(format!(
-                "{}: transcript format {} is not the one this levelhost reads ({FORMAT})",
-                path.display(),
-                transcript.levelhost_transcript
-            )));
+            return Err(TestingError::TranscriptFormat {
+                path: path.to_owned(),
+                found: transcript.levelhost_transcript,
+            });
         }
         Ok(transcript)
     }
@@ -201,22 +200,28 @@ impl Transcript {
         let partial = path.with_extension("partial");
         std::fs::write(&partial, b"")
             .and_then(|()| std::fs::remove_file(&partial))
-            .map_err(|e| {
-                TestingError::Case(format!(
-                    "{}: cannot write the transcript there: {e}",
-                    path.display()
-                ))
+            .map_err(|source| TestingError::File {
+                path: path.to_owned(),
+                doing: "write the transcript there",
+                source,
             })
     }
 
     /// Writes the transcript as JSON, whole or not at all.
     pub fn save(&self, path: &Path) -> Result<(), TestingError> {
-        let text = serde_json::to_string_pretty(self)
-            .map_err(|e| TestingError::Case(format!("cannot encode the transcript: {e}")))?;
+        let text = serde_json::to_string_pretty(self).map_err(|source| TestingError::Json {
+            path: path.to_owned(),
+            what: "the transcript cannot be encoded",
+            source,
+        })?;
         let partial = path.with_extension("partial");
         std::fs::write(&partial, text)
             .and_then(|()| std::fs::rename(&partial, path))
-            .map_err(|e| TestingError::Case(format!("{}: cannot write: {e}", path.display())))
+            .map_err(|source| TestingError::File {
+                path: path.to_owned(),
+                doing: "write",
+                source,
+            })
     }
 }
 
@@ -372,10 +377,8 @@ impl ReplayServer {
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
-            .map_err(|e| TestingError::Case(format!("cannot start the replay server: {e}")))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| TestingError::Case(format!("cannot start the replay server: {e}")))?;
+            .map_err(TestingError::ReplayServer)?;
+        let addr = listener.local_addr().map_err(TestingError::ReplayServer)?;
         let shared = state.clone();
         let app = axum::Router::new().fallback(move |method: Method, uri: Uri, body: Bytes| {
             let state = shared.clone();

@@ -72,7 +72,7 @@ impl SimArgs {
                 }
                 _ => variants
                     .set(setting)
-                    .map_err(|e| anyhow::anyhow!("--variant {e}"))?,
+                    .with_context(|| format!("--variant {setting}"))?,
             }
         }
         let config = SimConfig {

@@ -378,6 +378,7 @@ async fn unconfirmed_behaviours_switch_with_their_variants() {
         variants
             .set("colour=blue")
             .unwrap_err()
+            .to_string()
             .contains("known: null-parent")
     );
     let other = TestEnv::with(Simulator::seeded(), |c| {
