@@ -117,6 +117,9 @@ pub enum RunFailure {
 
 /// How many of a crashed plugin's last stderr lines its failure quotes.
 const LAST_WORDS_LINES: usize = 20;
+/// How much of each quoted line: a plugin writing one huge line must not
+/// make a huge failure (it is stored with the run and printed).
+const LAST_WORDS_LINE_CHARS: usize = 300;
 
 impl RunFailure {
     /// A crash with what the plugin last wrote to stderr: a Go panic, a C
@@ -131,7 +134,16 @@ impl RunFailure {
         if lines.is_empty() {
             return RunFailure::Trap(trap);
         }
-        let tail = &lines[lines.len().saturating_sub(LAST_WORDS_LINES)..];
+        let tail: Vec<String> = lines[lines.len().saturating_sub(LAST_WORDS_LINES)..]
+            .iter()
+            .map(|line| {
+                let mut quoted: String = line.chars().take(LAST_WORDS_LINE_CHARS).collect();
+                if quoted.len() < line.len() {
+                    quoted.push_str(" [...]");
+                }
+                quoted
+            })
+            .collect();
         RunFailure::Trap(format!(
             "{trap}\nthe plugin's last lines on stderr:\n  {}",
             tail.join("\n  ")
@@ -600,5 +612,27 @@ pub fn describe_run_error(err: &RunError) -> String {
         RunError::InvalidInput(m) => format!("invalid input: {m}"),
         RunError::Failed(m) => m.clone(),
         RunError::Level(e) => format!("Level call failed: {}", level::describe(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_quotes_the_last_stderr_lines_each_cut_short() {
+        let long = "x".repeat(10_000);
+        let stderr = format!("early\n{}panicked at 'boom'\n{long}\n", "line\n".repeat(30));
+        let RunFailure::Trap(text) =
+            RunFailure::Trap("wasm trap".into()).with_last_words(stderr.as_bytes())
+        else {
+            panic!("still a trap");
+        };
+        assert!(text.starts_with("wasm trap\nthe plugin's last lines on stderr:"));
+        assert!(text.contains("panicked at 'boom'") && !text.contains("early"));
+        assert!(text.contains(" [...]"));
+        assert!(text.len() < 2 * LAST_WORDS_LINES * LAST_WORDS_LINE_CHARS);
+        let other = RunFailure::Plugin("its own error".into()).with_last_words(b"noise");
+        assert_eq!(other, RunFailure::Plugin("its own error".into()));
     }
 }
