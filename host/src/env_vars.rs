@@ -30,6 +30,8 @@ impl EnvVars {
     /// Set by `levelhost build` for a project's `build.sh`: the levelhost
     /// executable, whose `wit` steps the C and Go builds use.
     pub const LEVELHOST: &'static str = "LEVELHOST";
+    /// Set (to anything but empty) to turn colour off, as no-color.org asks.
+    pub const NO_COLOR: &'static str = "NO_COLOR";
     /// Where cargo puts its builds (`levelhost demo` builds the example plugins).
     pub const CARGO_TARGET_DIR: &'static str = "CARGO_TARGET_DIR";
     /// The cargo that runs levelhost, if it does.

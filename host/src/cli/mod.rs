@@ -14,6 +14,7 @@ mod runs;
 mod serve;
 mod signal;
 mod sim;
+mod table;
 mod test;
 mod wit;
 
@@ -68,6 +69,12 @@ pub enum Command {
     Plugin(plugin::PluginArgs),
     /// Share packages through a catalog directory: add, list, search, install.
     Catalog(catalog::CatalogArgs),
+    /// Print a shell completion script: `levelhost completions bash > /etc/bash_completion.d/levelhost`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// The WIT steps of a C or Go plugin's build (bindings, componentize), used by its build.sh.
     Wit(wit::WitArgs),
     /// Make reviewers' signing keys.
@@ -119,6 +126,16 @@ impl Command {
             Command::Catalog(args) => args.execute().await,
             Command::Key(args) => args.execute().await,
             Command::Wit(args) => args.execute().await,
+            Command::Completions { shell } => {
+                use clap::CommandFactory as _;
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "levelhost",
+                    &mut std::io::stdout(),
+                );
+                Ok(ExitStatus::Success)
+            }
         }
     }
 }
@@ -172,7 +189,11 @@ pub fn init_tracing(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // Colour only on a terminal, and never when NO_COLOR is set (no-color.org).
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && EnvVars::var_os(EnvVars::NO_COLOR).is_none_or(|v| v.is_empty()),
+        )
         .without_time()
         .try_init();
 }

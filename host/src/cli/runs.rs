@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use chrono::Utc;
 
 use super::ExitStatus;
+use super::table::Table;
 use crate::config::{HostConfig, RecordPaths};
 use crate::env_vars::EnvVars;
 use std::str::FromStr as _;
@@ -29,6 +30,9 @@ pub struct RunsArgs {
     /// At most this many runs, newest first.
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
+    /// Print the runs as a JSON array of run objects (the shape `runs show` prints).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `levelhost runs show`.
@@ -54,27 +58,33 @@ impl RunsArgs {
             return Ok(ExitStatus::Success);
         }
         let runs = history.list(self.plugin.as_deref(), self.status, self.limit)?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&runs)?);
+            return Ok(ExitStatus::Success);
+        }
+        let mut table = Table::new(&[
+            "RUN", "PLUGIN", "STATUS", "STARTED", "ORIGIN", "CALLS", "WRITES", "NOTE",
+        ]);
         for r in &runs {
             let origin = match r.trigger.as_str() {
                 "schedule" => format!("schedule {}", r.planned_at.as_deref().unwrap_or("?")),
                 "event" => format!("event {}", r.event_type.as_deref().unwrap_or("?")),
                 other => other.to_owned(),
             };
-            println!(
-                "{} {:<20} {:<14} {} {:<32} calls={} writes={}{}{}",
-                r.id,
-                r.plugin,
-                r.status,
-                r.started_at,
+            let mut note = if r.dry_run { "(dry run) " } else { "" }.to_owned();
+            note.push_str(r.error.as_deref().unwrap_or_default());
+            table.row(vec![
+                r.id.clone(),
+                r.plugin.clone(),
+                r.status.clone(),
+                r.started_at.clone(),
                 origin,
-                r.api_calls,
-                r.writes,
-                if r.dry_run { " (dry run)" } else { "" },
-                r.error
-                    .as_ref()
-                    .map_or_else(String::new, |e| format!("  {e}")),
-            );
+                r.api_calls.to_string(),
+                r.writes.to_string(),
+                note,
+            ]);
         }
+        print!("{}", table.render());
         eprintln!("{} runs", runs.len());
         Ok(ExitStatus::Success)
     }
@@ -167,6 +177,20 @@ pub struct StatusArgs {
     /// The configuration file.
     #[arg(long, env = EnvVars::LEVELHOST_CONFIG, default_value = "levelhost.toml")]
     pub config: PathBuf,
+    /// Print a JSON array: per plugin `plugin`, `next_run`, `last_run`, `last_status`
+    /// (null when none) and `takes_events`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One plugin's line of `levelhost status`, and its `--json` shape.
+#[derive(Debug, serde::Serialize)]
+struct PluginStatus {
+    plugin: String,
+    next_run: Option<String>,
+    last_run: Option<String>,
+    last_status: Option<String>,
+    takes_events: bool,
 }
 
 impl StatusArgs {
@@ -174,6 +198,7 @@ impl StatusArgs {
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
         let config = HostConfig::load(&self.config)?;
         let history = History::open(&config.serve.database)?;
+        let mut statuses = Vec::new();
         for plugin in config.plugins.values() {
             let next = plugin
                 .schedules
@@ -187,22 +212,29 @@ impl StatusArgs {
                 .min();
             let last = history.list(Some(&plugin.name), None, 1)?;
             let last = last.first();
-            println!(
-                "{:<20} next {:<26} last {:<26} {}{}",
-                plugin.name,
-                next.map_or_else(
-                    || "-".to_owned(),
-                    |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                ),
-                last.map_or("-", |r| r.started_at.as_str()),
-                last.map_or("never ran", |r| r.status.as_str()),
-                if plugin.events.is_some() {
-                    "  (takes events)"
-                } else {
-                    ""
-                },
-            );
+            statuses.push(PluginStatus {
+                plugin: plugin.name.clone(),
+                next_run: next.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                last_run: last.map(|r| r.started_at.clone()),
+                last_status: last.map(|r| r.status.clone()),
+                takes_events: plugin.events.is_some(),
+            });
         }
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&statuses)?);
+            return Ok(ExitStatus::Success);
+        }
+        let mut table = Table::new(&["PLUGIN", "NEXT RUN", "LAST RUN", "LAST STATUS", "EVENTS"]);
+        for s in statuses {
+            table.row(vec![
+                s.plugin,
+                s.next_run.unwrap_or_else(|| "-".to_owned()),
+                s.last_run.unwrap_or_else(|| "-".to_owned()),
+                s.last_status.unwrap_or_else(|| "never ran".to_owned()),
+                if s.takes_events { "yes" } else { "no" }.to_owned(),
+            ]);
+        }
+        print!("{}", table.render());
         Ok(ExitStatus::Success)
     }
 }

@@ -137,3 +137,20 @@ fn demo_reports_and_tags() {
         "{stdout}"
     );
 }
+
+#[test]
+fn completions_cover_the_subcommands_in_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = levelhost().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        for subcommand in ["replay", "completions", "catalog", "componentize"] {
+            assert!(script.contains(subcommand), "{shell} lacks {subcommand}");
+        }
+    }
+    let out = levelhost()
+        .args(["completions", "cmd.exe"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -143,9 +143,20 @@ async fn dry_run_changes_nothing_and_the_real_run_makes_the_planned_changes() {
     // Issue 13, point 7: the dry run is in the history, with its plan and its logs.
     let out = setup.levelhost(&["runs", "--plugin", "tagger"]);
     let (runs, _) = text(&out);
-    let line = runs.lines().next().unwrap_or_default();
-    assert!(line.contains("(dry run)"), "{runs}");
-    let id = line.split_whitespace().next().unwrap().to_owned();
+    let mut lines = runs.lines();
+    assert!(
+        lines.next().unwrap_or_default().starts_with("RUN "),
+        "{runs}"
+    );
+    assert!(
+        lines.next().unwrap_or_default().contains("(dry run)"),
+        "{runs}"
+    );
+    let out = setup.levelhost(&["runs", "--plugin", "tagger", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
+    assert_eq!(listed[0]["dry_run"], true, "{listed}");
+    assert_eq!(listed[0]["plugin"], "tagger");
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
     let out = setup.levelhost(&["runs", "show", &id]);
     let (shown, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");

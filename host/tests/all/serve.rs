@@ -605,12 +605,28 @@ async fn runs_and_status_show_the_history() {
     );
     let out = levelhost(&["runs", "--plugin", "report", "--status", "ok"]);
     let listed = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(listed.lines().count(), 1, "{listed}");
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 2, "a header and one run: {listed}");
     assert!(
-        listed.contains("report") && listed.contains(" ok ") && listed.contains("manual"),
+        lines[0].starts_with("RUN ")
+            && lines[1].contains("report")
+            && lines[1].contains(" ok ")
+            && lines[1].contains("manual"),
         "{listed}"
     );
-    let id = listed.split_whitespace().next().unwrap();
+    // The same, for scripts.
+    let out = levelhost(&["runs", "--plugin", "report", "--status", "ok", "--json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!(
+        (&runs[0]["plugin"], &runs[0]["status"], &runs[0]["trigger"]),
+        (
+            &serde_json::json!("report"),
+            &serde_json::json!("ok"),
+            &serde_json::json!("manual")
+        )
+    );
+    let id = runs[0]["id"].as_str().unwrap();
     let out = levelhost(&["runs", "show", id]);
     let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(run["status"], "ok");
@@ -626,6 +642,21 @@ async fn runs_and_status_show_the_history() {
         "{status}"
     );
     assert!(status.contains(" ok"), "{status}");
+    assert!(status.starts_with("PLUGIN "), "{status}");
+    let out = levelhost(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["plugin"] == "report")
+        .unwrap();
+    assert_eq!(report["last_status"], "ok");
+    assert!(
+        report["next_run"].as_str().unwrap().ends_with(":00:00Z"),
+        "{report}"
+    );
+    assert_eq!(report["last_run"], runs[0]["started_at"]);
 
     let out = levelhost(&["runs", "--status", "sideways"]);
     assert_eq!(out.status.code(), Some(2));
