@@ -5,6 +5,7 @@ mod catalog;
 mod check;
 mod demo;
 mod dev;
+mod init;
 mod key;
 mod new;
 mod plugin;
@@ -43,6 +44,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Run a recorded run again, offline, and show where it differs from the recording.
     Replay(replay::ReplayArgs),
+    /// Write a commented levelhost.toml to start from.
+    Init(init::InitArgs),
     /// Check the configuration and print each plugin's effective grant in plain words.
     Check(check::CheckArgs),
     /// Show the audit log: every host call, allowed or denied, and why.
@@ -110,6 +113,7 @@ impl Command {
         match self {
             Command::Run(args) => args.execute().await,
             Command::Check(args) => args.execute().await,
+            Command::Init(args) => args.execute().await,
             Command::Replay(args) => args.execute().await,
             Command::Audit(args) => args.execute().await,
             Command::Serve(args) => args.execute().await,
