@@ -158,42 +158,35 @@ fn completions_cover_the_subcommands_in_each_shell() {
 #[test]
 fn init_writes_a_configuration_check_accepts_and_never_overwrites_one() {
     let dir = tempfile::tempdir().unwrap();
-    let out = levelhost()
-        .arg("init")
-        .current_dir(dir.path())
-        .env_remove("LEVELHOST_CONFIG")
-        .output()
-        .unwrap();
+    let in_dir = |command: &str| {
+        levelhost()
+            .arg(command)
+            .current_dir(dir.path())
+            .env_remove("LEVELHOST_CONFIG")
+            .env("LEVEL_READ_KEY", "a-read-only-key")
+            .output()
+            .unwrap()
+    };
+    let out = in_dir("init");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let written = std::fs::read_to_string(dir.path().join("levelhost.toml")).unwrap();
-    let out = levelhost()
-        .arg("check")
-        .current_dir(dir.path())
-        .env_remove("LEVELHOST_CONFIG")
-        .env("LEVEL_READ_KEY", "a-read-only-key")
-        .output()
-        .unwrap();
+    assert!(written.contains("[keys.reporting]"));
+    let out = in_dir("check");
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("0 plugins"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::write(dir.path().join("levelhost.toml"), "# mine\n").unwrap();
-    let out = levelhost()
-        .arg("init")
-        .current_dir(dir.path())
-        .env_remove("LEVELHOST_CONFIG")
-        .output()
-        .unwrap();
+    let out = in_dir("init");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("never overwritten"));
     assert_eq!(
         std::fs::read_to_string(dir.path().join("levelhost.toml")).unwrap(),
         "# mine\n"
     );
-    assert!(written.contains("[keys.reporting]"));
 }
