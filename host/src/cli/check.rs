@@ -19,6 +19,36 @@ pub struct CheckArgs {
     /// Do not ask Level to resolve group scopes.
     #[arg(long)]
     pub offline: bool,
+    /// Print the result as JSON: `{config, keys, plugins: [{name, version, description, key, digest,
+    /// package, pinned, component, vetting, grant, grant_in_words, warnings, notes}]}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One plugin as `check` reports it, and its `--json` shape.
+#[derive(Debug, serde::Serialize)]
+struct PluginCheck {
+    name: String,
+    version: String,
+    description: String,
+    key: String,
+    digest: String,
+    package: Option<PathBuf>,
+    pinned: Option<String>,
+    component: Option<PathBuf>,
+    vetting: String,
+    grant: levelhost_core::grant::Grant,
+    grant_in_words: Vec<String>,
+    warnings: Vec<String>,
+    notes: Vec<String>,
+}
+
+/// The whole report, and its `--json` shape.
+#[derive(Debug, serde::Serialize)]
+struct CheckReport {
+    config: PathBuf,
+    keys: usize,
+    plugins: Vec<PluginCheck>,
 }
 
 impl CheckArgs {
@@ -29,12 +59,11 @@ impl CheckArgs {
             .check_keys()
             .with_context(|| self.config.display().to_string())?;
         let runner = super::runner()?;
-        println!(
-            "{}: {} keys, {} plugins",
-            self.config.display(),
-            config.keys.len(),
-            config.plugins.len()
-        );
+        let mut report = CheckReport {
+            config: self.config.clone(),
+            keys: config.keys.len(),
+            plugins: Vec::new(),
+        };
         for plugin in config.plugins.values() {
             let (loaded, vetting) = crate::loader::load_installed(&runner, plugin, &config.trust)?;
             if !self.offline && plugin.grant.scopes.groups.is_some() {
@@ -48,55 +77,93 @@ impl CheckArgs {
                     });
                 }
             }
-            println!();
-            println!(
-                "{} {} ({}), key {}, component {}",
-                plugin.name,
-                plugin.manifest.version,
-                plugin.manifest.description,
-                plugin.key,
-                loaded.digest
-            );
-            match &plugin.source {
-                PluginSource::Package { dir, pinned } => println!(
-                    "  package {}, pinned to {}, {vetting}",
-                    dir.display(),
-                    pinned.as_deref().unwrap_or("no digest")
-                ),
-                PluginSource::Component(path) => {
-                    println!("  component {}, {vetting}", path.display());
-                }
-            }
-            for line in plugin.grant.describe() {
-                println!("  {line}");
-            }
-            for warning in PluginRunner::ungranted_imports(&loaded, &plugin.grant) {
-                println!("  warning: {warning}");
-            }
+            let mut warnings = PluginRunner::ungranted_imports(&loaded, &plugin.grant);
             let beyond = plugin.beyond_manifest();
             if !beyond.is_empty() {
-                println!(
-                    "  warning: the grant gives {}, which its manifest does not ask for; remove them from plugins.{}.capabilities unless you mean to widen it",
+                warnings.push(format!(
+                    "the grant gives {}, which its manifest does not ask for; remove them from plugins.{}.capabilities unless you mean to widen it",
                     levelhost_core::capability::join(&beyond),
                     plugin.name
-                );
-            }
-            if plugin.grant.scopes.groups.is_none()
-                && plugin.grant.capabilities.iter().any(|c| c.is_write())
-            {
-                println!(
-                    "  note: the grant is not limited to any group: it may change devices anywhere in the organization"
-                );
+                ));
             }
             let not_granted = plugin.not_granted();
             if !not_granted.is_empty() {
-                println!(
-                    "  warning: its manifest also asks for {}, which the grant does not give; calls that need them are denied",
+                warnings.push(format!(
+                    "its manifest also asks for {}, which the grant does not give; calls that need them are denied",
                     levelhost_core::capability::join(&not_granted)
+                ));
+            }
+            let mut notes = Vec::new();
+            if plugin.grant.scopes.groups.is_none()
+                && plugin.grant.capabilities.iter().any(|c| c.is_write())
+            {
+                notes.push(
+                    "the grant is not limited to any group: it may change devices anywhere in the organization"
+                        .to_owned(),
                 );
             }
+            let (package, pinned, component) = match &plugin.source {
+                PluginSource::Package { dir, pinned } => (Some(dir.clone()), pinned.clone(), None),
+                PluginSource::Component(path) => (None, None, Some(path.clone())),
+            };
+            report.plugins.push(PluginCheck {
+                name: plugin.name.clone(),
+                version: plugin.manifest.version.clone(),
+                description: plugin.manifest.description.clone(),
+                key: plugin.key.clone(),
+                digest: loaded.digest.clone(),
+                package,
+                pinned,
+                component,
+                vetting: vetting.to_string(),
+                grant: plugin.grant.clone(),
+                grant_in_words: plugin.grant.describe(),
+                warnings,
+                notes,
+            });
         }
-        println!("\nOK");
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            return Ok(ExitStatus::Success);
+        }
+        print_report(&report);
         Ok(ExitStatus::Success)
     }
+}
+
+/// The report in words, each plugin's grant as a person reads it.
+fn print_report(report: &CheckReport) {
+    println!(
+        "{}: {} keys, {} plugins",
+        report.config.display(),
+        report.keys,
+        report.plugins.len()
+    );
+    for plugin in &report.plugins {
+        println!();
+        println!(
+            "{} {} ({}), key {}, component {}",
+            plugin.name, plugin.version, plugin.description, plugin.key, plugin.digest
+        );
+        match (&plugin.package, &plugin.component) {
+            (Some(dir), _) => println!(
+                "  package {}, pinned to {}, {}",
+                dir.display(),
+                plugin.pinned.as_deref().unwrap_or("no digest"),
+                plugin.vetting
+            ),
+            (None, Some(path)) => println!("  component {}, {}", path.display(), plugin.vetting),
+            (None, None) => {}
+        }
+        for line in &plugin.grant_in_words {
+            println!("  {line}");
+        }
+        for warning in &plugin.warnings {
+            println!("  warning: {warning}");
+        }
+        for note in &plugin.notes {
+            println!("  note: {note}");
+        }
+    }
+    println!("\nOK");
 }

@@ -116,6 +116,41 @@ async fn check_prints_each_grant_in_plain_words() {
     );
     assert!(stdout.contains("cannot delete anything"), "{stdout}");
     assert!(!stdout.contains(CANARY) && !stderr.contains(CANARY));
+
+    // The same for scripts.
+    let out = setup.levelhost(&["check", "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stdout.contains(CANARY));
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["keys"], 2);
+    let tagger = report["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "tagger")
+        .unwrap();
+    assert_eq!(tagger["key"], "rw");
+    assert_eq!(
+        tagger["grant"]["capabilities"],
+        serde_json::json!(["devices:read", "tags:read", "tags:write"])
+    );
+    assert_eq!(
+        tagger["grant"]["scopes"]["groups"],
+        serde_json::json!(["Acme Corp"])
+    );
+    assert!(tagger["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        tagger["grant_in_words"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l
+                .as_str()
+                .unwrap()
+                .contains("\"Acme Corp\" and its subgroups")),
+        "{tagger}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
