@@ -33,11 +33,17 @@ pub enum CatalogCommand {
         /// Name the signers as the config's [trust] knows them.
         #[arg(long, env = EnvVars::LEVELHOST_CONFIG)]
         config: Option<PathBuf>,
+        /// Print a JSON array of `{name, version, digest, description, vetting}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Find packages whose name or description contains TERM.
     Search {
         /// The text to look for (any case).
         term: String,
+        /// Print a JSON array of `{name, version, digest, description, vetting}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Install NAME (its newest version) or NAME@VERSION from the catalog, pinned by digest.
     Install {
@@ -68,27 +74,27 @@ impl CatalogArgs {
                 );
                 Ok(ExitStatus::Success)
             }
-            CatalogCommand::List { config } => {
+            CatalogCommand::List { config, json } => {
                 let trust = match config.filter(|c| c.exists()) {
                     Some(path) => Some(HostConfig::load(&path)?.trust),
                     None => None,
                 };
                 let listing = catalog.list()?;
-                if listing.entries.is_empty() {
+                if listing.entries.is_empty() && !json {
                     println!("no packages in {}", catalog.dir.display());
                 }
-                print_entries(&listing.entries, trust.as_ref());
+                print_entries(&listing.entries, trust.as_ref(), json)?;
                 for broken in &listing.broken {
                     eprintln!("warning: skipped {}", levelhost_core::Chain(broken));
                 }
                 Ok(ExitStatus::Success)
             }
-            CatalogCommand::Search { term } => {
+            CatalogCommand::Search { term, json } => {
                 let found = catalog.search(&term)?;
-                if found.is_empty() {
+                if found.is_empty() && !json {
                     println!("nothing in {} matches {term:?}", catalog.dir.display());
                 }
-                print_entries(&found, None);
+                print_entries(&found, None, json)?;
                 Ok(ExitStatus::Success)
             }
             CatalogCommand::Install { spec, target } => {
@@ -99,26 +105,57 @@ impl CatalogArgs {
     }
 }
 
-fn print_entries(entries: &[CatalogEntry], trust: Option<&levelhost_packages::trust::TrustPolicy>) {
-    for entry in entries {
-        let p = &entry.package;
-        let short = p.digest.get(..19).unwrap_or(&p.digest);
-        let vetting = match trust.map(|t| t.verify(p)) {
-            Some(Ok(v)) => v.to_string(),
-            Some(Err(e)) => format!("not vetted: {e}"),
-            None if p.signatures.is_empty() => "unsigned".to_owned(),
-            None => format!(
-                "signed by key {}",
-                p.signatures
-                    .iter()
-                    .map(|(_, s)| s.key.id())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
+/// One catalog entry as `list` and `search` report it, and its `--json` shape.
+#[derive(Debug, serde::Serialize)]
+struct EntryLine<'a> {
+    name: &'a str,
+    version: &'a str,
+    digest: &'a str,
+    description: &'a str,
+    vetting: String,
+}
+
+fn print_entries(
+    entries: &[CatalogEntry],
+    trust: Option<&levelhost_packages::trust::TrustPolicy>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let lines: Vec<EntryLine<'_>> = entries
+        .iter()
+        .map(|entry| {
+            let p = &entry.package;
+            let vetting = match trust.map(|t| t.verify(p)) {
+                Some(Ok(v)) => v.to_string(),
+                Some(Err(e)) => format!("not vetted: {e}"),
+                None if p.signatures.is_empty() => "unsigned".to_owned(),
+                None => format!(
+                    "signed by key {}",
+                    p.signatures
+                        .iter()
+                        .map(|(_, s)| s.key.id())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            EntryLine {
+                name: &p.manifest.name,
+                version: &p.manifest.version,
+                digest: &p.digest,
+                description: &p.manifest.description,
+                vetting,
+            }
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&lines)?);
+        return Ok(());
+    }
+    for line in &lines {
+        let short = line.digest.get(..19).unwrap_or(line.digest);
         println!(
-            "{} {} {short}  {}  [{vetting}]",
-            p.manifest.name, p.manifest.version, p.manifest.description
+            "{} {} {short}  {}  [{}]",
+            line.name, line.version, line.description, line.vetting
         );
     }
+    Ok(())
 }

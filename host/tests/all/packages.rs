@@ -639,6 +639,26 @@ async fn a_catalog_lists_searches_and_installs_pinned_packages() {
     assert_eq!(lines.len(), 2, "{stdout}");
     assert!(lines[0].starts_with("device-janitor 1.0.0") && lines[0].contains("not vetted"));
     assert!(lines[1].starts_with("device-janitor 1.1.0") && lines[1].contains("signed by alice"));
+    let (stdout, _) = ok(
+        d,
+        &["catalog", "list", "--config", "levelhost.toml", "--json"],
+    );
+    let listed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(
+        (&listed[1]["name"], &listed[1]["version"]),
+        (
+            &serde_json::json!("device-janitor"),
+            &serde_json::json!("1.1.0")
+        )
+    );
+    assert!(
+        listed[1]["vetting"]
+            .as_str()
+            .unwrap()
+            .contains("signed by alice")
+    );
+    assert!(listed[1]["digest"].as_str().unwrap().starts_with("sha256:"));
     // A broken entry (a half-copied package) is reported and skipped, not fatal.
     std::fs::create_dir_all(d.join("catalog/device-janitor/9.9.9")).unwrap();
     let (stdout, stderr) = ok(d, &["catalog", "list"]);
@@ -652,6 +672,8 @@ async fn a_catalog_lists_searches_and_installs_pinned_packages() {
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
     let (stdout, _) = ok(d, &["catalog", "search", "printer"]);
     assert!(stdout.contains("nothing"), "{stdout}");
+    let (stdout, _) = ok(d, &["catalog", "search", "printer", "--json"]);
+    assert_eq!(stdout.trim(), "[]");
 
     // The unsigned version is refused; the newest (signed) one installs, pinned.
     let stderr = fails(d, &["catalog", "install", "device-janitor@1.0.0"]);
