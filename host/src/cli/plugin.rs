@@ -86,6 +86,15 @@ pub enum PluginCommand {
         #[arg(long)]
         insecure: bool,
     },
+    /// List the plugins the config installs: name, version, where from, key, capabilities.
+    List {
+        /// The configuration.
+        #[arg(long, env = EnvVars::LEVELHOST_CONFIG, default_value = "levelhost.toml")]
+        config: PathBuf,
+        /// Print a JSON array of `{name, version, package, pinned, component, key, capabilities, scoped}`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove stored packages no plugin in the config uses (versions left by upgrades).
     Prune {
         /// The configuration.
@@ -222,6 +231,7 @@ impl PluginArgs {
                 );
                 Ok(ExitStatus::Success)
             }
+            PluginCommand::List { config, json } => list(&config, json),
             PluginCommand::Prune { config } => {
                 let removed = prune(&config)?;
                 if removed.is_empty() {
@@ -270,6 +280,71 @@ fn pack(
         out.display()
     );
     println!("digest {}", pkg.digest);
+    Ok(ExitStatus::Success)
+}
+
+/// One installed plugin as `plugin list` reports it, and its `--json` shape.
+#[derive(Debug, serde::Serialize)]
+struct Installed {
+    name: String,
+    version: String,
+    package: Option<PathBuf>,
+    pinned: Option<String>,
+    component: Option<PathBuf>,
+    key: String,
+    capabilities: levelhost_core::capability::CapabilitySet,
+    /// Whether any scope narrows the grant.
+    scoped: bool,
+}
+
+fn list(config: &Path, json: bool) -> anyhow::Result<ExitStatus> {
+    let config = HostConfig::load(config)?;
+    let installed: Vec<Installed> = config
+        .plugins
+        .values()
+        .map(|p| {
+            let (package, pinned, component) = match &p.source {
+                PluginSource::Package { dir, pinned } => (Some(dir.clone()), pinned.clone(), None),
+                PluginSource::Component(path) => (None, None, Some(path.clone())),
+            };
+            let scopes = &p.grant.scopes;
+            Installed {
+                name: p.name.clone(),
+                version: p.manifest.version.clone(),
+                package,
+                pinned,
+                component,
+                key: p.key.clone(),
+                capabilities: p.grant.capabilities.clone(),
+                scoped: scopes.groups.is_some()
+                    || scopes.tags.is_some()
+                    || scopes.custom_fields.is_some()
+                    || scopes.automations.is_some(),
+            }
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&installed)?);
+        return Ok(ExitStatus::Success);
+    }
+    let mut table =
+        super::table::Table::new(&["PLUGIN", "VERSION", "KEY", "SCOPED", "FROM", "CAPABILITIES"]);
+    for p in &installed {
+        let from = match (&p.package, &p.component) {
+            (Some(dir), _) => dir.display().to_string(),
+            (None, Some(path)) => format!("{} (unsigned)", path.display()),
+            (None, None) => String::new(),
+        };
+        table.row(vec![
+            p.name.clone(),
+            p.version.clone(),
+            p.key.clone(),
+            if p.scoped { "yes" } else { "no" }.to_owned(),
+            from,
+            join(&p.capabilities),
+        ]);
+    }
+    print!("{}", table.render());
     Ok(ExitStatus::Success)
 }
 

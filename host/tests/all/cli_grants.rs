@@ -151,6 +151,36 @@ async fn check_prints_each_grant_in_plain_words() {
                 .contains("\"Acme Corp\" and its subgroups")),
         "{tagger}"
     );
+
+    // `plugin list` names what is installed, for people and for scripts.
+    let out = setup.levelhost(&["plugin", "list"]);
+    let (table, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("PLUGIN ") && lines.len() == 3,
+        "{table}"
+    );
+    let out = setup.levelhost(&["plugin", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
+    let tagger = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "tagger")
+        .unwrap();
+    assert_eq!(
+        (&tagger["key"], &tagger["scoped"], &tagger["package"]),
+        (
+            &serde_json::json!("rw"),
+            &serde_json::json!(true),
+            &serde_json::Value::Null
+        )
+    );
+    assert_eq!(
+        tagger["capabilities"],
+        serde_json::json!(["devices:read", "tags:read", "tags:write"])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
