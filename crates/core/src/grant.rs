@@ -143,6 +143,15 @@ impl Grant {
         }
     }
 
+    /// Exactly `capabilities`, no scope, default limits: the least-privilege
+    /// grant a plugin's manifest asks for, as `run --sim` and `levelhost test` give it.
+    pub fn exactly(plugin: &str, capabilities: CapabilitySet) -> Self {
+        Self {
+            capabilities,
+            ..Self::unrestricted(plugin)
+        }
+    }
+
     /// The grant in plain words, one line per resource.
     pub fn describe(&self) -> Vec<String> {
         let mut lines = Vec::new();

@@ -174,10 +174,7 @@ pub async fn run_case(
     let sim = crate::start_simulator_with(tenant, case.variants).await?;
     let client = crate::client_of(&sim)?;
     let request = RunRequest {
-        grant: Grant {
-            capabilities: manifest.capabilities.clone(),
-            ..Grant::unrestricted(&plugin.name)
-        },
+        grant: Grant::exactly(&plugin.name, manifest.capabilities.clone()),
         dry_run: case.dry_run,
         ..RunRequest::manual(input.to_string())
     };

@@ -338,8 +338,12 @@ impl BuildArgs {
         // component imports what its grant will cover (toolchains that bind
         // every import of their world, such as jco, componentize-py and
         // wit-bindgen go, otherwise import all of `level:api`).
+        // plugin.toml is read once: checked before the build, and packed with
+        // the component after it.
+        let manifest_path = self.dir.join("plugin.toml");
+        let source = levelhost_core::location::Source::read(&manifest_path)?;
         let manifest =
-            levelhost_core::manifest::PluginManifest::load(&self.dir.join("plugin.toml"))?;
+            levelhost_core::manifest::PluginManifest::parse(&manifest_path, &source.text)?;
         let wit = narrowed_wit(&self.dir, &manifest.capabilities)?;
         let levelhost = std::env::current_exe().context("cannot find the levelhost executable")?;
         let status = Command::new("bash")
@@ -358,9 +362,6 @@ impl BuildArgs {
         };
         // Check the component as `plugin pack` and an operator's `check` will,
         // so a mismatch with plugin.toml is found now, by the author.
-        let manifest_path = self.dir.join("plugin.toml");
-        let text = std::fs::read_to_string(&manifest_path)
-            .with_context(|| format!("cannot read {}", manifest_path.display()))?;
         eprintln!(
             "checking {} ({:.1} MB) against plugin.toml; compiling it for this machine{}",
             wasm.display(),
@@ -372,8 +373,12 @@ impl BuildArgs {
             }
         );
         let started = std::time::Instant::now();
-        let pkg =
-            levelhost_packages::package::Package::from_parts(bytes, text, None, &manifest_path)?;
+        let pkg = levelhost_packages::package::Package::from_parts(
+            bytes,
+            source.text,
+            None,
+            &manifest_path,
+        )?;
         for warning in super::plugin::check_against_manifest(&pkg, &wasm, &manifest_path)? {
             eprintln!("warning: {warning}");
         }

@@ -238,10 +238,7 @@ pub(crate) fn grant_beside(
             manifest_path.display(),
             capability::join(&manifest.capabilities)
         );
-        Grant {
-            capabilities: manifest.capabilities,
-            ..Grant::unrestricted(&plugin.name)
-        }
+        Grant::exactly(&plugin.name, manifest.capabilities)
     } else {
         eprintln!(
             "no plugin.toml beside {}: running with every capability",

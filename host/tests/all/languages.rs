@@ -108,10 +108,7 @@ fn new_build_run(lang: &str) -> (tempfile::TempDir, PathBuf) {
         level.iter().all(|i| i.starts_with("level:api/devices@")),
         "{lang} imports {level:?}"
     );
-    let grant = levelhost_core::grant::Grant {
-        capabilities: manifest.capabilities.clone(),
-        ..levelhost_core::grant::Grant::unrestricted(&name)
-    };
+    let grant = levelhost_core::grant::Grant::exactly(&name, manifest.capabilities.clone());
     let (report, _) = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(levelhost_testing::run_on_simulator(
