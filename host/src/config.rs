@@ -13,6 +13,7 @@ use levelhost_core::capability::{Capability, CapabilitySet};
 use levelhost_core::grant::{Grant, Limits, Scopes};
 use levelhost_core::location::{FileError, Source};
 use levelhost_core::manifest::PluginManifest;
+use levelhost_core::plan::ApprovalPolicy;
 pub use levelhost_packages::installed::PluginSource;
 use levelhost_packages::trust::{PublicKey, TrustPolicy};
 pub use levelhost_serve::{CatchUp, Overlap, Schedule};
@@ -170,6 +171,8 @@ struct RawPlugin {
     schedules: Vec<RawSchedule>,
     #[serde(default)]
     events: Option<RawEvents>,
+    #[serde(default)]
+    approval: Option<ApprovalPolicy>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -283,6 +286,8 @@ pub struct PluginConfig {
     pub schedules: Vec<Schedule>,
     /// Its Level events, if it takes them.
     pub events: Option<EventConfig>,
+    /// When its plans wait for a person (`[plugins.NAME.approval]`).
+    pub approval: Option<ApprovalPolicy>,
 }
 
 impl PluginConfig {
@@ -524,6 +529,19 @@ impl HostConfig {
                     types: ev.types,
                 }),
             };
+            if let Some(policy) = &raw_plugin.approval
+                && policy.ttl_secs == 0
+            {
+                let at = key_span(
+                    &source.text,
+                    &["plugins", name.as_str(), "approval", "ttl_secs"],
+                )
+                .unwrap_or_else(|| plugin_span.clone());
+                return Err(source.error(
+                    Some(at),
+                    format!("plugin {name}: approval: ttl_secs must be at least 1"),
+                ));
+            }
             let grant = Grant {
                 plugin: name.clone(),
                 capabilities,
@@ -543,6 +561,7 @@ impl HostConfig {
                     group_locations,
                     schedules,
                     events,
+                    approval: raw_plugin.approval,
                 },
             );
         }

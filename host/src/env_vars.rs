@@ -34,6 +34,8 @@ impl EnvVars {
     pub const NO_COLOR: &'static str = "NO_COLOR";
     /// Where cargo puts its builds (`levelhost demo` builds the example plugins).
     pub const CARGO_TARGET_DIR: &'static str = "CARGO_TARGET_DIR";
+    /// Who is running levelhost: recorded as who approved or rejected a plan, unless `--by` says.
+    pub const USER: &'static str = "USER";
     /// The cargo that runs levelhost, if it does.
     pub const CARGO: &'static str = "CARGO";
 

@@ -131,6 +131,7 @@ pub async fn serve(config: HostConfig, runner: Option<PluginRunner>) -> Result<H
             input: plugin.input.clone(),
             schedules: plugin.schedules.clone(),
             events,
+            approval: plugin.approval.clone(),
         });
     }
     let options = ServeOptions {

@@ -176,7 +176,7 @@ impl<'de> serde::Deserialize<'de> for Capability {
 pub type CapabilitySet = BTreeSet<Capability>;
 
 /// Every Level operation a plugin can call, one per `level:api` function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[expect(
     missing_docs,
@@ -247,6 +247,11 @@ impl Operation {
     /// Whether the operation changes Level.
     pub fn is_write(self) -> bool {
         self.capability().is_write()
+    }
+
+    /// Whether the operation deletes something (a `delete` capability).
+    pub fn is_delete(self) -> bool {
+        self.capability().verb == Verb::Delete
     }
 
     /// The WIT function name, such as `list-devices`.

@@ -2,13 +2,16 @@
 //! ahead. Every `level:api` host function asks it before doing anything,
 //! and again once the call's targets are known. It checks, in order: the
 //! capability, the size of the data passed in, the resource scopes, and the
-//! run's budgets (API calls, writes, devices changed). Nothing else in
-//! levelhost grants or refuses.
+//! run's budgets (API calls, writes, devices changed). A run applying an
+//! approved plan is asked a last question before each write leaves: is this
+//! write in the plan ([`Gate::check_planned`])? Nothing else in levelhost
+//! grants or refuses.
 
 use std::collections::HashSet;
 
 use crate::capability::{Capability, Operation};
 use crate::grant::{Grant, Limits, ResolvedScopes};
+use crate::plan::{ApprovedPlan, PlanEntry};
 
 /// What a call touches, as far as the host knows it: its direct targets and
 /// the objects its effect reaches indirectly (the devices carrying a deleted
@@ -88,6 +91,7 @@ pub struct Gate {
     api_calls: u64,
     writes: u64,
     devices_changed: HashSet<String>,
+    plan: Option<ApprovedPlan>,
 }
 
 impl Gate {
@@ -99,6 +103,7 @@ impl Gate {
             api_calls: 0,
             writes: 0,
             devices_changed: HashSet::new(),
+            plan: None,
         }
     }
 
@@ -257,6 +262,45 @@ impl Gate {
         self.writes += 1;
         self.devices_changed = changed;
         Ok(())
+    }
+
+    /// Holds the run to an approved plan: from now on a write the plan
+    /// does not hold is denied.
+    pub fn hold_to(&mut self, plan: ApprovedPlan) {
+        self.plan = Some(plan);
+    }
+
+    /// The last check of a write in a run holding an approved plan, just
+    /// before it is sent: is it one of the plan's writes? Uses that write up.
+    pub fn check_planned(
+        &mut self,
+        op: Operation,
+        targets: &[String],
+        request: &serde_json::Value,
+    ) -> Result<(), Refusal> {
+        let Some(plan) = &mut self.plan else {
+            return Ok(());
+        };
+        plan.admit(op, targets, request)
+            .map_err(|why| Refusal::Denied {
+                capability: op.capability().to_string(),
+                reason: format!("not in the approved plan: {why}"),
+            })
+    }
+
+    /// The real run created an object the plan named `planned`; Level gave it `real`.
+    pub fn note_created(&mut self, planned: &str, real: &str) {
+        if let Some(plan) = &mut self.plan {
+            plan.created(planned, real);
+        }
+    }
+
+    /// For a run holding an approved plan: why each write outside it was
+    /// denied, and the planned writes it did not make.
+    pub fn plan_outcome(&self) -> Option<(Vec<String>, Vec<PlanEntry>)> {
+        self.plan
+            .as_ref()
+            .map(|p| (p.divergence().to_vec(), p.unapplied()))
     }
 
     /// Distinct devices changed so far.

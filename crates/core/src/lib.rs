@@ -5,6 +5,7 @@
 //! - [`grant`]: what an operator gives a plugin: capabilities, scopes and limits;
 //! - [`gate::Gate`]: the one place that decides every call a plugin makes;
 //! - [`manifest`]: reading `plugin.toml`;
+//! - [`plan`]: dry-run plans, approval policies, and approved plans the gate holds a run to;
 //! - [`location`]: errors that name a file, line and column;
 //! - [`audit`]: the record written for every host call.
 
@@ -14,6 +15,7 @@ pub mod gate;
 pub mod grant;
 pub mod location;
 pub mod manifest;
+pub mod plan;
 
 use sha2::{Digest, Sha256};
 

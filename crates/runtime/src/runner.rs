@@ -64,6 +64,8 @@ pub struct RunRequest {
     /// The guest's clocks and random numbers, recorded or replayed; the real
     /// ones when `None`.
     pub tape: Option<crate::tape::Tape>,
+    /// An approved plan the run is held to: a write it does not hold is denied.
+    pub approved: Option<Vec<PlanEntry>>,
 }
 
 impl RunRequest {
@@ -79,6 +81,7 @@ impl RunRequest {
             audit: None,
             echo_logs: false,
             tape: None,
+            approved: None,
         }
     }
 }
@@ -174,6 +177,13 @@ pub struct RunReport {
     pub writes: u64,
     /// The writes a dry run planned.
     pub plan: Vec<PlanEntry>,
+    /// Distinct devices changed (or planned to be, in a dry run).
+    pub devices_changed: u64,
+    /// For a run held to an approved plan: why each write outside the plan
+    /// was denied. Not empty means the run diverged from its plan.
+    pub divergence: Vec<String>,
+    /// For a run held to an approved plan: the planned writes it did not make.
+    pub unapplied: Vec<PlanEntry>,
     /// Every host call, as audited.
     pub audit: Vec<AuditRecord>,
     /// Wall-clock duration.
@@ -406,6 +416,7 @@ impl PluginRunner {
             tokio::task::spawn_blocking(move || audit.sync()).await??;
         }
         let level = &mut store.data_mut().level;
+        let outcome_of_plan = level.gate.plan_outcome().unwrap_or_default();
         Ok(RunReport {
             run_id: request.run_id,
             plugin: plugin.name.clone(),
@@ -417,6 +428,9 @@ impl PluginRunner {
             api_calls: level.gate.api_calls(),
             writes: level.gate.writes(),
             plan: level.take_plan(),
+            devices_changed: level.gate.devices_changed(),
+            divergence: outcome_of_plan.0,
+            unapplied: outcome_of_plan.1,
             audit: std::mem::take(&mut level.audit_records),
             duration: started.elapsed(),
         })
@@ -457,7 +471,10 @@ impl PluginRunner {
             max_bytes: log_bytes,
             ..LogSink::default()
         };
-        let gate = Gate::new(request.grant.clone(), scopes);
+        let mut gate = Gate::new(request.grant.clone(), scopes);
+        if let Some(plan) = &request.approved {
+            gate.hold_to(levelhost_core::plan::ApprovedPlan::new(plan.clone()));
+        }
         let state = HostState {
             wasi,
             table: ResourceTable::new(),

@@ -8,6 +8,14 @@
 //! every run it has claimed and not yet recorded, so shutdown can record
 //! the ones it cuts off. History calls run on tokio's blocking pool, never
 //! on an async worker.
+//!
+//! A plugin with an approval policy runs in two steps under the same run
+//! id: first as a dry run, whose plan is checked against the policy; a plan
+//! within it is applied at once, one over it is recorded as
+//! `awaiting-approval` and applied only once a person approves it
+//! ([`Executor::claim_approved`]). Either way the real run is held to the
+//! plan by the gate: a write the plan does not hold is denied, and the run
+//! ends `diverged`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,8 +25,9 @@ use levelhost_runtime::audit::{AuditError, AuditLog, AuditRecord};
 use levelhost_runtime::error::HostError;
 use levelhost_runtime::runner::{PluginRunner, RunReport, RunRequest, Trigger, new_run_id};
 
-use crate::history::{Claim, History, HistoryError, RunStatus};
+use crate::history::{Claim, History, HistoryError, RunRow, RunStatus};
 use crate::plugin::ServedPlugin;
+use levelhost_runtime::level::PlanEntry;
 
 /// What started a run: the one description of it, for the history and for the plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +81,28 @@ pub struct Claimed {
     /// The run's id.
     pub id: String,
     origin: Origin,
+    /// For an approved run: the plan it is held to, and its recorded input.
+    approved: Option<(Vec<PlanEntry>, serde_json::Value)>,
+}
+
+/// How a run ended, as recorded.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// What the run produced (for a plan that waits: the dry run's).
+    pub report: RunReport,
+    /// Its status in the history.
+    pub status: RunStatus,
+    /// For a plan over its plugin's approval policy: why it waits, and until when.
+    pub waiting: Option<Waiting>,
+}
+
+/// A plan waiting for a person.
+#[derive(Debug, Clone)]
+pub struct Waiting {
+    /// Which limits of the policy it is over.
+    pub needed: Vec<String>,
+    /// When it expires unapproved.
+    pub expires_at: String,
 }
 
 /// Why a run could not be claimed, run or recorded.
@@ -89,6 +120,14 @@ pub enum ExecuteError {
     /// A history call's blocking task ended without an answer.
     #[error("the history task stopped")]
     Task(#[from] tokio::task::JoinError),
+    /// An approved run cannot be applied as approved.
+    #[error("run {run}: {why}")]
+    Approval {
+        /// The run.
+        run: String,
+        /// Why.
+        why: String,
+    },
 }
 
 /// A claimed run, as the audit names it.
@@ -194,7 +233,65 @@ impl Executor {
                 started: std::time::Instant::now(),
             },
         );
-        Ok(Some(Claimed { id, origin }))
+        Ok(Some(Claimed {
+            id,
+            origin,
+            approved: None,
+        }))
+    }
+
+    /// Takes an approved run of `plugin` to apply it (see
+    /// [`History::start_approved`]): `None` when it is not approved, or
+    /// another host or command took it first. An approved plan made by
+    /// another version of the plugin is not applied: the run fails, saying so.
+    pub async fn claim_approved(
+        &self,
+        plugin: &ServedPlugin,
+        run: &str,
+    ) -> Result<Option<Claimed>, ExecuteError> {
+        let id = run.to_owned();
+        let Some(Some(row)) = self.with_history(move |h| h.start_approved(&id)).await? else {
+            return Ok(None);
+        };
+        self.lock_open().insert(
+            row.id.clone(),
+            OpenRun {
+                plugin: plugin.name.clone(),
+                version: plugin.version.clone(),
+                digest: plugin.plugin.digest.clone(),
+                started: std::time::Instant::now(),
+            },
+        );
+        let refuse = |why: String| ExecuteError::Approval {
+            run: row.id.clone(),
+            why,
+        };
+        let checked = if row.plugin != plugin.name {
+            Err(refuse(format!(
+                "it is a run of {}, not {}",
+                row.plugin, plugin.name
+            )))
+        } else if row.digest != plugin.plugin.digest {
+            Err(refuse(format!(
+                "{} changed since the plan was made ({} then, {} now); nothing was applied: run it again for a new plan",
+                plugin.name, row.digest, plugin.plugin.digest
+            )))
+        } else {
+            approved_plan(&row).map_err(refuse)
+        };
+        match checked {
+            Ok((plan, input)) => Ok(Some(Claimed {
+                id: row.id.clone(),
+                origin: Origin::of(&row),
+                approved: Some((plan, input)),
+            })),
+            Err(e) => {
+                let (run, error) = (row.id.clone(), e.to_string());
+                self.with_history(move |h| h.fail(&run, &error)).await?;
+                self.lock_open().remove(&row.id);
+                Err(e)
+            }
+        }
     }
 
     /// Records a planned run that was not started, and why.
@@ -212,47 +309,189 @@ impl Executor {
 
     /// Runs a claimed run of `plugin` with `input` and records how it ended.
     /// A run that could not start is recorded as failed and returned as the error.
+    ///
+    /// A plugin with an approval policy (and not asked for a dry run) runs
+    /// as a dry run first: a plan over the policy is recorded as
+    /// `awaiting-approval` and returned as [`Finished::waiting`]; one within
+    /// it is applied at once, held to the plan. An approved run (from
+    /// [`Executor::claim_approved`]) runs held to its plan with its recorded
+    /// input; `input` is not used.
     pub async fn run(
         &self,
         plugin: &ServedPlugin,
         claimed: Claimed,
         input: &serde_json::Value,
         options: RunOptions,
-    ) -> Result<RunReport, ExecuteError> {
+    ) -> Result<Finished, ExecuteError> {
         let id = claimed.id.clone();
+        let result = self.run_steps(plugin, &claimed, input, options).await;
+        self.lock_open().remove(&id);
+        result
+    }
+
+    async fn run_steps(
+        &self,
+        plugin: &ServedPlugin,
+        claimed: &Claimed,
+        input: &serde_json::Value,
+        options: RunOptions,
+    ) -> Result<Finished, ExecuteError> {
+        if let Some((plan, input)) = &claimed.approved {
+            return self
+                .run_once(plugin, claimed, input, options, Some(plan.clone()))
+                .await;
+        }
+        let Some(policy) = plugin.approval.as_ref().filter(|_| !options.dry_run) else {
+            return self.run_once(plugin, claimed, input, options, None).await;
+        };
+        // The plan: a dry run under the same run id, not recorded as finished.
+        let planning = RunOptions {
+            dry_run: true,
+            ..options.clone()
+        };
+        let report = match self.start(plugin, claimed, input, &planning, None).await {
+            Ok(report) => report,
+            Err(e) => return Err(self.record_start_failure(plugin, &claimed.id, e).await),
+        };
+        if report.outcome.is_err() {
+            // It failed while planning: that is how the run ended.
+            return self.record(plugin, &claimed.id, report, true, None).await;
+        }
+        let needed = policy.reasons(&report.plan, report.devices_changed);
+        if needed.is_empty() {
+            tracing::info!(plugin = %plugin.name, run = %claimed.id, writes = report.plan.len(), "the plan is within the approval policy; applying it");
+            let plan = report.plan;
+            return self
+                .run_once(plugin, claimed, input, options, Some(plan))
+                .await;
+        }
+        let expires_at =
+            level_api::clock::timestamp(time::OffsetDateTime::now_utc() + policy.ttl());
+        tracing::warn!(plugin = %plugin.name, run = %claimed.id, "the plan waits for approval: {}", needed.join("; "));
+        let (run, saved, input, why, until) = (
+            claimed.id.clone(),
+            report.clone(),
+            input.clone(),
+            needed.clone(),
+            expires_at.clone(),
+        );
+        self.with_history(move |h| h.await_approval(&run, &saved, &input, &why, &until))
+            .await?;
+        Ok(Finished {
+            report,
+            status: RunStatus::AwaitingApproval,
+            waiting: Some(Waiting { needed, expires_at }),
+        })
+    }
+
+    /// One run, recorded: the plan it is held to, if any, is kept with it.
+    async fn run_once(
+        &self,
+        plugin: &ServedPlugin,
+        claimed: &Claimed,
+        input: &serde_json::Value,
+        options: RunOptions,
+        held_to: Option<Vec<PlanEntry>>,
+    ) -> Result<Finished, ExecuteError> {
+        let dry_run = options.dry_run;
+        match self
+            .start(plugin, claimed, input, &options, held_to.clone())
+            .await
+        {
+            Ok(report) => {
+                let plan = if dry_run {
+                    Some(report.plan.clone())
+                } else {
+                    held_to
+                };
+                self.record(plugin, &claimed.id, report, dry_run, plan)
+                    .await
+            }
+            Err(e) => Err(self.record_start_failure(plugin, &claimed.id, e).await),
+        }
+    }
+
+    async fn start(
+        &self,
+        plugin: &ServedPlugin,
+        claimed: &Claimed,
+        input: &serde_json::Value,
+        options: &RunOptions,
+        held_to: Option<Vec<PlanEntry>>,
+    ) -> Result<RunReport, HostError> {
         let request = RunRequest {
             input: input.to_string(),
             trigger: claimed.origin.trigger(),
-            run_id: id.clone(),
+            run_id: claimed.id.clone(),
             grant: plugin.grant.clone(),
             version: plugin.version.clone(),
             dry_run: options.dry_run,
             audit: self.audit.clone(),
             echo_logs: options.echo_logs,
-            tape: options.tape,
+            tape: options.tape.clone(),
+            approved: held_to,
         };
-        let result = self
-            .runner
+        self.runner
             .run(&plugin.plugin, plugin.client.clone(), request)
-            .await;
-        let recorded = match &result {
-            Ok(report) => {
-                let status = RunStatus::of(report);
-                tracing::info!(plugin = %plugin.name, run = %id, status = status.as_str(), calls = report.api_calls, "run finished");
-                let (run, report) = (id.clone(), report.clone());
-                let dry_run = options.dry_run;
-                self.with_history(move |h| h.finish(&run, &report, dry_run))
-                    .await
-            }
-            Err(e) => {
-                tracing::warn!(plugin = %plugin.name, run = %id, "run could not start: {}", Chain(e));
-                let (run, error) = (id.clone(), Chain(e).to_string());
-                self.with_history(move |h| h.fail(&run, &error)).await
-            }
+            .await
+    }
+
+    async fn record(
+        &self,
+        plugin: &ServedPlugin,
+        id: &str,
+        report: RunReport,
+        dry_run: bool,
+        plan: Option<Vec<PlanEntry>>,
+    ) -> Result<Finished, ExecuteError> {
+        let status = RunStatus::of(&report);
+        tracing::info!(plugin = %plugin.name, run = %id, status = status.as_str(), calls = report.api_calls, "run finished");
+        if status == RunStatus::Diverged {
+            tracing::warn!(plugin = %plugin.name, run = %id, "the run diverged from its approved plan: {}", report.divergence.join("; "));
+        }
+        let (run, saved) = (id.to_owned(), report.clone());
+        self.with_history(move |h| h.finish(&run, &saved, dry_run, plan.as_deref()))
+            .await?;
+        Ok(Finished {
+            report,
+            status,
+            waiting: None,
+        })
+    }
+
+    async fn record_start_failure(
+        &self,
+        plugin: &ServedPlugin,
+        id: &str,
+        e: HostError,
+    ) -> ExecuteError {
+        tracing::warn!(plugin = %plugin.name, run = %id, "run could not start: {}", Chain(&e));
+        let (run, error) = (id.to_owned(), Chain(&e).to_string());
+        match self.with_history(move |h| h.fail(&run, &error)).await {
+            Ok(_) => e.into(),
+            Err(recording) => recording,
+        }
+    }
+
+    /// Marks waiting plans past their expiry as expired, each with an audit
+    /// record; returns how many.
+    pub async fn expire_overdue(&self) -> Result<usize, ExecuteError> {
+        let Some(expired) = self.with_history(History::expire_overdue).await? else {
+            return Ok(0);
         };
-        self.lock_open().remove(&id);
-        recorded?;
-        Ok(result?)
+        if let Some(audit) = &self.audit {
+            for (run, plugin) in &expired {
+                audit.append(&crate::approvals::decision_record(
+                    run,
+                    plugin,
+                    "expire",
+                    "the plan was not approved in time; nothing was applied".to_owned(),
+                ))?;
+            }
+            let audit = audit.clone();
+            tokio::task::spawn_blocking(move || audit.sync()).await??;
+        }
+        Ok(expired.len())
     }
 
     /// Records every claimed run not yet recorded as interrupted (call it
@@ -288,6 +527,39 @@ impl Executor {
         self.open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The plan and input an approved run is applied with.
+fn approved_plan(row: &RunRow) -> Result<(Vec<PlanEntry>, serde_json::Value), String> {
+    let plan = row.plan.clone().ok_or("the history holds no plan for it")?;
+    let plan: Vec<PlanEntry> = serde_json::from_value(plan)
+        .map_err(|e| format!("its recorded plan cannot be read: {e}"))?;
+    let input = row
+        .input
+        .clone()
+        .ok_or("the history holds no input for it")?;
+    Ok((plan, input))
+}
+
+impl Origin {
+    /// What started a recorded run.
+    pub fn of(row: &RunRow) -> Self {
+        match (
+            row.trigger.as_str(),
+            row.schedule.clone(),
+            row.planned_at.clone(),
+            row.event_id.clone(),
+        ) {
+            ("schedule", Some(schedule), Some(planned), _) => {
+                Origin::Schedule { schedule, planned }
+            }
+            ("event", _, _, Some(event_id)) => Origin::Event {
+                event_id,
+                event_type: row.event_type.clone().unwrap_or_default(),
+            },
+            _ => Origin::Manual,
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use std::sync::mpsc;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use levelhost_runtime::level::PlanEntry;
 use levelhost_runtime::runner::{RunFailure, RunReport};
 
 use crate::executor::Origin;
@@ -69,6 +70,17 @@ pub enum RunStatus {
     Interrupted,
     /// Not started: the previous run of the plugin was still running.
     Skipped,
+    /// Its plan is over the plugin's approval policy and waits for a person.
+    AwaitingApproval,
+    /// Its plan was approved; about to be applied.
+    Approved,
+    /// Its plan was rejected: nothing was applied.
+    Rejected,
+    /// Its plan was not approved in time: nothing was applied.
+    Expired,
+    /// Applying its approved plan, it tried a write the plan did not hold;
+    /// that write was denied.
+    Diverged,
 }
 
 impl RunStatus {
@@ -83,11 +95,16 @@ impl RunStatus {
             RunStatus::Denied => "denied",
             RunStatus::Interrupted => "interrupted",
             RunStatus::Skipped => "skipped",
+            RunStatus::AwaitingApproval => "awaiting-approval",
+            RunStatus::Approved => "approved",
+            RunStatus::Rejected => "rejected",
+            RunStatus::Expired => "expired",
+            RunStatus::Diverged => "diverged",
         }
     }
 
     /// Every status, for parsing and help.
-    pub const ALL: [RunStatus; 8] = [
+    pub const ALL: [RunStatus; 13] = [
         RunStatus::Running,
         RunStatus::Ok,
         RunStatus::Failed,
@@ -96,10 +113,18 @@ impl RunStatus {
         RunStatus::Denied,
         RunStatus::Interrupted,
         RunStatus::Skipped,
+        RunStatus::AwaitingApproval,
+        RunStatus::Approved,
+        RunStatus::Rejected,
+        RunStatus::Expired,
+        RunStatus::Diverged,
     ];
 
     /// The status of a finished run.
     pub fn of(report: &RunReport) -> Self {
+        if !report.divergence.is_empty() {
+            return RunStatus::Diverged;
+        }
         match &report.outcome {
             Ok(_) => RunStatus::Ok,
             Err(RunFailure::TimedOut(_)) => RunStatus::TimedOut,
@@ -201,8 +226,47 @@ pub struct RunRow {
     /// What the plugin logged: `{"log": [...], "stdout": "...", "stderr": "..."}`,
     /// bounded by its grant's `max_log_kb`; absent when it logged nothing.
     pub logs: Option<serde_json::Value>,
-    /// The writes a dry run planned.
+    /// The writes a dry run planned; for a run with an approval policy, its plan.
     pub plan: Option<serde_json::Value>,
+    /// The input the run was given (kept for runs whose plan waits for approval).
+    pub input: Option<serde_json::Value>,
+    /// Distinct devices changed (or planned to be).
+    pub devices_changed: i64,
+    /// For a plan that waited: why, until when, and who decided.
+    pub approval: Option<ApprovalRecord>,
+    /// For a run held to an approved plan: what it did outside the plan, and
+    /// what of the plan it did not do.
+    pub divergence: Option<serde_json::Value>,
+}
+
+/// A plan's wait for approval, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApprovalRecord {
+    /// Why the plan waits (which limits of the policy it is over).
+    pub needed: Vec<String>,
+    /// When the wait ends unapproved.
+    pub expires_at: String,
+    /// `approved` or `rejected`, once decided.
+    pub decision: Option<String>,
+    /// Who decided.
+    pub decided_by: Option<String>,
+    /// When.
+    pub decided_at: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// What became of a decision on a waiting plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decided {
+    /// Recorded.
+    Done,
+    /// No run has this id.
+    Unknown,
+    /// The run is not waiting for approval: its status.
+    NotWaiting(String),
+    /// The wait ended before the decision: now recorded as expired.
+    Expired(String),
 }
 
 /// Whether a run may start.
@@ -470,28 +534,143 @@ impl History {
         })
     }
 
-    /// Records how a run ended, with what it logged and, for a dry run, its plan.
-    pub fn finish(&self, id: &str, report: &RunReport, dry_run: bool) -> Result<(), HistoryError> {
+    /// Records how a run ended, with what it logged and its plan: a dry
+    /// run's own, or the plan a run was held to (`None` keeps the one recorded).
+    pub fn finish(
+        &self,
+        id: &str,
+        report: &RunReport,
+        dry_run: bool,
+        plan: Option<&[PlanEntry]>,
+    ) -> Result<(), HistoryError> {
         let status = RunStatus::of(report);
-        let (output, error) = match &report.outcome {
-            Ok(out) => (Some(out.to_string()), None),
-            Err(e) => (None, Some(e.to_string())),
-        };
-        let logged =
-            !report.logs.is_empty() || !report.stdout.is_empty() || !report.stderr.is_empty();
-        let logs = logged.then(|| {
-            serde_json::json!({"log": report.logs, "stdout": report.stdout, "stderr": report.stderr})
-                .to_string()
-        });
-        let plan = dry_run.then(|| serde_json::json!(report.plan).to_string());
-        let (id, api_calls, writes) =
-            (id.to_owned(), report.api_calls as i64, report.writes as i64);
+        let ended = Ended::of(report, plan);
+        let divergence =
+            (!report.divergence.is_empty() || !report.unapplied.is_empty()).then(|| {
+                serde_json::json!({"denied": report.divergence, "unapplied": report.unapplied})
+                    .to_string()
+            });
+        let id = id.to_owned();
         self.write(move |c| {
             c.execute(
-                "UPDATE runs SET ended_at = ?2, status = ?3, output = ?4, error = ?5, api_calls = ?6, writes = ?7, dry_run = ?8, logs = ?9, plan = ?10 WHERE id = ?1",
-                params![id, now(), status.as_str(), output, error, api_calls, writes, dry_run, logs, plan],
+                "UPDATE runs SET ended_at = ?2, status = ?3, output = ?4, error = ?5, api_calls = ?6, writes = ?7, dry_run = ?8, logs = ?9,
+                 plan = COALESCE(?10, plan), devices_changed = ?11, divergence = ?12 WHERE id = ?1",
+                params![id, now(), status.as_str(), ended.output, ended.error, ended.api_calls, ended.writes, dry_run, ended.logs, ended.plan, ended.devices_changed, divergence],
             )
             .map(drop)
+        })
+    }
+
+    /// Records a run whose plan is over its plugin's approval policy: it
+    /// waits, with its plan and input, until `expires_at`.
+    pub fn await_approval(
+        &self,
+        id: &str,
+        report: &RunReport,
+        input: &serde_json::Value,
+        needed: &[String],
+        expires_at: &str,
+    ) -> Result<(), HistoryError> {
+        let ended = Ended::of(report, Some(&report.plan));
+        let (id, input, needed, expires_at) = (
+            id.to_owned(),
+            input.to_string(),
+            serde_json::json!(needed).to_string(),
+            expires_at.to_owned(),
+        );
+        self.write(move |c| {
+            c.execute(
+                "UPDATE runs SET status = 'awaiting-approval', output = ?2, error = ?3, api_calls = ?4, writes = ?5, dry_run = 1, logs = ?6,
+                 plan = ?7, devices_changed = ?8, input = ?9, approval_needed = ?10, expires_at = ?11 WHERE id = ?1 AND status = 'running'",
+                params![id, ended.output, ended.error, ended.api_calls, ended.writes, ended.logs, ended.plan, ended.devices_changed, input, needed, expires_at],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Approves or rejects a waiting plan, atomically: only a run still
+    /// `awaiting-approval` and not past its expiry changes, so two people
+    /// deciding at once decide once, and a plan is approved at most once.
+    pub fn decide(
+        &self,
+        id: &str,
+        approve: bool,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<Decided, HistoryError> {
+        let (id, by, reason) = (id.to_owned(), by.to_owned(), reason.map(str::to_owned));
+        self.write(move |c| {
+            let found: Option<(String, Option<String>)> = c
+                .query_row(
+                    "SELECT status, expires_at FROM runs WHERE id = ?1",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let at = now();
+            match found {
+                None => Ok(Decided::Unknown),
+                Some((status, _)) if status != RunStatus::AwaitingApproval.as_str() => {
+                    Ok(Decided::NotWaiting(status))
+                }
+                Some((_, Some(expires))) if expires <= at => {
+                    expire(c, &id, &at)?;
+                    Ok(Decided::Expired(expires))
+                }
+                Some(_) => {
+                    let (status, decision) = if approve {
+                        ("approved", "approved")
+                    } else {
+                        ("rejected", "rejected")
+                    };
+                    c.execute(
+                        "UPDATE runs SET status = ?2, decision = ?3, decided_by = ?4, decided_at = ?5, decision_reason = ?6,
+                         ended_at = CASE WHEN ?2 = 'rejected' THEN ?5 ELSE ended_at END WHERE id = ?1",
+                        params![id, status, decision, by, at, reason],
+                    )?;
+                    Ok(Decided::Done)
+                }
+            }
+        })
+    }
+
+    /// Marks every waiting plan past its expiry as expired; returns the
+    /// (run, plugin) of each.
+    pub fn expire_overdue(&self) -> Result<Vec<(String, String)>, HistoryError> {
+        self.write(|c| {
+            let at = now();
+            let mut stmt = c.prepare(
+                "SELECT id, plugin FROM runs WHERE status = 'awaiting-approval' AND expires_at <= ?1",
+            )?;
+            let due: Vec<(String, String)> = stmt
+                .query_map(params![at], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (id, _) in &due {
+                expire(c, id, &at)?;
+            }
+            Ok(due)
+        })
+    }
+
+    /// Takes an approved run to apply it: `running` again, atomically, so
+    /// it is applied once however many hosts or commands try. `None` when the
+    /// run is not (or no longer) approved.
+    pub fn start_approved(&self, id: &str) -> Result<Option<RunRow>, HistoryError> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            let taken = c.execute(
+                "UPDATE runs SET status = 'running', dry_run = 0 WHERE id = ?1 AND status = 'approved'",
+                params![id],
+            )?;
+            if taken == 0 {
+                return Ok(None);
+            }
+            c.query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+                params![id],
+                row,
+            )
+            .optional()
         })
     }
 
@@ -613,6 +792,49 @@ impl History {
     }
 }
 
+/// What a finished run records, as the history's columns hold it.
+struct Ended {
+    output: Option<String>,
+    error: Option<String>,
+    logs: Option<String>,
+    plan: Option<String>,
+    api_calls: i64,
+    writes: i64,
+    devices_changed: i64,
+}
+
+impl Ended {
+    fn of(report: &RunReport, plan: Option<&[PlanEntry]>) -> Self {
+        let (output, error) = match &report.outcome {
+            Ok(out) => (Some(out.to_string()), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let logged =
+            !report.logs.is_empty() || !report.stdout.is_empty() || !report.stderr.is_empty();
+        Self {
+            output,
+            error,
+            logs: logged.then(|| {
+                serde_json::json!({"log": report.logs, "stdout": report.stdout, "stderr": report.stderr})
+                    .to_string()
+            }),
+            plan: plan.map(|p| serde_json::json!(p).to_string()),
+            api_calls: report.api_calls as i64,
+            writes: report.writes as i64,
+            devices_changed: report.devices_changed as i64,
+        }
+    }
+}
+
+fn expire(c: &Connection, id: &str, at: &str) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE runs SET status = 'expired', ended_at = ?2, error = 'the plan was not approved in time; nothing was applied'
+         WHERE id = ?1 AND status = 'awaiting-approval'",
+        params![id, at],
+    )
+    .map(drop)
+}
+
 /// A run about to be claimed, with what it is recorded with.
 struct NewRun {
     id: String,
@@ -663,10 +885,19 @@ fn insert_delivery(
 }
 
 /// Columns added since the first schema, added to an older database at open.
-const ADDED_COLUMNS: [(&str, &str); 3] = [
+const ADDED_COLUMNS: [(&str, &str); 12] = [
     ("dry_run", "INTEGER NOT NULL DEFAULT 0"),
     ("logs", "TEXT"),
     ("plan", "TEXT"),
+    ("input", "TEXT"),
+    ("devices_changed", "INTEGER NOT NULL DEFAULT 0"),
+    ("approval_needed", "TEXT"),
+    ("expires_at", "TEXT"),
+    ("decision", "TEXT"),
+    ("decided_by", "TEXT"),
+    ("decided_at", "TEXT"),
+    ("decision_reason", "TEXT"),
+    ("divergence", "TEXT"),
 ];
 
 fn migrate(c: &Connection) -> rusqlite::Result<()> {
@@ -683,7 +914,7 @@ fn migrate(c: &Connection) -> rusqlite::Result<()> {
 }
 
 /// The columns [`row`] reads, in order.
-const RUN_COLUMNS: &str = "id, plugin, version, digest, trigger, schedule, planned_at, event_id, event_type, started_at, ended_at, status, output, error, api_calls, writes, dry_run, logs, plan";
+const RUN_COLUMNS: &str = "id, plugin, version, digest, trigger, schedule, planned_at, event_id, event_type, started_at, ended_at, status, output, error, api_calls, writes, dry_run, logs, plan, input, devices_changed, approval_needed, expires_at, decision, decided_by, decided_at, decision_reason, divergence";
 
 fn json_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<serde_json::Value>> {
     Ok(r.get::<_, Option<String>>(i)?
@@ -711,6 +942,22 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         dry_run: r.get(16)?,
         logs: json_column(r, 17)?,
         plan: json_column(r, 18)?,
+        input: json_column(r, 19)?,
+        devices_changed: r.get(20)?,
+        approval: match r.get::<_, Option<String>>(22)? {
+            None => None,
+            Some(expires_at) => Some(ApprovalRecord {
+                needed: json_column(r, 21)?
+                    .and_then(|v| serde_json::from_value(v).ok())
+                    .unwrap_or_default(),
+                expires_at,
+                decision: r.get(23)?,
+                decided_by: r.get(24)?,
+                decided_at: r.get(25)?,
+                reason: r.get(26)?,
+            }),
+        },
+        divergence: json_column(r, 27)?,
     })
 }
 

@@ -5,6 +5,7 @@
 //! reading the configuration, verifying packages and building clients is
 //! the `levelhost` binary's work.
 
+pub mod approvals;
 pub mod executor;
 pub mod history;
 pub mod plugin;
@@ -12,6 +13,6 @@ pub mod scheduler;
 pub mod service;
 mod webhooks;
 
-pub use executor::{Claimed, ExecuteError, Executor, Origin, RunOptions};
+pub use executor::{Claimed, ExecuteError, Executor, Finished, Origin, RunOptions, Waiting};
 pub use plugin::{CatchUp, Events, Overlap, Schedule, ServeOptions, ServedPlugin};
 pub use service::{Handle, ServeError, Service};

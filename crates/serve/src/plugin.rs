@@ -67,6 +67,8 @@ pub struct ServedPlugin {
     pub schedules: Vec<Schedule>,
     /// Its Level events, if it takes them.
     pub events: Option<Events>,
+    /// When its plans wait for a person; none: it runs straight away.
+    pub approval: Option<levelhost_core::plan::ApprovalPolicy>,
 }
 
 /// How a plugin takes Level's webhook deliveries.

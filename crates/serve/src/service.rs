@@ -6,6 +6,9 @@
 //! event id starts at most once, even across a crash, because the run is
 //! claimed in the database before it starts; on shutdown no new run starts,
 //! running ones get a grace period, and the rest are recorded as interrupted.
+//! Plans that waited for approval are applied by whichever host takes them
+//! first once approved (checked every second), and expire when their time
+//! is up.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -150,6 +153,14 @@ impl Service {
                     service.schedule_loop(name, index, schedule).await
                 }));
             }
+        }
+        if service
+            .plugins
+            .values()
+            .any(|p| p.served.approval.is_some())
+        {
+            let service = service.clone();
+            schedules.push(tokio::spawn(async move { service.approvals_loop().await }));
         }
         tracing::info!(%addr, plugins = service.plugins.len(), "levelhost serve is running");
         Ok(Handle {
@@ -320,7 +331,70 @@ async fn healthz(State(service): State<Arc<Service>>) -> Response {
     .into_response()
 }
 
+/// How often `serve` looks for approved plans and expired ones.
+const APPROVALS_EVERY: Duration = Duration::from_secs(1);
+
 impl Service {
+    /// Applies plans as they are approved (by `levelhost approve`, from any
+    /// process sharing the history), and expires those not approved in time.
+    async fn approvals_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(APPROVALS_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.is_stopping() {
+                return;
+            }
+            match self.executor.expire_overdue().await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!("{n} plans were not approved in time; recorded as expired"),
+                Err(e) => tracing::error!("cannot expire waiting plans: {}", Chain(&e)),
+            }
+            let history = self.history.clone();
+            let approved = tokio::task::spawn_blocking(move || {
+                history.list(None, Some(crate::history::RunStatus::Approved), 100)
+            })
+            .await;
+            let approved = match approved {
+                Ok(Ok(rows)) => rows,
+                Ok(Err(e)) => {
+                    tracing::error!("cannot read approved plans: {}", Chain(&e));
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!("cannot read approved plans: {e}");
+                    continue;
+                }
+            };
+            for row in approved {
+                let Some(installed) = self.plugins.get(&row.plugin) else {
+                    continue;
+                };
+                match self
+                    .executor
+                    .claim_approved(&installed.served, &row.id)
+                    .await
+                {
+                    Ok(Some(claimed)) => {
+                        tracing::info!(plugin = %row.plugin, run = %row.id, "applying the approved plan");
+                        let (service, plugin) = (self.clone(), row.plugin.clone());
+                        let lock = installed.lock.clone();
+                        self.spawn(async move {
+                            let guard = lock.lock_owned().await;
+                            service
+                                .run_claimed(&plugin, claimed, serde_json::Value::Null, guard)
+                                .await;
+                        });
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(plugin = %row.plugin, run = %row.id, "cannot apply the approved plan: {}", Chain(&e))
+                    }
+                }
+            }
+        }
+    }
+
     /// Waits for the plugin's lock, then runs a claimed run.
     pub(crate) async fn run_queued(
         &self,

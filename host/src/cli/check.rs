@@ -20,7 +20,8 @@ pub struct CheckArgs {
     #[arg(long)]
     pub offline: bool,
     /// Print the result as JSON: `{config, keys, plugins: [{name, version, description, key, digest,
-    /// package, pinned, component, vetting, grant, grant_in_words, warnings, notes}]}`.
+    /// package, pinned, component, vetting, grant, grant_in_words, approval, approval_in_words,
+    /// warnings, notes}]}` (`approval` is null for a plugin with no approval policy).
     #[arg(long)]
     pub json: bool,
 }
@@ -39,6 +40,8 @@ struct PluginCheck {
     vetting: String,
     grant: levelhost_core::grant::Grant,
     grant_in_words: Vec<String>,
+    approval: Option<levelhost_core::plan::ApprovalPolicy>,
+    approval_in_words: Option<String>,
     warnings: Vec<String>,
     notes: Vec<String>,
 }
@@ -118,6 +121,8 @@ impl CheckArgs {
                 vetting: vetting.to_string(),
                 grant: plugin.grant.clone(),
                 grant_in_words: plugin.grant.describe(),
+                approval: plugin.approval.clone(),
+                approval_in_words: plugin.approval.as_ref().map(|p| p.in_words()),
                 warnings,
                 notes,
             });
@@ -157,6 +162,9 @@ fn print_report(report: &CheckReport) {
         }
         for line in &plugin.grant_in_words {
             println!("  {line}");
+        }
+        if let Some(approval) = &plugin.approval_in_words {
+            println!("  approval: {approval}");
         }
         for warning in &plugin.warnings {
             println!("  warning: {warning}");

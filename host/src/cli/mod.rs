@@ -1,5 +1,6 @@
 //! The command line: `Cli`, its subcommands (one file each) and their exit statuses.
 
+mod approvals;
 mod audit;
 mod catalog;
 mod check;
@@ -48,6 +49,14 @@ pub enum Command {
     Init(init::InitArgs),
     /// Check the configuration and print each plugin's effective grant in plain words.
     Check(check::CheckArgs),
+    /// List the runs whose plans wait for approval, with each plan in words.
+    Approvals(approvals::ApprovalsArgs),
+    /// Approve a waiting plan: a running `serve` (or `levelhost apply`) then applies exactly it.
+    Approve(approvals::DecideArgs),
+    /// Reject a waiting plan: nothing of it is applied.
+    Reject(approvals::RejectArgs),
+    /// Apply an approved plan now, from this process (`serve` does it by itself).
+    Apply(approvals::ApplyArgs),
     /// Show the audit log: every host call, allowed or denied, and why.
     Audit(audit::AuditArgs),
     /// Run every plugin on its schedules and on Level's webhook events, until stopped.
@@ -95,6 +104,8 @@ pub enum ExitStatus {
     Failure,
     /// A signal stopped the command (130 for Ctrl-C, 143 for SIGTERM).
     Stopped(signal::Stop),
+    /// The run's plan waits for a person to approve it (exit code 3).
+    Waiting,
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -103,6 +114,7 @@ impl From<ExitStatus> for ExitCode {
             ExitStatus::Success => ExitCode::SUCCESS,
             ExitStatus::Failure => ExitCode::from(1),
             ExitStatus::Stopped(signal) => ExitCode::from(signal.exit_code()),
+            ExitStatus::Waiting => ExitCode::from(3),
         }
     }
 }
@@ -116,6 +128,10 @@ impl Command {
             Command::Init(args) => args.execute().await,
             Command::Replay(args) => args.execute().await,
             Command::Audit(args) => args.execute().await,
+            Command::Approvals(args) => args.execute().await,
+            Command::Approve(args) => args.execute().await,
+            Command::Reject(args) => args.execute().await,
+            Command::Apply(args) => args.execute().await,
             Command::Serve(args) => args.execute().await,
             Command::Runs(args) => args.execute().await,
             Command::Logs(args) => args.execute().await,

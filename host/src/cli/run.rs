@@ -16,8 +16,8 @@ use levelhost_packages::installed::PluginSource;
 use levelhost_runtime::audit::AuditLog;
 use levelhost_runtime::engine::LoadedPlugin;
 use levelhost_runtime::runner::{PluginRunner, RunReport, RunRequest};
-use levelhost_serve::history::History;
-use levelhost_serve::{Executor, Origin, RunOptions, ServedPlugin};
+use levelhost_serve::history::{History, RunStatus};
+use levelhost_serve::{Executor, Finished, Origin, RunOptions, ServedPlugin};
 use levelhost_testing::transcript::{Recording, Transcript};
 
 /// Arguments of `levelhost run`.
@@ -85,24 +85,8 @@ impl RunArgs {
         if let Some(recording) = &recording {
             client = recording.client(client);
         }
-        let (loaded, _) = crate::loader::load_installed(&runner, plugin, &config.trust)?;
-        for warning in PluginRunner::ungranted_imports(&loaded, &plugin.grant) {
-            eprintln!("warning: {warning}");
-        }
-        let audit = AuditLog::open(&config.audit_path)?;
-        // Manual runs go into the run history too, dry runs with their plan.
-        let history = Some(Arc::new(History::open(&config.serve.database)?));
-        let served = ServedPlugin {
-            name: plugin.name.clone(),
-            version: plugin.manifest.version.clone(),
-            plugin: loaded,
-            client,
-            grant: plugin.grant.clone(),
-            input: plugin.input.clone(),
-            schedules: Vec::new(),
-            events: None,
-        };
-        let executor = Executor::new(runner, history, Some(audit));
+        let served = served(&runner, &config, plugin, client)?;
+        let executor = executor(runner, &config)?;
         // Listen before the run is claimed: a signal from then on is handled, not fatal.
         let mut stop = super::signal::listen();
         let claimed = executor
@@ -116,8 +100,9 @@ impl RunArgs {
         };
         let run_id = claimed.id.clone();
         tokio::select! {
-            report = executor.run(&served, claimed, &input, options) => {
-                let report = report?;
+            finished = executor.run(&served, claimed, &input, options) => {
+                let finished = finished?;
+                let report = &finished.report;
                 if let (Some(recording), Some(file)) = (&recording, &self.record) {
                     let component = match &plugin.source {
                         PluginSource::Component(path) => path.clone(),
@@ -125,11 +110,11 @@ impl RunArgs {
                     };
                     let transcript = Transcript {
                         component: Some(component),
-                        ..recording.finish(&report, input.clone(), served.grant.clone(), &served.version, self.dry_run)
+                        ..recording.finish(report, input.clone(), served.grant.clone(), &served.version, self.dry_run)
                     };
                     save(&transcript, file)?;
                 }
-                Ok(print_report(&report, self.dry_run))
+                Ok(print_finished(&finished, self.dry_run))
             }
             signal = stop.stopped() => {
                 // The run's future is dropped here, so the plugin stops; record that.
@@ -170,6 +155,88 @@ impl RunArgs {
         }
         Ok(print_report(&report, self.dry_run))
     }
+}
+
+/// An installed plugin ready to run once by hand, with `client`.
+pub(crate) fn served(
+    runner: &PluginRunner,
+    config: &HostConfig,
+    plugin: &crate::config::PluginConfig,
+    client: level_api::LevelClient,
+) -> anyhow::Result<ServedPlugin> {
+    let (loaded, _) = crate::loader::load_installed(runner, plugin, &config.trust)?;
+    for warning in PluginRunner::ungranted_imports(&loaded, &plugin.grant) {
+        eprintln!("warning: {warning}");
+    }
+    Ok(ServedPlugin {
+        name: plugin.name.clone(),
+        version: plugin.manifest.version.clone(),
+        plugin: loaded,
+        client,
+        grant: plugin.grant.clone(),
+        input: plugin.input.clone(),
+        schedules: Vec::new(),
+        events: None,
+        approval: plugin.approval.clone(),
+    })
+}
+
+/// An executor recording in the config's history and audit log: runs by
+/// hand go into the history too, dry runs with their plan.
+pub(crate) fn executor(runner: PluginRunner, config: &HostConfig) -> anyhow::Result<Executor> {
+    let audit = AuditLog::open(&config.audit_path)?;
+    let history = Arc::new(History::open(&config.serve.database)?);
+    Ok(Executor::new(runner, Some(history), Some(audit)))
+}
+
+/// Prints how a recorded run ended: its output, a plan that waits for
+/// approval, or how it diverged from its approved plan.
+pub(crate) fn print_finished(finished: &Finished, dry_run: bool) -> ExitStatus {
+    let report = &finished.report;
+    if let Some(waiting) = &finished.waiting {
+        eprintln!(
+            "{} run {} waits for approval ({}). Its plan, {} writes (nothing was sent to Level):",
+            report.plugin,
+            report.run_id,
+            waiting.needed.join("; "),
+            report.plan.len()
+        );
+        for line in levelhost_core::plan::in_words(&report.plan) {
+            eprintln!("  {line}");
+        }
+        eprintln!(
+            "Approve it with `levelhost approve {run}` or reject it with `levelhost reject {run} --reason ...`; \
+             unless approved by {} it expires and nothing is applied.",
+            waiting.expires_at,
+            run = report.run_id
+        );
+        println!(
+            "{}",
+            serde_json::json!({"run": report.run_id, "status": finished.status.as_str(), "needed": waiting.needed, "expires_at": waiting.expires_at})
+        );
+        return ExitStatus::Waiting;
+    }
+    let status = print_report(report, dry_run);
+    if finished.status == RunStatus::Diverged {
+        eprintln!(
+            "error: {} run {} diverged from its approved plan; the writes outside it were denied:",
+            report.plugin, report.run_id
+        );
+        for why in &report.divergence {
+            eprintln!("  {why}");
+        }
+        return ExitStatus::Failure;
+    }
+    if !report.unapplied.is_empty() {
+        eprintln!(
+            "note: {} writes of the approved plan were not made (the plugin no longer wanted them; they are not forced):",
+            report.unapplied.len()
+        );
+        for line in levelhost_core::plan::in_words(&report.unapplied) {
+            eprintln!("  {line}");
+        }
+    }
+    status
 }
 
 /// Writes a recorded run's transcript and says what it holds.

@@ -24,7 +24,8 @@ pub struct RunsArgs {
     /// Only this plugin's runs.
     #[arg(long)]
     pub plugin: Option<String>,
-    /// Only runs with this status: running, ok, failed, timed-out, limit-exceeded, denied, interrupted, skipped.
+    /// Only runs with this status: running, ok, failed, timed-out, limit-exceeded, denied, interrupted, skipped,
+    /// awaiting-approval, approved, rejected, expired, diverged.
     #[arg(long, value_parser = RunStatus::from_str)]
     pub status: Option<RunStatus>,
     /// At most this many runs, newest first.

@@ -12,6 +12,7 @@
 )]
 
 mod api; // every level:api operation, from a plugin, through the host, against the simulator
+mod approvals; // plans over a policy wait for a person; approved plans apply exactly, once
 mod cli; // the levelhost command as a user runs it
 mod cli_grants; // levelhost check, run --dry-run and audit with a real configuration file
 mod client; // the Level client against real HTTP servers on loopback: retries, errors, limits

@@ -86,15 +86,18 @@ impl Host for LevelCtx {
                 reference: format!("cf_{}", body.name.to_lowercase().replace(' ', "_")),
                 admin_only: body.admin_only,
             };
+            let planned_id = planned.id.clone();
             let request = serde_json::to_value(&body).unwrap_or_default();
-            self.write(
-                call,
-                request,
-                || planned,
-                |c| async move { c.create_custom_field(&body).await },
-            )
-            .await
-            .map(field)
+            let created = self
+                .write(
+                    call,
+                    request,
+                    || planned,
+                    |c| async move { c.create_custom_field(&body).await },
+                )
+                .await?;
+            self.gate.note_created(&planned_id, &created.id);
+            Ok(field(created))
         })
     }
 

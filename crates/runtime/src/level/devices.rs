@@ -70,6 +70,7 @@ impl Host for LevelCtx {
                 .await?;
             for d in &page.data {
                 self.note_device(&d.id, d.group_id.clone());
+                self.note_name(&d.id, "device", &d.hostname);
             }
             Ok(DevicePage {
                 items: page
@@ -97,6 +98,7 @@ impl Host for LevelCtx {
                 },
             )?;
             self.note_device(&found.id, found.group_id.clone());
+            self.note_name(&found.id, "device", &found.hostname);
             Ok(device(found, &self.gate))
         })
     }

@@ -42,6 +42,9 @@ impl Host for LevelCtx {
                     },
                 )
                 .await?;
+            for g in &page.data {
+                self.note_name(&g.id, "group", &g.name);
+            }
             Ok(GroupPage {
                 items: page
                     .data
@@ -65,6 +68,7 @@ impl Host for LevelCtx {
             let found = self
                 .fetch(call, |c| async move { c.get_group(&id).await })
                 .await?;
+            self.note_name(&found.id, "group", &found.name);
             Ok(group(found, &self.gate))
         })
     }
@@ -90,6 +94,7 @@ impl Host for LevelCtx {
                 ..model::Group::default()
             };
             let parent = body.parent_id.clone();
+            let planned_id = planned.id.clone();
             let request = serde_json::to_value(&body).unwrap_or_default();
             let created = self
                 .write(
@@ -100,6 +105,8 @@ impl Host for LevelCtx {
                 )
                 .await?;
             self.gate.adopt_group(&created.id, parent.as_deref());
+            self.gate.note_created(&planned_id, &created.id);
+            self.note_name(&created.id, "group", &created.name);
             Ok(group(created, &self.gate))
         })
     }

@@ -48,16 +48,8 @@ pub struct RunInfo {
     pub run_id: String,
 }
 
-/// A write a dry run would have sent.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct PlanEntry {
-    /// The WIT function.
-    pub operation: String,
-    /// The objects it would change.
-    pub targets: Vec<String>,
-    /// What it would send.
-    pub request: serde_json::Value,
-}
+use levelhost_core::plan::Named;
+pub use levelhost_core::plan::PlanEntry;
 
 /// One host call in progress: its operation, the objects it touches, what
 /// the gate said and what Level answered. [`host_call!`] opens it and hands
@@ -95,6 +87,9 @@ pub struct LevelCtx {
     /// The record of the call whose request is out with Level, written as
     /// cut off if the run ends before the request does.
     in_flight: Option<AuditRecord>,
+    /// The hostname or name of each device and group the run has read, so
+    /// a plan names them as a person would.
+    names: HashMap<String, Named>,
 }
 
 /// The shape of every host function: open the call, admit it (capability,
@@ -160,6 +155,7 @@ impl LevelCtx {
             api_time: Duration::ZERO,
             device_groups: HashMap::new(),
             in_flight: None,
+            names: HashMap::new(),
         }
     }
 
@@ -353,13 +349,22 @@ impl LevelCtx {
     {
         if self.transport.plans_writes() {
             call.dry_run = true;
+            let names = call
+                .targets
+                .iter()
+                .filter_map(|t| self.names.get(t).map(|n| (t.clone(), n.clone())))
+                .collect();
             self.transport.plan(PlanEntry {
                 operation: call.op.name(),
                 targets: call.targets.clone(),
                 request,
+                names,
             });
             return Ok(planned());
         }
+        self.gate
+            .check_planned(call.op, &call.targets, &request)
+            .map_err(|r| refuse(call, r))?;
         self.send(call, true, f).await
     }
 
@@ -399,6 +404,17 @@ impl LevelCtx {
         }
     }
 
+    /// Remembers what a person calls a device or group the run has read.
+    fn note_name(&mut self, id: &str, kind: &str, name: &str) {
+        self.names.insert(
+            id.to_owned(),
+            Named {
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+            },
+        );
+    }
+
     /// Remembers where devices are after a live write of this run moved them
     /// to `group` (a dry run moved nothing).
     fn note_moved(&mut self, devices: impl IntoIterator<Item = String>, group: Option<String>) {
@@ -436,6 +452,7 @@ impl LevelCtx {
                 .await?;
             for device in &batch.data {
                 self.note_device(&device.id, device.group_id.clone());
+                self.note_name(&device.id, "device", &device.hostname);
             }
             let last = batch.data.last().map(|d| d.id.clone());
             out.extend(batch.data.into_iter().map(|d| (d.id, d.group_id)));

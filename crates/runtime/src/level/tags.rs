@@ -126,15 +126,18 @@ impl Host for LevelCtx {
                 name: body.name.clone(),
                 device_count: 0,
             };
+            let planned_id = planned.id.clone();
             let request = serde_json::to_value(&body).unwrap_or_default();
-            self.write(
-                call,
-                request,
-                || planned,
-                |c| async move { c.create_tag(&body).await },
-            )
-            .await
-            .map(tag)
+            let created = self
+                .write(
+                    call,
+                    request,
+                    || planned,
+                    |c| async move { c.create_tag(&body).await },
+                )
+                .await?;
+            self.gate.note_created(&planned_id, &created.id);
+            Ok(tag(created))
         })
     }
 

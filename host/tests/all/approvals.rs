@@ -1,0 +1,483 @@
+//! Plans that wait for a person: a tagger's plan over its policy waits,
+//! and once approved only that plan is applied, once; rejected and expired
+//! plans apply nothing; a plan the world has moved away from diverges; and
+//! a `serve` killed while a plan waits loses nothing. The oracle is the
+//! simulator's state.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use level_api::model::Group;
+use level_sim::{SimConfig, Simulator, Tenant};
+use serde_json::Value;
+
+const KEY: &str = "approvals-test-key";
+const HQ: &str = "grp_approvals_hq";
+const OTHER: &str = "grp_approvals_other";
+/// Stale devices in the tagger's group.
+const STALE_IN_SCOPE: usize = 37;
+
+/// A config with taggers under approval policies, and a simulator whose
+/// organization has 37 stale devices in group "Approvals HQ" and one more
+/// in "Approvals Other".
+struct Setup {
+    dir: tempfile::TempDir,
+    sim: Simulator,
+    /// The stale devices in scope.
+    stale: BTreeSet<String>,
+    /// The stale device outside it.
+    outsider: String,
+}
+
+impl Setup {
+    async fn new(serve_addr: &str) -> Self {
+        let mut fixture = Simulator::seeded_with(80).to_fixture();
+        for (id, name) in [(HQ, "Approvals HQ"), (OTHER, "Approvals Other")] {
+            fixture.groups.push(Group {
+                id: id.to_owned(),
+                name: name.to_owned(),
+                ..Group::default()
+            });
+        }
+        let long_ago =
+            level_api::clock::timestamp(time::OffsetDateTime::now_utc() - time::Duration::days(90));
+        let mut stale = BTreeSet::new();
+        let mut outsider = String::new();
+        for (i, device) in fixture.devices.iter_mut().enumerate() {
+            device.online = true;
+            device.tags.retain(|t| !t.starts_with("stale"));
+            if i <= STALE_IN_SCOPE {
+                let group = if i < STALE_IN_SCOPE { HQ } else { OTHER };
+                device.group_id = Some(group.to_owned());
+                device.online = false;
+                device.last_seen_at = Some(long_ago.clone());
+                if i < STALE_IN_SCOPE {
+                    stale.insert(device.id.clone());
+                } else {
+                    outsider = device.id.clone();
+                }
+            }
+        }
+        fixture.tags.retain(|t| !t.name.starts_with("stale"));
+        let tenant = Tenant::from_fixture(fixture).unwrap();
+        let config = SimConfig {
+            read_write_key: KEY.to_owned(),
+            ..SimConfig::default()
+        };
+        let sim = Simulator::start(config, tenant).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../plugins/stale-device-tagger/plugin.toml");
+        let tagger = |name: &str, policy: &str| {
+            format!(
+                r#"
+[plugins.{name}]
+component = "{component}"
+manifest = "{manifest}"
+key = "rw"
+capabilities = ["devices:read", "tags:read", "tags:write"]
+input = {{ days = 30 }}
+
+[plugins.{name}.scopes]
+groups = ["Approvals HQ"]
+
+[plugins.{name}.approval]
+{policy}
+"#,
+                component = test_programs_artifacts::STALE_DEVICE_TAGGER,
+                manifest = manifest.display(),
+            )
+        };
+        let text = format!(
+            r#"[level]
+base_url = "{base}"
+
+[serve]
+addr = "{serve_addr}"
+database = "runs.db"
+shutdown_grace_secs = 1
+
+[trust]
+allow_unsigned = true
+
+[keys.rw]
+source = "file:key.txt"
+access = "read-write"
+{tagger}{short}{lenient}"#,
+            base = sim.base_url(),
+            tagger = tagger("tagger", "devices_changed_over = 20"),
+            short = tagger("short-lived", "devices_changed_over = 20\nttl_secs = 1"),
+            lenient = tagger("lenient", "devices_changed_over = 50\ndeletes = true"),
+        );
+        std::fs::write(dir.path().join("levelhost.toml"), text).unwrap();
+        std::fs::write(dir.path().join("key.txt"), KEY).unwrap();
+        Self {
+            dir,
+            sim,
+            stale,
+            outsider,
+        }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("levelhost.toml")
+    }
+
+    fn levelhost(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_levelhost"))
+            .args(args)
+            .arg("--config")
+            .arg(self.config())
+            .env_remove("LEVELHOST_CONFIG")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    }
+
+    fn serve(&self) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_levelhost"))
+            .args(["serve", "--config"])
+            .arg(self.config())
+            .env_remove("LEVELHOST_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Runs `plugin`, whose plan must wait; returns the run id.
+    fn plan_waits(&self, plugin: &str) -> String {
+        let out = self.levelhost(&["run", plugin]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "a waiting plan exits 3: {stdout}{stderr}"
+        );
+        assert!(
+            stderr.contains("37 devices changed, over the policy's 20"),
+            "{stderr}"
+        );
+        let answer: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(answer["status"], "awaiting-approval");
+        answer["run"].as_str().unwrap().to_owned()
+    }
+
+    /// The devices the simulator has tagged `stale`.
+    fn tagged(&self) -> BTreeSet<String> {
+        self.sim
+            .tenant()
+            .to_fixture()
+            .devices
+            .into_iter()
+            .filter(|d| d.tags.iter().any(|t| t == "stale"))
+            .map(|d| d.id)
+            .collect()
+    }
+
+    fn run(&self, id: &str) -> Value {
+        let out = self.levelhost(&["runs", "show", id]);
+        assert!(out.status.success(), "{:?}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn audit(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("levelhost-audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Live (not planned) tag-devices calls the gate allowed for `run`.
+    fn applied_writes(&self, run: &str) -> usize {
+        self.audit()
+            .iter()
+            .filter(|r| {
+                r["run_id"] == run
+                    && r["operation"] == "tag-devices"
+                    && r["allowed"] == true
+                    && r["dry_run"] == false
+                    && r.get("stage").is_none()
+            })
+            .count()
+    }
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_plan_applies_exactly_its_37_devices_once() {
+    let setup = Setup::new(&free_addr()).await;
+    let check = setup.levelhost(&["check", "--offline"]);
+    let (stdout, stderr) = text(&check);
+    assert!(check.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("approval: runs first as a dry run; a plan that changes more than 20 devices waits for a person"),
+        "{stdout}"
+    );
+
+    let run = setup.plan_waits("tagger");
+    assert!(
+        setup.tagged().is_empty(),
+        "nothing is applied while the plan waits"
+    );
+
+    let out = setup.levelhost(&["approvals", "--json"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let waiting: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(waiting.as_array().unwrap().len(), 1, "{waiting:#}");
+    assert_eq!(waiting[0]["run"], run.as_str());
+    assert_eq!(waiting[0]["devices_changed"], STALE_IN_SCOPE);
+    let hostnames: Vec<String> = setup
+        .stale
+        .iter()
+        .map(|id| {
+            setup
+                .sim
+                .tenant()
+                .get_device(id, &Default::default())
+                .unwrap()
+                .hostname
+        })
+        .collect();
+    let words: Vec<&str> = waiting[0]["plan_in_words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(words[0], "create-tag: tag \"stale\"");
+    assert!(
+        words[1].starts_with("tag-devices: new tag \"stale\" on 37 devices: ")
+            && words[1].ends_with("and 29 more"),
+        "{words:?}"
+    );
+    let shown = hostnames
+        .iter()
+        .filter(|h| words[1].contains(h.as_str()))
+        .count();
+    assert_eq!(shown, 8, "the plan names devices by hostname: {words:?}");
+    let human = text(&setup.levelhost(&["approvals"])).0;
+    assert!(
+        human.contains(&run) && human.contains("waits because: 37 devices changed"),
+        "{human}"
+    );
+
+    let out = setup.levelhost(&[
+        "approve",
+        &run,
+        "--by",
+        "alice",
+        "--reason",
+        "checked the list",
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let again = setup.levelhost(&["approve", &run, "--by", "mallory"]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again)
+            .1
+            .contains("is approved, not awaiting approval"),
+        "{:?}",
+        text(&again)
+    );
+    assert!(
+        setup.tagged().is_empty(),
+        "approving applies nothing by itself"
+    );
+
+    let out = setup.levelhost(&["apply", &run]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(
+        setup.tagged(),
+        setup.stale,
+        "exactly the planned devices are tagged"
+    );
+    let twice = setup.levelhost(&["apply", &run]);
+    assert!(!twice.status.success());
+    assert!(
+        text(&twice)
+            .1
+            .contains("not approved; only an approved plan is applied, and only once")
+    );
+    assert_eq!(setup.applied_writes(&run), 1, "the plan was applied once");
+
+    let row = setup.run(&run);
+    assert_eq!(row["status"], "ok", "{row:#}");
+    assert_eq!(row["approval"]["decided_by"], "alice");
+    assert_eq!(row["approval"]["reason"], "checked the list");
+    assert_eq!(
+        row["plan"].as_array().unwrap().len(),
+        2,
+        "create-tag and tag-devices: {row:#}"
+    );
+    let approved = setup
+        .audit()
+        .into_iter()
+        .find(|r| r["operation"] == "approve")
+        .expect("the approval is audited");
+    assert_eq!(approved["run_id"], run.as_str());
+    assert_eq!(approved["reason"], "approved by alice: checked the list");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_and_expired_plans_apply_nothing_and_a_plan_within_the_policy_applies_at_once() {
+    let setup = Setup::new(&free_addr()).await;
+    let rejected = setup.plan_waits("tagger");
+    let out = setup.levelhost(&["reject", &rejected, "--by", "bob", "--reason", "too many"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(setup.run(&rejected)["status"], "rejected");
+    let apply = setup.levelhost(&["apply", &rejected]);
+    assert!(!apply.status.success());
+    assert!(setup.tagged().is_empty(), "a rejected plan applies nothing");
+
+    let expiring = setup.plan_waits("short-lived");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let late = setup.levelhost(&["approve", &expiring]);
+    assert!(!late.status.success());
+    assert!(text(&late).1.contains("expired"), "{:?}", text(&late));
+    assert_eq!(setup.run(&expiring)["status"], "expired");
+    assert!(setup.tagged().is_empty(), "an expired plan applies nothing");
+    let audit = setup.audit();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["operation"] == "reject" && r["reason"] == "rejected by bob: too many")
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["operation"] == "expire" && r["run_id"] == expiring.as_str())
+    );
+
+    // 37 devices is within a policy of 50: planned, then applied straight away.
+    let out = setup.levelhost(&["run", "lenient"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(setup.tagged(), setup.stale);
+    let runs: Value = serde_json::from_slice(
+        &setup
+            .levelhost(&["runs", "--plugin", "lenient", "--json"])
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(runs[0]["status"], "ok");
+    assert!(runs[0]["approval"].is_null(), "nobody had to approve it");
+    assert_eq!(
+        runs[0]["plan"].as_array().unwrap().len(),
+        2,
+        "the plan is kept with the run"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_outside_the_approved_plan_is_denied_and_the_run_diverges() {
+    let setup = Setup::new(&free_addr()).await;
+    let run = setup.plan_waits("tagger");
+    // Between the plan and the approval, one more stale device moves into scope.
+    setup
+        .sim
+        .tenant()
+        .assign_devices(HQ, std::slice::from_ref(&setup.outsider))
+        .unwrap();
+    assert!(setup.levelhost(&["approve", &run]).status.success());
+    let out = setup.levelhost(&["apply", &run]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("diverged from its approved plan"),
+        "{stderr}"
+    );
+    assert!(
+        setup.tagged().is_empty(),
+        "the tagger tags in one batch: the batch naming the 38th device is denied whole"
+    );
+    let row = setup.run(&run);
+    assert_eq!(row["status"], "diverged", "{row:#}");
+    let denied = row["divergence"]["denied"][0].as_str().unwrap();
+    assert!(denied.contains(&setup.outsider), "{denied}");
+    assert_eq!(
+        row["divergence"]["unapplied"][0]["operation"],
+        "tag-devices"
+    );
+    let refused = setup
+        .audit()
+        .into_iter()
+        .find(|r| r["run_id"] == run.as_str() && r["allowed"] == false)
+        .expect("the denied write is audited");
+    assert_eq!(refused["operation"], "tag-devices");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not in the approved plan"),
+        "{refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_serve_while_a_plan_waits_loses_nothing_and_it_applies_once() {
+    let addr = free_addr();
+    let setup = Setup::new(&addr).await;
+    let run = setup.plan_waits("tagger");
+    let healthy = || async {
+        for _ in 0..100 {
+            if reqwest::get(format!("http://{addr}/healthz")).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("serve did not start");
+    };
+    let mut first = setup.serve();
+    healthy().await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let mut second = setup.serve();
+    healthy().await;
+    let waiting: Value =
+        serde_json::from_slice(&setup.levelhost(&["approvals", "--json"]).stdout).unwrap();
+    assert_eq!(
+        waiting[0]["run"],
+        run.as_str(),
+        "still waiting after kill -9"
+    );
+    assert!(setup.levelhost(&["approve", &run]).status.success());
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = setup.run(&run)["status"].clone();
+        if status == "ok" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, "ok", "serve applied the approved plan");
+    assert_eq!(setup.tagged(), setup.stale);
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    let mut third = setup.serve();
+    healthy().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    third.kill().unwrap();
+    third.wait().unwrap();
+    assert_eq!(
+        setup.applied_writes(&run),
+        1,
+        "applied once across restarts"
+    );
+    assert_eq!(setup.run(&run)["status"], "ok");
+}
