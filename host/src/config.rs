@@ -34,6 +34,42 @@ struct RawConfig {
     serve: RawServe,
     #[serde(default)]
     trust: RawTrust,
+    #[serde(default)]
+    console: RawConsole,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConsole {
+    enabled: bool,
+    addr: String,
+    token: Option<Spanned<String>>,
+    metrics_token: Option<Spanned<String>>,
+}
+
+impl Default for RawConsole {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            addr: "127.0.0.1:8781".to_owned(),
+            token: None,
+            metrics_token: None,
+        }
+    }
+}
+
+/// The operator console of `serve` (`[console]`).
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// Whether `serve` serves it (default: yes).
+    pub enabled: bool,
+    /// Where (default `127.0.0.1:8781`).
+    pub addr: String,
+    /// Where its token comes from; none: a random one kept in
+    /// `levelhost-console-token` beside the history database.
+    pub token: Option<KeySource>,
+    /// Where a token that may read `/metrics` only comes from.
+    pub metrics_token: Option<KeySource>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -382,6 +418,8 @@ pub struct HostConfig {
     pub serve: ServeConfig,
     /// Which packages may be installed and loaded.
     pub trust: TrustPolicy,
+    /// The operator console.
+    pub console: ConsoleConfig,
 }
 
 impl HostConfig {
@@ -590,6 +628,22 @@ impl HostConfig {
                 max_connections: raw.serve.max_connections.max(1),
             },
             trust: parse_trust(&source, raw.trust)?,
+            console: ConsoleConfig {
+                enabled: raw.console.enabled,
+                addr: raw.console.addr,
+                token: raw
+                    .console
+                    .token
+                    .as_ref()
+                    .map(|t| parse_source(&source, "console", "token", "tokens", t))
+                    .transpose()?,
+                metrics_token: raw
+                    .console
+                    .metrics_token
+                    .as_ref()
+                    .map(|t| parse_source(&source, "console", "metrics_token", "tokens", t))
+                    .transpose()?,
+            },
         })
     }
 

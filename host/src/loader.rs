@@ -10,6 +10,7 @@ use levelhost_packages::trust::{TrustPolicy, Vetting};
 use levelhost_runtime::engine::LoadedPlugin;
 use levelhost_runtime::error::HostError;
 use levelhost_runtime::runner::PluginRunner;
+use levelhost_serve::console::ConsoleOptions;
 use levelhost_serve::{Events, Handle, ServeError, ServeOptions, ServedPlugin, Service};
 
 use crate::config::{HostConfig, PluginConfig, SecretError, load_secret};
@@ -46,6 +47,72 @@ pub enum LoadError {
     /// `serve` could not start.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// The console's token file could not be made.
+    #[error("cannot keep the console token in {}", path.display())]
+    ConsoleToken {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The console's options: its token from its source, or a random one kept
+/// in `levelhost-console-token` beside the history (made once, owner-only).
+fn console_options(config: &HostConfig) -> Result<Option<ConsoleOptions>, LoadError> {
+    let console = &config.console;
+    if !console.enabled {
+        return Ok(None);
+    }
+    let token = match &console.token {
+        Some(source) => load_secret(source, "console token")?,
+        None => {
+            let path = config
+                .serve
+                .database
+                .parent()
+                .unwrap_or_else(|| std::path::Path::new("."))
+                .join("levelhost-console-token");
+            let kept = |source| LoadError::ConsoleToken {
+                path: path.clone(),
+                source,
+            };
+            match std::fs::read_to_string(&path) {
+                Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
+                _ => {
+                    let token: String = rand::random::<[u8; 24]>()
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect();
+                    write_owner_only(&path, &token).map_err(kept)?;
+                    tracing::info!(file = %path.display(), "made a console token");
+                    token
+                }
+            }
+        }
+    };
+    let metrics_token = match &console.metrics_token {
+        Some(source) => Some(load_secret(source, "console metrics_token")?),
+        None => None,
+    };
+    Ok(Some(ConsoleOptions {
+        addr: console.addr.clone(),
+        token,
+        metrics_token,
+    }))
+}
+
+fn write_owner_only(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
 }
 
 /// Loads a plugin installed in the config: its component read and verified
@@ -127,6 +194,8 @@ pub async fn serve(config: HostConfig, runner: Option<PluginRunner>) -> Result<H
             version: plugin.manifest.version.clone(),
             plugin: loaded,
             client,
+            key: plugin.key.clone(),
+            vetting: vetting.to_string(),
             grant: plugin.grant.clone(),
             input: plugin.input.clone(),
             schedules: plugin.schedules.clone(),
@@ -142,6 +211,7 @@ pub async fn serve(config: HostConfig, runner: Option<PluginRunner>) -> Result<H
         max_body_bytes: config.serve.max_body_bytes,
         read_timeout: config.serve.read_timeout,
         max_connections: config.serve.max_connections,
+        console: console_options(&config)?,
     };
     Ok(Service::start(options, plugins, runner).await?)
 }

@@ -19,6 +19,7 @@ mod budget;
 pub mod clock;
 pub mod model;
 mod retry;
+pub mod stats;
 pub mod transcript;
 pub mod webhook;
 
@@ -321,6 +322,7 @@ pub struct LevelClient {
     base: Url,
     key: ApiKey,
     config: ClientConfig,
+    stats: std::sync::Arc<stats::ClientStats>,
 }
 
 type Query = Vec<(&'static str, String)>;
@@ -371,7 +373,13 @@ impl LevelClient {
             base,
             key,
             config,
+            stats: std::sync::Arc::default(),
         })
+    }
+
+    /// What this client and its clones have sent, for metrics.
+    pub fn stats(&self) -> &std::sync::Arc<stats::ClientStats> {
+        &self.stats
     }
 
     /// The configuration this client was built with.
@@ -430,7 +438,9 @@ impl LevelClient {
         loop {
             attempt += 1;
             if let Some(budget) = &self.config.budget {
+                let waiting = std::time::Instant::now();
                 budget.acquire().await;
+                self.stats.waited(waiting.elapsed());
             }
             let mut request = self
                 .http
@@ -449,6 +459,13 @@ impl LevelClient {
             if let Some(recorder) = &self.config.recorder {
                 recorder.push(self.exchange(&method, &url, body.as_deref(), &outcome));
             }
+            self.stats.request(
+                operation,
+                match &outcome {
+                    Ok(raw) => raw.status.as_u16(),
+                    Err(e) => e.status().unwrap_or(0),
+                },
+            );
             let outcome = outcome.and_then(|raw| self.answer(raw));
             let retry_in = match &outcome {
                 Ok(_) => return outcome,

@@ -26,6 +26,7 @@ use levelhost_runtime::error::HostError;
 use levelhost_runtime::runner::{PluginRunner, RunReport, RunRequest, Trigger, new_run_id};
 
 use crate::history::{Claim, History, HistoryError, RunRow, RunStatus};
+use crate::metrics::Metrics;
 use crate::plugin::ServedPlugin;
 use levelhost_runtime::level::PlanEntry;
 
@@ -146,6 +147,7 @@ pub struct Executor {
     audit: Option<AuditLog>,
     /// Claimed and not yet recorded, by run id.
     open: Mutex<HashMap<String, OpenRun>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Executor {
@@ -162,6 +164,24 @@ impl Executor {
             history,
             audit,
             open: Mutex::default(),
+            metrics: None,
+        }
+    }
+
+    /// Counts every run it records in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The audit log runs and decisions are recorded in.
+    pub fn audit(&self) -> Option<&AuditLog> {
+        self.audit.as_ref()
+    }
+
+    fn count(&self, plugin: &str, status: RunStatus, report: Option<&RunReport>) {
+        if let Some(metrics) = &self.metrics {
+            metrics.run(plugin, status.as_str(), report);
         }
     }
 
@@ -304,6 +324,7 @@ impl Executor {
         let (id, name, why) = (new_run_id(), plugin.name.clone(), why.to_owned());
         self.with_history(move |h| h.record_skip(&id, &name, &origin, &why))
             .await?;
+        self.count(&plugin.name, RunStatus::Skipped, None);
         Ok(())
     }
 
@@ -355,7 +376,9 @@ impl Executor {
         };
         if report.outcome.is_err() {
             // It failed while planning: that is how the run ended.
-            return self.record(plugin, &claimed.id, report, true, None).await;
+            return self
+                .record(plugin, &claimed.id, report, true, None, input)
+                .await;
         }
         let needed = policy.reasons(&report.plan, report.devices_changed);
         if needed.is_empty() {
@@ -377,6 +400,7 @@ impl Executor {
         );
         self.with_history(move |h| h.await_approval(&run, &saved, &input, &why, &until))
             .await?;
+        self.count(&plugin.name, RunStatus::AwaitingApproval, Some(&report));
         Ok(Finished {
             report,
             status: RunStatus::AwaitingApproval,
@@ -404,7 +428,7 @@ impl Executor {
                 } else {
                     held_to
                 };
-                self.record(plugin, &claimed.id, report, dry_run, plan)
+                self.record(plugin, &claimed.id, report, dry_run, plan, input)
                     .await
             }
             Err(e) => Err(self.record_start_failure(plugin, &claimed.id, e).await),
@@ -443,15 +467,18 @@ impl Executor {
         report: RunReport,
         dry_run: bool,
         plan: Option<Vec<PlanEntry>>,
+        input: &serde_json::Value,
     ) -> Result<Finished, ExecuteError> {
         let status = RunStatus::of(&report);
+        let input = input.clone();
         tracing::info!(plugin = %plugin.name, run = %id, status = status.as_str(), calls = report.api_calls, "run finished");
         if status == RunStatus::Diverged {
             tracing::warn!(plugin = %plugin.name, run = %id, "the run diverged from its approved plan: {}", report.divergence.join("; "));
         }
         let (run, saved) = (id.to_owned(), report.clone());
-        self.with_history(move |h| h.finish(&run, &saved, dry_run, plan.as_deref()))
+        self.with_history(move |h| h.finish(&run, &saved, dry_run, plan.as_deref(), Some(&input)))
             .await?;
+        self.count(&plugin.name, status, Some(&report));
         Ok(Finished {
             report,
             status,
@@ -467,6 +494,7 @@ impl Executor {
     ) -> ExecuteError {
         tracing::warn!(plugin = %plugin.name, run = %id, "run could not start: {}", Chain(&e));
         let (run, error) = (id.to_owned(), Chain(&e).to_string());
+        self.count(&plugin.name, RunStatus::Failed, None);
         match self.with_history(move |h| h.fail(&run, &error)).await {
             Ok(_) => e.into(),
             Err(recording) => recording,
@@ -479,6 +507,9 @@ impl Executor {
         let Some(expired) = self.with_history(History::expire_overdue).await? else {
             return Ok(0);
         };
+        for (_, plugin) in &expired {
+            self.count(plugin, RunStatus::Expired, None);
+        }
         if let Some(audit) = &self.audit {
             for (run, plugin) in &expired {
                 audit.append(&crate::approvals::decision_record(
@@ -507,6 +538,9 @@ impl Executor {
             tokio::task::spawn_blocking(move || audit.sync()).await??;
         }
         let count = cut.len();
+        for (_, run) in &cut {
+            self.count(&run.plugin, RunStatus::Interrupted, None);
+        }
         let why = why.to_owned();
         self.with_history(move |h| {
             for (id, _) in &cut {

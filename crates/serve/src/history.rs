@@ -228,7 +228,7 @@ pub struct RunRow {
     pub logs: Option<serde_json::Value>,
     /// The writes a dry run planned; for a run with an approval policy, its plan.
     pub plan: Option<serde_json::Value>,
-    /// The input the run was given (kept for runs whose plan waits for approval).
+    /// The input the run was given.
     pub input: Option<serde_json::Value>,
     /// Distinct devices changed (or planned to be).
     pub devices_changed: i64,
@@ -542,8 +542,10 @@ impl History {
         report: &RunReport,
         dry_run: bool,
         plan: Option<&[PlanEntry]>,
+        input: Option<&serde_json::Value>,
     ) -> Result<(), HistoryError> {
         let status = RunStatus::of(report);
+        let input = input.map(ToString::to_string);
         let ended = Ended::of(report, plan);
         let divergence =
             (!report.divergence.is_empty() || !report.unapplied.is_empty()).then(|| {
@@ -554,8 +556,8 @@ impl History {
         self.write(move |c| {
             c.execute(
                 "UPDATE runs SET ended_at = ?2, status = ?3, output = ?4, error = ?5, api_calls = ?6, writes = ?7, dry_run = ?8, logs = ?9,
-                 plan = COALESCE(?10, plan), devices_changed = ?11, divergence = ?12 WHERE id = ?1",
-                params![id, now(), status.as_str(), ended.output, ended.error, ended.api_calls, ended.writes, dry_run, ended.logs, ended.plan, ended.devices_changed, divergence],
+                 plan = COALESCE(?10, plan), devices_changed = ?11, divergence = ?12, input = COALESCE(?13, input) WHERE id = ?1",
+                params![id, now(), status.as_str(), ended.output, ended.error, ended.api_calls, ended.writes, dry_run, ended.logs, ended.plan, ended.devices_changed, divergence, input],
             )
             .map(drop)
         })

@@ -6,8 +6,10 @@
 //! the `levelhost` binary's work.
 
 pub mod approvals;
+pub mod console;
 pub mod executor;
 pub mod history;
+pub mod metrics;
 pub mod plugin;
 pub mod scheduler;
 pub mod service;

@@ -59,6 +59,10 @@ pub struct ServedPlugin {
     pub plugin: LoadedPlugin,
     /// The client of the plugin's key (shared with every plugin on that key, and so its rate budget).
     pub client: LevelClient,
+    /// The key's name in the config (for metrics; never the key itself).
+    pub key: String,
+    /// Who vetted its package, or that it is an unsigned local component, for the console.
+    pub vetting: String,
     /// What it may do.
     pub grant: Grant,
     /// Its default input.
@@ -106,4 +110,6 @@ pub struct ServeOptions {
     pub read_timeout: Duration,
     /// Connections served at once; more are closed as they arrive.
     pub max_connections: usize,
+    /// The operator console and `/metrics`, on their own address; none: off.
+    pub console: Option<crate::console::ConsoleOptions>,
 }

@@ -146,6 +146,8 @@ impl Service {
             schedule: key.to_owned(),
             planned: planned_at.clone(),
         };
+        let late = (Utc::now() - planned).to_std().unwrap_or_default();
+        self.metrics().lateness(plugin, late);
         let guard = match schedule.overlap {
             Overlap::Skip => match installed.lock.clone().try_lock_owned() {
                 Ok(guard) => guard,

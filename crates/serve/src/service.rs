@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 
 use crate::executor::{Claimed, ExecuteError, Executor, Origin, RunOptions};
 use crate::history::{History, HistoryError};
+use crate::metrics::Metrics;
 use crate::plugin::{ServeOptions, ServedPlugin};
 use levelhost_core::Chain;
 use levelhost_runtime::audit::{AuditError, AuditLog};
@@ -70,12 +71,17 @@ pub struct Service {
     pub(crate) max_body: usize,
     /// How long a client may take to send a request's headers, or its body.
     pub(crate) body_timeout: Duration,
+    /// The service's metrics.
+    metrics: Arc<Metrics>,
 }
 
 /// A handle to a started service.
 pub struct Handle {
     /// The address the HTTP endpoint listens on.
     pub addr: SocketAddr,
+    /// The address the console listens on, when it is on.
+    pub console_addr: Option<SocketAddr>,
+    console: Option<tokio::task::JoinHandle<()>>,
     service: Arc<Service>,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
@@ -120,9 +126,15 @@ impl Service {
             .map_err(listen)?;
         let addr = listener.local_addr().map_err(listen)?;
         let (stop, stopping) = watch::channel(false);
+        let metrics = Arc::new(Metrics::new());
+        for installed in plugins.values() {
+            metrics.watch_client(&installed.served.key, &installed.served.client);
+        }
         let service = Arc::new(Service {
             plugins,
-            executor: Executor::new(runner, Some(history.clone()), Some(audit)),
+            metrics: metrics.clone(),
+            executor: Executor::new(runner, Some(history.clone()), Some(audit))
+                .with_metrics(metrics),
             history,
             tasks: Mutex::new(JoinSet::new()),
             stopping: stopping.clone(),
@@ -143,6 +155,33 @@ impl Service {
             options.read_timeout,
             options.max_connections,
         ));
+        let (console_addr, console) = match &options.console {
+            None => (None, None),
+            Some(console) => {
+                let listen = |source| ServeError::Listen {
+                    addr: console.addr.clone(),
+                    source,
+                };
+                let listener = tokio::net::TcpListener::bind(&console.addr)
+                    .await
+                    .map_err(listen)?;
+                let addr = listener.local_addr().map_err(listen)?;
+                let app = crate::console::router(Arc::new(crate::console::Console::new(
+                    service.clone(),
+                    console,
+                    options.audit_path.clone(),
+                )));
+                tracing::info!(%addr, "the console is at http://{addr}/login?token=...");
+                let task = tokio::spawn(accept_loop(
+                    listener,
+                    app,
+                    stopping.clone(),
+                    options.read_timeout,
+                    options.max_connections,
+                ));
+                (Some(addr), Some(task))
+            }
+        };
         let mut schedules = Vec::new();
         for (name, installed) in &service.plugins {
             for (index, schedule) in installed.served.schedules.iter().enumerate() {
@@ -165,6 +204,8 @@ impl Service {
         tracing::info!(%addr, plugins = service.plugins.len(), "levelhost serve is running");
         Ok(Handle {
             addr,
+            console_addr,
+            console,
             service,
             stop,
             server,
@@ -176,6 +217,11 @@ impl Service {
     /// The history database.
     pub fn history(&self) -> &History {
         &self.history
+    }
+
+    /// The service's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub(crate) fn executor(&self) -> &Executor {
@@ -262,6 +308,9 @@ impl Handle {
             Err(e) => tracing::error!("cannot record the runs cut off by shutdown: {}", Chain(&e)),
         }
         let _ = self.server.await;
+        if let Some(console) = self.console {
+            let _ = console.await;
+        }
     }
 }
 

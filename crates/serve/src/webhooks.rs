@@ -134,6 +134,15 @@ pub(crate) async fn hook(
         Ok(body) => take(&service, &plugin, &headers, &body).await,
         Err(rejection) => Err((rejection, None)),
     };
+    let counted = match &verdict {
+        Ok((Taken::Started(_), ..)) => Some("accepted"),
+        Ok((Taken::Duplicate(_), ..)) => Some("duplicate"),
+        Ok((Taken::Ignored(_), ..)) => Some("ignored"),
+        Err((rejection, _)) => rejection.parts().2.map(|(verdict, _)| verdict),
+    };
+    if let Some(counted) = counted {
+        service.metrics().delivery(&plugin, counted);
+    }
     match verdict {
         Ok((taken, event_id, detail)) => {
             // A claimed or duplicate delivery was recorded with its claim, in one transaction.

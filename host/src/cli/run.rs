@@ -164,7 +164,7 @@ pub(crate) fn served(
     plugin: &crate::config::PluginConfig,
     client: level_api::LevelClient,
 ) -> anyhow::Result<ServedPlugin> {
-    let (loaded, _) = crate::loader::load_installed(runner, plugin, &config.trust)?;
+    let (loaded, vetting) = crate::loader::load_installed(runner, plugin, &config.trust)?;
     for warning in PluginRunner::ungranted_imports(&loaded, &plugin.grant) {
         eprintln!("warning: {warning}");
     }
@@ -173,6 +173,8 @@ pub(crate) fn served(
         version: plugin.manifest.version.clone(),
         plugin: loaded,
         client,
+        key: plugin.key.clone(),
+        vetting: vetting.to_string(),
         grant: plugin.grant.clone(),
         input: plugin.input.clone(),
         schedules: Vec::new(),

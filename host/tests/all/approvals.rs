@@ -99,6 +99,9 @@ addr = "{serve_addr}"
 database = "runs.db"
 shutdown_grace_secs = 1
 
+[console]
+addr = "127.0.0.1:0"
+
 [trust]
 allow_unsigned = true
 
@@ -480,4 +483,103 @@ async fn kill_9_of_serve_while_a_plan_waits_loses_nothing_and_it_applies_once() 
         "applied once across restarts"
     );
     assert_eq!(setup.run(&run)["status"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_approves_with_a_csrf_token_and_serve_applies_the_plan() {
+    let setup = Setup::new(&free_addr()).await;
+    let run = setup.plan_waits("tagger");
+    let config = level_host::config::HostConfig::load(&setup.config()).unwrap();
+    let handle = level_host::loader::serve(config, None).await.unwrap();
+    let console = format!("http://{}", handle.console_addr.unwrap());
+    // No token in the config: serve made one, beside the history, for the operator only.
+    let token_file = setup.dir.path().join("levelhost-console-token");
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the token file is the owner's only");
+    }
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http
+        .get(format!("{console}/approvals"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(&run) && html.contains("on 37 devices"),
+        "{html}"
+    );
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let approve = format!("{console}/approvals/{run}/approve");
+    let forged = http
+        .post(&approve)
+        .bearer_auth(&token)
+        .form(&[("csrf", "guessed"), ("by", "mallory")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        forged.status(),
+        403,
+        "a form without the console's CSRF token"
+    );
+    let cross_site = http
+        .post(&approve)
+        .bearer_auth(&token)
+        .header("Origin", "http://evil.example")
+        .form(&[("csrf", csrf.as_str()), ("by", "mallory")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 403, "a form posted from another site");
+    assert_eq!(setup.run(&run)["status"], "awaiting-approval");
+    let approved = http
+        .post(&approve)
+        .bearer_auth(&token)
+        .header("Origin", &console)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("by", "carol"),
+            ("reason", "looks right"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), 303);
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = setup.run(&run)["status"].clone();
+        if status == "ok" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, "ok",
+        "serve applied the plan approved in the console"
+    );
+    assert_eq!(setup.tagged(), setup.stale);
+    assert_eq!(setup.run(&run)["approval"]["decided_by"], "carol");
+    handle.shutdown().await;
 }

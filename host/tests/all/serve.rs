@@ -14,6 +14,8 @@ use levelhost_serve::history::{History, RunRow};
 
 const KEY: &str = "serve-test-key";
 const SECRET: &str = "whsec-test-0123";
+const CONSOLE_TOKEN: &str = "console-test-token-0123456789";
+const METRICS_TOKEN: &str = "metrics-test-token-0123456789";
 
 /// A folder with a config, manifests for the test guests, and a simulator.
 struct Setup {
@@ -53,6 +55,11 @@ addr = "{addr}"
 database = "runs.db"
 shutdown_grace_secs = 1
 
+[console]
+addr = "127.0.0.1:0"
+token = "file:console.token"
+metrics_token = "file:metrics.token"
+
 [trust]
 allow_unsigned = true
 
@@ -79,6 +86,8 @@ rate_burst = 4
         std::fs::write(&path, text).unwrap();
         std::fs::write(self.dir.path().join("key.txt"), KEY).unwrap();
         std::fs::write(self.dir.path().join("secret.txt"), SECRET).unwrap();
+        std::fs::write(self.dir.path().join("console.token"), CONSOLE_TOKEN).unwrap();
+        std::fs::write(self.dir.path().join("metrics.token"), METRICS_TOKEN).unwrap();
         path
     }
 
@@ -824,6 +833,350 @@ secret = "file:secret.txt"
     assert!(
         deliveries.iter().any(|d| d.1 == "timed-out"),
         "{deliveries:?}"
+    );
+    handle.shutdown().await;
+}
+
+/// The Chromium to test the console with: `LEVELHOST_TEST_CHROMIUM` (set by
+/// `.ci/run`, where a missing one fails the test), else `chromium` on PATH;
+/// `None` (the console test is skipped, saying so) when neither is there.
+fn chromium() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("LEVELHOST_TEST_CHROMIUM") {
+        return Some(PathBuf::from(path));
+    }
+    let found = Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    found.then(|| PathBuf::from("chromium"))
+}
+
+/// Loads `url` in headless Chromium: its DOM as text, and a screenshot in `png`.
+fn browse(chromium: &Path, profile: &Path, url: &str, png: &Path) -> String {
+    let common = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        "--window-size=1280,1000",
+    ];
+    let dom = Command::new(chromium)
+        .args(common)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let shot = Command::new(chromium)
+        .args(common)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        shot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    assert!(
+        std::fs::metadata(png).unwrap().len() > 10_000,
+        "a real screenshot"
+    );
+    String::from_utf8_lossy(&dom.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_and_metrics_show_the_runs_made() {
+    let addr = free_addr();
+    let setup = Setup::new(SimConfig::default(), 10).await;
+    let path = setup.config(
+        &addr,
+        &r#"[plugins.echo]
+component = "@ECHO@"
+manifest = "echo.toml"
+key = "rw"
+
+[plugins.echo.events]
+secret = "file:secret.txt"
+
+[plugins.walker]
+component = "@WALK@"
+manifest = "walker.toml"
+key = "rw"
+
+[plugins.walker.events]
+secret = "file:secret.txt"
+
+[[plugins.walker.schedules]]
+cron = "0 0 1 1 *"
+
+[plugins.lister]
+component = "@WALK@"
+manifest = "walker.toml"
+key = "rw"
+capabilities = ["devices:read"]
+
+[plugins.lister.events]
+secret = "file:secret.txt"
+"#
+        .replace("@WALK@", test_programs_artifacts::WALK_DEVICES),
+        0,
+    );
+    // The walker asks for devices:read in its manifest; its grant gives nothing.
+    std::fs::write(
+        setup.dir.path().join("walker.toml"),
+        "name = \"walker\"\nversion = \"1.0.0\"\ncapabilities = [\"devices:read\"]\n",
+    )
+    .unwrap();
+    let handle = loader::serve(HostConfig::load(&path).unwrap(), None)
+        .await
+        .unwrap();
+    let console = format!("http://{}", handle.console_addr.unwrap());
+    let http = reqwest::Client::new();
+    let deliver = |plugin: &str, id: &str, fail: bool| {
+        let mut body = serde_json::json!({"event_type": "alert_active", "event_id": id, "occurred_at": "2026-01-01T00:00:00.000Z", "data": {"id": "alert-1"}});
+        if fail {
+            body["fail"] = true.into();
+        }
+        let body = body.to_string();
+        http.post(format!("http://{addr}/hooks/{plugin}"))
+            .header(
+                "X-Level-Signature",
+                sign(SECRET.as_bytes(), body.as_bytes()),
+            )
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        deliver("echo", "evt-ok", false).await.unwrap().status(),
+        202
+    );
+    assert_eq!(
+        deliver("echo", "evt-fail", true).await.unwrap().status(),
+        202
+    );
+    assert_eq!(
+        deliver("echo", "evt-ok", false).await.unwrap().status(),
+        200,
+        "a duplicate"
+    );
+    // The walker lists devices without devices:read: denied.
+    assert_eq!(
+        deliver("walker", "evt-walk", false).await.unwrap().status(),
+        202
+    );
+    // The lister may: its Level requests are counted.
+    assert_eq!(
+        deliver("lister", "evt-list", false).await.unwrap().status(),
+        202
+    );
+
+    let mut runs = Vec::new();
+    for _ in 0..100 {
+        runs = setup.history().list(None, None, 20).unwrap();
+        if runs.len() == 4 && runs.iter().all(|r| r.status != "running") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status_of = |plugin: &str, status: &str| {
+        runs.iter()
+            .filter(|r| r.plugin == plugin && r.status == status)
+            .count()
+    };
+    assert_eq!(
+        (
+            status_of("echo", "ok"),
+            status_of("echo", "failed"),
+            status_of("walker", "denied"),
+            status_of("lister", "ok")
+        ),
+        (1, 1, 1, 1),
+        "{runs:#?}"
+    );
+    let failed = runs
+        .iter()
+        .find(|r| r.status == "failed")
+        .unwrap()
+        .id
+        .clone();
+
+    // Without the token, every page answers 401; with a wrong one too.
+    for page in [
+        "/",
+        "/runs",
+        &format!("/runs/{failed}"),
+        "/denials",
+        "/approvals",
+        "/metrics",
+        "/assets/console.css",
+        "/login?token=wrong",
+    ] {
+        let answer = http.get(format!("{console}{page}")).send().await.unwrap();
+        assert_eq!(answer.status(), 401, "{page}");
+    }
+    let forged = http
+        .post(format!("{console}/approvals/{failed}/approve"))
+        .form(&[("csrf", "x"), ("by", "mallory")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401, "a POST without the token");
+
+    // Metrics: Prometheus text whose counters match the runs made.
+    let scrape = http
+        .get(format!("{console}/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scrape.status(), 200);
+    let text = scrape.text().await.unwrap();
+    let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        parsed
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Untyped(v)
+                | prometheus_parse::Value::Gauge(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    assert_eq!(
+        value(
+            "levelhost_runs_total",
+            &[("plugin", "echo"), ("status", "ok")]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "levelhost_runs_total",
+            &[("plugin", "echo"), ("status", "failed")]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "levelhost_runs_total",
+            &[("plugin", "walker"), ("status", "denied")]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "levelhost_webhook_deliveries_total",
+            &[("plugin", "echo"), ("verdict", "accepted")]
+        ),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "levelhost_webhook_deliveries_total",
+            &[("plugin", "echo"), ("verdict", "duplicate")]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "levelhost_gate_denials_total",
+            &[("plugin", "walker"), ("capability", "devices:read")]
+        ),
+        1.0,
+        "{text}"
+    );
+    let report_calls: i64 = runs.iter().map(|r| r.api_calls).sum();
+    assert!(report_calls > 0);
+    assert_eq!(
+        value("levelhost_level_requests_total", &[("key", "rw")]),
+        report_calls as f64,
+        "every Level request of the runs is counted: {text}"
+    );
+    assert!(
+        text.contains("levelhost_run_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(KEY) && !text.contains(SECRET),
+        "no secret in the metrics"
+    );
+
+    // The console in a real headless browser, logged in with the token.
+    let Some(chromium) = chromium() else {
+        eprintln!(
+            "skipped the browser half of the console test: no chromium (set LEVELHOST_TEST_CHROMIUM or install chromium)"
+        );
+        handle.shutdown().await;
+        return;
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let plugins_png = shots.join("console-plugins.png");
+    let dom = browse(
+        &chromium,
+        profile.path(),
+        &format!("{console}/login?token={CONSOLE_TOKEN}"),
+        &plugins_png,
+    );
+    for expected in [
+        "Plugins",
+        "echo",
+        "walker",
+        "takes Level's webhook events",
+        "0 0 1 1 *",
+        "denied",
+    ] {
+        assert!(
+            dom.contains(expected),
+            "the plugins page shows {expected:?}: {dom}"
+        );
+    }
+    let run_png = shots.join("console-failed-run.png");
+    let dom = browse(
+        &chromium,
+        profile.path(),
+        &format!("{console}/login?token={CONSOLE_TOKEN}&next=/runs/{failed}"),
+        &run_png,
+    );
+    for expected in [
+        failed.as_str(),
+        "failed",
+        "Why it failed",
+        "asked to fail",
+        "event alert_active",
+        "evt-fail",
+        "Input",
+        "\"fail\": true",
+    ] {
+        assert!(
+            dom.contains(expected),
+            "the failed run's page shows {expected:?}: {dom}"
+        );
+    }
+    assert!(
+        !dom.contains(KEY) && !dom.contains(SECRET),
+        "no key or secret is rendered"
+    );
+    eprintln!(
+        "screenshots: {} and {}",
+        plugins_png.display(),
+        run_png.display()
     );
     handle.shutdown().await;
 }

@@ -1,0 +1,632 @@
+//! The operator console of `serve`: server-rendered HTML (maud) with one
+//! stylesheet compiled into the binary, and `/metrics` for Prometheus.
+//!
+//! Every page needs the console token: `Authorization: Bearer TOKEN`, or the
+//! cookie `GET /login?token=TOKEN` sets. Approving and rejecting are POSTs
+//! carrying a CSRF token derived from the console token (and a same-origin
+//! check); every answer has a strict Content-Security-Policy. Keys and
+//! webhook secrets are never rendered: a plugin's key appears by its name.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Form, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use maud::{DOCTYPE, Markup, html};
+use sha2::{Digest, Sha256};
+
+use crate::approvals::{Decision, decide};
+use crate::history::{RunRow, RunStatus};
+use crate::service::Service;
+use levelhost_core::plan::PlanEntry;
+use levelhost_runtime::audit::{AuditFilter, AuditRecord};
+
+/// Where the console listens and who may see it.
+#[derive(Debug, Clone)]
+pub struct ConsoleOptions {
+    /// The address (default `127.0.0.1:8781`).
+    pub addr: String,
+    /// The token every page needs.
+    pub token: String,
+    /// Another token that may read `/metrics` only (for a Prometheus scraper).
+    pub metrics_token: Option<String>,
+}
+
+const CSS: &str = include_str!("../assets/console.css");
+const COOKIE: &str = "levelhost_console";
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The console's state.
+pub(crate) struct Console {
+    service: Arc<Service>,
+    token: [u8; 32],
+    metrics_token: Option<[u8; 32]>,
+    csrf: String,
+    audit_path: PathBuf,
+}
+
+fn digest(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+/// Compares two digests in time independent of where they differ.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Console {
+    pub(crate) fn new(
+        service: Arc<Service>,
+        options: &ConsoleOptions,
+        audit_path: PathBuf,
+    ) -> Self {
+        Self {
+            service,
+            token: digest(&options.token),
+            metrics_token: options.metrics_token.as_deref().map(digest),
+            csrf: hex::encode(digest(&format!("levelhost-csrf:{}", options.token))),
+            audit_path,
+        }
+    }
+
+    /// The token a request carries, by header or cookie.
+    fn presented(headers: &HeaderMap) -> Option<String> {
+        if let Some(bearer) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        {
+            return Some(bearer.trim().to_owned());
+        }
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == COOKIE)
+            .map(|(_, v)| v.to_owned())
+    }
+
+    fn admits(&self, headers: &HeaderMap) -> bool {
+        Self::presented(headers).is_some_and(|t| same(&digest(&t), &self.token))
+    }
+}
+
+/// The console's routes.
+pub(crate) fn router(console: Arc<Console>) -> Router {
+    let pages = Router::new()
+        .route("/", get(plugins_page))
+        .route("/runs", get(runs_page))
+        .route("/runs/{id}", get(run_page))
+        .route("/denials", get(denials_page))
+        .route("/approvals", get(approvals_page))
+        .route("/approvals/{id}/{decision}", post(decide_form))
+        .route("/assets/console.css", get(css))
+        .route_layer(axum::middleware::from_fn_with_state(console.clone(), guard));
+    Router::new()
+        .merge(pages)
+        .route("/login", get(login))
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn(secure_headers))
+        .with_state(console)
+}
+
+async fn guard(State(console): State<Arc<Console>>, request: Request, next: Next) -> Response {
+    if console.admits(request.headers()) {
+        next.run(request).await
+    } else {
+        unauthorized()
+    }
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "the levelhost console needs its token: open /login?token=... or send Authorization: Bearer ...\n",
+    )
+        .into_response()
+}
+
+async fn secure_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+#[derive(serde::Deserialize)]
+struct Login {
+    token: String,
+    /// A console page to go to once logged in.
+    next: Option<String>,
+}
+
+async fn login(State(console): State<Arc<Console>>, Query(login): Query<Login>) -> Response {
+    if !same(&digest(&login.token), &console.token) {
+        return unauthorized();
+    }
+    let cookie = format!(
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+        login.token
+    );
+    match HeaderValue::from_str(&cookie) {
+        Ok(cookie) => {
+            // Only a path of this console: never another site.
+            let next = login
+                .next
+                .filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
+                .unwrap_or_else(|| "/".to_owned());
+            ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
+        }
+        Err(_) => (StatusCode::BAD_REQUEST, "the token cannot be a cookie\n").into_response(),
+    }
+}
+
+async fn metrics(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let metrics_token = Console::presented(&headers).is_some_and(|t| {
+        console
+            .metrics_token
+            .as_ref()
+            .is_some_and(|m| same(&digest(&t), m))
+    });
+    if !console.admits(&headers) && !metrics_token {
+        return unauthorized();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        console.service.metrics().render(),
+    )
+        .into_response()
+}
+
+async fn css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response()
+}
+
+fn layout(title: &str, body: Markup) -> Response {
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · levelhost" }
+                link rel="stylesheet" href="/assets/console.css";
+            }
+            body {
+                header {
+                    strong { "levelhost" }
+                    a href="/" { "Plugins" }
+                    a href="/runs" { "Runs" }
+                    a href="/denials" { "Denials and limits" }
+                    a href="/approvals" { "Approvals" }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    };
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page.into_string(),
+    )
+        .into_response()
+}
+
+fn failure(status: StatusCode, what: String) -> Response {
+    let mut response = layout("Error", html! { p { (what) } });
+    *response.status_mut() = status;
+    response
+}
+
+/// Runs `f` on the history, on the blocking pool.
+async fn history<T: Send + 'static>(
+    console: &Console,
+    f: impl FnOnce(&crate::history::History) -> Result<T, crate::history::HistoryError> + Send + 'static,
+) -> Result<T, Response> {
+    let history = console.service.history.clone();
+    match tokio::task::spawn_blocking(move || f(&history)).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            levelhost_core::Chain(&e).to_string(),
+        )),
+        Err(e) => Err(failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+fn status(s: &str) -> Markup {
+    html! { span class={ "status status-" (s) } { (s) } }
+}
+
+fn origin(r: &RunRow) -> String {
+    match r.trigger.as_str() {
+        "schedule" => format!("schedule {}", r.planned_at.as_deref().unwrap_or("?")),
+        "event" => format!("event {}", r.event_type.as_deref().unwrap_or("?")),
+        other => other.to_owned(),
+    }
+}
+
+async fn plugins_page(State(console): State<Arc<Console>>) -> Response {
+    let names: Vec<String> = console.service.plugins.keys().cloned().collect();
+    let last = match history(&console, move |h| {
+        names
+            .iter()
+            .map(|n| Ok((n.clone(), h.list(Some(n), None, 1)?.into_iter().next())))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    {
+        Ok(last) => last,
+        Err(page) => return page,
+    };
+    let body = html! {
+        @for (name, installed) in &console.service.plugins {
+            @let p = &installed.served;
+            @let last = last.iter().find(|(n, _)| n == name).and_then(|(_, r)| r.as_ref());
+            section.card {
+                h2 { (name) " " span.muted { (p.version) } }
+                dl {
+                    dt { "Package" } dd { code { (p.plugin.digest) } }
+                    dt { "Vetted" } dd { (p.vetting) }
+                    dt { "Key" } dd { (p.key) }
+                    dt { "Last run" } dd {
+                        @match last {
+                            Some(r) => { a href={ "/runs/" (r.id) } { (r.started_at) } " " (status(&r.status)) }
+                            None => { "never ran" }
+                        }
+                    }
+                    dt { "Schedules" } dd {
+                        @if p.schedules.is_empty() { "none" }
+                        @for s in &p.schedules {
+                            @let next = s.cron.find_next_occurrence(&Utc::now().with_timezone(&s.timezone), false).ok()
+                                .map(|t| t.with_timezone(&Utc).to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                            div { code { (s.pattern) } " (" (s.timezone) "), next " (next.unwrap_or_else(|| "never".to_owned())) }
+                        }
+                    }
+                    dt { "Events" } dd { @if p.events.is_some() { "takes Level's webhook events" } @else { "no" } }
+                    @if let Some(policy) = &p.approval {
+                        dt { "Approval" } dd { (policy.in_words()) }
+                    }
+                }
+                h3 { "Grant" }
+                ul { @for line in p.grant.describe() { li { (line) } } }
+            }
+        }
+    };
+    layout("Plugins", body)
+}
+
+#[derive(serde::Deserialize, Default)]
+struct RunFilter {
+    plugin: Option<String>,
+    status: Option<String>,
+    origin: Option<String>,
+}
+
+async fn runs_page(
+    State(console): State<Arc<Console>>,
+    Query(filter): Query<RunFilter>,
+) -> Response {
+    let plugin = filter.plugin.clone().filter(|p| !p.is_empty());
+    let status_filter: Option<RunStatus> = filter
+        .status
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .and_then(|s| s.parse().ok());
+    let wanted_origin = filter.origin.clone().filter(|o| !o.is_empty());
+    let runs = match history(&console, move |h| {
+        h.list(plugin.as_deref(), status_filter, 500)
+    })
+    .await
+    {
+        Ok(runs) => runs,
+        Err(page) => return page,
+    };
+    let runs: Vec<RunRow> = runs
+        .into_iter()
+        .filter(|r| wanted_origin.as_ref().is_none_or(|o| *o == r.trigger))
+        .take(200)
+        .collect();
+    let selected = |value: &Option<String>, option: &str| value.as_deref() == Some(option);
+    let body = html! {
+        form.filters method="get" action="/runs" {
+            select name="plugin" aria-label="plugin" {
+                option value="" { "every plugin" }
+                @for name in console.service.plugins.keys() {
+                    option value=(name) selected[selected(&filter.plugin, name)] { (name) }
+                }
+            }
+            select name="status" aria-label="status" {
+                option value="" { "every status" }
+                @for s in RunStatus::ALL {
+                    option value=(s.as_str()) selected[selected(&filter.status, s.as_str())] { (s.as_str()) }
+                }
+            }
+            select name="origin" aria-label="origin" {
+                option value="" { "every origin" }
+                @for o in ["manual", "schedule", "event"] {
+                    option value=(o) selected[selected(&filter.origin, o)] { (o) }
+                }
+            }
+            button type="submit" { "Filter" }
+        }
+        div.wrap { table {
+            thead { tr { th { "Run" } th { "Plugin" } th { "Status" } th { "Origin" } th { "Started" } th.wide { "Calls" } th.wide { "Writes" } th.wide { "Error" } } }
+            tbody {
+                @for r in &runs {
+                    tr {
+                        td { a href={ "/runs/" (r.id) } { code { (r.id) } } }
+                        td { (r.plugin) }
+                        td { (status(&r.status)) @if r.dry_run { " " span.muted { "(dry run)" } } }
+                        td { (origin(r)) }
+                        td { (r.started_at) }
+                        td.wide { (r.api_calls) }
+                        td.wide { (r.writes) }
+                        td.wide { (r.error.as_deref().map(|e| e.chars().take(120).collect::<String>()).unwrap_or_default()) }
+                    }
+                }
+            }
+        } }
+        p.muted { (runs.len()) " runs" }
+    };
+    layout("Runs", body)
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}
+
+fn plan_of(value: &Option<serde_json::Value>) -> Vec<PlanEntry> {
+    value
+        .clone()
+        .and_then(|p| serde_json::from_value(p).ok())
+        .unwrap_or_default()
+}
+
+fn calls_table(calls: &[AuditRecord]) -> Markup {
+    html! {
+        div.wrap { table {
+            thead { tr { th { "Time" } th { "Call" } th { "Verdict" } th.wide { "Targets" } th { "Level" } th { "Why" } } }
+            tbody {
+                @for c in calls {
+                    tr {
+                        td { (c.time) }
+                        td { code { (c.operation) } @if c.dry_run { " " span.muted { "(planned)" } } }
+                        td { @if c.allowed { "allowed" } @else { span.denied { "denied" } } }
+                        td.wide { (c.targets.len()) }
+                        td { (c.upstream_status.map(|s| s.to_string()).unwrap_or_default()) }
+                        td { (c.reason.as_deref().unwrap_or_default()) }
+                    }
+                }
+            }
+        } }
+    }
+}
+
+async fn run_page(State(console): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+    let wanted = id.clone();
+    let run = match history(&console, move |h| h.get(&wanted)).await {
+        Ok(Some(run)) => run,
+        Ok(None) => return failure(StatusCode::NOT_FOUND, format!("no run {id}")),
+        Err(page) => return page,
+    };
+    let path = console.audit_path.clone();
+    let filter = AuditFilter {
+        run_id: Some(id.clone()),
+        ..AuditFilter::default()
+    };
+    let calls = tokio::task::spawn_blocking(move || levelhost_runtime::audit::read(&path, &filter))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|(records, _)| records)
+        .unwrap_or_default();
+    let plan = plan_of(&run.plan);
+    let body = html! {
+        section.card { dl {
+            dt { "Plugin" } dd { (run.plugin) " " (run.version) }
+            dt { "Status" } dd { (status(&run.status)) @if run.dry_run { " (dry run)" } }
+            dt { "Origin" } dd { (origin(&run)) @if let Some(e) = &run.event_id { " · event " code { (e) } } }
+            dt { "Started" } dd { (run.started_at) }
+            dt { "Ended" } dd { (run.ended_at.as_deref().unwrap_or("-")) }
+            dt { "Level calls" } dd { (run.api_calls) ", " (run.writes) " writes, " (run.devices_changed) " devices changed" }
+            dt { "Component" } dd { code { (run.digest) } }
+        } }
+        @if let Some(error) = &run.error {
+            h2 { "Why it failed" }
+            pre { (error) }
+        }
+        @if let Some(input) = &run.input { h2 { "Input" } pre { (pretty(input)) } }
+        @if let Some(output) = &run.output {
+            h2 { "Output" }
+            pre { (serde_json::from_str::<serde_json::Value>(output).map(|v| pretty(&v)).unwrap_or_else(|_| output.clone())) }
+        }
+        @if let Some(logs) = &run.logs {
+            h2 { "Logs" }
+            pre {
+                @for line in logs["log"].as_array().into_iter().flatten() {
+                    (line["level"].as_str().unwrap_or("info")) " " (line["message"].as_str().unwrap_or_default()) "\n"
+                }
+                @for stream in ["stdout", "stderr"] {
+                    @for text in logs[stream].as_str().unwrap_or_default().lines() { (stream) " " (text) "\n" }
+                }
+            }
+        }
+        @if !plan.is_empty() {
+            h2 { "Plan" }
+            ul { @for line in levelhost_core::plan::in_words(&plan) { li { (line) } } }
+        }
+        @if let Some(a) = &run.approval {
+            h2 { "Approval" }
+            dl {
+                dt { "Waited because" } dd { (a.needed.join("; ")) }
+                dt { "Expires" } dd { (a.expires_at) }
+                @if let Some(d) = &a.decision { dt { "Decision" } dd { (d) " by " (a.decided_by.as_deref().unwrap_or("?")) " at " (a.decided_at.as_deref().unwrap_or("?")) } }
+                @if let Some(r) = &a.reason { dt { "Why" } dd { (r) } }
+            }
+        }
+        @if let Some(d) = &run.divergence { h2 { "Divergence from the approved plan" } pre { (pretty(d)) } }
+        h2 { "Host calls" }
+        @if calls.is_empty() { p.muted { "no host call on record" } } @else { (calls_table(&calls)) }
+    };
+    layout(&format!("Run {id}"), body)
+}
+
+async fn denials_page(State(console): State<Arc<Console>>) -> Response {
+    let path = console.audit_path.clone();
+    let filter = AuditFilter {
+        denied: true,
+        ..AuditFilter::default()
+    };
+    let mut denied =
+        tokio::task::spawn_blocking(move || levelhost_runtime::audit::read(&path, &filter))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|(records, _)| records)
+            .unwrap_or_default();
+    denied.reverse();
+    denied.truncate(200);
+    let limited = match history(&console, |h| {
+        let mut rows = h.list(None, Some(RunStatus::LimitExceeded), 100)?;
+        rows.extend(h.list(None, Some(RunStatus::TimedOut), 100)?);
+        rows.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+        Ok(rows)
+    })
+    .await
+    {
+        Ok(rows) => rows,
+        Err(page) => return page,
+    };
+    let body = html! {
+        h2 { "Denied calls" }
+        @if denied.is_empty() { p.muted { "no call was denied" } }
+        @else {
+            div.wrap { table {
+                thead { tr { th { "Time" } th { "Plugin" } th { "Run" } th { "Call" } th { "Why" } } }
+                tbody { @for c in &denied { tr {
+                    td { (c.time) } td { (c.plugin) }
+                    td { a href={ "/runs/" (c.run_id) } { code { (c.run_id) } } }
+                    td { code { (c.operation) } }
+                    td { (c.reason.as_deref().unwrap_or_default()) }
+                } } }
+            } }
+        }
+        h2 { "Limit hits" }
+        @if limited.is_empty() { p.muted { "no run hit a limit" } }
+        @else {
+            div.wrap { table {
+                thead { tr { th { "Run" } th { "Plugin" } th { "Status" } th { "Why" } } }
+                tbody { @for r in &limited { tr {
+                    td { a href={ "/runs/" (r.id) } { code { (r.id) } } }
+                    td { (r.plugin) } td { (status(&r.status)) }
+                    td { (r.error.as_deref().unwrap_or_default()) }
+                } } }
+            } }
+        }
+    };
+    layout("Denials and limits", body)
+}
+
+async fn approvals_page(State(console): State<Arc<Console>>) -> Response {
+    let waiting = match history(&console, |h| {
+        h.list(None, Some(RunStatus::AwaitingApproval), 200)
+    })
+    .await
+    {
+        Ok(rows) => rows,
+        Err(page) => return page,
+    };
+    let csrf = console.csrf.clone();
+    let body = html! {
+        @if waiting.is_empty() { p.muted { "no plan waits for approval" } }
+        @for r in &waiting {
+            section.card {
+                h2 { a href={ "/runs/" (r.id) } { (r.plugin) " · " code { (r.id) } } }
+                @if let Some(a) = &r.approval {
+                    p { "Waits because " (a.needed.join("; ")) ". Expires " (a.expires_at) "." }
+                }
+                ul { @for line in levelhost_core::plan::in_words(&plan_of(&r.plan)) { li { (line) } } }
+                @for (decision, label) in [("approve", "Approve"), ("reject", "Reject")] {
+                    form.inline method="post" action={ "/approvals/" (r.id) "/" (decision) } {
+                        input type="hidden" name="csrf" value=(csrf);
+                        input type="text" name="by" placeholder="your name" required aria-label="who decides";
+                        input type="text" name="reason" placeholder="why" aria-label="why";
+                        button class=(decision) type="submit" { (label) }
+                    }
+                }
+            }
+        }
+    };
+    layout("Approvals", body)
+}
+
+#[derive(serde::Deserialize)]
+struct DecideForm {
+    csrf: String,
+    by: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn decide_form(
+    State(console): State<Arc<Console>>,
+    Path((id, decision)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(form): Form<DecideForm>,
+) -> Response {
+    let same_origin = match (headers.get(header::ORIGIN), headers.get(header::HOST)) {
+        (Some(origin), Some(host)) => origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://").map(|(_, rest)| rest.to_owned()))
+            .is_some_and(|o| host.to_str().is_ok_and(|h| h == o)),
+        (None, _) => true,
+        (Some(_), None) => false,
+    };
+    if !same_origin || !same(&digest(&form.csrf), &digest(&console.csrf)) {
+        return failure(
+            StatusCode::FORBIDDEN,
+            "this form did not come from the console".to_owned(),
+        );
+    }
+    let decision = match decision.as_str() {
+        "approve" => Decision::Approve,
+        "reject" => Decision::Reject,
+        _ => return failure(StatusCode::NOT_FOUND, format!("no decision {decision:?}")),
+    };
+    let Some(audit) = console.service.executor().audit().cloned() else {
+        return failure(StatusCode::INTERNAL_SERVER_ERROR, "no audit log".to_owned());
+    };
+    let history = console.service.history.clone();
+    let reason = Some(form.reason.trim().to_owned()).filter(|r| !r.is_empty());
+    let by = form.by.trim().to_owned();
+    let run = id.clone();
+    let decided = tokio::task::spawn_blocking(move || {
+        decide(&history, &audit, &run, decision, &by, reason.as_deref())
+    })
+    .await;
+    match decided {
+        Ok(Ok(())) => Redirect::to(&format!("/runs/{id}")).into_response(),
+        Ok(Err(e)) => failure(StatusCode::CONFLICT, levelhost_core::Chain(&e).to_string()),
+        Err(e) => failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}

@@ -1,0 +1,276 @@
+//! Prometheus metrics of `serve`, in the text exposition format
+//! (`prometheus-client`): runs, their durations, Level requests, 429s and
+//! rate-budget waits per key, gate denials, limit hits, webhook deliveries
+//! and schedule lateness.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use level_api::LevelClient;
+use levelhost_core::capability::Operation;
+use levelhost_runtime::runner::{RunFailure, RunReport};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    plugin: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    key: String,
+    operation: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    key: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DenialLabels {
+    plugin: String,
+    capability: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    plugin: String,
+    limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    plugin: String,
+    verdict: String,
+}
+
+type Histograms = Family<PluginLabels, Histogram, fn() -> Histogram>;
+
+/// The metrics of one `serve`.
+pub struct Metrics {
+    registry: Registry,
+    runs: Family<RunLabels, Counter>,
+    durations: Histograms,
+    requests: Family<RequestLabels, Counter>,
+    rate_limited: Family<KeyLabels, Counter>,
+    budget_wait: Family<KeyLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    denials: Family<DenialLabels, Counter>,
+    limits: Family<LimitLabels, Counter>,
+    deliveries: Family<DeliveryLabels, Counter>,
+    lateness: Histograms,
+    /// The clients whose counters are read at each scrape, by key name.
+    clients: Mutex<Vec<(String, LevelClient)>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn duration_histogram() -> Histogram {
+    // 10 ms to about 80 s.
+    Histogram::new(exponential_buckets(0.01, 2.0, 14))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Every metric, registered and at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("levelhost");
+        let m = Self {
+            runs: Family::default(),
+            durations: Family::new_with_constructor(duration_histogram),
+            requests: Family::default(),
+            rate_limited: Family::default(),
+            budget_wait: Family::default(),
+            denials: Family::default(),
+            limits: Family::default(),
+            deliveries: Family::default(),
+            lateness: Family::new_with_constructor(duration_histogram),
+            clients: Mutex::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "runs",
+            "Runs ended (or waiting), by plugin and status",
+            m.runs.clone(),
+        );
+        registry.register(
+            "run_duration_seconds",
+            "How long runs took, by plugin",
+            m.durations.clone(),
+        );
+        registry.register(
+            "level_requests",
+            "Requests sent to Level, by key, operation and HTTP status (0: no answer)",
+            m.requests.clone(),
+        );
+        registry.register(
+            "level_rate_limited",
+            "Answers from Level with status 429, by key",
+            m.rate_limited.clone(),
+        );
+        registry.register(
+            "rate_budget_wait_seconds",
+            "Time spent waiting for a key's rate budget (its limit and Level's Retry-After), by key",
+            m.budget_wait.clone(),
+        );
+        registry.register(
+            "gate_denials",
+            "Calls the gate denied, by plugin and capability",
+            m.denials.clone(),
+        );
+        registry.register(
+            "limit_hits",
+            "Runs ended by a limit of their grant, by plugin and limit",
+            m.limits.clone(),
+        );
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries, by plugin and verdict",
+            m.deliveries.clone(),
+        );
+        registry.register(
+            "schedule_lateness_seconds",
+            "How long after its planned time a scheduled run started, by plugin",
+            m.lateness.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// Reads `client`'s request counters at each scrape, as key `key`.
+    pub fn watch_client(&self, key: &str, client: &LevelClient) {
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !clients
+            .iter()
+            .any(|(_, c)| std::sync::Arc::ptr_eq(c.stats(), client.stats()))
+        {
+            clients.push((key.to_owned(), client.clone()));
+        }
+    }
+
+    /// Counts a run that ended (or waits) with `status`, and what its report shows.
+    pub fn run(&self, plugin: &str, status: &str, report: Option<&RunReport>) {
+        self.runs
+            .get_or_create(&RunLabels {
+                plugin: plugin.to_owned(),
+                status: status.to_owned(),
+            })
+            .inc();
+        let Some(report) = report else {
+            return;
+        };
+        let labels = PluginLabels {
+            plugin: plugin.to_owned(),
+        };
+        self.durations
+            .get_or_create(&labels)
+            .observe(report.duration.as_secs_f64());
+        for record in report.audit.iter().filter(|r| !r.allowed) {
+            let capability = serde_json::from_value::<Operation>(serde_json::Value::String(
+                record.operation.clone(),
+            ))
+            .map(|op| op.capability().to_string())
+            .unwrap_or_else(|_| record.operation.clone());
+            if record
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("denied"))
+            {
+                self.denials
+                    .get_or_create(&DenialLabels {
+                        plugin: plugin.to_owned(),
+                        capability,
+                    })
+                    .inc();
+            }
+        }
+        let limit = match &report.outcome {
+            Err(RunFailure::LimitExceeded { limit, .. }) => Some(limit.clone()),
+            Err(RunFailure::TimedOut(_)) => Some("timeout_secs".to_owned()),
+            _ => None,
+        };
+        if let Some(limit) = limit {
+            self.limits
+                .get_or_create(&LimitLabels {
+                    plugin: plugin.to_owned(),
+                    limit,
+                })
+                .inc();
+        }
+    }
+
+    /// Counts a webhook delivery and its verdict.
+    pub fn delivery(&self, plugin: &str, verdict: &str) {
+        self.deliveries
+            .get_or_create(&DeliveryLabels {
+                plugin: plugin.to_owned(),
+                verdict: verdict.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records how late a scheduled run started.
+    pub fn lateness(&self, plugin: &str, late: Duration) {
+        self.lateness
+            .get_or_create(&PluginLabels {
+                plugin: plugin.to_owned(),
+            })
+            .observe(late.as_secs_f64());
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for (key, client) in clients {
+            let stats = client.stats();
+            for (operation, status, n) in stats.requests() {
+                let counter = self.requests.get_or_create(&RequestLabels {
+                    key: key.clone(),
+                    operation: operation.to_owned(),
+                    status: status.to_string(),
+                });
+                counter.inc_by(n.saturating_sub(counter.get()));
+            }
+            let limited = self
+                .rate_limited
+                .get_or_create(&KeyLabels { key: key.clone() });
+            limited.inc_by(stats.rate_limited().saturating_sub(limited.get()));
+            let waited = self.budget_wait.get_or_create(&KeyLabels { key });
+            let more = stats.budget_wait().as_secs_f64() - waited.get();
+            if more > 0.0 {
+                waited.inc_by(more);
+            }
+        }
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!("cannot encode the metrics: {e}");
+        }
+        out
+    }
+}
