@@ -367,37 +367,87 @@ pub fn component_imports(bytes: &[u8]) -> Result<Vec<String>, String> {
 /// What changed between two versions of a package, one line per change,
 /// such as `capabilities + devices:delete`. Empty when they are the same package.
 pub fn diff(old: &Package, new: &Package) -> Result<Vec<String>, PackageError> {
-    let mut lines = Vec::new();
-    let (a, b) = (&old.manifest, &new.manifest);
-    if a.name != b.name {
-        lines.push(format!("name {} -> {}", a.name, b.name));
+    Ok(PackageDiff::of(old, new)?.lines())
+}
+
+/// What changed between two packages, field by field (`[old, new]` pairs;
+/// `levelhost plugin diff --json` prints it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PackageDiff {
+    /// The plugin's name, if it changed.
+    pub name: Option<(String, String)>,
+    /// The version, if it changed.
+    pub version: Option<(String, String)>,
+    /// The package digest, if it changed.
+    pub digest: Option<(String, String)>,
+    /// Capabilities the new manifest asks for and the old did not.
+    pub capabilities_added: Vec<String>,
+    /// Capabilities the old manifest asked for and the new does not.
+    pub capabilities_removed: Vec<String>,
+    /// WIT interfaces the new component imports and the old did not.
+    pub imports_added: Vec<String>,
+    /// WIT interfaces the old component imported and the new does not.
+    pub imports_removed: Vec<String>,
+    /// Whether the input schema changed.
+    pub input_schema_changed: bool,
+    /// The component's digest, if it changed.
+    pub component: Option<(String, String)>,
+}
+
+impl PackageDiff {
+    /// Compares two packages.
+    pub fn of(old: &Package, new: &Package) -> Result<Self, PackageError> {
+        let (a, b) = (&old.manifest, &new.manifest);
+        let changed = |x: &str, y: &str| (x != y).then(|| (x.to_owned(), y.to_owned()));
+        let old_imports: BTreeSet<String> = old.imports()?.into_iter().collect();
+        let new_imports: BTreeSet<String> = new.imports()?.into_iter().collect();
+        Ok(Self {
+            name: changed(&a.name, &b.name),
+            version: changed(&a.version, &b.version),
+            digest: changed(&old.digest, &new.digest),
+            capabilities_added: b
+                .capabilities
+                .difference(&a.capabilities)
+                .map(ToString::to_string)
+                .collect(),
+            capabilities_removed: a
+                .capabilities
+                .difference(&b.capabilities)
+                .map(ToString::to_string)
+                .collect(),
+            imports_added: new_imports.difference(&old_imports).cloned().collect(),
+            imports_removed: old_imports.difference(&new_imports).cloned().collect(),
+            input_schema_changed: a.input_schema != b.input_schema,
+            component: changed(&digest(&old.component), &digest(&new.component)),
+        })
     }
-    if a.version != b.version {
-        lines.push(format!("version {} -> {}", a.version, b.version));
+
+    /// The changes, one line each (`capabilities + tags:write`); none: the same package.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (field, pair) in [
+            ("name", &self.name),
+            ("version", &self.version),
+            ("digest", &self.digest),
+        ] {
+            if let Some((old, new)) = pair {
+                lines.push(format!("{field} {old} -> {new}"));
+            }
+        }
+        for (what, sign, items) in [
+            ("capabilities", '+', &self.capabilities_added),
+            ("capabilities", '-', &self.capabilities_removed),
+            ("imports", '+', &self.imports_added),
+            ("imports", '-', &self.imports_removed),
+        ] {
+            lines.extend(items.iter().map(|i| format!("{what} {sign} {i}")));
+        }
+        if self.input_schema_changed {
+            lines.push("input schema changed".to_owned());
+        }
+        if let Some((old, new)) = &self.component {
+            lines.push(format!("component {old} -> {new}"));
+        }
+        lines
     }
-    if old.digest != new.digest {
-        lines.push(format!("digest {} -> {}", old.digest, new.digest));
-    }
-    for cap in b.capabilities.difference(&a.capabilities) {
-        lines.push(format!("capabilities + {cap}"));
-    }
-    for cap in a.capabilities.difference(&b.capabilities) {
-        lines.push(format!("capabilities - {cap}"));
-    }
-    let old_imports: BTreeSet<String> = old.imports()?.into_iter().collect();
-    let new_imports: BTreeSet<String> = new.imports()?.into_iter().collect();
-    for import in new_imports.difference(&old_imports) {
-        lines.push(format!("imports + {import}"));
-    }
-    for import in old_imports.difference(&new_imports) {
-        lines.push(format!("imports - {import}"));
-    }
-    if a.input_schema != b.input_schema {
-        lines.push("input schema changed".to_owned());
-    }
-    let (old_component, new_component) = (digest(&old.component), digest(&new.component));
-    if old_component != new_component {
-        lines.push(format!("component {old_component} -> {new_component}"));
-    }
-    Ok(lines)
 }

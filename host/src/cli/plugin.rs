@@ -54,6 +54,10 @@ pub enum PluginCommand {
         /// The configuration whose [trust] decides.
         #[arg(long, env = EnvVars::LEVELHOST_CONFIG, default_value = "levelhost.toml")]
         config: PathBuf,
+        /// Print `{name, version, digest, verified, vetting, error}` as JSON
+        /// (a refused package still exits 2, after printing it).
+        #[arg(long)]
+        json: bool,
     },
     /// Show what changed between two packages: capabilities, imports, digest.
     Diff {
@@ -64,6 +68,11 @@ pub enum PluginCommand {
         /// The configuration, for an installed plugin.
         #[arg(long, env = EnvVars::LEVELHOST_CONFIG, default_value = "levelhost.toml")]
         config: PathBuf,
+        /// Print the changes as JSON: `{same, name, version, digest, capabilities_added,
+        /// capabilities_removed, imports_added, imports_removed, input_schema_changed,
+        /// component}`, each changed value an `[old, new]` pair and `null` when unchanged.
+        #[arg(long)]
+        json: bool,
     },
     /// Push a package to an OCI registry, such as 127.0.0.1:5000/plugins/name:0.1.0.
     Push {
@@ -157,28 +166,59 @@ impl PluginArgs {
                 );
                 Ok(ExitStatus::Success)
             }
-            PluginCommand::Verify { package, config } => {
+            PluginCommand::Verify {
+                package,
+                config,
+                json,
+            } => {
                 let trust = trust_policy(&config)?;
                 let pkg = Package::open(&package)?;
-                println!(
-                    "{} {} {}",
-                    pkg.manifest.name, pkg.manifest.version, pkg.digest
-                );
+                let verdict = trust.verify(&pkg);
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&serde_json::json!({
+                            "name": pkg.manifest.name,
+                            "version": pkg.manifest.version,
+                            "digest": pkg.digest,
+                            "verified": verdict.is_ok(),
+                            "vetting": verdict.as_ref().ok().map(ToString::to_string),
+                            "error": verdict.as_ref().err().map(ToString::to_string),
+                        }))?
+                    );
+                } else {
+                    println!(
+                        "{} {} {}",
+                        pkg.manifest.name, pkg.manifest.version, pkg.digest
+                    );
+                }
                 // A refusal exits 2, as install's does: the package cannot be used.
-                let vetting = trust
-                    .verify(&pkg)
-                    .map_err(|e| anyhow::anyhow!("refused: {e}"))?;
-                println!("OK: {vetting}");
+                let vetting = verdict.map_err(|e| anyhow::anyhow!("refused: {e}"))?;
+                if !json {
+                    println!("OK: {vetting}");
+                }
                 Ok(ExitStatus::Success)
             }
-            PluginCommand::Diff { old, new, config } => {
+            PluginCommand::Diff {
+                old,
+                new,
+                config,
+                json,
+            } => {
                 let old = if Path::new(&old).is_dir() {
                     Package::open(Path::new(&old))?
                 } else {
                     installed_package(&config, &old)?
                 };
                 let new = Package::open(&new)?;
-                let lines = package::diff(&old, &new)?;
+                let changes = package::PackageDiff::of(&old, &new)?;
+                let lines = changes.lines();
+                if json {
+                    let mut value = serde_json::to_value(&changes)?;
+                    value["same"] = lines.is_empty().into();
+                    println!("{}", serde_json::to_string_pretty(&value)?);
+                    return Ok(ExitStatus::Success);
+                }
                 if lines.is_empty() {
                     println!("no changes: the same package ({})", new.digest);
                 }

@@ -257,6 +257,13 @@ async fn sign_push_pull_verify_install_and_run_end_to_end() {
     assert!(stdout.contains("OK: signed by alice"), "{stdout}");
     let (stdout, _) = ok(
         o,
+        &["plugin", "verify", "stale-device-tagger-0.1.0", "--json"],
+    );
+    let verdict: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(verdict["verified"], true);
+    assert_eq!(verdict["vetting"], "signed by alice");
+    let (stdout, _) = ok(
+        o,
         &[
             "plugin",
             "install",
@@ -436,6 +443,16 @@ async fn every_load_verifies_the_installed_package() {
     let out = levelhost(d, &["plugin", "verify", "janitor"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("refused:"), "{}", text(&out).1);
+    let out = levelhost(d, &["plugin", "verify", "janitor", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict["verified"], false);
+    assert_eq!(verdict["name"], "device-janitor");
+    assert!(verdict["vetting"].is_null());
+    assert!(
+        verdict["error"].as_str().unwrap().contains("is not signed"),
+        "{verdict}"
+    );
     let stderr = fails(d, &["plugin", "install", "janitor"]);
     assert!(stderr.contains("is not signed"), "{stderr}");
     ok(d, &["plugin", "sign", "janitor", "--key", "alice.key"]);
@@ -525,6 +542,19 @@ async fn an_upgrade_asking_for_delete_runs_with_the_old_grant_until_widened() {
     assert!(stdout.contains("version 1.0.0 -> 2.0.0"), "{stdout}");
     assert!(stdout.contains("capabilities + devices:delete"), "{stdout}");
     assert!(stdout.contains("digest sha256:"), "{stdout}");
+    let (stdout, _) = ok(d, &["plugin", "diff", "device-janitor", "v2", "--json"]);
+    let changes: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(changes["same"], false);
+    assert_eq!(changes["version"], serde_json::json!(["1.0.0", "2.0.0"]));
+    assert_eq!(
+        changes["capabilities_added"],
+        serde_json::json!(["devices:delete"])
+    );
+    assert_eq!(changes["capabilities_removed"], serde_json::json!([]));
+    assert!(changes["name"].is_null());
+    let (stdout, _) = ok(d, &["plugin", "diff", "v2", "v2", "--json"]);
+    let same: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(same["same"], true, "{same}");
 
     let (stdout, _) = ok(d, &["plugin", "install", "v2"]);
     assert!(
