@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use level_api::{ClientConfig, ClientError, LevelClient, RateBudget};
+use level_api::{ClientConfig, ClientError, KeyAccess, LevelClient, RateBudget};
 use levelhost_packages::installed::{self, InstalledError};
 use levelhost_packages::trust::{TrustPolicy, Vetting};
 use levelhost_runtime::engine::LoadedPlugin;
@@ -13,7 +13,7 @@ use levelhost_runtime::runner::PluginRunner;
 use levelhost_serve::console::ConsoleOptions;
 use levelhost_serve::{Events, Handle, ServeError, ServeOptions, ServedPlugin, Service};
 
-use crate::config::{HostConfig, PluginConfig, SecretError, load_secret};
+use crate::config::{Access, HostConfig, PluginConfig, SecretError, load_secret};
 
 /// Why a configured plugin, key or service could not be put to use.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,14 @@ pub enum LoadError {
     /// `serve` could not start.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// A new or changed key did not pass its check at Level, so the reload was refused.
+    #[error("key {key}: the new key was refused ({why}); the old configuration stays in use")]
+    KeyRefused {
+        /// The key's name.
+        key: String,
+        /// Why.
+        why: String,
+    },
     /// The console's token file could not be made.
     #[error("cannot keep the console token in {}", path.display())]
     ConsoleToken {
@@ -157,6 +165,75 @@ pub fn client(config: &HostConfig, name: &str) -> Result<LevelClient, LoadError>
     })
 }
 
+/// The Level client of each key of a config, with what it was built from,
+/// so a reload can tell which keys changed.
+#[derive(Clone, Default)]
+pub struct Clients {
+    by_key: BTreeMap<String, (String, LevelClient)>,
+}
+
+impl Clients {
+    /// A client per key of `config`. With `before` (a reload), a key built
+    /// from the same value and settings keeps its client (and so its rate
+    /// budget); a new or changed one is first probed at Level
+    /// ([`LevelClient::probe_access`]) and refused unless it works with the
+    /// access the config declares.
+    pub async fn of(config: &HostConfig, before: Option<&Clients>) -> Result<Self, LoadError> {
+        let mut by_key = BTreeMap::new();
+        for (name, key) in &config.keys {
+            let value = load_secret(&key.source, &format!("key {name}"))?;
+            let fingerprint = levelhost_core::digest(
+                format!(
+                    "{}\n{}\n{}\n{}\n{value}",
+                    config.base_url, key.rate_limit_per_minute, key.rate_burst, key.source
+                )
+                .as_bytes(),
+            );
+            let kept = before
+                .and_then(|b| b.by_key.get(name))
+                .filter(|(old, _)| *old == fingerprint);
+            let built = match kept {
+                Some((_, client)) => client.clone(),
+                None => {
+                    let built = client(config, name)?;
+                    if before.is_some() {
+                        verify(name, key.access, &built).await?;
+                    }
+                    built
+                }
+            };
+            by_key.insert(name.clone(), (fingerprint, built));
+        }
+        Ok(Self { by_key })
+    }
+
+    fn get(&self, key: &str) -> Option<LevelClient> {
+        self.by_key.get(key).map(|(_, c)| c.clone())
+    }
+}
+
+/// Asks Level whether a new key works with the access the config declares.
+async fn verify(name: &str, declared: Access, client: &LevelClient) -> Result<(), LoadError> {
+    let refuse = |why: String| LoadError::KeyRefused {
+        key: name.to_owned(),
+        why,
+    };
+    let access = client
+        .probe_access()
+        .await
+        .map_err(|e| refuse(levelhost_core::Chain(&e).to_string()))?;
+    let expected = match declared {
+        Access::ReadOnly => KeyAccess::ReadOnly,
+        Access::ReadWrite => KeyAccess::ReadWrite,
+    };
+    if access != expected {
+        return Err(refuse(format!(
+            "Level treats it as {access:?}, the config declares {expected:?}"
+        )));
+    }
+    Ok(())
+}
+
 /// Starts `serve` for every plugin of `config`, with `runner` (one from the
 /// config's pool settings when `None`).
 pub async fn serve(config: HostConfig, runner: Option<PluginRunner>) -> Result<Handle, LoadError> {
@@ -164,10 +241,53 @@ pub async fn serve(config: HostConfig, runner: Option<PluginRunner>) -> Result<H
         Some(runner) => runner,
         None => PluginRunner::with_options(None, Some(config.pooling()))?,
     };
-    let mut clients = BTreeMap::new();
-    for name in config.keys.keys() {
-        clients.insert(name.clone(), client(&config, name)?);
-    }
+    let clients = Clients::of(&config, None).await?;
+    serve_with(config, runner, &clients).await
+}
+
+/// Starts `serve` for every plugin of `config`, with `runner` and the keys' `clients`.
+pub async fn serve_with(
+    config: HostConfig,
+    runner: PluginRunner,
+    clients: &Clients,
+) -> Result<Handle, LoadError> {
+    let plugins = served_plugins(&config, &runner, clients)?;
+    let options = ServeOptions {
+        addr: config.serve.addr.clone(),
+        database: config.serve.database.clone(),
+        audit_path: config.audit_path.clone(),
+        shutdown_grace: config.serve.shutdown_grace,
+        max_body_bytes: config.serve.max_body_bytes,
+        read_timeout: config.serve.read_timeout,
+        max_connections: config.serve.max_connections,
+        console: console_options(&config)?,
+    };
+    Ok(Service::start(options, plugins, runner).await?)
+}
+
+/// Reloads a running `serve` from `config` (read again): keys (a new or
+/// changed one is verified first), grants and plugins. Anything wrong
+/// refuses the whole reload, and the old configuration stays in use.
+/// Returns the clients now in use, for the next reload.
+pub async fn reload(
+    handle: &Handle,
+    config: &HostConfig,
+    runner: &PluginRunner,
+    before: &Clients,
+) -> Result<Clients, LoadError> {
+    let clients = Clients::of(config, Some(before)).await?;
+    let plugins = served_plugins(config, runner, &clients)?;
+    handle.reload(plugins);
+    Ok(clients)
+}
+
+/// Every plugin of `config`, loaded and verified, with its key's client.
+fn served_plugins(
+    config: &HostConfig,
+    runner: &PluginRunner,
+    clients: &Clients,
+) -> Result<Vec<ServedPlugin>, LoadError> {
+    let runner = runner.clone();
     let mut plugins = Vec::new();
     for (name, plugin) in &config.plugins {
         let (loaded, vetting) = load_installed(&runner, plugin, &config.trust)?;
@@ -184,7 +304,6 @@ pub async fn serve(config: HostConfig, runner: Option<PluginRunner>) -> Result<H
         };
         let client = clients
             .get(&plugin.key)
-            .cloned()
             .ok_or_else(|| LoadError::UnknownKey {
                 plugin: name.clone(),
                 key: plugin.key.clone(),
@@ -203,15 +322,5 @@ pub async fn serve(config: HostConfig, runner: Option<PluginRunner>) -> Result<H
             approval: plugin.approval.clone(),
         });
     }
-    let options = ServeOptions {
-        addr: config.serve.addr.clone(),
-        database: config.serve.database.clone(),
-        audit_path: config.audit_path.clone(),
-        shutdown_grace: config.serve.shutdown_grace,
-        max_body_bytes: config.serve.max_body_bytes,
-        read_timeout: config.serve.read_timeout,
-        max_connections: config.serve.max_connections,
-        console: console_options(&config)?,
-    };
-    Ok(Service::start(options, plugins, runner).await?)
+    Ok(plugins)
 }

@@ -315,6 +315,16 @@ pub struct ValueQuery {
     pub custom_field_id: Option<String>,
 }
 
+/// What a key may do, as Level answers ([`LevelClient::probe_access`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyAccess {
+    /// View only.
+    ReadOnly,
+    /// View, create, update and delete.
+    ReadWrite,
+}
+
 /// A client for one Level organization, holding one API key.
 #[derive(Debug, Clone)]
 pub struct LevelClient {
@@ -375,6 +385,35 @@ impl LevelClient {
             config,
             stats: std::sync::Arc::default(),
         })
+    }
+
+    /// Whether the key works, and whether it may write, asking Level
+    /// without changing anything: a read (`GET /devices?limit=1`; 401 means
+    /// the key is not one), then a rename of a tag that does not exist to an
+    /// empty name. Level checks a key's access before the request, so a
+    /// read-only key gets 403; a read-write key gets 404 or 422, for the
+    /// request, never a change (an empty name is refused even if the id existed).
+    pub async fn probe_access(&self) -> Result<KeyAccess, ClientError> {
+        self.list_devices(
+            &DeviceQuery::default(),
+            &PageParams {
+                limit: Some(1),
+                ..PageParams::default()
+            },
+        )
+        .await?;
+        let probe = TagName {
+            name: String::new(),
+        };
+        match self.update_tag("levelhost-key-probe", &probe).await {
+            Err(ClientError::Status { status: 403, .. }) => Ok(KeyAccess::ReadOnly),
+            Err(ClientError::Status {
+                status: 400 | 404 | 409 | 422,
+                ..
+            })
+            | Ok(_) => Ok(KeyAccess::ReadWrite),
+            Err(e) => Err(e),
+        }
     }
 
     /// What this client and its clones have sent, for metrics.

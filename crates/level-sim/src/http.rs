@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::events::Events;
+use super::keys::{Access, Keys};
 use super::tenant::{DeviceFilter, Includes, PageArgs, SimError, Tenant};
 use super::{RateLimit, SimConfig, lock};
 use level_api::model::{
@@ -29,6 +30,7 @@ struct AppState {
     config: Arc<SimConfig>,
     tenant: Arc<Mutex<Tenant>>,
     buckets: Arc<Mutex<HashMap<String, Bucket>>>,
+    keys: Arc<Mutex<Keys>>,
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -45,6 +47,7 @@ pub(super) fn router(
     tenant: Arc<Mutex<Tenant>>,
     events: Arc<Events>,
     counters: Arc<super::Counters>,
+    keys: Arc<Mutex<Keys>>,
 ) -> Router {
     let state = AppState {
         events,
@@ -52,6 +55,7 @@ pub(super) fn router(
         config: Arc::new(config),
         tenant,
         buckets: Arc::default(),
+        keys,
     };
     let v2 = Router::new()
         .route("/alerts", get(list_alerts))
@@ -107,6 +111,10 @@ pub(super) fn router(
         .route("/_sim/alerts", post(raise_alert))
         // Not Level's API either: enrolls a device, as Level's agent would.
         .route("/_sim/devices", post(enroll_device))
+        // Level's Settings -> API Keys page (a read-write key manages keys here).
+        .route("/_sim/keys", get(list_keys).post(create_key))
+        .route("/_sim/keys/{id}/regenerate", post(regenerate_key))
+        .route("/_sim/keys/{id}", axum::routing::delete(delete_key))
         .fallback(|| async { SimError::not_found() })
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -126,7 +134,7 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
         .unwrap_or_default()
         .to_owned();
     // Exact match only: `Bearer <key>` is refused, as Level does.
-    if key != state.config.read_write_key && key != state.config.read_only_key {
+    if lock(&state.keys).access(&key).is_none() {
         return SimError::new(401, "Access denied").into_response();
     }
     if let Some(limit) = state.config.rate_limit {
@@ -156,7 +164,9 @@ async fn access(State(state): State<AppState>, request: Request, next: Next) -> 
     let read_only = request
         .headers()
         .get(header::AUTHORIZATION)
-        .is_some_and(|key| key.as_bytes() == state.config.read_only_key.as_bytes());
+        .and_then(|v| v.to_str().ok())
+        .and_then(|key| lock(&state.keys).access(key))
+        == Some(Access::ReadOnly);
     let writes = matches!(
         *request.method(),
         Method::POST | Method::PATCH | Method::DELETE | Method::PUT
@@ -316,6 +326,64 @@ async fn enroll_device(State(s): State<AppState>, raw: Bytes) -> Answer {
         serde_json::to_value(&device).unwrap_or_default(),
     );
     created(&s, device)
+}
+
+/// A key's access, from the request: managing keys needs a read-write key.
+fn key_admin(s: &AppState, headers: &axum::http::HeaderMap) -> Result<(), SimError> {
+    let key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    match lock(&s.keys).access(key) {
+        Some(Access::ReadWrite) => Ok(()),
+        _ => Err(SimError::new(
+            403,
+            "Managing API keys needs a read-write key",
+        )),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct NewKey {
+    access: Access,
+    #[serde(default)]
+    description: String,
+}
+
+async fn list_keys(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Answer {
+    key_admin(&s, &headers)?;
+    ok(serde_json::json!({ "data": lock(&s.keys).list() }))
+}
+
+async fn create_key(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    raw: Bytes,
+) -> Answer {
+    key_admin(&s, &headers)?;
+    let new: NewKey = body(&raw)?;
+    let record = lock(&s.keys).create(new.access, &new.description);
+    created(&s, record)
+}
+
+async fn regenerate_key(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    key_admin(&s, &headers)?;
+    let record = lock(&s.keys).regenerate(&id)?;
+    ok(record)
+}
+
+async fn delete_key(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    key_admin(&s, &headers)?;
+    lock(&s.keys).delete(&id)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn raise_alert(State(s): State<AppState>, raw: Bytes) -> Answer {

@@ -15,6 +15,7 @@
 
 pub mod events;
 mod http;
+pub mod keys;
 pub mod seed;
 pub mod tenant;
 
@@ -195,6 +196,7 @@ pub struct Simulator {
     tenant: Arc<Mutex<Tenant>>,
     events: Arc<events::Events>,
     counters: Arc<Counters>,
+    keys: Arc<Mutex<keys::Keys>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -223,11 +225,16 @@ impl Simulator {
         let tenant = Arc::new(Mutex::new(tenant));
         let events = Arc::new(events::Events::new(config.webhooks.clone()));
         let counters = Arc::new(Counters::default());
+        let keys = Arc::new(Mutex::new(keys::Keys::new(
+            &config.read_write_key,
+            &config.read_only_key,
+        )));
         let app = http::router(
             config.clone(),
             tenant.clone(),
             events.clone(),
             counters.clone(),
+            keys.clone(),
         );
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -244,9 +251,16 @@ impl Simulator {
             tenant,
             events,
             counters,
+            keys,
             shutdown: Some(tx),
             task: Some(task),
         })
+    }
+
+    /// The organization's API keys (Level's Settings -> API Keys page):
+    /// create, regenerate and delete them, as an administrator would.
+    pub fn keys(&self) -> MutexGuard<'_, keys::Keys> {
+        lock(&self.keys)
     }
 
     /// The address it listens on.
@@ -342,8 +356,8 @@ impl Drop for Simulator {
 }
 
 /// Locks the tenant; a panic in another request does not poison the simulator for good.
-fn lock(tenant: &Mutex<Tenant>) -> MutexGuard<'_, Tenant> {
-    tenant
+fn lock<T>(shared: &Mutex<T>) -> MutexGuard<'_, T> {
+    shared
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

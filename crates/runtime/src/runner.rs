@@ -250,6 +250,7 @@ impl WasiView for HostState {
 }
 
 /// Loads and runs plugins. One runner serves any number of plugins and runs.
+#[derive(Clone)]
 pub struct PluginRunner {
     engine: Engine,
     linker: Linker<HostState>,

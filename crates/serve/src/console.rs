@@ -265,7 +265,8 @@ fn origin(r: &RunRow) -> String {
 }
 
 async fn plugins_page(State(console): State<Arc<Console>>) -> Response {
-    let names: Vec<String> = console.service.plugins.keys().cloned().collect();
+    let plugins = console.service.plugins();
+    let names: Vec<String> = plugins.keys().cloned().collect();
     let last = match history(&console, move |h| {
         names
             .iter()
@@ -278,7 +279,7 @@ async fn plugins_page(State(console): State<Arc<Console>>) -> Response {
         Err(page) => return page,
     };
     let body = html! {
-        @for (name, installed) in &console.service.plugins {
+        @for (name, installed) in plugins.iter() {
             @let p = &installed.served;
             @let last = last.iter().find(|(n, _)| n == name).and_then(|(_, r)| r.as_ref());
             section.card {
@@ -350,7 +351,7 @@ async fn runs_page(
         form.filters method="get" action="/runs" {
             select name="plugin" aria-label="plugin" {
                 option value="" { "every plugin" }
-                @for name in console.service.plugins.keys() {
+                @for name in console.service.plugins().keys() {
                     option value=(name) selected[selected(&filter.plugin, name)] { (name) }
                 }
             }

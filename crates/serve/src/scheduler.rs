@@ -133,7 +133,8 @@ impl Service {
         schedule: &Schedule,
         planned: DateTime<Utc>,
     ) {
-        let Some(installed) = self.plugins.get(plugin) else {
+        let plugins = self.plugins();
+        let Some(installed) = plugins.get(plugin) else {
             return;
         };
         let planned_at = level_api::clock::timestamp(
@@ -172,7 +173,8 @@ impl Service {
                 let service = self.clone();
                 let (plugin, schedule, origin) = (plugin.to_owned(), schedule.clone(), origin);
                 self.spawn(async move {
-                    let Some(installed) = service.plugins.get(&plugin) else {
+                    let plugins = service.plugins();
+                    let Some(installed) = plugins.get(&plugin) else {
                         return;
                     };
                     let guard = installed.lock.clone().lock_owned().await;

@@ -51,7 +51,25 @@ pub enum ServeError {
     },
 }
 
+/// The plugins served, by name.
+pub(crate) type Plugins = BTreeMap<String, Installed>;
+
+/// `plugins` ready to serve; one that keeps its name from `before` keeps its lock.
+fn install(plugins: Vec<ServedPlugin>, before: &Plugins) -> Plugins {
+    plugins
+        .into_iter()
+        .map(|served| {
+            let lock = before
+                .get(&served.name)
+                .map(|old| old.lock.clone())
+                .unwrap_or_default();
+            (served.name.clone(), Installed { served, lock })
+        })
+        .collect()
+}
+
 /// One plugin, ready to run.
+#[derive(Clone)]
 pub(crate) struct Installed {
     pub(crate) served: ServedPlugin,
     /// Held while the plugin runs: no overlapping runs.
@@ -60,7 +78,9 @@ pub(crate) struct Installed {
 
 /// The running service, shared by the schedule loops and the HTTP handlers.
 pub struct Service {
-    pub(crate) plugins: BTreeMap<String, Installed>,
+    /// The plugins served now: swapped whole by [`Handle::reload`], so a
+    /// run keeps the plugin (and key) it started with.
+    current: std::sync::RwLock<Arc<Plugins>>,
     /// Claims, runs and records every run.
     executor: Executor,
     pub(crate) history: Arc<History>,
@@ -85,7 +105,7 @@ pub struct Handle {
     service: Arc<Service>,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
-    schedules: Vec<tokio::task::JoinHandle<()>>,
+    schedules: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     grace: Duration,
 }
 
@@ -107,16 +127,7 @@ impl Service {
             );
         }
         let audit = AuditLog::open(&options.audit_path)?;
-        let plugins: BTreeMap<String, Installed> = plugins
-            .into_iter()
-            .map(|served| {
-                let installed = Installed {
-                    served,
-                    lock: Arc::default(),
-                };
-                (installed.served.name.clone(), installed)
-            })
-            .collect();
+        let plugins = install(plugins, &BTreeMap::new());
         let listen = |source| ServeError::Listen {
             addr: options.addr.clone(),
             source,
@@ -131,7 +142,7 @@ impl Service {
             metrics.watch_client(&installed.served.key, &installed.served.client);
         }
         let service = Arc::new(Service {
-            plugins,
+            current: std::sync::RwLock::new(Arc::new(plugins)),
             metrics: metrics.clone(),
             executor: Executor::new(runner, Some(history.clone()), Some(audit))
                 .with_metrics(metrics),
@@ -182,26 +193,8 @@ impl Service {
                 (Some(addr), Some(task))
             }
         };
-        let mut schedules = Vec::new();
-        for (name, installed) in &service.plugins {
-            for (index, schedule) in installed.served.schedules.iter().enumerate() {
-                let service = service.clone();
-                let name = name.clone();
-                let schedule = schedule.clone();
-                schedules.push(tokio::spawn(async move {
-                    service.schedule_loop(name, index, schedule).await
-                }));
-            }
-        }
-        if service
-            .plugins
-            .values()
-            .any(|p| p.served.approval.is_some())
-        {
-            let service = service.clone();
-            schedules.push(tokio::spawn(async move { service.approvals_loop().await }));
-        }
-        tracing::info!(%addr, plugins = service.plugins.len(), "levelhost serve is running");
+        let schedules = service.start_loops();
+        tracing::info!(%addr, plugins = service.plugins().len(), "levelhost serve is running");
         Ok(Handle {
             addr,
             console_addr,
@@ -209,9 +202,39 @@ impl Service {
             service,
             stop,
             server,
-            schedules,
+            schedules: Mutex::new(schedules),
             grace: options.shutdown_grace,
         })
+    }
+
+    /// The plugins served now.
+    pub(crate) fn plugins(&self) -> Arc<Plugins> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Starts a loop per schedule of every plugin, and the approvals loop
+    /// if a plugin has an approval policy.
+    fn start_loops(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut loops = Vec::new();
+        let plugins = self.plugins();
+        for (name, installed) in plugins.iter() {
+            for (index, schedule) in installed.served.schedules.iter().enumerate() {
+                let service = self.clone();
+                let name = name.clone();
+                let schedule = schedule.clone();
+                loops.push(tokio::spawn(async move {
+                    service.schedule_loop(name, index, schedule).await
+                }));
+            }
+        }
+        if plugins.values().any(|p| p.served.approval.is_some()) {
+            let service = self.clone();
+            loops.push(tokio::spawn(async move { service.approvals_loop().await }));
+        }
+        loops
     }
 
     /// The history database.
@@ -250,7 +273,8 @@ impl Service {
         input: serde_json::Value,
         guard: tokio::sync::OwnedMutexGuard<()>,
     ) {
-        let Some(installed) = self.plugins.get(plugin) else {
+        let plugins = self.plugins();
+        let Some(installed) = plugins.get(plugin) else {
             return;
         };
         match self.executor.claim(&installed.served, origin).await {
@@ -266,6 +290,34 @@ impl Service {
 }
 
 impl Handle {
+    /// Serves `plugins` from now on, in place of the ones served: their
+    /// schedules restart, webhook deliveries and approvals go to them, and
+    /// runs in flight finish with the plugin and key they started with. A
+    /// plugin that keeps its name keeps its lock, so it still never runs
+    /// twice at once.
+    pub fn reload(&self, plugins: Vec<ServedPlugin>) {
+        let service = &self.service;
+        for served in &plugins {
+            service.metrics.watch_client(&served.key, &served.client);
+        }
+        let old = service.plugins();
+        let new = install(plugins, &old);
+        let count = new.len();
+        *service
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(new);
+        let mut loops = self
+            .schedules
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for old_loop in loops.drain(..) {
+            old_loop.abort();
+        }
+        *loops = service.start_loops();
+        tracing::info!(plugins = count, "reloaded: serving the new configuration");
+    }
+
     /// The service.
     pub fn service(&self) -> &Arc<Service> {
         &self.service
@@ -275,7 +327,12 @@ impl Handle {
     /// records the rest as interrupted, and stops the endpoint.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        for schedule in &self.schedules {
+        for schedule in self
+            .schedules
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
             schedule.abort();
         }
         let mut tasks = std::mem::take(
@@ -374,7 +431,7 @@ async fn healthz(State(service): State<Arc<Service>>) -> Response {
     let running = service.executor.open_runs();
     axum::Json(serde_json::json!({
         "status": if service.is_stopping() { "stopping" } else { "ok" },
-        "plugins": service.plugins.len(),
+        "plugins": service.plugins().len(),
         "running": running,
     }))
     .into_response()
@@ -415,8 +472,9 @@ impl Service {
                     continue;
                 }
             };
+            let plugins = self.plugins();
             for row in approved {
-                let Some(installed) = self.plugins.get(&row.plugin) else {
+                let Some(installed) = plugins.get(&row.plugin) else {
                     continue;
                 };
                 match self
@@ -451,7 +509,8 @@ impl Service {
         claimed: Claimed,
         input: serde_json::Value,
     ) {
-        let Some(installed) = self.plugins.get(plugin) else {
+        let plugins = self.plugins();
+        let Some(installed) = plugins.get(plugin) else {
             return;
         };
         let guard = installed.lock.clone().lock_owned().await;
@@ -466,7 +525,8 @@ impl Service {
         input: serde_json::Value,
         _guard: tokio::sync::OwnedMutexGuard<()>,
     ) {
-        let Some(installed) = self.plugins.get(plugin) else {
+        let plugins = self.plugins();
+        let Some(installed) = plugins.get(plugin) else {
             return;
         };
         let id = claimed.id.clone();

@@ -163,7 +163,7 @@ pub(crate) async fn hook(
 /// Reads the body of a delivery to a known plugin, within `max_body_bytes`
 /// and the body read timeout.
 async fn read_body(service: &Service, plugin: &str, body: Body) -> Result<Bytes, HookRejection> {
-    if !service.plugins.contains_key(plugin) {
+    if !service.plugins().contains_key(plugin) {
         return Err(HookRejection::NoPlugin);
     }
     let max = service.max_body;
@@ -186,10 +186,8 @@ async fn read_body(service: &Service, plugin: &str, body: Body) -> Result<Bytes,
 type Verdict = Result<(Taken, String, String), (HookRejection, Option<String>)>;
 
 async fn take(service: &Arc<Service>, plugin: &str, headers: &HeaderMap, body: &Bytes) -> Verdict {
-    let installed = service
-        .plugins
-        .get(plugin)
-        .ok_or((HookRejection::NoPlugin, None))?;
+    let plugins = service.plugins();
+    let installed = plugins.get(plugin).ok_or((HookRejection::NoPlugin, None))?;
     let events = installed
         .served
         .events

@@ -61,6 +61,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Run every plugin on its schedules and on Level's webhook events, until stopped.
     Serve(serve::ServeArgs),
+    /// Ask a running `serve` to reload its keys, grants and plugins (as SIGHUP does).
+    Reload(serve::ReloadArgs),
     /// Show the run history.
     Runs(runs::RunsArgs),
     /// Show what runs logged (log lines, stdout, stderr), or follow them as they end.
@@ -133,6 +135,7 @@ impl Command {
             Command::Reject(args) => args.execute().await,
             Command::Apply(args) => args.execute().await,
             Command::Serve(args) => args.execute().await,
+            Command::Reload(args) => args.execute().await,
             Command::Runs(args) => args.execute().await,
             Command::Logs(args) => args.execute().await,
             Command::Status(args) => args.execute().await,

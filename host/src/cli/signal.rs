@@ -85,7 +85,36 @@ impl Listener {
     }
 }
 
-/// Waits for Ctrl-C or SIGTERM, listening from the first poll.
-pub async fn stop() -> Stop {
-    listen().stopped().await
+/// SIGHUP, which asks `serve` to reload its configuration, listened for from
+/// the moment [`hangups`] returns.
+pub struct Hangups {
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+/// Starts listening for SIGHUP now.
+pub fn hangups() -> Hangups {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        Hangups {
+            hangup: signal(SignalKind::hangup()).ok(),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        Hangups {}
+    }
+}
+
+impl Hangups {
+    /// Waits for the next SIGHUP (never, where there is none).
+    pub async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = &mut self.hangup {
+            signal.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
 }

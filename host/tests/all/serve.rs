@@ -1180,3 +1180,117 @@ secret = "file:secret.txt"
     );
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_is_verified_swapped_on_sighup_and_a_broken_one_is_refused() {
+    let addr = free_addr();
+    let setup = Setup::new(SimConfig::default(), 10).await;
+    let plugins = format!(
+        "{}\n[[plugins.report.schedules]]\ncron = \"* * * * * *\"\n",
+        report_plugin("report")
+    );
+    let path = setup.config(&addr, &plugins, 0);
+    let levelhost = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_levelhost"))
+            .args(args)
+            .arg("--config")
+            .arg(&path)
+            .env_remove("LEVELHOST_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let check = levelhost(&["key", "check", "rw", "--json"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let verdict: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(verdict["access"], "read-write");
+    assert_eq!(verdict["works"], true);
+
+    let log = std::fs::File::create(setup.dir.path().join("serve.log")).unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let ran = |at_least: usize| {
+        let history = setup.history();
+        async move {
+            for _ in 0..100 {
+                let runs = history.list(Some("report"), None, 1000).unwrap();
+                if runs.iter().filter(|r| r.status != "running").count() >= at_least {
+                    return runs;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the schedule stopped running");
+        }
+    };
+    let before = ran(2).await.len();
+
+    // Rotation: a new key made in Level, written where the config reads it,
+    // `levelhost reload`, then the old key deleted in Level.
+    let new_key = setup
+        .sim
+        .keys()
+        .create(level_sim::keys::Access::ReadWrite, "levelhost, rotated");
+    std::fs::write(setup.dir.path().join("key.txt"), &new_key.key).unwrap();
+    let reload = levelhost(&["reload"]);
+    assert!(
+        reload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reload.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    setup.sim.keys().delete("key_read_write").unwrap();
+    let after_swap = ran(before + 4).await;
+
+    // A broken new key: refused, with a clear log line; the rotated key stays in use.
+    std::fs::write(setup.dir.path().join("key.txt"), "not-a-level-key").unwrap();
+    let sent = Command::new("kill")
+        .args(["-HUP", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let after_refusal = ran(after_swap.len() + 3).await;
+    let broken = levelhost(&["key", "check", "rw"]);
+    assert_eq!(
+        broken.status.code(),
+        Some(1),
+        "key check says the broken key does not work"
+    );
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("does not work"));
+
+    let stopped = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert!(serve.wait().unwrap().success());
+    let log = std::fs::read_to_string(setup.dir.path().join("serve.log")).unwrap();
+    assert!(
+        log.contains("reloaded: serving the new configuration"),
+        "{log}"
+    );
+    assert!(
+        log.contains("reload refused, the running configuration stays in use: key rw: the new key was refused"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("not-a-level-key") && !log.contains(&new_key.key),
+        "no key in the log"
+    );
+    let failed: Vec<_> = after_refusal
+        .iter()
+        .filter(|r| !matches!(r.status.as_str(), "ok" | "running" | "interrupted"))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "no run failed across the rotation: {failed:#?}"
+    );
+}

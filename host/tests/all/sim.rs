@@ -491,3 +491,112 @@ async fn enrolling_a_device_and_changing_groups_deliver_their_events() {
     expected.sort();
     assert_eq!(delivered, expected);
 }
+
+#[tokio::test]
+async fn api_keys_are_created_regenerated_and_deleted_as_on_levels_settings_page() {
+    let env = TestEnv::new().await;
+    let http = reqwest::Client::new();
+    let base = env.sim.base_url();
+    let admin = env.sim.read_write_key().to_owned();
+    let refused = http
+        .post(format!("{base}/_sim/keys"))
+        .header("Authorization", env.sim.read_only_key())
+        .json(&json!({"access": "read-only"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::FORBIDDEN,
+        "a read-only key manages no key"
+    );
+    let made: Value = http
+        .post(format!("{base}/_sim/keys"))
+        .header("Authorization", &admin)
+        .json(&json!({"access": "read-only", "description": "reports"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (id, first) = (made["id"].as_str().unwrap(), made["key"].as_str().unwrap());
+    assert_eq!(
+        get(&env, Some(first), "/v2/devices").await.0,
+        StatusCode::OK
+    );
+    let written = http
+        .post(format!("{base}/v2/tags"))
+        .header("Authorization", first)
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        written.status(),
+        StatusCode::FORBIDDEN,
+        "the new key is read-only"
+    );
+
+    let regenerated: Value = http
+        .post(format!("{base}/_sim/keys/{id}/regenerate"))
+        .header("Authorization", &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let second = regenerated["key"].as_str().unwrap();
+    assert_ne!(first, second);
+    assert_eq!(
+        regenerated["id"], id,
+        "regenerating keeps the key's id and access"
+    );
+    assert_eq!(
+        get(&env, Some(first), "/v2/devices").await.0,
+        StatusCode::UNAUTHORIZED,
+        "the old value stops at once"
+    );
+    assert_eq!(
+        get(&env, Some(second), "/v2/devices").await.0,
+        StatusCode::OK
+    );
+
+    let deleted = http
+        .delete(format!("{base}/_sim/keys/{id}"))
+        .header("Authorization", &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        get(&env, Some(second), "/v2/devices").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, listed) = get(&env, Some(&admin), "/_sim/keys").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        2,
+        "the two configured keys remain"
+    );
+
+    // levelhost's probe tells the two apart without changing anything.
+    let tags_before = env.fixture().tags.len();
+    for (key, expected) in [
+        (admin.as_str(), level_api::KeyAccess::ReadWrite),
+        (env.sim.read_only_key(), level_api::KeyAccess::ReadOnly),
+    ] {
+        assert_eq!(
+            env.client_with_key(key).probe_access().await.unwrap(),
+            expected
+        );
+    }
+    assert!(env.client_with_key("nope").probe_access().await.is_err());
+    assert_eq!(
+        env.fixture().tags.len(),
+        tags_before,
+        "the probe changed nothing"
+    );
+}
