@@ -92,6 +92,9 @@ pub struct Gate {
     writes: u64,
     devices_changed: HashSet<String>,
     plan: Option<ApprovedPlan>,
+    /// The devices changed before the last write was counted, so a write
+    /// the approved plan then refuses is not counted either.
+    before_last_write: Option<HashSet<String>>,
 }
 
 impl Gate {
@@ -104,6 +107,7 @@ impl Gate {
             writes: 0,
             devices_changed: HashSet::new(),
             plan: None,
+            before_last_write: None,
         }
     }
 
@@ -260,7 +264,7 @@ impl Gate {
             });
         }
         self.writes += 1;
-        self.devices_changed = changed;
+        self.before_last_write = Some(std::mem::replace(&mut self.devices_changed, changed));
         Ok(())
     }
 
@@ -281,11 +285,17 @@ impl Gate {
         let Some(plan) = &mut self.plan else {
             return Ok(());
         };
-        plan.admit(op, targets, request)
-            .map_err(|why| Refusal::Denied {
+        plan.admit(op, targets, request).map_err(|why| {
+            // The write was counted when its targets were authorized; it is not made.
+            if let Some(before) = self.before_last_write.take() {
+                self.devices_changed = before;
+                self.writes = self.writes.saturating_sub(1);
+            }
+            Refusal::Denied {
                 capability: op.capability().to_string(),
                 reason: format!("not in the approved plan: {why}"),
-            })
+            }
+        })
     }
 
     /// The real run created an object the plan named `planned`; Level gave it `real`.
@@ -409,6 +419,39 @@ mod tests {
             ..Facts::default()
         };
         assert!(g.authorize(Operation::CreateTag, &tag).is_err());
+    }
+
+    #[test]
+    fn a_write_outside_the_approved_plan_is_denied_and_not_counted() {
+        let mut g = gate(&["tags:write"], Scopes::default(), Limits::default());
+        g.hold_to(ApprovedPlan::new(vec![PlanEntry {
+            operation: "tag-devices".into(),
+            targets: vec!["d1".into(), "tag:stale".into()],
+            request: serde_json::json!({"id": "t", "device_ids": ["d1"]}),
+            names: Default::default(),
+        }]));
+        let outside = Facts {
+            devices: vec![("d1".into(), None), ("d2".into(), None)],
+            tags: vec!["stale".into()],
+            ..Facts::default()
+        };
+        assert!(g.authorize(Operation::TagDevices, &outside).is_ok());
+        let targets = outside.targets();
+        let request = serde_json::json!({"id": "t", "device_ids": ["d1", "d2"]});
+        let err = g
+            .check_planned(Operation::TagDevices, &targets, &request)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("not in the approved plan"),
+            "{err}"
+        );
+        assert_eq!(
+            (g.writes(), g.devices_changed()),
+            (0, 0),
+            "the refused write is not counted"
+        );
+        let (denied, unapplied) = g.plan_outcome().unwrap();
+        assert_eq!((denied.len(), unapplied.len()), (1, 1));
     }
 
     #[test]

@@ -320,6 +320,8 @@ struct RunFilter {
     plugin: Option<String>,
     status: Option<String>,
     origin: Option<String>,
+    /// Runs started on or after this day or time (ISO-8601, UTC).
+    since: Option<String>,
 }
 
 async fn runs_page(
@@ -333,6 +335,7 @@ async fn runs_page(
         .filter(|s| !s.is_empty())
         .and_then(|s| s.parse().ok());
     let wanted_origin = filter.origin.clone().filter(|o| !o.is_empty());
+    let since = filter.since.clone().filter(|s| !s.is_empty());
     let runs = match history(&console, move |h| {
         h.list(plugin.as_deref(), status_filter, 500)
     })
@@ -344,6 +347,11 @@ async fn runs_page(
     let runs: Vec<RunRow> = runs
         .into_iter()
         .filter(|r| wanted_origin.as_ref().is_none_or(|o| *o == r.trigger))
+        .filter(|r| {
+            since
+                .as_ref()
+                .is_none_or(|s| r.started_at.as_str() >= s.as_str())
+        })
         .take(200)
         .collect();
     let selected = |value: &Option<String>, option: &str| value.as_deref() == Some(option);
@@ -367,6 +375,7 @@ async fn runs_page(
                     option value=(o) selected[selected(&filter.origin, o)] { (o) }
                 }
             }
+            input type="date" name="since" aria-label="started on or after" value=[filter.since.as_deref()];
             button type="submit" { "Filter" }
         }
         div.wrap { table {

@@ -1117,6 +1117,37 @@ secret = "file:secret.txt"
         "no secret in the metrics"
     );
 
+    // The runs page filters by plugin, status, origin and time.
+    let page = |query: &str| {
+        let url = format!("{console}/runs?{query}");
+        let http = http.clone();
+        async move {
+            let answer = http
+                .get(url)
+                .bearer_auth(CONSOLE_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 200);
+            answer.text().await.unwrap()
+        }
+    };
+    let ok_run = runs
+        .iter()
+        .find(|r| r.plugin == "echo" && r.status == "ok")
+        .unwrap()
+        .id
+        .clone();
+    let filtered = page("plugin=echo&status=failed&origin=event").await;
+    assert!(
+        filtered.contains(&failed) && !filtered.contains(&ok_run),
+        "{filtered}"
+    );
+    let none = page("origin=schedule").await;
+    assert!(!none.contains(&failed) && none.contains("0 runs"), "{none}");
+    let later = page("since=2999-01-01").await;
+    assert!(later.contains("0 runs"), "{later}");
+
     // The console in a real headless browser, logged in with the token.
     let Some(chromium) = chromium() else {
         eprintln!(
