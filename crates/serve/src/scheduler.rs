@@ -11,6 +11,7 @@ use chrono_tz::Tz;
 use levelhost_core::Chain;
 
 use crate::executor::Origin;
+use crate::history::RunStatus;
 use crate::plugin::{CatchUp, Overlap, Schedule};
 use crate::service::Service;
 
@@ -149,6 +150,25 @@ impl Service {
         };
         let late = (Utc::now() - planned).to_std().unwrap_or_default();
         self.metrics().lateness(plugin, late);
+        // While one of its plans waits for a person, a schedule makes no
+        // second plan: a person decides on one plan at a time.
+        if installed.served.approval.is_some() {
+            let (history, name) = (self.history.clone(), plugin.to_owned());
+            let waiting = tokio::task::spawn_blocking(move || {
+                history.list(Some(&name), Some(RunStatus::AwaitingApproval), 1)
+            })
+            .await;
+            if let Ok(Ok(rows)) = &waiting
+                && let Some(row) = rows.first()
+            {
+                let why = format!("the plan of run {} still waits for approval", row.id);
+                tracing::info!(plugin, planned = %planned_at, "skipped: {why}");
+                if let Err(e) = self.executor().skip(&installed.served, origin, &why).await {
+                    tracing::error!(plugin, "cannot record the skipped run: {}", Chain(&e));
+                }
+                return;
+            }
+        }
         let guard = match schedule.overlap {
             Overlap::Skip => match installed.lock.clone().try_lock_owned() {
                 Ok(guard) => guard,

@@ -583,3 +583,39 @@ async fn the_console_approves_with_a_csrf_token_and_serve_applies_the_plan() {
     assert_eq!(setup.run(&run)["approval"]["decided_by"], "carol");
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_makes_no_second_plan_while_one_waits() {
+    let setup = Setup::new(&free_addr()).await;
+    let path = setup.config();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!("{text}\n[[plugins.tagger.schedules]]\ncron = \"* * * * * *\"\n"),
+    )
+    .unwrap();
+    let config = level_host::config::HostConfig::load(&path).unwrap();
+    let handle = level_host::loader::serve(config, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    handle.shutdown().await;
+    let runs: Value = serde_json::from_slice(
+        &setup
+            .levelhost(&["runs", "--plugin", "tagger", "--json"])
+            .stdout,
+    )
+    .unwrap();
+    let runs = runs.as_array().unwrap();
+    let status = |s: &str| runs.iter().filter(|r| r["status"] == s).count();
+    assert_eq!(status("awaiting-approval"), 1, "{runs:#?}");
+    assert!(status("skipped") >= 2, "{runs:#?}");
+    assert!(
+        runs.iter()
+            .filter(|r| r["status"] == "skipped")
+            .all(|r| r["error"]
+                .as_str()
+                .unwrap()
+                .contains("still waits for approval")),
+        "{runs:#?}"
+    );
+    assert!(setup.tagged().is_empty());
+}
