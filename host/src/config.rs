@@ -36,6 +36,37 @@ struct RawConfig {
     trust: RawTrust,
     #[serde(default)]
     console: RawConsole,
+    #[serde(default)]
+    history: RawHistory,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHistory {
+    url: Option<Spanned<String>>,
+    password: Option<Spanned<String>>,
+    lease_secs: u64,
+}
+
+impl Default for RawHistory {
+    fn default() -> Self {
+        Self {
+            url: None,
+            password: None,
+            lease_secs: 10,
+        }
+    }
+}
+
+/// A history in PostgreSQL (`[history] url`), shared by `serve` replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedHistory {
+    /// `postgres://user@host:port/database`, without a password.
+    pub url: String,
+    /// Where the password comes from, if the server asks for one.
+    pub password: Option<KeySource>,
+    /// How long a replica may be silent before a survivor takes its runs as cut off.
+    pub lease: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -378,8 +409,10 @@ impl PluginConfig {
 pub struct RecordPaths {
     /// The audit log file.
     pub audit: PathBuf,
-    /// The run history database.
+    /// The run history database (SQLite), when there is no `[history] url`.
     pub database: PathBuf,
+    /// The shared PostgreSQL history, when `[history] url` names one.
+    pub shared: Option<SharedHistory>,
 }
 
 impl RecordPaths {
@@ -388,14 +421,75 @@ impl RecordPaths {
     pub fn load(path: &Path) -> Result<Self, FileError> {
         let source = Source::read(path)?;
         let raw: RawConfig = source.parse()?;
-        Ok(Self::of(&source, &raw))
+        Self::of(&source, &raw)
     }
 
-    fn of(source: &Source, raw: &RawConfig) -> Self {
-        Self {
+    fn of(source: &Source, raw: &RawConfig) -> Result<Self, FileError> {
+        let shared = match &raw.history.url {
+            None => None,
+            Some(url) => {
+                let text = url.get_ref();
+                let parsed = text
+                    .strip_prefix("postgres://")
+                    .or_else(|| text.strip_prefix("postgresql://"));
+                let Some(rest) = parsed else {
+                    return Err(source.error(
+                        Some(url.span()),
+                        "history: url must be postgres://user@host:port/database".to_owned(),
+                    ));
+                };
+                let userinfo = rest.split(['/', '?']).next().unwrap_or_default();
+                if userinfo
+                    .split('@')
+                    .next()
+                    .is_some_and(|u| u.contains(':') && userinfo.contains('@'))
+                {
+                    return Err(source.error(
+                        Some(url.span()),
+                        "history: the url must not hold the password; write password = \"env:VARIABLE\" or \"file:PATH\"".to_owned(),
+                    ));
+                }
+                let password = raw
+                    .history
+                    .password
+                    .as_ref()
+                    .map(|p| parse_source(source, "history", "password", "passwords", p))
+                    .transpose()?;
+                Some(SharedHistory {
+                    url: text.clone(),
+                    password,
+                    lease: Duration::from_secs(raw.history.lease_secs.max(2)),
+                })
+            }
+        };
+        Ok(Self {
             audit: source.resolve(raw.audit.path.as_deref().unwrap_or("levelhost-audit.jsonl")),
             database: source.resolve(&raw.serve.database),
-        }
+            shared,
+        })
+    }
+
+    /// Where the history is: PostgreSQL, its password read now, or the SQLite file.
+    pub fn history(&self) -> Result<levelhost_serve::history::HistoryLocation, SecretError> {
+        use levelhost_serve::history::HistoryLocation;
+        Ok(match &self.shared {
+            None => HistoryLocation::Sqlite(self.database.clone()),
+            Some(shared) => HistoryLocation::Postgres {
+                url: shared.url.clone(),
+                password: shared
+                    .password
+                    .as_ref()
+                    .map(|p| load_secret(p, "history password"))
+                    .transpose()?,
+            },
+        })
+    }
+
+    /// Opens the history.
+    pub fn open_history(&self) -> anyhow::Result<levelhost_serve::history::History> {
+        Ok(levelhost_serve::history::History::connect(
+            &self.history()?,
+        )?)
     }
 }
 
@@ -418,6 +512,8 @@ pub struct HostConfig {
     pub serve: ServeConfig,
     /// Which packages may be installed and loaded.
     pub trust: TrustPolicy,
+    /// Where the audit log and the history are.
+    pub records: RecordPaths,
     /// The operator console.
     pub console: ConsoleConfig,
 }
@@ -429,7 +525,7 @@ impl HostConfig {
     pub fn load(path: &Path) -> Result<Self, FileError> {
         let source = Source::read(path)?;
         let raw: RawConfig = source.parse()?;
-        let records = RecordPaths::of(&source, &raw);
+        let records = RecordPaths::of(&source, &raw)?;
         let mut keys = BTreeMap::new();
         for (name, key) in raw.keys {
             let parsed = parse_source(
@@ -615,12 +711,12 @@ impl HostConfig {
                 url
             },
             timeout: Duration::from_secs(raw.level.timeout_secs.max(1)),
-            audit_path: records.audit,
+            audit_path: records.audit.clone(),
             keys,
             plugins,
             serve: ServeConfig {
                 addr: raw.serve.addr,
-                database: records.database,
+                database: records.database.clone(),
                 shutdown_grace: Duration::from_secs(raw.serve.shutdown_grace_secs),
                 max_body_bytes: Limits::bytes(raw.serve.max_body_kb.max(1)),
                 max_instances: raw.serve.max_instances.max(1),
@@ -628,6 +724,7 @@ impl HostConfig {
                 max_connections: raw.serve.max_connections.max(1),
             },
             trust: parse_trust(&source, raw.trust)?,
+            records,
             console: ConsoleConfig {
                 enabled: raw.console.enabled,
                 addr: raw.console.addr,

@@ -255,6 +255,12 @@ pub async fn serve_with(
     let options = ServeOptions {
         addr: config.serve.addr.clone(),
         database: config.serve.database.clone(),
+        history: config.records.history()?,
+        lease: config
+            .records
+            .shared
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(10), |s| s.lease),
         audit_path: config.audit_path.clone(),
         shutdown_grace: config.serve.shutdown_grace,
         max_body_bytes: config.serve.max_body_bytes,

@@ -504,7 +504,7 @@ impl Executor {
     /// Marks waiting plans past their expiry as expired, each with an audit
     /// record; returns how many.
     pub async fn expire_overdue(&self) -> Result<usize, ExecuteError> {
-        let Some(expired) = self.with_history(History::expire_overdue).await? else {
+        let Some(expired) = self.with_history(|h| h.expire_overdue()).await? else {
             return Ok(0);
         };
         for (_, plugin) in &expired {

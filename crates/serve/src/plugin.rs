@@ -98,8 +98,14 @@ impl std::fmt::Debug for Events {
 pub struct ServeOptions {
     /// Where the events endpoint and `/healthz` listen.
     pub addr: String,
-    /// The run history database.
+    /// The run history database (SQLite); kept for files beside it.
     pub database: PathBuf,
+    /// Where the history is: that SQLite file, or a PostgreSQL database
+    /// replicas share.
+    pub history: crate::history::HistoryLocation,
+    /// In a shared history: how long a replica may be silent before a
+    /// survivor marks its runs as interrupted.
+    pub lease: Duration,
     /// The audit log file.
     pub audit_path: PathBuf,
     /// How long shutdown waits for running plugins.

@@ -118,7 +118,7 @@ impl Service {
         plugins: Vec<ServedPlugin>,
         runner: PluginRunner,
     ) -> Result<Handle, ServeError> {
-        let history = Arc::new(History::open(&options.database)?);
+        let history = Arc::new(History::connect(&options.history)?);
         let interrupted =
             history.interrupt_running("the host stopped while the run was in progress")?;
         if interrupted > 0 {
@@ -193,7 +193,15 @@ impl Service {
                 (Some(addr), Some(task))
             }
         };
-        let schedules = service.start_loops();
+        let mut schedules = service.start_loops();
+        if let Some(replica) = service.history.replica() {
+            tracing::info!(replica, lease = ?options.lease, "sharing the history with other replicas");
+            let service = service.clone();
+            let lease = options.lease;
+            schedules.push(tokio::spawn(
+                async move { service.heartbeat_loop(lease).await },
+            ));
+        }
         tracing::info!(%addr, plugins = service.plugins().len(), "levelhost serve is running");
         Ok(Handle {
             addr,
@@ -429,12 +437,46 @@ async fn accept_loop(
 
 async fn healthz(State(service): State<Arc<Service>>) -> Response {
     let running = service.executor.open_runs();
-    axum::Json(serde_json::json!({
-        "status": if service.is_stopping() { "stopping" } else { "ok" },
+    let history = service.history.clone();
+    let database = match tokio::task::spawn_blocking(move || history.ping()).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(e)) => Chain(&e).to_string(),
+        Err(e) => e.to_string(),
+    };
+    let healthy = database == "ok";
+    let mut response = axum::Json(serde_json::json!({
+        "status": if service.is_stopping() { "stopping" } else if healthy { "ok" } else { "degraded" },
+        "database": database,
+        "replica": service.history.replica(),
         "plugins": service.plugins().len(),
         "running": running,
     }))
-    .into_response()
+    .into_response();
+    if !healthy {
+        *response.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    }
+    response
+}
+
+impl Service {
+    /// Says this replica is alive, a few times per lease, and marks the runs
+    /// of replicas silent for longer than the lease as interrupted.
+    async fn heartbeat_loop(self: Arc<Self>, lease: Duration) {
+        let mut tick = tokio::time::interval(lease / 4);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let history = self.history.clone();
+            match tokio::task::spawn_blocking(move || history.heartbeat(lease)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(cut)) => tracing::warn!(
+                    "{cut} runs of a replica that stopped answering were marked interrupted"
+                ),
+                Ok(Err(e)) => tracing::error!("heartbeat: {}", Chain(&e)),
+                Err(e) => tracing::error!("heartbeat: {e}"),
+            }
+        }
+    }
 }
 
 /// How often `serve` looks for approved plans and expired ones.

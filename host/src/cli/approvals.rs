@@ -72,7 +72,7 @@ impl WaitingRun {
 /// The history and audit log a config names.
 fn records(config: &std::path::Path) -> anyhow::Result<(History, AuditLog)> {
     let at = RecordPaths::load(config)?;
-    Ok((History::open(&at.database)?, AuditLog::open(&at.audit)?))
+    Ok((at.open_history()?, AuditLog::open(&at.audit)?))
 }
 
 impl ApprovalsArgs {
@@ -215,7 +215,7 @@ impl ApplyArgs {
     /// Applies an approved plan, held to it, and prints the run's output.
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
         let config = HostConfig::load(&self.config)?;
-        let history = History::open(&config.serve.database)?;
+        let history = config.records.open_history()?;
         let row = history.get(&self.run)?.with_context(|| {
             format!("no run {} in {}", self.run, config.serve.database.display())
         })?;

@@ -16,7 +16,7 @@ use levelhost_packages::installed::PluginSource;
 use levelhost_runtime::audit::AuditLog;
 use levelhost_runtime::engine::LoadedPlugin;
 use levelhost_runtime::runner::{PluginRunner, RunReport, RunRequest};
-use levelhost_serve::history::{History, RunStatus};
+use levelhost_serve::history::RunStatus;
 use levelhost_serve::{Executor, Finished, Origin, RunOptions, ServedPlugin};
 use levelhost_testing::transcript::{Recording, Transcript};
 
@@ -187,7 +187,7 @@ pub(crate) fn served(
 /// hand go into the history too, dry runs with their plan.
 pub(crate) fn executor(runner: PluginRunner, config: &HostConfig) -> anyhow::Result<Executor> {
     let audit = AuditLog::open(&config.audit_path)?;
-    let history = Arc::new(History::open(&config.serve.database)?);
+    let history = Arc::new(config.records.open_history()?);
     Ok(Executor::new(runner, Some(history), Some(audit)))
 }
 

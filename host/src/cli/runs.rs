@@ -10,7 +10,7 @@ use crate::config::{HostConfig, RecordPaths};
 use crate::env_vars::EnvVars;
 use std::str::FromStr as _;
 
-use levelhost_serve::history::{History, RunStatus};
+use levelhost_serve::history::RunStatus;
 
 /// Arguments of `levelhost runs`.
 #[derive(Debug, clap::Args)]
@@ -50,7 +50,7 @@ impl RunsArgs {
     /// Lists runs, or shows one.
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
         let records_at = RecordPaths::load(&self.config)?;
-        let history = History::open(&records_at.database)?;
+        let history = records_at.open_history()?;
         if let Some(RunsCommand::Show { id }) = self.show {
             let run = history.get(&id)?.ok_or_else(|| {
                 anyhow::anyhow!("no run {id} in {}", records_at.database.display())
@@ -63,9 +63,17 @@ impl RunsArgs {
             println!("{}", serde_json::to_string_pretty(&runs)?);
             return Ok(ExitStatus::Success);
         }
-        let mut table = Table::new(&[
-            "RUN", "PLUGIN", "STATUS", "STARTED", "ORIGIN", "CALLS", "WRITES", "NOTE",
-        ]);
+        let shared = runs.iter().any(|r| r.replica.is_some());
+        let mut table = Table::new(if shared {
+            &[
+                "RUN", "PLUGIN", "STATUS", "STARTED", "ORIGIN", "CALLS", "WRITES", "REPLICA",
+                "NOTE",
+            ]
+        } else {
+            &[
+                "RUN", "PLUGIN", "STATUS", "STARTED", "ORIGIN", "CALLS", "WRITES", "NOTE",
+            ]
+        });
         for r in &runs {
             let origin = match r.trigger.as_str() {
                 "schedule" => format!("schedule {}", r.planned_at.as_deref().unwrap_or("?")),
@@ -74,7 +82,7 @@ impl RunsArgs {
             };
             let mut note = if r.dry_run { "(dry run) " } else { "" }.to_owned();
             note.push_str(r.error.as_deref().unwrap_or_default());
-            table.row(vec![
+            let mut row = vec![
                 r.id.clone(),
                 r.plugin.clone(),
                 r.status.clone(),
@@ -82,8 +90,12 @@ impl RunsArgs {
                 origin,
                 r.api_calls.to_string(),
                 r.writes.to_string(),
-                note,
-            ]);
+            ];
+            if shared {
+                row.push(r.replica.clone().unwrap_or_else(|| "-".to_owned()));
+            }
+            row.push(note);
+            table.row(row);
         }
         print!("{}", table.render());
         eprintln!("{} runs", runs.len());
@@ -114,7 +126,7 @@ impl LogsArgs {
     /// Prints what runs logged: their log lines, stdout and stderr.
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
         let records_at = RecordPaths::load(&self.config)?;
-        let history = History::open(&records_at.database)?;
+        let history = records_at.open_history()?;
         if let Some(id) = &self.run {
             let run = history.get(id)?.ok_or_else(|| {
                 anyhow::anyhow!("no run {id} in {}", records_at.database.display())
@@ -198,7 +210,7 @@ impl StatusArgs {
     /// Shows each plugin's next run, last run and last status.
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
         let config = HostConfig::load(&self.config)?;
-        let history = History::open(&config.serve.database)?;
+        let history = config.records.open_history()?;
         let mut statuses = Vec::new();
         for plugin in config.plugins.values() {
             let next = plugin

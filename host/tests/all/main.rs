@@ -16,6 +16,7 @@ mod approvals; // plans over a policy wait for a person; approved plans apply ex
 mod cli; // the levelhost command as a user runs it
 mod cli_grants; // levelhost check, run --dry-run and audit with a real configuration file
 mod client; // the Level client against real HTTP servers on loopback: retries, errors, limits
+mod cluster; // serve replicas sharing a PostgreSQL history
 mod effects; // the gate decides on a call's whole effect: indirect targets, fields, cut-off writes
 mod grant_properties; // the grant as a property: 10,000 random grants and call sequences, oracle the simulator
 mod grants; // grants proven with hostile plugins: capabilities, scopes, limits, the key

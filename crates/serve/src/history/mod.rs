@@ -22,6 +22,8 @@ use levelhost_runtime::runner::{RunFailure, RunReport};
 
 use crate::executor::Origin;
 
+mod postgres;
+
 /// The history database cannot be opened, read or written.
 #[derive(Debug, thiserror::Error)]
 #[error("history {}", path.display())]
@@ -45,9 +47,15 @@ pub enum HistoryCause {
     /// The batch a write was part of could not be committed.
     #[error("cannot commit: {0}")]
     Commit(String),
-    /// The writer thread is gone.
+    /// The writer thread (or the PostgreSQL runtime) is gone.
     #[error("the history writer stopped")]
     WriterStopped,
+    /// PostgreSQL refused or failed.
+    #[error(transparent)]
+    Postgres(tokio_postgres::Error),
+    /// No PostgreSQL connection could be had.
+    #[error("no connection: {0}")]
+    Pool(String),
 }
 
 /// How a run ended (or that it has not yet).
@@ -237,6 +245,8 @@ pub struct RunRow {
     /// For a run held to an approved plan: what it did outside the plan, and
     /// what of the plan it did not do.
     pub divergence: Option<serde_json::Value>,
+    /// The `serve` replica that ran it, in a history replicas share.
+    pub replica: Option<String>,
 }
 
 /// A plan's wait for approval, as recorded.
@@ -278,9 +288,167 @@ pub enum Claim {
     AlreadyClaimed,
 }
 
-/// The run history database.
-#[derive(Debug)]
+/// What a history keeps and answers, whichever database holds it: SQLite
+/// (embedded, the default) or PostgreSQL (shared by several `serve`
+/// replicas). Every write is durable when it returns.
+pub trait HistoryBackend: Send + Sync + std::fmt::Debug {
+    /// Records a run as running, unless its (schedule, planned time) or event already has one.
+    fn claim(
+        &self,
+        id: &str,
+        plugin: &str,
+        version: &str,
+        digest: &str,
+        origin: &Origin,
+    ) -> Result<Claim, HistoryError>;
+    /// Claims an event's run and records its delivery in one transaction.
+    fn claim_delivery(
+        &self,
+        id: &str,
+        plugin: &str,
+        version: &str,
+        digest: &str,
+        origin: &Origin,
+    ) -> Result<Claim, HistoryError>;
+    /// Records a planned run that was not started, and why.
+    fn record_skip(
+        &self,
+        id: &str,
+        plugin: &str,
+        origin: &Origin,
+        why: &str,
+    ) -> Result<Claim, HistoryError>;
+    /// Records how a run ended.
+    fn finish(
+        &self,
+        id: &str,
+        report: &RunReport,
+        dry_run: bool,
+        plan: Option<&[PlanEntry]>,
+        input: Option<&serde_json::Value>,
+    ) -> Result<(), HistoryError>;
+    /// Records a run whose plan waits for approval until `expires_at`.
+    fn await_approval(
+        &self,
+        id: &str,
+        report: &RunReport,
+        input: &serde_json::Value,
+        needed: &[String],
+        expires_at: &str,
+    ) -> Result<(), HistoryError>;
+    /// Approves or rejects a waiting plan, atomically.
+    fn decide(
+        &self,
+        id: &str,
+        approve: bool,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<Decided, HistoryError>;
+    /// Marks waiting plans past their expiry as expired; returns (run, plugin) of each.
+    fn expire_overdue(&self) -> Result<Vec<(String, String)>, HistoryError>;
+    /// Takes an approved run to apply it, atomically; `None` when it is not approved.
+    fn start_approved(&self, id: &str) -> Result<Option<RunRow>, HistoryError>;
+    /// Records a run that could not start.
+    fn fail(&self, id: &str, error: &str) -> Result<(), HistoryError>;
+    /// At start-up: marks runs a crash left `running` as interrupted (in a
+    /// shared history, only those of replicas no longer alive).
+    fn interrupt_running(&self, why: &str) -> Result<usize, HistoryError>;
+    /// Marks one run as interrupted.
+    fn interrupt(&self, id: &str, why: &str) -> Result<(), HistoryError>;
+    /// The latest planned time recorded for a schedule.
+    fn last_planned(&self, plugin: &str, schedule: &str) -> Result<Option<String>, HistoryError>;
+    /// Records a webhook delivery and what became of it.
+    fn record_delivery(
+        &self,
+        plugin: &str,
+        event_id: Option<&str>,
+        verdict: &str,
+        detail: &str,
+    ) -> Result<(), HistoryError>;
+    /// Deliveries of a plugin: (event id, verdict, detail), oldest first.
+    fn deliveries(
+        &self,
+        plugin: &str,
+    ) -> Result<Vec<(Option<String>, String, String)>, HistoryError>;
+    /// Runs, newest first, optionally of one plugin and one status.
+    fn list(
+        &self,
+        plugin: Option<&str>,
+        status: Option<RunStatus>,
+        limit: usize,
+    ) -> Result<Vec<RunRow>, HistoryError>;
+    /// One run.
+    fn get(&self, id: &str) -> Result<Option<RunRow>, HistoryError>;
+    /// The database's own soundness check: `ok` when sound.
+    fn integrity_check(&self) -> Result<String, HistoryError>;
+    /// Whether the database answers at all (cheap: for `/healthz`).
+    fn ping(&self) -> Result<(), HistoryError>;
+    /// This process's replica id, in a history replicas share.
+    fn replica(&self) -> Option<&str> {
+        None
+    }
+    /// Says this replica is alive (a shared history), and marks the runs of
+    /// replicas silent for longer than `lease` as interrupted; returns how many.
+    fn heartbeat(&self, lease: std::time::Duration) -> Result<usize, HistoryError> {
+        let _ = lease;
+        Ok(0)
+    }
+}
+
+/// The run history, in whichever database the config names.
 pub struct History {
+    backend: Box<dyn HistoryBackend>,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.backend.fmt(f)
+    }
+}
+
+impl std::ops::Deref for History {
+    type Target = dyn HistoryBackend;
+    fn deref(&self) -> &Self::Target {
+        &*self.backend
+    }
+}
+
+/// Where the history is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryLocation {
+    /// A SQLite database file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, shared by every replica.
+    Postgres {
+        /// `postgres://user@host:port/database` (no password).
+        url: String,
+        /// The password, read from its source.
+        password: Option<String>,
+    },
+}
+
+impl History {
+    /// Opens (or creates) a SQLite history.
+    pub fn open(path: &Path) -> Result<Self, HistoryError> {
+        Ok(Self {
+            backend: Box::new(SqliteHistory::open(path)?),
+        })
+    }
+
+    /// Opens the history at `location`, applying the schema's migrations.
+    pub fn connect(location: &HistoryLocation) -> Result<Self, HistoryError> {
+        match location {
+            HistoryLocation::Sqlite(path) => Self::open(path),
+            HistoryLocation::Postgres { url, password } => Ok(Self {
+                backend: Box::new(postgres::PgHistory::connect(url, password.as_deref())?),
+            }),
+        }
+    }
+}
+
+/// The run history in SQLite: the embedded default.
+#[derive(Debug)]
+pub struct SqliteHistory {
     path: PathBuf,
     /// Reads.
     conn: Mutex<Connection>,
@@ -380,7 +548,7 @@ fn now() -> String {
     level_api::clock::timestamp(time::OffsetDateTime::now_utc())
 }
 
-impl History {
+impl SqliteHistory {
     /// Opens (or creates) the database, in WAL mode with full sync, and starts its writer.
     pub fn open(path: &Path) -> Result<Self, HistoryError> {
         let err = |e: rusqlite::Error| HistoryError {
@@ -467,9 +635,11 @@ impl History {
             .map_err(|_| self.error(HistoryCause::WriterStopped))?
             .map_err(|source| self.error(source))
     }
+}
 
+impl HistoryBackend for SqliteHistory {
     /// Records a run as running, unless its (schedule, planned time) or event already has one.
-    pub fn claim(
+    fn claim(
         &self,
         id: &str,
         plugin: &str,
@@ -484,7 +654,7 @@ impl History {
     /// Claims an event's run and records its delivery in one transaction:
     /// `accepted` with the run's id, or `duplicate` when the event already
     /// started a run.
-    pub fn claim_delivery(
+    fn claim_delivery(
         &self,
         id: &str,
         plugin: &str,
@@ -513,7 +683,7 @@ impl History {
     }
 
     /// Records a planned run that was not started because the previous one was still running.
-    pub fn record_skip(
+    fn record_skip(
         &self,
         id: &str,
         plugin: &str,
@@ -536,7 +706,7 @@ impl History {
 
     /// Records how a run ended, with what it logged and its plan: a dry
     /// run's own, or the plan a run was held to (`None` keeps the one recorded).
-    pub fn finish(
+    fn finish(
         &self,
         id: &str,
         report: &RunReport,
@@ -565,7 +735,7 @@ impl History {
 
     /// Records a run whose plan is over its plugin's approval policy: it
     /// waits, with its plan and input, until `expires_at`.
-    pub fn await_approval(
+    fn await_approval(
         &self,
         id: &str,
         report: &RunReport,
@@ -593,7 +763,7 @@ impl History {
     /// Approves or rejects a waiting plan, atomically: only a run still
     /// `awaiting-approval` and not past its expiry changes, so two people
     /// deciding at once decide once, and a plan is approved at most once.
-    pub fn decide(
+    fn decide(
         &self,
         id: &str,
         approve: bool,
@@ -638,7 +808,7 @@ impl History {
 
     /// Marks every waiting plan past its expiry as expired; returns the
     /// (run, plugin) of each.
-    pub fn expire_overdue(&self) -> Result<Vec<(String, String)>, HistoryError> {
+    fn expire_overdue(&self) -> Result<Vec<(String, String)>, HistoryError> {
         self.write(|c| {
             let at = now();
             let mut stmt = c.prepare(
@@ -657,7 +827,7 @@ impl History {
     /// Takes an approved run to apply it: `running` again, atomically, so
     /// it is applied once however many hosts or commands try. `None` when the
     /// run is not (or no longer) approved.
-    pub fn start_approved(&self, id: &str) -> Result<Option<RunRow>, HistoryError> {
+    fn start_approved(&self, id: &str) -> Result<Option<RunRow>, HistoryError> {
         let id = id.to_owned();
         self.write(move |c| {
             let taken = c.execute(
@@ -677,7 +847,7 @@ impl History {
     }
 
     /// Records a run that could not start (bad input, a scope Level does not match).
-    pub fn fail(&self, id: &str, error: &str) -> Result<(), HistoryError> {
+    fn fail(&self, id: &str, error: &str) -> Result<(), HistoryError> {
         let (id, error) = (id.to_owned(), error.to_owned());
         self.write(move |c| {
             c.execute(
@@ -690,7 +860,7 @@ impl History {
 
     /// Marks every run still recorded as running as interrupted; returns how many.
     /// Called at start-up (after a crash) and at shutdown (for runs cut off).
-    pub fn interrupt_running(&self, why: &str) -> Result<usize, HistoryError> {
+    fn interrupt_running(&self, why: &str) -> Result<usize, HistoryError> {
         let why = why.to_owned();
         self.write(move |c| {
             c.execute(
@@ -701,7 +871,7 @@ impl History {
     }
 
     /// Marks one run as interrupted.
-    pub fn interrupt(&self, id: &str, why: &str) -> Result<(), HistoryError> {
+    fn interrupt(&self, id: &str, why: &str) -> Result<(), HistoryError> {
         let (id, why) = (id.to_owned(), why.to_owned());
         self.write(move |c| {
             c.execute(
@@ -713,11 +883,7 @@ impl History {
     }
 
     /// The latest planned time recorded for a schedule.
-    pub fn last_planned(
-        &self,
-        plugin: &str,
-        schedule: &str,
-    ) -> Result<Option<String>, HistoryError> {
+    fn last_planned(&self, plugin: &str, schedule: &str) -> Result<Option<String>, HistoryError> {
         self.with(|c| {
             c.query_row(
                 "SELECT max(planned_at) FROM runs WHERE plugin = ?1 AND schedule = ?2",
@@ -728,7 +894,7 @@ impl History {
     }
 
     /// Records a webhook delivery and what became of it.
-    pub fn record_delivery(
+    fn record_delivery(
         &self,
         plugin: &str,
         event_id: Option<&str>,
@@ -745,7 +911,7 @@ impl History {
     }
 
     /// Deliveries of a plugin: (event id, verdict, detail), oldest first.
-    pub fn deliveries(
+    fn deliveries(
         &self,
         plugin: &str,
     ) -> Result<Vec<(Option<String>, String, String)>, HistoryError> {
@@ -760,7 +926,7 @@ impl History {
     }
 
     /// Runs, newest first, optionally of one plugin and one status.
-    pub fn list(
+    fn list(
         &self,
         plugin: Option<&str>,
         status: Option<RunStatus>,
@@ -777,7 +943,7 @@ impl History {
     }
 
     /// One run.
-    pub fn get(&self, id: &str) -> Result<Option<RunRow>, HistoryError> {
+    fn get(&self, id: &str) -> Result<Option<RunRow>, HistoryError> {
         self.with(|c| {
             c.query_row(
                 &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
@@ -789,8 +955,13 @@ impl History {
     }
 
     /// SQLite's own integrity check: `ok` when the database is sound.
-    pub fn integrity_check(&self) -> Result<String, HistoryError> {
+    fn integrity_check(&self) -> Result<String, HistoryError> {
         self.with(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
+    }
+
+    fn ping(&self) -> Result<(), HistoryError> {
+        self.with(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
+            .map(drop)
     }
 }
 
@@ -887,7 +1058,7 @@ fn insert_delivery(
 }
 
 /// Columns added since the first schema, added to an older database at open.
-const ADDED_COLUMNS: [(&str, &str); 12] = [
+const ADDED_COLUMNS: [(&str, &str); 13] = [
     ("dry_run", "INTEGER NOT NULL DEFAULT 0"),
     ("logs", "TEXT"),
     ("plan", "TEXT"),
@@ -900,6 +1071,7 @@ const ADDED_COLUMNS: [(&str, &str); 12] = [
     ("decided_at", "TEXT"),
     ("decision_reason", "TEXT"),
     ("divergence", "TEXT"),
+    ("replica", "TEXT"),
 ];
 
 fn migrate(c: &Connection) -> rusqlite::Result<()> {
@@ -916,7 +1088,7 @@ fn migrate(c: &Connection) -> rusqlite::Result<()> {
 }
 
 /// The columns [`row`] reads, in order.
-const RUN_COLUMNS: &str = "id, plugin, version, digest, trigger, schedule, planned_at, event_id, event_type, started_at, ended_at, status, output, error, api_calls, writes, dry_run, logs, plan, input, devices_changed, approval_needed, expires_at, decision, decided_by, decided_at, decision_reason, divergence";
+const RUN_COLUMNS: &str = "id, plugin, version, digest, trigger, schedule, planned_at, event_id, event_type, started_at, ended_at, status, output, error, api_calls, writes, dry_run, logs, plan, input, devices_changed, approval_needed, expires_at, decision, decided_by, decided_at, decision_reason, divergence, replica";
 
 fn json_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<serde_json::Value>> {
     Ok(r.get::<_, Option<String>>(i)?
@@ -960,6 +1132,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
             }),
         },
         divergence: json_column(r, 27)?,
+        replica: r.get(28)?,
     })
 }
 
