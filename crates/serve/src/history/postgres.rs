@@ -345,15 +345,11 @@ impl PgHistory {
     fn execute(
         &self,
         sql: &'static str,
-        params: Vec<Box<dyn tokio_postgres::types::ToSql + Send + Sync>>,
+        params: Vec<Param>,
     ) -> Result<u64, HistoryError> {
         self.block(move |pool| async move {
             let client = pool.get().await?;
-            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
-                .iter()
-                .map(|p| &**p as &(dyn tokio_postgres::types::ToSql + Sync))
-                .collect();
-            Ok(client.execute(sql, &refs).await?)
+            Ok(client.execute(sql, &refs(&params)).await?)
         })
     }
 
@@ -361,16 +357,12 @@ impl PgHistory {
     fn rows(
         &self,
         sql: String,
-        params: Vec<Box<dyn tokio_postgres::types::ToSql + Send + Sync>>,
+        params: Vec<Param>,
     ) -> Result<Vec<RunRow>, HistoryError> {
         self.block(move |pool| async move {
             let client = pool.get().await?;
-            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
-                .iter()
-                .map(|p| &**p as &(dyn tokio_postgres::types::ToSql + Sync))
-                .collect();
             client
-                .query(&sql, &refs)
+                .query(&sql, &refs(&params))
                 .await?
                 .iter()
                 .map(run_row)
@@ -380,6 +372,14 @@ impl PgHistory {
 }
 
 type Param = Box<dyn tokio_postgres::types::ToSql + Send + Sync>;
+
+/// Owned parameters as the driver takes them.
+fn refs(params: &[Param]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| &**p as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect()
+}
 
 fn p<T: tokio_postgres::types::ToSql + Send + Sync + 'static>(value: T) -> Param {
     Box::new(value)
