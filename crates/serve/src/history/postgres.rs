@@ -342,11 +342,7 @@ impl PgHistory {
     }
 
     /// One statement that changes rows, with owned parameters.
-    fn execute(
-        &self,
-        sql: &'static str,
-        params: Vec<Param>,
-    ) -> Result<u64, HistoryError> {
+    fn execute(&self, sql: &'static str, params: Vec<Param>) -> Result<u64, HistoryError> {
         self.block(move |pool| async move {
             let client = pool.get().await?;
             Ok(client.execute(sql, &refs(&params)).await?)
@@ -354,11 +350,7 @@ impl PgHistory {
     }
 
     /// Runs matching one statement, with owned parameters.
-    fn rows(
-        &self,
-        sql: String,
-        params: Vec<Param>,
-    ) -> Result<Vec<RunRow>, HistoryError> {
+    fn rows(&self, sql: String, params: Vec<Param>) -> Result<Vec<RunRow>, HistoryError> {
         self.block(move |pool| async move {
             let client = pool.get().await?;
             client
