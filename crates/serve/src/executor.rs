@@ -314,6 +314,18 @@ impl Executor {
         }
     }
 
+    /// Records a claimed run that is not started after all, and why.
+    pub async fn skip_claimed(&self, claimed: Claimed, why: &str) -> Result<(), ExecuteError> {
+        let (id, why) = (claimed.id.clone(), why.to_owned());
+        let plugin = self.lock_open().remove(&claimed.id).map(|r| r.plugin);
+        self.with_history(move |h| h.skip_claimed(&id, &why))
+            .await?;
+        if let Some(plugin) = plugin {
+            self.count(&plugin, RunStatus::Skipped, None);
+        }
+        Ok(())
+    }
+
     /// Records a planned run that was not started, and why.
     pub async fn skip(
         &self,

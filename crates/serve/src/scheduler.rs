@@ -13,7 +13,7 @@ use levelhost_core::Chain;
 use crate::executor::Origin;
 use crate::history::RunStatus;
 use crate::plugin::{CatchUp, Overlap, Schedule};
-use crate::service::Service;
+use crate::service::{Busy, Service};
 
 /// The next run of a schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,7 +205,9 @@ impl Service {
                         .input
                         .clone()
                         .unwrap_or_else(|| installed.served.input.clone());
-                    service.execute(&plugin, origin, input, guard).await;
+                    service
+                        .execute(&plugin, origin, input, guard, Busy::Wait)
+                        .await;
                 });
                 return;
             }
@@ -217,7 +219,9 @@ impl Service {
         let service = self.clone();
         let plugin = plugin.to_owned();
         self.spawn(async move {
-            service.execute(&plugin, origin, input, guard).await;
+            service
+                .execute(&plugin, origin, input, guard, Busy::Skip)
+                .await;
         });
     }
 }

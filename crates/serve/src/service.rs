@@ -93,6 +93,17 @@ pub struct Service {
     pub(crate) body_timeout: Duration,
     /// The service's metrics.
     metrics: Arc<Metrics>,
+    /// In a history replicas share: how long a plugin's lease lasts unless renewed.
+    cluster_lease: Option<Duration>,
+}
+
+/// What a run does when another replica is running its plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Busy {
+    /// Do not start (a schedule with `overlap = "skip"`).
+    Skip,
+    /// Wait for it to end.
+    Wait,
 }
 
 /// A handle to a started service.
@@ -144,6 +155,7 @@ impl Service {
         let service = Arc::new(Service {
             current: std::sync::RwLock::new(Arc::new(plugins)),
             metrics: metrics.clone(),
+            cluster_lease: history.replica().map(|_| options.lease),
             executor: Executor::new(runner, Some(history.clone()), Some(audit))
                 .with_metrics(metrics),
             history,
@@ -280,13 +292,14 @@ impl Service {
         origin: Origin,
         input: serde_json::Value,
         guard: tokio::sync::OwnedMutexGuard<()>,
+        busy: Busy,
     ) {
         let plugins = self.plugins();
         let Some(installed) = plugins.get(plugin) else {
             return;
         };
         match self.executor.claim(&installed.served, origin).await {
-            Ok(Some(claimed)) => self.run_claimed(plugin, claimed, input, guard).await,
+            Ok(Some(claimed)) => self.run_claimed(plugin, claimed, input, guard, busy).await,
             Ok(None) => tracing::info!(plugin, "already started once; not starting again"),
             Err(e) => tracing::error!(
                 plugin,
@@ -531,7 +544,13 @@ impl Service {
                         self.spawn(async move {
                             let guard = lock.lock_owned().await;
                             service
-                                .run_claimed(&plugin, claimed, serde_json::Value::Null, guard)
+                                .run_claimed(
+                                    &plugin,
+                                    claimed,
+                                    serde_json::Value::Null,
+                                    guard,
+                                    Busy::Wait,
+                                )
                                 .await;
                         });
                     }
@@ -556,7 +575,8 @@ impl Service {
             return;
         };
         let guard = installed.lock.clone().lock_owned().await;
-        self.run_claimed(plugin, claimed, input, guard).await;
+        self.run_claimed(plugin, claimed, input, guard, Busy::Wait)
+            .await;
     }
 
     /// Runs a run already claimed in the history, holding the plugin's lock.
@@ -566,6 +586,7 @@ impl Service {
         claimed: Claimed,
         input: serde_json::Value,
         _guard: tokio::sync::OwnedMutexGuard<()>,
+        busy: Busy,
     ) {
         let plugins = self.plugins();
         let Some(installed) = plugins.get(plugin) else {
@@ -578,12 +599,52 @@ impl Service {
             tracing::info!(plugin, run = %id, "not started: the host is shutting down");
             return;
         }
+        // In a cluster, the plugin's lease keeps it from running on two replicas at once.
+        if let Some(lease) = self.cluster_lease {
+            loop {
+                let (history, name, holder) = (self.history.clone(), plugin.to_owned(), id.clone());
+                let taken =
+                    tokio::task::spawn_blocking(move || history.take_lease(&name, &holder, lease))
+                        .await;
+                match taken {
+                    Ok(Ok(true)) => break,
+                    Ok(Ok(false)) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(plugin, "cannot take the plugin's lease: {}", Chain(&e))
+                    }
+                    Err(e) => tracing::error!(plugin, "cannot take the plugin's lease: {e}"),
+                }
+                if busy == Busy::Skip {
+                    tracing::info!(plugin, run = %id, "skipped: another replica is running the plugin");
+                    if let Err(e) = self
+                        .executor
+                        .skip_claimed(claimed, "another replica was running the plugin")
+                        .await
+                    {
+                        tracing::error!(plugin, "cannot record the skipped run: {}", Chain(&e));
+                    }
+                    return;
+                }
+                if self.is_stopping() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
         let result = self
             .executor
             .run(&installed.served, claimed, &input, RunOptions::default())
             .await;
         if let Err(ExecuteError::History(e)) = result {
             tracing::error!(plugin, run = %id, "{}", Chain(&e));
+        }
+        if self.cluster_lease.is_some() {
+            let (history, name) = (self.history.clone(), plugin.to_owned());
+            let released =
+                tokio::task::spawn_blocking(move || history.release_lease(&name, &id)).await;
+            if let Ok(Err(e)) = released {
+                tracing::error!(plugin, "cannot give the plugin's lease back: {}", Chain(&e));
+            }
         }
     }
 }

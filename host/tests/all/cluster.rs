@@ -273,6 +273,11 @@ async fn replicas_share_schedules_and_a_killed_replica_s_runs_end_interrupted() 
             10,
         )
         .unwrap();
+    assert_eq!(
+        running.len(),
+        1,
+        "the plugin's lease: one replica runs it at a time ({running:#?})"
+    );
     let doomed = running[0].replica.clone().unwrap();
     let mut victim = None;
     for (i, addr) in addrs.iter().enumerate() {
@@ -328,6 +333,20 @@ async fn replicas_share_schedules_and_a_killed_replica_s_runs_end_interrupted() 
     assert!(
         all.iter().all(|r| r.status != "running"),
         "no run is left running: {all:#?}"
+    );
+    let slow = history.list(Some("slow"), None, 1000).unwrap();
+    assert!(
+        slow.iter().any(|r| r.status == "skipped"
+            && r.error.as_deref() == Some("another replica was running the plugin")),
+        "a replica skipped what another was running: {slow:#?}"
+    );
+    let survivors_runs = slow
+        .iter()
+        .filter(|r| r.replica.as_deref() != Some(doomed.as_str()) && r.status == "interrupted")
+        .count();
+    assert_eq!(
+        survivors_runs, 1,
+        "once the lease of the killed replica expired, the survivor ran the plugin (cut off at shutdown): {slow:#?}"
     );
     let cut = history.get(&running[0].id).unwrap().unwrap();
     assert_eq!(cut.status, "interrupted", "{cut:#?}");

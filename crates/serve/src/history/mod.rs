@@ -350,6 +350,25 @@ pub trait HistoryBackend: Send + Sync + std::fmt::Debug {
     fn start_approved(&self, id: &str) -> Result<Option<RunRow>, HistoryError>;
     /// Records a run that could not start.
     fn fail(&self, id: &str, error: &str) -> Result<(), HistoryError>;
+    /// Records a claimed run that was not started after all, and why.
+    fn skip_claimed(&self, id: &str, why: &str) -> Result<(), HistoryError>;
+    /// Takes the plugin's lease for `holder` (a run), so no other replica runs
+    /// the plugin at once; `false` while another holds it. Always `true` in a
+    /// history no other replica shares.
+    fn take_lease(
+        &self,
+        plugin: &str,
+        holder: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool, HistoryError> {
+        let _ = (plugin, holder, lease);
+        Ok(true)
+    }
+    /// Gives the plugin's lease back.
+    fn release_lease(&self, plugin: &str, holder: &str) -> Result<(), HistoryError> {
+        let _ = (plugin, holder);
+        Ok(())
+    }
     /// At start-up: marks runs a crash left `running` as interrupted (in a
     /// shared history, only those of replicas no longer alive).
     fn interrupt_running(&self, why: &str) -> Result<usize, HistoryError>;
@@ -962,6 +981,17 @@ impl HistoryBackend for SqliteHistory {
     fn ping(&self) -> Result<(), HistoryError> {
         self.with(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
             .map(drop)
+    }
+
+    fn skip_claimed(&self, id: &str, why: &str) -> Result<(), HistoryError> {
+        let (id, why) = (id.to_owned(), why.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "UPDATE runs SET status = 'skipped', ended_at = ?2, error = ?3 WHERE id = ?1 AND status = 'running'",
+                params![id, now(), why],
+            )
+            .map(drop)
+        })
     }
 }
 

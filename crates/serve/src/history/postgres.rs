@@ -28,9 +28,10 @@ use levelhost_runtime::level::PlanEntry;
 use levelhost_runtime::runner::RunReport;
 
 /// Each migration, in order: its version and its statements.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "
 CREATE TABLE runs (
     id TEXT PRIMARY KEY,
     plugin TEXT NOT NULL,
@@ -80,7 +81,19 @@ CREATE TABLE replicas (
     heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 ",
-)];
+    ),
+    (
+        2,
+        "
+CREATE TABLE leases (
+    plugin TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    replica TEXT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+",
+    ),
+];
 
 /// The key of the advisory lock migrations run under.
 const MIGRATION_LOCK: i64 = 0x6c65_7665_6c68_6f73;
@@ -688,6 +701,42 @@ impl HistoryBackend for PgHistory {
         self.integrity_check().map(drop)
     }
 
+    fn skip_claimed(&self, id: &str, why: &str) -> Result<(), HistoryError> {
+        self.execute(
+            "UPDATE runs SET status = 'skipped', ended_at = $2, error = $3 WHERE id = $1 AND status = 'running'",
+            vec![p(id.to_owned()), p(now()), p(why.to_owned())],
+        )
+        .map(drop)
+    }
+
+    fn take_lease(
+        &self,
+        plugin: &str,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<bool, HistoryError> {
+        let taken = self.execute(
+            "INSERT INTO leases (plugin, holder, replica, expires_at) VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+             ON CONFLICT (plugin) DO UPDATE SET holder = EXCLUDED.holder, replica = EXCLUDED.replica, expires_at = EXCLUDED.expires_at
+             WHERE leases.expires_at < now() OR leases.holder = EXCLUDED.holder",
+            vec![
+                p(plugin.to_owned()),
+                p(holder.to_owned()),
+                p(self.replica.clone()),
+                p(lease.as_secs_f64()),
+            ],
+        )?;
+        Ok(taken == 1)
+    }
+
+    fn release_lease(&self, plugin: &str, holder: &str) -> Result<(), HistoryError> {
+        self.execute(
+            "DELETE FROM leases WHERE plugin = $1 AND holder = $2",
+            vec![p(plugin.to_owned()), p(holder.to_owned())],
+        )
+        .map(drop)
+    }
+
     fn replica(&self) -> Option<&str> {
         Some(&self.replica)
     }
@@ -696,6 +745,11 @@ impl HistoryBackend for PgHistory {
         self.execute(
             "INSERT INTO replicas (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
             vec![p(self.replica.clone())],
+        )?;
+        // The leases of runs still going here last another lease from now.
+        self.execute(
+            "UPDATE leases SET expires_at = now() + make_interval(secs => $2) WHERE replica = $1",
+            vec![p(self.replica.clone()), p(lease.as_secs_f64())],
         )?;
         self.reap(
             lease,
