@@ -154,6 +154,16 @@ async fn two_replicas_on_one_postgres_claim_decide_and_reap_once() {
     assert_eq!(row.approval.unwrap().decided_by.as_deref(), Some("alice"));
     assert_eq!(row.input, Some(serde_json::json!({"days": 30})));
 
+    // A plugin's lease: one holder at a time, until given back or expired.
+    let lease = Duration::from_secs(2);
+    assert!(a.take_lease("p", "run-a", lease).unwrap());
+    assert!(
+        !b.take_lease("p", "run-b", lease).unwrap(),
+        "held by another replica"
+    );
+    a.release_lease("p", "run-a").unwrap();
+    assert!(b.take_lease("p", "run-b", lease).unwrap(), "given back");
+
     // A replica that stops answering: after the lease, a survivor marks its run interrupted.
     let dead = connect(&url);
     dead.claim("r1", "p", "1", "d", &Origin::Manual).unwrap();
