@@ -1249,17 +1249,25 @@ async fn a_rotated_key_is_verified_swapped_on_sighup_and_a_broken_one_is_refused
         .stderr(log)
         .spawn()
         .unwrap();
+    let serve_log = setup.dir.path().join("serve.log");
+    // Starting compiles the plugin, which takes a while on a loaded machine:
+    // the schedule is timed only once serve answers.
+    crate::support::wait_up(&addr).await;
     let ran = |at_least: usize| {
         let history = setup.history();
+        let serve_log = serve_log.clone();
         async move {
-            for _ in 0..100 {
+            for _ in 0..300 {
                 let runs = history.list(Some("report"), None, 1000).unwrap();
                 if runs.iter().filter(|r| r.status != "running").count() >= at_least {
                     return runs;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            panic!("the schedule stopped running");
+            panic!(
+                "the schedule stopped running: {}",
+                std::fs::read_to_string(&serve_log).unwrap_or_default()
+            );
         }
     };
     let before = ran(2).await.len();

@@ -148,3 +148,17 @@ pub fn grant(capabilities: &[&str], scopes: Scopes) -> Grant {
         limits: Limits::default(),
     }
 }
+
+/// Waits (up to a minute: starting compiles the plugins) until `serve` at `addr` answers `/healthz`.
+pub async fn wait_up(addr: &str) -> Value {
+    for _ in 0..600 {
+        if let Ok(answer) = reqwest::get(format!("http://{addr}/healthz")).await
+            && answer.status().is_success()
+            && let Ok(health) = answer.json::<Value>().await
+        {
+            return health;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("serve at {addr} did not come up");
+}
