@@ -46,6 +46,7 @@ struct RawHistory {
     url: Option<Spanned<String>>,
     password: Option<Spanned<String>>,
     lease_secs: u64,
+    audit: Option<Spanned<String>>,
 }
 
 impl Default for RawHistory {
@@ -54,6 +55,7 @@ impl Default for RawHistory {
             url: None,
             password: None,
             lease_secs: 10,
+            audit: None,
         }
     }
 }
@@ -67,6 +69,19 @@ pub struct SharedHistory {
     pub password: Option<KeySource>,
     /// How long a replica may be silent before a survivor takes its runs as cut off.
     pub lease: Duration,
+    /// Whether the audit is kept in the same database (`audit = "database"`,
+    /// the default) rather than in each replica's file (`audit = "file"`).
+    pub audit_in_database: bool,
+}
+
+impl SharedHistory {
+    /// The password, read from its source now.
+    pub fn password(&self) -> Result<Option<String>, SecretError> {
+        self.password
+            .as_ref()
+            .map(|p| load_secret(p, "history password"))
+            .transpose()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -402,6 +417,20 @@ impl PluginConfig {
     }
 }
 
+/// Why the audit log could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditOpenError {
+    /// The database password could not be read.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The database could not be reached.
+    #[error(transparent)]
+    Database(#[from] levelhost_serve::history::HistoryError),
+    /// The file could not be opened.
+    #[error(transparent)]
+    File(#[from] levelhost_runtime::audit::AuditError),
+}
+
 /// Where a configuration keeps its records. `levelhost audit` and `runs`
 /// read only these, so a plugin whose manifest is broken does not stop an
 /// operator from reading what happened.
@@ -455,10 +484,24 @@ impl RecordPaths {
                     .as_ref()
                     .map(|p| parse_source(source, "history", "password", "passwords", p))
                     .transpose()?;
+                let audit_in_database = match &raw.history.audit {
+                    None => true,
+                    Some(place) => match place.get_ref().as_str() {
+                        "database" => true,
+                        "file" => false,
+                        other => {
+                            return Err(source.error(
+                                Some(place.span()),
+                                format!("history: audit = \"{other}\" is neither \"database\" nor \"file\""),
+                            ));
+                        }
+                    },
+                };
                 Some(SharedHistory {
                     url: text.clone(),
                     password,
                     lease: Duration::from_secs(raw.history.lease_secs.max(2)),
+                    audit_in_database,
                 })
             }
         };
@@ -476,13 +519,24 @@ impl RecordPaths {
             None => HistoryLocation::Sqlite(self.database.clone()),
             Some(shared) => HistoryLocation::Postgres {
                 url: shared.url.clone(),
-                password: shared
-                    .password
-                    .as_ref()
-                    .map(|p| load_secret(p, "history password"))
-                    .transpose()?,
+                password: shared.password()?,
             },
         })
+    }
+
+    /// Opens the audit log: the shared database's table, or the file.
+    pub fn open_audit(&self) -> Result<levelhost_runtime::audit::AuditLog, AuditOpenError> {
+        use levelhost_runtime::audit::AuditLog;
+        match &self.shared {
+            Some(shared) if shared.audit_in_database => {
+                let store = levelhost_serve::history::PgAudit::connect(
+                    &shared.url,
+                    shared.password()?.as_deref(),
+                )?;
+                Ok(AuditLog::with_store(std::sync::Arc::new(store)))
+            }
+            _ => Ok(AuditLog::open(&self.audit)?),
+        }
     }
 
     /// Opens the history.

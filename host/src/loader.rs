@@ -11,6 +11,7 @@ use levelhost_runtime::engine::LoadedPlugin;
 use levelhost_runtime::error::HostError;
 use levelhost_runtime::runner::PluginRunner;
 use levelhost_serve::console::ConsoleOptions;
+use levelhost_serve::history::PgRateBudgets;
 use levelhost_serve::{Events, Handle, ServeError, ServeOptions, ServedPlugin, Service};
 
 use crate::config::{Access, HostConfig, PluginConfig, SecretError, load_secret};
@@ -47,6 +48,12 @@ pub enum LoadError {
     /// `serve` could not start.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// The audit log cannot be opened.
+    #[error("cannot open the audit log")]
+    Audit(#[source] Box<crate::config::AuditOpenError>),
+    /// The shared history (where the keys' budgets are kept) cannot be used.
+    #[error(transparent)]
+    History(#[from] levelhost_serve::history::HistoryError),
     /// A new or changed key did not pass its check at Level, so the reload was refused.
     #[error("key {key}: the new key was refused ({why}); the old configuration stays in use")]
     KeyRefused {
@@ -154,10 +161,12 @@ pub fn client(config: &HostConfig, name: &str) -> Result<LevelClient, LoadError>
     client_config.timeout = config.timeout;
     client_config.key_label = Some(format!("key {name} ({})", key.source));
     if key.rate_limit_per_minute > 0 {
-        client_config.budget = Some(Arc::new(RateBudget::new(
-            key.rate_limit_per_minute,
-            key.rate_burst,
-        )));
+        let mut budget = RateBudget::new(key.rate_limit_per_minute, key.rate_burst);
+        if let Some(shared) = &config.records.shared {
+            let store = PgRateBudgets::new(&shared.url, shared.password()?.as_deref())?;
+            budget = budget.shared(Arc::new(store), name);
+        }
+        client_config.budget = Some(Arc::new(budget));
     }
     LevelClient::new(client_config, key.load()?).map_err(|source| LoadError::Client {
         key: name.to_owned(),
@@ -261,7 +270,10 @@ pub async fn serve_with(
             .shared
             .as_ref()
             .map_or(std::time::Duration::from_secs(10), |s| s.lease),
-        audit_path: config.audit_path.clone(),
+        audit: config
+            .records
+            .open_audit()
+            .map_err(|e| LoadError::Audit(Box::new(e)))?,
         shutdown_grace: config.serve.shutdown_grace,
         max_body_bytes: config.serve.max_body_bytes,
         read_timeout: config.serve.read_timeout,

@@ -1,10 +1,41 @@
 //! A client-side rate budget shared by every plugin that uses one key, so
-//! concurrent plugins do not trip Level's rate limit for each other.
+//! concurrent plugins do not trip Level's rate limit for each other; with a
+//! [`SharedBudget`], shared by every process that uses the key too.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+
+/// A future a [`SharedBudget`] answers with.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a [`SharedBudget`] could not answer (its store is unreachable, say).
+pub type SharedBudgetError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A key's budget kept where several processes see it (the replicas of
+/// `serve` on one database), so together they stay within Level's limit,
+/// and a 429 one of them gets pauses the key for all.
+pub trait SharedBudget: Send + Sync + std::fmt::Debug {
+    /// Takes one request from `key`'s bucket (`per_minute`, at most `burst`
+    /// at once): `None` when taken, or how long to wait before asking again.
+    fn take<'a>(
+        &'a self,
+        key: &'a str,
+        per_minute: u32,
+        burst: u32,
+    ) -> BoxFuture<'a, Result<Option<Duration>, SharedBudgetError>>;
+
+    /// Pauses `key` for `wait` and empties its bucket.
+    fn pause<'a>(
+        &'a self,
+        key: &'a str,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<(), SharedBudgetError>>;
+}
 
 /// A token bucket for one API key. Waiting requests are served in arrival
 /// order (the lock is fair), so no plugin starves another; a 429 from Level
@@ -14,6 +45,7 @@ pub struct RateBudget {
     per_minute: u32,
     burst: u32,
     state: Mutex<State>,
+    shared: Option<(Arc<dyn SharedBudget>, String)>,
 }
 
 #[derive(Debug)]
@@ -35,7 +67,15 @@ impl RateBudget {
                 at: Instant::now(),
                 paused_until: None,
             }),
+            shared: None,
         }
+    }
+
+    /// This budget kept also in `store` under `key`, with every other
+    /// process that uses the key: a request needs a token from both.
+    pub fn shared(mut self, store: Arc<dyn SharedBudget>, key: impl Into<String>) -> Self {
+        self.shared = Some((store, key.into()));
+        self
     }
 
     /// Waits for a token.
@@ -58,10 +98,27 @@ impl RateBudget {
             state.at = now;
             if state.tokens >= 1.0 {
                 state.tokens -= 1.0;
-                return;
+                break;
             }
             let wait = Duration::from_secs_f64((1.0 - state.tokens) / rate);
             tokio::time::sleep(wait).await;
+        }
+        // Still in arrival order: the lock is held while the shared bucket is asked.
+        if let Some((store, key)) = &self.shared {
+            loop {
+                match store.take(key, self.per_minute, self.burst).await {
+                    Ok(None) => return,
+                    Ok(Some(wait)) => tokio::time::sleep(wait).await,
+                    Err(e) => {
+                        // This process's own bucket has already paced the request.
+                        tracing::warn!(
+                            key,
+                            "the shared rate budget cannot be reached, so this request is paced by this process alone: {e}"
+                        );
+                        return;
+                    }
+                }
+            }
         }
     }
 
@@ -71,6 +128,12 @@ impl RateBudget {
         let until = Instant::now() + wait;
         state.paused_until = Some(state.paused_until.map_or(until, |u| u.max(until)));
         state.tokens = 0.0;
+        drop(state);
+        if let Some((store, key)) = &self.shared
+            && let Err(e) = store.pause(key, wait).await
+        {
+            tracing::warn!(key, "could not pause the shared rate budget: {e}");
+        }
     }
 }
 
@@ -94,5 +157,78 @@ mod tests {
         let before = Instant::now();
         budget.acquire().await;
         assert!(before.elapsed() >= Duration::from_secs(5));
+    }
+
+    /// One bucket for every budget that shares it, as a database would keep it.
+    #[derive(Debug, Default)]
+    struct OneBucket(std::sync::Mutex<Option<(f64, Instant, Option<Instant>)>>);
+
+    impl SharedBudget for OneBucket {
+        fn take<'a>(
+            &'a self,
+            _key: &'a str,
+            per_minute: u32,
+            burst: u32,
+        ) -> BoxFuture<'a, Result<Option<Duration>, SharedBudgetError>> {
+            Box::pin(async move {
+                let now = Instant::now();
+                let mut state = self.0.lock().unwrap();
+                let (tokens, at, paused) = state.get_or_insert((f64::from(burst), now, None));
+                if let Some(until) = *paused
+                    && until > now
+                {
+                    return Ok(Some(until - now));
+                }
+                let rate = f64::from(per_minute) / 60.0;
+                *tokens = (*tokens + (now - *at).as_secs_f64() * rate).min(f64::from(burst));
+                *at = now;
+                if *tokens >= 1.0 {
+                    *tokens -= 1.0;
+                    Ok(None)
+                } else {
+                    Ok(Some(Duration::from_secs_f64((1.0 - *tokens) / rate)))
+                }
+            })
+        }
+
+        fn pause<'a>(
+            &'a self,
+            _key: &'a str,
+            wait: Duration,
+        ) -> BoxFuture<'a, Result<(), SharedBudgetError>> {
+            Box::pin(async move {
+                let mut state = self.0.lock().unwrap();
+                let now = Instant::now();
+                let (tokens, _, paused) = state.get_or_insert((0.0, now, None));
+                *tokens = 0.0;
+                *paused = Some(now + wait);
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budgets_sharing_a_store_stay_within_one_limit_and_pause_together() {
+        let store: Arc<dyn SharedBudget> = Arc::new(OneBucket::default());
+        let replicas: Vec<RateBudget> = (0..3)
+            .map(|_| RateBudget::new(60, 2).shared(store.clone(), "rw"))
+            .collect();
+        let start = Instant::now();
+        // Each replica alone could send 2 at once and then 1 a second; together they share that.
+        for _ in 0..2 {
+            for budget in &replicas {
+                budget.acquire().await;
+            }
+        }
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(3900) && waited < Duration::from_millis(4200),
+            "6 requests, 2 at once and 1 a second after: {waited:?}"
+        );
+        // A 429 one replica gets pauses the others.
+        replicas[0].pause(Duration::from_secs(10)).await;
+        let before = Instant::now();
+        replicas[2].acquire().await;
+        assert!(before.elapsed() >= Duration::from_secs(10));
     }
 }

@@ -30,7 +30,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AF
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
-pub use self::budget::RateBudget;
+pub use self::budget::{BoxFuture, RateBudget, SharedBudget, SharedBudgetError};
 use self::model::*;
 pub use self::retry::RetryPolicy;
 

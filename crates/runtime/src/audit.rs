@@ -1,5 +1,7 @@
-//! The audit log: one JSON line per host call, appended to a file as the
-//! call finishes. The record type is in `levelhost-core`; this is the file.
+//! The audit log: one record per host call, written as the call finishes
+//! (and, for a write, before it leaves). By default a JSON-lines file; a
+//! [`AuditStore`] can keep the same records elsewhere (the database `serve`
+//! replicas share). The record type is in `levelhost-core`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -9,12 +11,63 @@ use std::sync::{Arc, Mutex};
 
 pub use levelhost_core::audit::AuditRecord;
 
-/// Where audit records go: a JSON-lines file, shared by every run of the process.
+/// Where audit records are kept.
+pub trait AuditStore: Send + Sync + std::fmt::Debug {
+    /// Where the records are (a file, a database), for messages.
+    fn location(&self) -> &Path;
+    /// Keeps one record; once this returns, a crash of the process does not lose it.
+    fn append(&self, record: &AuditRecord) -> Result<(), AuditError>;
+    /// Makes everything appended so far durable against a crash of the machine.
+    fn sync(&self) -> Result<(), AuditError>;
+    /// The records matching `filter`, oldest first, and how many unreadable
+    /// ones were skipped.
+    fn read(&self, filter: &AuditFilter) -> Result<(Vec<AuditRecord>, usize), AuditError>;
+}
+
+/// The audit log every run of a process writes to.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
+    store: Arc<dyn AuditStore>,
+}
+
+impl AuditLog {
+    /// Opens (or creates) a JSON-lines file for appending.
+    pub fn open(path: &Path) -> Result<Self, AuditError> {
+        Ok(Self::with_store(Arc::new(AuditFile::open(path)?)))
+    }
+
+    /// A log kept in `store`.
+    pub fn with_store(store: Arc<dyn AuditStore>) -> Self {
+        Self { store }
+    }
+
+    /// Where the records are.
+    pub fn path(&self) -> &Path {
+        self.store.location()
+    }
+
+    /// Keeps one record.
+    pub fn append(&self, record: &AuditRecord) -> Result<(), AuditError> {
+        self.store.append(record)
+    }
+
+    /// Makes everything appended so far durable.
+    pub fn sync(&self) -> Result<(), AuditError> {
+        self.store.sync()
+    }
+
+    /// The records matching `filter`, and how many unreadable ones were skipped.
+    pub fn read(&self, filter: &AuditFilter) -> Result<(Vec<AuditRecord>, usize), AuditError> {
+        self.store.read(filter)
+    }
+}
+
+/// The audit log as a JSON-lines file, shared by every run of the process.
+#[derive(Debug)]
+pub struct AuditFile {
     path: PathBuf,
-    file: Arc<Mutex<File>>,
-    syncs: Arc<Syncs>,
+    file: Mutex<File>,
+    syncs: Syncs,
 }
 
 /// Group fsync: one `sync_data` makes every append before it durable, so
@@ -48,10 +101,13 @@ pub enum AuditCause {
     /// A record could not be encoded.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// The store that keeps the records refused or could not be reached.
+    #[error(transparent)]
+    Store(Box<dyn std::error::Error + Send + Sync>),
 }
 
-impl AuditLog {
-    /// Opens (or creates) the log for appending.
+impl AuditFile {
+    /// Opens (or creates) the file for appending.
     pub fn open(path: &Path) -> Result<Self, AuditError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| AuditError {
@@ -78,18 +134,20 @@ impl AuditLog {
         };
         Ok(Self {
             path: path.to_owned(),
-            file: Arc::new(Mutex::new(file)),
-            syncs: Arc::new(syncs),
+            file: Mutex::new(file),
+            syncs,
         })
     }
+}
 
-    /// The file.
-    pub fn path(&self) -> &Path {
+impl AuditStore for AuditFile {
+    fn location(&self) -> &Path {
         &self.path
     }
 
-    /// Appends one record as a single write, so concurrent runs never interleave within a line.
-    pub fn append(&self, record: &AuditRecord) -> Result<(), AuditError> {
+    /// Appends one record as a single write, so concurrent runs never
+    /// interleave within a line; once written, it is in the kernel's hands.
+    fn append(&self, record: &AuditRecord) -> Result<(), AuditError> {
         let mut line = serde_json::to_vec(record).map_err(|e| AuditError {
             path: self.path.clone(),
             source: e.into(),
@@ -110,7 +168,7 @@ impl AuditLog {
 
     /// Makes everything appended so far durable. A sync that another one,
     /// begun after these appends, already covered returns without its own.
-    pub fn sync(&self) -> Result<(), AuditError> {
+    fn sync(&self) -> Result<(), AuditError> {
         let syncs = &self.syncs;
         let wanted = syncs.appended.load(Ordering::SeqCst);
         let _one_at_a_time = syncs
@@ -128,6 +186,10 @@ impl AuditLog {
         syncs.synced.fetch_max(covered, Ordering::SeqCst);
         Ok(())
     }
+
+    fn read(&self, filter: &AuditFilter) -> Result<(Vec<AuditRecord>, usize), AuditError> {
+        read(&self.path, filter)
+    }
 }
 
 /// Which records to read back.
@@ -141,7 +203,16 @@ pub struct AuditFilter {
     pub run_id: Option<String>,
 }
 
-/// Reads the records matching `filter`. A line that is not a record (a torn
+impl AuditFilter {
+    /// Whether `record` is one of those asked for.
+    pub fn admits(&self, record: &AuditRecord) -> bool {
+        self.plugin.as_ref().is_none_or(|p| *p == record.plugin)
+            && (!self.denied || !record.allowed)
+            && self.run_id.as_ref().is_none_or(|r| *r == record.run_id)
+    }
+}
+
+/// Reads the records of the file at `path` matching `filter`. A line that is not a record (a torn
 /// last line after a crash) is skipped and counted, never fatal.
 pub fn read(path: &Path, filter: &AuditFilter) -> Result<(Vec<AuditRecord>, usize), AuditError> {
     let file = match File::open(path) {
@@ -168,13 +239,9 @@ pub fn read(path: &Path, filter: &AuditFilter) -> Result<(Vec<AuditRecord>, usiz
             skipped += 1;
             continue;
         };
-        if filter.plugin.as_ref().is_some_and(|p| *p != record.plugin)
-            || (filter.denied && record.allowed)
-            || filter.run_id.as_ref().is_some_and(|r| *r != record.run_id)
-        {
-            continue;
+        if filter.admits(&record) {
+            records.push(record);
         }
-        records.push(record);
     }
     Ok((records, skipped))
 }

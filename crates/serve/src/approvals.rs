@@ -68,12 +68,7 @@ pub fn decide(
             });
         }
         Decided::Expired(at) => {
-            audit.append(&decision_record(
-                run,
-                &plugin,
-                "expire",
-                "the plan was not approved in time; nothing was applied".to_owned(),
-            ))?;
+            audit.append(&expired_record(run, &plugin))?;
             audit.sync()?;
             return Err(DecideError::Expired {
                 run: run.to_owned(),
@@ -93,6 +88,30 @@ pub fn decide(
     audit.append(&decision_record(run, &plugin, operation, why))?;
     audit.sync()?;
     Ok(())
+}
+
+/// Why a plan that waited past its time was not applied, as the history and the audit say it.
+pub const EXPIRED: &str = "the plan was not approved in time; nothing was applied";
+
+/// The audit record of a plan that expired.
+pub fn expired_record(run: &str, plugin: &str) -> AuditRecord {
+    decision_record(run, plugin, "expire", EXPIRED.to_owned())
+}
+
+/// Marks waiting plans past their time as expired, each with its audit
+/// record (made durable); returns each one's (run, plugin).
+pub fn expire_overdue(
+    history: &History,
+    audit: Option<&AuditLog>,
+) -> Result<Vec<(String, String)>, DecideError> {
+    let expired = history.expire_overdue()?;
+    if let Some(audit) = audit.filter(|_| !expired.is_empty()) {
+        for (run, plugin) in &expired {
+            audit.append(&expired_record(run, plugin))?;
+        }
+        audit.sync()?;
+    }
+    Ok(expired)
 }
 
 /// The audit record of a decision on a plan (`approve`, `reject`, `expire`).

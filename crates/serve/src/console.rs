@@ -7,7 +7,6 @@
 //! check); every answer has a strict Content-Security-Policy. Keys and
 //! webhook secrets are never rendered: a plugin's key appears by its name.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -47,7 +46,6 @@ pub(crate) struct Console {
     token: [u8; 32],
     metrics_token: Option<[u8; 32]>,
     csrf: String,
-    audit_path: PathBuf,
 }
 
 fn digest(text: &str) -> [u8; 32] {
@@ -60,18 +58,24 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 impl Console {
-    pub(crate) fn new(
-        service: Arc<Service>,
-        options: &ConsoleOptions,
-        audit_path: PathBuf,
-    ) -> Self {
+    pub(crate) fn new(service: Arc<Service>, options: &ConsoleOptions) -> Self {
         Self {
             service,
             token: digest(&options.token),
             metrics_token: options.metrics_token.as_deref().map(digest),
             csrf: hex::encode(digest(&format!("levelhost-csrf:{}", options.token))),
-            audit_path,
         }
+    }
+
+    /// The audit records matching `filter`; `None` when there is no audit
+    /// or it cannot be read.
+    async fn audit(&self, filter: AuditFilter) -> Option<Vec<AuditRecord>> {
+        let audit = self.service.executor().audit().cloned()?;
+        tokio::task::spawn_blocking(move || audit.read(&filter))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|(records, _)| records)
     }
 
     /// The token a request carries, by header or cookie.
@@ -438,16 +442,12 @@ async fn run_page(State(console): State<Arc<Console>>, Path(id): Path<String>) -
         Ok(None) => return failure(StatusCode::NOT_FOUND, format!("no run {id}")),
         Err(page) => return page,
     };
-    let path = console.audit_path.clone();
-    let filter = AuditFilter {
-        run_id: Some(id.clone()),
-        ..AuditFilter::default()
-    };
-    let calls = tokio::task::spawn_blocking(move || levelhost_runtime::audit::read(&path, &filter))
+    let calls = console
+        .audit(AuditFilter {
+            run_id: Some(id.clone()),
+            ..AuditFilter::default()
+        })
         .await
-        .ok()
-        .and_then(Result::ok)
-        .map(|(records, _)| records)
         .unwrap_or_default();
     let plan = plan_of(&run.plan);
     let body = html! {
@@ -501,18 +501,13 @@ async fn run_page(State(console): State<Arc<Console>>, Path(id): Path<String>) -
 }
 
 async fn denials_page(State(console): State<Arc<Console>>) -> Response {
-    let path = console.audit_path.clone();
-    let filter = AuditFilter {
-        denied: true,
-        ..AuditFilter::default()
-    };
-    let mut denied =
-        tokio::task::spawn_blocking(move || levelhost_runtime::audit::read(&path, &filter))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|(records, _)| records)
-            .unwrap_or_default();
+    let mut denied = console
+        .audit(AuditFilter {
+            denied: true,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap_or_default();
     denied.reverse();
     denied.truncate(200);
     let limited = match history(&console, |h| {

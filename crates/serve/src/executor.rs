@@ -118,6 +118,9 @@ pub enum ExecuteError {
     /// The audit log could not be written.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// Waiting plans could not be expired.
+    #[error(transparent)]
+    Decide(#[from] crate::approvals::DecideError),
     /// A history call's blocking task ended without an answer.
     #[error("the history task stopped")]
     Task(#[from] tokio::task::JoinError),
@@ -516,23 +519,16 @@ impl Executor {
     /// Marks waiting plans past their expiry as expired, each with an audit
     /// record; returns how many.
     pub async fn expire_overdue(&self) -> Result<usize, ExecuteError> {
-        let Some(expired) = self.with_history(|h| h.expire_overdue()).await? else {
+        let Some(history) = self.history.clone() else {
             return Ok(0);
         };
+        let audit = self.audit.clone();
+        let expired = tokio::task::spawn_blocking(move || {
+            crate::approvals::expire_overdue(&history, audit.as_ref())
+        })
+        .await??;
         for (_, plugin) in &expired {
             self.count(plugin, RunStatus::Expired, None);
-        }
-        if let Some(audit) = &self.audit {
-            for (run, plugin) in &expired {
-                audit.append(&crate::approvals::decision_record(
-                    run,
-                    plugin,
-                    "expire",
-                    "the plan was not approved in time; nothing was applied".to_owned(),
-                ))?;
-            }
-            let audit = audit.clone();
-            tokio::task::spawn_blocking(move || audit.sync()).await??;
         }
         Ok(expired.len())
     }

@@ -106,8 +106,8 @@ pub struct ServeOptions {
     /// In a shared history: how long a replica may be silent before a
     /// survivor marks its runs as interrupted.
     pub lease: Duration,
-    /// The audit log file.
-    pub audit_path: PathBuf,
+    /// The audit log (a file, or the database replicas share).
+    pub audit: levelhost_runtime::audit::AuditLog,
     /// How long shutdown waits for running plugins.
     pub shutdown_grace: Duration,
     /// Largest webhook body accepted.

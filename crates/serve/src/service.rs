@@ -28,7 +28,7 @@ use crate::history::{History, HistoryError};
 use crate::metrics::Metrics;
 use crate::plugin::{ServeOptions, ServedPlugin};
 use levelhost_core::Chain;
-use levelhost_runtime::audit::{AuditError, AuditLog};
+use levelhost_runtime::audit::AuditError;
 use levelhost_runtime::runner::PluginRunner;
 
 /// Why `serve` could not start.
@@ -137,7 +137,7 @@ impl Service {
                 "{interrupted} runs were cut off by the last shutdown; recorded as interrupted"
             );
         }
-        let audit = AuditLog::open(&options.audit_path)?;
+        let audit = options.audit.clone();
         let plugins = install(plugins, &BTreeMap::new());
         let listen = |source| ServeError::Listen {
             addr: options.addr.clone(),
@@ -192,7 +192,6 @@ impl Service {
                 let app = crate::console::router(Arc::new(crate::console::Console::new(
                     service.clone(),
                     console,
-                    options.audit_path.clone(),
                 )));
                 tracing::info!(%addr, "the console is at http://{addr}/login?token=...");
                 let task = tokio::spawn(accept_loop(

@@ -72,22 +72,14 @@ impl WaitingRun {
 /// The history and audit log a config names.
 fn records(config: &std::path::Path) -> anyhow::Result<(History, AuditLog)> {
     let at = RecordPaths::load(config)?;
-    Ok((at.open_history()?, AuditLog::open(&at.audit)?))
+    Ok((at.open_history()?, at.open_audit()?))
 }
 
 impl ApprovalsArgs {
     /// Lists waiting plans (first recording those past their time as expired).
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
         let (history, audit) = records(&self.config)?;
-        for (run, plugin) in history.expire_overdue()? {
-            audit.append(&levelhost_serve::approvals::decision_record(
-                &run,
-                &plugin,
-                "expire",
-                "the plan was not approved in time; nothing was applied".to_owned(),
-            ))?;
-        }
-        audit.sync()?;
+        levelhost_serve::approvals::expire_overdue(&history, Some(&audit))?;
         let mut waiting: Vec<WaitingRun> = history
             .list(None, Some(RunStatus::AwaitingApproval), 1000)?
             .into_iter()

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::ExitStatus;
 use crate::config::RecordPaths;
 use crate::env_vars::EnvVars;
-use levelhost_runtime::audit::{self, AuditFilter};
+use levelhost_runtime::audit::AuditFilter;
 
 /// Arguments of `levelhost audit`.
 #[derive(Debug, clap::Args)]
@@ -36,7 +36,8 @@ impl AuditArgs {
             denied: self.denied,
             run_id: self.run,
         };
-        let (records, skipped) = audit::read(&records_at.audit, &filter)?;
+        let audit = records_at.open_audit()?;
+        let (records, skipped) = audit.read(&filter)?;
         for r in &records {
             if self.json {
                 println!("{}", serde_json::to_string(r)?);
@@ -66,7 +67,7 @@ impl AuditArgs {
         if skipped > 0 {
             eprintln!(
                 "warning: skipped {skipped} lines of {} that are not audit records",
-                records_at.audit.display()
+                audit.path().display()
             );
         }
         eprintln!("{} records", records.len());

@@ -13,7 +13,6 @@ use levelhost_core::capability;
 use levelhost_core::grant::Grant;
 use levelhost_core::manifest::PluginManifest;
 use levelhost_packages::installed::PluginSource;
-use levelhost_runtime::audit::AuditLog;
 use levelhost_runtime::engine::LoadedPlugin;
 use levelhost_runtime::runner::{PluginRunner, RunReport, RunRequest};
 use levelhost_serve::history::RunStatus;
@@ -186,7 +185,7 @@ pub(crate) fn served(
 /// An executor recording in the config's history and audit log: runs by
 /// hand go into the history too, dry runs with their plan.
 pub(crate) fn executor(runner: PluginRunner, config: &HostConfig) -> anyhow::Result<Executor> {
-    let audit = AuditLog::open(&config.audit_path)?;
+    let audit = config.records.open_audit()?;
     let history = Arc::new(config.records.open_history()?);
     Ok(Executor::new(runner, Some(history), Some(audit)))
 }

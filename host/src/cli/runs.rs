@@ -190,8 +190,8 @@ pub struct StatusArgs {
     /// The configuration file.
     #[arg(long, env = EnvVars::LEVELHOST_CONFIG, default_value = "levelhost.toml")]
     pub config: PathBuf,
-    /// Print a JSON array: per plugin `plugin`, `next_run`, `last_run`, `last_status`
-    /// (null when none) and `takes_events`.
+    /// Print a JSON array: per plugin `plugin`, `next_run`, `last_run`, `last_status`,
+    /// `last_replica` (null when none) and `takes_events`.
     #[arg(long)]
     pub json: bool,
 }
@@ -203,6 +203,8 @@ struct PluginStatus {
     next_run: Option<String>,
     last_run: Option<String>,
     last_status: Option<String>,
+    /// In a history replicas share, the replica that made the last run.
+    last_replica: Option<String>,
     takes_events: bool,
 }
 
@@ -230,6 +232,7 @@ impl StatusArgs {
                 next_run: next.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
                 last_run: last.map(|r| r.started_at.clone()),
                 last_status: last.map(|r| r.status.clone()),
+                last_replica: last.and_then(|r| r.replica.clone()),
                 takes_events: plugin.events.is_some(),
             });
         }
@@ -237,17 +240,40 @@ impl StatusArgs {
             println!("{}", serde_json::to_string_pretty(&statuses)?);
             return Ok(ExitStatus::Success);
         }
-        let mut table = Table::new(&["PLUGIN", "NEXT RUN", "LAST RUN", "LAST STATUS", "EVENTS"]);
+        let shared = history.replica().is_some();
+        let mut headers = vec!["PLUGIN", "NEXT RUN", "LAST RUN", "LAST STATUS", "EVENTS"];
+        if shared {
+            headers.push("LAST REPLICA");
+        }
+        let mut table = Table::new(&headers);
         for s in statuses {
-            table.row(vec![
+            let mut row = vec![
                 s.plugin,
                 s.next_run.unwrap_or_else(|| "-".to_owned()),
                 s.last_run.unwrap_or_else(|| "-".to_owned()),
                 s.last_status.unwrap_or_else(|| "never ran".to_owned()),
                 if s.takes_events { "yes" } else { "no" }.to_owned(),
-            ]);
+            ];
+            if shared {
+                row.push(s.last_replica.unwrap_or_else(|| "-".to_owned()));
+            }
+            table.row(row);
         }
         print!("{}", table.render());
+        let replicas = history.replicas()?;
+        if !replicas.is_empty() {
+            let mut table = Table::new(&["REPLICA", "STARTED", "LAST HEARTBEAT", "RUNNING"]);
+            for r in replicas {
+                table.row(vec![
+                    r.id,
+                    r.started_at,
+                    format!("{} ({:.0}s ago)", r.heartbeat_at, r.silent_secs),
+                    r.running.to_string(),
+                ]);
+            }
+            println!();
+            print!("{}", table.render());
+        }
         Ok(ExitStatus::Success)
     }
 }

@@ -9,9 +9,12 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use levelhost_runtime::audit::{AuditFilter, AuditLog, AuditRecord};
 use levelhost_runtime::runner::RunReport;
 use levelhost_serve::Origin;
-use levelhost_serve::history::{Claim, Decided, History, HistoryLocation};
+use levelhost_serve::history::{Claim, Decided, History, HistoryLocation, PgAudit};
+
+use crate::support::wait_up;
 
 /// A fresh database on the test server, or `None` (and why) without one.
 fn free_addr() -> String {
@@ -70,14 +73,11 @@ fn report(id: &str) -> RunReport {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_on_one_postgres_claim_decide_and_reap_once() {
-    let Some(url) = database().await else { return };
-    let (a, b) = (Arc::new(connect(&url)), Arc::new(connect(&url)));
-    assert_ne!(a.replica(), b.replica());
-    assert_eq!(a.integrity_check().unwrap(), "ok");
-
-    // 32 deliveries of 8 events, half through each replica: 8 runs start.
+/// What every history promises, whichever database holds it, seen through
+/// two handles on it (two processes on one SQLite file, two replicas on
+/// one PostgreSQL database).
+async fn history_contract(a: Arc<History>, b: Arc<History>) {
+    // 32 deliveries of 8 events, half through each handle: 8 runs start.
     let claims: Vec<Claim> = tokio::task::spawn_blocking({
         let (a, b) = (a.clone(), b.clone());
         move || {
@@ -101,10 +101,12 @@ async fn two_replicas_on_one_postgres_claim_decide_and_reap_once() {
     .await
     .unwrap();
     assert_eq!(claims.iter().filter(|c| **c == Claim::Started).count(), 8);
-    assert_eq!(b.deliveries("p").unwrap().len(), 32);
+    let deliveries = b.deliveries("p").unwrap();
+    assert_eq!(deliveries.len(), 32);
+    assert_eq!(deliveries.iter().filter(|d| d.1 == "duplicate").count(), 24);
     assert_eq!(a.list(Some("p"), None, 100).unwrap().len(), 8);
 
-    // A schedule's planned time starts once, whichever replica asks.
+    // A schedule's planned time starts once, whichever handle asks.
     let planned = Origin::Schedule {
         schedule: "0:* * * * * *".to_owned(),
         planned: "2026-12-02T10:00:00.000Z".to_owned(),
@@ -122,7 +124,34 @@ async fn two_replicas_on_one_postgres_claim_decide_and_reap_once() {
         Some("2026-12-02T10:00:00.000Z")
     );
 
-    // A plan waits; two people approve at once through two replicas: one decision.
+    // A finished run reads back as it was recorded.
+    a.claim("f1", "p", "1", "d", &Origin::Manual).unwrap();
+    a.finish(
+        "f1",
+        &report("f1"),
+        false,
+        None,
+        Some(&serde_json::json!({"top": 3})),
+    )
+    .unwrap();
+    let finished = b.get("f1").unwrap().unwrap();
+    assert_eq!(
+        (
+            finished.status.as_str(),
+            finished.output.as_deref(),
+            finished.api_calls
+        ),
+        ("ok", Some("{}"), 1)
+    );
+    assert_eq!(finished.input, Some(serde_json::json!({"top": 3})));
+    assert_eq!(
+        b.list(Some("p"), Some(levelhost_serve::history::RunStatus::Ok), 10)
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A plan waits; two people approve at once through the two handles: one decision.
     a.claim("w1", "p", "1", "d", &Origin::Manual).unwrap();
     a.await_approval(
         "w1",
@@ -153,6 +182,87 @@ async fn two_replicas_on_one_postgres_claim_decide_and_reap_once() {
     let row = b.get("w1").unwrap().unwrap();
     assert_eq!(row.approval.unwrap().decided_by.as_deref(), Some("alice"));
     assert_eq!(row.input, Some(serde_json::json!({"days": 30})));
+}
+
+/// What every audit store promises: records read back whole, in order, filtered.
+fn audit_contract(log: &AuditLog) {
+    let record = |run: &str, plugin: &str, allowed: bool| AuditRecord {
+        time: level_api::clock::now(),
+        plugin: plugin.to_owned(),
+        version: "1.0.0".to_owned(),
+        digest: "sha256:x".to_owned(),
+        run_id: run.to_owned(),
+        operation: "tag-devices".to_owned(),
+        targets: vec!["dev_1".to_owned(), "tag_2".to_owned()],
+        allowed,
+        reason: (!allowed).then(|| "outside the grant".to_owned()),
+        upstream_status: allowed.then_some(200),
+        latency_ms: 12,
+        dry_run: false,
+        requests: 2,
+        stage: levelhost_core::audit::Stage::Done,
+    };
+    let mut cut = record("r2", "b", true);
+    cut.stage = levelhost_core::audit::Stage::CutOff;
+    let written = [record("r1", "a", true), cut, record("r3", "a", false)];
+    for r in &written {
+        log.append(r).unwrap();
+    }
+    log.sync().unwrap();
+    let all = |filter: AuditFilter| log.read(&filter).unwrap().0;
+    assert_eq!(all(AuditFilter::default()), written);
+    assert_eq!(
+        all(AuditFilter {
+            plugin: Some("a".to_owned()),
+            ..AuditFilter::default()
+        }),
+        [written[0].clone(), written[2].clone()]
+    );
+    assert_eq!(
+        all(AuditFilter {
+            denied: true,
+            ..AuditFilter::default()
+        }),
+        [written[2].clone()]
+    );
+    assert_eq!(
+        all(AuditFilter {
+            run_id: Some("r2".to_owned()),
+            ..AuditFilter::default()
+        }),
+        [written[1].clone()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_and_audit_contracts_hold_in_sqlite_and_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs.db");
+    let (a, b) = (
+        Arc::new(History::open(&path).unwrap()),
+        Arc::new(History::open(&path).unwrap()),
+    );
+    assert_eq!(a.replica(), None);
+    history_contract(a, b).await;
+    audit_contract(&AuditLog::open(&dir.path().join("audit.jsonl")).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_and_audit_contracts_hold_in_postgres_and_replicas_lease_and_reap() {
+    let Some(url) = database().await else { return };
+    let (a, b) = (Arc::new(connect(&url)), Arc::new(connect(&url)));
+    assert_ne!(a.replica(), b.replica());
+    assert_eq!(a.integrity_check().unwrap(), "ok");
+    history_contract(a.clone(), b.clone()).await;
+    let audit = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || PgAudit::connect(&url, None).unwrap()
+    })
+    .await
+    .unwrap();
+    tokio::task::spawn_blocking(move || audit_contract(&AuditLog::with_store(Arc::new(audit))))
+        .await
+        .unwrap();
 
     // A plugin's lease: one holder at a time, until given back or expired.
     let lease = Duration::from_secs(2);
@@ -183,10 +293,21 @@ async fn two_replicas_on_one_postgres_claim_decide_and_reap_once() {
     );
 }
 
-/// Writes a config for one replica of a cluster on `url`.
-fn replica_config(dir: &Path, name: &str, url: &str, sim: &str, addr: &str) -> std::path::PathBuf {
-    let text = format!(
-        r#"[level]
+/// One replica's config: a cluster on database `url`, Level at `sim`, the
+/// key `rw` (its `[keys.rw]` lines after `access`: `key`), and `plugins`.
+struct ReplicaConfig<'a> {
+    url: &'a str,
+    sim: &'a str,
+    lease_secs: u64,
+    key: &'a str,
+    plugins: &'a str,
+}
+
+impl ReplicaConfig<'_> {
+    /// Writes replica `name`'s config, listening on `addr`, in `dir`.
+    fn write(&self, dir: &Path, name: &str, addr: &str) -> std::path::PathBuf {
+        let text = format!(
+            r#"[level]
 base_url = "{sim}"
 
 [serve]
@@ -199,7 +320,7 @@ enabled = false
 
 [history]
 url = "{url}"
-lease_secs = 2
+lease_secs = {lease}
 
 [trust]
 allow_unsigned = true
@@ -207,172 +328,403 @@ allow_unsigned = true
 [keys.rw]
 source = "file:key.txt"
 access = "read-write"
+{key}
 
-[plugins.tick]
-component = "{echo}"
+{plugins}"#,
+            sim = self.sim,
+            url = self.url,
+            lease = self.lease_secs,
+            key = self.key,
+            plugins = self.plugins,
+        )
+        .replace("@ECHO@", test_programs_artifacts::ECHO)
+        .replace("@HOSTILE@", test_programs_artifacts::HOSTILE)
+        .replace("@REPORT@", test_programs_artifacts::DEVICE_REPORT);
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+/// A per-second echo plugin, and a per-second plugin that runs until its time limit.
+const TICK_AND_SLOW: &str = r#"[plugins.tick]
+component = "@ECHO@"
 manifest = "echo.toml"
 key = "rw"
 
 [[plugins.tick.schedules]]
 cron = "* * * * * *"
+catch_up = "once"
 
 [plugins.slow]
-component = "{hostile}"
+component = "@HOSTILE@"
 manifest = "echo.toml"
 key = "rw"
-input = {{ attack = "loop" }}
+input = { attack = "loop" }
 
 [plugins.slow.limits]
-timeout_secs = 60
+timeout_secs = 120
 
 [[plugins.slow.schedules]]
 cron = "* * * * * *"
-"#,
-        echo = test_programs_artifacts::ECHO,
-        hostile = test_programs_artifacts::HOSTILE,
-    );
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
-}
+"#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_share_schedules_and_a_killed_replica_s_runs_end_interrupted() {
-    let Some(url) = database().await else { return };
-    let sim = level_sim::Simulator::start(
-        level_sim::SimConfig {
-            read_write_key: "cluster-key".to_owned(),
-            ..level_sim::SimConfig::default()
-        },
-        level_sim::Simulator::seeded_with(5),
-    )
-    .await
-    .unwrap();
+/// A folder with the key and the echo manifest the replicas' configs name.
+fn cluster_dir(key: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("key.txt"), "cluster-key").unwrap();
+    std::fs::write(dir.path().join("key.txt"), key).unwrap();
     std::fs::write(
         dir.path().join("echo.toml"),
         "name = \"echo\"\nversion = \"1.0.0\"\ncapabilities = []\n",
     )
     .unwrap();
-    let start = |name: &str, addr: &str| {
-        Command::new(env!("CARGO_BIN_EXE_levelhost"))
-            .args(["serve", "--config"])
-            .arg(replica_config(
-                dir.path(),
-                name,
-                &url,
-                &sim.base_url(),
-                addr,
-            ))
-            .env_remove("LEVELHOST_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let addrs = [free_addr(), free_addr()];
-    let mut replicas = [start("a", &addrs[0]), start("b", &addrs[1])];
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    // Kill -9 the replica running the slow plugin, found by its /healthz.
-    let history = connect(&url);
-    // A run the other replica claims and then skips (the lease is taken) is
-    // `running` for a moment; a second run really going would stay so.
-    let mut running = Vec::new();
-    for _ in 0..30 {
-        running = history
-            .list(
-                Some("slow"),
-                Some(levelhost_serve::history::RunStatus::Running),
-                10,
-            )
-            .unwrap();
-        if running.len() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        running.len(),
-        1,
-        "the plugin's lease: one replica runs it at a time ({running:#?})"
-    );
-    let doomed = running[0].replica.clone().unwrap();
-    let mut victim = None;
-    for (i, addr) in addrs.iter().enumerate() {
-        let health: serde_json::Value = reqwest::get(format!("http://{addr}/healthz"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(health["database"], "ok");
-        if health["replica"] == doomed.as_str() {
-            victim = Some(i);
-        }
-    }
-    let victim = victim.expect("the running run's replica is one of the two");
-    replicas[victim].kill().unwrap(); // SIGKILL: no chance to record anything
-    replicas[victim].wait().unwrap();
-    let killed_at = level_api::clock::now();
-    // Longer than the lease, so the survivor reaps, and the schedule keeps firing.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let survivor = &mut replicas[1 - victim];
-    let stopped = Command::new("kill")
-        .args(["-TERM", &survivor.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
-    assert!(survivor.wait().unwrap().success());
+    dir
+}
 
-    let ticks = history.list(Some("tick"), None, 1000).unwrap();
-    let planned: Vec<&str> = ticks
+/// Starts `serve` with `config`, its log appended to `log`.
+fn start_serve(config: &Path, log: &Path) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_levelhost"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env_remove("LEVELHOST_CONFIG")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// Stops every replica with SIGTERM; each exits cleanly.
+fn stop_all(replicas: &mut [std::process::Child]) {
+    for replica in replicas.iter() {
+        let stopped = Command::new("kill")
+            .args(["-TERM", &replica.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(stopped.success());
+    }
+    for replica in replicas.iter_mut() {
+        assert!(replica.wait().unwrap().success());
+    }
+}
+
+fn seconds_between(from: &str, to: &str) -> f64 {
+    let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+    (at(to) - at(from)).as_seconds_f64()
+}
+
+/// The acceptance test of a cluster: three replicas on one database, three
+/// per-second plugins on one rate-limited key, a long-running plugin,
+/// webhook deliveries spread over the replicas (each event to two of them),
+/// and the replica running the long plugin killed with SIGKILL in a loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_killed_in_a_loop_start_nothing_twice_and_stay_within_the_rate_limit() {
+    const LEASE_SECS: u64 = 3;
+    const SECRET: &str = "cluster-webhook-secret";
+    let Some(url) = database().await else { return };
+    // Level allows this key 6 requests a second; the config allows 5 for all replicas together.
+    let sim = level_sim::Simulator::start(
+        level_sim::SimConfig {
+            read_write_key: "cluster-key".to_owned(),
+            rate_limit: Some(level_sim::RateLimit {
+                requests: 6,
+                per: Duration::from_secs(1),
+            }),
+            ..level_sim::SimConfig::default()
+        },
+        level_sim::Simulator::seeded_with(120),
+    )
+    .await
+    .unwrap();
+    let dir = cluster_dir("cluster-key");
+    std::fs::write(dir.path().join("secret.txt"), SECRET).unwrap();
+    let report_manifest =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/device-report/plugin.toml");
+    let mut plugins = format!(
+        "{TICK_AND_SLOW}\n[plugins.alerts]\ncomponent = \"@ECHO@\"\nmanifest = \"echo.toml\"\nkey = \"rw\"\n\n[plugins.alerts.events]\nsecret = \"file:secret.txt\"\ntypes = [\"alert_active\"]\n\n"
+    );
+    for name in ["report-a", "report-b", "report-c"] {
+        // Each run makes 4 Level calls: three a second want 12 calls a second of a key that allows 5.
+        plugins.push_str(&format!(
+            "[plugins.{name}]\ncomponent = \"@REPORT@\"\nmanifest = \"{manifest}\"\nkey = \"rw\"\ncapabilities = [\"devices:read\", \"groups:read\"]\n\n[[plugins.{name}.schedules]]\ncron = \"* * * * * *\"\n\n",
+            manifest = report_manifest.display(),
+        ));
+    }
+    let sim_url = sim.base_url();
+    let cluster = ReplicaConfig {
+        url: &url,
+        sim: &sim_url,
+        lease_secs: LEASE_SECS,
+        key: "rate_limit_per_minute = 300\nrate_burst = 5",
+        plugins: &plugins,
+    };
+    let addrs = [free_addr(), free_addr(), free_addr()];
+    let configs: Vec<std::path::PathBuf> = addrs
         .iter()
-        .filter_map(|r| r.planned_at.as_deref())
+        .enumerate()
+        .map(|(i, addr)| cluster.write(dir.path(), &format!("replica-{i}"), addr))
         .collect();
-    let distinct: BTreeSet<&str> = planned.iter().copied().collect();
-    assert_eq!(
-        distinct.len(),
-        planned.len(),
-        "no planned time started twice: {ticks:#?}"
-    );
-    assert!(
-        ticks.iter().all(|r| r.replica.is_some()),
-        "each run names its replica"
-    );
-    assert!(
-        ticks
-            .iter()
-            .any(|r| r.planned_at.as_deref() > Some(killed_at.as_str())),
-        "the schedule kept firing after a replica was killed"
-    );
-    let all = history.list(None, None, 1000).unwrap();
-    let replicas: BTreeSet<&str> = all.iter().filter_map(|r| r.replica.as_deref()).collect();
-    assert_eq!(replicas.len(), 2, "both replicas ran plugins: {all:#?}");
+    let start = |i: usize| start_serve(&configs[i], &dir.path().join(format!("replica-{i}.log")));
+    let mut replicas: Vec<std::process::Child> = (0..3).map(start).collect();
+    for addr in &addrs {
+        assert_eq!(wait_up(addr).await["database"], "ok");
+    }
+
+    // Webhook deliveries, each event to two replicas, while replicas are killed.
+    let delivering = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let deliveries = tokio::spawn({
+        let (addrs, delivering) = (addrs.clone(), delivering.clone());
+        async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            let mut accepted = BTreeSet::new();
+            let mut n = 0usize;
+            while delivering.load(std::sync::atomic::Ordering::SeqCst) {
+                let event = format!("evt-{n}");
+                let body = serde_json::json!({"event_type": "alert_active", "event_id": event})
+                    .to_string();
+                let signature = level_api::webhook::sign(SECRET.as_bytes(), body.as_bytes());
+                for addr in [&addrs[n % 3], &addrs[(n + 1) % 3]] {
+                    let sent = http
+                        .post(format!("http://{addr}/hooks/alerts"))
+                        .header("X-Level-Signature", &signature)
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    if sent.is_ok_and(|r| r.status().is_success()) {
+                        accepted.insert(event.clone());
+                    }
+                }
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            (n, accepted)
+        }
+    });
+
+    // Kill -9 the replica running the long plugin, again and again; bring it back.
+    let history = connect(&url);
+    let mut kills = Vec::new();
+    for _round in 0..6 {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let mut holder = None;
+        for _ in 0..100 {
+            let running = history
+                .list(
+                    Some("slow"),
+                    Some(levelhost_serve::history::RunStatus::Running),
+                    10,
+                )
+                .unwrap();
+            if let [run] = running.as_slice() {
+                holder = run.replica.clone();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let holder = holder.expect("one replica runs the long plugin");
+        let mut victim = None;
+        for (i, addr) in addrs.iter().enumerate() {
+            if reqwest::get(format!("http://{addr}/healthz"))
+                .await
+                .ok()
+                .map(|r| r.status().is_success())
+                == Some(true)
+                && wait_up(addr).await["replica"] == holder.as_str()
+            {
+                victim = Some(i);
+            }
+        }
+        let victim = victim.expect("the holder is one of the replicas");
+        replicas[victim].kill().unwrap();
+        replicas[victim].wait().unwrap();
+        kills.push((holder, level_api::clock::now()));
+        tokio::time::sleep(Duration::from_secs(LEASE_SECS + 2)).await;
+        replicas[victim] = start(victim);
+        wait_up(&addrs[victim]).await;
+    }
+    delivering.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (sent, accepted) = deliveries.await.unwrap();
+
+    // A full-cluster outage, then all three start together: the missed tick is caught up once.
+    stop_all(&mut replicas);
+    let down_at = level_api::clock::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let up_at = level_api::clock::now();
+    let mut replicas: Vec<std::process::Child> = (0..3).map(start).collect();
+    for addr in &addrs {
+        wait_up(addr).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_all(&mut replicas);
+
+    let logs = || {
+        (0..3)
+            .map(|i| {
+                std::fs::read_to_string(dir.path().join(format!("replica-{i}.log")))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let all = history.list(None, None, 100_000).unwrap();
     assert!(
         all.iter().all(|r| r.status != "running"),
-        "no run is left running: {all:#?}"
+        "no run is left running: {:#?}",
+        all.iter()
+            .filter(|r| r.status == "running")
+            .collect::<Vec<_>>()
     );
-    let slow = history.list(Some("slow"), None, 1000).unwrap();
+    // Each run names its replica; all three ran plugins; one ran the long plugin at a time.
     assert!(
-        slow.iter().any(|r| r.status == "skipped"
+        all.iter().all(|r| r.replica.is_some()),
+        "each run names its replica"
+    );
+    let ran: BTreeSet<&str> = all.iter().filter_map(|r| r.replica.as_deref()).collect();
+    assert!(ran.len() >= 3, "every replica ran plugins: {ran:?}");
+    assert!(
+        all.iter().any(|r| r.plugin == "slow"
+            && r.status == "skipped"
             && r.error.as_deref() == Some("another replica was running the plugin")),
-        "a replica skipped what another was running: {slow:#?}"
+        "a replica skipped what another was running"
     );
-    let survivors_runs = slow
+    // 0 duplicate (plugin, schedule, planned) starts.
+    let mut planned = BTreeSet::new();
+    for run in all.iter().filter(|r| r.planned_at.is_some()) {
+        assert!(
+            planned.insert((&run.plugin, &run.schedule, &run.planned_at)),
+            "planned twice: {run:#?}"
+        );
+    }
+    // 0 duplicate event runs, and every accepted event ran.
+    let events: Vec<&str> = all
         .iter()
-        .filter(|r| r.replica.as_deref() != Some(doomed.as_str()) && r.status == "interrupted")
-        .count();
-    assert_eq!(
-        survivors_runs, 1,
-        "once the lease of the killed replica expired, the survivor ran the plugin (cut off at shutdown): {slow:#?}"
-    );
-    let cut = history.get(&running[0].id).unwrap().unwrap();
-    assert_eq!(cut.status, "interrupted", "{cut:#?}");
+        .filter(|r| r.plugin == "alerts")
+        .filter_map(|r| r.event_id.as_deref())
+        .collect();
+    let distinct: BTreeSet<&str> = events.iter().copied().collect();
+    assert_eq!(distinct.len(), events.len(), "an event ran twice");
+    assert!(sent > 50, "deliveries were made: {sent}");
+    for event in &accepted {
+        assert!(
+            distinct.contains(event.as_str()),
+            "{event} was accepted and never ran"
+        );
+    }
+    // 0 schedules that stopped firing: the tick never went 5 s without a run
+    // while the cluster was up.
+    let mut ticks: Vec<&str> = all
+        .iter()
+        .filter(|r| r.plugin == "tick" && r.planned_at.as_deref() < Some(down_at.as_str()))
+        .filter_map(|r| r.planned_at.as_deref())
+        .collect();
+    ticks.sort_unstable();
+    let longest = ticks
+        .windows(2)
+        .map(|w| seconds_between(w[0], w[1]))
+        .fold(0.0, f64::max);
     assert!(
-        cut.error
-            .as_deref()
-            .is_some_and(|e| e.contains("stopped answering")),
-        "the survivor marked the killed replica's run: {cut:#?}"
+        longest <= 5.0,
+        "the tick went {longest} s without a run\n{}",
+        logs()
+    );
+    // Catch-up after the full outage: at most one run for the missed seconds.
+    let caught_up = all
+        .iter()
+        .filter(|r| {
+            r.plugin == "tick"
+                && r.planned_at.as_deref() > Some(down_at.as_str())
+                && r.planned_at.as_deref() < Some(up_at.as_str())
+        })
+        .count();
+    assert!(
+        caught_up <= 1,
+        "caught up once, not once per replica: {caught_up}"
+    );
+    // Every run of a killed replica ended `interrupted` within the lease (and a heartbeat).
+    for (replica, killed_at) in &kills {
+        let cut: Vec<&levelhost_serve::history::RunRow> = all
+            .iter()
+            .filter(|r| r.replica.as_deref() == Some(replica.as_str()) && r.status == "interrupted")
+            .collect();
+        assert!(!cut.is_empty(), "{replica} had its long run cut off");
+        for run in cut {
+            assert!(
+                run.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("stopped answering")),
+                "a survivor marked the killed replica's run: {run:#?}"
+            );
+            let after = seconds_between(killed_at, run.ended_at.as_deref().unwrap());
+            assert!(
+                after <= LEASE_SECS as f64 + 1.5,
+                "marked interrupted {after} s after the kill, lease {LEASE_SECS} s: {run:#?}"
+            );
+        }
+    }
+    // The audit is in the database: one replica's `levelhost audit` shows the calls of every replica's runs.
+    let audit = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+        .args(["audit", "--json", "--config"])
+        .arg(&configs[0])
+        .env_remove("LEVELHOST_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        audit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    let replica_of: std::collections::BTreeMap<&str, &str> = all
+        .iter()
+        .filter_map(|r| Some((r.id.as_str(), r.replica.as_deref()?)))
+        .collect();
+    let audited: BTreeSet<&str> = std::str::from_utf8(&audit.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter_map(|record| replica_of.get(record["run_id"].as_str()?).copied())
+        .collect();
+    assert!(
+        audited.len() >= 3,
+        "the audit holds the calls of every replica's runs: {audited:?}"
+    );
+    assert!(
+        !dir.path().join("levelhost-audit.jsonl").exists(),
+        "no replica wrote an audit file"
+    );
+    // `status` shows the replicas.
+    let status = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+        .args(["status", "--config"])
+        .arg(&configs[1])
+        .env_remove("LEVELHOST_CONFIG")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("LAST REPLICA") && status.contains("REPLICA  "),
+        "{status}"
+    );
+    for replica in &ran {
+        assert!(status.contains(replica), "{replica} in status:\n{status}");
+    }
+    // The key's rate limit: never exceeded, though the replicas wanted more than twice as much.
+    let reports = all
+        .iter()
+        .filter(|r| r.plugin.starts_with("report-") && r.status == "ok")
+        .count();
+    assert!(reports >= 10, "reports ran: {reports}\n{}", logs());
+    assert_eq!(
+        sim.rate_limited_count(),
+        0,
+        "Level answered 429: the replicas together exceeded the key's limit\n{}",
+        logs()
     );
 }

@@ -24,6 +24,8 @@ use crate::executor::Origin;
 
 mod postgres;
 
+pub use postgres::{PgAudit, PgRateBudgets};
+
 /// The history database cannot be opened, read or written.
 #[derive(Debug, thiserror::Error)]
 #[error("history {}", path.display())]
@@ -412,6 +414,26 @@ pub trait HistoryBackend: Send + Sync + std::fmt::Debug {
         let _ = lease;
         Ok(0)
     }
+    /// The replicas sharing this history, most recently heard from first
+    /// (none in a history of one process).
+    fn replicas(&self) -> Result<Vec<ReplicaRow>, HistoryError> {
+        Ok(Vec::new())
+    }
+}
+
+/// One replica of a shared history, as `levelhost status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicaRow {
+    /// Its id (as runs record it).
+    pub id: String,
+    /// When it started (ISO-8601 UTC).
+    pub started_at: String,
+    /// When it last said it was alive.
+    pub heartbeat_at: String,
+    /// How many seconds ago that was, by the database's clock.
+    pub silent_secs: f64,
+    /// Its runs recorded as running.
+    pub running: i64,
 }
 
 /// The run history, in whichever database the config names.
@@ -1031,9 +1053,9 @@ impl Ended {
 
 fn expire(c: &Connection, id: &str, at: &str) -> rusqlite::Result<()> {
     c.execute(
-        "UPDATE runs SET status = 'expired', ended_at = ?2, error = 'the plan was not approved in time; nothing was applied'
+        "UPDATE runs SET status = 'expired', ended_at = ?2, error = ?3
          WHERE id = ?1 AND status = 'awaiting-approval'",
-        params![id, at],
+        params![id, at, crate::approvals::EXPIRED],
     )
     .map(drop)
 }

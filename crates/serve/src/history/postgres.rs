@@ -14,6 +14,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, Pool};
@@ -21,9 +22,11 @@ use tokio_postgres::NoTls;
 
 use super::{
     ApprovalRecord, Claim, Decided, Ended, HistoryBackend, HistoryCause, HistoryError,
-    OriginColumns, RunRow, RunStatus, now,
+    OriginColumns, ReplicaRow, RunRow, RunStatus, now,
 };
+use crate::approvals::EXPIRED;
 use crate::executor::Origin;
+use levelhost_runtime::audit::{AuditCause, AuditError, AuditFilter, AuditRecord, AuditStore};
 use levelhost_runtime::level::PlanEntry;
 use levelhost_runtime::runner::RunReport;
 
@@ -93,6 +96,36 @@ CREATE TABLE leases (
 );
 ",
     ),
+    (
+        3,
+        "
+CREATE TABLE rate_budgets (
+    key TEXT PRIMARY KEY,
+    tokens DOUBLE PRECISION NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    paused_until DOUBLE PRECISION NOT NULL DEFAULT 0
+);
+CREATE TABLE audit (
+    id BIGSERIAL PRIMARY KEY,
+    time TEXT NOT NULL,
+    plugin TEXT NOT NULL,
+    version TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    targets TEXT[] NOT NULL,
+    allowed BOOLEAN NOT NULL,
+    reason TEXT,
+    upstream_status INTEGER,
+    latency_ms BIGINT NOT NULL,
+    dry_run BOOLEAN NOT NULL,
+    requests BIGINT NOT NULL,
+    stage TEXT NOT NULL
+);
+CREATE INDEX audit_run ON audit(run_id);
+CREATE INDEX audit_plugin ON audit(plugin, id);
+",
+    ),
 ];
 
 /// The key of the advisory lock migrations run under.
@@ -102,29 +135,122 @@ const MIGRATION_LOCK: i64 = 0x6c65_7665_6c68_6f73;
 /// when nothing says otherwise (at start-up).
 const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 
-/// A PostgreSQL history, as one replica sees it.
-pub(super) struct PgHistory {
+/// A pool of connections driven on a small runtime of its own, for callers
+/// that wait for each answer (the history's callers run on tokio's blocking
+/// pool or are synchronous).
+struct Db {
     pool: Pool,
     runtime: Option<tokio::runtime::Runtime>,
     label: PathBuf,
-    replica: String,
 }
 
-impl std::fmt::Debug for PgHistory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgHistory")
-            .field("database", &self.label)
-            .field("replica", &self.replica)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Drop for PgHistory {
+impl Drop for Db {
     fn drop(&mut self) {
         // A runtime may not be dropped in place inside another; let it go in the background.
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+impl Db {
+    /// Connects (lazily) and applies the migrations not yet applied.
+    fn connect(url: &str, password: Option<&str>, size: usize) -> Result<Self, HistoryError> {
+        let label = PathBuf::from(url);
+        let fail = |source: HistoryCause| HistoryError {
+            path: label.clone(),
+            source,
+        };
+        let pool = pool(url, password, size).map_err(fail)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("levelhost-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| fail(e.into()))?;
+        let db = Self {
+            pool,
+            runtime: Some(runtime),
+            label,
+        };
+        db.block(|pool| async move {
+            let mut client = pool.get().await?;
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .await?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS levelhost_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+            )
+            .await?;
+            let applied: Option<i32> = tx
+                .query_one("SELECT max(version) FROM levelhost_migrations", &[])
+                .await?
+                .try_get(0)?;
+            for (version, statements) in MIGRATIONS {
+                if applied.is_some_and(|a| a >= *version) {
+                    continue;
+                }
+                tx.batch_execute(statements).await?;
+                tx.execute(
+                    "INSERT INTO levelhost_migrations (version) VALUES ($1)",
+                    &[version],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })?;
+        Ok(db)
+    }
+
+    fn error(&self, source: HistoryCause) -> HistoryError {
+        HistoryError {
+            path: self.label.clone(),
+            source,
+        }
+    }
+
+    /// Runs `f` with the pool on this runtime and waits for it.
+    fn block<T, F>(&self, f: impl FnOnce(Pool) -> F) -> Result<T, HistoryError>
+    where
+        T: Send + 'static,
+        F: Future<Output = PgResult<T>> + Send + 'static,
+    {
+        let Some(runtime) = &self.runtime else {
+            return Err(self.error(HistoryCause::WriterStopped));
+        };
+        let work = f(self.pool.clone());
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let _ = answer.send(work.await);
+        });
+        answered
+            .recv()
+            .map_err(|_| self.error(HistoryCause::WriterStopped))?
+            .map_err(|e| self.error(e))
+    }
+}
+
+/// How often a replica that has made a run says it is alive.
+const KEEPALIVE: Duration = Duration::from_secs(1);
+
+/// Registers a replica, or says it is still alive.
+const REGISTER: &str =
+    "INSERT INTO replicas (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()";
+
+/// A PostgreSQL history, as one replica sees it.
+pub(super) struct PgHistory {
+    db: Db,
+    replica: String,
+    alive: AtomicBool,
+}
+
+impl std::fmt::Debug for PgHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgHistory")
+            .field("database", &self.db.label)
+            .field("replica", &self.replica)
+            .finish_non_exhaustive()
     }
 }
 
@@ -141,6 +267,20 @@ impl From<deadpool_postgres::PoolError> for HistoryCause {
 }
 
 type PgResult<T> = Result<T, HistoryCause>;
+
+/// A pool of up to `size` connections to `url`; they are made when first needed.
+fn pool(url: &str, password: Option<&str>, size: usize) -> PgResult<Pool> {
+    let mut config: tokio_postgres::Config = url.parse()?;
+    if let Some(password) = password {
+        config.password(password);
+    }
+    config.connect_timeout(Duration::from_secs(10));
+    Pool::builder(Manager::new(config, NoTls))
+        .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| HistoryCause::Pool(e.to_string()))
+}
 
 /// The columns [`run_row`] reads, in order.
 const COLUMNS: &str = "id, plugin, version, digest, trigger, schedule, planned_at, event_id, event_type, started_at, ended_at, status, output, error, api_calls, writes, dry_run, logs, plan, input, devices_changed, approval_needed, expires_at, decision, decided_by, decided_at, decision_reason, divergence, replica";
@@ -194,96 +334,45 @@ fn run_row(r: &tokio_postgres::Row) -> PgResult<RunRow> {
 impl PgHistory {
     /// Connects, applies the migrations not yet applied and registers this replica.
     pub(super) fn connect(url: &str, password: Option<&str>) -> Result<Self, HistoryError> {
-        let label = PathBuf::from(url);
-        let fail = |source: HistoryCause| HistoryError {
-            path: label.clone(),
-            source,
-        };
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| fail(e.into()))?;
-        if let Some(password) = password {
-            config.password(password);
+        Ok(Self {
+            db: Db::connect(url, password, 8)?,
+            replica: format!("replica_{:016x}", rand::random::<u64>()),
+            alive: AtomicBool::new(false),
+        })
+    }
+
+    /// From this process's first run on, says every [`KEEPALIVE`] that the
+    /// replica is alive, for as long as the process lives: a run made by
+    /// `levelhost run` is not taken for cut off while it goes on. (Reading
+    /// the history, as `levelhost status` does, registers no replica.)
+    fn keep_alive(&self) {
+        if self.alive.swap(true, Ordering::SeqCst) {
+            return;
         }
-        config.connect_timeout(Duration::from_secs(10));
-        let pool = Pool::builder(Manager::new(config, NoTls))
-            .max_size(8)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(|e| fail(HistoryCause::Pool(e.to_string())))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("levelhost-postgres")
-            .enable_all()
-            .build()
-            .map_err(|e| fail(e.into()))?;
-        let replica = format!("replica_{:016x}", rand::random::<u64>());
-        let history = Self {
-            pool,
-            runtime: Some(runtime),
-            label: label.clone(),
-            replica: replica.clone(),
+        let Some(runtime) = &self.db.runtime else {
+            return;
         };
-        history.block(|pool| async move {
-            let mut client = pool.get().await?;
-            let tx = client.transaction().await?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-                .await?;
-            tx.batch_execute(
-                "CREATE TABLE IF NOT EXISTS levelhost_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-            )
-            .await?;
-            let applied: Option<i32> = tx
-                .query_one("SELECT max(version) FROM levelhost_migrations", &[])
-                .await?
-                .try_get(0)?;
-            for (version, statements) in MIGRATIONS {
-                if applied.is_some_and(|a| a >= *version) {
-                    continue;
+        let (pool, replica) = (self.db.pool.clone(), self.replica.clone());
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(KEEPALIVE);
+            loop {
+                tick.tick().await;
+                if let Ok(client) = pool.get().await
+                    && let Err(e) = client.execute(REGISTER, &[&replica]).await
+                {
+                    tracing::warn!(replica, "cannot say the replica is alive: {e}");
                 }
-                tx.batch_execute(statements).await?;
-                tx.execute(
-                    "INSERT INTO levelhost_migrations (version) VALUES ($1)",
-                    &[version],
-                )
-                .await?;
             }
-            tx.execute(
-                "INSERT INTO replicas (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
-                &[&replica],
-            )
-            .await?;
-            tx.commit().await?;
-            Ok(())
-        })?;
-        Ok(history)
+        });
     }
 
-    fn error(&self, source: HistoryCause) -> HistoryError {
-        HistoryError {
-            path: self.label.clone(),
-            source,
-        }
-    }
-
-    /// Runs `f` with the pool on this history's runtime and waits for it.
+    /// Runs `f` with the pool and waits for it.
     fn block<T, F>(&self, f: impl FnOnce(Pool) -> F) -> Result<T, HistoryError>
     where
         T: Send + 'static,
         F: Future<Output = PgResult<T>> + Send + 'static,
     {
-        let Some(runtime) = &self.runtime else {
-            return Err(self.error(HistoryCause::WriterStopped));
-        };
-        let work = f(self.pool.clone());
-        let (answer, answered) = std::sync::mpsc::sync_channel(1);
-        runtime.spawn(async move {
-            let _ = answer.send(work.await);
-        });
-        answered
-            .recv()
-            .map_err(|_| self.error(HistoryCause::WriterStopped))?
-            .map_err(|e| self.error(e))
+        self.db.block(f)
     }
 
     fn insert_run(
@@ -303,9 +392,11 @@ impl PgHistory {
             digest.to_owned(),
             self.replica.clone(),
         );
-        self.block(move |pool| async move {
+        let claim = self.block(move |pool| async move {
             let mut client = pool.get().await?;
             let tx = client.transaction().await?;
+            // The replica is known (alive) before its run is, so no survivor takes the run for cut off.
+            tx.execute(REGISTER, &[&replica]).await?;
             let inserted = tx
                 .execute(
                     "INSERT INTO runs (id, plugin, version, digest, trigger, schedule, planned_at, event_id, event_type, started_at, status, replica)
@@ -333,7 +424,9 @@ impl PgHistory {
             }
             tx.commit().await?;
             Ok(claim)
-        })
+        })?;
+        self.keep_alive();
+        Ok(claim)
     }
 
     /// Marks `running` runs of replicas silent for longer than `lease` (and of none) as interrupted.
@@ -538,8 +631,8 @@ impl HistoryBackend for PgHistory {
                         Decided::NotWaiting(status)
                     } else if let Some(expires) = expires.filter(|e| *e <= at) {
                         tx.execute(
-                            "UPDATE runs SET status = 'expired', ended_at = $2, error = 'the plan was not approved in time; nothing was applied' WHERE id = $1",
-                            &[&id, &at],
+                            "UPDATE runs SET status = 'expired', ended_at = $2, error = $3 WHERE id = $1",
+                            &[&id, &at, &EXPIRED],
                         )
                         .await?;
                         Decided::Expired(expires)
@@ -566,9 +659,9 @@ impl HistoryBackend for PgHistory {
             let at = now();
             let rows = client
                 .query(
-                    "UPDATE runs SET status = 'expired', ended_at = $1, error = 'the plan was not approved in time; nothing was applied'
+                    "UPDATE runs SET status = 'expired', ended_at = $1, error = $2
                      WHERE status = 'awaiting-approval' AND expires_at <= $1 RETURNING id, plugin",
-                    &[&at],
+                    &[&at, &EXPIRED],
                 )
                 .await?;
             rows.iter()
@@ -578,6 +671,8 @@ impl HistoryBackend for PgHistory {
     }
 
     fn start_approved(&self, id: &str) -> Result<Option<RunRow>, HistoryError> {
+        self.execute(REGISTER, vec![p(self.replica.clone())])?;
+        self.keep_alive();
         let rows = self.rows(
             format!(
                 "UPDATE runs SET status = 'running', dry_run = FALSE, replica = $2 WHERE id = $1 AND status = 'approved' RETURNING {COLUMNS}"
@@ -741,11 +836,38 @@ impl HistoryBackend for PgHistory {
         Some(&self.replica)
     }
 
+    fn replicas(&self) -> Result<Vec<ReplicaRow>, HistoryError> {
+        self.block(|pool| async move {
+            let rows = pool
+                .get()
+                .await?
+                .query(
+                    "SELECT r.id,
+                            to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                            to_char(r.heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                            EXTRACT(EPOCH FROM now() - r.heartbeat_at)::float8,
+                            (SELECT count(*) FROM runs WHERE runs.replica = r.id AND runs.status = 'running')
+                     FROM replicas r WHERE r.heartbeat_at > now() - interval '1 day'
+                     ORDER BY r.heartbeat_at DESC LIMIT 100",
+                    &[],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(ReplicaRow {
+                        id: r.try_get(0)?,
+                        started_at: r.try_get(1)?,
+                        heartbeat_at: r.try_get(2)?,
+                        silent_secs: r.try_get(3)?,
+                        running: r.try_get(4)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
     fn heartbeat(&self, lease: Duration) -> Result<usize, HistoryError> {
-        self.execute(
-            "INSERT INTO replicas (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
-            vec![p(self.replica.clone())],
-        )?;
+        self.execute(REGISTER, vec![p(self.replica.clone())])?;
         // The leases of runs still going here last another lease from now.
         self.execute(
             "UPDATE leases SET expires_at = now() + make_interval(secs => $2) WHERE replica = $1",
@@ -755,5 +877,237 @@ impl HistoryBackend for PgHistory {
             lease,
             "the replica running it stopped answering (no heartbeat within the lease)".to_owned(),
         )
+    }
+}
+
+/// Every key's rate budget in the database the replicas share (a token
+/// bucket per key name, on the database's clock), so replicas on one key
+/// stay within Level's limit together and a 429 pauses the key for all.
+/// The table is made by the history's migrations (applied when a replica's
+/// history connects, before any plugin runs).
+#[derive(Clone)]
+pub struct PgRateBudgets {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PgRateBudgets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgRateBudgets").finish_non_exhaustive()
+    }
+}
+
+impl PgRateBudgets {
+    /// Budgets in the database at `url`; connections are made on the
+    /// runtime of the first request that needs one.
+    pub fn new(url: &str, password: Option<&str>) -> Result<Self, HistoryError> {
+        Ok(Self {
+            pool: pool(url, password, 4).map_err(|source| HistoryError {
+                path: PathBuf::from(url),
+                source,
+            })?,
+        })
+    }
+
+    async fn take_one(&self, key: &str, per_minute: u32, burst: u32) -> PgResult<Option<Duration>> {
+        let capacity = f64::from(burst.max(1));
+        let rate = f64::from(per_minute.max(1)) / 60.0;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO rate_budgets (key, tokens, at) VALUES ($1, $2, EXTRACT(EPOCH FROM clock_timestamp())::float8) ON CONFLICT (key) DO NOTHING",
+            &[&key, &capacity],
+        )
+        .await?;
+        let row = tx
+            .query_one(
+                "SELECT tokens, at, paused_until, EXTRACT(EPOCH FROM clock_timestamp())::float8 FROM rate_budgets WHERE key = $1 FOR UPDATE",
+                &[&key],
+            )
+            .await?;
+        let (tokens, at, paused_until, now): (f64, f64, f64, f64) = (
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+        );
+        if paused_until > now {
+            tx.commit().await?;
+            return Ok(Some(Duration::from_secs_f64(paused_until - now)));
+        }
+        let tokens = (tokens + (now - at).max(0.0) * rate).min(capacity);
+        let (left, wait) = if tokens >= 1.0 {
+            (tokens - 1.0, None)
+        } else {
+            (tokens, Some(Duration::from_secs_f64((1.0 - tokens) / rate)))
+        };
+        tx.execute(
+            "UPDATE rate_budgets SET tokens = $2, at = $3 WHERE key = $1",
+            &[&key, &left, &now],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(wait)
+    }
+
+    async fn pause_key(&self, key: &str, wait: Duration) -> PgResult<()> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO rate_budgets AS b (key, tokens, at, paused_until)
+                 VALUES ($1, 0, EXTRACT(EPOCH FROM clock_timestamp())::float8, EXTRACT(EPOCH FROM clock_timestamp())::float8 + $2)
+                 ON CONFLICT (key) DO UPDATE SET tokens = 0, at = EXCLUDED.at, paused_until = GREATEST(b.paused_until, EXCLUDED.paused_until)",
+                &[&key, &wait.as_secs_f64()],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+impl level_api::SharedBudget for PgRateBudgets {
+    fn take<'a>(
+        &'a self,
+        key: &'a str,
+        per_minute: u32,
+        burst: u32,
+    ) -> level_api::BoxFuture<'a, Result<Option<Duration>, level_api::SharedBudgetError>> {
+        Box::pin(async move { Ok(self.take_one(key, per_minute, burst).await?) })
+    }
+
+    fn pause<'a>(
+        &'a self,
+        key: &'a str,
+        wait: Duration,
+    ) -> level_api::BoxFuture<'a, Result<(), level_api::SharedBudgetError>> {
+        Box::pin(async move { Ok(self.pause_key(key, wait).await?) })
+    }
+}
+
+/// The audit in the database the replicas share: the fields of the JSON
+/// lines as columns, so `levelhost audit` and the console read every
+/// replica's records from any of them. Each record is committed before
+/// `append` returns, so a write's `sending` record is in the database
+/// before the write leaves for Level.
+#[derive(Debug)]
+pub struct PgAudit {
+    db: Db,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("database", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgAudit {
+    /// Connects to the database at `url` (applying the migrations not yet applied).
+    pub fn connect(url: &str, password: Option<&str>) -> Result<Self, HistoryError> {
+        Ok(Self {
+            db: Db::connect(url, password, 4)?,
+        })
+    }
+
+    fn failed(&self, e: HistoryError) -> AuditError {
+        AuditError {
+            path: self.db.label.clone(),
+            source: AuditCause::Store(Box::new(e)),
+        }
+    }
+}
+
+impl AuditStore for PgAudit {
+    fn location(&self) -> &std::path::Path {
+        &self.db.label
+    }
+
+    fn append(&self, record: &AuditRecord) -> Result<(), AuditError> {
+        let r = record.clone();
+        let stage = serde_json::to_value(r.stage)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.db
+            .block(move |pool| async move {
+                pool.get()
+                    .await?
+                    .execute(
+                        "INSERT INTO audit (time, plugin, version, digest, run_id, operation, targets, allowed, reason, upstream_status, latency_ms, dry_run, requests, stage)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                        &[
+                            &r.time,
+                            &r.plugin,
+                            &r.version,
+                            &r.digest,
+                            &r.run_id,
+                            &r.operation,
+                            &r.targets,
+                            &r.allowed,
+                            &r.reason,
+                            &r.upstream_status.map(i32::from),
+                            &i64::try_from(r.latency_ms).unwrap_or(i64::MAX),
+                            &r.dry_run,
+                            &i64::from(r.requests),
+                            &stage,
+                        ],
+                    )
+                    .await?;
+                Ok(())
+            })
+            .map_err(|e| self.failed(e))
+    }
+
+    /// Every record was committed as it was appended.
+    fn sync(&self) -> Result<(), AuditError> {
+        Ok(())
+    }
+
+    fn read(&self, filter: &AuditFilter) -> Result<(Vec<AuditRecord>, usize), AuditError> {
+        let filter = filter.clone();
+        self.db
+            .block(move |pool| async move {
+                let rows = pool
+                    .get()
+                    .await?
+                    .query(
+                        "SELECT time, plugin, version, digest, run_id, operation, targets, allowed, reason, upstream_status, latency_ms, dry_run, requests, stage FROM audit
+                         WHERE ($1::TEXT IS NULL OR plugin = $1) AND ($2::TEXT IS NULL OR run_id = $2) AND (NOT $3 OR NOT allowed) ORDER BY id",
+                        &[&filter.plugin, &filter.run_id, &filter.denied],
+                    )
+                    .await?;
+                let mut records = Vec::with_capacity(rows.len());
+                let mut skipped = 0;
+                for r in rows {
+                    let stage: String = r.try_get(13)?;
+                    let (Ok(stage), Ok(upstream), Ok(latency), Ok(requests)) = (
+                        serde_json::from_value(serde_json::Value::String(stage)),
+                        r.try_get::<_, Option<i32>>(9)
+                            .map(|s| s.and_then(|s| u16::try_from(s).ok())),
+                        r.try_get::<_, i64>(10).map(|l| u64::try_from(l).unwrap_or(0)),
+                        r.try_get::<_, i64>(12).map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+                    ) else {
+                        skipped += 1;
+                        continue;
+                    };
+                    records.push(AuditRecord {
+                        time: r.try_get(0)?,
+                        plugin: r.try_get(1)?,
+                        version: r.try_get(2)?,
+                        digest: r.try_get(3)?,
+                        run_id: r.try_get(4)?,
+                        operation: r.try_get(5)?,
+                        targets: r.try_get(6)?,
+                        allowed: r.try_get(7)?,
+                        reason: r.try_get(8)?,
+                        upstream_status: upstream,
+                        latency_ms: latency,
+                        dry_run: r.try_get(11)?,
+                        requests,
+                        stage,
+                    });
+                }
+                Ok((records, skipped))
+            })
+            .map_err(|e| self.failed(e))
     }
 }
