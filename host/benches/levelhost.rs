@@ -156,6 +156,9 @@ async fn main() {
     if plan.wants("B9") {
         rows.push_str(&b9(&runner).await);
     }
+    if plan.wants("B10") {
+        rows.push_str(&b10(&plan, &sim).await);
+    }
 
     let report = format!(
         "# Benchmarks\n\nMeasured by `cargo bench --bench levelhost` on {} ({}), {}.\nEach row compares levelhost with a baseline measured in the same run.\n\n| | what | levelhost | baseline | ratio |\n|---|---|---|---|---|\n{rows}{NOTES}",
@@ -196,7 +199,185 @@ Notes:
   a grant scoped to every root group (so both runs tag the same devices) and unscoped. The scoped run checks
   each device's group from what its own device listing read (within `fact_max_age_secs`); its extra requests
   are the group listing that resolves the scope. Target: at most 5% more.
+- B10 runs `serve` with its history in PostgreSQL (a fresh database on the server `LEVELHOST_TEST_POSTGRES`
+  names; the row says so and is skipped without one): 100 noop plugins on per-second schedules while 16
+  connections post signed deliveries spread over the replicas, for 10 s, once with one replica and once with
+  three (in one process, each its own history connection, listener and scheduler, all on this machine's 2
+  cores). Schedules/s counts the runs the cluster started for planned times in the window (100/s wanted);
+  deliveries/s the deliveries answered 202. Each claim, lease and record is a PostgreSQL round trip.
 ";
+
+/// B10: schedules and deliveries per second of a cluster sharing a
+/// PostgreSQL history: three replicas against one.
+async fn b10(plan: &Plan, sim: &Simulator) -> String {
+    let Some(admin) = std::env::var("LEVELHOST_TEST_POSTGRES")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        return "| B10 | a PostgreSQL cluster: schedules and deliveries per second | skipped: LEVELHOST_TEST_POSTGRES is not set | | |\n".to_owned();
+    };
+    let one = b10_cluster(plan, sim, &admin, 1).await;
+    let three = b10_cluster(plan, sim, &admin, 3).await;
+    format!(
+        "| B10 | history in PostgreSQL, 3 replicas: schedules/s (100 wanted); deliveries/s, p99 | {:.0}/s; {:.0}/s, {} | 1 replica: {:.0}/s; {:.0}/s, {} | {:.2}x schedules, {:.2}x deliveries |\n",
+        three.0,
+        three.1,
+        ms(three.2),
+        one.0,
+        one.1,
+        ms(one.2),
+        three.0 / one.0,
+        three.1 / one.1,
+    )
+}
+
+/// One B10 round with `replicas` replicas on a fresh database: (schedules/s, deliveries/s, delivery p99).
+async fn b10_cluster(
+    plan: &Plan,
+    sim: &Simulator,
+    admin: &str,
+    replicas: usize,
+) -> (f64, f64, Duration) {
+    let seconds = if plan.quick { 3 } else { 10 };
+    let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
+        .await
+        .expect("the PostgreSQL server answers");
+    tokio::spawn(connection);
+    let name = format!("levelhost_b10_{:016x}", rand::random::<u64>());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("a fresh database");
+    let url = format!(
+        "{}/{name}",
+        admin.rsplit_once('/').expect("a database url").0
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path();
+    std::fs::write(d.join("key.txt"), sim.read_write_key()).expect("key");
+    std::fs::write(d.join("secret.txt"), "b10-secret").expect("secret");
+    std::fs::write(
+        d.join("noop.toml"),
+        "name = \"noop\"\nversion = \"0.1.0\"\n",
+    )
+    .expect("manifest");
+    let mut plugins = String::new();
+    for i in 0..100 {
+        write!(
+            plugins,
+            "[plugins.tick{i}]\ncomponent = \"{noop}\"\nmanifest = \"noop.toml\"\nkey = \"rw\"\n[[plugins.tick{i}.schedules]]\ncron = \"* * * * * *\"\n",
+            noop = test_programs_artifacts::NOOP,
+        )
+        .expect("write");
+    }
+    let mut handles = Vec::new();
+    let mut addrs = Vec::new();
+    for r in 0..replicas {
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            l.local_addr().expect("addr").to_string()
+        };
+        let config = format!(
+            "[level]\nbase_url = \"{}\"\n[serve]\naddr = \"{addr}\"\nshutdown_grace_secs = 5\n[console]\nenabled = false\n[history]\nurl = \"{url}\"\n[trust]\nallow_unsigned = true\n[keys.rw]\nsource = \"file:key.txt\"\naccess = \"read-write\"\n[plugins.hooks]\ncomponent = \"{}\"\nmanifest = \"noop.toml\"\nkey = \"rw\"\n[plugins.hooks.events]\nsecret = \"file:secret.txt\"\n{plugins}",
+            sim.base_url(),
+            test_programs_artifacts::NOOP,
+        );
+        let path = d.join(format!("replica-{r}.toml"));
+        std::fs::write(&path, config).expect("config");
+        let config = HostConfig::load(&path).expect("config loads");
+        handles.push(
+            level_host::loader::serve(config, None)
+                .await
+                .expect("serve starts"),
+        );
+        addrs.push(addr);
+    }
+    // Let the schedulers settle, then measure a window of whole seconds.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let from = level_api::clock::now();
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let hooks: Vec<String> = addrs
+        .iter()
+        .map(|a| format!("http://{a}/hooks/hooks"))
+        .collect();
+    let (deliveries, refused) = deliver(&hooks, 16, until, b"b10-secret", "b10").await;
+    assert_eq!(refused, 0, "every delivery is accepted");
+    let to = level_api::clock::now();
+    let history = levelhost_serve::history::History::connect(
+        &levelhost_serve::history::HistoryLocation::Postgres {
+            url: url.clone(),
+            password: None,
+        },
+    )
+    .expect("history");
+    let fired = history
+        .list(None, None, 1_000_000)
+        .expect("runs")
+        .iter()
+        .filter(|r| {
+            r.trigger == "schedule"
+                && r.planned_at.as_deref() >= Some(from.as_str())
+                && r.planned_at.as_deref() < Some(to.as_str())
+        })
+        .count();
+    for handle in handles {
+        handle.shutdown().await;
+    }
+    let rate = deliveries.len() as f64 / seconds as f64;
+    (fired as f64 / seconds as f64, rate, stats(deliveries).p99)
+}
+
+/// Posts signed `alert_active` deliveries, each a new event, from `workers`
+/// connections spread over `hooks` until `until`: the latencies of those
+/// answered 202, and how many were answered otherwise.
+async fn deliver(
+    hooks: &[String],
+    workers: usize,
+    until: Instant,
+    secret: &'static [u8],
+    prefix: &'static str,
+) -> (Vec<Duration>, usize) {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client");
+    let mut senders = tokio::task::JoinSet::new();
+    for worker in 0..workers {
+        let (http, url) = (http.clone(), hooks[worker % hooks.len()].clone());
+        senders.spawn(async move {
+            let (mut latencies, mut refused) = (Vec::new(), 0);
+            let mut n = 0u64;
+            while Instant::now() < until {
+                n += 1;
+                let body = format!(
+                    r#"{{"event_type":"alert_active","event_id":"{prefix}-{worker}-{n}","data":{{"id":"a{n}"}}}}"#
+                );
+                let signature = level_api::webhook::sign(secret, body.as_bytes());
+                let start = Instant::now();
+                let response = http
+                    .post(&url)
+                    .header("X-Level-Signature", signature)
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("a delivery is answered");
+                if response.status() == 202 {
+                    latencies.push(start.elapsed());
+                } else {
+                    refused += 1;
+                }
+            }
+            (latencies, refused)
+        });
+    }
+    let (mut latencies, mut refused) = (Vec::new(), 0);
+    while let Some(done) = senders.join_next().await {
+        let (some, no) = done.expect("sender");
+        latencies.extend(some);
+        refused += no;
+    }
+    (latencies, refused)
+}
 
 /// B8: durable webhook throughput, next to the raw commit rate of the same disk.
 async fn b8(plan: &Plan, sim: &Simulator) -> String {
@@ -238,32 +419,6 @@ async fn b8(plan: &Plan, sim: &Simulator) -> String {
         .pool_max_idle_per_host(64)
         .build()
         .expect("client");
-    let mut senders = tokio::task::JoinSet::new();
-    for worker in 0..32 {
-        let (http, url) = (http.clone(), format!("http://{addr}/hooks/hooks"));
-        senders.spawn(async move {
-            let mut latencies = Vec::new();
-            let mut n = 0u64;
-            while Instant::now() < until {
-                n += 1;
-                let body = format!(
-                    r#"{{"event_type":"alert_active","event_id":"b8-{worker}-{n}","data":{{"id":"a{n}"}}}}"#
-                );
-                let signature = level_api::webhook::sign(b"b8-secret", body.as_bytes());
-                let start = Instant::now();
-                let response = http
-                    .post(&url)
-                    .header("X-Level-Signature", signature)
-                    .body(body)
-                    .send()
-                    .await
-                    .expect("a delivery is answered");
-                assert_eq!(response.status(), 202, "every delivery is accepted");
-                latencies.push(start.elapsed());
-            }
-            latencies
-        });
-    }
     let health = {
         let (http, url) = (http.clone(), format!("http://{addr}/healthz"));
         tokio::spawn(async move {
@@ -277,10 +432,15 @@ async fn b8(plan: &Plan, sim: &Simulator) -> String {
             latencies
         })
     };
-    let mut deliveries = Vec::new();
-    while let Some(done) = senders.join_next().await {
-        deliveries.extend(done.expect("sender"));
-    }
+    let (deliveries, refused) = deliver(
+        &[format!("http://{addr}/hooks/hooks")],
+        32,
+        until,
+        b"b8-secret",
+        "b8",
+    )
+    .await;
+    assert_eq!(refused, 0, "every delivery is accepted");
     let health = stats(health.await.expect("healthz poller"));
     let rate = deliveries.len() as f64 / seconds as f64;
     let latency = stats(deliveries);

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use level_api::{ClientConfig, ClientError, KeyAccess, LevelClient, RateBudget};
+use level_api::{ApiKey, ClientConfig, ClientError, KeyAccess, LevelClient, RateBudget};
 use levelhost_packages::installed::{self, InstalledError};
 use levelhost_packages::trust::{TrustPolicy, Vetting};
 use levelhost_runtime::engine::LoadedPlugin;
@@ -157,6 +157,15 @@ pub fn client(config: &HostConfig, name: &str) -> Result<LevelClient, LoadError>
         plugin: String::new(),
         key: name.to_owned(),
     })?;
+    client_with(config, name, key.load()?)
+}
+
+/// The Level client of key `name` of `config`, with its value `secret` already read.
+fn client_with(config: &HostConfig, name: &str, secret: ApiKey) -> Result<LevelClient, LoadError> {
+    let key = config.keys.get(name).ok_or_else(|| LoadError::UnknownKey {
+        plugin: String::new(),
+        key: name.to_owned(),
+    })?;
     let mut client_config = ClientConfig::new(&config.base_url);
     client_config.timeout = config.timeout;
     client_config.key_label = Some(format!("key {name} ({})", key.source));
@@ -168,7 +177,7 @@ pub fn client(config: &HostConfig, name: &str) -> Result<LevelClient, LoadError>
         }
         client_config.budget = Some(Arc::new(budget));
     }
-    LevelClient::new(client_config, key.load()?).map_err(|source| LoadError::Client {
+    LevelClient::new(client_config, secret).map_err(|source| LoadError::Client {
         key: name.to_owned(),
         source,
     })
@@ -204,7 +213,7 @@ impl Clients {
             let built = match kept {
                 Some((_, client)) => client.clone(),
                 None => {
-                    let built = client(config, name)?;
+                    let built = client_with(config, name, ApiKey::new(value))?;
                     if before.is_some() {
                         verify(name, key.access, &built).await?;
                     }
@@ -305,29 +314,46 @@ fn served_plugins(
     runner: &PluginRunner,
     clients: &Clients,
 ) -> Result<Vec<ServedPlugin>, LoadError> {
-    let runner = runner.clone();
     let mut plugins = Vec::new();
     for (name, plugin) in &config.plugins {
-        let (loaded, vetting) = load_installed(&runner, plugin, &config.trust)?;
-        tracing::info!(plugin = %name, digest = %loaded.digest, "loaded, {vetting}");
-        for warning in PluginRunner::ungranted_imports(&loaded, &plugin.grant) {
-            tracing::warn!(plugin = %name, "{warning}");
-        }
-        let events = match &plugin.events {
-            Some(events) => Some(Events {
-                secret: load_secret(&events.secret, &format!("plugin {name}: events"))?,
-                types: events.types.clone(),
-            }),
-            None => None,
-        };
         let client = clients
             .get(&plugin.key)
             .ok_or_else(|| LoadError::UnknownKey {
                 plugin: name.clone(),
                 key: plugin.key.clone(),
             })?;
-        plugins.push(ServedPlugin {
-            name: name.clone(),
+        let (mut served, warnings) = served_plugin(runner, plugin, &config.trust, client)?;
+        tracing::info!(plugin = %name, digest = %served.plugin.digest, "loaded, {}", served.vetting);
+        for warning in warnings {
+            tracing::warn!(plugin = %name, "{warning}");
+        }
+        served.schedules = plugin.schedules.clone();
+        served.events = match &plugin.events {
+            Some(events) => Some(Events {
+                secret: load_secret(&events.secret, &format!("plugin {name}: events"))?,
+                types: events.types.clone(),
+            }),
+            None => None,
+        };
+        plugins.push(served);
+    }
+    Ok(plugins)
+}
+
+/// A configured plugin, loaded and verified, with `client`, as a run by hand
+/// needs it: no schedules and no events (those are `serve`'s). Returns it
+/// with the warnings about imports its grant does not cover.
+pub fn served_plugin(
+    runner: &PluginRunner,
+    plugin: &PluginConfig,
+    trust: &TrustPolicy,
+    client: LevelClient,
+) -> Result<(ServedPlugin, Vec<String>), LoadError> {
+    let (loaded, vetting) = load_installed(runner, plugin, trust)?;
+    let warnings = PluginRunner::ungranted_imports(&loaded, &plugin.grant);
+    Ok((
+        ServedPlugin {
+            name: plugin.name.clone(),
             version: plugin.manifest.version.clone(),
             plugin: loaded,
             client,
@@ -335,10 +361,10 @@ fn served_plugins(
             vetting: vetting.to_string(),
             grant: plugin.grant.clone(),
             input: plugin.input.clone(),
-            schedules: plugin.schedules.clone(),
-            events,
+            schedules: Vec::new(),
+            events: None,
             approval: plugin.approval.clone(),
-        });
-    }
-    Ok(plugins)
+        },
+        warnings,
+    ))
 }

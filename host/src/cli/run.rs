@@ -163,23 +163,11 @@ pub(crate) fn served(
     plugin: &crate::config::PluginConfig,
     client: level_api::LevelClient,
 ) -> anyhow::Result<ServedPlugin> {
-    let (loaded, vetting) = crate::loader::load_installed(runner, plugin, &config.trust)?;
-    for warning in PluginRunner::ungranted_imports(&loaded, &plugin.grant) {
+    let (served, warnings) = crate::loader::served_plugin(runner, plugin, &config.trust, client)?;
+    for warning in warnings {
         eprintln!("warning: {warning}");
     }
-    Ok(ServedPlugin {
-        name: plugin.name.clone(),
-        version: plugin.manifest.version.clone(),
-        plugin: loaded,
-        client,
-        key: plugin.key.clone(),
-        vetting: vetting.to_string(),
-        grant: plugin.grant.clone(),
-        input: plugin.input.clone(),
-        schedules: Vec::new(),
-        events: None,
-        approval: plugin.approval.clone(),
-    })
+    Ok(served)
 }
 
 /// An executor recording in the config's history and audit log: runs by

@@ -758,17 +758,12 @@ impl HistoryBackend for SqliteHistory {
         let status = RunStatus::of(report);
         let input = input.map(ToString::to_string);
         let ended = Ended::of(report, plan);
-        let divergence =
-            (!report.divergence.is_empty() || !report.unapplied.is_empty()).then(|| {
-                serde_json::json!({"denied": report.divergence, "unapplied": report.unapplied})
-                    .to_string()
-            });
         let id = id.to_owned();
         self.write(move |c| {
             c.execute(
                 "UPDATE runs SET ended_at = ?2, status = ?3, output = ?4, error = ?5, api_calls = ?6, writes = ?7, dry_run = ?8, logs = ?9,
                  plan = COALESCE(?10, plan), devices_changed = ?11, divergence = ?12, input = COALESCE(?13, input) WHERE id = ?1",
-                params![id, now(), status.as_str(), ended.output, ended.error, ended.api_calls, ended.writes, dry_run, ended.logs, ended.plan, ended.devices_changed, divergence, input],
+                params![id, now(), status.as_str(), ended.output, ended.error, ended.api_calls, ended.writes, dry_run, ended.logs, ended.plan, ended.devices_changed, ended.divergence, input],
             )
             .map(drop)
         })
@@ -1026,6 +1021,8 @@ struct Ended {
     api_calls: i64,
     writes: i64,
     devices_changed: i64,
+    /// How an approved run parted from its plan (writes denied, planned writes not made).
+    divergence: Option<String>,
 }
 
 impl Ended {
@@ -1047,6 +1044,12 @@ impl Ended {
             api_calls: report.api_calls as i64,
             writes: report.writes as i64,
             devices_changed: report.devices_changed as i64,
+            divergence: (!report.divergence.is_empty() || !report.unapplied.is_empty()).then(
+                || {
+                    serde_json::json!({"denied": report.divergence, "unapplied": report.unapplied})
+                        .to_string()
+                },
+            ),
         }
     }
 }

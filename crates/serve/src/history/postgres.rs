@@ -548,11 +548,6 @@ impl HistoryBackend for PgHistory {
     ) -> Result<(), HistoryError> {
         let status = RunStatus::of(report);
         let ended = Ended::of(report, plan);
-        let divergence =
-            (!report.divergence.is_empty() || !report.unapplied.is_empty()).then(|| {
-                serde_json::json!({"denied": report.divergence, "unapplied": report.unapplied})
-                    .to_string()
-            });
         self.execute(
             "UPDATE runs SET ended_at = $2, status = $3, output = $4, error = $5, api_calls = $6, writes = $7, dry_run = $8, logs = $9,
              plan = COALESCE($10, plan), devices_changed = $11, divergence = $12, input = COALESCE($13, input) WHERE id = $1",
@@ -568,7 +563,7 @@ impl HistoryBackend for PgHistory {
                 p(ended.logs),
                 p(ended.plan),
                 p(ended.devices_changed),
-                p(divergence),
+                p(ended.divergence),
                 p(input.map(ToString::to_string)),
             ],
         )
