@@ -178,10 +178,20 @@ impl Db {
             let tx = client.transaction().await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
                 .await?;
-            tx.batch_execute(
-                "CREATE TABLE IF NOT EXISTS levelhost_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-            )
-            .await?;
+            // Checked rather than `IF NOT EXISTS`, which has the server send a notice each time.
+            let made: bool = tx
+                .query_one(
+                    "SELECT to_regclass('levelhost_migrations') IS NOT NULL",
+                    &[],
+                )
+                .await?
+                .try_get(0)?;
+            if !made {
+                tx.batch_execute(
+                    "CREATE TABLE levelhost_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                )
+                .await?;
+            }
             let applied: Option<i32> = tx
                 .query_one("SELECT max(version) FROM levelhost_migrations", &[])
                 .await?
