@@ -509,10 +509,11 @@ async fn three_replicas_killed_in_a_loop_start_nothing_twice_and_stay_within_the
         }
     });
 
-    // Kill -9 the replica running the long plugin, again and again; bring it back.
+    // Kill -9 the replica running the long plugin, again and again, for about
+    // three minutes (a round is some 12 s); bring it back each time.
     let history = connect(&url);
     let mut kills = Vec::new();
-    for _round in 0..6 {
+    for _round in 0..15 {
         tokio::time::sleep(Duration::from_secs(4)).await;
         let mut holder = None;
         for _ in 0..100 {
