@@ -446,7 +446,7 @@ async fn three_replicas_killed_in_a_loop_start_nothing_twice_and_stay_within_the
     let report_manifest =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/device-report/plugin.toml");
     let mut plugins = format!(
-        "{TICK_AND_SLOW}\n[plugins.alerts]\ncomponent = \"@ECHO@\"\nmanifest = \"echo.toml\"\nkey = \"rw\"\n\n[plugins.alerts.events]\nsecret = \"file:secret.txt\"\ntypes = [\"alert_active\"]\n\n"
+        "{TICK_AND_SLOW}\n[plugins.ten]\ncomponent = \"@ECHO@\"\nmanifest = \"echo.toml\"\nkey = \"rw\"\n\n[[plugins.ten.schedules]]\ncron = \"*/10 * * * * *\"\ncatch_up = \"once\"\n\n[plugins.alerts]\ncomponent = \"@ECHO@\"\nmanifest = \"echo.toml\"\nkey = \"rw\"\n\n[plugins.alerts.events]\nsecret = \"file:secret.txt\"\ntypes = [\"alert_active\"]\n\n"
     );
     for name in ["report-a", "report-b", "report-c"] {
         // Each run makes 4 Level calls: three a second want 12 calls a second of a key that allows 5.
@@ -554,11 +554,22 @@ async fn three_replicas_killed_in_a_loop_start_nothing_twice_and_stay_within_the
     delivering.store(false, std::sync::atomic::Ordering::SeqCst);
     let (sent, accepted) = deliveries.await.unwrap();
 
-    // A full-cluster outage, then all three start together: the missed tick is caught up once.
+    // A full-cluster outage across a mark of the every-10-seconds schedule,
+    // then all three start together: the missed mark is caught up once.
+    while chrono::Utc::now().timestamp() % 10 != 2 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     stop_all(&mut replicas);
     let down_at = level_api::clock::now();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let up_at = level_api::clock::now();
+    let mark = (chrono::Utc::now().timestamp() / 10 + 1) * 10;
+    let mark = chrono::DateTime::from_timestamp(mark, 0).unwrap();
+    let missed = mark.format("%Y-%m-%dT%H:%M:%S.000Z").to_string();
+    assert!(
+        down_at < missed,
+        "the cluster stopped before the mark it is to miss"
+    );
+    let restart_at = mark + chrono::Duration::milliseconds(1500);
+    tokio::time::sleep((restart_at - chrono::Utc::now()).to_std().unwrap()).await;
     let mut replicas: Vec<std::process::Child> = (0..3).map(start).collect();
     for addr in &addrs {
         wait_up(addr).await;
@@ -636,18 +647,16 @@ async fn three_replicas_killed_in_a_loop_start_nothing_twice_and_stay_within_the
         "the tick went {longest} s without a run\n{}",
         logs()
     );
-    // Catch-up after the full outage: at most one run for the missed seconds.
-    let caught_up = all
+    // Catch-up after the full outage: the missed mark ran once, not once per replica.
+    let caught_up: Vec<&levelhost_serve::history::RunRow> = all
         .iter()
-        .filter(|r| {
-            r.plugin == "tick"
-                && r.planned_at.as_deref() > Some(down_at.as_str())
-                && r.planned_at.as_deref() < Some(up_at.as_str())
-        })
-        .count();
-    assert!(
-        caught_up <= 1,
-        "caught up once, not once per replica: {caught_up}"
+        .filter(|r| r.plugin == "ten" && r.planned_at.as_deref() == Some(missed.as_str()))
+        .collect();
+    assert_eq!(
+        caught_up.len(),
+        1,
+        "the mark missed at {missed} caught up once: {caught_up:#?}\n{}",
+        logs()
     );
     // Every run of a killed replica ended `interrupted` within the lease (and a heartbeat).
     for (replica, killed_at) in &kills {
