@@ -78,10 +78,27 @@ impl RateBudget {
         self
     }
 
+    /// One request asking a bucket of `per_minute` (at most `burst` kept)
+    /// that held `tokens` `elapsed_secs` ago: the tokens left, and `None`
+    /// when the request may go now, else how long until it may. The one
+    /// token-bucket rule, for this process's bucket and for shared ones.
+    pub fn take_from(
+        tokens: f64,
+        elapsed_secs: f64,
+        per_minute: u32,
+        burst: u32,
+    ) -> (f64, Option<Duration>) {
+        let rate = f64::from(per_minute.max(1)) / 60.0;
+        let tokens = (tokens + elapsed_secs.max(0.0) * rate).min(f64::from(burst.max(1)));
+        if tokens >= 1.0 {
+            (tokens - 1.0, None)
+        } else {
+            (tokens, Some(Duration::from_secs_f64((1.0 - tokens) / rate)))
+        }
+    }
+
     /// Waits for a token.
     pub async fn acquire(&self) {
-        let capacity = f64::from(self.burst);
-        let rate = f64::from(self.per_minute) / 60.0;
         // Holding the lock while waiting keeps the queue in arrival order.
         let mut state = self.state.lock().await;
         loop {
@@ -94,14 +111,13 @@ impl RateBudget {
                 state.paused_until = None;
             }
             let elapsed = now.saturating_duration_since(state.at).as_secs_f64();
-            state.tokens = (state.tokens + elapsed * rate).min(capacity);
+            let (left, wait) = Self::take_from(state.tokens, elapsed, self.per_minute, self.burst);
+            state.tokens = left;
             state.at = now;
-            if state.tokens >= 1.0 {
-                state.tokens -= 1.0;
-                break;
+            match wait {
+                None => break,
+                Some(wait) => tokio::time::sleep(wait).await,
             }
-            let wait = Duration::from_secs_f64((1.0 - state.tokens) / rate);
-            tokio::time::sleep(wait).await;
         }
         // Still in arrival order: the lock is held while the shared bucket is asked.
         if let Some((store, key)) = &self.shared {
@@ -179,15 +195,10 @@ mod tests {
                 {
                     return Ok(Some(until - now));
                 }
-                let rate = f64::from(per_minute) / 60.0;
-                *tokens = (*tokens + (now - *at).as_secs_f64() * rate).min(f64::from(burst));
-                *at = now;
-                if *tokens >= 1.0 {
-                    *tokens -= 1.0;
-                    Ok(None)
-                } else {
-                    Ok(Some(Duration::from_secs_f64((1.0 - *tokens) / rate)))
-                }
+                let (left, wait) =
+                    RateBudget::take_from(*tokens, (now - *at).as_secs_f64(), per_minute, burst);
+                (*tokens, *at) = (left, now);
+                Ok(wait)
             })
         }
 

@@ -915,7 +915,6 @@ impl PgRateBudgets {
 
     async fn take_one(&self, key: &str, per_minute: u32, burst: u32) -> PgResult<Option<Duration>> {
         let capacity = f64::from(burst.max(1));
-        let rate = f64::from(per_minute.max(1)) / 60.0;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         tx.execute(
@@ -939,12 +938,7 @@ impl PgRateBudgets {
             tx.commit().await?;
             return Ok(Some(Duration::from_secs_f64(paused_until - now)));
         }
-        let tokens = (tokens + (now - at).max(0.0) * rate).min(capacity);
-        let (left, wait) = if tokens >= 1.0 {
-            (tokens - 1.0, None)
-        } else {
-            (tokens, Some(Duration::from_secs_f64((1.0 - tokens) / rate)))
-        };
+        let (left, wait) = level_api::RateBudget::take_from(tokens, now - at, per_minute, burst);
         tx.execute(
             "UPDATE rate_budgets SET tokens = $2, at = $3 WHERE key = $1",
             &[&key, &left, &now],
