@@ -290,6 +290,16 @@ pub enum Claim {
     AlreadyClaimed,
 }
 
+impl Claim {
+    /// How the delivery of run `id`'s event is recorded after this claim: its verdict and detail.
+    fn delivery(self, id: &str) -> (&'static str, String) {
+        match self {
+            Claim::Started => ("accepted", id.to_owned()),
+            Claim::AlreadyClaimed => ("duplicate", "this event already started a run".to_owned()),
+        }
+    }
+}
+
 /// What a history keeps and answers, whichever database holds it: SQLite
 /// (embedded, the default) or PostgreSQL (shared by several `serve`
 /// replicas). Every write is durable when it returns.
@@ -706,12 +716,7 @@ impl HistoryBackend for SqliteHistory {
         let run = NewRun::new(id, plugin, version, digest, origin);
         self.write(move |c| {
             let claim = run.insert(c)?;
-            let (verdict, detail) = match claim {
-                Claim::Started => ("accepted", run.id.clone()),
-                Claim::AlreadyClaimed => {
-                    ("duplicate", "this event already started a run".to_owned())
-                }
-            };
+            let (verdict, detail) = claim.delivery(&run.id);
             insert_delivery(
                 c,
                 &run.plugin,

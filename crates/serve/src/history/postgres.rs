@@ -420,12 +420,7 @@ impl PgHistory {
                 Claim::AlreadyClaimed
             };
             if delivery {
-                let (verdict, detail) = match claim {
-                    Claim::Started => ("accepted", id.clone()),
-                    Claim::AlreadyClaimed => {
-                        ("duplicate", "this event already started a run".to_owned())
-                    }
-                };
+                let (verdict, detail) = claim.delivery(&id);
                 tx.execute(
                     "INSERT INTO deliveries (plugin, event_id, received_at, verdict, detail) VALUES ($1, $2, $3, $4, $5)",
                     &[&plugin, &o.event_id, &now(), &verdict, &detail],
