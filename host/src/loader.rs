@@ -14,7 +14,7 @@ use levelhost_serve::console::ConsoleOptions;
 use levelhost_serve::history::PgRateBudgets;
 use levelhost_serve::{Events, Handle, ServeError, ServeOptions, ServedPlugin, Service};
 
-use crate::config::{Access, HostConfig, PluginConfig, SecretError, load_secret};
+use crate::config::{Access, HostConfig, KeyConfig, PluginConfig, SecretError, load_secret};
 
 /// Why a configured plugin, key or service could not be put to use.
 #[derive(Debug, thiserror::Error)]
@@ -157,15 +157,16 @@ pub fn client(config: &HostConfig, name: &str) -> Result<LevelClient, LoadError>
         plugin: String::new(),
         key: name.to_owned(),
     })?;
-    client_with(config, name, key.load()?)
+    client_with(config, name, key, key.load()?)
 }
 
-/// The Level client of key `name` of `config`, with its value `secret` already read.
-fn client_with(config: &HostConfig, name: &str, secret: ApiKey) -> Result<LevelClient, LoadError> {
-    let key = config.keys.get(name).ok_or_else(|| LoadError::UnknownKey {
-        plugin: String::new(),
-        key: name.to_owned(),
-    })?;
+/// The Level client of `config`'s key `name` (`key`), with its value `secret` already read.
+fn client_with(
+    config: &HostConfig,
+    name: &str,
+    key: &KeyConfig,
+    secret: ApiKey,
+) -> Result<LevelClient, LoadError> {
     let mut client_config = ClientConfig::new(&config.base_url);
     client_config.timeout = config.timeout;
     client_config.key_label = Some(format!("key {name} ({})", key.source));
@@ -213,7 +214,7 @@ impl Clients {
             let built = match kept {
                 Some((_, client)) => client.clone(),
                 None => {
-                    let built = client_with(config, name, ApiKey::new(value))?;
+                    let built = client_with(config, name, key, ApiKey::new(value))?;
                     if before.is_some() {
                         verify(name, key.access, &built).await?;
                     }
