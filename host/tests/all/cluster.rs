@@ -738,3 +738,37 @@ async fn three_replicas_killed_in_a_loop_start_nothing_twice_and_stay_within_the
         logs()
     );
 }
+
+/// `serve` starting while `levelhost status` or `levelhost run` opens the
+/// same new SQLite history: every one of them opens it (none fails with
+/// "duplicate column" or "database is locked") and finds the whole schema.
+#[test]
+fn handles_opening_a_new_sqlite_history_at_the_same_moment_all_get_the_whole_schema() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.db");
+        let start = Arc::new(std::sync::Barrier::new(4));
+        let openers: Vec<_> = (0..4)
+            .map(|n| {
+                let (path, start) = (path.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    let history = History::open(&path).map_err(|e| format!("{e:?}"))?;
+                    let id = format!("run-{round}-{n}");
+                    history
+                        .claim(&id, "echo", "1.0.0", "sha256:0", &Origin::Manual)
+                        .map_err(|e| format!("{e:?}"))?;
+                    history
+                        .get(&id)
+                        .map_err(|e| format!("{e:?}"))?
+                        .map(|run| run.status)
+                        .ok_or_else(|| format!("{id} was not recorded"))
+                })
+            })
+            .collect();
+        for opener in openers {
+            let status = opener.join().unwrap();
+            assert_eq!(status.as_deref(), Ok("running"), "round {round}");
+        }
+    }
+}

@@ -614,14 +614,15 @@ impl SqliteHistory {
         }
         let connect = || -> rusqlite::Result<Connection> {
             let conn = Connection::open(path)?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
+            // First, so that every statement after it (switching to WAL
+            // included) waits for another process's lock instead of failing.
+            conn.busy_timeout(OPEN_WAIT)?;
+            use_wal(&conn)?;
             conn.pragma_update(None, "synchronous", "FULL")?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))?;
             Ok(conn)
         };
-        let write_conn = connect().map_err(err)?;
-        write_conn.execute_batch(SCHEMA).map_err(err)?;
-        migrate(&write_conn).map_err(err)?;
+        let mut write_conn = connect().map_err(err)?;
+        create_schema(&mut write_conn).map_err(err)?;
         let read_conn = connect().map_err(err)?;
         let (writes, queue) = mpsc::channel();
         std::thread::Builder::new()
@@ -1133,6 +1134,39 @@ const ADDED_COLUMNS: [(&str, &str); 13] = [
     ("divergence", "TEXT"),
     ("replica", "TEXT"),
 ];
+
+/// How long opening the history waits for another process's lock.
+const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Puts the database in WAL mode. Switching a new database to WAL needs it
+/// to itself, and SQLite answers "locked" at once rather than waiting when
+/// another process is switching it too; so this retries, as the busy
+/// timeout would, for up to [`OPEN_WAIT`].
+fn use_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + OPEN_WAIT;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Creates the tables and adds missing columns under the database's write
+/// lock, so processes opening a new history at the same moment (`serve`
+/// starting while `levelhost status` reads) neither collide nor see half a
+/// schema.
+fn create_schema(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(SCHEMA)?;
+    migrate(&tx)?;
+    tx.commit()
+}
 
 fn migrate(c: &Connection) -> rusqlite::Result<()> {
     let mut stmt = c.prepare("SELECT name FROM pragma_table_info('runs')")?;
