@@ -100,9 +100,11 @@ fn console_options(config: &HostConfig) -> Result<Option<ConsoleOptions>, LoadEr
                         .iter()
                         .map(|b| format!("{b:02x}"))
                         .collect();
-                    write_owner_only(&path, &token).map_err(kept)?;
-                    tracing::info!(file = %path.display(), "made a console token");
-                    token
+                    let kept_token = keep_once(&path, &token).map_err(kept)?;
+                    if kept_token == token {
+                        tracing::info!(file = %path.display(), "made a console token");
+                    }
+                    kept_token
                 }
             }
         }
@@ -118,16 +120,39 @@ fn console_options(config: &HostConfig) -> Result<Option<ConsoleOptions>, LoadEr
     }))
 }
 
-fn write_owner_only(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+/// Keeps `text` in `path` (owner-only) unless another process kept its own
+/// there first, and returns what the file holds. The file appears whole or
+/// not at all (written beside it, then linked into place, which fails if it
+/// exists), so two `serve`s starting at once agree on one token.
+fn keep_once(path: &std::path::Path, text: &str) -> std::io::Result<String> {
     use std::io::Write as _;
+    let draft = path.with_extension(format!(
+        "{}.{:08x}.new",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()
+    let written = options.open(&draft).and_then(|mut file| {
+        file.write_all(text.as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()
+    });
+    let kept = written.and_then(|()| match std::fs::hard_link(&draft, path) {
+        Ok(()) => Ok(text.to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            match std::fs::read_to_string(path)?.trim() {
+                // Left empty by a crash (or a person): replaced whole.
+                "" => std::fs::rename(&draft, path).map(|()| text.to_owned()),
+                token => Ok(token.to_owned()),
+            }
+        }
+        Err(e) => Err(e),
+    });
+    let _ = std::fs::remove_file(&draft);
+    kept
 }
 
 /// Loads a plugin installed in the config: its component read and verified
@@ -368,4 +393,51 @@ pub fn served_plugin(
         },
         warnings,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_once;
+
+    #[test]
+    fn processes_making_the_console_token_at_once_all_keep_the_first_one() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("levelhost-console-token");
+            let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let makers: Vec<_> = (0..4)
+                .map(|n| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        keep_once(&path, &format!("token-{n}")).unwrap()
+                    })
+                })
+                .collect();
+            let kept: Vec<String> = makers.into_iter().map(|m| m.join().unwrap()).collect();
+            let file = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                kept.iter().all(|token| *token == file.trim()),
+                "round {round}: {kept:?} but the file holds {file:?}"
+            );
+            let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+            assert_eq!(left.len(), 1, "round {round}: drafts left behind");
+        }
+    }
+
+    #[test]
+    fn an_empty_token_file_is_replaced_and_a_kept_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("levelhost-console-token");
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(keep_once(&path, "new").unwrap(), "new");
+        assert_eq!(keep_once(&path, "other").unwrap(), "new");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
 }
