@@ -16,12 +16,126 @@ pub struct ServeArgs {
     pub config: PathBuf,
 }
 
-/// The file a running `serve` keeps its process id in, beside its history.
-fn pid_file(database: &Path) -> PathBuf {
+/// The file a running `serve` keeps its process id in, beside its history:
+/// `NAME-serve.pid` for a config `NAME.toml` (`levelhost-serve.pid` for the
+/// default), so serves of two configs sharing a folder each have their own.
+fn pid_file(database: &Path, config: &Path) -> PathBuf {
+    let name = config
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "levelhost".to_owned());
     database
         .parent()
         .unwrap_or_else(|| Path::new("."))
-        .join("levelhost-serve.pid")
+        .join(format!("{name}-serve.pid"))
+}
+
+/// A running `serve`'s pid file, locked for as long as the process lives
+/// (the lock goes with the process, even on kill -9), so `levelhost reload`
+/// tells a running serve from a file left by one that ended, and never
+/// signals another process that has since been given the same id.
+struct PidFile {
+    path: PathBuf,
+    /// Holds the lock.
+    _file: std::fs::File,
+}
+
+impl PidFile {
+    /// Locks `path` and writes this process's id in it; refuses when a
+    /// `serve` of the same config holds it.
+    fn take(path: &Path) -> anyhow::Result<Self> {
+        use std::io::Write as _;
+        loop {
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let other = std::fs::read_to_string(path).unwrap_or_default();
+                    anyhow::bail!(
+                        "another levelhost serve (process {}) runs with this config ({} is locked)",
+                        other.trim(),
+                        path.display()
+                    );
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+                }
+            }
+            // A serve that ended between our open and lock removed the file:
+            // lock the one now at the path instead.
+            if !still_at(&file, path) {
+                continue;
+            }
+            file.set_len(0)
+                .and_then(|()| writeln!(file, "{}", std::process::id()))
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            return Ok(Self {
+                path: path.to_owned(),
+                _file: file,
+            });
+        }
+    }
+
+    /// The process id of the `serve` holding `path`.
+    fn running(path: &Path) -> anyhow::Result<String> {
+        let not_running = || {
+            format!(
+                "no levelhost serve is running with this config ({} is missing)",
+                path.display()
+            )
+        };
+        let file = std::fs::File::open(path).with_context(not_running)?;
+        match file.try_lock_shared() {
+            Ok(()) => anyhow::bail!(
+                "no levelhost serve is running with this config: {} is left from one that ended",
+                path.display()
+            ),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read the lock of {}", path.display()));
+            }
+        }
+        let text = std::fs::read_to_string(path).with_context(not_running)?;
+        let id = text.trim();
+        anyhow::ensure!(
+            !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()),
+            "{} does not hold a process id (is serve still starting?)",
+            path.display()
+        );
+        Ok(id.to_owned())
+    }
+}
+
+impl Drop for PidFile {
+    /// Removed while still locked, so no other serve's file is removed.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether `file` is the file at `path` (not one removed since it was opened).
+fn still_at(file: &std::fs::File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(open), Ok(now)) => open.dev() == now.dev() && open.ino() == now.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
+    }
 }
 
 impl ServeArgs {
@@ -32,11 +146,9 @@ impl ServeArgs {
         let runner = super::runner_with(Some(config.pooling()))?;
         let mut stop = super::signal::listen();
         let mut hangups = super::signal::hangups();
+        let pid = PidFile::take(&pid_file(&config.serve.database, &self.config))?;
         let mut clients = crate::loader::Clients::of(&config, None).await?;
-        let pid = pid_file(&config.serve.database);
         let handle = crate::loader::serve_with(config, runner.clone(), &clients).await?;
-        std::fs::write(&pid, format!("{}\n", std::process::id()))
-            .with_context(|| format!("cannot write {}", pid.display()))?;
         println!(
             "levelhost serve on http://{} (GET /healthz, POST /hooks/PLUGIN)",
             handle.addr
@@ -66,7 +178,7 @@ impl ServeArgs {
         };
         tracing::info!("{signal}: shutting down; no new runs, waiting for running ones");
         handle.shutdown().await;
-        let _ = std::fs::remove_file(&pid);
+        drop(pid);
         Ok(ExitStatus::Success)
     }
 }
@@ -80,22 +192,12 @@ pub struct ReloadArgs {
 }
 
 impl ReloadArgs {
-    /// Sends SIGHUP to the `serve` whose process id is beside the config's history.
+    /// Sends SIGHUP to the running `serve` of this config (its process id is
+    /// in its locked pid file beside the history).
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
         let records = RecordPaths::load(&self.config)?;
-        let pid = pid_file(&records.database);
-        let text = std::fs::read_to_string(&pid).with_context(|| {
-            format!(
-                "no running `levelhost serve` for this config ({} is missing)",
-                pid.display()
-            )
-        })?;
-        let id = text.trim();
-        anyhow::ensure!(
-            !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()),
-            "{} does not hold a process id",
-            pid.display()
-        );
+        let id = PidFile::running(&pid_file(&records.database, &self.config))?;
+        let id = id.as_str();
         let sent = std::process::Command::new("kill")
             .args(["-HUP", id])
             .status()

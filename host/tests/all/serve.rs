@@ -1333,3 +1333,111 @@ async fn a_rotated_key_is_verified_swapped_on_sighup_and_a_broken_one_is_refused
         "no run failed across the rotation: {failed:#?}"
     );
 }
+
+/// `levelhost reload` signals the `serve` of the config it is given: two
+/// serves of two configs in one folder each get their own pid file; a second
+/// serve of the same config is refused; a file left by a serve killed -9 is
+/// told from a running one (nothing is signalled), and a new serve takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_signals_the_serve_of_its_own_config_and_never_one_that_ended() {
+    let setup = Setup::new(SimConfig::default(), 10).await;
+    let dir = setup.dir.path();
+    let (addr_a, addr_b) = (free_addr(), free_addr());
+    let a = setup.config(&addr_a, "", 0);
+    let b = dir.join("b.toml");
+    std::fs::write(
+        &b,
+        std::fs::read_to_string(&a)
+            .unwrap()
+            .replace(&addr_a, &addr_b)
+            .replace("runs.db", "b.db"),
+    )
+    .unwrap();
+    let levelhost = |args: &[&str], config: &Path| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_levelhost"));
+        command
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .env("NO_COLOR", "1")
+            .env_remove("LEVELHOST_CONFIG");
+        command
+    };
+    let serve = |config: &Path, log: &str| {
+        levelhost(&["serve"], config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(log)).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let log = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let mut serve_a = serve(&a, "a.log");
+    let mut serve_b = serve(&b, "b.log");
+    crate::support::wait_up(&addr_a).await;
+    crate::support::wait_up(&addr_b).await;
+    assert!(dir.join("levelhost-serve.pid").exists() && dir.join("b-serve.pid").exists());
+
+    let twin = levelhost(&["serve"], &a).output().unwrap();
+    let said = String::from_utf8_lossy(&twin.stderr);
+    assert!(!twin.status.success());
+    assert!(
+        said.contains(&format!(
+            "another levelhost serve (process {}) runs with this config",
+            serve_a.id()
+        )),
+        "{said}"
+    );
+
+    let reload = |config: &Path| levelhost(&["reload"], config).output().unwrap();
+    let reloaded = reload(&a);
+    assert!(
+        reloaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reloaded.stderr)
+    );
+    for _ in 0..300 {
+        if log("a.log").contains("reloaded: serving the new configuration") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        log("a.log").contains("reloaded: serving the new configuration"),
+        "{}",
+        log("a.log")
+    );
+    assert!(
+        !log("b.log").contains("SIGHUP"),
+        "only a's serve reloads: {}",
+        log("b.log")
+    );
+
+    // kill -9: b's file stays, but nothing holds it.
+    serve_b.kill().unwrap();
+    serve_b.wait().unwrap();
+    assert!(dir.join("b-serve.pid").exists());
+    let refused = reload(&b);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        said.contains("no levelhost serve is running with this config")
+            && said.contains("left from one that ended"),
+        "{said}"
+    );
+    let mut serve_b = serve(&b, "b2.log");
+    crate::support::wait_up(&addr_b).await;
+    assert!(reload(&b).status.success());
+
+    // A serve that stops removes its own file, and only its own.
+    for child in [&mut serve_a, &mut serve_b] {
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        assert!(child.wait().unwrap().success());
+    }
+    assert!(!dir.join("levelhost-serve.pid").exists() && !dir.join("b-serve.pid").exists());
+    let said = String::from_utf8_lossy(&reload(&a).stderr).into_owned();
+    assert!(said.contains("is missing"), "{said}");
+}
