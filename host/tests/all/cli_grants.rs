@@ -551,11 +551,7 @@ async fn a_signal_stops_levelhost_run_and_the_run_is_recorded_as_interrupted() {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         };
-        let sent = Command::new("kill")
-            .args([format!("-{signal}"), child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
+        crate::support::signal(&child, signal);
         let out = child.wait_with_output().unwrap();
         let (_, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(code), "SIG{signal}: {stderr}");

@@ -402,11 +402,7 @@ fn start_serve(config: &Path, log: &Path) -> std::process::Child {
 /// Stops every replica with SIGTERM; each exits cleanly.
 fn stop_all(replicas: &mut [std::process::Child]) {
     for replica in replicas.iter() {
-        let stopped = Command::new("kill")
-            .args(["-TERM", &replica.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(stopped.success());
+        crate::support::signal(replica, "TERM");
     }
     for replica in replicas.iter_mut() {
         assert!(replica.wait().unwrap().success());

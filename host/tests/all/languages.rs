@@ -417,10 +417,5 @@ fn dev_rebuilds_and_reruns_after_a_file_changes() {
     std::fs::write(&lib, edited).unwrap();
     wait_for("\"edited\": true");
 
-    let stopped = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
-    assert!(child.wait().unwrap().success());
+    crate::support::stop(&mut child, "INT");
 }

@@ -247,12 +247,7 @@ catch_up = "once"
     }
     let mut last = serve();
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    let terminated = Command::new("kill")
-        .args(["-TERM", &last.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(terminated.success());
-    assert!(last.wait().unwrap().success());
+    crate::support::stop(&mut last, "TERM");
 
     let history = setup.history();
     assert_eq!(history.integrity_check().unwrap(), "ok");
@@ -323,13 +318,7 @@ catch_up = "once"
 
     let mut second = serve();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let terminated = Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(terminated.success());
-    let exit = second.wait().unwrap();
-    assert!(exit.success(), "serve exits cleanly on SIGTERM: {exit:?}");
+    crate::support::stop(&mut second, "TERM");
 
     let history = setup.history();
     assert_eq!(history.integrity_check().unwrap(), "ok");
@@ -1291,11 +1280,7 @@ async fn a_rotated_key_is_verified_swapped_on_sighup_and_a_broken_one_is_refused
 
     // A broken new key: refused, with a clear log line; the rotated key stays in use.
     std::fs::write(setup.dir.path().join("key.txt"), "not-a-level-key").unwrap();
-    let sent = Command::new("kill")
-        .args(["-HUP", &serve.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    crate::support::signal(&serve, "HUP");
     let after_refusal = ran(after_swap.len() + 3).await;
     let broken = levelhost(&["key", "check", "rw"]);
     assert_eq!(
@@ -1305,12 +1290,7 @@ async fn a_rotated_key_is_verified_swapped_on_sighup_and_a_broken_one_is_refused
     );
     assert!(String::from_utf8_lossy(&broken.stderr).contains("does not work"));
 
-    let stopped = Command::new("kill")
-        .args(["-TERM", &serve.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
-    assert!(serve.wait().unwrap().success());
+    crate::support::stop(&mut serve, "TERM");
     let log = std::fs::read_to_string(setup.dir.path().join("serve.log")).unwrap();
     assert!(
         log.contains("reloaded: serving the new configuration"),
@@ -1430,12 +1410,7 @@ async fn reload_signals_the_serve_of_its_own_config_and_never_one_that_ended() {
 
     // A serve that stops removes its own file, and only its own.
     for child in [&mut serve_a, &mut serve_b] {
-        let sent = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        assert!(child.wait().unwrap().success());
+        crate::support::stop(child, "TERM");
     }
     assert!(!dir.join("levelhost-serve.pid").exists() && !dir.join("b-serve.pid").exists());
     let said = String::from_utf8_lossy(&reload(&a).stderr).into_owned();

@@ -162,3 +162,19 @@ pub async fn wait_up(addr: &str) -> Value {
     }
     panic!("serve at {addr} did not come up");
 }
+
+/// Sends `signal` (`TERM`, `INT`, `HUP`, ...) to `child`.
+pub fn signal(child: &std::process::Child, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} {}", child.id());
+}
+
+/// Stops `child` with `signal` and checks that it exits cleanly.
+pub fn stop(child: &mut std::process::Child, signal: &str) {
+    self::signal(child, signal);
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "exits cleanly on SIG{signal}: {exit:?}");
+}
