@@ -34,7 +34,8 @@ pub struct Facts {
     pub tags: Vec<String>,
     /// Custom field names touched.
     pub custom_fields: Vec<String>,
-    /// Automation webhook tokens touched.
+    /// Automation webhook tokens touched. The audit and plans name each by
+    /// [`automation_target`], never by the token itself.
     pub automations: Vec<String>,
     /// Other ids the call names (tags, custom fields, alerts), for the audit log only.
     pub others: Vec<String>,
@@ -51,15 +52,28 @@ impl Facts {
                 .iter()
                 .map(|f| format!("custom-field:{f}")),
         );
-        out.extend(
-            self.automations
-                .iter()
-                .map(|_| "automation-webhook".to_owned()),
-        );
+        out.extend(self.automations.iter().map(|t| automation_target(t)));
         out.extend(self.others.iter().cloned());
         out.dedup();
         out
     }
+}
+
+/// How a plan and the audit name an automation webhook: `automation:` and
+/// the first 16 hex digits of the token's SHA-256. The token is a credential
+/// (whoever holds it can trigger the automation), so it is never written;
+/// the fingerprint tells two webhooks apart and cannot be turned back into
+/// a token.
+///
+/// ```
+/// let a = levelhost_core::gate::automation_target("whk_restart");
+/// assert!(a.starts_with("automation:") && !a.contains("whk_restart"));
+/// assert_ne!(a, levelhost_core::gate::automation_target("whk_wipe"));
+/// ```
+pub fn automation_target(token: &str) -> String {
+    let digest = crate::digest(token.as_bytes());
+    let hex = digest.strip_prefix("sha256:").unwrap_or(&digest);
+    format!("automation:{}", &hex[..hex.len().min(16)])
 }
 
 /// Why the gate said no.
@@ -68,7 +82,8 @@ pub enum Refusal {
     /// The grant does not allow it. Returned to the plugin as `denied`.
     #[error("denied: {reason}")]
     Denied {
-        /// The capability the call needs.
+        /// The capability the call needs and the grant lacks; empty when the
+        /// grant has it and its scopes or the approved plan refused the call.
         capability: String,
         /// Why.
         reason: String,
@@ -181,10 +196,9 @@ impl Gate {
     /// The scope half of [`Gate::authorize`], spending nothing: the host asks
     /// it early, before looking up a call's indirect targets it would refuse anyway.
     pub fn check_scopes(&self, op: Operation, facts: &Facts) -> Result<(), Refusal> {
-        let cap = op.capability().to_string();
         let deny = |reason: String| Refusal::Denied {
-            capability: cap.clone(),
-            reason,
+            capability: String::new(),
+            reason: format!("the grant's scopes refuse it: {reason}"),
         };
         for needed in &facts.needs {
             if !self.grant.capabilities.contains(needed) {
@@ -292,7 +306,7 @@ impl Gate {
                 self.writes = self.writes.saturating_sub(1);
             }
             Refusal::Denied {
-                capability: op.capability().to_string(),
+                capability: String::new(),
                 reason: format!("not in the approved plan: {why}"),
             }
         })
@@ -429,6 +443,7 @@ mod tests {
             targets: vec!["d1".into(), "tag:stale".into()],
             request: serde_json::json!({"id": "t", "device_ids": ["d1"]}),
             names: Default::default(),
+            needs: Vec::new(),
         }]));
         let outside = Facts {
             devices: vec![("d1".into(), None), ("d2".into(), None)],

@@ -19,8 +19,8 @@ pub struct PlanEntry {
     /// The WIT function, such as `tag-devices`.
     pub operation: String,
     /// The objects it would change: device and group ids, `tag:NAME`,
-    /// `custom-field:NAME`, and ids of objects the plan creates
-    /// (`dry-run:group:NAME`).
+    /// `custom-field:NAME`, `automation:FINGERPRINT` (never the webhook's
+    /// token), and ids of objects the plan creates (`dry-run:group:NAME`).
     pub targets: Vec<String>,
     /// What it would send.
     pub request: serde_json::Value,
@@ -28,7 +28,17 @@ pub struct PlanEntry {
     /// be shown with hostnames and group names, not only ids.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub names: BTreeMap<String, Named>,
+    /// Capabilities its effect needs besides the operation's own, as the
+    /// gate counted them: a forced custom field value clears the values
+    /// below it, so it also needs `custom-field-values:delete`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
 }
+
+/// The prefixes of targets that name what a write acts on (as opposed to
+/// the devices it reaches): an approved write must name every one of these
+/// its planned write named.
+const OBJECT_PREFIXES: [&str; 3] = ["tag:", "custom-field:", "automation:"];
 
 /// A device or group as a person knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +53,13 @@ impl PlanEntry {
     /// The operation, when the name is one levelhost knows.
     pub fn op(&self) -> Option<Operation> {
         serde_json::from_value(serde_json::Value::String(self.operation.clone())).ok()
+    }
+
+    /// Whether its effect deletes anything: a delete operation, or a write
+    /// whose effect needs a delete capability (a forced value).
+    pub fn deletes(&self) -> bool {
+        self.op().is_none_or(Operation::is_delete)
+            || self.needs.iter().any(|cap| cap.ends_with(":delete"))
     }
 
     /// Device ids among the targets.
@@ -64,6 +81,11 @@ impl PlanEntry {
                 what.push(format!("tag {tag:?}"));
             } else if let Some(field) = target.strip_prefix("custom-field:") {
                 what.push(format!("custom field {field:?}"));
+            } else if target.starts_with("automation:") {
+                what.push(match self.names.get(target) {
+                    Some(named) => format!("automation {:?}", named.name),
+                    None => format!("automation webhook {target}"),
+                });
             } else if let Some((kind, name)) = target
                 .strip_prefix("dry-run:")
                 .and_then(|rest| rest.split_once(':'))
@@ -83,6 +105,9 @@ impl PlanEntry {
         let mut text = self.operation.clone();
         if !what.is_empty() {
             text.push_str(&format!(": {}", what.join(", ")));
+        }
+        if !self.needs.is_empty() {
+            text.push_str(&format!(" (also {})", self.needs.join(", ")));
         }
         let mut list = |noun: &str, items: &[String]| {
             if items.is_empty() {
@@ -172,10 +197,13 @@ impl ApprovalPolicy {
             ));
         }
         if self.deletes {
-            let deletes: Vec<&str> = plan
+            let deletes: Vec<String> = plan
                 .iter()
-                .filter(|e| e.op().is_none_or(Operation::is_delete))
-                .map(|e| e.operation.as_str())
+                .filter(|e| e.deletes())
+                .map(|e| match e.needs.is_empty() {
+                    true => e.operation.clone(),
+                    false => format!("{} needing {}", e.operation, e.needs.join(", ")),
+                })
                 .collect();
             if !deletes.is_empty() {
                 why.push(format!(
@@ -296,6 +324,17 @@ impl ApprovedPlan {
                 }
                 continue;
             }
+            // A batch may reach fewer devices than planned, but it must act on
+            // the same tag, field or automation: a write naming none of them
+            // is not the planned one.
+            let acts_on_all = planned
+                .iter()
+                .filter(|t| OBJECT_PREFIXES.iter().any(|p| t.starts_with(p)))
+                .all(|t| wanted.contains(t.as_str()));
+            if !acts_on_all {
+                missing.get_or_insert_with(BTreeSet::new);
+                continue;
+            }
             if !self.within(request, &entry.request) {
                 missing.get_or_insert_with(BTreeSet::new);
                 continue;
@@ -307,7 +346,9 @@ impl ApprovedPlan {
             _ if same_op == 0 => format!("the approved plan has no {name}"),
             None => format!("the approved plan's {same_op} {name} writes were all made already"),
             Some(outside) if outside.is_empty() => {
-                format!("this {name} sends other values than the approved plan's")
+                format!(
+                    "this {name} acts on other objects or sends other values than the approved plan's"
+                )
             }
             Some(outside) => format!(
                 "this {name} names {} that no {name} of the approved plan names",
@@ -371,6 +412,7 @@ mod tests {
             targets: targets.iter().map(|t| (*t).to_owned()).collect(),
             request,
             names: BTreeMap::new(),
+            needs: Vec::new(),
         }
     }
 
@@ -488,6 +530,77 @@ mod tests {
             "{words}"
         );
         assert!(words.contains("1 h"), "{words}");
+    }
+
+    /// Issue 23, point 1: an approved trigger of one automation does not let
+    /// the real run trigger another on the same device, and the plan names it.
+    #[test]
+    fn an_approved_trigger_pins_its_automation() {
+        let mut planned = entry(
+            "trigger-webhook",
+            &["d1", "automation:aaaa"],
+            json!({"body": {"device_ids": ["d1"]}}),
+        );
+        planned.names.insert(
+            "automation:aaaa".to_owned(),
+            Named {
+                kind: "automation".to_owned(),
+                name: "Restart agent".to_owned(),
+            },
+        );
+        assert!(
+            planned.in_words().contains("automation \"Restart agent\""),
+            "{}",
+            planned.in_words()
+        );
+        let mut plan = ApprovedPlan::new(vec![planned]);
+        let body = json!({"body": {"device_ids": ["d1"]}});
+        let other = plan
+            .admit(
+                Operation::TriggerWebhook,
+                &strings(&["d1", "automation:bbbb"]),
+                &body,
+            )
+            .unwrap_err();
+        assert!(other.contains("automation:bbbb"), "{other}");
+        let none = plan
+            .admit(Operation::TriggerWebhook, &strings(&["d1"]), &body)
+            .unwrap_err();
+        assert!(none.contains("other objects"), "{none}");
+        assert!(
+            plan.admit(
+                Operation::TriggerWebhook,
+                &strings(&["d1", "automation:aaaa"]),
+                &body
+            )
+            .is_ok()
+        );
+    }
+
+    /// Issue 23, point 2: a forced value clears the values below it; with
+    /// `deletes = true` it waits like any delete.
+    #[test]
+    fn a_forced_value_is_judged_a_delete_by_its_effect() {
+        let policy = ApprovalPolicy {
+            deletes: true,
+            ..ApprovalPolicy::default()
+        };
+        let mut forced = entry("set-value", &["custom-field:owner"], json!({"force": true}));
+        assert!(policy.reasons(std::slice::from_ref(&forced), 0).is_empty());
+        forced.needs = vec!["custom-field-values:delete".to_owned()];
+        let why = policy.reasons(std::slice::from_ref(&forced), 0);
+        assert_eq!(
+            why,
+            vec![
+                "it deletes (set-value needing custom-field-values:delete), and every delete waits"
+                    .to_owned()
+            ]
+        );
+        assert!(
+            forced
+                .in_words()
+                .contains("also custom-field-values:delete")
+        );
     }
 
     #[test]

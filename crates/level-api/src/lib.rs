@@ -1052,6 +1052,30 @@ impl LevelClient {
 
     // ---- automations ----
 
+    /// `GET /v2/automations/webhooks`: every automation's webhook trigger.
+    /// Reported for newer versions of Level's API only; the answer may be a
+    /// bare list or wrapped in `data`.
+    pub async fn list_automation_webhooks(&self) -> Result<Vec<AutomationWebhook>, ClientError> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Listing {
+            Bare(Vec<AutomationWebhook>),
+            Wrapped { data: Vec<AutomationWebhook> },
+        }
+        let listing: Listing = self
+            .json(
+                "listAutomationWebhooks",
+                Method::GET,
+                &["automations", "webhooks"],
+                &Query::new(),
+                None,
+            )
+            .await?;
+        Ok(match listing {
+            Listing::Bare(hooks) | Listing::Wrapped { data: hooks } => hooks,
+        })
+    }
+
     /// `POST /v2/automations/webhooks/{token}` (triggerWebhook). `body` must be a JSON object.
     pub async fn trigger_webhook(
         &self,

@@ -445,6 +445,27 @@ pub struct TriggerResponse {
     pub runs: Vec<AutomationRun>,
 }
 
+/// An automation's webhook trigger, as `GET /v2/automations/webhooks` lists it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AutomationWebhook {
+    /// The trigger's URL; its last segment is the token.
+    #[serde(default)]
+    pub url: String,
+    /// The automation it starts.
+    #[serde(default)]
+    pub automation_id: String,
+    /// The automation's name.
+    #[serde(default)]
+    pub automation_name: String,
+}
+
+impl AutomationWebhook {
+    /// The token: the last segment of the URL.
+    pub fn token(&self) -> &str {
+        self.url.rsplit('/').next().unwrap_or_default()
+    }
+}
+
 /// Level's error body: `{"error": "..."}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -98,6 +98,7 @@ pub(super) fn router(
             "/tags/{id}/devices",
             post(tag_devices).delete(untag_devices),
         )
+        .route("/automations/webhooks", get(list_webhooks))
         .route("/automations/webhooks/{token}", post(trigger_webhook))
         // Only a request that reached a route and method is checked for its
         // key's access level, so an unsupported method is 405 for every key.
@@ -600,6 +601,29 @@ async fn untag_devices(State(s): State<AppState>, Path(id): Path<String>, raw: B
 }
 
 // ---- automations ----
+
+/// `GET /v2/automations/webhooks`, as reported for newer versions of Level's
+/// API: each trigger's URL (its token the last segment) and its automation.
+async fn list_webhooks(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Answer {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let data: Vec<serde_json::Value> = lock(&s.tenant)
+        .webhooks()
+        .iter()
+        .map(|h| {
+            serde_json::json!({
+                "url": format!("http://{host}/v2/automations/webhooks/{}", h.token),
+                "automation_id": h.automation_id,
+                "automation_name": h.name,
+                "requires_authorization_header": false,
+                "parameters": [],
+            })
+        })
+        .collect();
+    ok(serde_json::json!({ "data": data, "has_more": false }))
+}
 
 async fn trigger_webhook(
     State(s): State<AppState>,

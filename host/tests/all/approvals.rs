@@ -124,6 +124,35 @@ access = "read-write"
         }
     }
 
+    /// Adds a plugin running the `api_call` test program with `input`, under
+    /// an approval `policy`, and a manifest asking for `capabilities`.
+    fn add_api_call(&self, name: &str, capabilities: &[&str], input: Value, policy: &str) {
+        let caps = serde_json::to_string(capabilities).unwrap();
+        std::fs::write(
+            self.dir.path().join(format!("{name}.toml")),
+            format!("name = \"{name}\"\nversion = \"0.1.0\"\ncapabilities = {caps}\n"),
+        )
+        .unwrap();
+        let input =
+            toml::to_string(&serde_json::from_value::<toml::Table>(input).unwrap()).unwrap();
+        let section = format!(
+            "\n[plugins.{name}]\ncomponent = \"{component}\"\nmanifest = \"{name}.toml\"\nkey = \"rw\"\ncapabilities = {caps}\n\n[plugins.{name}.input]\n{input}\n[plugins.{name}.approval]\n{policy}\n",
+            component = test_programs_artifacts::API_CALL,
+        );
+        let mut text = std::fs::read_to_string(self.config()).unwrap();
+        text.push_str(&section);
+        std::fs::write(self.config(), text).unwrap();
+    }
+
+    /// Runs `plugin`, expecting its plan to wait; returns the run id and what `run` said.
+    fn waits(&self, plugin: &str) -> (String, String) {
+        let out = self.levelhost(&["run", plugin]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+        let answer: Value = serde_json::from_str(&stdout).unwrap();
+        (answer["run"].as_str().unwrap().to_owned(), stderr)
+    }
+
     fn config(&self) -> PathBuf {
         self.dir.path().join("levelhost.toml")
     }
@@ -618,4 +647,102 @@ async fn a_schedule_makes_no_second_plan_while_one_waits() {
         "{runs:#?}"
     );
     assert!(setup.tagged().is_empty());
+}
+
+/// Issue 23, point 1: a plan approved for one automation does not let the
+/// real run trigger another on the same device; the plan names the
+/// automation by name. The oracle is the simulator's record of triggers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_trigger_cannot_start_another_automation() {
+    const WIPE: &str = "whk_wipe_disk_91c2";
+    let setup = Setup::new(&free_addr()).await;
+    let device = setup.stale.iter().next().unwrap().clone();
+    let notes = |token: &str| {
+        setup
+            .sim
+            .tenant()
+            .update_device(
+                &device,
+                level_api::model::DevicePatch {
+                    notes: Some(token.to_owned()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+    };
+    setup.sim.tenant().add_webhook(WIPE, "Wipe disk");
+    notes(level_sim::seed::SEED_WEBHOOK_TOKEN);
+    setup.add_api_call(
+        "trigger",
+        &["devices:read", "automations:trigger"],
+        serde_json::json!({"op": "trigger-webhook", "token_from_device": device, "device_ids": [device]}),
+        "writes_over = 0",
+    );
+    let (run, said) = setup.waits("trigger");
+    assert!(said.contains("automation \"Restart agent\""), "{said}");
+    let out = setup.levelhost(&["approvals", "--json"]);
+    let waiting: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let words = waiting[0]["plan_in_words"][0].as_str().unwrap();
+    assert!(
+        words.starts_with("trigger-webhook: automation \"Restart agent\" on 1 device"),
+        "{words}"
+    );
+
+    // After the approval the plugin reaches for another automation.
+    notes(WIPE);
+    assert!(setup.levelhost(&["approve", &run]).status.success());
+    let out = setup.levelhost(&["apply", &run]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(
+        setup.sim.tenant().triggered().is_empty(),
+        "no automation ran: {:?}",
+        setup.sim.tenant().triggered()
+    );
+    let row = setup.run(&run);
+    assert_eq!(row["status"], "diverged", "{row:#}");
+    let denied = row["divergence"]["denied"][0].as_str().unwrap();
+    assert!(denied.contains("automation:"), "{denied}");
+    assert!(
+        !std::fs::read_to_string(setup.dir.path().join("levelhost-audit.jsonl"))
+            .unwrap()
+            .contains(WIPE),
+        "the audit names automations by fingerprint, never by token"
+    );
+}
+
+/// Issue 23, point 2: a forced value clears the values below it, a delete
+/// by its effect; a policy with `deletes = true` holds it for a person. The
+/// oracle is the simulator's values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_value_waits_under_a_policy_that_holds_deletes() {
+    let setup = Setup::new(&free_addr()).await;
+    let before = setup.sim.tenant().to_fixture().custom_field_values;
+    let field = before
+        .iter()
+        .find(|v| v.assigned_to_id.is_some())
+        .expect("the seed has values below the organization")
+        .custom_field_id
+        .clone();
+    setup.add_api_call(
+        "forcer",
+        &[
+            "custom-fields:read",
+            "custom-field-values:read",
+            "custom-field-values:write",
+            "custom-field-values:delete",
+            "devices:read",
+        ],
+        serde_json::json!({"op": "set-value", "custom_field_id": field, "value": "forced", "force": true}),
+        "deletes = true",
+    );
+    let (_, said) = setup.waits("forcer");
+    assert!(
+        said.contains("it deletes (set-value needing custom-field-values:delete)"),
+        "{said}"
+    );
+    assert_eq!(
+        setup.sim.tenant().to_fixture().custom_field_values,
+        before,
+        "nothing changed while the plan waits"
+    );
 }

@@ -252,8 +252,17 @@ fn call(op: &str, a: &Value) -> Result<Value, Error> {
             Value::Null
         }
         "trigger-webhook" => {
+            // `token_from_device`: the token is the device's notes, read from
+            // Level at run time, so a test can switch the automation a plan
+            // was approved for by changing Level between plan and apply.
+            let token = match s(a, "token_from_device") {
+                Some(id) => devices::get_device(&id, devices::DeviceInclude::empty())?
+                    .notes
+                    .unwrap_or_default(),
+                None => req(a, "token"),
+            };
             let runs = automations::trigger_webhook(
-                &req(a, "token"),
+                &token,
                 &automations::TriggerRequest {
                     device_ids: ids(a),
                     variables: s(a, "variables"),

@@ -445,6 +445,17 @@ impl Tenant {
         &self.triggered
     }
 
+    /// The automation webhook triggers.
+    pub fn webhooks(&self) -> &[AutomationWebhook] {
+        &self.webhooks
+    }
+
+    /// Adds an automation with a webhook trigger of `token`, as saving a
+    /// trigger in Level's automation editor does.
+    pub fn add_webhook(&mut self, token: &str, name: &str) {
+        self.insert_webhook(token, name);
+    }
+
     fn next_id(&mut self, kind: &'static str) -> String {
         let n = self.counters.entry(kind).or_insert(0);
         *n += 1;

@@ -1,9 +1,30 @@
 //! `level:api/automations`.
 
-use super::{LevelCtx, LevelError, host_call};
+use super::{Call, LevelCtx, LevelError, host_call};
 use crate::bindings::automations::{AutomationRun, Host, TriggerRequest};
 use levelhost_core::capability::Operation;
-use levelhost_core::gate::Facts;
+use levelhost_core::gate::{Facts, automation_target};
+
+impl LevelCtx {
+    /// Learns the name of the automation `token` triggers, so a plan shows
+    /// it by name. Level lists webhook triggers only in newer versions of
+    /// its API, so a failed look-up leaves the plan with the fingerprint.
+    async fn name_automation(&mut self, call: &mut Call, token: &str) {
+        let Ok(hooks) = self
+            .fetch(call, |c| async move { c.list_automation_webhooks().await })
+            .await
+        else {
+            return;
+        };
+        if let Some(hook) = hooks.iter().find(|h| h.token() == token) {
+            self.note_name(
+                &automation_target(token),
+                "automation",
+                &hook.automation_name,
+            );
+        }
+    }
+}
 
 impl Host for LevelCtx {
     async fn trigger_webhook(
@@ -44,6 +65,9 @@ impl Host for LevelCtx {
                 facts.devices = self.device_facts(call, &request.device_ids).await?;
             }
             self.require(call, facts)?;
+            if self.plans_writes() {
+                self.name_automation(call, &token).await;
+            }
             if !request.device_ids.is_empty() {
                 body.insert("device_ids".to_owned(), request.device_ids.into());
             }

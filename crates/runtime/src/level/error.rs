@@ -88,6 +88,7 @@ impl types::Host for super::LevelCtx {
 /// A WIT `error` in words, for logs and run reports.
 pub fn describe(err: &Error) -> String {
     match err {
+        Error::Denied(d) if d.capability.is_empty() => format!("denied: {}", d.reason),
         Error::Denied(d) => format!("denied (needs {}): {}", d.capability, d.reason),
         Error::NotFound(m) => format!("not found: {m}"),
         Error::InvalidInput(m) => format!("invalid input: {m}"),

@@ -62,6 +62,8 @@ pub(crate) struct Call {
     op: Operation,
     started: Instant,
     targets: Vec<String>,
+    /// Capabilities the call's effect needs besides its operation's own.
+    needs: Vec<String>,
     refused: Option<String>,
     status: Option<u16>,
     dry_run: bool,
@@ -174,6 +176,7 @@ impl LevelCtx {
             op,
             started: Instant::now(),
             targets: Vec::new(),
+            needs: Vec::new(),
             refused: None,
             status: None,
             dry_run: false,
@@ -190,6 +193,8 @@ impl LevelCtx {
     /// Asks the gate about the call's targets: scopes, then budgets.
     fn require(&mut self, call: &mut Call, facts: Facts) -> Result<(), LevelError> {
         call.targets.extend(facts.targets());
+        call.needs
+            .extend(facts.needs.iter().map(ToString::to_string));
         self.gate
             .authorize(call.op, &facts)
             .map_err(|r| refuse(call, r))
@@ -359,6 +364,7 @@ impl LevelCtx {
                 targets: call.targets.clone(),
                 request,
                 names,
+                needs: call.needs.clone(),
             });
             return Ok(planned());
         }
