@@ -540,7 +540,7 @@ impl LevelClient {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+            .map(|v| self.scrub_text(v));
         let limit = self.config.max_response_bytes;
         if response
             .content_length()
@@ -623,14 +623,21 @@ impl LevelClient {
             ),
             Err(e) => (0, None, e.to_string()),
         };
+        // Every field is scrubbed, not only the answer's body: a header,
+        // a path or an error message may echo the key as well.
         transcript::Exchange {
             method: method.to_string(),
-            path,
-            body: body.map(|b| String::from_utf8_lossy(b).into_owned()),
+            path: self.scrub_text(&path),
+            body: body.map(|b| self.scrub_text(&String::from_utf8_lossy(b))),
             status,
-            retry_after,
-            response,
+            retry_after: retry_after.map(|v| self.scrub_text(&v)),
+            response: self.scrub_text(&response),
         }
+    }
+
+    /// `text` with the key replaced by `[redacted]`.
+    fn scrub_text(&self, text: &str) -> String {
+        String::from_utf8_lossy(&self.key.scrub(text.as_bytes().to_vec())).into_owned()
     }
 
     async fn json<T: DeserializeOwned>(

@@ -237,3 +237,49 @@ async fn a_key_echoed_by_the_upstream_is_scrubbed_from_errors_and_objects() {
     let text = format!("{err} {err:?}");
     assert!(!text.contains(KEY), "{text}");
 }
+
+/// Issue 23, point 5: a header that echoes the key (here `Retry-After`) is
+/// scrubbed before anything keeps it, the transcript included: every field
+/// of a recorded exchange is scrubbed, not only the body.
+#[tokio::test]
+async fn a_key_echoed_in_a_header_never_reaches_the_transcript() {
+    const KEY: &str = "canary-header-key-31c9";
+    let base = serve(Router::new().fallback(any(
+        move |headers: axum::http::HeaderMap| async move {
+            let key = headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", format!("1; key={key}"))],
+                format!(r#"{{"error":"slow down, {key}"}}"#),
+            )
+        },
+    )))
+    .await;
+    let recorder = level_api::transcript::Recorder::new();
+    let mut config = ClientConfig::new(&base);
+    config.retry = RetryPolicy {
+        max_attempts: 1,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(10),
+    };
+    let client = LevelClient::new(config, ApiKey::new(KEY))
+        .unwrap()
+        .recording(recorder.clone());
+    let err = client
+        .list_tags(None, &PageParams::default())
+        .await
+        .unwrap_err();
+    assert!(!format!("{err} {err:?}").contains(KEY), "{err:?}");
+    let exchanges = recorder.exchanges();
+    assert_eq!(exchanges.len(), 1);
+    let recorded = serde_json::to_string(&exchanges).unwrap();
+    assert!(!recorded.contains(KEY), "{recorded}");
+    assert_eq!(
+        exchanges[0].retry_after.as_deref(),
+        Some("1; key=[redacted]"),
+        "{recorded}"
+    );
+}
