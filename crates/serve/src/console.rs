@@ -191,14 +191,9 @@ async fn metrics(State(console): State<Arc<Console>>, headers: HeaderMap) -> Res
     if !console.admits(&headers) && !metrics_token {
         return unauthorized();
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        console.service.metrics().render(),
-    )
-        .into_response()
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (kind, text) = console.service.metrics().negotiate(accept);
+    ([(header::CONTENT_TYPE, kind)], text).into_response()
 }
 
 async fn css() -> Response {

@@ -1,5 +1,6 @@
-//! Prometheus metrics of `serve`, in the text exposition format
-//! (`prometheus-client`): runs, their durations, Level requests, 429s and
+//! Prometheus metrics of `serve` (`prometheus-client`), served as
+//! OpenMetrics to a scraper that asks for it and in Prometheus' classic text
+//! format (0.0.4) otherwise: runs, their durations, Level requests, 429s and
 //! rate-budget waits per key, gate denials, limit hits, webhook deliveries
 //! and schedule lateness.
 
@@ -57,6 +58,27 @@ struct DeliveryLabels {
 }
 
 type Histograms = Family<PluginLabels, Histogram, fn() -> Histogram>;
+
+/// The `plugin` label of whatever is counted for a name no served plugin has
+/// (a webhook delivery to a made-up path): one series, however many names.
+pub const UNKNOWN_PLUGIN: &str = "(unknown)";
+
+/// A label value as the text exposition needs it: `\`, `"` and line breaks
+/// escaped. prometheus-client writes label values as they are, so every
+/// label passes through here; a value can never end its quotes or its line.
+fn label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// The metrics of one `serve`.
 pub struct Metrics {
@@ -174,15 +196,15 @@ impl Metrics {
     pub fn run(&self, plugin: &str, status: &str, report: Option<&RunReport>) {
         self.runs
             .get_or_create(&RunLabels {
-                plugin: plugin.to_owned(),
-                status: status.to_owned(),
+                plugin: label(plugin),
+                status: label(status),
             })
             .inc();
         let Some(report) = report else {
             return;
         };
         let labels = PluginLabels {
-            plugin: plugin.to_owned(),
+            plugin: label(plugin),
         };
         self.durations
             .get_or_create(&labels)
@@ -200,8 +222,8 @@ impl Metrics {
             {
                 self.denials
                     .get_or_create(&DenialLabels {
-                        plugin: plugin.to_owned(),
-                        capability,
+                        plugin: label(plugin),
+                        capability: label(&capability),
                     })
                     .inc();
             }
@@ -214,8 +236,8 @@ impl Metrics {
         if let Some(limit) = limit {
             self.limits
                 .get_or_create(&LimitLabels {
-                    plugin: plugin.to_owned(),
-                    limit,
+                    plugin: label(plugin),
+                    limit: label(&limit),
                 })
                 .inc();
         }
@@ -225,8 +247,8 @@ impl Metrics {
     pub fn delivery(&self, plugin: &str, verdict: &str) {
         self.deliveries
             .get_or_create(&DeliveryLabels {
-                plugin: plugin.to_owned(),
-                verdict: verdict.to_owned(),
+                plugin: label(plugin),
+                verdict: label(verdict),
             })
             .inc();
     }
@@ -235,7 +257,7 @@ impl Metrics {
     pub fn lateness(&self, plugin: &str, late: Duration) {
         self.lateness
             .get_or_create(&PluginLabels {
-                plugin: plugin.to_owned(),
+                plugin: label(plugin),
             })
             .observe(late.as_secs_f64());
     }
@@ -251,17 +273,19 @@ impl Metrics {
             let stats = client.stats();
             for (operation, status, n) in stats.requests() {
                 let counter = self.requests.get_or_create(&RequestLabels {
-                    key: key.clone(),
-                    operation: operation.to_owned(),
+                    key: label(&key),
+                    operation: label(operation),
                     status: status.to_string(),
                 });
                 counter.inc_by(n.saturating_sub(counter.get()));
             }
             let limited = self
                 .rate_limited
-                .get_or_create(&KeyLabels { key: key.clone() });
+                .get_or_create(&KeyLabels { key: label(&key) });
             limited.inc_by(stats.rate_limited().saturating_sub(limited.get()));
-            let waited = self.budget_wait.get_or_create(&KeyLabels { key });
+            let waited = self
+                .budget_wait
+                .get_or_create(&KeyLabels { key: label(&key) });
             let more = stats.budget_wait().as_secs_f64() - waited.get();
             if more > 0.0 {
                 waited.inc_by(more);
@@ -272,5 +296,93 @@ impl Metrics {
             tracing::error!("cannot encode the metrics: {e}");
         }
         out
+    }
+
+    /// The metrics in the format a scraper's `Accept` header asks for, with
+    /// its content type: OpenMetrics when it names
+    /// `application/openmetrics-text` (as Prometheus does), else the classic text format.
+    pub fn negotiate(&self, accept: Option<&str>) -> (&'static str, String) {
+        let open = self.render();
+        if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+            return (OPENMETRICS, open);
+        }
+        (CLASSIC, classic(&open))
+    }
+}
+
+/// The content type of OpenMetrics text.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of Prometheus' classic text format.
+pub const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// OpenMetrics text as Prometheus' classic text format: no `# EOF` or
+/// `# UNIT` lines, and a counter's `# HELP`/`# TYPE` name its `_total`
+/// samples (OpenMetrics names the family without the suffix).
+fn classic(open: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in open.lines() {
+        if let Some(name) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|rest| rest.strip_suffix(" counter"))
+        {
+            counters.insert(name.to_owned());
+        }
+    }
+    let mut out = String::with_capacity(open.len());
+    for line in open.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 23, point 3: a label value cannot end its quotes or its line.
+    #[test]
+    fn a_label_value_cannot_inject_a_series() {
+        let m = Metrics::new();
+        m.delivery("x\"} 1\nfake_series{a=\"", "accepted");
+        let text = m.render();
+        assert!(
+            !text.lines().any(|l| l.starts_with("fake_series")),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"plugin="x\"} 1\nfake_series{a=\"""#),
+            "{text}"
+        );
+    }
+
+    /// Issue 23, point 12: the classic format names counters by their samples.
+    #[test]
+    fn the_classic_format_has_no_eof_and_names_counters_by_their_samples() {
+        let m = Metrics::new();
+        m.delivery("echo", "accepted");
+        let (kind, text) = m.negotiate(Some("text/plain;version=0.0.4"));
+        assert_eq!(kind, CLASSIC);
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(
+            text.contains("# TYPE webhook_deliveries_total counter"),
+            "{text}"
+        );
+        assert!(text.contains("webhook_deliveries_total{"), "{text}");
+        let (kind, open) = m.negotiate(Some(
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        ));
+        assert_eq!(kind, OPENMETRICS);
+        assert!(open.ends_with("# EOF\n"), "{open}");
     }
 }

@@ -130,7 +130,7 @@ pub(crate) async fn hook(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HookRejection> {
-    let verdict = match read_body(&service, &plugin, body).await {
+    let verdict = match read_body(&service, &plugin, &headers, body).await {
         Ok(body) => take(&service, &plugin, &headers, &body).await,
         Err(rejection) => Err((rejection, None)),
     };
@@ -141,7 +141,13 @@ pub(crate) async fn hook(
         Err((rejection, _)) => rejection.parts().2.map(|(verdict, _)| verdict),
     };
     if let Some(counted) = counted {
-        service.metrics().delivery(&plugin, counted);
+        // Anyone can post to any path: only a served plugin's name becomes a
+        // label, so made-up names neither add series nor reach the exposition.
+        let label = match service.plugins().contains_key(&plugin) {
+            true => plugin.as_str(),
+            false => crate::metrics::UNKNOWN_PLUGIN,
+        };
+        service.metrics().delivery(label, counted);
     }
     match verdict {
         Ok((taken, event_id, detail)) => {
@@ -162,11 +168,26 @@ pub(crate) async fn hook(
 
 /// Reads the body of a delivery to a known plugin, within `max_body_bytes`
 /// and the body read timeout.
-async fn read_body(service: &Service, plugin: &str, body: Body) -> Result<Bytes, HookRejection> {
+/// A body whose `Content-Length` already exceeds the limit is refused
+/// before a byte of it is read, so the client gets its 413 at once (and no
+/// `100 Continue`: the body is never asked for).
+async fn read_body(
+    service: &Service,
+    plugin: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, HookRejection> {
     if !service.plugins().contains_key(plugin) {
         return Err(HookRejection::NoPlugin);
     }
     let max = service.max_body;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return Err(HookRejection::TooLarge(max));
+    }
     match tokio::time::timeout(service.body_timeout, axum::body::to_bytes(body, max)).await {
         Err(_) => Err(HookRejection::SlowBody),
         Ok(Ok(bytes)) => Ok(bytes),

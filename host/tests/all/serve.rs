@@ -1416,3 +1416,127 @@ async fn reload_signals_the_serve_of_its_own_config_and_never_one_that_ended() {
     let said = String::from_utf8_lossy(&reload(&a).stderr).into_owned();
     assert!(said.contains("is missing"), "{said}");
 }
+
+/// Issue 23, points 3 and 12: unsigned posts to made-up hook names (one of
+/// them trying to break out of its label) add no series to `/metrics` and no
+/// line to its exposition; a delivery whose `Content-Length` is over
+/// `max_body_kb` gets its 413 at once from a real client that asks for
+/// `100 Continue` (curl does for large bodies), and is recorded; `/metrics`
+/// speaks OpenMetrics to a scraper that asks for it and the classic format otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hook_paths_cannot_write_into_metrics_and_an_oversized_delivery_is_refused_at_once() {
+    let addr = free_addr();
+    let setup = Setup::new(SimConfig::default(), 5).await;
+    let path = setup.config(
+        &addr,
+        "[plugins.echo]\ncomponent = \"@ECHO@\"\nmanifest = \"echo.toml\"\nkey = \"rw\"\n\n[plugins.echo.events]\nsecret = \"file:secret.txt\"\n",
+        0,
+    );
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "shutdown_grace_secs = 1\n",
+        "shutdown_grace_secs = 1\nmax_body_kb = 64\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let handle = loader::serve(HostConfig::load(&path).unwrap(), None)
+        .await
+        .unwrap();
+    let console = format!("http://{}", handle.console_addr.unwrap());
+    let http = reqwest::Client::new();
+    let injection = "x%22%7D%201%0Afake_series%7Ba%3D%22";
+    for name in (0..200)
+        .map(|i| format!("made-up-{i}"))
+        .chain([injection.to_owned()])
+    {
+        let answer = http
+            .post(format!("http://{addr}/hooks/{name}"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 404, "{name}");
+    }
+    let metrics = |accept: Option<&'static str>| {
+        let mut request = http
+            .get(format!("{console}/metrics"))
+            .bearer_auth(METRICS_TOKEN);
+        if let Some(accept) = accept {
+            request = request.header("Accept", accept);
+        }
+        async move {
+            let answer = request.send().await.unwrap();
+            let kind = answer.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (kind, answer.text().await.unwrap())
+        }
+    };
+    let (kind, text) = metrics(None).await;
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+    assert!(!text.contains("# EOF"), "{text}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("fake_series")) && !text.contains("made-up"),
+        "{text}"
+    );
+    let unknown: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("levelhost_webhook_deliveries_total{"))
+        .collect();
+    assert_eq!(unknown.len(), 1, "{unknown:?}");
+    assert!(
+        unknown[0].contains(r#"plugin="(unknown)""#) && unknown[0].ends_with(" 201"),
+        "{unknown:?}"
+    );
+    let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    assert!(
+        parsed
+            .samples
+            .iter()
+            .all(|s| s.metric.starts_with("levelhost_"))
+    );
+    let (kind, open) = metrics(Some(
+        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    ))
+    .await;
+    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+    assert!(open.ends_with("# EOF\n"), "{open}");
+
+    // 3 MiB to a plugin that takes 64 KiB: curl sends `Expect: 100-continue`.
+    let big = setup.dir.path().join("big.json");
+    std::fs::write(&big, vec![b' '; 3 << 20]).unwrap();
+    let url = format!("http://{addr}/hooks/echo");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "20",
+            ])
+            .args(["-H", "Content-Type: application/json", "--data-binary"])
+            .arg(format!("@{}", big.display()))
+            .arg(url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let code = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        code,
+        "413",
+        "{code} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recorded = setup.history().deliveries("echo").unwrap();
+    assert!(
+        recorded
+            .iter()
+            .any(|(_, verdict, _)| verdict == "too-large"),
+        "{recorded:?}"
+    );
+    handle.shutdown().await;
+}
