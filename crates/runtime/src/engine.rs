@@ -43,6 +43,12 @@ pub fn new_engine(cache_dir: Option<&Path>, pooling: Option<Pooling>) -> Result<
         .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK)
         .memory_init_cow(true);
+    // No supported toolchain (Rust, StarlingMonkey JS/TS, componentize-py,
+    // Go, C) emits Wasm GC types or exception handling, and both allocate in
+    // wasmtime's GC heap, where wasmtime 48.0.8 has known guest-triggered
+    // aborts (GHSA-43j2-gcp4-m22g, GHSA-wvgq-g5hf-6gm6). A component that
+    // uses either is refused at load; reference types stay on (LLVM emits them).
+    config.wasm_gc(false).wasm_exceptions(false);
     if let Some(pooling) = pooling {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling.config()));
     }
@@ -244,7 +250,40 @@ pub fn load(
 
 #[cfg(test)]
 mod tests {
-    use super::not_a_component;
+    use super::{new_engine, not_a_component};
+    use wasm_encoder::{
+        Component, FieldType, Module, ModuleSection, StorageType, TypeSection, ValType,
+    };
+
+    /// A component holding one core module whose only content is `types`.
+    fn component_with(types: TypeSection) -> Vec<u8> {
+        let mut module = Module::new();
+        module.section(&types);
+        let mut component = Component::new();
+        component.section(&ModuleSection(&module));
+        component.finish()
+    }
+
+    /// Issue 23, point 6: a guest cannot reach wasmtime's GC heap. A
+    /// component declaring a GC struct type is refused as it is compiled;
+    /// the same component without it compiles.
+    #[test]
+    fn a_component_using_wasm_gc_is_refused() {
+        let engine = new_engine(None, None).unwrap();
+        let mut gc = TypeSection::new();
+        gc.ty().struct_([FieldType {
+            element_type: StorageType::Val(ValType::I32),
+            mutable: true,
+        }]);
+        let err = wasmtime::component::Component::new(&engine, component_with(gc))
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(err.contains("gc") || err.contains("GC"), "{err}");
+        let mut plain = TypeSection::new();
+        plain.ty().function([ValType::I32], []);
+        wasmtime::component::Component::new(&engine, component_with(plain)).unwrap();
+    }
 
     /// Issue 13, point 8: a text file given as a component is named as such, in one line.
     #[test]

@@ -157,7 +157,7 @@ pub async fn run_case(
 ) -> Result<CaseResult, TestingError> {
     let here = tests_path.parent().unwrap_or_else(|| Path::new("."));
     if let Some(file) = &case.transcript {
-        return replay_case(runner, plugin, tests_path, case, &here.join(file)).await;
+        return replay_case(runner, plugin, manifest, tests_path, case, &here.join(file)).await;
     }
     let tenant = match &case.fixture {
         None => level_sim::Simulator::seeded(),
@@ -201,6 +201,7 @@ fn load_fixture(path: &Path) -> Result<Tenant, TestingError> {
 async fn replay_case(
     runner: &PluginRunner,
     plugin: &LoadedPlugin,
+    manifest: &PluginManifest,
     tests_path: &Path,
     case: &TestCase,
     file: &Path,
@@ -217,8 +218,15 @@ async fn replay_case(
         return Err(refuse("the organization (so `tagged` cannot be checked):"));
     }
     let transcript = crate::transcript::Transcript::load(file)?;
-    let replay = crate::transcript::replay(runner, plugin, &transcript).await?;
-    let mut problems = check(&case.expect, &replay.report, &Fixture::default());
+    // The case runs under plugin.toml's capabilities, never the recorded
+    // grant's: the recorded scopes and limits stay, so the answers fit.
+    let grant = Grant {
+        capabilities: manifest.capabilities.clone(),
+        ..transcript.grant.clone()
+    };
+    let replay = crate::transcript::replay_under(runner, plugin, &transcript, grant).await?;
+    let mut problems = wider_than(&transcript, manifest);
+    problems.extend(check(&case.expect, &replay.report, &Fixture::default()));
     problems.extend(
         replay
             .unanswered
@@ -230,6 +238,38 @@ async fn replay_case(
         problems,
         report: replay.report,
     })
+}
+
+/// The capabilities the recorded run used that plugin.toml does not ask
+/// for, each a problem of the case: a transcript made under a wider grant
+/// tests nothing the plugin will be granted.
+fn wider_than(
+    transcript: &crate::transcript::Transcript,
+    manifest: &PluginManifest,
+) -> Vec<String> {
+    let mut used: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for call in transcript.calls.iter().filter(|c| c.allowed) {
+        let Ok(op) = serde_json::from_value::<levelhost_core::capability::Operation>(
+            serde_json::Value::String(call.operation.clone()),
+        ) else {
+            continue;
+        };
+        let cap = op.capability();
+        if !manifest.capabilities.contains(&cap) {
+            let ops = used.entry(cap.to_string()).or_default();
+            if !ops.contains(&call.operation) {
+                ops.push(call.operation.clone());
+            }
+        }
+    }
+    used.into_iter()
+        .map(|(cap, ops)| {
+            format!(
+                "the transcript's run used {cap} ({}), which plugin.toml does not ask for: the case runs under plugin.toml's capabilities",
+                ops.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// What of `expect` the run did not show.

@@ -244,6 +244,18 @@ pub async fn replay(
     plugin: &LoadedPlugin,
     transcript: &Transcript,
 ) -> Result<Replay, TestingError> {
+    replay_under(runner, plugin, transcript, transcript.grant.clone()).await
+}
+
+/// [`replay`] under another grant than the recorded one: `levelhost test`
+/// replays under the capabilities of the project's `plugin.toml`, so a
+/// transcript recorded under a wider grant proves nothing beyond it.
+pub async fn replay_under(
+    runner: &PluginRunner,
+    plugin: &LoadedPlugin,
+    transcript: &Transcript,
+    grant: Grant,
+) -> Result<Replay, TestingError> {
     let server = ReplayServer::start(transcript.exchanges.clone()).await?;
     let mut config = ClientConfig::new(format!("http://{}", server.addr));
     // The recorded answers hold every retry the recorded run made: retry
@@ -258,7 +270,7 @@ pub async fn replay(
     let request = RunRequest {
         grant: Grant {
             plugin: plugin.name.clone(),
-            ..transcript.grant.clone()
+            ..grant
         },
         dry_run: transcript.dry_run,
         version: transcript.version.clone(),

@@ -802,5 +802,116 @@ async fn a_recorded_run_replays_offline_identically_and_a_changed_component_dive
             "{tested_out}"
         );
         assert_eq!(setup.sim.received_count(), sent, "a test reached Level");
+
+        // Issue 23, point 4: the case runs under plugin.toml's grant, not the
+        // transcript's; one that asks for less fails, naming what the run used.
+        let manifest = std::fs::read_to_string(project.join("plugin.toml"))
+            .unwrap()
+            .replace(
+                r#"capabilities = ["devices:read", "tags:read", "tags:write"]"#,
+                r#"capabilities = ["devices:read"]"#,
+            );
+        assert!(!manifest.contains("tags:write"), "{manifest}");
+        std::fs::write(project.join("plugin.toml"), manifest).unwrap();
+        let narrow = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+            .args(["test", project.to_str().unwrap(), "--filter", "recorded"])
+            .output()
+            .unwrap();
+        let (narrow_out, _) = text(&narrow);
+        assert_eq!(narrow.status.code(), Some(1), "{narrow_out}");
+        assert!(
+            narrow_out.contains("with its grant: devices:read")
+                && narrow_out.contains("test recorded ... FAILED")
+                && narrow_out.contains("the transcript's run used tags:read")
+                && narrow_out.contains("which plugin.toml does not ask for"),
+            "{narrow_out}"
+        );
+        if !dry_run {
+            assert!(
+                narrow_out.contains("used tags:write (create-tag, tag-devices)")
+                    || narrow_out.contains("used tags:write (tag-devices"),
+                "{narrow_out}"
+            );
+        }
     }
+}
+
+/// The highest resident memory of process `pid` seen while it runs, in KiB
+/// (`VmHWM`, read until the process is gone).
+fn peak_rss_kib(child: &mut std::process::Child) -> u64 {
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(text) = std::fs::read_to_string(&status)
+            && let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak = peak.max(kib);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    peak
+}
+
+/// Issue 23, point 6 (GHSA-5m8g-xhq4-4h93): a guest making millions of empty
+/// writes to stdout and stderr ends at its time limit with the host's memory
+/// where a guest spinning in a loop for the same time leaves it. levelhost
+/// gives plugins bounded in-memory pipes, not wasmtime-wasi's
+/// `AsyncWriteStream`, whose queue such writes grow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn millions_of_empty_writes_leave_the_hosts_memory_flat() {
+    let setup = Setup::new().await;
+    std::fs::write(
+        setup.dir.path().join("hostile.toml"),
+        "name = \"hostile\"\nversion = \"1.0.0\"\ncapabilities = []\n",
+    )
+    .unwrap();
+    let plugin = |name: &str, attack: &str| {
+        format!(
+            "\n[plugins.{name}]\ncomponent = \"{}\"\nmanifest = \"hostile.toml\"\nkey = \"ro\"\ninput = {{ attack = \"{attack}\" }}\n\n[plugins.{name}.limits]\ntimeout_secs = 5\n",
+            test_programs_artifacts::HOSTILE
+        )
+    };
+    setup.write_config(&format!(
+        "{}{}",
+        plugin("writer", "empty-writes"),
+        plugin("spinner", "loop")
+    ));
+    let mut peaks = Vec::new();
+    let mut said = Vec::new();
+    for name in ["spinner", "writer"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+            .args(["run", name, "--config"])
+            .arg(setup.config_path())
+            .env("TEST_LEVEL_KEY", CANARY)
+            .env_remove("LEVELHOST_CONFIG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        peaks.push(peak_rss_kib(&mut child));
+        let out = child.wait_with_output().unwrap();
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stdout}{stderr}");
+        assert!(stderr.contains("timeout_secs"), "{name}: {stderr}");
+        said.push(stderr);
+    }
+    let writes = said[1]
+        .lines()
+        .filter_map(|l| l.split("count=").nth(1))
+        .filter_map(|n| n.split_whitespace().next()?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        writes >= 1_000_000,
+        "only {writes} empty writes: {}",
+        said[1]
+    );
+    let (spinner, writer) = (peaks[0], peaks[1]);
+    assert!(
+        writer < spinner + 64 * 1024,
+        "{writes} empty writes took the host from {spinner} KiB (a loop) to {writer} KiB"
+    );
 }

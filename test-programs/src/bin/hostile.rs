@@ -1,7 +1,8 @@
 //! A hostile plugin. `{"attack": NAME}` picks what it tries:
 //! `loop` (never returns), `memory` (allocates without end), `recursion`
 //! (recurses without end), `output` (returns 4 MiB), `log-flood` (logs
-//! without end), `stdout-flood` (prints without end), `big-arg` (passes a
+//! without end), `stdout-flood` (prints without end), `empty-writes` (writes
+//! nothing to stdout and stderr, without end, logging every million), `big-arg` (passes a
 //! 2 MiB string to a host call), `key-hunt` (looks everywhere a key could
 //! leak: environment, files, error messages) and reports what it found.
 
@@ -102,6 +103,21 @@ impl Guest for Hostile {
             "stdout-flood" => loop {
                 println!("{}", "spam ".repeat(200));
             },
+            "empty-writes" => {
+                // Empty writes straight to the WASI streams, as a guest that
+                // wants the host to queue an item per write would make them.
+                let out = wasip2::cli::stdout::get_stdout();
+                let err = wasip2::cli::stderr::get_stderr();
+                let mut n: u64 = 0;
+                loop {
+                    let _ = out.write(&[]);
+                    let _ = err.write(&[]);
+                    n += 2;
+                    if n.is_multiple_of(1_000_000) {
+                        levelhost_sdk::info("empty writes", &[("count", &n.to_string())]);
+                    }
+                }
+            }
             "big-arg" => {
                 let result = tags::create_tag(&"t".repeat(2 << 20));
                 Ok(json!({ "returned": format!("{result:?}") }).to_string())
