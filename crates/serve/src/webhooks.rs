@@ -261,10 +261,26 @@ async fn take(service: &Arc<Service>, plugin: &str, headers: &HeaderMap, body: &
     let id = claimed.id.clone();
     let task_service = service.clone();
     let name = plugin.to_owned();
+    let input = event_input(&installed.served.input, event);
     service.spawn(async move {
-        task_service.run_queued(&name, claimed, event).await;
+        task_service.run_queued(&name, claimed, input).await;
     });
     Ok((Taken::Started(id.clone()), event_id, id))
+}
+
+/// What an event run receives: the plugin's configured input, with the
+/// verified envelope (`event_type`, `event_id`, `occurred_at`, `data`) under
+/// `event`. A plugin configured with a non-object input gets `{"event": ...}`.
+pub fn event_input(
+    configured: &serde_json::Value,
+    envelope: serde_json::Value,
+) -> serde_json::Value {
+    let mut input = match configured {
+        serde_json::Value::Object(map) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    input.insert("event".to_owned(), envelope);
+    serde_json::Value::Object(input)
 }
 
 /// Records a delivery and its verdict, on the blocking pool.

@@ -455,13 +455,106 @@ fn the_example_config_is_valid() {
         .status()
         .unwrap();
     assert!(built.success());
-    let path = root.join("examples/levelhost.toml");
-    let config = level_host::config::HostConfig::load(&path).unwrap();
+    let example = root.join("examples/levelhost.toml");
+    let config = level_host::config::HostConfig::load(&example).unwrap();
     assert_eq!(config.plugins.len(), 2);
     let tagger = &config.plugins["stale-tagger"];
     assert_eq!(tagger.grant.limits.max_writes, 20);
     assert_eq!(tagger.schedules.len(), 1);
     assert!(config.plugins["device-report"].events.is_some());
+
+    const SECRET: &str = "example-webhook-secret";
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let sim = Simulator::start(
+        SimConfig {
+            rate_limit: None,
+            webhooks: vec![level_sim::WebhookTarget {
+                url: format!("http://{addr}/hooks/device-report"),
+                secret: SECRET.to_owned(),
+            }],
+            ..SimConfig::default()
+        },
+        Simulator::seeded(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root_text = root.canonicalize().unwrap().display().to_string();
+    let text = std::fs::read_to_string(&example)
+        .unwrap()
+        .replace("https://api.level.io", &sim.base_url())
+        .replace("\"../", &format!("\"{root_text}/"))
+        .replace("file:/etc/levelhost/automation.key", "file:automation.key")
+        .replace("127.0.0.1:8780", &addr)
+        .replace("127.0.0.1:8781", "127.0.0.1:0");
+    std::fs::write(dir.path().join("levelhost.toml"), text).unwrap();
+    std::fs::write(dir.path().join("automation.key"), sim.read_write_key()).unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("levelhost.toml"))
+        .env_remove("LEVELHOST_CONFIG")
+        .env("LEVEL_READ_KEY", sim.read_only_key())
+        .env("LEVEL_WEBHOOK_SECRET", SECRET)
+        .env(
+            "LEVELHOST_CONSOLE_TOKEN",
+            "example-console-token-0123456789",
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::support::wait_up(&addr).await;
+
+    let device = sim.tenant().to_fixture().devices[0].clone();
+    let alert = sim
+        .raise_alert(&device.id, "Disk almost full", "critical")
+        .unwrap();
+    let resolved = reqwest::Client::new()
+        .post(format!("{}/v2/alerts/{}/resolve", sim.base_url(), alert.id))
+        .header("Authorization", sim.read_write_key())
+        .send()
+        .await
+        .unwrap();
+    assert!(resolved.status().is_success());
+    let history = dir.path().join("levelhost.db");
+    let mut runs = Vec::new();
+    for _ in 0..300 {
+        if let Ok(h) = levelhost_serve::history::History::open(&history) {
+            runs = h.list(Some("device-report"), None, 10).unwrap();
+            if runs.len() == 2 && runs.iter().all(|r| r.status != "running") {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    crate::support::stop(&mut serve, "TERM");
+    let statuses: Vec<(&str, Option<&str>)> = runs
+        .iter()
+        .map(|r| (r.status.as_str(), r.event_type.as_deref()))
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    for run in &runs {
+        assert_eq!(run.status, "ok", "{statuses:?}: {run:#?}");
+        let output: serde_json::Value =
+            serde_json::from_str(run.output.as_deref().unwrap()).unwrap();
+        assert_eq!(output["event"]["alert"], "Disk almost full", "{output:#}");
+        assert_eq!(output["event"]["device_id"], device.id.as_str());
+        assert_eq!(output["devices"], sim.tenant().to_fixture().devices.len());
+        assert!(
+            output["stalest"].as_array().unwrap().len() <= 10,
+            "top = 10 applies"
+        );
+    }
+    let types: std::collections::BTreeSet<_> =
+        runs.iter().filter_map(|r| r.event_type.clone()).collect();
+    assert_eq!(
+        types,
+        ["alert_active", "alert_resolved"].map(str::to_owned).into(),
+        "{statuses:?}"
+    );
 }
 
 /// `levelhost audit` and `runs` read only where the records are, so one

@@ -405,7 +405,7 @@ types = ["alert_active", "alert_resolved"]
     assert_eq!(run.event_type.as_deref(), Some("alert_active"));
     let output: serde_json::Value = serde_json::from_str(run.output.as_deref().unwrap()).unwrap();
     assert_eq!(output["trigger"]["event"], "alert_active");
-    assert_eq!(output["input"]["data"]["id"], alert.id);
+    assert_eq!(output["input"]["event"]["data"]["id"], alert.id);
     let delivered = setup.sim.deliveries();
     assert_eq!(delivered[0].status, 202);
 

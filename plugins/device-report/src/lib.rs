@@ -1,9 +1,10 @@
 //! `device-report`: a read-only report of a Level organization.
 //!
-//! Input (all optional): `{"stale_after_days": 14, "top": 5}`.
+//! Input (all optional): `{"stale_after_days": 14, "top": 5}`; a run started
+//! by a Level event also has the event's envelope under `event`.
 //! Output: device totals, counts per group (with its path) and per
-//! platform, online and offline, and the `top` devices that have been
-//! offline longest.
+//! platform, online and offline, the `top` devices that have been offline
+//! longest and, for an event run, what the event was.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,6 +26,30 @@ struct Input {
     /// How many of the stalest devices to list.
     #[serde(default = "default_top")]
     top: usize,
+    /// The Level event that started the run, as delivered.
+    #[serde(default)]
+    event: Option<Event>,
+}
+
+/// The envelope of a Level event (`data` differs by event type).
+#[derive(Deserialize, Serialize)]
+struct Event {
+    event_type: String,
+    event_id: String,
+    #[serde(default)]
+    data: serde_json::Value,
+}
+
+/// The event a report was made for: its type, id and the alert's name and
+/// device, where the event is about an alert.
+#[derive(Serialize)]
+struct Because {
+    event_type: String,
+    event_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_id: Option<String>,
 }
 
 fn default_stale_days() -> u32 {
@@ -77,6 +102,8 @@ struct Report {
     by_group: Vec<GroupRow>,
     by_platform: BTreeMap<String, Counts>,
     stalest: Vec<Stale>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<Because>,
 }
 
 struct DeviceReport;
@@ -172,7 +199,16 @@ impl Guest for DeviceReport {
             })
             .count();
         offline.truncate(input.top);
+        let text =
+            |e: &Event, key: &str| e.data.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        let event = input.event.map(|e| Because {
+            alert: text(&e, "name"),
+            device_id: text(&e, "device_id"),
+            event_type: e.event_type,
+            event_id: e.event_id,
+        });
         levelhost_sdk::output(&Report {
+            event,
             totals,
             stale_after_days: input.stale_after_days,
             stale,

@@ -8,7 +8,8 @@ struct Echo;
 impl Guest for Echo {
     fn run(invocation: Invocation) -> Result<String, RunError> {
         let input: Value = levelhost_sdk::input(&invocation.input)?;
-        if input.get("fail").is_some() {
+        // An event run carries the delivery under `event`.
+        if input.get("fail").is_some() || input.pointer("/event/fail").is_some() {
             return Err(RunError::Failed("asked to fail".to_owned()));
         }
         levelhost_sdk::info("echoing", &[("run", &invocation.run_id)]);
