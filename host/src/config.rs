@@ -275,9 +275,19 @@ pub enum Access {
     ReadWrite,
 }
 
-/// Where a key's value comes from.
+/// Where a key's (or another secret's) value comes from, and where the
+/// config says so, so an error reading it later points at that line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
+pub struct KeySource {
+    /// The variable or file.
+    pub from: SecretFrom,
+    /// Where the reference is written: `levelhost.toml:12:10`.
+    pub at: String,
+}
+
+/// An environment variable or a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretFrom {
     /// An environment variable.
     Env(String),
     /// A file (its first line).
@@ -287,9 +297,9 @@ pub enum KeySource {
 impl std::fmt::Display for KeySource {
     /// As written in the config: `env:NAME` or `file:PATH`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            KeySource::Env(name) => write!(f, "env:{name}"),
-            KeySource::File(path) => write!(f, "file:{}", path.display()),
+        match &self.from {
+            SecretFrom::Env(name) => write!(f, "env:{name}"),
+            SecretFrom::File(path) => write!(f, "file:{}", path.display()),
         }
     }
 }
@@ -351,6 +361,9 @@ pub struct PluginConfig {
     pub name: String,
     /// Where its component comes from.
     pub source: PluginSource,
+    /// Where the config names it (its `component` or `package` line):
+    /// `levelhost.toml:40:13`, for errors found when it is read.
+    pub source_at: String,
     /// `sha256:<hex>` of the manifest text read with the config, so a load
     /// can tell that the package it verifies is the one the config described.
     pub manifest_digest: String,
@@ -646,6 +659,12 @@ impl HostConfig {
             }
             let (plugin_source, manifest_path) =
                 plugin_source(&source, &name, &raw_plugin, &plugin_span)?;
+            let source_at = source.place(
+                ["component", "package"]
+                    .iter()
+                    .find_map(|field| key_span(&source.text, &["plugins", &name, field]))
+                    .unwrap_or_else(|| plugin_span.clone()),
+            );
             let manifest_source = Source::read(&manifest_path)?;
             let manifest = PluginManifest::parse(&manifest_path, &manifest_source.text)?;
             let manifest_digest = levelhost_core::digest(manifest_source.text.as_bytes());
@@ -741,6 +760,7 @@ impl HostConfig {
                 PluginConfig {
                     name,
                     source: plugin_source,
+                    source_at,
                     manifest_digest,
                     manifest,
                     key: key_name.clone(),
@@ -957,9 +977,9 @@ fn parse_source(
 ) -> Result<KeySource, FileError> {
     let text = value.get_ref();
     let parsed = if let Some(var) = text.strip_prefix("env:") {
-        KeySource::Env(var.to_owned())
+        SecretFrom::Env(var.to_owned())
     } else if let Some(file) = text.strip_prefix("file:") {
-        KeySource::File(source.resolve(file))
+        SecretFrom::File(source.resolve(file))
     } else {
         return Err(source.error(
             Some(value.span()),
@@ -967,8 +987,8 @@ fn parse_source(
         ));
     };
     let names_nothing = match &parsed {
-        KeySource::Env(var) => var.is_empty(),
-        KeySource::File(_) => text == "file:",
+        SecretFrom::Env(var) => var.is_empty(),
+        SecretFrom::File(_) => text == "file:",
     };
     if names_nothing {
         return Err(source.error(
@@ -976,7 +996,10 @@ fn parse_source(
             format!("{what}: the {field} names nothing"),
         ));
     }
-    Ok(parsed)
+    Ok(KeySource {
+        from: parsed,
+        at: source.place(value.span()),
+    })
 }
 
 /// A plugin name the configuration does not have.
@@ -1024,14 +1047,15 @@ pub enum SecretError {
 
 /// Reads a secret from its source: an environment variable, or the first line of a file.
 pub fn load_secret(source: &KeySource, what: &str) -> Result<String, SecretError> {
-    let value = match source {
-        KeySource::Env(var) => {
+    let what = &format!("{what} ({})", source.at);
+    let value = match &source.from {
+        SecretFrom::Env(var) => {
             crate::env_vars::EnvVars::var(var).ok_or_else(|| SecretError::EnvUnset {
                 what: what.to_owned(),
                 var: var.clone(),
             })?
         }
-        KeySource::File(path) => std::fs::read_to_string(path)
+        SecretFrom::File(path) => std::fs::read_to_string(path)
             .map_err(|source| SecretError::ReadFile {
                 what: what.to_owned(),
                 path: path.clone(),
@@ -1065,11 +1089,21 @@ fn parse_schedule(source: &Source, plugin: &str, raw: RawSchedule) -> Result<Sch
         ));
     }
     let cron: croner::Cron = pattern.parse().map_err(|e: croner::errors::CronError| {
+        let why = cron_field_problem(&pattern).unwrap_or_else(|| e.to_string());
         source.error(
             Some(raw.cron.span()),
-            format!("plugin {plugin}: schedule {pattern:?}: {e}"),
+            format!("plugin {plugin}: schedule {pattern:?}: {why}"),
         )
     })?;
+    let from = chrono::Utc::now();
+    if cron.find_next_occurrence(&from, false).is_err() {
+        return Err(source.error(
+            Some(raw.cron.span()),
+            format!(
+                "plugin {plugin}: schedule {pattern:?} never fires: no date matches it (such as day 30 of February)"
+            ),
+        ));
+    }
     let timezone = match &raw.timezone {
         None => chrono_tz::UTC,
         Some(tz) => tz.get_ref().parse().map_err(|_| {
@@ -1112,6 +1146,42 @@ fn parse_schedule(source: &Source, plugin: &str, raw: RawSchedule) -> Result<Sch
         catch_up_window: Duration::from_secs(raw.catch_up_window_secs),
         jitter: Duration::from_secs(raw.jitter_secs),
     })
+}
+
+/// Which field of a cron pattern (5 fields, or 6 with seconds first) holds
+/// a number outside its range, in words: `the minute field has 61; minutes
+/// are 0-59`. `None` when every number is within range (the problem is elsewhere).
+fn cron_field_problem(pattern: &str) -> Option<String> {
+    const FIELDS: [(&str, &str, u32, u32); 6] = [
+        ("second", "seconds", 0, 59),
+        ("minute", "minutes", 0, 59),
+        ("hour", "hours", 0, 23),
+        ("day-of-month", "days of the month", 1, 31),
+        ("month", "months", 1, 12),
+        ("weekday", "weekdays", 0, 7),
+    ];
+    let values: Vec<&str> = pattern.split_whitespace().collect();
+    let names = if values.len() == 6 {
+        &FIELDS[..]
+    } else {
+        &FIELDS[1..]
+    };
+    for (value, (field, plural, low, high)) in values.iter().zip(names) {
+        for number in value
+            .split([',', '-', '/'])
+            .filter_map(|part| part.parse::<u32>().ok())
+        {
+            let is_step = value
+                .split_once('/')
+                .is_some_and(|(_, step)| step == number.to_string());
+            if !is_step && !(*low..=*high).contains(&number) {
+                return Some(format!(
+                    "the {field} field has {number}; {plural} are {low}-{high}"
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// One of a field's named choices; the first is the default when the field is absent.

@@ -22,6 +22,16 @@ pub enum LoadError {
     /// The plugin's component could not be read or verified.
     #[error(transparent)]
     Installed(#[from] InstalledError),
+    /// A plugin's component could not be read, verified or compiled; `at`
+    /// is where the config names it.
+    #[error("{at}")]
+    Component {
+        /// `levelhost.toml:40:13`.
+        at: String,
+        /// Why.
+        #[source]
+        source: Box<LoadError>,
+    },
     /// The component could not be compiled, or does not fit its grant.
     #[error(transparent)]
     Host(#[from] HostError),
@@ -55,7 +65,7 @@ pub enum LoadError {
     #[error(transparent)]
     History(#[from] levelhost_serve::history::HistoryError),
     /// A new or changed key did not pass its check at Level, so the reload was refused.
-    #[error("key {key}: the new key was refused ({why}); the old configuration stays in use")]
+    #[error("key {key}: the new key was refused: {why}")]
     KeyRefused {
         /// The key's name.
         key: String,
@@ -164,13 +174,16 @@ pub fn load_installed(
     plugin: &PluginConfig,
     trust: &TrustPolicy,
 ) -> Result<(LoadedPlugin, Vetting), LoadError> {
-    let (bytes, vetting) = installed::verified_component(
-        &plugin.name,
-        &plugin.source,
-        &plugin.manifest_digest,
-        trust,
-    )?;
-    let loaded = runner.load(&plugin.name, &bytes)?;
+    let at = |e: LoadError| LoadError::Component {
+        at: plugin.source_at.clone(),
+        source: Box::new(e),
+    };
+    let (bytes, vetting) =
+        installed::verified_component(&plugin.name, &plugin.source, &plugin.manifest_digest, trust)
+            .map_err(|e| at(e.into()))?;
+    let loaded = runner
+        .load(&plugin.name, &bytes)
+        .map_err(|e| at(e.into()))?;
     Ok((loaded, vetting))
 }
 
@@ -272,7 +285,7 @@ async fn verify(name: &str, declared: Access, client: &LevelClient) -> Result<()
     };
     if access != expected {
         return Err(refuse(format!(
-            "Level treats it as {access:?}, the config declares {expected:?}"
+            "Level treats it as {access}, the config declares {expected}"
         )));
     }
     Ok(())

@@ -23,6 +23,10 @@ pub struct AuditRecord {
     pub operation: String,
     /// The ids of the objects it touched.
     pub targets: Vec<String>,
+    /// What a person calls the targets the host had read by then: a
+    /// device's hostname, a group's or automation's name, by id.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub names: std::collections::BTreeMap<String, String>,
     /// Whether the gate allowed it.
     pub allowed: bool,
     /// Why it was refused, or why it failed.

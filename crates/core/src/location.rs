@@ -68,6 +68,13 @@ impl Source {
         }
     }
 
+    /// Where `span` is, as `file:line:column`: for values read later (a key
+    /// file, a component) whose errors must still point at their line.
+    pub fn place(&self, span: Range<usize>) -> String {
+        let at = self.error(Some(span), String::new()).to_string();
+        at.trim_end_matches(": ").to_owned()
+    }
+
     /// An error at `span` (or at no particular place).
     pub fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> FileError {
         let (line, column) = match span {

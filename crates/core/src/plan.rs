@@ -94,6 +94,10 @@ impl PlanEntry {
                 what.retain(|w| *w != format!("{kind} {name:?}"));
                 what.push(format!("new {kind} {name:?}"));
             } else if let Some(named) = self.names.get(target) {
+                if named.kind == "tag" && self.targets.contains(&format!("tag:{}", named.name)) {
+                    // The tag's id beside its `tag:NAME`: said once.
+                    continue;
+                }
                 match named.kind.as_str() {
                     "device" => devices.push(named.name.clone()),
                     _ => what.push(format!("{} {:?}", named.kind, named.name)),
@@ -607,15 +611,19 @@ mod tests {
     fn a_plan_reads_with_hostnames() {
         let mut e = entry(
             "tag-devices",
-            &["d1", "d2", "tag:stale"],
+            &["d1", "d2", "tag:stale", "t1"],
             json!({"id": "t1", "device_ids": ["d1", "d2"]}),
         );
-        for (id, host) in [("d1", "acme-ws-1"), ("d2", "acme-ws-2")] {
+        for (id, kind, name) in [
+            ("d1", "device", "acme-ws-1"),
+            ("d2", "device", "acme-ws-2"),
+            ("t1", "tag", "stale"),
+        ] {
             e.names.insert(
                 id.to_owned(),
                 Named {
-                    kind: "device".to_owned(),
-                    name: host.to_owned(),
+                    kind: kind.to_owned(),
+                    name: name.to_owned(),
                 },
             );
         }

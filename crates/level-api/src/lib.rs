@@ -325,6 +325,16 @@ pub enum KeyAccess {
     ReadWrite,
 }
 
+impl fmt::Display for KeyAccess {
+    /// As Level's settings page and levelhost's config name it: `read-only`, `read-write`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ReadOnly => "read-only",
+            Self::ReadWrite => "read-write",
+        })
+    }
+}
+
 /// A client for one Level organization, holding one API key.
 #[derive(Debug, Clone)]
 pub struct LevelClient {

@@ -124,6 +124,7 @@ pub fn decision_record(run: &str, plugin: &str, operation: &str, reason: String)
         run_id: run.to_owned(),
         operation: operation.to_owned(),
         targets: Vec::new(),
+        names: Default::default(),
         allowed: true,
         reason: Some(reason),
         upstream_status: None,

@@ -626,6 +626,7 @@ fn run_end(id: &str, run: &OpenRun, why: &str) -> AuditRecord {
         run_id: id.to_owned(),
         operation: "run".to_owned(),
         targets: Vec::new(),
+        names: Default::default(),
         allowed: true,
         reason: Some(format!("interrupted: {why}")),
         upstream_status: None,

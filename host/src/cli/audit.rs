@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use super::ExitStatus;
 use crate::config::RecordPaths;
 use crate::env_vars::EnvVars;
+use levelhost_core::audit::{AuditRecord, Stage};
 use levelhost_runtime::audit::AuditFilter;
 
 /// Arguments of `levelhost audit`.
@@ -22,9 +23,14 @@ pub struct AuditArgs {
     /// Only this run's calls.
     #[arg(long)]
     pub run: Option<String>,
-    /// Print JSON lines instead of a table.
+    /// Print JSON lines instead of a table (every record, each stage included).
     #[arg(long)]
     pub json: bool,
+    /// Show each write's "sending" record too, with a STAGE column. By
+    /// default a call is one row: its outcome, or, for a write whose outcome
+    /// never arrived (the host was killed), the record that it was sent.
+    #[arg(long)]
+    pub stages: bool,
 }
 
 impl AuditArgs {
@@ -38,31 +44,41 @@ impl AuditArgs {
         };
         let audit = records_at.open_audit()?;
         let (records, skipped) = audit.read(&filter)?;
-        for r in &records {
-            if self.json {
+        if self.json {
+            for r in &records {
                 println!("{}", serde_json::to_string(r)?);
+            }
+        } else {
+            let shown = if self.stages {
+                records.iter().collect()
             } else {
-                let verdict = match (r.allowed, r.dry_run) {
-                    (false, _) => "DENIED",
-                    (true, true) => "planned",
-                    (true, false) => "allowed",
-                };
-                println!(
-                    "{} {} {} {:<20} {:<7} {:>4} {:>5}ms {}{}",
-                    r.time,
-                    r.plugin,
-                    r.run_id,
-                    r.operation,
-                    verdict,
+                one_row_per_call(&records)
+            };
+            let mut headers = vec!["TIME", "PLUGIN", "RUN", "CALL", "VERDICT", "STATUS", "MS"];
+            if self.stages {
+                headers.push("STAGE");
+            }
+            headers.extend(["TARGETS", "WHY"]);
+            let mut table = super::table::Table::new(&headers);
+            for r in shown {
+                let mut row = vec![
+                    r.time.clone(),
+                    r.plugin.clone(),
+                    r.run_id.clone(),
+                    r.operation.clone(),
+                    verdict(r).to_owned(),
                     r.upstream_status
                         .map_or_else(|| "-".to_owned(), |s| s.to_string()),
-                    r.latency_ms,
-                    r.targets.join(","),
-                    r.reason
-                        .as_ref()
-                        .map_or_else(String::new, |why| format!("  ({why})")),
-                );
+                    r.latency_ms.to_string(),
+                ];
+                if self.stages {
+                    row.push(stage(r).to_owned());
+                }
+                row.push(targets(r));
+                row.push(r.reason.clone().unwrap_or_default());
+                table.row(row);
             }
+            print!("{}", table.render());
         }
         if skipped > 0 {
             eprintln!(
@@ -73,4 +89,69 @@ impl AuditArgs {
         eprintln!("{} records", records.len());
         Ok(ExitStatus::Success)
     }
+}
+
+/// The records a person reads: one per call. A write's "sending" record is
+/// left out when a later record of the same run tells how that call ended;
+/// one with no such record (the host was killed while it was out) stays.
+fn one_row_per_call(records: &[AuditRecord]) -> Vec<&AuditRecord> {
+    records
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| {
+            r.stage != Stage::Sending
+                || !records.iter().skip(i + 1).any(|later| {
+                    later.run_id == r.run_id
+                        && later.operation == r.operation
+                        && later.targets == r.targets
+                        && later.stage != Stage::Sending
+                })
+        })
+        .map(|(_, r)| r)
+        .collect()
+}
+
+/// What became of the call, in a word; a run's own record says how the run ended.
+fn verdict(r: &AuditRecord) -> &'static str {
+    match (r.operation.as_str(), r.stage, r.allowed, r.dry_run) {
+        ("run", ..) if r.reason.is_some() => "run failed",
+        ("run", ..) => "run ok",
+        ("approve" | "reject" | "expire", ..) => "decided",
+        (_, Stage::Sending, ..) => "sent",
+        (_, Stage::CutOff, ..) => "cut off",
+        (_, _, false, _) => "DENIED",
+        (_, _, true, true) => "planned",
+        (_, _, true, false) if r.reason.is_some() => "failed",
+        (_, _, true, false) => "allowed",
+    }
+}
+
+fn stage(r: &AuditRecord) -> &'static str {
+    match r.stage {
+        Stage::Done => "done",
+        Stage::Sending => "sending",
+        Stage::CutOff => "cut-off",
+    }
+}
+
+/// The targets as a person knows them: hostnames and names where the host
+/// had read them, ids otherwise; a long list is cut after a few.
+fn targets(r: &AuditRecord) -> String {
+    const SHOWN: usize = 5;
+    let mut named: Vec<String> = r
+        .targets
+        .iter()
+        .filter_map(|t| match r.names.get(t) {
+            // A tag's id beside its `tag:NAME`: one mention is enough.
+            Some(name) if r.targets.contains(&format!("tag:{name}")) => None,
+            Some(name) => Some(name.clone()),
+            None => Some(t.clone()),
+        })
+        .collect();
+    if named.len() > SHOWN {
+        let more = named.len() - SHOWN;
+        named.truncate(SHOWN);
+        named.push(format!("and {more} more"));
+    }
+    named.join(", ")
 }

@@ -16,10 +16,11 @@ pub struct CheckArgs {
     /// The configuration file.
     #[arg(long, env = EnvVars::LEVELHOST_CONFIG, default_value = "levelhost.toml")]
     pub config: PathBuf,
-    /// Do not ask Level to resolve group scopes.
+    /// Do not ask Level anything: neither probe the keys nor resolve group scopes.
     #[arg(long)]
     pub offline: bool,
-    /// Print the result as JSON: `{config, keys, plugins: [{name, version, description, key, digest,
+    /// Print the result as JSON: `{config, keys, key_checks: [{key, works, access, declared, error}]
+    /// (null with --offline), plugins: [{name, version, description, key, digest,
     /// package, pinned, component, vetting, grant, grant_in_words, approval, approval_in_words,
     /// warnings, notes}]}` (`approval` is null for a plugin with no approval policy).
     #[arg(long)]
@@ -51,6 +52,8 @@ struct PluginCheck {
 struct CheckReport {
     config: PathBuf,
     keys: usize,
+    /// Each key as Level answered a probe; `None` when offline.
+    key_checks: Option<Vec<super::key::KeyProbe>>,
     plugins: Vec<PluginCheck>,
 }
 
@@ -65,8 +68,16 @@ impl CheckArgs {
         let mut report = CheckReport {
             config: self.config.clone(),
             keys: config.keys.len(),
+            key_checks: None,
             plugins: Vec::new(),
         };
+        if !self.offline {
+            let mut probes = Vec::new();
+            for name in config.keys.keys() {
+                probes.push(super::key::KeyProbe::run(&config, name).await?);
+            }
+            report.key_checks = Some(probes);
+        }
         for plugin in config.plugins.values() {
             let (loaded, vetting) = crate::loader::load_installed(&runner, plugin, &config.trust)?;
             if !self.offline && plugin.grant.scopes.groups.is_some() {
@@ -127,12 +138,25 @@ impl CheckArgs {
                 notes,
             });
         }
+        let problems: Vec<String> = report
+            .key_checks
+            .iter()
+            .flatten()
+            .filter_map(super::key::KeyProbe::problem)
+            .collect();
         if self.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
-            return Ok(ExitStatus::Success);
+        } else {
+            print_report(&report);
         }
-        print_report(&report);
-        Ok(ExitStatus::Success)
+        for problem in &problems {
+            eprintln!("error: {problem}");
+        }
+        Ok(if problems.is_empty() {
+            ExitStatus::Success
+        } else {
+            ExitStatus::Failure
+        })
     }
 }
 
@@ -144,6 +168,14 @@ fn print_report(report: &CheckReport) {
         report.keys,
         report.plugins.len()
     );
+    match &report.key_checks {
+        None => println!("keys: not probed (--offline): whether Level accepts them is not known"),
+        Some(probes) => {
+            for probe in probes {
+                println!("{}", probe.in_words());
+            }
+        }
+    }
     for plugin in &report.plugins {
         println!();
         println!(
@@ -173,5 +205,14 @@ fn print_report(report: &CheckReport) {
             println!("  note: {note}");
         }
     }
-    println!("\nOK");
+    let failed = report
+        .key_checks
+        .iter()
+        .flatten()
+        .filter(|p| p.problem().is_some())
+        .count();
+    match failed {
+        0 => println!("\nOK"),
+        n => println!("\nNOT OK: {n} keys do not work as the config declares"),
+    }
 }

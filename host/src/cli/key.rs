@@ -64,63 +64,92 @@ impl KeyArgs {
     }
 }
 
+/// What probing one key found: whether it works, and with what access,
+/// against what the config declares. `key check` and `check` share it.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct KeyProbe {
+    key: String,
+    works: bool,
+    access: Option<level_api::KeyAccess>,
+    declared: level_api::KeyAccess,
+    error: Option<String>,
+}
+
+impl KeyProbe {
+    /// Probes key `name` of `config` without changing anything in Level.
+    pub(crate) async fn run(
+        config: &crate::config::HostConfig,
+        name: &str,
+    ) -> anyhow::Result<Self> {
+        let declared = match config
+            .keys
+            .get(name)
+            .ok_or_else(|| anyhow::anyhow!("no key {name} in {}", config.path.display()))?
+            .access
+        {
+            crate::config::Access::ReadOnly => level_api::KeyAccess::ReadOnly,
+            crate::config::Access::ReadWrite => level_api::KeyAccess::ReadWrite,
+        };
+        let outcome = match crate::loader::client(config, name) {
+            Ok(client) => client
+                .probe_access()
+                .await
+                .map_err(|e| levelhost_core::Chain(&e).to_string()),
+            Err(e) => Err(levelhost_core::Chain(&e).to_string()),
+        };
+        Ok(Self {
+            key: name.to_owned(),
+            works: outcome.is_ok(),
+            access: outcome.as_ref().ok().copied(),
+            declared,
+            error: outcome.err(),
+        })
+    }
+
+    /// What is wrong with the key, if anything.
+    pub(crate) fn problem(&self) -> Option<String> {
+        let name = &self.key;
+        match (&self.error, self.access) {
+            (Some(e), _) => Some(format!("key {name} does not work: {e}")),
+            (None, Some(access)) if access != self.declared => Some(format!(
+                "the config declares key {name} {}, but Level treats it as {}",
+                self.declared, access
+            )),
+            _ => None,
+        }
+    }
+
+    /// The key's state in one line, for people.
+    pub(crate) fn in_words(&self) -> String {
+        match (self.problem(), self.access) {
+            (Some(problem), _) => problem,
+            (None, Some(access)) => format!(
+                "key {} works: {} (as the config declares; probed without changing anything)",
+                self.key, access
+            ),
+            (None, None) => format!("key {} was not probed", self.key),
+        }
+    }
+}
+
 /// `levelhost key check`.
 async fn check(name: &str, config: &std::path::Path, json: bool) -> anyhow::Result<ExitStatus> {
     let config = crate::config::HostConfig::load(config)?;
-    let declared = config
-        .keys
-        .get(name)
-        .ok_or_else(|| anyhow::anyhow!("no key {name} in {}", config.path.display()))?
-        .access;
-    let declared = match declared {
-        crate::config::Access::ReadOnly => level_api::KeyAccess::ReadOnly,
-        crate::config::Access::ReadWrite => level_api::KeyAccess::ReadWrite,
-    };
-    let outcome = match crate::loader::client(&config, name) {
-        Ok(client) => client
-            .probe_access()
-            .await
-            .map_err(|e| levelhost_core::Chain(&e).to_string()),
-        Err(e) => Err(levelhost_core::Chain(&e).to_string()),
-    };
-    let words = |a: level_api::KeyAccess| match a {
-        level_api::KeyAccess::ReadOnly => "read-only",
-        level_api::KeyAccess::ReadWrite => "read-write",
-    };
+    let probe = KeyProbe::run(&config, name).await?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "key": name,
-                "works": outcome.is_ok(),
-                "access": outcome.as_ref().ok(),
-                "declared": declared,
-                "error": outcome.as_ref().err(),
-            }))?
-        );
+        println!("{}", serde_json::to_string_pretty(&probe)?);
     }
-    match outcome {
-        Err(e) => {
-            eprintln!("error: key {name} does not work: {e}");
-            Ok(ExitStatus::Failure)
-        }
-        Ok(access) if access != declared => {
-            if !json {
-                println!("key {name} works: {}", words(access));
+    match (probe.problem(), probe.access) {
+        (Some(problem), access) => {
+            if let (false, Some(access)) = (json, access) {
+                println!("key {name} works: {access}");
             }
-            eprintln!(
-                "error: the config declares key {name} {}, but Level treats it as {}",
-                words(declared),
-                words(access)
-            );
+            eprintln!("error: {problem}");
             Ok(ExitStatus::Failure)
         }
-        Ok(access) => {
+        (None, _) => {
             if !json {
-                println!(
-                    "key {name} works: {} (as the config declares; probed without changing anything)",
-                    words(access)
-                );
+                println!("{}", probe.in_words());
             }
             Ok(ExitStatus::Success)
         }

@@ -332,7 +332,7 @@ pub(crate) fn print_report(report: &RunReport, dry_run: bool) -> ExitStatus {
             report.plan.len()
         );
         for entry in &report.plan {
-            eprintln!("  {} {}", entry.operation, entry.request);
+            eprintln!("  {}", entry.in_words());
         }
     }
     match &report.outcome {

@@ -30,6 +30,39 @@ fn pid_file(database: &Path, config: &Path) -> PathBuf {
         .join(format!("{name}-serve.pid"))
 }
 
+/// Where a `serve` writes the verdict on each reload, beside its pid file
+/// (`NAME-serve.reload`): `levelhost reload` waits for the next one.
+fn verdict_file(pid_file: &Path) -> PathBuf {
+    pid_file.with_extension("reload")
+}
+
+/// A `serve`'s verdict on its last reload.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ReloadVerdict {
+    /// Counts the reloads of this `serve` process; 0 when it has made none yet.
+    seq: u64,
+    /// The process that wrote it.
+    pid: u32,
+    /// Whether the new configuration is in use.
+    ok: bool,
+    /// What was refused, and why; empty when `ok`.
+    error: String,
+}
+
+impl ReloadVerdict {
+    fn read(path: &Path) -> Option<Self> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+
+    /// Writes the verdict whole (beside the file, then renamed into place),
+    /// so a reader never sees half of one.
+    fn write(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("reload.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(self).unwrap_or_default())?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
 /// A running `serve`'s pid file, locked for as long as the process lives
 /// (the lock goes with the process, even on kill -9), so `levelhost reload`
 /// tells a running serve from a file left by one that ended, and never
@@ -146,7 +179,18 @@ impl ServeArgs {
         let runner = super::runner_with(Some(config.pooling()))?;
         let mut stop = super::signal::listen();
         let mut hangups = super::signal::hangups();
-        let pid = PidFile::take(&pid_file(&config.serve.database, &self.config))?;
+        let pid_path = pid_file(&config.serve.database, &self.config);
+        let pid = PidFile::take(&pid_path)?;
+        let verdicts = verdict_file(&pid_path);
+        let mut verdict = ReloadVerdict {
+            seq: 0,
+            pid: std::process::id(),
+            ok: true,
+            error: String::new(),
+        };
+        if let Err(e) = verdict.write(&verdicts) {
+            tracing::warn!("cannot write {}: {e}", verdicts.display());
+        }
         let mut clients = crate::loader::Clients::of(&config, None).await?;
         let handle = crate::loader::serve_with(config, runner.clone(), &clients).await?;
         println!(
@@ -167,17 +211,30 @@ impl ServeArgs {
                             .map_err(anyhow::Error::from),
                         Err(e) => Err(e.into()),
                     };
+                    verdict.seq += 1;
                     match reloaded {
-                        Ok(now) => clients = now,
-                        Err(e) => tracing::error!(
-                            "reload refused, the running configuration stays in use: {e:#}"
-                        ),
+                        Ok(now) => {
+                            clients = now;
+                            verdict.ok = true;
+                            verdict.error.clear();
+                        }
+                        Err(e) => {
+                            tracing::error!(
+                                "reload refused, the running configuration stays in use: {e:#}"
+                            );
+                            verdict.ok = false;
+                            verdict.error = format!("{e:#}");
+                        }
+                    }
+                    if let Err(e) = verdict.write(&verdicts) {
+                        tracing::warn!("cannot write {}: {e}", verdicts.display());
                     }
                 }
             }
         };
         tracing::info!("{signal}: shutting down; no new runs, waiting for running ones");
         handle.shutdown().await;
+        let _ = std::fs::remove_file(&verdicts);
         drop(pid);
         Ok(ExitStatus::Success)
     }
@@ -191,13 +248,23 @@ pub struct ReloadArgs {
     pub config: PathBuf,
 }
 
+/// How long `levelhost reload` waits for `serve`'s verdict: a reload
+/// verifies changed keys at Level and compiles changed plugins.
+const RELOAD_VERDICT_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 impl ReloadArgs {
     /// Sends SIGHUP to the running `serve` of this config (its process id is
-    /// in its locked pid file beside the history).
+    /// in its locked pid file beside the history), then waits for its
+    /// verdict: exits 0 only when the new configuration is in use.
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
         let records = RecordPaths::load(&self.config)?;
-        let id = PidFile::running(&pid_file(&records.database, &self.config))?;
+        let pid_path = pid_file(&records.database, &self.config);
+        let id = PidFile::running(&pid_path)?;
         let id = id.as_str();
+        let verdicts = verdict_file(&pid_path);
+        let before = ReloadVerdict::read(&verdicts)
+            .filter(|v| v.pid.to_string() == id)
+            .map_or(0, |v| v.seq);
         let sent = std::process::Command::new("kill")
             .args(["-HUP", id])
             .status()
@@ -206,7 +273,32 @@ impl ReloadArgs {
             sent.success(),
             "no `levelhost serve` runs as process {id} any more"
         );
-        eprintln!("asked levelhost serve (process {id}) to reload; its log says whether it did");
-        Ok(ExitStatus::Success)
+        let deadline = std::time::Instant::now() + RELOAD_VERDICT_WAIT;
+        loop {
+            if let Some(verdict) = ReloadVerdict::read(&verdicts)
+                && verdict.pid.to_string() == id
+                && verdict.seq > before
+            {
+                if verdict.ok {
+                    eprintln!(
+                        "levelhost serve (process {id}) reloaded {}",
+                        self.config.display()
+                    );
+                    return Ok(ExitStatus::Success);
+                }
+                eprintln!(
+                    "error: levelhost serve (process {id}) refused the reload and keeps its running configuration: {}",
+                    verdict.error
+                );
+                return Ok(ExitStatus::Failure);
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "levelhost serve (process {id}) gave no verdict on the reload within {} s; its log says whether it reloaded",
+                    RELOAD_VERDICT_WAIT.as_secs()
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 }

@@ -280,7 +280,7 @@ async fn audit_filters_by_plugin_run_and_denial() {
     let out = setup.levelhost(&["audit", "--denied"]);
     let (stdout, _) = text(&out);
     assert!(out.status.success());
-    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert_eq!(stdout.lines().count(), 2, "a header and one row: {stdout}");
     assert!(
         stdout.contains("tagger")
             && stdout.contains("DENIED")
@@ -304,7 +304,7 @@ async fn audit_filters_by_plugin_run_and_denial() {
     assert_eq!(records[2]["operation"], "run");
     let run = records[0]["run_id"].as_str().unwrap();
     let out = setup.levelhost(&["audit", "--run", run]);
-    assert_eq!(text(&out).0.lines().count(), 3);
+    assert_eq!(text(&out).0.lines().count(), 4, "a header and three rows");
 }
 
 /// Runs `check` on a config with `extra` appended and returns its stderr.
@@ -346,6 +346,26 @@ async fn bad_configs_fail_check_with_file_line_and_reason() {
     assert!(
         stderr.contains("found 7"),
         "a year field is refused: {stderr}"
+    );
+    // Issue 23, point 10: a number out of range names its field; a date
+    // that never comes is refused.
+    let stderr = check_fails(
+        "[[plugins.tagger.schedules]]\ncron = \"61 * * * *\"\n",
+        |t| t,
+    )
+    .await;
+    assert!(
+        stderr.contains("levelhost.toml:35:8: plugin tagger: schedule \"61 * * * *\": the minute field has 61; minutes are 0-59"),
+        "{stderr}"
+    );
+    let stderr = check_fails(
+        "[[plugins.tagger.schedules]]\ncron = \"0 0 30 2 *\"\n",
+        |t| t,
+    )
+    .await;
+    assert!(
+        stderr.contains("levelhost.toml:35:8: plugin tagger: schedule \"0 0 30 2 *\" never fires"),
+        "{stderr}"
     );
 
     let stderr = check_fails(
@@ -444,9 +464,13 @@ async fn a_missing_key_is_reported_without_running() {
     );
 }
 
-#[test]
-fn the_example_config_is_valid() {
-    // Its plugins are loose components, built as the README says first.
+/// Issue 23, point 7: the shipped example config works end to end on
+/// events. Its plugins are built as the README says; the config is used as
+/// shipped but for where Level, the keys and the addresses are; the
+/// simulator's monitor fires and resolves an alert, and each event runs
+/// `device-report`, which reads the event from its input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_config_runs_its_report_on_every_alert() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let built = Command::new(env!("CARGO"))
         .args(["build", "--release", "--target", "wasm32-wasip2"])
@@ -581,8 +605,8 @@ async fn audit_and_runs_work_while_a_plugin_manifest_is_broken() {
     assert!(out.status.success(), "{stderr}");
     assert_eq!(
         stdout.lines().count(),
-        3,
-        "two calls and the run's end: {stdout}"
+        4,
+        "a header, two calls and the run's end: {stdout}"
     );
     let out = setup.levelhost(&["runs"]);
     let (stdout, stderr) = text(&out);
@@ -1006,5 +1030,229 @@ async fn millions_of_empty_writes_leave_the_hosts_memory_flat() {
     assert!(
         writer < spinner + 64 * 1024,
         "{writes} empty writes took the host from {spinner} KiB (a loop) to {writer} KiB"
+    );
+}
+
+/// Issue 23, point 8: `check` probes every key as `key check` does and
+/// fails when Level refuses one or treats it otherwise than declared; with
+/// `--offline` it says plainly that it did not ask.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_probes_the_keys_and_fails_on_a_refused_or_misdeclared_one() {
+    let setup = Setup::new().await;
+    let out = setup.levelhost(&["check"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("key rw works: read-write (as the config declares")
+            && stdout.contains("key ro works: read-only (as the config declares")
+            && stdout.trim_end().ends_with("OK"),
+        "{stdout}"
+    );
+    let out = setup.levelhost(&["check", "--offline"]);
+    let (stdout, _) = text(&out);
+    assert!(out.status.success());
+    assert!(stdout.contains("keys: not probed (--offline)"), "{stdout}");
+
+    // The read-only key's file now holds the read-write key.
+    std::fs::write(setup.dir.path().join("ro.key"), CANARY).unwrap();
+    let out = setup.levelhost(&["check"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("the config declares key ro read-only, but Level treats it as read-write"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("NOT OK") && !stdout.contains(CANARY),
+        "{stdout}"
+    );
+    let out = setup.levelhost(&["check", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ro = report["key_checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key"] == "ro")
+        .unwrap()
+        .clone();
+    assert_eq!(ro["access"], "read-write");
+    assert_eq!(ro["declared"], "read-only");
+
+    // A key Level does not know.
+    std::fs::write(setup.dir.path().join("ro.key"), "a-key-level-refuses").unwrap();
+    let out = setup.levelhost(&["check"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("key ro does not work"), "{stderr}");
+    assert!(!format!("{stdout}{stderr}").contains("a-key-level-refuses"));
+}
+
+/// Issue 23, point 10: a key file or a component that cannot be read names
+/// the config line that points at it; a tag outside the scope is refused by
+/// the scope, not for a capability the plugin has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_files_name_their_config_line_and_a_scope_refusal_says_so() {
+    let setup = Setup::new().await;
+    std::fs::remove_file(setup.dir.path().join("ro.key")).unwrap();
+    let out = setup.levelhost(&["run", "report"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("key ro (") && stderr.contains("levelhost.toml:15:10): cannot read"),
+        "{stderr}"
+    );
+    setup.write_config("");
+
+    std::fs::write(setup.dir.path().join("notes.wasm"), "just some notes\n").unwrap();
+    setup.write_config(
+        "\n[plugins.notes]\ncomponent = \"notes.wasm\"\nmanifest = \"notes.toml\"\nkey = \"ro\"\n",
+    );
+    std::fs::write(
+        setup.dir.path().join("notes.toml"),
+        "name = \"notes\"\nversion = \"1.0.0\"\ncapabilities = []\n",
+    )
+    .unwrap();
+    let out = setup.levelhost(&["check", "--offline"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("levelhost.toml:36:13") && stderr.contains("not a WebAssembly file"),
+        "{stderr}"
+    );
+
+    let env = crate::support::TestEnv::new().await;
+    let scopes = levelhost_core::grant::Scopes {
+        tags: Some(vec!["stale*".to_owned()]),
+        ..Default::default()
+    };
+    let (out, report) = env
+        .call_granted(
+            "create-tag",
+            serde_json::json!({"name": "winners"}),
+            crate::support::grant(&["tags:write"], scopes),
+        )
+        .await;
+    assert_eq!(out["error"]["kind"], "denied", "{out}");
+    let refused = report
+        .audit
+        .iter()
+        .find(|r| !r.allowed)
+        .and_then(|r| r.reason.clone())
+        .unwrap_or_default();
+    assert!(
+        refused
+            .contains("the grant's scopes refuse it: tag \"winners\" is outside the grant's tags")
+            && !refused.contains("needs tags:write"),
+        "{refused}"
+    );
+    assert_eq!(
+        env.fixture()
+            .tags
+            .iter()
+            .filter(|t| t.name == "winners")
+            .count(),
+        0,
+        "nothing was created"
+    );
+}
+
+/// Issue 23, point 9: the audit reads as a person expects: a header row,
+/// one row per call (a write's "sending" record only with `--stages`, and
+/// without an earlier look-up's status), devices by hostname, a failed run
+/// as failed; `run --dry-run` prints its plan in words, with hostnames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_shows_one_row_per_call_with_hostnames_and_the_runs_outcome() {
+    let setup = Setup::new().await;
+    let out = setup.levelhost(&["run", "tagger", "--dry-run"]);
+    let (_, planned) = text(&out);
+    assert!(out.status.success(), "{planned}");
+    let plan: Vec<&str> = planned
+        .lines()
+        .skip_while(|l| !l.starts_with("Plan (dry run"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    assert!(
+        plan.iter()
+            .any(|l| l.starts_with("  tag-devices: ")
+                && l.contains("tag \"stale\" on 3 devices: acme-")),
+        "{planned}"
+    );
+    assert!(
+        !planned.contains("device_ids") && !planned.contains("Z2lk"),
+        "{planned}"
+    );
+
+    let out = setup.levelhost(&["run", "tagger"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = setup.levelhost(&["audit", "--plugin", "tagger", "--json"]);
+    let records: Vec<serde_json::Value> = text(&out)
+        .0
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let run = records.last().unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sending: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["run_id"] == run.as_str() && r["stage"] == "sending")
+        .collect();
+    assert!(!sending.is_empty(), "the live run wrote");
+    assert!(
+        sending.iter().all(|r| r.get("upstream_status").is_none()),
+        "a sending record has no answer yet: {sending:?}"
+    );
+
+    let out = setup.levelhost(&["audit", "--run", &run]);
+    let (table, _) = text(&out);
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with("TIME") && header.contains("VERDICT") && header.contains("TARGETS"),
+        "{table}"
+    );
+    let tagging: Vec<&str> = table
+        .lines()
+        .filter(|l| l.contains(" tag-devices "))
+        .collect();
+    assert_eq!(tagging.len(), 1, "one row per call: {table}");
+    assert!(!tagging[0].contains("Z2lk"), "devices by hostname: {table}");
+    let hostnames: Vec<String> = setup
+        .sim
+        .tenant()
+        .to_fixture()
+        .devices
+        .into_iter()
+        .map(|d| d.hostname)
+        .collect();
+    assert!(
+        hostnames.iter().any(|h| tagging[0].contains(h.as_str())),
+        "{table}"
+    );
+    assert!(table.lines().last().unwrap().contains("run ok"), "{table}");
+    let out = setup.levelhost(&["audit", "--run", &run, "--stages"]);
+    let (staged, _) = text(&out);
+    assert_eq!(
+        staged
+            .lines()
+            .filter(|l| l.contains(" tag-devices "))
+            .count(),
+        2,
+        "{staged}"
+    );
+    assert!(staged.lines().next().unwrap().contains("STAGE"), "{staged}");
+
+    // A run that fails is listed as failed.
+    let out = setup.levelhost(&["run", "tagger", "--input", r#"{"days": 14, "tag": "vip"}"#]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = setup.levelhost(&["audit", "--plugin", "tagger"]);
+    let (table, _) = text(&out);
+    let last = table.lines().last().unwrap();
+    assert!(
+        last.contains("run failed") && !last.contains("allowed"),
+        "{table}"
     );
 }

@@ -194,6 +194,7 @@ fn audit_contract(log: &AuditLog) {
         run_id: run.to_owned(),
         operation: "tag-devices".to_owned(),
         targets: vec!["dev_1".to_owned(), "tag_2".to_owned()],
+        names: [("dev_1".to_owned(), "acme-ws-1".to_owned())].into(),
         allowed,
         reason: (!allowed).then(|| "outside the grant".to_owned()),
         upstream_status: allowed.then_some(200),

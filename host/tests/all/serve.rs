@@ -1279,8 +1279,18 @@ async fn a_rotated_key_is_verified_swapped_on_sighup_and_a_broken_one_is_refused
     let after_swap = ran(before + 4).await;
 
     // A broken new key: refused, with a clear log line; the rotated key stays in use.
+    // Issue 23, point 8: `levelhost reload` waits for serve's verdict and
+    // fails with its reason, in words (no internal names, said once).
     std::fs::write(setup.dir.path().join("key.txt"), "not-a-level-key").unwrap();
-    crate::support::signal(&serve, "HUP");
+    let refused = levelhost(&["reload"]);
+    let said = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("refused the reload and keeps its running configuration: key rw: the new key was refused"),
+        "{said}"
+    );
+    assert_eq!(said.matches("running configuration").count(), 1, "{said}");
+    assert!(!said.contains("not-a-level-key"), "{said}");
     let after_refusal = ran(after_swap.len() + 3).await;
     let broken = levelhost(&["key", "check", "rw"]);
     assert_eq!(

@@ -223,12 +223,19 @@ impl LevelCtx {
     fn record(&self, call: &Call, stage: Stage) -> AuditRecord {
         let mut targets = call.targets.clone();
         targets.dedup();
+        let names = targets
+            .iter()
+            .filter_map(|t| self.names.get(t).map(|n| (t.clone(), n.name.clone())))
+            .collect();
         AuditRecord {
             allowed: call.refused.is_none(),
-            upstream_status: call.status,
+            // A write about to leave, or cut off, has no answer yet: an
+            // earlier look-up's status is not its own.
+            upstream_status: call.status.filter(|_| stage.is_done()),
             dry_run: call.dry_run,
             requests: call.requests,
             stage,
+            names,
             ..self.run_record(call.op.name(), targets, None, call.started.elapsed())
         }
     }
@@ -249,6 +256,7 @@ impl LevelCtx {
             run_id: self.run.run_id.clone(),
             operation,
             targets,
+            names: Default::default(),
             allowed: true,
             reason,
             upstream_status: None,

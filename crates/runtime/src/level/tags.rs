@@ -17,12 +17,13 @@ impl LevelCtx {
         if let Some(name) = self.planned_tag(id)? {
             return Ok(Some(name.to_owned()));
         }
-        let id = id.to_owned();
-        Ok(Some(
+        let found = {
+            let id = id.to_owned();
             self.fetch(call, |c| async move { c.get_tag(&id).await })
                 .await?
-                .name,
-        ))
+        };
+        self.note_name(&found.id, "tag", &found.name);
+        Ok(Some(found.name))
     }
 
     async fn tag_facts(

@@ -126,6 +126,10 @@ CREATE INDEX audit_run ON audit(run_id);
 CREATE INDEX audit_plugin ON audit(plugin, id);
 ",
     ),
+    (
+        4,
+        "ALTER TABLE audit ADD COLUMN names TEXT NOT NULL DEFAULT '{}';",
+    ),
 ];
 
 /// The key of the advisory lock migrations run under.
@@ -1017,6 +1021,7 @@ impl AuditStore for PgAudit {
 
     fn append(&self, record: &AuditRecord) -> Result<(), AuditError> {
         let r = record.clone();
+        let names = serde_json::to_string(&r.names).unwrap_or_else(|_| "{}".to_owned());
         let stage = serde_json::to_value(r.stage)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -1026,8 +1031,8 @@ impl AuditStore for PgAudit {
                 pool.get()
                     .await?
                     .execute(
-                        "INSERT INTO audit (time, plugin, version, digest, run_id, operation, targets, allowed, reason, upstream_status, latency_ms, dry_run, requests, stage)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                        "INSERT INTO audit (time, plugin, version, digest, run_id, operation, targets, allowed, reason, upstream_status, latency_ms, dry_run, requests, stage, names)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                         &[
                             &r.time,
                             &r.plugin,
@@ -1043,6 +1048,7 @@ impl AuditStore for PgAudit {
                             &r.dry_run,
                             &i64::from(r.requests),
                             &stage,
+                            &names,
                         ],
                     )
                     .await?;
@@ -1064,7 +1070,7 @@ impl AuditStore for PgAudit {
                     .get()
                     .await?
                     .query(
-                        "SELECT time, plugin, version, digest, run_id, operation, targets, allowed, reason, upstream_status, latency_ms, dry_run, requests, stage FROM audit
+                        "SELECT time, plugin, version, digest, run_id, operation, targets, allowed, reason, upstream_status, latency_ms, dry_run, requests, stage, names FROM audit
                          WHERE ($1::TEXT IS NULL OR plugin = $1) AND ($2::TEXT IS NULL OR run_id = $2) AND (NOT $3 OR NOT allowed) ORDER BY id",
                         &[&filter.plugin, &filter.run_id, &filter.denied],
                     )
@@ -1091,6 +1097,8 @@ impl AuditStore for PgAudit {
                         run_id: r.try_get(4)?,
                         operation: r.try_get(5)?,
                         targets: r.try_get(6)?,
+                        names: serde_json::from_str(&r.try_get::<_, String>(14)?)
+                            .unwrap_or_default(),
                         allowed: r.try_get(7)?,
                         reason: r.try_get(8)?,
                         upstream_status: upstream,
