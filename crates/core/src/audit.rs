@@ -48,6 +48,35 @@ pub struct AuditRecord {
     pub stage: Stage,
 }
 
+impl AuditRecord {
+    /// The targets as a person knows them: hostnames and names where the
+    /// host had read them, ids otherwise (a tag's id beside its `tag:NAME`
+    /// is said once), cut after `shown` with how many more there are.
+    ///
+    /// ```
+    /// # use levelhost_core::audit::AuditRecord;
+    /// let record: AuditRecord = serde_json::from_value(serde_json::json!({
+    ///     "time": "2026-01-01T00:00:00Z", "plugin": "p", "version": "1", "digest": "d",
+    ///     "run_id": "r", "operation": "tag-devices", "allowed": true, "latency_ms": 1,
+    ///     "targets": ["d1", "d2", "d3", "tag:stale", "t1"],
+    ///     "names": {"d1": "ws-1", "d2": "ws-2", "t1": "stale"}
+    /// })).unwrap();
+    /// assert_eq!(record.targets_in_words(3), "ws-1, ws-2, d3 and 1 more");
+    /// ```
+    pub fn targets_in_words(&self, shown: usize) -> String {
+        let named: Vec<String> = self
+            .targets
+            .iter()
+            .filter_map(|t| match self.names.get(t) {
+                Some(name) if self.targets.contains(&format!("tag:{name}")) => None,
+                Some(name) => Some(name.clone()),
+                None => Some(t.clone()),
+            })
+            .collect();
+        crate::plan::first_of(&named, shown)
+    }
+}
+
 /// Where a host call was when its record was written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -118,15 +118,7 @@ impl PlanEntry {
                 return;
             }
             let plural = if items.len() == 1 { "" } else { "s" };
-            let mut shown = items
-                .iter()
-                .take(SHOWN)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ");
-            if items.len() > SHOWN {
-                shown.push_str(&format!(" and {} more", items.len() - SHOWN));
-            }
+            let shown = first_of(items, SHOWN);
             let sep = if what.is_empty() { ":" } else { " on" };
             text.push_str(&format!("{sep} {} {noun}{plural}: {shown}", items.len()));
         };
@@ -138,6 +130,21 @@ impl PlanEntry {
         }
         text
     }
+}
+
+/// The first `shown` of `items`, comma-separated, and how many more there are:
+/// `ws-1, ws-2 and 35 more`.
+pub fn first_of(items: &[String], shown: usize) -> String {
+    let mut text = items
+        .iter()
+        .take(shown)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > shown {
+        text.push_str(&format!(" and {} more", items.len() - shown));
+    }
+    text
 }
 
 /// The plan in words, one line per write.

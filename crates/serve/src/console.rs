@@ -105,7 +105,8 @@ impl Console {
 /// The console's routes.
 pub(crate) fn router(console: Arc<Console>) -> Router {
     let pages = Router::new()
-        .route("/", get(plugins_page))
+        .route("/", get(overview_page))
+        .route("/plugins", get(plugins_page))
         .route("/runs", get(runs_page))
         .route("/runs/{id}", get(run_page))
         .route("/denials", get(denials_page))
@@ -200,7 +201,17 @@ async fn css() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response()
 }
 
-fn layout(title: &str, body: Markup) -> Response {
+/// A page of the console, its navigation showing how many plans wait.
+async fn page(console: &Console, title: &str, body: Markup) -> Response {
+    let waiting = history(console, |h| {
+        Ok(h.list(None, Some(RunStatus::AwaitingApproval), 1000)?.len())
+    })
+    .await
+    .unwrap_or(0);
+    layout(title, waiting, body)
+}
+
+fn layout(title: &str, waiting: usize, body: Markup) -> Response {
     let page = html! {
         (DOCTYPE)
         html lang="en" {
@@ -213,10 +224,14 @@ fn layout(title: &str, body: Markup) -> Response {
             body {
                 header {
                     strong { "levelhost" }
-                    a href="/" { "Plugins" }
+                    a href="/" { "Overview" }
+                    a href="/plugins" { "Plugins" }
                     a href="/runs" { "Runs" }
                     a href="/denials" { "Denials and limits" }
-                    a href="/approvals" { "Approvals" }
+                    a href="/approvals" {
+                        "Approvals"
+                        @if waiting > 0 { " " span.badge title="plans waiting for approval" { (waiting) } }
+                    }
                 }
                 main { h1 { (title) } (body) }
             }
@@ -230,7 +245,7 @@ fn layout(title: &str, body: Markup) -> Response {
 }
 
 fn failure(status: StatusCode, what: String) -> Response {
-    let mut response = layout("Error", html! { p { (what) } });
+    let mut response = layout("Error", 0, html! { p { (what) } });
     *response.status_mut() = status;
     response
 }
@@ -255,12 +270,201 @@ fn status(s: &str) -> Markup {
     html! { span class={ "status status-" (s) } { (s) } }
 }
 
+/// A run id as the tables show it: its last eight characters (the full id
+/// on hover and in the link).
+fn short_id(id: &str) -> Markup {
+    let tail: String = {
+        let chars: Vec<char> = id.chars().collect();
+        chars[chars.len().saturating_sub(8)..].iter().collect()
+    };
+    html! { code title=(id) { "…" (tail) } }
+}
+
+/// A time as "3 min ago", the exact time on hover.
+fn when(at: &str) -> Markup {
+    let ago = chrono::DateTime::parse_from_rfc3339(at)
+        .map(|t| ago(Utc::now().signed_duration_since(t.with_timezone(&Utc))))
+        .unwrap_or_else(|_| at.to_owned());
+    html! { time datetime=(at) title=(at) { (ago) } }
+}
+
+/// `12 s ago`, `5 min ago`, `3 h ago`, `2 days ago`, or `in 5 min` ahead.
+fn ago(d: chrono::TimeDelta) -> String {
+    let secs = d.num_seconds();
+    let (n, unit) = match secs.abs() {
+        s if s < 60 => (s, "s"),
+        s if s < 3600 => (s / 60, "min"),
+        s if s < 172_800 => (s / 3600, "h"),
+        s => (s / 86_400, "days"),
+    };
+    if secs < 0 {
+        format!("in {n} {unit}")
+    } else {
+        format!("{n} {unit} ago")
+    }
+}
+
 fn origin(r: &RunRow) -> String {
     match r.trigger.as_str() {
         "schedule" => format!("schedule {}", r.planned_at.as_deref().unwrap_or("?")),
         "event" => format!("event {}", r.event_type.as_deref().unwrap_or("?")),
         other => other.to_owned(),
     }
+}
+
+/// How far back the overview looks.
+const OVERVIEW_HOURS: usize = 24;
+
+/// Statuses of runs that did not do their job.
+const FAILING: [&str; 6] = [
+    "failed",
+    "denied",
+    "timed-out",
+    "limit-exceeded",
+    "interrupted",
+    "diverged",
+];
+
+/// `/`: what happened in the last day at a glance: runs per hour drawn as
+/// bars, failures, denials, plans waiting, and each key's Level requests.
+async fn overview_page(State(console): State<Arc<Console>>) -> Response {
+    let now = Utc::now();
+    let since = (now - chrono::TimeDelta::hours(OVERVIEW_HOURS as i64))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let from = since.clone();
+    let runs = match history(&console, move |h| {
+        Ok(h.list(None, None, 5000)?
+            .into_iter()
+            .filter(|r| r.started_at >= from)
+            .collect::<Vec<_>>())
+    })
+    .await
+    {
+        Ok(runs) => runs,
+        Err(page) => return page,
+    };
+    let denied = console
+        .audit(AuditFilter {
+            denied: true,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.time >= since)
+        .count();
+    let waiting = runs
+        .iter()
+        .filter(|r| r.status == RunStatus::AwaitingApproval.as_str())
+        .count();
+    let failing: Vec<&RunRow> = runs
+        .iter()
+        .filter(|r| FAILING.contains(&r.status.as_str()))
+        .collect();
+    // Runs per hour, oldest first: (ok, failing, other).
+    let mut hours = [(0u32, 0u32, 0u32); OVERVIEW_HOURS];
+    for r in &runs {
+        let Ok(started) = chrono::DateTime::parse_from_rfc3339(&r.started_at) else {
+            continue;
+        };
+        let back = usize::try_from(now.signed_duration_since(started).num_hours()).unwrap_or(0);
+        let Some(slot) = OVERVIEW_HOURS
+            .checked_sub(back + 1)
+            .and_then(|i| hours.get_mut(i))
+        else {
+            continue;
+        };
+        match r.status.as_str() {
+            "ok" => slot.0 += 1,
+            s if FAILING.contains(&s) => slot.1 += 1,
+            _ => slot.2 += 1,
+        }
+    }
+    let tallest = hours
+        .iter()
+        .map(|(a, b, c)| a + b + c)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let bar = |n: u32| f64::from(n) * 56.0 / f64::from(tallest);
+    // Each key's Level requests in this process, from its shared client.
+    let mut keys: Vec<(String, u64, u64, f64)> = Vec::new();
+    for installed in console.service.plugins().values() {
+        let p = &installed.served;
+        if keys.iter().any(|(k, ..)| *k == p.key) {
+            continue;
+        }
+        let stats = p.client.stats();
+        let sent = stats.requests().iter().map(|(_, _, n)| n).sum();
+        keys.push((
+            p.key.clone(),
+            sent,
+            stats.rate_limited(),
+            stats.budget_wait().as_secs_f64(),
+        ));
+    }
+    let busiest = keys.iter().map(|k| k.1).max().unwrap_or(0).max(1);
+    let body = html! {
+        div.tiles {
+            a.tile href="/runs" { span.big { (runs.len()) } " runs in the last day" }
+            a.tile.bad[!failing.is_empty()] href="/runs" { span.big { (failing.len()) } " did not end well" }
+            a.tile.bad[denied > 0] href="/denials" { span.big { (denied) } " calls denied" }
+            a.tile.warn[waiting > 0] href="/approvals" { span.big { (waiting) } " plans waiting" }
+        }
+        section.card {
+            h2 { "Runs per hour" }
+            svg.chart viewBox="0 0 240 60" role="img" aria-label="runs per hour over the last day" {
+                @for (i, (ok, bad, other)) in hours.iter().enumerate() {
+                    @let x = i * 10;
+                    @let (h_ok, h_bad, h_other) = (bar(*ok), bar(*bad), bar(*other));
+                    g {
+                        title { (ok) " ok, " (bad) " did not end well, " (other) " other, " (OVERVIEW_HOURS - i) " h ago" }
+                        rect.ok x=(x) y=(60.0 - h_ok) width="8" height=(h_ok) {}
+                        rect.bad x=(x) y=(60.0 - h_ok - h_bad) width="8" height=(h_bad) {}
+                        rect.other x=(x) y=(60.0 - h_ok - h_bad - h_other) width="8" height=(h_other) {}
+                    }
+                }
+            }
+            p.axis { span { "24 h ago" } span { "now" } }
+            p.muted.legend { span.key-ok { "■" } " ok  " span.key-bad { "■" } " did not end well  " span.key-other { "■" } " skipped, waiting or running" }
+        }
+        section.card {
+            h2 { "Keys" }
+            @if keys.is_empty() { p.muted { "no plugin uses a key" } }
+            @else {
+                div.wrap { table {
+                    thead { tr { th { "Key" } th { "Level requests" } th.wide { "" } th { "429s" } th { "Waited" } } }
+                    tbody { @for (key, sent, limited, waited) in &keys { tr {
+                        td { (key) }
+                        td { (sent) }
+                        td.wide { svg.meter viewBox="0 0 100 8" role="img" aria-label={ (sent) " requests" } {
+                            rect.ok x="0" y="0" height="8" width=(*sent as f64 * 100.0 / busiest as f64) {}
+                        } }
+                        td { span.denied[*limited > 0] { (limited) } }
+                        td { (format!("{waited:.1} s")) }
+                    } } }
+                } }
+                p.muted { "Since this serve started; a key shared by several plugins is one budget." }
+            }
+        }
+        section.card {
+            h2 { "Did not end well" }
+            @if failing.is_empty() { p.muted { "every run of the last day ended well" } }
+            @else {
+                div.wrap { table {
+                    thead { tr { th { "Run" } th { "Plugin" } th { "Status" } th { "Started" } th.wide { "Why" } } }
+                    tbody { @for r in failing.iter().take(8) { tr {
+                        td { a href={ "/runs/" (r.id) } { (short_id(&r.id)) } }
+                        td { (r.plugin) }
+                        td { (status(&r.status)) }
+                        td { (when(&r.started_at)) }
+                        td.wide { (r.error.as_deref().map(|e| e.chars().take(100).collect::<String>()).unwrap_or_default()) }
+                    } } }
+                } }
+            }
+        }
+    };
+    page(&console, "Overview", body).await
 }
 
 async fn plugins_page(State(console): State<Arc<Console>>) -> Response {
@@ -289,7 +493,7 @@ async fn plugins_page(State(console): State<Arc<Console>>) -> Response {
                     dt { "Key" } dd { (p.key) }
                     dt { "Last run" } dd {
                         @match last {
-                            Some(r) => { a href={ "/runs/" (r.id) } { (r.started_at) } " " (status(&r.status)) }
+                            Some(r) => { a href={ "/runs/" (r.id) } { (when(&r.started_at)) } " " (status(&r.status)) }
                             None => { "never ran" }
                         }
                     }
@@ -311,7 +515,7 @@ async fn plugins_page(State(console): State<Arc<Console>>) -> Response {
             }
         }
     };
-    layout("Plugins", body)
+    page(&console, "Plugins", body).await
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -378,15 +582,15 @@ async fn runs_page(
             button type="submit" { "Filter" }
         }
         div.wrap { table {
-            thead { tr { th { "Run" } th { "Plugin" } th { "Status" } th { "Origin" } th { "Started" } th.wide { "Calls" } th.wide { "Writes" } th.wide { "Error" } } }
+            thead { tr { th { "Run" } th { "Plugin" } th { "Status" } th.wide { "Origin" } th { "Started" } th.wide { "Calls" } th.wide { "Writes" } th.wide { "Error" } } }
             tbody {
                 @for r in &runs {
                     tr {
-                        td { a href={ "/runs/" (r.id) } { code { (r.id) } } }
+                        td { a href={ "/runs/" (r.id) } { (short_id(&r.id)) } }
                         td { (r.plugin) }
                         td { (status(&r.status)) @if r.dry_run { " " span.muted { "(dry run)" } } }
-                        td { (origin(r)) }
-                        td { (r.started_at) }
+                        td.wide { (origin(r)) }
+                        td { (when(&r.started_at)) }
                         td.wide { (r.api_calls) }
                         td.wide { (r.writes) }
                         td.wide { (r.error.as_deref().map(|e| e.chars().take(120).collect::<String>()).unwrap_or_default()) }
@@ -396,7 +600,7 @@ async fn runs_page(
         } }
         p.muted { (runs.len()) " runs" }
     };
-    layout("Runs", body)
+    page(&console, "Runs", body).await
 }
 
 fn pretty(value: &serde_json::Value) -> String {
@@ -417,10 +621,10 @@ fn calls_table(calls: &[AuditRecord]) -> Markup {
             tbody {
                 @for c in calls {
                     tr {
-                        td { (c.time) }
+                        td { (when(&c.time)) }
                         td { code { (c.operation) } @if c.dry_run { " " span.muted { "(planned)" } } }
                         td { @if c.allowed { "allowed" } @else { span.denied { "denied" } } }
-                        td.wide { (c.targets.len()) }
+                        td.wide { (c.targets_in_words(8)) }
                         td { (c.upstream_status.map(|s| s.to_string()).unwrap_or_default()) }
                         td { (c.reason.as_deref().unwrap_or_default()) }
                     }
@@ -450,8 +654,8 @@ async fn run_page(State(console): State<Arc<Console>>, Path(id): Path<String>) -
             dt { "Plugin" } dd { (run.plugin) " " (run.version) }
             dt { "Status" } dd { (status(&run.status)) @if run.dry_run { " (dry run)" } }
             dt { "Origin" } dd { (origin(&run)) @if let Some(e) = &run.event_id { " · event " code { (e) } } }
-            dt { "Started" } dd { (run.started_at) }
-            dt { "Ended" } dd { (run.ended_at.as_deref().unwrap_or("-")) }
+            dt { "Started" } dd { (when(&run.started_at)) }
+            dt { "Ended" } dd { @match &run.ended_at { Some(t) => (when(t)), None => "-" } }
             dt { "Level calls" } dd { (run.api_calls) ", " (run.writes) " writes, " (run.devices_changed) " devices changed" }
             dt { "Component" } dd { code { (run.digest) } }
         } }
@@ -492,7 +696,7 @@ async fn run_page(State(console): State<Arc<Console>>, Path(id): Path<String>) -
         h2 { "Host calls" }
         @if calls.is_empty() { p.muted { "no host call on record" } } @else { (calls_table(&calls)) }
     };
-    layout(&format!("Run {id}"), body)
+    page(&console, &format!("Run {id}"), body).await
 }
 
 async fn denials_page(State(console): State<Arc<Console>>) -> Response {
@@ -523,8 +727,8 @@ async fn denials_page(State(console): State<Arc<Console>>) -> Response {
             div.wrap { table {
                 thead { tr { th { "Time" } th { "Plugin" } th { "Run" } th { "Call" } th { "Why" } } }
                 tbody { @for c in &denied { tr {
-                    td { (c.time) } td { (c.plugin) }
-                    td { a href={ "/runs/" (c.run_id) } { code { (c.run_id) } } }
+                    td { (when(&c.time)) } td { (c.plugin) }
+                    td { a href={ "/runs/" (c.run_id) } { (short_id(&c.run_id)) } }
                     td { code { (c.operation) } }
                     td { (c.reason.as_deref().unwrap_or_default()) }
                 } } }
@@ -536,14 +740,14 @@ async fn denials_page(State(console): State<Arc<Console>>) -> Response {
             div.wrap { table {
                 thead { tr { th { "Run" } th { "Plugin" } th { "Status" } th { "Why" } } }
                 tbody { @for r in &limited { tr {
-                    td { a href={ "/runs/" (r.id) } { code { (r.id) } } }
+                    td { a href={ "/runs/" (r.id) } { (short_id(&r.id)) } }
                     td { (r.plugin) } td { (status(&r.status)) }
                     td { (r.error.as_deref().unwrap_or_default()) }
                 } } }
             } }
         }
     };
-    layout("Denials and limits", body)
+    page(&console, "Denials and limits", body).await
 }
 
 async fn approvals_page(State(console): State<Arc<Console>>) -> Response {
@@ -560,23 +764,22 @@ async fn approvals_page(State(console): State<Arc<Console>>) -> Response {
         @if waiting.is_empty() { p.muted { "no plan waits for approval" } }
         @for r in &waiting {
             section.card {
-                h2 { a href={ "/runs/" (r.id) } { (r.plugin) " · " code { (r.id) } } }
+                h2 { a href={ "/runs/" (r.id) } { (r.plugin) " · " (short_id(&r.id)) } }
                 @if let Some(a) = &r.approval {
-                    p { "Waits because " (a.needed.join("; ")) ". Expires " (a.expires_at) "." }
+                    p { "Waits because " (a.needed.join("; ")) ". Expires " (when(&a.expires_at)) "." }
                 }
                 ul { @for line in levelhost_core::plan::in_words(&plan_of(&r.plan)) { li { (line) } } }
-                @for (decision, label) in [("approve", "Approve"), ("reject", "Reject")] {
-                    form.inline method="post" action={ "/approvals/" (r.id) "/" (decision) } {
-                        input type="hidden" name="csrf" value=(csrf);
-                        input type="text" name="by" placeholder="your name" required aria-label="who decides";
-                        input type="text" name="reason" placeholder="why" aria-label="why";
-                        button class=(decision) type="submit" { (label) }
-                    }
+                form.decide method="post" action={ "/approvals/" (r.id) "/decide" } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="text" name="by" placeholder="your name" required aria-label="who decides";
+                    input type="text" name="reason" placeholder="why" aria-label="why";
+                    button.approve type="submit" name="decision" value="approve" { "Approve" }
+                    button.reject type="submit" name="decision" value="reject" { "Reject" }
                 }
             }
         }
     };
-    layout("Approvals", body)
+    page(&console, "Approvals", body).await
 }
 
 #[derive(serde::Deserialize)]
@@ -585,6 +788,9 @@ struct DecideForm {
     by: String,
     #[serde(default)]
     reason: String,
+    /// `approve` or `reject`, from the button pressed (posted to `/approvals/ID/decide`).
+    #[serde(default)]
+    decision: Option<String>,
 }
 
 async fn decide_form(
@@ -608,6 +814,10 @@ async fn decide_form(
             "this form did not come from the console".to_owned(),
         );
     }
+    let decision = match decision.as_str() {
+        "decide" => form.decision.clone().unwrap_or_default(),
+        _ => decision,
+    };
     let decision = match decision.as_str() {
         "approve" => Decision::Approve,
         "reject" => Decision::Reject,

@@ -74,7 +74,7 @@ impl AuditArgs {
                 if self.stages {
                     row.push(stage(r).to_owned());
                 }
-                row.push(targets(r));
+                row.push(r.targets_in_words(5));
                 row.push(r.reason.clone().unwrap_or_default());
                 table.row(row);
             }
@@ -132,26 +132,4 @@ fn stage(r: &AuditRecord) -> &'static str {
         Stage::Sending => "sending",
         Stage::CutOff => "cut-off",
     }
-}
-
-/// The targets as a person knows them: hostnames and names where the host
-/// had read them, ids otherwise; a long list is cut after a few.
-fn targets(r: &AuditRecord) -> String {
-    const SHOWN: usize = 5;
-    let mut named: Vec<String> = r
-        .targets
-        .iter()
-        .filter_map(|t| match r.names.get(t) {
-            // A tag's id beside its `tag:NAME`: one mention is enough.
-            Some(name) if r.targets.contains(&format!("tag:{name}")) => None,
-            Some(name) => Some(name.clone()),
-            None => Some(t.clone()),
-        })
-        .collect();
-    if named.len() > SHOWN {
-        let more = named.len() - SHOWN;
-        named.truncate(SHOWN);
-        named.push(format!("and {more} more"));
-    }
-    named.join(", ")
 }

@@ -554,17 +554,45 @@ async fn the_console_approves_with_a_csrf_token_and_serve_applies_the_plan() {
         html.contains(&run) && html.contains("on 37 devices"),
         "{html}"
     );
+    // Issue 23, point 11: one name and reason for both decisions, and the
+    // navigation counts the plans waiting.
+    assert_eq!(html.matches("<form").count(), 1, "{html}");
+    assert!(
+        html.contains(r#"name="decision" value="approve""#)
+            && html.contains(r#"name="decision" value="reject""#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"title="plans waiting for approval">1</span>"#),
+        "{html}"
+    );
     let csrf = html
         .split("name=\"csrf\" value=\"")
         .nth(1)
         .and_then(|rest| rest.split('"').next())
         .unwrap()
         .to_owned();
-    let approve = format!("{console}/approvals/{run}/approve");
+    // The waiting plan as a person sees it, at a laptop's width and a phone's.
+    if let Some(chromium) = crate::support::chromium() {
+        let profile = tempfile::tempdir().unwrap();
+        let png = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-approval-waiting.png");
+        let dom = crate::support::browse(
+            &chromium,
+            profile.path(),
+            &format!("{console}/login?token={token}&next=/approvals"),
+            &png,
+        );
+        assert!(dom.contains("Approve") && dom.contains("Reject"), "{dom}");
+    }
+    let approve = format!("{console}/approvals/{run}/decide");
     let forged = http
         .post(&approve)
         .bearer_auth(&token)
-        .form(&[("csrf", "guessed"), ("by", "mallory")])
+        .form(&[
+            ("csrf", "guessed"),
+            ("by", "mallory"),
+            ("decision", "approve"),
+        ])
         .send()
         .await
         .unwrap();
@@ -577,7 +605,11 @@ async fn the_console_approves_with_a_csrf_token_and_serve_applies_the_plan() {
         .post(&approve)
         .bearer_auth(&token)
         .header("Origin", "http://evil.example")
-        .form(&[("csrf", csrf.as_str()), ("by", "mallory")])
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("by", "mallory"),
+            ("decision", "approve"),
+        ])
         .send()
         .await
         .unwrap();
@@ -591,6 +623,7 @@ async fn the_console_approves_with_a_csrf_token_and_serve_applies_the_plan() {
             ("csrf", csrf.as_str()),
             ("by", "carol"),
             ("reason", "looks right"),
+            ("decision", "approve"),
         ])
         .send()
         .await
@@ -610,6 +643,27 @@ async fn the_console_approves_with_a_csrf_token_and_serve_applies_the_plan() {
     );
     assert_eq!(setup.tagged(), setup.stale);
     assert_eq!(setup.run(&run)["approval"]["decided_by"], "carol");
+    // The run's host calls name the devices they tagged by hostname.
+    let html = http
+        .get(format!("{console}/runs/{run}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let calls = html.split("Host calls").nth(1).unwrap_or_default();
+    let hostname = setup
+        .sim
+        .tenant()
+        .get_device(setup.stale.iter().next().unwrap(), &Default::default())
+        .unwrap()
+        .hostname;
+    assert!(
+        calls.contains(&hostname) && calls.contains(" more"),
+        "{calls}"
+    );
     handle.shutdown().await;
 }
 

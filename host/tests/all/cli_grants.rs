@@ -200,7 +200,7 @@ async fn dry_run_changes_nothing_and_the_real_run_makes_the_planned_changes() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("create-tag {\"name\":\"stale\"}") && stderr.contains("tag-devices"),
+        stderr.contains("  create-tag: tag \"stale\"") && stderr.contains("  tag-devices: "),
         "{stderr}"
     );
     let planned: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -457,10 +457,12 @@ async fn a_missing_key_is_reported_without_running() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let (_, stderr) = text(&out);
     assert!(
-        text(&out)
-            .1
-            .contains("key rw: environment variable TEST_LEVEL_KEY is not set")
+        stderr.contains("key rw (")
+            && stderr
+                .contains("levelhost.toml:11:10): environment variable TEST_LEVEL_KEY is not set"),
+        "{stderr}"
     );
 }
 

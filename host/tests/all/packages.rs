@@ -509,9 +509,10 @@ async fn every_load_verifies_the_installed_package() {
         };
         flipped[at] ^= 0x20;
         std::fs::write(&path, &flipped).unwrap();
-        let err = level_host::loader::load_installed(&runner, plugin, &config.trust)
-            .unwrap_err()
-            .to_string();
+        let err = level_host::loader::load_installed(&runner, plugin, &config.trust).unwrap_err();
+        // The error names the config line; its cause says what is wrong.
+        let err = levelhost_core::Chain(&err).to_string();
+        assert!(err.contains("levelhost.toml:"), "{file}: {err}");
         assert!(
             err.contains("is not the pinned") || err.contains("changed after"),
             "{file}: {err}"

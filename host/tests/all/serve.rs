@@ -682,6 +682,7 @@ component = "@HOSTILE@"
 manifest = "hostile.toml"
 key = "rw"
 capabilities = ["devices:read", "tags:read"]
+input = { attack = "loop" }
 
 [plugins.slow.limits]
 timeout_secs = 30
@@ -697,7 +698,9 @@ secret = "file:secret.txt"
     let http = reqwest::Client::new();
     for n in 0..6 {
         // The plugin spins until its time limit: the first run holds the lock, the rest queue.
-        let body = serde_json::json!({"event_type": "alert_active", "event_id": format!("evt-{n}"), "attack": "loop"}).to_string();
+        let body =
+            serde_json::json!({"event_type": "alert_active", "event_id": format!("evt-{n}")})
+                .to_string();
         let resp = http
             .post(&hook)
             .header(
@@ -826,61 +829,6 @@ secret = "file:secret.txt"
     handle.shutdown().await;
 }
 
-/// The Chromium to test the console with: `LEVELHOST_TEST_CHROMIUM` (set by
-/// `.ci/run`, where a missing one fails the test), else `chromium` on PATH;
-/// `None` (the console test is skipped, saying so) when neither is there.
-fn chromium() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("LEVELHOST_TEST_CHROMIUM") {
-        return Some(PathBuf::from(path));
-    }
-    let found = Command::new("chromium")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    found.then(|| PathBuf::from("chromium"))
-}
-
-/// Loads `url` in headless Chromium: its DOM as text, and a screenshot in `png`.
-fn browse(chromium: &Path, profile: &Path, url: &str, png: &Path) -> String {
-    let common = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--hide-scrollbars",
-        "--window-size=1280,1000",
-    ];
-    let dom = Command::new(chromium)
-        .args(common)
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--dump-dom")
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(
-        dom.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dom.stderr)
-    );
-    let shot = Command::new(chromium)
-        .args(common)
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(
-        shot.status.success(),
-        "{}",
-        String::from_utf8_lossy(&shot.stderr)
-    );
-    assert!(
-        std::fs::metadata(png).unwrap().len() > 10_000,
-        "a real screenshot"
-    );
-    String::from_utf8_lossy(&dom.stdout).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_and_metrics_show_the_runs_made() {
     let addr = free_addr();
@@ -1000,6 +948,7 @@ secret = "file:secret.txt"
     // Without the token, every page answers 401; with a wrong one too.
     for page in [
         "/",
+        "/plugins",
         "/runs",
         &format!("/runs/{failed}"),
         "/denials",
@@ -1138,7 +1087,7 @@ secret = "file:secret.txt"
     assert!(later.contains("0 runs"), "{later}");
 
     // The console in a real headless browser, logged in with the token.
-    let Some(chromium) = chromium() else {
+    let Some(chromium) = crate::support::chromium() else {
         eprintln!(
             "skipped the browser half of the console test: no chromium (set LEVELHOST_TEST_CHROMIUM or install chromium)"
         );
@@ -1147,11 +1096,44 @@ secret = "file:secret.txt"
     };
     let profile = tempfile::tempdir().unwrap();
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let plugins_png = shots.join("console-plugins.png");
-    let dom = browse(
+    // Issue 23, point 11: an overview of the last day.
+    let overview_png = shots.join("console-overview.png");
+    let dom = crate::support::browse(
         &chromium,
         profile.path(),
         &format!("{console}/login?token={CONSOLE_TOKEN}"),
+        &overview_png,
+    );
+    for expected in [
+        "Overview",
+        "runs in the last day",
+        "did not end well",
+        "calls denied",
+        "Runs per hour",
+        "Keys",
+        "asked to fail",
+    ] {
+        assert!(
+            dom.contains(expected),
+            "the overview shows {expected:?}: {dom}"
+        );
+    }
+    assert!(dom.contains("<svg class=\"chart\""), "a chart: {dom}");
+    for page in ["runs", "denials", "approvals"] {
+        let png = shots.join(format!("console-{page}.png"));
+        let dom = crate::support::browse(
+            &chromium,
+            profile.path(),
+            &format!("{console}/login?token={CONSOLE_TOKEN}&next=/{page}"),
+            &png,
+        );
+        assert!(dom.contains("levelhost"), "{page}: {dom}");
+    }
+    let plugins_png = shots.join("console-plugins.png");
+    let dom = crate::support::browse(
+        &chromium,
+        profile.path(),
+        &format!("{console}/login?token={CONSOLE_TOKEN}&next=/plugins"),
         &plugins_png,
     );
     for expected in [
@@ -1168,7 +1150,7 @@ secret = "file:secret.txt"
         );
     }
     let run_png = shots.join("console-failed-run.png");
-    let dom = browse(
+    let dom = crate::support::browse(
         &chromium,
         profile.path(),
         &format!("{console}/login?token={CONSOLE_TOKEN}&next=/runs/{failed}"),

@@ -1,5 +1,8 @@
 //! `TestEnv`: a fresh simulator on loopback, a client holding its key, and a plugin runner.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
 use level_api::{ApiKey, ClientConfig, LevelClient};
 use level_sim::{SimConfig, Simulator, Tenant};
 use levelhost_core::grant::{Grant, Limits, Scopes};
@@ -48,7 +51,7 @@ impl TestEnv {
     pub async fn run_with(&self, component: &str, input: Value, client: LevelClient) -> RunReport {
         let plugin = self
             .runner
-            .load_file(std::path::Path::new(component))
+            .load_file(Path::new(component))
             .expect("component loads");
         self.runner
             .run(&plugin, client, RunRequest::manual(input.to_string()))
@@ -60,7 +63,7 @@ impl TestEnv {
     pub async fn run_granted(&self, component: &str, input: Value, grant: Grant) -> RunReport {
         let plugin = self
             .runner
-            .load_file(std::path::Path::new(component))
+            .load_file(Path::new(component))
             .expect("component loads");
         let request = RunRequest {
             grant,
@@ -165,7 +168,7 @@ pub async fn wait_up(addr: &str) -> Value {
 
 /// Sends `signal` (`TERM`, `INT`, `HUP`, ...) to `child`.
 pub fn signal(child: &std::process::Child, signal: &str) {
-    let sent = std::process::Command::new("kill")
+    let sent = Command::new("kill")
         .args([format!("-{signal}"), child.id().to_string()])
         .status()
         .unwrap();
@@ -177,4 +180,73 @@ pub fn stop(child: &mut std::process::Child, signal: &str) {
     self::signal(child, signal);
     let exit = child.wait().unwrap();
     assert!(exit.success(), "exits cleanly on SIG{signal}: {exit:?}");
+}
+
+/// The Chromium to test the console with: `LEVELHOST_TEST_CHROMIUM` (set by
+/// `.ci/run`, where a missing one fails the test), else `chromium` on PATH;
+/// `None` (the console test is skipped, saying so) when neither is there.
+pub fn chromium() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("LEVELHOST_TEST_CHROMIUM") {
+        return Some(PathBuf::from(path));
+    }
+    let found = Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    found.then(|| PathBuf::from("chromium"))
+}
+
+/// Loads `url` in headless Chromium: its DOM as text, and a screenshot in
+/// `png` at 1280 pixels wide and another at 390 (a phone) beside it, `-390.png`.
+pub fn browse(chromium: &Path, profile: &Path, url: &str, png: &Path) -> String {
+    let phone = png.with_file_name(format!(
+        "{}-390.png",
+        png.file_stem().unwrap().to_string_lossy()
+    ));
+    screenshot(chromium, profile, url, &phone, "390,844");
+    screenshot(chromium, profile, url, png, "1280,1000")
+}
+
+fn screenshot(chromium: &Path, profile: &Path, url: &str, png: &Path, size: &str) -> String {
+    let size = format!("--window-size={size}");
+    let common = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        size.as_str(),
+    ];
+    let dom = Command::new(chromium)
+        .args(common)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let shot = Command::new(chromium)
+        .args(common)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        shot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    assert!(
+        std::fs::metadata(png).unwrap().len() > 10_000,
+        "a real screenshot"
+    );
+    String::from_utf8_lossy(&dom.stdout).into_owned()
 }
