@@ -458,6 +458,14 @@ pub struct RecordPaths {
 }
 
 impl RecordPaths {
+    /// How long a plugin's lease in the history lasts unless renewed (and a
+    /// replica may be silent): `[history] lease_secs`, 10 s by default.
+    pub fn lease(&self) -> Duration {
+        self.shared
+            .as_ref()
+            .map_or(levelhost_serve::executor::DEFAULT_LEASE, |s| s.lease)
+    }
+
     /// Reads the configuration file (all of it must be well-formed TOML of
     /// the right shape) without reading any plugin's manifest or package.
     pub fn load(path: &Path) -> Result<Self, FileError> {

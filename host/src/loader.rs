@@ -313,11 +313,7 @@ pub async fn serve_with(
         addr: config.serve.addr.clone(),
         database: config.serve.database.clone(),
         history: config.records.history()?,
-        lease: config
-            .records
-            .shared
-            .as_ref()
-            .map_or(std::time::Duration::from_secs(10), |s| s.lease),
+        lease: config.records.lease(),
         audit: config
             .records
             .open_audit()

@@ -124,6 +124,12 @@ pub enum ExecuteError {
     /// A history call's blocking task ended without an answer.
     #[error("the history task stopped")]
     Task(#[from] tokio::task::JoinError),
+    /// The process began stopping while the run waited for its plugin's lease.
+    #[error("run {run} did not start: the process is stopping")]
+    NotStarted {
+        /// The run.
+        run: String,
+    },
     /// An approved run cannot be applied as approved.
     #[error("run {run}: {why}")]
     Approval {
@@ -143,7 +149,42 @@ struct OpenRun {
     started: std::time::Instant,
 }
 
-/// Claims, runs and records runs. One per process.
+/// What a run does when another run of its plugin is going, in this
+/// process or in any other sharing the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// Do not start: the run is recorded `skipped`, saying why (a schedule
+    /// with `overlap = "skip"`).
+    Skip,
+    /// Wait for it to end.
+    Wait,
+}
+
+/// How long a plugin's lease lasts unless renewed, by default. A process
+/// killed while it runs the plugin holds it no longer than this.
+pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How often a run waiting for its plugin's lease asks again.
+const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Why a claimed run is recorded skipped when another holds its plugin's lease.
+pub const ANOTHER_RUN_GOING: &str =
+    "another run of the plugin was going (in this or another process sharing the history)";
+
+/// Ends a background task when dropped: a run's lease renewal stops with
+/// the run, however the run's future ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Claims, runs and records runs. One per process. Every run of every entry
+/// point (`levelhost run`, `apply`, schedules, events, approved plans) goes
+/// through [`Executor::run`]: claim, the plugin's lease in the history, run,
+/// record, audit the run's end.
 pub struct Executor {
     runner: PluginRunner,
     history: Option<Arc<History>>,
@@ -151,6 +192,10 @@ pub struct Executor {
     /// Claimed and not yet recorded, by run id.
     open: Mutex<HashMap<String, OpenRun>>,
     metrics: Option<Arc<Metrics>>,
+    /// How long a plugin's lease lasts before it is renewed.
+    lease: std::time::Duration,
+    /// Set once the process is stopping: a run waiting for its plugin's lease gives up.
+    stopping: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Executor {
@@ -168,7 +213,21 @@ impl Executor {
             audit,
             open: Mutex::default(),
             metrics: None,
+            lease: DEFAULT_LEASE,
+            stopping: None,
         }
+    }
+
+    /// Holds each plugin's lease for `lease` at a time, renewed while its run goes.
+    pub fn with_lease(mut self, lease: std::time::Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Gives up waiting for a lease once `stopping` turns true.
+    pub fn with_stopping(mut self, stopping: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.stopping = Some(stopping);
+        self
     }
 
     /// Counts every run it records in `metrics`.
@@ -360,9 +419,92 @@ impl Executor {
         options: RunOptions,
     ) -> Result<Finished, ExecuteError> {
         let id = claimed.id.clone();
+        self.run_when_free(plugin, claimed, input, options, Busy::Wait)
+            .await?
+            .ok_or(ExecuteError::NotStarted { run: id })
+    }
+
+    /// Runs a claimed run once it holds its plugin's lease; with
+    /// [`Busy::Skip`], records it skipped instead when another run holds it.
+    /// `None`: it did not run (skipped, or the process is stopping).
+    pub async fn run_when_free(
+        &self,
+        plugin: &ServedPlugin,
+        claimed: Claimed,
+        input: &serde_json::Value,
+        options: RunOptions,
+        busy: Busy,
+    ) -> Result<Option<Finished>, ExecuteError> {
+        let id = claimed.id.clone();
+        if !self.take_lease(&plugin.name, &id, busy).await? {
+            if busy == Busy::Skip {
+                tracing::info!(plugin = %plugin.name, run = %id, "skipped: {ANOTHER_RUN_GOING}");
+                self.skip_claimed(claimed, ANOTHER_RUN_GOING).await?;
+            }
+            return Ok(None);
+        }
+        let renewing = self.renew_lease(&plugin.name, &id);
         let result = self.run_steps(plugin, &claimed, input, options).await;
+        drop(renewing);
+        self.release_lease(&plugin.name, &id).await;
         self.lock_open().remove(&id);
-        result
+        result.map(Some)
+    }
+
+    /// Takes the plugin's lease for run `id`: at once, or (waiting) once the
+    /// run holding it ends. `false` when it is held and `busy` is
+    /// [`Busy::Skip`], or the process began stopping while it waited.
+    async fn take_lease(&self, plugin: &str, id: &str, busy: Busy) -> Result<bool, ExecuteError> {
+        let lease = self.lease;
+        let mut said = false;
+        loop {
+            let (name, holder) = (plugin.to_owned(), id.to_owned());
+            match self
+                .with_history(move |h| h.take_lease(&name, &holder, lease))
+                .await?
+            {
+                None | Some(true) => return Ok(true),
+                Some(false) if busy == Busy::Skip => return Ok(false),
+                Some(false) => {}
+            }
+            if self.stopping.as_ref().is_some_and(|s| *s.borrow()) {
+                return Ok(false);
+            }
+            if !said {
+                tracing::info!(plugin, run = %id, "waiting: another run of the plugin is going");
+                said = true;
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+        }
+    }
+
+    /// Renews run `id`'s lease of `plugin` every quarter lease until the
+    /// returned guard is dropped.
+    fn renew_lease(&self, plugin: &str, id: &str) -> Option<AbortOnDrop> {
+        let history = self.history.clone()?;
+        let (plugin, id, lease) = (plugin.to_owned(), id.to_owned(), self.lease);
+        Some(AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 4).await;
+                let (history, plugin, id) = (history.clone(), plugin.clone(), id.clone());
+                let renewed =
+                    tokio::task::spawn_blocking(move || history.renew_lease(&plugin, &id, lease))
+                        .await;
+                if let Ok(Err(e)) = renewed {
+                    tracing::error!("cannot renew a plugin's lease: {}", Chain(&e));
+                }
+            }
+        })))
+    }
+
+    async fn release_lease(&self, plugin: &str, id: &str) {
+        let (name, holder) = (plugin.to_owned(), id.to_owned());
+        if let Err(e) = self
+            .with_history(move |h| h.release_lease(&name, &holder))
+            .await
+        {
+            tracing::error!(plugin, "cannot give the plugin's lease back: {}", Chain(&e));
+        }
     }
 
     async fn run_steps(
@@ -538,6 +680,10 @@ impl Executor {
     /// would have written, and returns how many there were.
     pub async fn interrupt_open(&self, why: &str) -> Result<usize, ExecuteError> {
         let cut: Vec<(String, OpenRun)> = self.lock_open().drain().collect();
+        // Their leases go back now, not when they lapse.
+        for (id, run) in &cut {
+            self.release_lease(&run.plugin, id).await;
+        }
         if let Some(audit) = &self.audit {
             for (id, run) in &cut {
                 audit.append(&run_end(id, run, why))?;

@@ -15,6 +15,6 @@ pub mod scheduler;
 pub mod service;
 mod webhooks;
 
-pub use executor::{Claimed, ExecuteError, Executor, Finished, Origin, RunOptions, Waiting};
+pub use executor::{Busy, Claimed, ExecuteError, Executor, Finished, Origin, RunOptions, Waiting};
 pub use plugin::{CatchUp, Events, Overlap, Schedule, ServeOptions, ServedPlugin};
 pub use service::{Handle, ServeError, Service};

@@ -23,7 +23,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::executor::{Claimed, ExecuteError, Executor, Origin, RunOptions};
+use crate::executor::{Claimed, Executor, Origin, RunOptions};
 use crate::history::{History, HistoryError};
 use crate::metrics::Metrics;
 use crate::plugin::{ServeOptions, ServedPlugin};
@@ -93,18 +93,9 @@ pub struct Service {
     pub(crate) body_timeout: Duration,
     /// The service's metrics.
     metrics: Arc<Metrics>,
-    /// In a history replicas share: how long a plugin's lease lasts unless renewed.
-    cluster_lease: Option<Duration>,
 }
 
-/// What a run does when another replica is running its plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Busy {
-    /// Do not start (a schedule with `overlap = "skip"`).
-    Skip,
-    /// Wait for it to end.
-    Wait,
-}
+pub(crate) use crate::executor::Busy;
 
 /// A handle to a started service.
 pub struct Handle {
@@ -155,9 +146,10 @@ impl Service {
         let service = Arc::new(Service {
             current: std::sync::RwLock::new(Arc::new(plugins)),
             metrics: metrics.clone(),
-            cluster_lease: history.replica().map(|_| options.lease),
             executor: Executor::new(runner, Some(history.clone()), Some(audit))
-                .with_metrics(metrics),
+                .with_metrics(metrics)
+                .with_lease(options.lease)
+                .with_stopping(stopping.clone()),
             history,
             tasks: Mutex::new(JoinSet::new()),
             stopping: stopping.clone(),
@@ -598,52 +590,20 @@ impl Service {
             tracing::info!(plugin, run = %id, "not started: the host is shutting down");
             return;
         }
-        // In a cluster, the plugin's lease keeps it from running on two replicas at once.
-        if let Some(lease) = self.cluster_lease {
-            loop {
-                let (history, name, holder) = (self.history.clone(), plugin.to_owned(), id.clone());
-                let taken =
-                    tokio::task::spawn_blocking(move || history.take_lease(&name, &holder, lease))
-                        .await;
-                match taken {
-                    Ok(Ok(true)) => break,
-                    Ok(Ok(false)) => {}
-                    Ok(Err(e)) => {
-                        tracing::error!(plugin, "cannot take the plugin's lease: {}", Chain(&e))
-                    }
-                    Err(e) => tracing::error!(plugin, "cannot take the plugin's lease: {e}"),
-                }
-                if busy == Busy::Skip {
-                    tracing::info!(plugin, run = %id, "skipped: another replica is running the plugin");
-                    if let Err(e) = self
-                        .executor
-                        .skip_claimed(claimed, "another replica was running the plugin")
-                        .await
-                    {
-                        tracing::error!(plugin, "cannot record the skipped run: {}", Chain(&e));
-                    }
-                    return;
-                }
-                if self.is_stopping() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
+        // The plugin's lease in the history keeps it from running twice at
+        // once, here, on another replica, or in a `levelhost run` or `apply`.
         let result = self
             .executor
-            .run(&installed.served, claimed, &input, RunOptions::default())
+            .run_when_free(
+                &installed.served,
+                claimed,
+                &input,
+                RunOptions::default(),
+                busy,
+            )
             .await;
-        if let Err(ExecuteError::History(e)) = result {
+        if let Err(e) = result {
             tracing::error!(plugin, run = %id, "{}", Chain(&e));
-        }
-        if self.cluster_lease.is_some() {
-            let (history, name) = (self.history.clone(), plugin.to_owned());
-            let released =
-                tokio::task::spawn_blocking(move || history.release_lease(&name, &id)).await;
-            if let Ok(Err(e)) = released {
-                tracing::error!(plugin, "cannot give the plugin's lease back: {}", Chain(&e));
-            }
         }
     }
 }

@@ -175,7 +175,7 @@ pub(crate) fn served(
 pub(crate) fn executor(runner: PluginRunner, config: &HostConfig) -> anyhow::Result<Executor> {
     let audit = config.records.open_audit()?;
     let history = Arc::new(config.records.open_history()?);
-    Ok(Executor::new(runner, Some(history), Some(audit)))
+    Ok(Executor::new(runner, Some(history), Some(audit)).with_lease(config.records.lease()))
 }
 
 /// Prints how a recorded run ended: its output, a plan that waits for

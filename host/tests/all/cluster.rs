@@ -22,7 +22,7 @@ fn free_addr() -> String {
     listener.local_addr().unwrap().to_string()
 }
 
-async fn database() -> Option<String> {
+pub(crate) async fn database() -> Option<String> {
     let Some(admin) = std::env::var("LEVELHOST_TEST_POSTGRES")
         .ok()
         .filter(|u| !u.is_empty())
@@ -601,7 +601,7 @@ async fn three_replicas_killed_in_a_loop_start_nothing_twice_and_stay_within_the
     assert!(
         all.iter().any(|r| r.plugin == "slow"
             && r.status == "skipped"
-            && r.error.as_deref() == Some("another replica was running the plugin")),
+            && r.error.as_deref() == Some(levelhost_serve::executor::ANOTHER_RUN_GOING)),
         "a replica skipped what another was running"
     );
     // 0 duplicate (plugin, schedule, planned) starts.

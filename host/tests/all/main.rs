@@ -22,6 +22,7 @@ mod grant_properties; // the grant as a property: 10,000 random grants and call 
 mod grants; // grants proven with hostile plugins: capabilities, scopes, limits, the key
 mod host_calls; // the host side of level:api called without a component, checked against the simulator
 mod languages; // plugins in Rust, JavaScript, TypeScript, Python, Go and C: new, build, run
+mod lifecycle; // one run lifecycle for every entry point: a plugin never runs twice at once across processes
 mod packages; // sharing vetted plugins: packages, signatures, trust, upgrades, catalog, OCI registry
 mod plugins; // the example plugins: device-report and stale-device-tagger
 mod run; // running components: sandboxing, failures, world mismatches

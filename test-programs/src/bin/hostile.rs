@@ -5,6 +5,9 @@
 //! nothing to stdout and stderr, without end, logging every million), `big-arg` (passes a
 //! 2 MiB string to a host call), `key-hunt` (looks everywhere a key could
 //! leak: environment, files, error messages) and reports what it found.
+//! Not an attack: `spin` runs for `millis` (default 1500), creates the tag
+//! `tag` if given, and returns when it began and ended (ms since the epoch),
+//! so a test can tell whether two runs overlapped.
 
 use std::hint::black_box;
 
@@ -76,6 +79,24 @@ impl Guest for Hostile {
             .and_then(Value::as_str)
             .unwrap_or_default()
         {
+            "spin" => {
+                let now = || {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or_default()
+                };
+                let began = now();
+                let millis = input.get("millis").and_then(Value::as_u64).unwrap_or(1500);
+                let mut n = 0u64;
+                while now() < began + millis {
+                    n = black_box(n.wrapping_add(1));
+                }
+                if let Some(tag) = input.get("tag").and_then(Value::as_str) {
+                    tags::create_tag(tag).map_err(RunError::Level)?;
+                }
+                Ok(json!({ "began_ms": began, "ended_ms": now() }).to_string())
+            }
             "loop" => {
                 let mut n = 0u64;
                 loop {

@@ -364,23 +364,27 @@ pub trait HistoryBackend: Send + Sync + std::fmt::Debug {
     fn fail(&self, id: &str, error: &str) -> Result<(), HistoryError>;
     /// Records a claimed run that was not started after all, and why.
     fn skip_claimed(&self, id: &str, why: &str) -> Result<(), HistoryError>;
-    /// Takes the plugin's lease for `holder` (a run), so no other replica runs
-    /// the plugin at once; `false` while another holds it. Always `true` in a
-    /// history no other replica shares.
+    /// Takes the plugin's lease for `holder` (a run) for `lease`, so no other
+    /// process sharing this history (a `serve`, a replica, a `levelhost run`
+    /// or `apply`) runs the plugin at once; `false` while another run holds
+    /// it, the lease has not lapsed and that run is still `running` (a run a
+    /// crash cut off, once recorded `interrupted`, holds nothing).
     fn take_lease(
         &self,
         plugin: &str,
         holder: &str,
         lease: std::time::Duration,
-    ) -> Result<bool, HistoryError> {
-        let _ = (plugin, holder, lease);
-        Ok(true)
-    }
+    ) -> Result<bool, HistoryError>;
+    /// Extends `holder`'s lease of the plugin by `lease` from now; `false`
+    /// when it no longer holds it.
+    fn renew_lease(
+        &self,
+        plugin: &str,
+        holder: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool, HistoryError>;
     /// Gives the plugin's lease back.
-    fn release_lease(&self, plugin: &str, holder: &str) -> Result<(), HistoryError> {
-        let _ = (plugin, holder);
-        Ok(())
-    }
+    fn release_lease(&self, plugin: &str, holder: &str) -> Result<(), HistoryError>;
     /// At start-up: marks runs a crash left `running` as interrupted (in a
     /// shared history, only those of replicas no longer alive).
     fn interrupt_running(&self, why: &str) -> Result<usize, HistoryError>;
@@ -593,7 +597,20 @@ CREATE TABLE IF NOT EXISTS deliveries (
     verdict TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS leases (
+    plugin TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
 ";
+
+/// Milliseconds since the Unix epoch, `ahead` from now: lease times in SQLite.
+fn epoch_ms(ahead: std::time::Duration) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from((now + ahead).as_millis()).unwrap_or(i64::MAX)
+}
 
 fn now() -> String {
     level_api::clock::timestamp(time::OffsetDateTime::now_utc())
@@ -1012,6 +1029,53 @@ impl HistoryBackend for SqliteHistory {
             c.execute(
                 "UPDATE runs SET status = 'skipped', ended_at = ?2, error = ?3 WHERE id = ?1 AND status = 'running'",
                 params![id, now(), why],
+            )
+            .map(drop)
+        })
+    }
+
+    fn take_lease(
+        &self,
+        plugin: &str,
+        holder: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool, HistoryError> {
+        let (plugin, holder) = (plugin.to_owned(), holder.to_owned());
+        let (now, until) = (epoch_ms(std::time::Duration::ZERO), epoch_ms(lease));
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO leases (plugin, holder, expires_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (plugin) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms
+                 WHERE leases.expires_at_ms < ?4 OR leases.holder = excluded.holder
+                    OR NOT EXISTS (SELECT 1 FROM runs WHERE runs.id = leases.holder AND runs.status = 'running')",
+                params![plugin, holder, until, now],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    fn renew_lease(
+        &self,
+        plugin: &str,
+        holder: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool, HistoryError> {
+        let (plugin, holder, until) = (plugin.to_owned(), holder.to_owned(), epoch_ms(lease));
+        self.write(move |c| {
+            c.execute(
+                "UPDATE leases SET expires_at_ms = ?3 WHERE plugin = ?1 AND holder = ?2",
+                params![plugin, holder, until],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    fn release_lease(&self, plugin: &str, holder: &str) -> Result<(), HistoryError> {
+        let (plugin, holder) = (plugin.to_owned(), holder.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM leases WHERE plugin = ?1 AND holder = ?2",
+                params![plugin, holder],
             )
             .map(drop)
         })

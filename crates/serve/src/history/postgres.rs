@@ -817,7 +817,8 @@ impl HistoryBackend for PgHistory {
         let taken = self.execute(
             "INSERT INTO leases (plugin, holder, replica, expires_at) VALUES ($1, $2, $3, now() + make_interval(secs => $4))
              ON CONFLICT (plugin) DO UPDATE SET holder = EXCLUDED.holder, replica = EXCLUDED.replica, expires_at = EXCLUDED.expires_at
-             WHERE leases.expires_at < now() OR leases.holder = EXCLUDED.holder",
+             WHERE leases.expires_at < now() OR leases.holder = EXCLUDED.holder
+                OR NOT EXISTS (SELECT 1 FROM runs WHERE runs.id = leases.holder AND runs.status = 'running')",
             vec![
                 p(plugin.to_owned()),
                 p(holder.to_owned()),
@@ -826,6 +827,23 @@ impl HistoryBackend for PgHistory {
             ],
         )?;
         Ok(taken == 1)
+    }
+
+    fn renew_lease(
+        &self,
+        plugin: &str,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<bool, HistoryError> {
+        let renewed = self.execute(
+            "UPDATE leases SET expires_at = now() + make_interval(secs => $3) WHERE plugin = $1 AND holder = $2",
+            vec![
+                p(plugin.to_owned()),
+                p(holder.to_owned()),
+                p(lease.as_secs_f64()),
+            ],
+        )?;
+        Ok(renewed == 1)
     }
 
     fn release_lease(&self, plugin: &str, holder: &str) -> Result<(), HistoryError> {
