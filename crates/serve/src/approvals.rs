@@ -90,8 +90,7 @@ pub fn decide(
     Ok(())
 }
 
-/// Why a plan that waited past its time was not applied, as the history and the audit say it.
-pub const EXPIRED: &str = "the plan was not approved in time; nothing was applied";
+pub use crate::history::EXPIRED;
 
 /// The audit record of a plan that expired.
 pub fn expired_record(run: &str, plugin: &str) -> AuditRecord {

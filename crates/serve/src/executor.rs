@@ -23,57 +23,14 @@ use std::sync::{Arc, Mutex};
 use levelhost_core::Chain;
 use levelhost_runtime::audit::{AuditError, AuditLog, AuditRecord};
 use levelhost_runtime::error::HostError;
-use levelhost_runtime::runner::{PluginRunner, RunReport, RunRequest, Trigger, new_run_id};
+use levelhost_runtime::runner::{PluginRunner, RunReport, RunRequest, new_run_id};
 
 use crate::history::{Claim, History, HistoryError, RunRow, RunStatus};
 use crate::metrics::Metrics;
 use crate::plugin::ServedPlugin;
 use levelhost_runtime::level::PlanEntry;
 
-/// What started a run: the one description of it, for the history and for the plugin.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    /// By hand.
-    Manual,
-    /// A schedule, at its planned time.
-    Schedule {
-        /// The schedule's key in the history (its index and pattern).
-        schedule: String,
-        /// The planned time (ISO-8601 UTC).
-        planned: String,
-    },
-    /// A Level event.
-    Event {
-        /// The event's id: one run per id.
-        event_id: String,
-        /// The event type, such as `alert_active`.
-        event_type: String,
-    },
-}
-
-impl Origin {
-    /// `manual`, `schedule` or `event`, as recorded.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Origin::Manual => "manual",
-            Origin::Schedule { .. } => "schedule",
-            Origin::Event { .. } => "event",
-        }
-    }
-
-    /// What the plugin is told started it.
-    pub fn trigger(&self) -> Trigger {
-        match self {
-            Origin::Manual => Trigger::Manual,
-            Origin::Schedule { planned, .. } => Trigger::Schedule {
-                planned: planned.clone(),
-            },
-            Origin::Event { event_type, .. } => Trigger::Event {
-                event_type: event_type.clone(),
-            },
-        }
-    }
-}
+pub use crate::history::Origin;
 
 /// A run claimed in the history and not yet run. Hand it to [`Executor::run`].
 #[derive(Debug)]

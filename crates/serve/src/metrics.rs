@@ -375,7 +375,7 @@ mod tests {
         assert_eq!(kind, CLASSIC);
         assert!(!text.contains("# EOF"), "{text}");
         assert!(
-            text.contains("# TYPE webhook_deliveries_total counter"),
+            text.contains("# TYPE levelhost_webhook_deliveries_total counter"),
             "{text}"
         );
         assert!(text.contains("webhook_deliveries_total{"), "{text}");

@@ -124,6 +124,33 @@ async fn history_contract(a: Arc<History>, b: Arc<History>) {
         Some("2026-12-02T10:00:00.000Z")
     );
 
+    // Issue 22, point 2: a plugin's lease, one running run at a time, whichever
+    // handle (process) asks; renewed by its holder only; free once given back,
+    // or once its run is no longer running (a restart recorded it interrupted).
+    let lease = Duration::from_secs(60);
+    for (history, run) in [(&a, "lease-1"), (&b, "lease-2")] {
+        history
+            .claim(run, "leased", "1", "d", &Origin::Manual)
+            .unwrap();
+    }
+    assert!(a.take_lease("leased", "lease-1", lease).unwrap());
+    assert!(!b.take_lease("leased", "lease-2", lease).unwrap(), "held");
+    assert!(a.renew_lease("leased", "lease-1", lease).unwrap());
+    assert!(
+        !b.renew_lease("leased", "lease-2", lease).unwrap(),
+        "not its lease"
+    );
+    a.interrupt("lease-1", "killed").unwrap();
+    assert!(
+        b.take_lease("leased", "lease-2", lease).unwrap(),
+        "a lease whose run was cut off holds nothing"
+    );
+    b.release_lease("leased", "lease-2").unwrap();
+    assert!(
+        !a.renew_lease("leased", "lease-2", lease).unwrap(),
+        "given back"
+    );
+
     // A finished run reads back as it was recorded.
     a.claim("f1", "p", "1", "d", &Origin::Manual).unwrap();
     a.finish(
@@ -265,8 +292,12 @@ async fn the_history_and_audit_contracts_hold_in_postgres_and_replicas_lease_and
         .await
         .unwrap();
 
-    // A plugin's lease: one holder at a time, until given back or expired.
+    // A plugin's lease: one holder at a time, until given back or expired;
+    // its holder is a claimed run (a lease held by a run no longer running holds nothing).
     let lease = Duration::from_secs(2);
+    for (history, run) in [(&a, "run-a"), (&b, "run-b")] {
+        history.claim(run, "p", "1", "d", &Origin::Manual).unwrap();
+    }
     assert!(a.take_lease("p", "run-a", lease).unwrap());
     assert!(
         !b.take_lease("p", "run-b", lease).unwrap(),

@@ -20,11 +20,14 @@ use serde::Serialize;
 use levelhost_runtime::level::PlanEntry;
 use levelhost_runtime::runner::{RunFailure, RunReport};
 
-use crate::executor::Origin;
-
+mod origin;
 mod postgres;
 
+pub use origin::Origin;
 pub use postgres::{PgAudit, PgRateBudgets};
+
+/// Why a plan that waited too long was not applied, as its run records it.
+pub const EXPIRED: &str = "the plan was not approved in time; nothing was applied";
 
 /// The history database cannot be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -1128,7 +1131,7 @@ fn expire(c: &Connection, id: &str, at: &str) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE runs SET status = 'expired', ended_at = ?2, error = ?3
          WHERE id = ?1 AND status = 'awaiting-approval'",
-        params![id, at, crate::approvals::EXPIRED],
+        params![id, at, EXPIRED],
     )
     .map(drop)
 }

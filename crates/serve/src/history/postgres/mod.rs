@@ -21,14 +21,18 @@ use deadpool_postgres::{Manager, Pool};
 use tokio_postgres::NoTls;
 
 use super::{
-    ApprovalRecord, Claim, Decided, Ended, HistoryBackend, HistoryCause, HistoryError,
-    OriginColumns, ReplicaRow, RunRow, RunStatus, now,
+    ApprovalRecord, Claim, Decided, EXPIRED, Ended, HistoryBackend, HistoryCause, HistoryError,
+    Origin, OriginColumns, ReplicaRow, RunRow, RunStatus, now,
 };
-use crate::approvals::EXPIRED;
-use crate::executor::Origin;
 use levelhost_runtime::audit::{AuditCause, AuditError, AuditFilter, AuditRecord, AuditStore};
 use levelhost_runtime::level::PlanEntry;
 use levelhost_runtime::runner::RunReport;
+
+mod audit;
+mod budgets;
+
+pub use audit::PgAudit;
+pub use budgets::PgRateBudgets;
 
 /// Each migration, in order: its version and its statements.
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -902,232 +906,10 @@ impl HistoryBackend for PgHistory {
     }
 }
 
-/// Every key's rate budget in the database the replicas share (a token
-/// bucket per key name, on the database's clock), so replicas on one key
-/// stay within Level's limit together and a 429 pauses the key for all.
-/// The table is made by the history's migrations (applied when a replica's
-/// history connects, before any plugin runs).
-#[derive(Clone)]
-pub struct PgRateBudgets {
-    pool: Pool,
-}
-
-impl std::fmt::Debug for PgRateBudgets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgRateBudgets").finish_non_exhaustive()
-    }
-}
-
-impl PgRateBudgets {
-    /// Budgets in the database at `url`; connections are made on the
-    /// runtime of the first request that needs one.
-    pub fn new(url: &str, password: Option<&str>) -> Result<Self, HistoryError> {
-        Ok(Self {
-            pool: pool(url, password, 4).map_err(|source| HistoryError {
-                path: PathBuf::from(url),
-                source,
-            })?,
-        })
-    }
-
-    async fn take_one(&self, key: &str, per_minute: u32, burst: u32) -> PgResult<Option<Duration>> {
-        let capacity = f64::from(burst.max(1));
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        tx.execute(
-            "INSERT INTO rate_budgets (key, tokens, at) VALUES ($1, $2, EXTRACT(EPOCH FROM clock_timestamp())::float8) ON CONFLICT (key) DO NOTHING",
-            &[&key, &capacity],
-        )
-        .await?;
-        let row = tx
-            .query_one(
-                "SELECT tokens, at, paused_until, EXTRACT(EPOCH FROM clock_timestamp())::float8 FROM rate_budgets WHERE key = $1 FOR UPDATE",
-                &[&key],
-            )
-            .await?;
-        let (tokens, at, paused_until, now): (f64, f64, f64, f64) = (
-            row.try_get(0)?,
-            row.try_get(1)?,
-            row.try_get(2)?,
-            row.try_get(3)?,
-        );
-        if paused_until > now {
-            tx.commit().await?;
-            return Ok(Some(Duration::from_secs_f64(paused_until - now)));
-        }
-        let (left, wait) = level_api::RateBudget::take_from(tokens, now - at, per_minute, burst);
-        tx.execute(
-            "UPDATE rate_budgets SET tokens = $2, at = $3 WHERE key = $1",
-            &[&key, &left, &now],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(wait)
-    }
-
-    async fn pause_key(&self, key: &str, wait: Duration) -> PgResult<()> {
-        let client = self.pool.get().await?;
-        client
-            .execute(
-                "INSERT INTO rate_budgets AS b (key, tokens, at, paused_until)
-                 VALUES ($1, 0, EXTRACT(EPOCH FROM clock_timestamp())::float8, EXTRACT(EPOCH FROM clock_timestamp())::float8 + $2)
-                 ON CONFLICT (key) DO UPDATE SET tokens = 0, at = EXCLUDED.at, paused_until = GREATEST(b.paused_until, EXCLUDED.paused_until)",
-                &[&key, &wait.as_secs_f64()],
-            )
-            .await?;
-        Ok(())
-    }
-}
-
-impl level_api::SharedBudget for PgRateBudgets {
-    fn take<'a>(
-        &'a self,
-        key: &'a str,
-        per_minute: u32,
-        burst: u32,
-    ) -> level_api::BoxFuture<'a, Result<Option<Duration>, level_api::SharedBudgetError>> {
-        Box::pin(async move { Ok(self.take_one(key, per_minute, burst).await?) })
-    }
-
-    fn pause<'a>(
-        &'a self,
-        key: &'a str,
-        wait: Duration,
-    ) -> level_api::BoxFuture<'a, Result<(), level_api::SharedBudgetError>> {
-        Box::pin(async move { Ok(self.pause_key(key, wait).await?) })
-    }
-}
-
-/// The audit in the database the replicas share: the fields of the JSON
-/// lines as columns, so `levelhost audit` and the console read every
-/// replica's records from any of them. Each record is committed before
-/// `append` returns, so a write's `sending` record is in the database
-/// before the write leaves for Level.
-#[derive(Debug)]
-pub struct PgAudit {
-    db: Db,
-}
-
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Db")
             .field("database", &self.label)
             .finish_non_exhaustive()
-    }
-}
-
-impl PgAudit {
-    /// Connects to the database at `url` (applying the migrations not yet applied).
-    pub fn connect(url: &str, password: Option<&str>) -> Result<Self, HistoryError> {
-        Ok(Self {
-            db: Db::connect(url, password, 4)?,
-        })
-    }
-
-    fn failed(&self, e: HistoryError) -> AuditError {
-        AuditError {
-            path: self.db.label.clone(),
-            source: AuditCause::Store(Box::new(e)),
-        }
-    }
-}
-
-impl AuditStore for PgAudit {
-    fn location(&self) -> &std::path::Path {
-        &self.db.label
-    }
-
-    fn append(&self, record: &AuditRecord) -> Result<(), AuditError> {
-        let r = record.clone();
-        let names = serde_json::to_string(&r.names).unwrap_or_else(|_| "{}".to_owned());
-        let stage = serde_json::to_value(r.stage)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        self.db
-            .block(move |pool| async move {
-                pool.get()
-                    .await?
-                    .execute(
-                        "INSERT INTO audit (time, plugin, version, digest, run_id, operation, targets, allowed, reason, upstream_status, latency_ms, dry_run, requests, stage, names)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                        &[
-                            &r.time,
-                            &r.plugin,
-                            &r.version,
-                            &r.digest,
-                            &r.run_id,
-                            &r.operation,
-                            &r.targets,
-                            &r.allowed,
-                            &r.reason,
-                            &r.upstream_status.map(i32::from),
-                            &i64::try_from(r.latency_ms).unwrap_or(i64::MAX),
-                            &r.dry_run,
-                            &i64::from(r.requests),
-                            &stage,
-                            &names,
-                        ],
-                    )
-                    .await?;
-                Ok(())
-            })
-            .map_err(|e| self.failed(e))
-    }
-
-    /// Every record was committed as it was appended.
-    fn sync(&self) -> Result<(), AuditError> {
-        Ok(())
-    }
-
-    fn read(&self, filter: &AuditFilter) -> Result<(Vec<AuditRecord>, usize), AuditError> {
-        let filter = filter.clone();
-        self.db
-            .block(move |pool| async move {
-                let rows = pool
-                    .get()
-                    .await?
-                    .query(
-                        "SELECT time, plugin, version, digest, run_id, operation, targets, allowed, reason, upstream_status, latency_ms, dry_run, requests, stage, names FROM audit
-                         WHERE ($1::TEXT IS NULL OR plugin = $1) AND ($2::TEXT IS NULL OR run_id = $2) AND (NOT $3 OR NOT allowed) ORDER BY id",
-                        &[&filter.plugin, &filter.run_id, &filter.denied],
-                    )
-                    .await?;
-                let mut records = Vec::with_capacity(rows.len());
-                let mut skipped = 0;
-                for r in rows {
-                    let stage: String = r.try_get(13)?;
-                    let (Ok(stage), Ok(upstream), Ok(latency), Ok(requests)) = (
-                        serde_json::from_value(serde_json::Value::String(stage)),
-                        r.try_get::<_, Option<i32>>(9)
-                            .map(|s| s.and_then(|s| u16::try_from(s).ok())),
-                        r.try_get::<_, i64>(10).map(|l| u64::try_from(l).unwrap_or(0)),
-                        r.try_get::<_, i64>(12).map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
-                    ) else {
-                        skipped += 1;
-                        continue;
-                    };
-                    records.push(AuditRecord {
-                        time: r.try_get(0)?,
-                        plugin: r.try_get(1)?,
-                        version: r.try_get(2)?,
-                        digest: r.try_get(3)?,
-                        run_id: r.try_get(4)?,
-                        operation: r.try_get(5)?,
-                        targets: r.try_get(6)?,
-                        names: serde_json::from_str(&r.try_get::<_, String>(14)?)
-                            .unwrap_or_default(),
-                        allowed: r.try_get(7)?,
-                        reason: r.try_get(8)?,
-                        upstream_status: upstream,
-                        latency_ms: latency,
-                        dry_run: r.try_get(11)?,
-                        requests,
-                        stage,
-                    });
-                }
-                Ok((records, skipped))
-            })
-            .map_err(|e| self.failed(e))
     }
 }
