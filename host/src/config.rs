@@ -1103,15 +1103,7 @@ fn parse_schedule(source: &Source, plugin: &str, raw: RawSchedule) -> Result<Sch
             format!("plugin {plugin}: schedule {pattern:?}: {why}"),
         )
     })?;
-    let from = chrono::Utc::now();
-    if cron.find_next_occurrence(&from, false).is_err() {
-        return Err(source.error(
-            Some(raw.cron.span()),
-            format!(
-                "plugin {plugin}: schedule {pattern:?} never fires: no date matches it (such as day 30 of February)"
-            ),
-        ));
-    }
+
     let timezone = match &raw.timezone {
         None => chrono_tz::UTC,
         Some(tz) => tz.get_ref().parse().map_err(|_| {
@@ -1144,7 +1136,7 @@ fn parse_schedule(source: &Source, plugin: &str, raw: RawSchedule) -> Result<Sch
         })?),
         None => None,
     };
-    Ok(Schedule {
+    let schedule = Schedule {
         pattern,
         cron,
         timezone,
@@ -1153,7 +1145,17 @@ fn parse_schedule(source: &Source, plugin: &str, raw: RawSchedule) -> Result<Sch
         catch_up,
         catch_up_window: Duration::from_secs(raw.catch_up_window_secs),
         jitter: Duration::from_secs(raw.jitter_secs),
-    })
+    };
+    if schedule.next_after(chrono::Utc::now()).is_none() {
+        return Err(source.error(
+            Some(raw.cron.span()),
+            format!(
+                "plugin {plugin}: schedule {:?} never fires: no date matches it (such as day 30 of February)",
+                schedule.pattern
+            ),
+        ));
+    }
+    Ok(schedule)
 }
 
 /// Which field of a cron pattern (5 fields, or 6 with seconds first) holds

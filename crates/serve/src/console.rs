@@ -500,8 +500,8 @@ async fn plugins_page(State(console): State<Arc<Console>>) -> Response {
                     dt { "Schedules" } dd {
                         @if p.schedules.is_empty() { "none" }
                         @for s in &p.schedules {
-                            @let next = s.cron.find_next_occurrence(&Utc::now().with_timezone(&s.timezone), false).ok()
-                                .map(|t| t.with_timezone(&Utc).to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                            @let next = s.next_after(Utc::now())
+                                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
                             div { code { (s.pattern) } " (" (s.timezone) "), next " (next.unwrap_or_else(|| "never".to_owned())) }
                         }
                     }

@@ -48,6 +48,22 @@ pub struct Schedule {
     pub jitter: Duration,
 }
 
+impl Schedule {
+    /// The first time the schedule fires strictly after `after`, read in its
+    /// time zone; `None` when no date matches it. The one way levelhost
+    /// computes a next run: the scheduler walks with it, and `status` and the
+    /// console show it.
+    pub fn next_after(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.cron
+            .find_next_occurrence(&after.with_timezone(&self.timezone), false)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    }
+}
+
 /// One plugin, loaded and ready for `serve` to run.
 #[derive(Clone)]
 pub struct ServedPlugin {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use levelhost_core::Chain;
 
 use crate::executor::Origin;
@@ -18,8 +17,8 @@ use crate::service::{Busy, Service};
 /// The next run of a schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fire {
-    /// Its planned time, in the schedule's time zone (the next cursor).
-    pub planned: DateTime<Tz>,
+    /// Its planned time (the next cursor).
+    pub planned: DateTime<Utc>,
     /// How long to wait for it from `now` (zero when it is already due), before jitter.
     pub wait: Duration,
 }
@@ -27,18 +26,14 @@ pub struct Fire {
 /// The first occurrence of `schedule` after `cursor`, and how long after
 /// `now` it is due. Walking from the last planned time (not from `now`) is
 /// what keeps a late wake-up from skipping occurrences.
-pub fn next_fire(
-    schedule: &Schedule,
-    cursor: DateTime<Tz>,
-    now: DateTime<Utc>,
-) -> Result<Fire, croner::errors::CronError> {
-    let planned = schedule.cron.find_next_occurrence(&cursor, false)?;
+/// `None` when no date matches the schedule.
+pub fn next_fire(schedule: &Schedule, cursor: DateTime<Utc>, now: DateTime<Utc>) -> Option<Fire> {
+    let planned = schedule.next_after(cursor)?;
     let wait = planned
-        .with_timezone(&Utc)
         .signed_duration_since(now)
         .to_std()
         .unwrap_or(Duration::ZERO);
-    Ok(Fire { planned, wait })
+    Some(Fire { planned, wait })
 }
 
 /// The planned time to catch up on start-up: the latest occurrence before
@@ -98,17 +93,14 @@ impl Service {
         }
         // Walk the occurrences one by one from a cursor, so a late wake-up fires
         // (or records as skipped) the occurrences it missed instead of losing them.
-        let mut cursor = Utc::now().with_timezone(&schedule.timezone);
+        let mut cursor = Utc::now();
         loop {
-            let Fire { planned, wait } = match next_fire(&schedule, cursor, Utc::now()) {
-                Ok(fire) => fire,
-                Err(e) => {
-                    tracing::error!(plugin, schedule = %schedule.pattern, "no next run: {e}");
-                    return;
-                }
+            let Some(Fire { planned, wait }) = next_fire(&schedule, cursor, Utc::now()) else {
+                tracing::error!(plugin, schedule = %schedule.pattern, "no next run: no date matches the schedule");
+                return;
             };
             cursor = planned;
-            let next = planned.with_timezone(&Utc);
+            let next = planned;
             let jitter = if schedule.jitter.is_zero() {
                 Duration::ZERO
             } else {
@@ -231,7 +223,7 @@ mod tests {
     use super::*;
     use chrono::TimeZone as _;
 
-    fn schedule(pattern: &str, timezone: Tz, catch_up: CatchUp) -> Schedule {
+    fn schedule(pattern: &str, timezone: chrono_tz::Tz, catch_up: CatchUp) -> Schedule {
         Schedule {
             pattern: pattern.to_owned(),
             cron: pattern.parse().unwrap(),
@@ -251,7 +243,7 @@ mod tests {
     #[test]
     fn the_next_fire_is_the_first_occurrence_after_the_cursor() {
         let every_minute = schedule("* * * * *", chrono_tz::UTC, CatchUp::Skip);
-        let cursor = utc(12, 0, 30).with_timezone(&chrono_tz::UTC);
+        let cursor = utc(12, 0, 30);
         let fire = next_fire(&every_minute, cursor, utc(12, 0, 40)).unwrap();
         assert_eq!(fire.planned.with_timezone(&Utc), utc(12, 1, 0));
         assert_eq!(fire.wait, Duration::from_secs(20));
@@ -260,7 +252,7 @@ mod tests {
     #[test]
     fn a_late_wake_up_walks_every_missed_occurrence_without_waiting() {
         let every_minute = schedule("* * * * *", chrono_tz::UTC, CatchUp::Skip);
-        let mut cursor = utc(12, 0, 0).with_timezone(&chrono_tz::UTC);
+        let mut cursor = utc(12, 0, 0);
         let now = utc(12, 3, 30);
         let mut fired = Vec::new();
         loop {
@@ -279,7 +271,7 @@ mod tests {
     fn schedules_read_their_pattern_in_their_time_zone() {
         // 09:00 in New York is 14:00 UTC in March before daylight saving time.
         let nine = schedule("0 9 * * *", chrono_tz::America::New_York, CatchUp::Skip);
-        let cursor = utc(0, 0, 0).with_timezone(&chrono_tz::America::New_York);
+        let cursor = utc(0, 0, 0);
         let fire = next_fire(&nine, cursor, utc(0, 0, 0)).unwrap();
         assert_eq!(fire.planned.with_timezone(&Utc), utc(14, 0, 0));
     }

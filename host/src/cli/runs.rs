@@ -218,12 +218,7 @@ impl StatusArgs {
             let next = plugin
                 .schedules
                 .iter()
-                .filter_map(|s| {
-                    s.cron
-                        .find_next_occurrence(&Utc::now().with_timezone(&s.timezone), false)
-                        .ok()
-                })
-                .map(|t| t.with_timezone(&Utc))
+                .filter_map(|s| s.next_after(Utc::now()))
                 .min();
             let last = history.list(Some(&plugin.name), None, 1)?;
             let last = last.first();

@@ -1023,6 +1023,7 @@ async fn millions_of_empty_writes_leave_the_hosts_memory_flat() {
         .filter_map(|n| n.split_whitespace().next()?.parse::<u64>().ok())
         .max()
         .unwrap_or(0);
+    eprintln!("{writes} empty writes; peak resident memory {peaks:?} KiB (a loop, the writer)");
     assert!(
         writes >= 1_000_000,
         "only {writes} empty writes: {}",
