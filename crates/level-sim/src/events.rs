@@ -75,7 +75,7 @@ impl Events {
         let envelope = serde_json::json!({
             "event_type": event_type,
             "event_id": event_id,
-            "occurred_at": level_api::clock::timestamp(time::OffsetDateTime::now_utc()),
+            "occurred_at": level_api::clock::now(),
             "data": data,
         });
         let body = envelope.to_string();

@@ -76,7 +76,7 @@ impl Tenant {
                 .map_err(|_| SimError::unprocessable("group_id does not exist"))?;
         }
         let id = self.next_id("Device");
-        let now = level_api::clock::now();
+        let now = now();
         self.devices.push(DeviceRow {
             device: Device {
                 id: id.clone(),

@@ -247,10 +247,7 @@ fn find_mut<'a, T>(items: &'a mut [T], id: &str, key: impl Fn(&T) -> &str) -> Si
         .ok_or_else(SimError::not_found)
 }
 
-fn now() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    level_api::clock::timestamp(now)
-}
+use level_api::clock::now;
 
 impl Tenant {
     /// Loads a fixture, checking every reference. The error names the object and field at fault.

@@ -103,7 +103,7 @@ impl Host for LevelCtx {
                 resolved_at: current
                     .resolved_at
                     .clone()
-                    .or_else(|| Some(level_api::clock::timestamp(time::OffsetDateTime::now_utc()))),
+                    .or_else(|| Some(level_api::clock::now())),
                 ..current
             };
             self.write(

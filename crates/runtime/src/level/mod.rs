@@ -249,7 +249,7 @@ impl LevelCtx {
         took: Duration,
     ) -> AuditRecord {
         AuditRecord {
-            time: level_api::clock::timestamp(time::OffsetDateTime::now_utc()),
+            time: level_api::clock::now(),
             plugin: self.run.plugin.clone(),
             version: self.run.version.clone(),
             digest: self.run.digest.clone(),
@@ -284,7 +284,7 @@ impl LevelCtx {
     pub fn record_run_end(&mut self, failure: Option<String>, duration: Duration) {
         if let Some(cut) = self.in_flight.take() {
             let record = AuditRecord {
-                time: level_api::clock::timestamp(time::OffsetDateTime::now_utc()),
+                time: level_api::clock::now(),
                 reason: Some(
                     "cut off when the run ended while its request was out with Level; \
                      whether Level received it is unknown"

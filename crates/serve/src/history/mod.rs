@@ -615,9 +615,7 @@ fn epoch_ms(ahead: std::time::Duration) -> i64 {
     i64::try_from((now + ahead).as_millis()).unwrap_or(i64::MAX)
 }
 
-fn now() -> String {
-    level_api::clock::timestamp(time::OffsetDateTime::now_utc())
-}
+use level_api::clock::now;
 
 impl SqliteHistory {
     /// Opens (or creates) the database, in WAL mode with full sync, and starts its writer.
