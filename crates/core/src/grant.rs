@@ -277,9 +277,6 @@ pub enum ScopeError {
     /// A tag pattern is not a valid glob.
     #[error("tag pattern {0:?}: {1}")]
     BadPattern(String, String),
-    /// Level could not be asked for its groups.
-    #[error("cannot list Level's groups to resolve the scope: {0}")]
-    Level(String),
 }
 
 /// Resolves `scopes` against the organization's groups (`(id, name, parent)` triples).

@@ -57,14 +57,14 @@ pub fn new_engine(cache_dir: Option<&Path>, pooling: Option<Pooling>) -> Result<
         let mut cache = CacheConfig::new();
         cache.with_directory(dir);
         let cache = Cache::new(cache).map_err(|e| {
-            HostError::Engine(format!(
-                "cannot use the compile cache in {}: {e}",
-                dir.display()
-            ))
+            HostError::engine(
+                format!("cannot use the compile cache in {}", dir.display()),
+                e,
+            )
         })?;
         config.cache(Some(cache));
     }
-    let engine = Engine::new(&config).map_err(|e| HostError::Engine(e.to_string()))?;
+    let engine = Engine::new(&config).map_err(|e| HostError::engine("cannot configure it", e))?;
     let weak = engine.weak();
     thread::Builder::new()
         .name("levelhost-epoch".to_owned())
@@ -75,7 +75,7 @@ pub fn new_engine(cache_dir: Option<&Path>, pooling: Option<Pooling>) -> Result<
                 thread::sleep(EPOCH_TICK);
             }
         })
-        .map_err(|e| HostError::Engine(format!("cannot start the epoch thread: {e}")))?;
+        .map_err(|e| HostError::engine("cannot start the epoch thread", e))?;
     Ok(engine)
 }
 
@@ -128,11 +128,11 @@ impl Pooling {
 /// other users may write: compiled code is loaded from it without being
 /// compiled again, so only this host may put anything there.
 fn prepare_cache_dir(dir: &Path) -> Result<(), HostError> {
-    let error = |message: String| {
-        HostError::Engine(format!(
-            "cannot use the compile cache in {}: {message}",
-            dir.display()
-        ))
+    let error = |source: Box<dyn std::error::Error + Send + Sync>| {
+        HostError::engine(
+            format!("cannot use the compile cache in {}", dir.display()),
+            source,
+        )
     };
     if !dir.exists() {
         let mut builder = std::fs::DirBuilder::new();
@@ -142,20 +142,23 @@ fn prepare_cache_dir(dir: &Path) -> Result<(), HostError> {
             use std::os::unix::fs::DirBuilderExt as _;
             builder.mode(0o700);
         }
-        builder.create(dir).map_err(|e| error(e.to_string()))?;
+        builder.create(dir).map_err(|e| error(e.into()))?;
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(dir)
-            .map_err(|e| error(e.to_string()))?
+            .map_err(|e| error(e.into()))?
             .permissions()
             .mode();
         if mode & 0o022 != 0 {
-            return Err(error(format!(
-                "other users may write to it (mode {:o}); make it owner-only (chmod 700)",
-                mode & 0o777
-            )));
+            return Err(error(
+                format!(
+                    "other users may write to it (mode {:o}); make it owner-only (chmod 700)",
+                    mode & 0o777
+                )
+                .into(),
+            ));
         }
     }
     Ok(())

@@ -31,8 +31,8 @@ pub enum HostError {
         message: String,
     },
     /// The run's input is not JSON.
-    #[error("the input is not valid JSON: {0}")]
-    InvalidInput(String),
+    #[error("the input is not valid JSON")]
+    InvalidInput(#[source] serde_json::Error),
     /// A grant's scope does not match Level (a missing group), or Level could not be asked.
     #[error("plugin {plugin}: {error}")]
     Scope {
@@ -41,6 +41,15 @@ pub enum HostError {
         /// What is wrong.
         error: levelhost_core::grant::ScopeError,
     },
+    /// Level could not be asked for its groups, to resolve a grant's group scope.
+    #[error("plugin {plugin}: cannot list Level's groups to resolve the scope")]
+    ScopeLookup {
+        /// The plugin.
+        plugin: String,
+        /// Why Level did not answer.
+        #[source]
+        source: level_api::ClientError,
+    },
     /// The audit log could not be written.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
@@ -48,6 +57,25 @@ pub enum HostError {
     #[error("a host task stopped")]
     Task(#[from] tokio::task::JoinError),
     /// The wasmtime engine could not be set up.
-    #[error("cannot set up the WebAssembly engine: {0}")]
-    Engine(String),
+    #[error("cannot set up the WebAssembly engine: {what}")]
+    Engine {
+        /// What could not be done.
+        what: String,
+        /// Why (wasmtime's error, or the system's).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl HostError {
+    /// The engine could not do `what`, because of `source`.
+    pub(crate) fn engine(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Engine {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
 }

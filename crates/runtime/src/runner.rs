@@ -275,9 +275,9 @@ impl PluginRunner {
         let engine = engine::new_engine(cache_dir, pooling)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| HostError::Engine(e.to_string()))?;
+            .map_err(|e| HostError::engine("cannot link WASI", e))?;
         level::add_to_linker(&mut linker, |s: &mut HostState| &mut s.level)
-            .map_err(|e| HostError::Engine(e.to_string()))?;
+            .map_err(|e| HostError::engine("cannot link level:api", e))?;
         Ok(Self { engine, linker })
     }
 
@@ -352,7 +352,7 @@ impl PluginRunner {
         request: RunRequest,
     ) -> Result<RunReport, HostError> {
         serde_json::from_str::<serde_json::Value>(&request.input)
-            .map_err(|e| HostError::InvalidInput(e.to_string()))?;
+            .map_err(HostError::InvalidInput)?;
         let started = Instant::now();
         let limits = request.grant.limits.clone();
         let deadline = tokio::time::Instant::now() + limits.timeout();
@@ -525,7 +525,7 @@ impl PluginRunner {
                 .pre
                 .instantiate_async(&mut store)
                 .await
-                .map_err(|e| HostError::Engine(format!("{e:#}")))?;
+                .map_err(|e| HostError::engine("cannot make a pool instance ready", e))?;
             stores.push(store);
         }
         Ok(stores)
@@ -537,31 +537,31 @@ pub async fn resolve_scopes(
     client: &LevelClient,
     grant: &Grant,
 ) -> Result<grant::ResolvedScopes, HostError> {
-    let groups = if grant.scopes.groups.is_some() {
-        let mut all = Vec::new();
-        let mut page = PageParams {
-            limit: Some(100),
-            ..PageParams::default()
-        };
-        loop {
-            let batch = client
-                .list_groups(None, &page)
-                .await
-                .map_err(|e| HostError::Scope {
-                    plugin: grant.plugin.clone(),
-                    error: grant::ScopeError::Level(e.to_string()),
+    let groups =
+        if grant.scopes.groups.is_some() {
+            let mut all = Vec::new();
+            let mut page = PageParams {
+                limit: Some(100),
+                ..PageParams::default()
+            };
+            loop {
+                let batch = client.list_groups(None, &page).await.map_err(|source| {
+                    HostError::ScopeLookup {
+                        plugin: grant.plugin.clone(),
+                        source,
+                    }
                 })?;
-            let last = batch.data.last().map(|g| g.id.clone());
-            all.extend(batch.data.into_iter().map(|g| (g.id, g.name, g.parent_id)));
-            match last {
-                Some(id) if batch.has_more => page.starting_after = Some(id),
-                _ => break,
+                let last = batch.data.last().map(|g| g.id.clone());
+                all.extend(batch.data.into_iter().map(|g| (g.id, g.name, g.parent_id)));
+                match last {
+                    Some(id) if batch.has_more => page.starting_after = Some(id),
+                    _ => break,
+                }
             }
-        }
-        all
-    } else {
-        Vec::new()
-    };
+            all
+        } else {
+            Vec::new()
+        };
     grant::resolve(&grant.scopes, &groups).map_err(|error| HostError::Scope {
         plugin: grant.plugin.clone(),
         error,

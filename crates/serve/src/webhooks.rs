@@ -40,7 +40,7 @@ pub(crate) enum HookRejection {
     /// Shutdown has begun.
     ShuttingDown,
     /// The run could not be claimed in the history.
-    History(String),
+    History(crate::executor::ExecuteError),
 }
 
 impl HookRejection {
@@ -93,7 +93,11 @@ impl HookRejection {
                 "shutting down".to_owned(),
                 Some(("refused", "the host is shutting down".to_owned())),
             ),
-            Self::History(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.clone(), None),
+            Self::History(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Chain(e).to_string(),
+                None,
+            ),
         }
     }
 }
@@ -256,7 +260,7 @@ async fn take(service: &Arc<Service>, plugin: &str, headers: &HeaderMap, body: &
             let detail = "this event already started a run".to_owned();
             return Ok((Taken::Duplicate(event_id.clone()), event_id, detail));
         }
-        Err(e) => return Err((HookRejection::History(Chain(&e).to_string()), None)),
+        Err(e) => return Err((HookRejection::History(e), None)),
     };
     let id = claimed.id.clone();
     let task_service = service.clone();

@@ -211,8 +211,8 @@ async fn compiled_components_are_cached_on_disk_and_reused() {
         std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let err = levelhost_runtime::runner::PluginRunner::with_cache(Some(shared.path()))
             .err()
-            .expect("a world-writable cache is refused")
-            .to_string();
+            .expect("a world-writable cache is refused");
+        let err = levelhost_core::Chain(&err).to_string();
         assert!(err.contains("other users may write to it"), "{err}");
     }
 }

@@ -50,8 +50,8 @@ pub enum HistoryCause {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The batch a write was part of could not be committed.
-    #[error("cannot commit: {0}")]
-    Commit(String),
+    #[error("cannot commit")]
+    Commit(#[source] std::sync::Arc<rusqlite::Error>),
     /// The writer thread (or the PostgreSQL runtime) is gone.
     #[error("the history writer stopped")]
     WriterStopped,
@@ -59,8 +59,8 @@ pub enum HistoryCause {
     #[error(transparent)]
     Postgres(tokio_postgres::Error),
     /// No PostgreSQL connection could be had.
-    #[error("no connection: {0}")]
-    Pool(String),
+    #[error("no connection")]
+    Pool(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// How a run ended (or that it has not yet).
@@ -518,7 +518,7 @@ pub struct SqliteHistory {
 /// savepoint) and says whether they succeeded; the finisher it returns is
 /// handed the batch's commit outcome and answers the caller.
 type Write = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
-type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Finish = Box<dyn FnOnce(Result<(), std::sync::Arc<rusqlite::Error>>) + Send>;
 
 /// Writes committed together at most.
 const MAX_BATCH: usize = 512;
@@ -556,14 +556,14 @@ fn writer(mut conn: Connection, writes: mpsc::Receiver<Write>) {
                 }
                 Err(e) => {
                     let why = e.to_string();
-                    Box::new(move |_: Result<(), String>| {
+                    Box::new(move |_: Result<(), std::sync::Arc<rusqlite::Error>>| {
                         tracing::error!("history: cannot open a savepoint: {why}");
                     })
                 }
             };
             finishers.push(finish);
         }
-        let committed = tx.commit().map_err(|e| e.to_string());
+        let committed = tx.commit().map_err(std::sync::Arc::new);
         for finish in finishers {
             finish(committed.clone());
         }

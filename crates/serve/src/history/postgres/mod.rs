@@ -280,7 +280,7 @@ impl From<tokio_postgres::Error> for HistoryCause {
 
 impl From<deadpool_postgres::PoolError> for HistoryCause {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        HistoryCause::Pool(e.to_string())
+        HistoryCause::Pool(Box::new(e))
     }
 }
 
@@ -297,7 +297,7 @@ fn pool(url: &str, password: Option<&str>, size: usize) -> PgResult<Pool> {
         .max_size(size)
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
-        .map_err(|e| HistoryCause::Pool(e.to_string()))
+        .map_err(|e| HistoryCause::Pool(Box::new(e)))
 }
 
 /// The columns [`run_row`] reads, in order.
