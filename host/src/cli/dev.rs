@@ -9,8 +9,9 @@ use level_sim::{SimConfig, Simulator};
 
 use super::ExitStatus;
 
-/// How often `dev` looks for changed files.
-const POLL: Duration = Duration::from_millis(250);
+/// How long `dev` lets a burst of file events (an editor's save) settle
+/// before it builds.
+const SETTLE: Duration = Duration::from_millis(100);
 
 /// Folders `dev` does not watch: build outputs, installed tools, generated bindings.
 const UNWATCHED: [&str; 9] = [
@@ -62,11 +63,21 @@ impl DevArgs {
         );
         let runner = super::runner()?;
         let mut stop = super::signal::listen();
+        let (events, mut changes) = tokio::sync::mpsc::unbounded_channel();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event {
+                    let _ = events.send(event);
+                }
+            })
+            .context("cannot watch the project's files")?;
+        notify::Watcher::watch(&mut watcher, &self.dir, notify::RecursiveMode::Recursive)
+            .with_context(|| format!("cannot watch {}", self.dir.display()))?;
         loop {
             let seen = self.build_and_run(&runner, &sim, &input).await;
             eprintln!("dev: watching {} for changes", self.dir.display());
             tokio::select! {
-                () = changed(&self.dir, &seen) => {}
+                () = changed(&self.dir, &seen, &mut changes) => {}
                 signal = stop.stopped() => {
                     eprintln!("dev: stopped by {signal}");
                     sim.stop().await;
@@ -126,6 +137,16 @@ impl DevArgs {
     }
 }
 
+/// Whether `path` is one of the project's own files: not in a folder of
+/// build outputs, tools or generated bindings, and not a component.
+fn watched(dir: &Path, path: &Path) -> bool {
+    let inside = path.strip_prefix(dir).unwrap_or(path);
+    let generated = inside
+        .components()
+        .any(|c| UNWATCHED.iter().any(|u| c.as_os_str() == *u));
+    !generated && path.extension().is_none_or(|e| e != "wasm")
+}
+
 /// Each watched file's modification time.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, SystemTime> {
     let mut files = BTreeMap::new();
@@ -136,15 +157,14 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, SystemTime> {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            let name = entry.file_name();
             let Ok(meta) = entry.metadata() else {
                 continue;
             };
             if meta.is_dir() {
-                if !UNWATCHED.iter().any(|u| name == *u) {
+                if !UNWATCHED.iter().any(|u| entry.file_name() == *u) {
                     pending.push(path);
                 }
-            } else if path.extension().is_none_or(|e| e != "wasm")
+            } else if watched(dir, &path)
                 && let Ok(modified) = meta.modified()
             {
                 files.insert(path, modified);
@@ -154,12 +174,30 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, SystemTime> {
     files
 }
 
-/// Returns once a watched file is added, removed or modified.
-async fn changed(dir: &Path, seen: &BTreeMap<PathBuf, SystemTime>) {
-    loop {
-        tokio::time::sleep(POLL).await;
+/// Returns once a watched file is added, removed or modified since `seen`.
+/// The file system's events wake it and the snapshot decides, so an event
+/// the build's own writes deliver late is no change.
+async fn changed(
+    dir: &Path,
+    seen: &BTreeMap<PathBuf, SystemTime>,
+    changes: &mut tokio::sync::mpsc::UnboundedReceiver<notify::Event>,
+) {
+    use notify::EventKind;
+    while let Some(event) = changes.recv().await {
+        let edits = matches!(
+            event.kind,
+            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+        );
+        if !edits || !event.paths.iter().any(|p| watched(dir, p)) {
+            continue;
+        }
+        // Let the burst of events a save makes settle.
+        tokio::time::sleep(SETTLE).await;
+        while changes.try_recv().is_ok() {}
         if snapshot(dir) != *seen {
             return;
         }
     }
+    // The watcher is gone: nothing will change any more.
+    std::future::pending::<()>().await;
 }
