@@ -678,11 +678,8 @@ impl HostConfig {
             let manifest_digest = levelhost_core::digest(manifest_source.text.as_bytes());
             let mut tag_patterns = Vec::new();
             for pattern in raw_plugin.scopes.tags.iter().flatten() {
-                globset::Glob::new(pattern.get_ref()).map_err(|e| {
-                    source.error(
-                        Some(pattern.span()),
-                        format!("plugin {name}: tag pattern: {e}"),
-                    )
+                levelhost_core::grant::tag_pattern(pattern.get_ref()).map_err(|e| {
+                    source.error(Some(pattern.span()), format!("plugin {name}: {e}"))
                 })?;
                 tag_patterns.push(pattern.get_ref().clone());
             }

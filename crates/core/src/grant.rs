@@ -279,6 +279,19 @@ pub enum ScopeError {
     BadPattern(String, String),
 }
 
+/// One tag pattern of a scope (a name or a glob such as `stale-*`), as the
+/// gate matches it: the one parser of tag patterns, for the config's checks
+/// and for [`resolve`].
+///
+/// ```
+/// assert!(levelhost_core::grant::tag_pattern("stale-*").is_ok());
+/// assert!(levelhost_core::grant::tag_pattern("stale-[").is_err());
+/// ```
+pub fn tag_pattern(pattern: &str) -> Result<globset::Glob, ScopeError> {
+    globset::Glob::new(pattern)
+        .map_err(|e| ScopeError::BadPattern(pattern.to_owned(), e.to_string()))
+}
+
 /// Resolves `scopes` against the organization's groups (`(id, name, parent)` triples).
 /// A group named in the scope that Level does not have is an error naming it.
 pub fn resolve(
@@ -321,10 +334,7 @@ pub fn resolve(
         Some(patterns) => {
             let mut builder = globset::GlobSetBuilder::new();
             for p in patterns {
-                builder.add(
-                    globset::Glob::new(p)
-                        .map_err(|e| ScopeError::BadPattern(p.clone(), e.to_string()))?,
-                );
+                builder.add(tag_pattern(p)?);
             }
             Some(
                 builder
