@@ -393,7 +393,24 @@ impl Executor {
         busy: Busy,
     ) -> Result<Option<Finished>, ExecuteError> {
         let id = claimed.id.clone();
-        if !self.take_lease(&plugin.name, &id, busy).await? {
+        let taken = match self.take_lease(&plugin.name, &id, busy).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                // Not known to be the only run of its plugin: it does not
+                // start, and is recorded as failed, saying why.
+                self.lock_open().remove(&id);
+                self.count(&plugin.name, RunStatus::Failed, None);
+                let (run, error) = (
+                    id.clone(),
+                    format!("cannot take the plugin's lease: {}", Chain(&e)),
+                );
+                if let Err(recording) = self.with_history(move |h| h.fail(&run, &error)).await {
+                    tracing::error!(plugin = %plugin.name, run = %id, "{}", Chain(&recording));
+                }
+                return Err(e);
+            }
+        };
+        if !taken {
             if busy == Busy::Skip {
                 tracing::info!(plugin = %plugin.name, run = %id, "skipped: {ANOTHER_RUN_GOING}");
                 self.skip_claimed(claimed, ANOTHER_RUN_GOING).await?;

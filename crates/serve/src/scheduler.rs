@@ -9,10 +9,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use levelhost_core::Chain;
 
+use crate::executor::Busy;
 use crate::executor::Origin;
 use crate::history::RunStatus;
 use crate::plugin::{CatchUp, Overlap, Schedule};
-use crate::service::{Busy, Service};
+use crate::service::Service;
 
 /// The next run of a schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

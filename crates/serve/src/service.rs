@@ -23,7 +23,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::executor::{Claimed, Executor, Origin, RunOptions};
+use crate::executor::{Busy, Claimed, Executor, Origin, RunOptions};
 use crate::history::{History, HistoryError};
 use crate::metrics::Metrics;
 use crate::plugin::{ServeOptions, ServedPlugin};
@@ -94,8 +94,6 @@ pub struct Service {
     /// The service's metrics.
     metrics: Arc<Metrics>,
 }
-
-pub(crate) use crate::executor::Busy;
 
 /// A handle to a started service.
 pub struct Handle {

@@ -94,21 +94,24 @@ impl AuditArgs {
 /// The records a person reads: one per call. A write's "sending" record is
 /// left out when a later record of the same run tells how that call ended;
 /// one with no such record (the host was killed while it was out) stays.
+/// One pass from the end, so a long audit log costs no more than reading it.
 fn one_row_per_call(records: &[AuditRecord]) -> Vec<&AuditRecord> {
-    records
+    let mut ended = std::collections::HashSet::new();
+    let mut shown: Vec<&AuditRecord> = records
         .iter()
-        .enumerate()
-        .filter(|(i, r)| {
-            r.stage != Stage::Sending
-                || !records.iter().skip(i + 1).any(|later| {
-                    later.run_id == r.run_id
-                        && later.operation == r.operation
-                        && later.targets == r.targets
-                        && later.stage != Stage::Sending
-                })
+        .rev()
+        .filter(|r| {
+            let call = (&r.run_id, &r.operation, &r.targets);
+            if r.stage == Stage::Sending {
+                !ended.contains(&call)
+            } else {
+                ended.insert(call);
+                true
+            }
         })
-        .map(|(_, r)| r)
-        .collect()
+        .collect();
+    shown.reverse();
+    shown
 }
 
 /// What became of the call, in a word; a run's own record says how the run ended.
