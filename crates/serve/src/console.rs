@@ -201,14 +201,18 @@ async fn css() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response()
 }
 
-/// A page of the console, its navigation showing how many plans wait.
-async fn page(console: &Console, title: &str, body: Markup) -> Response {
-    let waiting = history(console, |h| {
+/// How many plans wait for a person, however long ago they were made.
+async fn waiting_plans(console: &Console) -> usize {
+    history(console, |h| {
         Ok(h.list(None, Some(RunStatus::AwaitingApproval), 1000)?.len())
     })
     .await
-    .unwrap_or(0);
-    layout(title, waiting, body)
+    .unwrap_or(0)
+}
+
+/// A page of the console, its navigation showing how many plans wait.
+async fn page(console: &Console, title: &str, body: Markup) -> Response {
+    layout(title, waiting_plans(console).await, body)
 }
 
 fn layout(title: &str, waiting: usize, body: Markup) -> Response {
@@ -353,10 +357,7 @@ async fn overview_page(State(console): State<Arc<Console>>) -> Response {
         .into_iter()
         .filter(|r| r.time >= since)
         .count();
-    let waiting = runs
-        .iter()
-        .filter(|r| r.status == RunStatus::AwaitingApproval.as_str())
-        .count();
+    let waiting = waiting_plans(&console).await;
     let failing: Vec<&RunRow> = runs
         .iter()
         .filter(|r| FAILING.contains(&r.status.as_str()))
@@ -464,7 +465,7 @@ async fn overview_page(State(console): State<Arc<Console>>) -> Response {
             }
         }
     };
-    page(&console, "Overview", body).await
+    layout("Overview", waiting, body)
 }
 
 async fn plugins_page(State(console): State<Arc<Console>>) -> Response {

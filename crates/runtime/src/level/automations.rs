@@ -10,6 +10,10 @@ impl LevelCtx {
     /// it by name. Level lists webhook triggers only in newer versions of
     /// its API, so a failed look-up leaves the plan with the fingerprint.
     async fn name_automation(&mut self, call: &mut Call, token: &str) {
+        let target = automation_target(token);
+        if self.names.contains_key(&target) {
+            return;
+        }
         let Ok(hooks) = self
             .fetch(call, |c| async move { c.list_automation_webhooks().await })
             .await
@@ -17,11 +21,7 @@ impl LevelCtx {
             return;
         };
         if let Some(hook) = hooks.iter().find(|h| h.token() == token) {
-            self.note_name(
-                &automation_target(token),
-                "automation",
-                &hook.automation_name,
-            );
+            self.note_name(&target, "automation", &hook.automation_name);
         }
     }
 }
