@@ -313,9 +313,11 @@ async fn b10_cluster(
             password: None,
         },
     )
+    .await
     .expect("history");
     let fired = history
         .list(None, None, 1_000_000)
+        .await
         .expect("runs")
         .iter()
         .filter(|r| {

@@ -561,10 +561,8 @@ impl RecordPaths {
     }
 
     /// Opens the history.
-    pub fn open_history(&self) -> anyhow::Result<levelhost_serve::history::History> {
-        Ok(levelhost_serve::history::History::connect(
-            &self.history()?,
-        )?)
+    pub async fn open_history(&self) -> anyhow::Result<levelhost_serve::history::History> {
+        Ok(levelhost_serve::history::History::connect(&self.history()?).await?)
     }
 }
 

@@ -48,7 +48,7 @@ pub enum DecideError {
 
 /// Records `decision` on waiting run `run` by `by`, in the history and the
 /// audit log. Atomic: a run is decided once, and never after it expired.
-pub fn decide(
+pub async fn decide(
     history: &History,
     audit: &AuditLog,
     run: &str,
@@ -57,8 +57,12 @@ pub fn decide(
     reason: Option<&str>,
 ) -> Result<(), DecideError> {
     let approve = decision == Decision::Approve;
-    let plugin = history.get(run)?.map(|r| r.plugin).unwrap_or_default();
-    match history.decide(run, approve, by, reason)? {
+    let plugin = history
+        .get(run)
+        .await?
+        .map(|r| r.plugin)
+        .unwrap_or_default();
+    match history.decide(run, approve, by, reason).await? {
         Decided::Done => {}
         Decided::Unknown => return Err(DecideError::Unknown(run.to_owned())),
         Decided::NotWaiting(status) => {
@@ -99,11 +103,11 @@ pub fn expired_record(run: &str, plugin: &str) -> AuditRecord {
 
 /// Marks waiting plans past their time as expired, each with its audit
 /// record (made durable); returns each one's (run, plugin).
-pub fn expire_overdue(
+pub async fn expire_overdue(
     history: &History,
     audit: Option<&AuditLog>,
 ) -> Result<Vec<(String, String)>, DecideError> {
-    let expired = history.expire_overdue()?;
+    let expired = history.expire_overdue().await?;
     if let Some(audit) = audit.filter(|_| !expired.is_empty()) {
         for (run, plugin) in &expired {
             audit.append(&expired_record(run, plugin))?;

@@ -203,8 +203,10 @@ async fn css() -> Response {
 
 /// How many plans wait for a person, however long ago they were made.
 async fn waiting_plans(console: &Console) -> usize {
-    history(console, |h| {
-        Ok(h.list(None, Some(RunStatus::AwaitingApproval), 1000)?.len())
+    history(console, |h| async move {
+        Ok(h.list(None, Some(RunStatus::AwaitingApproval), 1000)
+            .await?
+            .len())
     })
     .await
     .unwrap_or(0)
@@ -254,20 +256,20 @@ fn failure(status: StatusCode, what: String) -> Response {
     response
 }
 
-/// Runs `f` on the history, on the blocking pool.
-async fn history<T: Send + 'static>(
-    console: &Console,
-    f: impl FnOnce(&crate::history::History) -> Result<T, crate::history::HistoryError> + Send + 'static,
-) -> Result<T, Response> {
-    let history = console.service.history.clone();
-    match tokio::task::spawn_blocking(move || f(&history)).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(failure(
+/// Asks the history with `f`; a failure is the error page.
+async fn history<'a, T, F>(
+    console: &'a Console,
+    f: impl FnOnce(&'a crate::history::History) -> F,
+) -> Result<T, Response>
+where
+    F: Future<Output = Result<T, crate::history::HistoryError>> + 'a,
+{
+    f(&console.service.history).await.map_err(|e| {
+        failure(
             StatusCode::INTERNAL_SERVER_ERROR,
             levelhost_core::Chain(&e).to_string(),
-        )),
-        Err(e) => Err(failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-    }
+        )
+    })
 }
 
 fn status(s: &str) -> Markup {
@@ -336,8 +338,9 @@ async fn overview_page(State(console): State<Arc<Console>>) -> Response {
     let since = (now - chrono::TimeDelta::hours(OVERVIEW_HOURS as i64))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let from = since.clone();
-    let runs = match history(&console, move |h| {
-        Ok(h.list(None, None, 5000)?
+    let runs = match history(&console, |h| async move {
+        Ok(h.list(None, None, 5000)
+            .await?
             .into_iter()
             .filter(|r| r.started_at >= from)
             .collect::<Vec<_>>())
@@ -471,11 +474,13 @@ async fn overview_page(State(console): State<Arc<Console>>) -> Response {
 async fn plugins_page(State(console): State<Arc<Console>>) -> Response {
     let plugins = console.service.plugins();
     let names: Vec<String> = plugins.keys().cloned().collect();
-    let last = match history(&console, move |h| {
-        names
-            .iter()
-            .map(|n| Ok((n.clone(), h.list(Some(n), None, 1)?.into_iter().next())))
-            .collect::<Result<Vec<_>, _>>()
+    let last = match history(&console, |h| async move {
+        let mut last = Vec::with_capacity(names.len());
+        for name in names {
+            let run = h.list(Some(&name), None, 1).await?.into_iter().next();
+            last.push((name, run));
+        }
+        Ok(last)
     })
     .await
     {
@@ -540,11 +545,7 @@ async fn runs_page(
         .and_then(|s| s.parse().ok());
     let wanted_origin = filter.origin.clone().filter(|o| !o.is_empty());
     let since = filter.since.clone().filter(|s| !s.is_empty());
-    let runs = match history(&console, move |h| {
-        h.list(plugin.as_deref(), status_filter, 500)
-    })
-    .await
-    {
+    let runs = match history(&console, |h| h.list(plugin.as_deref(), status_filter, 500)).await {
         Ok(runs) => runs,
         Err(page) => return page,
     };
@@ -636,8 +637,7 @@ fn calls_table(calls: &[AuditRecord]) -> Markup {
 }
 
 async fn run_page(State(console): State<Arc<Console>>, Path(id): Path<String>) -> Response {
-    let wanted = id.clone();
-    let run = match history(&console, move |h| h.get(&wanted)).await {
+    let run = match history(&console, |h| h.get(&id)).await {
         Ok(Some(run)) => run,
         Ok(None) => return failure(StatusCode::NOT_FOUND, format!("no run {id}")),
         Err(page) => return page,
@@ -710,9 +710,9 @@ async fn denials_page(State(console): State<Arc<Console>>) -> Response {
         .unwrap_or_default();
     denied.reverse();
     denied.truncate(200);
-    let limited = match history(&console, |h| {
-        let mut rows = h.list(None, Some(RunStatus::LimitExceeded), 100)?;
-        rows.extend(h.list(None, Some(RunStatus::TimedOut), 100)?);
+    let limited = match history(&console, |h| async move {
+        let mut rows = h.list(None, Some(RunStatus::LimitExceeded), 100).await?;
+        rows.extend(h.list(None, Some(RunStatus::TimedOut), 100).await?);
         rows.sort_by(|a, b| b.started_at.cmp(&a.started_at));
         Ok(rows)
     })
@@ -827,17 +827,11 @@ async fn decide_form(
     let Some(audit) = console.service.executor().audit().cloned() else {
         return failure(StatusCode::INTERNAL_SERVER_ERROR, "no audit log".to_owned());
     };
-    let history = console.service.history.clone();
     let reason = Some(form.reason.trim().to_owned()).filter(|r| !r.is_empty());
-    let by = form.by.trim().to_owned();
-    let run = id.clone();
-    let decided = tokio::task::spawn_blocking(move || {
-        decide(&history, &audit, &run, decision, &by, reason.as_deref())
-    })
-    .await;
-    match decided {
-        Ok(Ok(())) => Redirect::to(&format!("/runs/{id}")).into_response(),
-        Ok(Err(e)) => failure(StatusCode::CONFLICT, levelhost_core::Chain(&e).to_string()),
-        Err(e) => failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let by = form.by.trim();
+    let history = &console.service.history;
+    match decide(history, &audit, &id, decision, by, reason.as_deref()).await {
+        Ok(()) => Redirect::to(&format!("/runs/{id}")).into_response(),
+        Err(e) => failure(StatusCode::CONFLICT, levelhost_core::Chain(&e).to_string()),
     }
 }

@@ -18,6 +18,7 @@
 //! ends `diverged`.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use levelhost_core::Chain;
@@ -41,6 +42,8 @@ pub struct Claimed {
     origin: Origin,
     /// For an approved run: the plan it is held to, and its recorded input.
     approved: Option<(Vec<PlanEntry>, serde_json::Value)>,
+    /// Whether the claim took the plugin's lease for the run already.
+    leased: bool,
 }
 
 /// How a run ended, as recorded.
@@ -204,17 +207,18 @@ impl Executor {
         }
     }
 
-    /// Runs with `f` on the blocking pool; `Ok(None)` when nothing is recorded.
-    async fn with_history<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&History) -> Result<T, HistoryError> + Send + 'static,
-    ) -> Result<Option<T>, ExecuteError> {
-        let Some(history) = self.history.clone() else {
-            return Ok(None);
-        };
-        Ok(Some(
-            tokio::task::spawn_blocking(move || f(&history)).await??,
-        ))
+    /// Asks the history with `f`; `Ok(None)` when nothing is recorded.
+    async fn with_history<'a, T, F>(
+        &'a self,
+        f: impl FnOnce(&'a History) -> F,
+    ) -> Result<Option<T>, ExecuteError>
+    where
+        F: Future<Output = Result<T, HistoryError>> + 'a,
+    {
+        match &self.history {
+            Some(history) => Ok(Some(f(history).await?)),
+            None => Ok(None),
+        }
     }
 
     /// Claims a run of `plugin` for `origin`. `None` when its (schedule,
@@ -244,25 +248,17 @@ impl Executor {
         delivery: bool,
     ) -> Result<Option<Claimed>, ExecuteError> {
         let id = new_run_id();
-        let (run, name, version, digest, recorded) = (
-            id.clone(),
-            plugin.name.clone(),
-            plugin.version.clone(),
-            plugin.plugin.digest.clone(),
-            origin.clone(),
-        );
+        let (name, version, digest) = (&plugin.name, &plugin.version, &plugin.plugin.digest);
         let claim = self
-            .with_history(move |h| {
-                if delivery {
-                    h.claim_delivery(&run, &name, &version, &digest, &recorded)
-                } else {
-                    h.claim(&run, &name, &version, &digest, &recorded)
-                }
+            .with_history(|h| {
+                h.claim_leased(&id, name, version, digest, &origin, delivery, self.lease)
             })
             .await?;
-        if claim == Some(Claim::AlreadyClaimed) {
-            return Ok(None);
-        }
+        let leased = match claim {
+            Some((Claim::AlreadyClaimed, _)) => return Ok(None),
+            Some((Claim::Started, leased)) => leased,
+            None => false,
+        };
         self.lock_open().insert(
             id.clone(),
             OpenRun {
@@ -276,6 +272,7 @@ impl Executor {
             id,
             origin,
             approved: None,
+            leased,
         }))
     }
 
@@ -289,7 +286,7 @@ impl Executor {
         run: &str,
     ) -> Result<Option<Claimed>, ExecuteError> {
         let id = run.to_owned();
-        let Some(Some(row)) = self.with_history(move |h| h.start_approved(&id)).await? else {
+        let Some(Some(row)) = self.with_history(|h| h.start_approved(&id)).await? else {
             return Ok(None);
         };
         self.lock_open().insert(
@@ -323,10 +320,11 @@ impl Executor {
                 id: row.id.clone(),
                 origin: Origin::of(&row),
                 approved: Some((plan, input)),
+                leased: false,
             })),
             Err(e) => {
                 let (run, error) = (row.id.clone(), e.to_string());
-                self.with_history(move |h| h.fail(&run, &error)).await?;
+                self.with_history(|h| h.fail(&run, &error)).await?;
                 self.lock_open().remove(&row.id);
                 Err(e)
             }
@@ -337,8 +335,7 @@ impl Executor {
     pub async fn skip_claimed(&self, claimed: Claimed, why: &str) -> Result<(), ExecuteError> {
         let (id, why) = (claimed.id.clone(), why.to_owned());
         let plugin = self.lock_open().remove(&claimed.id).map(|r| r.plugin);
-        self.with_history(move |h| h.skip_claimed(&id, &why))
-            .await?;
+        self.with_history(|h| h.skip_claimed(&id, &why)).await?;
         if let Some(plugin) = plugin {
             self.count(&plugin, RunStatus::Skipped, None);
         }
@@ -353,7 +350,7 @@ impl Executor {
         why: &str,
     ) -> Result<(), ExecuteError> {
         let (id, name, why) = (new_run_id(), plugin.name.clone(), why.to_owned());
-        self.with_history(move |h| h.record_skip(&id, &name, &origin, &why))
+        self.with_history(|h| h.record_skip(&id, &name, &origin, &why))
             .await?;
         self.count(&plugin.name, RunStatus::Skipped, None);
         Ok(())
@@ -393,7 +390,12 @@ impl Executor {
         busy: Busy,
     ) -> Result<Option<Finished>, ExecuteError> {
         let id = claimed.id.clone();
-        let taken = match self.take_lease(&plugin.name, &id, busy).await {
+        let taken = if claimed.leased {
+            Ok(true)
+        } else {
+            self.take_lease(&plugin.name, &id, busy).await
+        };
+        let taken = match taken {
             Ok(taken) => taken,
             Err(e) => {
                 // Not known to be the only run of its plugin: it does not
@@ -404,7 +406,7 @@ impl Executor {
                     id.clone(),
                     format!("cannot take the plugin's lease: {}", Chain(&e)),
                 );
-                if let Err(recording) = self.with_history(move |h| h.fail(&run, &error)).await {
+                if let Err(recording) = self.with_history(|h| h.fail(&run, &error)).await {
                     tracing::error!(plugin = %plugin.name, run = %id, "{}", Chain(&recording));
                 }
                 return Err(e);
@@ -420,7 +422,11 @@ impl Executor {
         let renewing = self.renew_lease(&plugin.name, &id);
         let result = self.run_steps(plugin, &claimed, input, options).await;
         drop(renewing);
-        self.release_lease(&plugin.name, &id).await;
+        if result.is_err() {
+            // Recorded as ended, a run gives its lease back in the same
+            // transaction; one whose end was not recorded gives it back here.
+            self.release_lease(&plugin.name, &id).await;
+        }
         self.lock_open().remove(&id);
         result.map(Some)
     }
@@ -434,7 +440,7 @@ impl Executor {
         loop {
             let (name, holder) = (plugin.to_owned(), id.to_owned());
             match self
-                .with_history(move |h| h.take_lease(&name, &holder, lease))
+                .with_history(|h| h.take_lease(&name, &holder, lease))
                 .await?
             {
                 None | Some(true) => return Ok(true),
@@ -460,11 +466,7 @@ impl Executor {
         Some(AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lease / 4).await;
-                let (history, plugin, id) = (history.clone(), plugin.clone(), id.clone());
-                let renewed =
-                    tokio::task::spawn_blocking(move || history.renew_lease(&plugin, &id, lease))
-                        .await;
-                if let Ok(Err(e)) = renewed {
+                if let Err(e) = history.renew_lease(&plugin, &id, lease).await {
                     tracing::error!("cannot renew a plugin's lease: {}", Chain(&e));
                 }
             }
@@ -473,10 +475,7 @@ impl Executor {
 
     async fn release_lease(&self, plugin: &str, id: &str) {
         let (name, holder) = (plugin.to_owned(), id.to_owned());
-        if let Err(e) = self
-            .with_history(move |h| h.release_lease(&name, &holder))
-            .await
-        {
+        if let Err(e) = self.with_history(|h| h.release_lease(&name, &holder)).await {
             tracing::error!(plugin, "cannot give the plugin's lease back: {}", Chain(&e));
         }
     }
@@ -529,7 +528,7 @@ impl Executor {
             needed.clone(),
             expires_at.clone(),
         );
-        self.with_history(move |h| h.await_approval(&run, &saved, &input, &why, &until))
+        self.with_history(|h| h.await_approval(&run, &saved, &input, &why, &until))
             .await?;
         self.count(&plugin.name, RunStatus::AwaitingApproval, Some(&report));
         Ok(Finished {
@@ -607,7 +606,7 @@ impl Executor {
             tracing::warn!(plugin = %plugin.name, run = %id, "the run diverged from its approved plan: {}", report.divergence.join("; "));
         }
         let (run, saved) = (id.to_owned(), report.clone());
-        self.with_history(move |h| h.finish(&run, &saved, dry_run, plan.as_deref(), Some(&input)))
+        self.with_history(|h| h.finish(&run, &saved, dry_run, plan.as_deref(), Some(&input)))
             .await?;
         self.count(&plugin.name, status, Some(&report));
         Ok(Finished {
@@ -626,7 +625,7 @@ impl Executor {
         tracing::warn!(plugin = %plugin.name, run = %id, "run could not start: {}", Chain(&e));
         let (run, error) = (id.to_owned(), Chain(&e).to_string());
         self.count(&plugin.name, RunStatus::Failed, None);
-        match self.with_history(move |h| h.fail(&run, &error)).await {
+        match self.with_history(|h| h.fail(&run, &error)).await {
             Ok(_) => e.into(),
             Err(recording) => recording,
         }
@@ -635,14 +634,10 @@ impl Executor {
     /// Marks waiting plans past their expiry as expired, each with an audit
     /// record; returns how many.
     pub async fn expire_overdue(&self) -> Result<usize, ExecuteError> {
-        let Some(history) = self.history.clone() else {
+        let Some(history) = &self.history else {
             return Ok(0);
         };
-        let audit = self.audit.clone();
-        let expired = tokio::task::spawn_blocking(move || {
-            crate::approvals::expire_overdue(&history, audit.as_ref())
-        })
-        .await??;
+        let expired = crate::approvals::expire_overdue(history, self.audit.as_ref()).await?;
         for (_, plugin) in &expired {
             self.count(plugin, RunStatus::Expired, None);
         }
@@ -669,14 +664,11 @@ impl Executor {
         for (_, run) in &cut {
             self.count(&run.plugin, RunStatus::Interrupted, None);
         }
-        let why = why.to_owned();
-        self.with_history(move |h| {
+        if let Some(history) = &self.history {
             for (id, _) in &cut {
-                h.interrupt(id, &why)?;
+                history.interrupt(id, why).await?;
             }
-            Ok(())
-        })
-        .await?;
+        }
         Ok(count)
     }
 

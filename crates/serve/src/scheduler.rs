@@ -76,11 +76,10 @@ impl Service {
         let mut stopping = self.stopping.clone();
         // Catch up once for the latest planned time missed while the host was down.
         let last = if schedule.catch_up == CatchUp::Once {
-            let (history, name, series) = (self.history.clone(), plugin.clone(), key.clone());
-            tokio::task::spawn_blocking(move || history.last_planned(&name, &series))
+            self.history
+                .last_planned(&plugin, &key)
                 .await
                 .ok()
-                .and_then(Result::ok)
                 .flatten()
         } else {
             None
@@ -146,12 +145,11 @@ impl Service {
         // While one of its plans waits for a person, a schedule makes no
         // second plan: a person decides on one plan at a time.
         if installed.served.approval.is_some() {
-            let (history, name) = (self.history.clone(), plugin.to_owned());
-            let waiting = tokio::task::spawn_blocking(move || {
-                history.list(Some(&name), Some(RunStatus::AwaitingApproval), 1)
-            })
-            .await;
-            if let Ok(Ok(rows)) = &waiting
+            let waiting = self
+                .history
+                .list(Some(plugin), Some(RunStatus::AwaitingApproval), 1)
+                .await;
+            if let Ok(rows) = &waiting
                 && let Some(row) = rows.first()
             {
                 let why = format!("the plan of run {} still waits for approval", row.id);

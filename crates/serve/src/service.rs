@@ -118,9 +118,10 @@ impl Service {
         plugins: Vec<ServedPlugin>,
         runner: PluginRunner,
     ) -> Result<Handle, ServeError> {
-        let history = Arc::new(History::connect(&options.history)?);
-        let interrupted =
-            history.interrupt_running("the host stopped while the run was in progress")?;
+        let history = Arc::new(History::connect(&options.history).await?);
+        let interrupted = history
+            .interrupt_running("the host stopped while the run was in progress")
+            .await?;
         if interrupted > 0 {
             tracing::warn!(
                 "{interrupted} runs were cut off by the last shutdown; recorded as interrupted"
@@ -439,11 +440,9 @@ async fn accept_loop(
 
 async fn healthz(State(service): State<Arc<Service>>) -> Response {
     let running = service.executor.open_runs();
-    let history = service.history.clone();
-    let database = match tokio::task::spawn_blocking(move || history.ping()).await {
-        Ok(Ok(())) => "ok".to_owned(),
-        Ok(Err(e)) => Chain(&e).to_string(),
-        Err(e) => e.to_string(),
+    let database = match service.history.ping().await {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => Chain(&e).to_string(),
     };
     let healthy = database == "ok";
     let mut response = axum::Json(serde_json::json!({
@@ -468,14 +467,12 @@ impl Service {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let history = self.history.clone();
-            match tokio::task::spawn_blocking(move || history.heartbeat(lease)).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(cut)) => tracing::warn!(
+            match self.history.heartbeat(lease).await {
+                Ok(0) => {}
+                Ok(cut) => tracing::warn!(
                     "{cut} runs of a replica that stopped answering were marked interrupted"
                 ),
-                Ok(Err(e)) => tracing::error!("heartbeat: {}", Chain(&e)),
-                Err(e) => tracing::error!("heartbeat: {e}"),
+                Err(e) => tracing::error!("heartbeat: {}", Chain(&e)),
             }
         }
     }
@@ -500,19 +497,14 @@ impl Service {
                 Ok(n) => tracing::warn!("{n} plans were not approved in time; recorded as expired"),
                 Err(e) => tracing::error!("cannot expire waiting plans: {}", Chain(&e)),
             }
-            let history = self.history.clone();
-            let approved = tokio::task::spawn_blocking(move || {
-                history.list(None, Some(crate::history::RunStatus::Approved), 100)
-            })
-            .await;
+            let approved = self
+                .history
+                .list(None, Some(crate::history::RunStatus::Approved), 100)
+                .await;
             let approved = match approved {
-                Ok(Ok(rows)) => rows,
-                Ok(Err(e)) => {
-                    tracing::error!("cannot read approved plans: {}", Chain(&e));
-                    continue;
-                }
+                Ok(rows) => rows,
                 Err(e) => {
-                    tracing::error!("cannot read approved plans: {e}");
+                    tracing::error!("cannot read approved plans: {}", Chain(&e));
                     continue;
                 }
             };

@@ -287,22 +287,13 @@ pub fn event_input(
     serde_json::Value::Object(input)
 }
 
-/// Records a delivery and its verdict, on the blocking pool.
+/// Records a delivery and its verdict.
 async fn record(service: &Service, plugin: &str, event: Option<&str>, verdict: &str, detail: &str) {
-    let history = service.history.clone();
-    let (plugin, event, verdict, detail) = (
-        plugin.to_owned(),
-        event.map(str::to_owned),
-        verdict.to_owned(),
-        detail.to_owned(),
-    );
-    let written = tokio::task::spawn_blocking(move || {
-        history.record_delivery(&plugin, event.as_deref(), &verdict, &detail)
-    })
-    .await;
-    match written {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!("{}", Chain(&e)),
-        Err(e) => tracing::error!("cannot record a delivery: {e}"),
+    let written = service
+        .history
+        .record_delivery(plugin, event, verdict, detail)
+        .await;
+    if let Err(e) = written {
+        tracing::error!("{}", Chain(&e));
     }
 }

@@ -70,18 +70,19 @@ impl WaitingRun {
 }
 
 /// The history and audit log a config names.
-fn records(config: &std::path::Path) -> anyhow::Result<(History, AuditLog)> {
+async fn records(config: &std::path::Path) -> anyhow::Result<(History, AuditLog)> {
     let at = RecordPaths::load(config)?;
-    Ok((at.open_history()?, at.open_audit()?))
+    Ok((at.open_history().await?, at.open_audit()?))
 }
 
 impl ApprovalsArgs {
     /// Lists waiting plans (first recording those past their time as expired).
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
-        let (history, audit) = records(&self.config)?;
-        levelhost_serve::approvals::expire_overdue(&history, Some(&audit))?;
+        let (history, audit) = records(&self.config).await?;
+        levelhost_serve::approvals::expire_overdue(&history, Some(&audit)).await?;
         let mut waiting: Vec<WaitingRun> = history
-            .list(None, Some(RunStatus::AwaitingApproval), 1000)?
+            .list(None, Some(RunStatus::AwaitingApproval), 1000)
+            .await?
             .into_iter()
             .map(WaitingRun::of)
             .collect();
@@ -140,19 +141,19 @@ pub struct RejectArgs {
 }
 
 /// Records a decision on run `run` by `by` (default: `$USER`); returns who decided.
-fn record_decision(
+async fn record_decision(
     config: &std::path::Path,
     run: &str,
     decision: Decision,
     by: Option<String>,
     reason: Option<&str>,
 ) -> anyhow::Result<String> {
-    let (history, audit) = records(config)?;
+    let (history, audit) = records(config).await?;
     let by = by
         .or_else(|| EnvVars::var(EnvVars::USER))
         .filter(|b| !b.trim().is_empty())
         .unwrap_or_else(|| "unknown".to_owned());
-    decide(&history, &audit, run, decision, &by, reason)?;
+    decide(&history, &audit, run, decision, &by, reason).await?;
     Ok(by)
 }
 
@@ -165,7 +166,8 @@ impl DecideArgs {
             Decision::Approve,
             self.by,
             self.reason.as_deref(),
-        )?;
+        )
+        .await?;
         eprintln!(
             "approved run {run} (by {by}). A running `levelhost serve` applies it within seconds; \
              without one, apply it with `levelhost apply {run}`.",
@@ -184,7 +186,8 @@ impl RejectArgs {
             Decision::Reject,
             self.by,
             Some(&self.reason),
-        )?;
+        )
+        .await?;
         eprintln!(
             "rejected run {} (by {by}); nothing of its plan is applied",
             self.run
@@ -207,8 +210,8 @@ impl ApplyArgs {
     /// Applies an approved plan, held to it, and prints the run's output.
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
         let config = HostConfig::load(&self.config)?;
-        let history = config.records.open_history()?;
-        let row = history.get(&self.run)?.with_context(|| {
+        let history = config.records.open_history().await?;
+        let row = history.get(&self.run).await?.with_context(|| {
             format!("no run {} in {}", self.run, config.serve.database.display())
         })?;
         if row.status != RunStatus::Approved.as_str() {
@@ -222,7 +225,7 @@ impl ApplyArgs {
         let runner = super::runner()?;
         let client = crate::loader::client(&config, &plugin.key)?;
         let served = super::run::served(&runner, &config, plugin, client)?;
-        let executor: Executor = super::run::executor(runner, &config)?;
+        let executor: Executor = super::run::executor(runner, &config).await?;
         let mut stop = super::signal::listen();
         let claimed = executor
             .claim_approved(&served, &self.run)

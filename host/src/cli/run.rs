@@ -85,7 +85,7 @@ impl RunArgs {
             client = recording.client(client);
         }
         let served = served(&runner, &config, plugin, client)?;
-        let executor = executor(runner, &config)?;
+        let executor = executor(runner, &config).await?;
         // Listen before the run is claimed: a signal from then on is handled, not fatal.
         let mut stop = super::signal::listen();
         let claimed = executor
@@ -172,9 +172,12 @@ pub(crate) fn served(
 
 /// An executor recording in the config's history and audit log: runs by
 /// hand go into the history too, dry runs with their plan.
-pub(crate) fn executor(runner: PluginRunner, config: &HostConfig) -> anyhow::Result<Executor> {
+pub(crate) async fn executor(
+    runner: PluginRunner,
+    config: &HostConfig,
+) -> anyhow::Result<Executor> {
     let audit = config.records.open_audit()?;
-    let history = Arc::new(config.records.open_history()?);
+    let history = Arc::new(config.records.open_history().await?);
     Ok(Executor::new(runner, Some(history), Some(audit)).with_lease(config.records.lease()))
 }
 

@@ -50,15 +50,17 @@ impl RunsArgs {
     /// Lists runs, or shows one.
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
         let records_at = RecordPaths::load(&self.config)?;
-        let history = records_at.open_history()?;
+        let history = records_at.open_history().await?;
         if let Some(RunsCommand::Show { id }) = self.show {
-            let run = history.get(&id)?.ok_or_else(|| {
+            let run = history.get(&id).await?.ok_or_else(|| {
                 anyhow::anyhow!("no run {id} in {}", records_at.database.display())
             })?;
             println!("{}", serde_json::to_string_pretty(&run)?);
             return Ok(ExitStatus::Success);
         }
-        let runs = history.list(self.plugin.as_deref(), self.status, self.limit)?;
+        let runs = history
+            .list(self.plugin.as_deref(), self.status, self.limit)
+            .await?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&runs)?);
             return Ok(ExitStatus::Success);
@@ -126,9 +128,9 @@ impl LogsArgs {
     /// Prints what runs logged: their log lines, stdout and stderr.
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
         let records_at = RecordPaths::load(&self.config)?;
-        let history = records_at.open_history()?;
+        let history = records_at.open_history().await?;
         if let Some(id) = &self.run {
-            let run = history.get(id)?.ok_or_else(|| {
+            let run = history.get(id).await?.ok_or_else(|| {
                 anyhow::anyhow!("no run {id} in {}", records_at.database.display())
             })?;
             print_logs(&run);
@@ -136,7 +138,9 @@ impl LogsArgs {
         }
         let mut shown = std::collections::HashSet::new();
         loop {
-            let mut runs = history.list(self.plugin.as_deref(), None, self.limit.max(1))?;
+            let mut runs = history
+                .list(self.plugin.as_deref(), None, self.limit.max(1))
+                .await?;
             runs.reverse();
             for run in runs {
                 if run.status != "running" && shown.insert(run.id.clone()) {
@@ -212,7 +216,7 @@ impl StatusArgs {
     /// Shows each plugin's next run, last run and last status.
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
         let config = HostConfig::load(&self.config)?;
-        let history = config.records.open_history()?;
+        let history = config.records.open_history().await?;
         let mut statuses = Vec::new();
         for plugin in config.plugins.values() {
             let next = plugin
@@ -220,7 +224,7 @@ impl StatusArgs {
                 .iter()
                 .filter_map(|s| s.next_after(Utc::now()))
                 .min();
-            let last = history.list(Some(&plugin.name), None, 1)?;
+            let last = history.list(Some(&plugin.name), None, 1).await?;
             let last = last.first();
             statuses.push(PluginStatus {
                 plugin: plugin.name.clone(),
@@ -255,7 +259,7 @@ impl StatusArgs {
             table.row(row);
         }
         print!("{}", table.render());
-        let replicas = history.replicas()?;
+        let replicas = history.replicas().await?;
         if !replicas.is_empty() {
             let mut table = Table::new(&["REPLICA", "STARTED", "LAST HEARTBEAT", "RUNNING"]);
             for r in replicas {

@@ -549,7 +549,7 @@ async fn the_example_config_runs_its_report_on_every_alert() {
     let mut runs = Vec::new();
     for _ in 0..300 {
         if let Ok(h) = levelhost_serve::history::History::open(&history) {
-            runs = h.list(Some("device-report"), None, 10).unwrap();
+            runs = h.list(Some("device-report"), None, 10).await.unwrap();
             if runs.len() == 2 && runs.iter().all(|r| r.status != "running") {
                 break;
             }
@@ -663,6 +663,7 @@ async fn a_signal_stops_levelhost_run_and_the_run_is_recorded_as_interrupted() {
                         Some(levelhost_serve::history::RunStatus::Running),
                         1,
                     )
+                    .await
                     .unwrap()
                     .first()
             {
@@ -678,6 +679,7 @@ async fn a_signal_stops_levelhost_run_and_the_run_is_recorded_as_interrupted() {
         let run = levelhost_serve::history::History::open(&history)
             .unwrap()
             .get(&id)
+            .await
             .unwrap()
             .unwrap();
         assert_eq!(run.status, "interrupted", "SIG{signal}");

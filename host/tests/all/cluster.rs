@@ -45,11 +45,12 @@ pub(crate) async fn database() -> Option<String> {
     Some(format!("{base}/{name}"))
 }
 
-fn connect(url: &str) -> History {
+async fn connect(url: &str) -> History {
     History::connect(&HistoryLocation::Postgres {
         url: url.to_owned(),
         password: None,
     })
+    .await
     .unwrap()
 }
 
@@ -78,33 +79,30 @@ fn report(id: &str) -> RunReport {
 /// one PostgreSQL database).
 async fn history_contract(a: Arc<History>, b: Arc<History>) {
     // 32 deliveries of 8 events, half through each handle: 8 runs start.
-    let claims: Vec<Claim> = tokio::task::spawn_blocking({
-        let (a, b) = (a.clone(), b.clone());
-        move || {
-            let threads: Vec<_> = (0..32)
-                .map(|i| {
-                    let history = if i % 2 == 0 { a.clone() } else { b.clone() };
-                    std::thread::spawn(move || {
-                        let origin = Origin::Event {
-                            event_id: format!("evt-{}", i % 8),
-                            event_type: "alert_active".to_owned(),
-                        };
-                        history
-                            .claim_delivery(&format!("run-{i}"), "p", "1.0.0", "sha256:x", &origin)
-                            .unwrap()
-                    })
-                })
-                .collect();
-            threads.into_iter().map(|t| t.join().unwrap()).collect()
-        }
-    })
-    .await
-    .unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let history = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let origin = Origin::Event {
+                    event_id: format!("evt-{}", i % 8),
+                    event_type: "alert_active".to_owned(),
+                };
+                history
+                    .claim_delivery(&format!("run-{i}"), "p", "1.0.0", "sha256:x", &origin)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut claims = Vec::new();
+    for task in tasks {
+        claims.push(task.await.unwrap());
+    }
     assert_eq!(claims.iter().filter(|c| **c == Claim::Started).count(), 8);
-    let deliveries = b.deliveries("p").unwrap();
+    let deliveries = b.deliveries("p").await.unwrap();
     assert_eq!(deliveries.len(), 32);
     assert_eq!(deliveries.iter().filter(|d| d.1 == "duplicate").count(), 24);
-    assert_eq!(a.list(Some("p"), None, 100).unwrap().len(), 8);
+    assert_eq!(a.list(Some("p"), None, 100).await.unwrap().len(), 8);
 
     // A schedule's planned time starts once, whichever handle asks.
     let planned = Origin::Schedule {
@@ -112,15 +110,18 @@ async fn history_contract(a: Arc<History>, b: Arc<History>) {
         planned: "2026-12-02T10:00:00.000Z".to_owned(),
     };
     assert_eq!(
-        a.claim("s1", "p", "1", "d", &planned).unwrap(),
+        a.claim("s1", "p", "1", "d", &planned).await.unwrap(),
         Claim::Started
     );
     assert_eq!(
-        b.claim("s2", "p", "1", "d", &planned).unwrap(),
+        b.claim("s2", "p", "1", "d", &planned).await.unwrap(),
         Claim::AlreadyClaimed
     );
     assert_eq!(
-        b.last_planned("p", "0:* * * * * *").unwrap().as_deref(),
+        b.last_planned("p", "0:* * * * * *")
+            .await
+            .unwrap()
+            .as_deref(),
         Some("2026-12-02T10:00:00.000Z")
     );
 
@@ -131,28 +132,32 @@ async fn history_contract(a: Arc<History>, b: Arc<History>) {
     for (history, run) in [(&a, "lease-1"), (&b, "lease-2")] {
         history
             .claim(run, "leased", "1", "d", &Origin::Manual)
+            .await
             .unwrap();
     }
-    assert!(a.take_lease("leased", "lease-1", lease).unwrap());
-    assert!(!b.take_lease("leased", "lease-2", lease).unwrap(), "held");
-    assert!(a.renew_lease("leased", "lease-1", lease).unwrap());
+    assert!(a.take_lease("leased", "lease-1", lease).await.unwrap());
     assert!(
-        !b.renew_lease("leased", "lease-2", lease).unwrap(),
+        !b.take_lease("leased", "lease-2", lease).await.unwrap(),
+        "held"
+    );
+    assert!(a.renew_lease("leased", "lease-1", lease).await.unwrap());
+    assert!(
+        !b.renew_lease("leased", "lease-2", lease).await.unwrap(),
         "not its lease"
     );
-    a.interrupt("lease-1", "killed").unwrap();
+    a.interrupt("lease-1", "killed").await.unwrap();
     assert!(
-        b.take_lease("leased", "lease-2", lease).unwrap(),
+        b.take_lease("leased", "lease-2", lease).await.unwrap(),
         "a lease whose run was cut off holds nothing"
     );
-    b.release_lease("leased", "lease-2").unwrap();
+    b.release_lease("leased", "lease-2").await.unwrap();
     assert!(
-        !a.renew_lease("leased", "lease-2", lease).unwrap(),
+        !a.renew_lease("leased", "lease-2", lease).await.unwrap(),
         "given back"
     );
 
     // A finished run reads back as it was recorded.
-    a.claim("f1", "p", "1", "d", &Origin::Manual).unwrap();
+    a.claim("f1", "p", "1", "d", &Origin::Manual).await.unwrap();
     a.finish(
         "f1",
         &report("f1"),
@@ -160,8 +165,9 @@ async fn history_contract(a: Arc<History>, b: Arc<History>) {
         None,
         Some(&serde_json::json!({"top": 3})),
     )
+    .await
     .unwrap();
-    let finished = b.get("f1").unwrap().unwrap();
+    let finished = b.get("f1").await.unwrap().unwrap();
     assert_eq!(
         (
             finished.status.as_str(),
@@ -173,13 +179,14 @@ async fn history_contract(a: Arc<History>, b: Arc<History>) {
     assert_eq!(finished.input, Some(serde_json::json!({"top": 3})));
     assert_eq!(
         b.list(Some("p"), Some(levelhost_serve::history::RunStatus::Ok), 10)
+            .await
             .unwrap()
             .len(),
         1
     );
 
     // A plan waits; two people approve at once through the two handles: one decision.
-    a.claim("w1", "p", "1", "d", &Origin::Manual).unwrap();
+    a.claim("w1", "p", "1", "d", &Origin::Manual).await.unwrap();
     a.await_approval(
         "w1",
         &report("w1"),
@@ -187,26 +194,30 @@ async fn history_contract(a: Arc<History>, b: Arc<History>) {
         &["37 devices".to_owned()],
         "2999-01-01T00:00:00.000Z",
     )
+    .await
     .unwrap();
-    assert_eq!(b.get("w1").unwrap().unwrap().status, "awaiting-approval");
     assert_eq!(
-        a.decide("w1", true, "alice", Some("ok")).unwrap(),
+        b.get("w1").await.unwrap().unwrap().status,
+        "awaiting-approval"
+    );
+    assert_eq!(
+        a.decide("w1", true, "alice", Some("ok")).await.unwrap(),
         Decided::Done
     );
     assert_eq!(
-        b.decide("w1", true, "bob", None).unwrap(),
+        b.decide("w1", true, "bob", None).await.unwrap(),
         Decided::NotWaiting("approved".to_owned())
     );
     let taken = [
-        a.start_approved("w1").unwrap(),
-        b.start_approved("w1").unwrap(),
+        a.start_approved("w1").await.unwrap(),
+        b.start_approved("w1").await.unwrap(),
     ];
     assert_eq!(
         taken.iter().filter(|t| t.is_some()).count(),
         1,
         "applied once"
     );
-    let row = b.get("w1").unwrap().unwrap();
+    let row = b.get("w1").await.unwrap().unwrap();
     assert_eq!(row.approval.unwrap().decided_by.as_deref(), Some("alice"));
     assert_eq!(row.input, Some(serde_json::json!({"days": 30})));
 }
@@ -278,9 +289,9 @@ async fn the_history_and_audit_contracts_hold_in_sqlite_and_a_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_history_and_audit_contracts_hold_in_postgres_and_replicas_lease_and_reap() {
     let Some(url) = database().await else { return };
-    let (a, b) = (Arc::new(connect(&url)), Arc::new(connect(&url)));
+    let (a, b) = (Arc::new(connect(&url).await), Arc::new(connect(&url).await));
     assert_ne!(a.replica(), b.replica());
-    assert_eq!(a.integrity_check().unwrap(), "ok");
+    assert_eq!(a.integrity_check().await.unwrap(), "ok");
     history_contract(a.clone(), b.clone()).await;
     let audit = tokio::task::spawn_blocking({
         let url = url.clone();
@@ -296,30 +307,38 @@ async fn the_history_and_audit_contracts_hold_in_postgres_and_replicas_lease_and
     // its holder is a claimed run (a lease held by a run no longer running holds nothing).
     let lease = Duration::from_secs(2);
     for (history, run) in [(&a, "run-a"), (&b, "run-b")] {
-        history.claim(run, "p", "1", "d", &Origin::Manual).unwrap();
+        history
+            .claim(run, "p", "1", "d", &Origin::Manual)
+            .await
+            .unwrap();
     }
-    assert!(a.take_lease("p", "run-a", lease).unwrap());
+    assert!(a.take_lease("p", "run-a", lease).await.unwrap());
     assert!(
-        !b.take_lease("p", "run-b", lease).unwrap(),
+        !b.take_lease("p", "run-b", lease).await.unwrap(),
         "held by another replica"
     );
-    a.release_lease("p", "run-a").unwrap();
-    assert!(b.take_lease("p", "run-b", lease).unwrap(), "given back");
+    a.release_lease("p", "run-a").await.unwrap();
+    assert!(
+        b.take_lease("p", "run-b", lease).await.unwrap(),
+        "given back"
+    );
 
     // A replica that stops answering: after the lease, a survivor marks its run interrupted.
-    let dead = connect(&url);
-    dead.claim("r1", "p", "1", "d", &Origin::Manual).unwrap();
+    let dead = connect(&url).await;
+    dead.claim("r1", "p", "1", "d", &Origin::Manual)
+        .await
+        .unwrap();
     drop(dead);
     assert_eq!(
-        b.heartbeat(Duration::from_secs(2)).unwrap(),
+        b.heartbeat(Duration::from_secs(2)).await.unwrap(),
         0,
         "within the lease"
     );
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(a.heartbeat(Duration::from_secs(2)).unwrap() >= 1);
-    assert_eq!(b.get("r1").unwrap().unwrap().status, "interrupted");
+    assert!(a.heartbeat(Duration::from_secs(2)).await.unwrap() >= 1);
+    assert_eq!(b.get("r1").await.unwrap().unwrap().status, "interrupted");
     assert_eq!(
-        b.get("s1").unwrap().unwrap().status,
+        b.get("s1").await.unwrap().unwrap().status,
         "running",
         "a live replica's run is left alone"
     );
@@ -539,7 +558,7 @@ async fn three_replicas_killed_in_a_loop_start_nothing_twice_and_stay_within_the
 
     // Kill -9 the replica running the long plugin, again and again, for about
     // three minutes (a round is some 12 s); bring it back each time.
-    let history = connect(&url);
+    let history = connect(&url).await;
     let mut kills = Vec::new();
     for _round in 0..15 {
         tokio::time::sleep(Duration::from_secs(4)).await;
@@ -551,6 +570,7 @@ async fn three_replicas_killed_in_a_loop_start_nothing_twice_and_stay_within_the
                     Some(levelhost_serve::history::RunStatus::Running),
                     10,
                 )
+                .await
                 .unwrap();
             if let [run] = running.as_slice() {
                 holder = run.replica.clone();
@@ -614,7 +634,7 @@ async fn three_replicas_killed_in_a_loop_start_nothing_twice_and_stay_within_the
             .collect::<Vec<_>>()
             .join("\n---\n")
     };
-    let all = history.list(None, None, 100_000).unwrap();
+    let all = history.list(None, None, 100_000).await.unwrap();
     assert!(
         all.iter().all(|r| r.status != "running"),
         "no run is left running: {:#?}",
@@ -783,14 +803,22 @@ fn handles_opening_a_new_sqlite_history_at_the_same_moment_all_get_the_whole_sch
                     start.wait();
                     let history = History::open(&path).map_err(|e| format!("{e:?}"))?;
                     let id = format!("run-{round}-{n}");
-                    history
-                        .claim(&id, "echo", "1.0.0", "sha256:0", &Origin::Manual)
-                        .map_err(|e| format!("{e:?}"))?;
-                    history
-                        .get(&id)
-                        .map_err(|e| format!("{e:?}"))?
-                        .map(|run| run.status)
-                        .ok_or_else(|| format!("{id} was not recorded"))
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    runtime.block_on(async {
+                        history
+                            .claim(&id, "echo", "1.0.0", "sha256:0", &Origin::Manual)
+                            .await
+                            .map_err(|e| format!("{e:?}"))?;
+                        history
+                            .get(&id)
+                            .await
+                            .map_err(|e| format!("{e:?}"))?
+                            .map(|run| run.status)
+                            .ok_or_else(|| format!("{id} was not recorded"))
+                    })
                 })
             })
             .collect();

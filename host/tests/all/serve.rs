@@ -149,7 +149,13 @@ async fn a_per_second_schedule_runs_on_time_without_overlap() {
     tokio::time::sleep(Duration::from_millis(3500)).await;
     handle.shutdown().await;
 
-    let runs = scheduled(&setup.history().list(Some("report"), None, 100).unwrap());
+    let runs = scheduled(
+        &setup
+            .history()
+            .list(Some("report"), None, 100)
+            .await
+            .unwrap(),
+    );
     assert!(runs.len() >= 3, "{runs:#?}");
     for r in &runs {
         assert_eq!(r.status, "ok", "{r:#?}");
@@ -198,7 +204,7 @@ cron = "* * * * * *"
         .unwrap();
     tokio::time::sleep(Duration::from_millis(3600)).await;
     handle.shutdown().await;
-    let runs = scheduled(&setup.history().list(Some("slow"), None, 100).unwrap());
+    let runs = scheduled(&setup.history().list(Some("slow"), None, 100).await.unwrap());
     let statuses: Vec<&str> = runs.iter().map(|r| r.status.as_str()).collect();
     assert!(statuses.contains(&"timed-out"), "{statuses:?}");
     assert!(statuses.contains(&"skipped"), "{statuses:?}");
@@ -250,8 +256,8 @@ catch_up = "once"
     crate::support::stop(&mut last, "TERM");
 
     let history = setup.history();
-    assert_eq!(history.integrity_check().unwrap(), "ok");
-    let runs = scheduled(&history.list(Some("tick"), None, 1000).unwrap());
+    assert_eq!(history.integrity_check().await.unwrap(), "ok");
+    let runs = scheduled(&history.list(Some("tick"), None, 1000).await.unwrap());
     assert!(runs.len() >= 5, "the schedule kept firing: {}", runs.len());
     let mut planned: Vec<&str> = runs
         .iter()
@@ -309,6 +315,7 @@ catch_up = "once"
             Some(levelhost_serve::history::RunStatus::Running),
             10,
         )
+        .await
         .unwrap();
     assert_eq!(
         cut.len(),
@@ -321,10 +328,10 @@ catch_up = "once"
     crate::support::stop(&mut second, "TERM");
 
     let history = setup.history();
-    assert_eq!(history.integrity_check().unwrap(), "ok");
-    let killed = history.get(&cut[0].id).unwrap().unwrap();
+    assert_eq!(history.integrity_check().await.unwrap(), "ok");
+    let killed = history.get(&cut[0].id).await.unwrap().unwrap();
     assert_eq!(killed.status, "interrupted");
-    let runs = scheduled(&history.list(Some("slow"), None, 100).unwrap());
+    let runs = scheduled(&history.list(Some("slow"), None, 100).await.unwrap());
     let mut planned: Vec<&str> = runs
         .iter()
         .map(|r| r.planned_at.as_deref().unwrap())
@@ -392,7 +399,11 @@ types = ["alert_active", "alert_resolved"]
         .unwrap();
     let mut runs = Vec::new();
     for _ in 0..50 {
-        runs = setup.history().list(Some("alerts"), None, 10).unwrap();
+        runs = setup
+            .history()
+            .list(Some("alerts"), None, 10)
+            .await
+            .unwrap();
         if runs.iter().any(|r| r.status == "ok") {
             break;
         }
@@ -422,7 +433,7 @@ types = ["alert_active", "alert_resolved"]
     assert_eq!(resp.status(), 401);
     let resp = http.post(&hook).body(body.clone()).send().await.unwrap();
     assert_eq!(resp.status(), 401, "a missing signature too");
-    let deliveries = setup.history().deliveries("alerts").unwrap();
+    let deliveries = setup.history().deliveries("alerts").await.unwrap();
     assert_eq!(deliveries.iter().filter(|d| d.1 == "rejected").count(), 2);
 
     // The same event delivered twice runs once.
@@ -467,12 +478,12 @@ types = ["alert_active", "alert_resolved"]
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
-    let deliveries = setup.history().deliveries("alerts").unwrap();
+    let deliveries = setup.history().deliveries("alerts").await.unwrap();
     assert!(
         deliveries.iter().any(|d| d.1 == "too-large"),
         "{deliveries:?}"
     );
-    let unknown = setup.history().deliveries("nobody").unwrap();
+    let unknown = setup.history().deliveries("nobody").await.unwrap();
     assert_eq!(unknown.len(), 1);
     assert_eq!(unknown[0].1, "unknown");
 
@@ -494,6 +505,7 @@ types = ["alert_active", "alert_resolved"]
         echoed = setup
             .history()
             .list(Some("alerts"), None, 50)
+            .await
             .unwrap()
             .into_iter()
             .find(|r| r.event_id.as_deref() == Some("evt-echo") && r.status == "ok");
@@ -511,6 +523,7 @@ types = ["alert_active", "alert_resolved"]
     let twice: Vec<RunRow> = setup
         .history()
         .list(Some("alerts"), None, 50)
+        .await
         .unwrap()
         .into_iter()
         .filter(|r| r.event_id.as_deref() == Some("evt-twice"))
@@ -550,7 +563,7 @@ cron = "*/2 * * * * *"
         .unwrap();
     tokio::time::sleep(Duration::from_millis(4500)).await;
     handle.shutdown().await;
-    let runs = setup.history().list(None, None, 100).unwrap();
+    let runs = setup.history().list(None, None, 100).await.unwrap();
     for name in ["a", "b", "c"] {
         assert!(
             runs.iter().any(|r| r.plugin == name && r.status == "ok"),
@@ -715,7 +728,7 @@ secret = "file:secret.txt"
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     handle.shutdown().await;
-    let runs = setup.history().list(Some("slow"), None, 100).unwrap();
+    let runs = setup.history().list(Some("slow"), None, 100).await.unwrap();
     assert_eq!(runs.len(), 6, "{runs:#?}");
     let statuses: Vec<&str> = runs.iter().map(|r| r.status.as_str()).collect();
     assert!(
@@ -821,7 +834,7 @@ secret = "file:secret.txt"
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
-    let deliveries = setup.history().deliveries("alerts").unwrap();
+    let deliveries = setup.history().deliveries("alerts").await.unwrap();
     assert!(
         deliveries.iter().any(|d| d.1 == "timed-out"),
         "{deliveries:?}"
@@ -917,7 +930,7 @@ secret = "file:secret.txt"
 
     let mut runs = Vec::new();
     for _ in 0..100 {
-        runs = setup.history().list(None, None, 20).unwrap();
+        runs = setup.history().list(None, None, 20).await.unwrap();
         if runs.len() == 4 && runs.iter().all(|r| r.status != "running") {
             break;
         }
@@ -1229,7 +1242,7 @@ async fn a_rotated_key_is_verified_swapped_on_sighup_and_a_broken_one_is_refused
         let serve_log = serve_log.clone();
         async move {
             for _ in 0..300 {
-                let runs = history.list(Some("report"), None, 1000).unwrap();
+                let runs = history.list(Some("report"), None, 1000).await.unwrap();
                 if runs.iter().filter(|r| r.status != "running").count() >= at_least {
                     return runs;
                 }
@@ -1523,7 +1536,7 @@ async fn hook_paths_cannot_write_into_metrics_and_an_oversized_delivery_is_refus
         "{code} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let recorded = setup.history().deliveries("echo").unwrap();
+    let recorded = setup.history().deliveries("echo").await.unwrap();
     assert!(
         recorded
             .iter()

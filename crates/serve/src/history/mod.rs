@@ -1,20 +1,17 @@
-//! Durable run history in SQLite (WAL): every run, what started it, how it
-//! ended. A scheduled run is keyed by (plugin, schedule, planned time) and an
-//! event run by (plugin, event id), with unique indexes, so neither can
-//! start twice, even across a crash and restart.
+//! Durable run history: every run, what started it, how it ended. A
+//! scheduled run is keyed by (plugin, schedule, planned time) and an event
+//! run by (plugin, event id), with unique indexes, so neither can start
+//! twice, even across a crash and restart.
 //!
-//! Every write goes to one writer thread, which commits whatever writes are
-//! waiting together, in one transaction with one fsync (`synchronous=FULL`):
-//! a write returns only once it is durable, and a burst of writes (a flood
-//! of webhook deliveries) shares fsyncs instead of queueing for one each.
-//! Each write runs in its own savepoint, so one that fails changes nothing
-//! and leaves the others of its batch alone. Reads use their own connection.
+//! The history is the bottom layer of `serve`: it imports nothing from the
+//! executor, approvals or console. One trait, [`HistoryBackend`], is what
+//! the rest of the host asks; two backends answer it: SQLite ([`sqlite`],
+//! the embedded default) and PostgreSQL ([`postgres`], shared by replicas).
+//! Every statement both run is written once, in [`sql`]; each backend holds
+//! only what truly differs (transactions, lease time, replicas).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::mpsc;
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use levelhost_runtime::level::PlanEntry;
@@ -22,9 +19,13 @@ use levelhost_runtime::runner::{RunFailure, RunReport};
 
 mod origin;
 mod postgres;
+mod sql;
+mod sqlite;
 
 pub use origin::Origin;
 pub use postgres::{PgAudit, PgRateBudgets};
+use sql::{Cells, Outcome, Query, Row};
+use sqlite::SqliteHistory;
 
 /// Why a plan that waited too long was not applied, as its run records it.
 pub const EXPIRED: &str = "the plan was not approved in time; nothing was applied";
@@ -52,12 +53,25 @@ pub enum HistoryCause {
     /// The batch a write was part of could not be committed.
     #[error("cannot commit")]
     Commit(#[source] std::sync::Arc<rusqlite::Error>),
-    /// The writer thread (or the PostgreSQL runtime) is gone.
+    /// The writer thread (or the audit's PostgreSQL runtime) is gone.
     #[error("the history writer stopped")]
     WriterStopped,
     /// PostgreSQL refused or failed.
     #[error(transparent)]
     Postgres(tokio_postgres::Error),
+    /// A column read back is not what the statement's mapper expects.
+    #[error("column {index} is {found}, not {wanted}")]
+    Column {
+        /// Its index.
+        index: usize,
+        /// What the mapper reads.
+        wanted: &'static str,
+        /// What it holds.
+        found: &'static str,
+    },
+    /// The database answered something the history does not expect.
+    #[error("unexpected answer: {0}")]
+    Answer(&'static str),
     /// No PostgreSQL connection could be had.
     #[error("no connection")]
     Pool(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -294,146 +308,51 @@ pub enum Claim {
 }
 
 impl Claim {
-    /// How the delivery of run `id`'s event is recorded after this claim: its verdict and detail.
-    fn delivery(self, id: &str) -> (&'static str, String) {
-        match self {
-            Claim::Started => ("accepted", id.to_owned()),
-            Claim::AlreadyClaimed => ("duplicate", "this event already started a run".to_owned()),
+    /// The claim an insert made: `Started` when it inserted the run's row.
+    fn inserted<N: PartialEq + From<u8>>(rows: N) -> Self {
+        if rows == N::from(1) {
+            Claim::Started
+        } else {
+            Claim::AlreadyClaimed
         }
     }
 }
 
-/// What a history keeps and answers, whichever database holds it: SQLite
-/// (embedded, the default) or PostgreSQL (shared by several `serve`
-/// replicas). Every write is durable when it returns.
-pub trait HistoryBackend: Send + Sync + std::fmt::Debug {
-    /// Records a run as running, unless its (schedule, planned time) or event already has one.
-    fn claim(
-        &self,
-        id: &str,
-        plugin: &str,
-        version: &str,
-        digest: &str,
-        origin: &Origin,
-    ) -> Result<Claim, HistoryError>;
-    /// Claims an event's run and records its delivery in one transaction.
-    fn claim_delivery(
-        &self,
-        id: &str,
-        plugin: &str,
-        version: &str,
-        digest: &str,
-        origin: &Origin,
-    ) -> Result<Claim, HistoryError>;
-    /// Records a planned run that was not started, and why.
-    fn record_skip(
-        &self,
-        id: &str,
-        plugin: &str,
-        origin: &Origin,
-        why: &str,
-    ) -> Result<Claim, HistoryError>;
-    /// Records how a run ended.
-    fn finish(
-        &self,
-        id: &str,
-        report: &RunReport,
-        dry_run: bool,
-        plan: Option<&[PlanEntry]>,
-        input: Option<&serde_json::Value>,
-    ) -> Result<(), HistoryError>;
-    /// Records a run whose plan waits for approval until `expires_at`.
-    fn await_approval(
-        &self,
-        id: &str,
-        report: &RunReport,
-        input: &serde_json::Value,
-        needed: &[String],
-        expires_at: &str,
-    ) -> Result<(), HistoryError>;
-    /// Approves or rejects a waiting plan, atomically.
-    fn decide(
-        &self,
-        id: &str,
-        approve: bool,
-        by: &str,
-        reason: Option<&str>,
-    ) -> Result<Decided, HistoryError>;
-    /// Marks waiting plans past their expiry as expired; returns (run, plugin) of each.
-    fn expire_overdue(&self) -> Result<Vec<(String, String)>, HistoryError>;
-    /// Takes an approved run to apply it, atomically; `None` when it is not approved.
-    fn start_approved(&self, id: &str) -> Result<Option<RunRow>, HistoryError>;
-    /// Records a run that could not start.
-    fn fail(&self, id: &str, error: &str) -> Result<(), HistoryError>;
-    /// Records a claimed run that was not started after all, and why.
-    fn skip_claimed(&self, id: &str, why: &str) -> Result<(), HistoryError>;
-    /// Takes the plugin's lease for `holder` (a run) for `lease`, so no other
-    /// process sharing this history (a `serve`, a replica, a `levelhost run`
-    /// or `apply`) runs the plugin at once; `false` while another run holds
-    /// it, the lease has not lapsed and that run is still `running` (a run a
-    /// crash cut off, once recorded `interrupted`, holds nothing).
-    fn take_lease(
-        &self,
-        plugin: &str,
-        holder: &str,
-        lease: std::time::Duration,
-    ) -> Result<bool, HistoryError>;
-    /// Extends `holder`'s lease of the plugin by `lease` from now; `false`
-    /// when it no longer holds it.
-    fn renew_lease(
-        &self,
-        plugin: &str,
-        holder: &str,
-        lease: std::time::Duration,
-    ) -> Result<bool, HistoryError>;
-    /// Gives the plugin's lease back.
-    fn release_lease(&self, plugin: &str, holder: &str) -> Result<(), HistoryError>;
-    /// At start-up: marks runs a crash left `running` as interrupted (in a
-    /// shared history, only those of replicas no longer alive).
-    fn interrupt_running(&self, why: &str) -> Result<usize, HistoryError>;
-    /// Marks one run as interrupted.
-    fn interrupt(&self, id: &str, why: &str) -> Result<(), HistoryError>;
-    /// The latest planned time recorded for a schedule.
-    fn last_planned(&self, plugin: &str, schedule: &str) -> Result<Option<String>, HistoryError>;
-    /// Records a webhook delivery and what became of it.
-    fn record_delivery(
-        &self,
-        plugin: &str,
-        event_id: Option<&str>,
-        verdict: &str,
-        detail: &str,
-    ) -> Result<(), HistoryError>;
-    /// Deliveries of a plugin: (event id, verdict, detail), oldest first.
-    fn deliveries(
-        &self,
-        plugin: &str,
-    ) -> Result<Vec<(Option<String>, String, String)>, HistoryError>;
-    /// Runs, newest first, optionally of one plugin and one status.
-    fn list(
-        &self,
-        plugin: Option<&str>,
-        status: Option<RunStatus>,
-        limit: usize,
-    ) -> Result<Vec<RunRow>, HistoryError>;
-    /// One run.
-    fn get(&self, id: &str) -> Result<Option<RunRow>, HistoryError>;
-    /// The database's own soundness check: `ok` when sound.
-    fn integrity_check(&self) -> Result<String, HistoryError>;
-    /// Whether the database answers at all (cheap: for `/healthz`).
-    fn ping(&self) -> Result<(), HistoryError>;
+/// What each database does its own way; everything else the history does
+/// is written once, in [`History`], from the statements of [`sql`].
+#[async_trait::async_trait]
+trait Backend: Send + Sync + std::fmt::Debug {
+    /// Where the database is (a file, a URL), for messages.
+    fn location(&self) -> &Path;
+    /// Runs `statements` in one transaction, in order; what each did. Every
+    /// write is durable when this returns.
+    async fn write(&self, statements: Vec<Query>) -> Result<Vec<Outcome>, HistoryError>;
+    /// The rows of one read.
+    async fn read(&self, statement: Query) -> Result<Vec<Row>, HistoryError>;
+    /// Says this replica is alive before it claims a run (a shared history).
+    async fn register(&self) -> Result<(), HistoryError> {
+        Ok(())
+    }
+    /// The statement taking the plugin's lease for `holder` (see
+    /// [`History::take_lease`]): lease time is each database's own.
+    fn take_lease(&self, plugin: &str, holder: &str, lease: std::time::Duration) -> Query;
+    /// The statement renewing it (see [`History::renew_lease`]).
+    fn renew_lease(&self, plugin: &str, holder: &str, lease: std::time::Duration) -> Query;
+    /// See [`History::interrupt_running`].
+    async fn interrupt_running(&self, why: &str) -> Result<usize, HistoryError>;
+    /// See [`History::integrity_check`].
+    async fn integrity_check(&self) -> Result<String, HistoryError>;
     /// This process's replica id, in a history replicas share.
     fn replica(&self) -> Option<&str> {
         None
     }
-    /// Says this replica is alive (a shared history), and marks the runs of
-    /// replicas silent for longer than `lease` as interrupted; returns how many.
-    fn heartbeat(&self, lease: std::time::Duration) -> Result<usize, HistoryError> {
+    /// See [`History::heartbeat`].
+    async fn heartbeat(&self, lease: std::time::Duration) -> Result<usize, HistoryError> {
         let _ = lease;
         Ok(0)
     }
-    /// The replicas sharing this history, most recently heard from first
-    /// (none in a history of one process).
-    fn replicas(&self) -> Result<Vec<ReplicaRow>, HistoryError> {
+    /// See [`History::replicas`].
+    async fn replicas(&self) -> Result<Vec<ReplicaRow>, HistoryError> {
         Ok(Vec::new())
     }
 }
@@ -453,21 +372,16 @@ pub struct ReplicaRow {
     pub running: i64,
 }
 
-/// The run history, in whichever database the config names.
+/// The run history, in whichever database the config names: SQLite
+/// (embedded, the default) or PostgreSQL (shared by several `serve`
+/// replicas). Every write is durable when it returns.
 pub struct History {
-    backend: Box<dyn HistoryBackend>,
+    backend: Box<dyn Backend>,
 }
 
 impl std::fmt::Debug for History {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.backend.fmt(f)
-    }
-}
-
-impl std::ops::Deref for History {
-    type Target = dyn HistoryBackend;
-    fn deref(&self) -> &Self::Target {
-        &*self.backend
     }
 }
 
@@ -494,222 +408,62 @@ impl History {
     }
 
     /// Opens the history at `location`, applying the schema's migrations.
-    pub fn connect(location: &HistoryLocation) -> Result<Self, HistoryError> {
+    pub async fn connect(location: &HistoryLocation) -> Result<Self, HistoryError> {
         match location {
             HistoryLocation::Sqlite(path) => Self::open(path),
             HistoryLocation::Postgres { url, password } => Ok(Self {
-                backend: Box::new(postgres::PgHistory::connect(url, password.as_deref())?),
+                backend: Box::new(postgres::PgHistory::connect(url, password.as_deref()).await?),
             }),
         }
     }
-}
 
-/// The run history in SQLite: the embedded default.
-#[derive(Debug)]
-pub struct SqliteHistory {
-    path: PathBuf,
-    /// Reads.
-    conn: Mutex<Connection>,
-    /// Writes, to the writer thread.
-    writes: Mutex<mpsc::Sender<Write>>,
-}
-
-/// One write: it runs its statements on the writer's connection (inside a
-/// savepoint) and says whether they succeeded; the finisher it returns is
-/// handed the batch's commit outcome and answers the caller.
-type Write = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
-type Finish = Box<dyn FnOnce(Result<(), std::sync::Arc<rusqlite::Error>>) + Send>;
-
-/// Writes committed together at most.
-const MAX_BATCH: usize = 512;
-
-/// The writer thread: takes every write waiting, runs each in a savepoint of
-/// one transaction, commits once, and answers each.
-fn writer(mut conn: Connection, writes: mpsc::Receiver<Write>) {
-    while let Ok(first) = writes.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match writes.try_recv() {
-                Ok(write) => batch.push(write),
-                Err(_) => break,
-            }
-        }
-        let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
-            Ok(tx) => tx,
-            Err(e) => {
-                // The writes are dropped unanswered: each caller gets an error.
-                tracing::error!("history: cannot begin a transaction: {e}");
-                continue;
-            }
-        };
-        let mut finishers = Vec::with_capacity(batch.len());
-        let mut tx = tx;
-        for write in batch {
-            let finish = match tx.savepoint() {
-                Ok(sp) => {
-                    let (ok, finish) = write(&sp);
-                    let released = if ok { sp.commit() } else { sp.finish() };
-                    if let Err(e) = released {
-                        tracing::error!("history: savepoint: {e}");
-                    }
-                    finish
-                }
-                Err(e) => {
-                    let why = e.to_string();
-                    Box::new(move |_: Result<(), std::sync::Arc<rusqlite::Error>>| {
-                        tracing::error!("history: cannot open a savepoint: {why}");
-                    })
-                }
-            };
-            finishers.push(finish);
-        }
-        let committed = tx.commit().map_err(std::sync::Arc::new);
-        for finish in finishers {
-            finish(committed.clone());
-        }
+    /// One write; how many rows it changed.
+    async fn execute(&self, statement: Query) -> Result<u64, HistoryError> {
+        let done = self.backend.write(vec![statement]).await?;
+        Ok(done.first().map_or(0, |o| o.changed))
     }
-}
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    plugin TEXT NOT NULL,
-    version TEXT NOT NULL DEFAULT '',
-    digest TEXT NOT NULL DEFAULT '',
-    trigger TEXT NOT NULL,
-    schedule TEXT,
-    planned_at TEXT,
-    event_id TEXT,
-    event_type TEXT,
-    started_at TEXT NOT NULL,
-    ended_at TEXT,
-    status TEXT NOT NULL,
-    output TEXT,
-    error TEXT,
-    api_calls INTEGER NOT NULL DEFAULT 0,
-    writes INTEGER NOT NULL DEFAULT 0
-);
-CREATE UNIQUE INDEX IF NOT EXISTS runs_planned ON runs(plugin, schedule, planned_at) WHERE planned_at IS NOT NULL;
-CREATE UNIQUE INDEX IF NOT EXISTS runs_event ON runs(plugin, event_id) WHERE event_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS runs_plugin ON runs(plugin, started_at);
-CREATE TABLE IF NOT EXISTS deliveries (
-    id INTEGER PRIMARY KEY,
-    plugin TEXT NOT NULL,
-    event_id TEXT,
-    received_at TEXT NOT NULL,
-    verdict TEXT NOT NULL,
-    detail TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS leases (
-    plugin TEXT PRIMARY KEY,
-    holder TEXT NOT NULL,
-    expires_at_ms INTEGER NOT NULL
-);
-";
+    /// One write that returns rows (`RETURNING`), each read by `map`.
+    async fn write_rows<T>(
+        &self,
+        statement: Query,
+        map: fn(&Row) -> Result<T, HistoryCause>,
+    ) -> Result<Vec<T>, HistoryError> {
+        let done = self.backend.write(vec![statement]).await?;
+        let rows = done.into_iter().next().map(|o| o.rows).unwrap_or_default();
+        self.map(&rows, map)
+    }
 
-/// Milliseconds since the Unix epoch, `ahead` from now: lease times in SQLite.
-fn epoch_ms(ahead: std::time::Duration) -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from((now + ahead).as_millis()).unwrap_or(i64::MAX)
-}
+    /// One read, each row read by `map`.
+    async fn read<T>(
+        &self,
+        statement: Query,
+        map: fn(&Row) -> Result<T, HistoryCause>,
+    ) -> Result<Vec<T>, HistoryError> {
+        let rows = self.backend.read(statement).await?;
+        self.map(&rows, map)
+    }
 
-use level_api::clock::now;
-
-impl SqliteHistory {
-    /// Opens (or creates) the database, in WAL mode with full sync, and starts its writer.
-    pub fn open(path: &Path) -> Result<Self, HistoryError> {
-        let err = |e: rusqlite::Error| HistoryError {
-            path: path.to_owned(),
-            source: e.into(),
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| HistoryError {
-                path: path.to_owned(),
-                source: e.into(),
-            })?;
-        }
-        let connect = || -> rusqlite::Result<Connection> {
-            let conn = Connection::open(path)?;
-            // First, so that every statement after it (switching to WAL
-            // included) waits for another process's lock instead of failing.
-            conn.busy_timeout(OPEN_WAIT)?;
-            use_wal(&conn)?;
-            conn.pragma_update(None, "synchronous", "FULL")?;
-            Ok(conn)
-        };
-        let mut write_conn = connect().map_err(err)?;
-        create_schema(&mut write_conn).map_err(err)?;
-        let read_conn = connect().map_err(err)?;
-        let (writes, queue) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("levelhost-history".to_owned())
-            .spawn(move || writer(write_conn, queue))
-            .map_err(|e| HistoryError {
-                path: path.to_owned(),
-                source: e.into(),
-            })?;
-        Ok(Self {
-            path: path.to_owned(),
-            conn: Mutex::new(read_conn),
-            writes: Mutex::new(writes),
-        })
+    fn map<T>(
+        &self,
+        rows: &[Row],
+        map: fn(&Row) -> Result<T, HistoryCause>,
+    ) -> Result<Vec<T>, HistoryError> {
+        rows.iter()
+            .map(map)
+            .collect::<Result<_, _>>()
+            .map_err(|source| self.error(source))
     }
 
     fn error(&self, source: HistoryCause) -> HistoryError {
         HistoryError {
-            path: self.path.clone(),
+            path: self.backend.location().to_owned(),
             source,
         }
     }
 
-    /// A read, on the read connection.
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, HistoryError> {
-        let conn = self
-            .conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&conn).map_err(|e| self.error(e.into()))
-    }
-
-    /// A write, through the writer: returns once it is committed (with
-    /// whatever other writes were waiting) and synced.
-    fn write<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, HistoryError> {
-        let (reply, answer) = mpsc::sync_channel(1);
-        let write: Write = Box::new(move |conn| {
-            let result = f(conn);
-            let ok = result.is_ok();
-            let finish: Finish = Box::new(move |committed| {
-                let _ = reply.send(match (result, committed) {
-                    (Err(e), _) => Err(HistoryCause::Sqlite(e)),
-                    (Ok(_), Err(why)) => Err(HistoryCause::Commit(why)),
-                    (Ok(value), Ok(())) => Ok(value),
-                });
-            });
-            (ok, finish)
-        });
-        self.writes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .send(write)
-            .map_err(|_| self.error(HistoryCause::WriterStopped))?;
-        answer
-            .recv()
-            .map_err(|_| self.error(HistoryCause::WriterStopped))?
-            .map_err(|source| self.error(source))
-    }
-}
-
-impl HistoryBackend for SqliteHistory {
     /// Records a run as running, unless its (schedule, planned time) or event already has one.
-    fn claim(
+    pub async fn claim(
         &self,
         id: &str,
         plugin: &str,
@@ -717,14 +471,16 @@ impl HistoryBackend for SqliteHistory {
         digest: &str,
         origin: &Origin,
     ) -> Result<Claim, HistoryError> {
-        let run = NewRun::new(id, plugin, version, digest, origin);
-        self.write(move |c| run.insert(c))
+        let (claim, _) = self
+            .insert_run(id, plugin, version, digest, origin, false, None)
+            .await?;
+        Ok(claim)
     }
 
     /// Claims an event's run and records its delivery in one transaction:
     /// `accepted` with the run's id, or `duplicate` when the event already
     /// started a run.
-    fn claim_delivery(
+    pub async fn claim_delivery(
         &self,
         id: &str,
         plugin: &str,
@@ -732,46 +488,100 @@ impl HistoryBackend for SqliteHistory {
         digest: &str,
         origin: &Origin,
     ) -> Result<Claim, HistoryError> {
-        let run = NewRun::new(id, plugin, version, digest, origin);
-        self.write(move |c| {
-            let claim = run.insert(c)?;
-            let (verdict, detail) = claim.delivery(&run.id);
-            insert_delivery(
-                c,
-                &run.plugin,
-                run.origin.event_id.as_deref(),
-                verdict,
-                &detail,
-            )?;
-            Ok(claim)
-        })
+        let (claim, _) = self
+            .insert_run(id, plugin, version, digest, origin, true, None)
+            .await?;
+        Ok(claim)
     }
 
-    /// Records a planned run that was not started because the previous one was still running.
-    fn record_skip(
+    /// Claims a run (recording its event's delivery with `delivery`) and, in
+    /// the same transaction, tries to take its plugin's lease for `lease`:
+    /// the claim, and whether the run holds the lease. Every way a run is
+    /// recorded as ended gives the lease back in the same transaction.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a run is claimed with what it is recorded with, each its own column"
+    )]
+    pub async fn claim_leased(
+        &self,
+        id: &str,
+        plugin: &str,
+        version: &str,
+        digest: &str,
+        origin: &Origin,
+        delivery: bool,
+        lease: std::time::Duration,
+    ) -> Result<(Claim, bool), HistoryError> {
+        self.insert_run(id, plugin, version, digest, origin, delivery, Some(lease))
+            .await
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a run is claimed with what it is recorded with, each its own column"
+    )]
+    async fn insert_run(
+        &self,
+        id: &str,
+        plugin: &str,
+        version: &str,
+        digest: &str,
+        origin: &Origin,
+        delivery: bool,
+        lease: Option<std::time::Duration>,
+    ) -> Result<(Claim, bool), HistoryError> {
+        // The replica is known (alive) before its run is, so no survivor takes the run for cut off.
+        self.backend.register().await?;
+        let origin = OriginColumns::of(origin);
+        let at = level_api::clock::now();
+        let replica = self.backend.replica();
+        let mut statements = vec![sql::insert_run(
+            id, plugin, version, digest, &origin, &at, replica,
+        )];
+        if delivery {
+            statements.push(sql::insert_claimed_delivery(
+                id,
+                plugin,
+                origin.event_id.as_deref(),
+                &at,
+            ));
+        }
+        if let Some(lease) = lease {
+            statements.push(self.backend.take_lease(plugin, id, lease));
+        }
+        let done = self.backend.write(statements).await?;
+        let claim = Claim::inserted(done.first().map_or(0, |o| o.changed));
+        let leased = lease.is_some()
+            && claim == Claim::Started
+            && done.last().is_some_and(|o| o.changed == 1);
+        Ok((claim, leased))
+    }
+
+    /// One write ending run `id`, with the plugin's lease it holds given back.
+    async fn end(&self, id: &str, statement: Query) -> Result<(), HistoryError> {
+        self.backend
+            .write(vec![statement, sql::release_held(id)])
+            .await
+            .map(drop)
+    }
+
+    /// Records a planned run that was not started, and why.
+    pub async fn record_skip(
         &self,
         id: &str,
         plugin: &str,
         origin: &Origin,
         why: &str,
     ) -> Result<Claim, HistoryError> {
-        let run = NewRun::new(id, plugin, "", "", origin);
-        let why = why.to_owned();
-        self.write(move |c| {
-            let origin = &run.origin;
-            let at = now();
-            let inserted = c.execute(
-                "INSERT OR IGNORE INTO runs (id, plugin, trigger, schedule, planned_at, event_id, event_type, started_at, ended_at, status, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 'skipped', ?9)",
-                params![run.id, run.plugin, origin.trigger, origin.schedule, origin.planned_at, origin.event_id, origin.event_type, at, why],
-            )?;
-            Ok(if inserted == 1 { Claim::Started } else { Claim::AlreadyClaimed })
-        })
+        let origin = OriginColumns::of(origin);
+        let at = level_api::clock::now();
+        let q = sql::insert_skip(id, plugin, &origin, why, &at, self.backend.replica());
+        self.execute(q).await.map(Claim::inserted)
     }
 
     /// Records how a run ended, with what it logged and its plan: a dry
     /// run's own, or the plan a run was held to (`None` keeps the one recorded).
-    fn finish(
+    pub async fn finish(
         &self,
         id: &str,
         report: &RunReport,
@@ -779,23 +589,20 @@ impl HistoryBackend for SqliteHistory {
         plan: Option<&[PlanEntry]>,
         input: Option<&serde_json::Value>,
     ) -> Result<(), HistoryError> {
-        let status = RunStatus::of(report);
-        let input = input.map(ToString::to_string);
-        let ended = Ended::of(report, plan);
-        let id = id.to_owned();
-        self.write(move |c| {
-            c.execute(
-                "UPDATE runs SET ended_at = ?2, status = ?3, output = ?4, error = ?5, api_calls = ?6, writes = ?7, dry_run = ?8, logs = ?9,
-                 plan = COALESCE(?10, plan), devices_changed = ?11, divergence = ?12, input = COALESCE(?13, input) WHERE id = ?1",
-                params![id, now(), status.as_str(), ended.output, ended.error, ended.api_calls, ended.writes, dry_run, ended.logs, ended.plan, ended.devices_changed, ended.divergence, input],
-            )
-            .map(drop)
-        })
+        let q = sql::finish(
+            id,
+            RunStatus::of(report),
+            Ended::of(report, plan),
+            dry_run,
+            input.map(ToString::to_string),
+            &level_api::clock::now(),
+        );
+        self.end(id, q).await
     }
 
     /// Records a run whose plan is over its plugin's approval policy: it
     /// waits, with its plan and input, until `expires_at`.
-    fn await_approval(
+    pub async fn await_approval(
         &self,
         id: &str,
         report: &RunReport,
@@ -803,283 +610,205 @@ impl HistoryBackend for SqliteHistory {
         needed: &[String],
         expires_at: &str,
     ) -> Result<(), HistoryError> {
-        let ended = Ended::of(report, Some(&report.plan));
-        let (id, input, needed, expires_at) = (
-            id.to_owned(),
+        let q = sql::await_approval(
+            id,
+            Ended::of(report, Some(&report.plan)),
             input.to_string(),
             serde_json::json!(needed).to_string(),
-            expires_at.to_owned(),
+            expires_at,
         );
-        self.write(move |c| {
-            c.execute(
-                "UPDATE runs SET status = 'awaiting-approval', output = ?2, error = ?3, api_calls = ?4, writes = ?5, dry_run = 1, logs = ?6,
-                 plan = ?7, devices_changed = ?8, input = ?9, approval_needed = ?10, expires_at = ?11 WHERE id = ?1 AND status = 'running'",
-                params![id, ended.output, ended.error, ended.api_calls, ended.writes, ended.logs, ended.plan, ended.devices_changed, input, needed, expires_at],
-            )
-            .map(drop)
-        })
+        self.end(id, q).await
     }
 
     /// Approves or rejects a waiting plan, atomically: only a run still
     /// `awaiting-approval` and not past its expiry changes, so two people
-    /// deciding at once decide once, and a plan is approved at most once.
-    fn decide(
+    /// deciding at once (on any replicas) decide once, and a plan is
+    /// approved at most once.
+    pub async fn decide(
         &self,
         id: &str,
         approve: bool,
         by: &str,
         reason: Option<&str>,
     ) -> Result<Decided, HistoryError> {
-        let (id, by, reason) = (id.to_owned(), by.to_owned(), reason.map(str::to_owned));
-        self.write(move |c| {
-            let found: Option<(String, Option<String>)> = c
-                .query_row(
-                    "SELECT status, expires_at FROM runs WHERE id = ?1",
-                    params![id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let at = now();
-            match found {
-                None => Ok(Decided::Unknown),
-                Some((status, _)) if status != RunStatus::AwaitingApproval.as_str() => {
-                    Ok(Decided::NotWaiting(status))
-                }
-                Some((_, Some(expires))) if expires <= at => {
-                    expire(c, &id, &at)?;
-                    Ok(Decided::Expired(expires))
-                }
-                Some(_) => {
-                    let (status, decision) = if approve {
-                        ("approved", "approved")
-                    } else {
-                        ("rejected", "rejected")
-                    };
-                    c.execute(
-                        "UPDATE runs SET status = ?2, decision = ?3, decided_by = ?4, decided_at = ?5, decision_reason = ?6,
-                         ended_at = CASE WHEN ?2 = 'rejected' THEN ?5 ELSE ended_at END WHERE id = ?1",
-                        params![id, status, decision, by, at, reason],
-                    )?;
-                    Ok(Decided::Done)
-                }
-            }
+        let at = level_api::clock::now();
+        let done = self
+            .backend
+            .write(vec![
+                sql::expire_if_overdue(id, &at),
+                sql::decide(id, approve, by, reason, &at),
+                sql::status(id),
+            ])
+            .await?;
+        let [expired, decided, status] = done.as_slice() else {
+            return Err(self.error(HistoryCause::Answer("three outcomes for three statements")));
+        };
+        if let Some(row) = expired.rows.first() {
+            return Ok(Decided::Expired(row.string(0).map_err(|e| self.error(e))?));
+        }
+        if decided.changed == 1 {
+            return Ok(Decided::Done);
+        }
+        Ok(match status.rows.first() {
+            Some(row) => Decided::NotWaiting(row.string(0).map_err(|e| self.error(e))?),
+            None => Decided::Unknown,
         })
     }
 
     /// Marks every waiting plan past its expiry as expired; returns the
     /// (run, plugin) of each.
-    fn expire_overdue(&self) -> Result<Vec<(String, String)>, HistoryError> {
-        self.write(|c| {
-            let at = now();
-            let mut stmt = c.prepare(
-                "SELECT id, plugin FROM runs WHERE status = 'awaiting-approval' AND expires_at <= ?1",
-            )?;
-            let due: Vec<(String, String)> = stmt
-                .query_map(params![at], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            for (id, _) in &due {
-                expire(c, id, &at)?;
-            }
-            Ok(due)
-        })
+    pub async fn expire_overdue(&self) -> Result<Vec<(String, String)>, HistoryError> {
+        self.write_rows(
+            sql::expire_overdue(&level_api::clock::now()),
+            sql::id_and_plugin,
+        )
+        .await
     }
 
     /// Takes an approved run to apply it: `running` again, atomically, so
     /// it is applied once however many hosts or commands try. `None` when the
     /// run is not (or no longer) approved.
-    fn start_approved(&self, id: &str) -> Result<Option<RunRow>, HistoryError> {
-        let id = id.to_owned();
-        self.write(move |c| {
-            let taken = c.execute(
-                "UPDATE runs SET status = 'running', dry_run = 0 WHERE id = ?1 AND status = 'approved'",
-                params![id],
-            )?;
-            if taken == 0 {
-                return Ok(None);
-            }
-            c.query_row(
-                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
-                params![id],
-                row,
-            )
-            .optional()
-        })
+    pub async fn start_approved(&self, id: &str) -> Result<Option<RunRow>, HistoryError> {
+        self.backend.register().await?;
+        let q = sql::start_approved(id, self.backend.replica());
+        Ok(self.write_rows(q, sql::run_row).await?.into_iter().next())
     }
 
     /// Records a run that could not start (bad input, a scope Level does not match).
-    fn fail(&self, id: &str, error: &str) -> Result<(), HistoryError> {
-        let (id, error) = (id.to_owned(), error.to_owned());
-        self.write(move |c| {
-            c.execute(
-                "UPDATE runs SET ended_at = ?2, status = 'failed', error = ?3 WHERE id = ?1",
-                params![id, now(), error],
-            )
-            .map(drop)
-        })
+    pub async fn fail(&self, id: &str, error: &str) -> Result<(), HistoryError> {
+        let q = sql::fail(id, error, &level_api::clock::now());
+        self.end(id, q).await
     }
 
-    /// Marks every run still recorded as running as interrupted; returns how many.
-    /// Called at start-up (after a crash) and at shutdown (for runs cut off).
-    fn interrupt_running(&self, why: &str) -> Result<usize, HistoryError> {
-        let why = why.to_owned();
-        self.write(move |c| {
-            c.execute(
-                "UPDATE runs SET status = 'interrupted', ended_at = ?1, error = ?2 WHERE status = 'running'",
-                params![now(), why],
-            )
-        })
+    /// Records a claimed run that was not started after all, and why.
+    pub async fn skip_claimed(&self, id: &str, why: &str) -> Result<(), HistoryError> {
+        let q = sql::end_running(id, RunStatus::Skipped, why, &level_api::clock::now());
+        self.end(id, q).await
+    }
+
+    /// Takes the plugin's lease for `holder` (a run) for `lease`, so no other
+    /// process sharing this history (a `serve`, a replica, a `levelhost run`
+    /// or `apply`) runs the plugin at once; `false` while another run holds
+    /// it, the lease has not lapsed and that run is still `running` (a run a
+    /// crash cut off, once recorded `interrupted`, holds nothing).
+    pub async fn take_lease(
+        &self,
+        plugin: &str,
+        holder: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool, HistoryError> {
+        let q = self.backend.take_lease(plugin, holder, lease);
+        Ok(self.execute(q).await? == 1)
+    }
+
+    /// Extends `holder`'s lease of the plugin by `lease` from now; `false`
+    /// when it no longer holds it.
+    pub async fn renew_lease(
+        &self,
+        plugin: &str,
+        holder: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool, HistoryError> {
+        let q = self.backend.renew_lease(plugin, holder, lease);
+        Ok(self.execute(q).await? == 1)
+    }
+
+    /// Gives the plugin's lease back.
+    pub async fn release_lease(&self, plugin: &str, holder: &str) -> Result<(), HistoryError> {
+        self.execute(sql::release_lease(plugin, holder))
+            .await
+            .map(drop)
+    }
+
+    /// At start-up: marks runs a crash left `running` as interrupted (in a
+    /// shared history, only those of replicas no longer alive).
+    pub async fn interrupt_running(&self, why: &str) -> Result<usize, HistoryError> {
+        self.backend.interrupt_running(why).await
     }
 
     /// Marks one run as interrupted.
-    fn interrupt(&self, id: &str, why: &str) -> Result<(), HistoryError> {
-        let (id, why) = (id.to_owned(), why.to_owned());
-        self.write(move |c| {
-            c.execute(
-                "UPDATE runs SET status = 'interrupted', ended_at = ?2, error = ?3 WHERE id = ?1 AND status = 'running'",
-                params![id, now(), why],
-            )
-            .map(drop)
-        })
+    pub async fn interrupt(&self, id: &str, why: &str) -> Result<(), HistoryError> {
+        let q = sql::end_running(id, RunStatus::Interrupted, why, &level_api::clock::now());
+        self.end(id, q).await
     }
 
     /// The latest planned time recorded for a schedule.
-    fn last_planned(&self, plugin: &str, schedule: &str) -> Result<Option<String>, HistoryError> {
-        self.with(|c| {
-            c.query_row(
-                "SELECT max(planned_at) FROM runs WHERE plugin = ?1 AND schedule = ?2",
-                params![plugin, schedule],
-                |r| r.get::<_, Option<String>>(0),
-            )
-        })
+    pub async fn last_planned(
+        &self,
+        plugin: &str,
+        schedule: &str,
+    ) -> Result<Option<String>, HistoryError> {
+        let found = self
+            .read(sql::last_planned(plugin, schedule), |r| r.text(0))
+            .await?;
+        Ok(found.into_iter().next().flatten())
     }
 
     /// Records a webhook delivery and what became of it.
-    fn record_delivery(
+    pub async fn record_delivery(
         &self,
         plugin: &str,
         event_id: Option<&str>,
         verdict: &str,
         detail: &str,
     ) -> Result<(), HistoryError> {
-        let (plugin, event_id, verdict, detail) = (
-            plugin.to_owned(),
-            event_id.map(str::to_owned),
-            verdict.to_owned(),
-            detail.to_owned(),
-        );
-        self.write(move |c| insert_delivery(c, &plugin, event_id.as_deref(), &verdict, &detail))
+        let q = sql::insert_delivery(plugin, event_id, verdict, detail, &level_api::clock::now());
+        self.execute(q).await.map(drop)
     }
 
     /// Deliveries of a plugin: (event id, verdict, detail), oldest first.
-    fn deliveries(
+    pub async fn deliveries(
         &self,
         plugin: &str,
     ) -> Result<Vec<(Option<String>, String, String)>, HistoryError> {
-        self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT event_id, verdict, detail FROM deliveries WHERE plugin = ?1 ORDER BY id",
-            )?;
-            let rows =
-                stmt.query_map(params![plugin], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            rows.collect()
-        })
+        self.read(sql::deliveries(plugin), sql::delivery).await
     }
 
     /// Runs, newest first, optionally of one plugin and one status.
-    fn list(
+    pub async fn list(
         &self,
         plugin: Option<&str>,
         status: Option<RunStatus>,
         limit: usize,
     ) -> Result<Vec<RunRow>, HistoryError> {
-        self.with(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR plugin = ?1) AND (?2 IS NULL OR status = ?2)
-                 ORDER BY started_at DESC, rowid DESC LIMIT ?3"
-            ))?;
-            let rows = stmt.query_map(params![plugin, status.map(RunStatus::as_str), limit as i64], row)?;
-            rows.collect()
-        })
+        self.read(sql::list(plugin, status, limit), sql::run_row)
+            .await
     }
 
     /// One run.
-    fn get(&self, id: &str) -> Result<Option<RunRow>, HistoryError> {
-        self.with(|c| {
-            c.query_row(
-                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
-                params![id],
-                row,
-            )
-            .optional()
-        })
+    pub async fn get(&self, id: &str) -> Result<Option<RunRow>, HistoryError> {
+        Ok(self
+            .read(sql::get(id), sql::run_row)
+            .await?
+            .into_iter()
+            .next())
     }
 
-    /// SQLite's own integrity check: `ok` when the database is sound.
-    fn integrity_check(&self) -> Result<String, HistoryError> {
-        self.with(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
+    /// The database's own soundness check: `ok` when sound.
+    pub async fn integrity_check(&self) -> Result<String, HistoryError> {
+        self.backend.integrity_check().await
     }
 
-    fn ping(&self) -> Result<(), HistoryError> {
-        self.with(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
-            .map(drop)
+    /// Whether the database answers at all (cheap: for `/healthz`).
+    pub async fn ping(&self) -> Result<(), HistoryError> {
+        self.read(sql::ping(), |r| r.int(0)).await.map(drop)
     }
 
-    fn skip_claimed(&self, id: &str, why: &str) -> Result<(), HistoryError> {
-        let (id, why) = (id.to_owned(), why.to_owned());
-        self.write(move |c| {
-            c.execute(
-                "UPDATE runs SET status = 'skipped', ended_at = ?2, error = ?3 WHERE id = ?1 AND status = 'running'",
-                params![id, now(), why],
-            )
-            .map(drop)
-        })
+    /// This process's replica id, in a history replicas share.
+    pub fn replica(&self) -> Option<&str> {
+        self.backend.replica()
     }
 
-    fn take_lease(
-        &self,
-        plugin: &str,
-        holder: &str,
-        lease: std::time::Duration,
-    ) -> Result<bool, HistoryError> {
-        let (plugin, holder) = (plugin.to_owned(), holder.to_owned());
-        let (now, until) = (epoch_ms(std::time::Duration::ZERO), epoch_ms(lease));
-        self.write(move |c| {
-            c.execute(
-                "INSERT INTO leases (plugin, holder, expires_at_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (plugin) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms
-                 WHERE leases.expires_at_ms < ?4 OR leases.holder = excluded.holder
-                    OR NOT EXISTS (SELECT 1 FROM runs WHERE runs.id = leases.holder AND runs.status = 'running')",
-                params![plugin, holder, until, now],
-            )
-            .map(|n| n == 1)
-        })
+    /// Says this replica is alive (a shared history), and marks the runs of
+    /// replicas silent for longer than `lease` as interrupted; returns how many.
+    pub async fn heartbeat(&self, lease: std::time::Duration) -> Result<usize, HistoryError> {
+        self.backend.heartbeat(lease).await
     }
 
-    fn renew_lease(
-        &self,
-        plugin: &str,
-        holder: &str,
-        lease: std::time::Duration,
-    ) -> Result<bool, HistoryError> {
-        let (plugin, holder, until) = (plugin.to_owned(), holder.to_owned(), epoch_ms(lease));
-        self.write(move |c| {
-            c.execute(
-                "UPDATE leases SET expires_at_ms = ?3 WHERE plugin = ?1 AND holder = ?2",
-                params![plugin, holder, until],
-            )
-            .map(|n| n == 1)
-        })
-    }
-
-    fn release_lease(&self, plugin: &str, holder: &str) -> Result<(), HistoryError> {
-        let (plugin, holder) = (plugin.to_owned(), holder.to_owned());
-        self.write(move |c| {
-            c.execute(
-                "DELETE FROM leases WHERE plugin = ?1 AND holder = ?2",
-                params![plugin, holder],
-            )
-            .map(drop)
-        })
+    /// The replicas sharing this history, most recently heard from first
+    /// (none in a history of one process).
+    pub async fn replicas(&self) -> Result<Vec<ReplicaRow>, HistoryError> {
+        self.backend.replicas().await
     }
 }
 
@@ -1123,174 +852,4 @@ impl Ended {
             ),
         }
     }
-}
-
-fn expire(c: &Connection, id: &str, at: &str) -> rusqlite::Result<()> {
-    c.execute(
-        "UPDATE runs SET status = 'expired', ended_at = ?2, error = ?3
-         WHERE id = ?1 AND status = 'awaiting-approval'",
-        params![id, at, EXPIRED],
-    )
-    .map(drop)
-}
-
-/// A run about to be claimed, with what it is recorded with.
-struct NewRun {
-    id: String,
-    plugin: String,
-    version: String,
-    digest: String,
-    origin: OriginColumns,
-}
-
-impl NewRun {
-    fn new(id: &str, plugin: &str, version: &str, digest: &str, origin: &Origin) -> Self {
-        Self {
-            id: id.to_owned(),
-            plugin: plugin.to_owned(),
-            version: version.to_owned(),
-            digest: digest.to_owned(),
-            origin: OriginColumns::of(origin),
-        }
-    }
-
-    fn insert(&self, c: &Connection) -> rusqlite::Result<Claim> {
-        let origin = &self.origin;
-        let inserted = c.execute(
-            "INSERT OR IGNORE INTO runs (id, plugin, version, digest, trigger, schedule, planned_at, event_id, event_type, started_at, status)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'running')",
-            params![self.id, self.plugin, self.version, self.digest, origin.trigger, origin.schedule, origin.planned_at, origin.event_id, origin.event_type, now()],
-        )?;
-        Ok(if inserted == 1 {
-            Claim::Started
-        } else {
-            Claim::AlreadyClaimed
-        })
-    }
-}
-
-fn insert_delivery(
-    c: &Connection,
-    plugin: &str,
-    event_id: Option<&str>,
-    verdict: &str,
-    detail: &str,
-) -> rusqlite::Result<()> {
-    c.execute(
-        "INSERT INTO deliveries (plugin, event_id, received_at, verdict, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![plugin, event_id, now(), verdict, detail],
-    )
-    .map(drop)
-}
-
-/// Columns added since the first schema, added to an older database at open.
-const ADDED_COLUMNS: [(&str, &str); 13] = [
-    ("dry_run", "INTEGER NOT NULL DEFAULT 0"),
-    ("logs", "TEXT"),
-    ("plan", "TEXT"),
-    ("input", "TEXT"),
-    ("devices_changed", "INTEGER NOT NULL DEFAULT 0"),
-    ("approval_needed", "TEXT"),
-    ("expires_at", "TEXT"),
-    ("decision", "TEXT"),
-    ("decided_by", "TEXT"),
-    ("decided_at", "TEXT"),
-    ("decision_reason", "TEXT"),
-    ("divergence", "TEXT"),
-    ("replica", "TEXT"),
-];
-
-/// How long opening the history waits for another process's lock.
-const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Puts the database in WAL mode. Switching a new database to WAL needs it
-/// to itself, and SQLite answers "locked" at once rather than waiting when
-/// another process is switching it too; so this retries, as the busy
-/// timeout would, for up to [`OPEN_WAIT`].
-fn use_wal(conn: &Connection) -> rusqlite::Result<()> {
-    let deadline = std::time::Instant::now() + OPEN_WAIT;
-    loop {
-        match conn.pragma_update(None, "journal_mode", "WAL") {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            done => return done,
-        }
-    }
-}
-
-/// Creates the tables and adds missing columns under the database's write
-/// lock, so processes opening a new history at the same moment (`serve`
-/// starting while `levelhost status` reads) neither collide nor see half a
-/// schema.
-fn create_schema(conn: &mut Connection) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute_batch(SCHEMA)?;
-    migrate(&tx)?;
-    tx.commit()
-}
-
-fn migrate(c: &Connection) -> rusqlite::Result<()> {
-    let mut stmt = c.prepare("SELECT name FROM pragma_table_info('runs')")?;
-    let have: Vec<String> = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for (name, kind) in ADDED_COLUMNS {
-        if !have.iter().any(|h| h == name) {
-            c.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {name} {kind}"))?;
-        }
-    }
-    Ok(())
-}
-
-/// The columns [`row`] reads, in order.
-const RUN_COLUMNS: &str = "id, plugin, version, digest, trigger, schedule, planned_at, event_id, event_type, started_at, ended_at, status, output, error, api_calls, writes, dry_run, logs, plan, input, devices_changed, approval_needed, expires_at, decision, decided_by, decided_at, decision_reason, divergence, replica";
-
-fn json_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<serde_json::Value>> {
-    Ok(r.get::<_, Option<String>>(i)?
-        .and_then(|text| serde_json::from_str(&text).ok()))
-}
-
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
-    Ok(RunRow {
-        id: r.get(0)?,
-        plugin: r.get(1)?,
-        version: r.get(2)?,
-        digest: r.get(3)?,
-        trigger: r.get(4)?,
-        schedule: r.get(5)?,
-        planned_at: r.get(6)?,
-        event_id: r.get(7)?,
-        event_type: r.get(8)?,
-        started_at: r.get(9)?,
-        ended_at: r.get(10)?,
-        status: r.get(11)?,
-        output: r.get(12)?,
-        error: r.get(13)?,
-        api_calls: r.get(14)?,
-        writes: r.get(15)?,
-        dry_run: r.get(16)?,
-        logs: json_column(r, 17)?,
-        plan: json_column(r, 18)?,
-        input: json_column(r, 19)?,
-        devices_changed: r.get(20)?,
-        approval: match r.get::<_, Option<String>>(22)? {
-            None => None,
-            Some(expires_at) => Some(ApprovalRecord {
-                needed: json_column(r, 21)?
-                    .and_then(|v| serde_json::from_value(v).ok())
-                    .unwrap_or_default(),
-                expires_at,
-                decision: r.get(23)?,
-                decided_by: r.get(24)?,
-                decided_at: r.get(25)?,
-                reason: r.get(26)?,
-            }),
-        },
-        divergence: json_column(r, 27)?,
-        replica: r.get(28)?,
-    })
 }

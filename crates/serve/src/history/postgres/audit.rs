@@ -1,6 +1,9 @@
 //! The audit in the database the replicas share.
 
+use std::future::Future;
+
 use super::*;
+use levelhost_runtime::audit::{AuditCause, AuditError, AuditFilter, AuditRecord, AuditStore};
 
 /// The audit in the database the replicas share: the fields of the JSON
 /// lines as columns, so `levelhost audit` and the console read every
@@ -125,5 +128,83 @@ impl AuditStore for PgAudit {
                 Ok((records, skipped))
             })
             .map_err(|e| self.failed(e))
+    }
+}
+
+/// A pool of connections driven on a small runtime of its own, for callers
+/// that wait for each answer (the history's callers run on tokio's blocking
+/// pool or are synchronous).
+struct Db {
+    pool: Pool,
+    runtime: Option<tokio::runtime::Runtime>,
+    label: PathBuf,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        // A runtime may not be dropped in place inside another; let it go in the background.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Db {
+    /// Connects (lazily) and applies the migrations not yet applied.
+    fn connect(url: &str, password: Option<&str>, size: usize) -> Result<Self, HistoryError> {
+        let label = PathBuf::from(url);
+        let fail = |source: HistoryCause| HistoryError {
+            path: label.clone(),
+            source,
+        };
+        let pool = pool(url, password, size).map_err(fail)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("levelhost-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| fail(e.into()))?;
+        let db = Self {
+            pool,
+            runtime: Some(runtime),
+            label,
+        };
+        db.block(|pool| async move { migrate(&pool).await })?;
+        Ok(db)
+    }
+
+    fn error(&self, source: HistoryCause) -> HistoryError {
+        HistoryError {
+            path: self.label.clone(),
+            source,
+        }
+    }
+
+    /// Runs `f` with the pool on this runtime and waits for it.
+    fn block<T, F>(&self, f: impl FnOnce(Pool) -> F) -> Result<T, HistoryError>
+    where
+        T: Send + 'static,
+        F: Future<Output = PgResult<T>> + Send + 'static,
+    {
+        let Some(runtime) = &self.runtime else {
+            return Err(self.error(HistoryCause::WriterStopped));
+        };
+        let work = f(self.pool.clone());
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let _ = answer.send(work.await);
+        });
+        answered
+            .recv()
+            .map_err(|_| self.error(HistoryCause::WriterStopped))?
+            .map_err(|e| self.error(e))
+    }
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("database", &self.label)
+            .finish_non_exhaustive()
     }
 }
