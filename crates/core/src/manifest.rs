@@ -139,11 +139,13 @@ impl PluginManifest {
     }
 
     /// Checks a run's input against the manifest's schema.
-    pub fn check_input(&self, input: &serde_json::Value) -> Result<(), String> {
+    pub fn check_input(&self, input: &serde_json::Value) -> Result<(), InputRejected> {
         let Some(schema) = &self.input_schema else {
             return Ok(());
         };
-        let validator = jsonschema::validator_for(schema).map_err(|e| e.to_string())?;
+        let validator = jsonschema::validator_for(schema).map_err(|e| InputRejected {
+            problems: vec![format!("the manifest's input schema cannot be used: {e}")],
+        })?;
         let problems: Vec<String> = validator
             .iter_errors(input)
             .map(|e| {
@@ -158,9 +160,18 @@ impl PluginManifest {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(problems.join("; "))
+            Err(InputRejected { problems })
         }
     }
+}
+
+/// A run's input that the manifest's schema refuses: each problem, with
+/// where in the input it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", problems.join("; "))]
+pub struct InputRejected {
+    /// Each problem, such as `/days: "x" is not of type "integer"`.
+    pub problems: Vec<String>,
 }
 
 #[cfg(test)]

@@ -387,6 +387,12 @@ impl Handle {
 /// kept-alive connection), at most `max_connections` are served at once
 /// (more are closed as they arrive), and at shutdown open connections finish
 /// their requests before the endpoint stops.
+///
+/// One server stack: axum's router, served through hyper's connection
+/// builder rather than `axum::serve`, which has neither a header read
+/// timeout nor a cap on open connections (a slow client holding sockets
+/// open would otherwise starve Level's deliveries). The console and the
+/// webhook endpoint are both served here.
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     app: Router,

@@ -162,18 +162,21 @@ impl RunStatus {
     }
 }
 
+/// A status name that is not one a run can have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status {name:?}; one of {}", RunStatus::ALL.map(RunStatus::as_str).join(", "))]
+pub struct UnknownStatus {
+    /// The name given.
+    pub name: String,
+}
+
 impl std::str::FromStr for RunStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, UnknownStatus> {
         RunStatus::ALL
             .into_iter()
             .find(|st| st.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown status {s:?}; one of {}",
-                    RunStatus::ALL.map(RunStatus::as_str).join(", ")
-                )
-            })
+            .ok_or_else(|| UnknownStatus { name: s.to_owned() })
     }
 }
 
