@@ -24,11 +24,13 @@ pub enum Resource {
     CustomFieldValues,
     /// `automations`
     Automations,
+    /// `state`: the plugin's own durable key/value state, kept by the host.
+    State,
 }
 
 impl Resource {
     /// Every resource, in display order.
-    pub const ALL: [Resource; 7] = [
+    pub const ALL: [Resource; 8] = [
         Resource::Devices,
         Resource::Groups,
         Resource::Tags,
@@ -36,6 +38,7 @@ impl Resource {
         Resource::CustomFields,
         Resource::CustomFieldValues,
         Resource::Automations,
+        Resource::State,
     ];
 
     /// The name used in capabilities and in the WIT interface.
@@ -48,6 +51,7 @@ impl Resource {
             Resource::CustomFields => "custom-fields",
             Resource::CustomFieldValues => "custom-field-values",
             Resource::Automations => "automations",
+            Resource::State => "state",
         }
     }
 
@@ -56,6 +60,7 @@ impl Resource {
         match self {
             Resource::Alerts => &[Verb::Read, Verb::Resolve],
             Resource::Automations => &[Verb::Trigger],
+            Resource::State => &[Verb::Read, Verb::Write],
             _ => &[Verb::Read, Verb::Write, Verb::Delete],
         }
     }
@@ -105,9 +110,15 @@ pub struct Capability {
 }
 
 impl Capability {
-    /// Whether the capability changes Level (anything but `read`).
+    /// Whether the capability changes something (anything but `read`):
+    /// Level, or the plugin's state.
     pub fn is_write(self) -> bool {
         self.verb != Verb::Read
+    }
+
+    /// Whether the capability is on Level (not the plugin's own state).
+    pub fn is_level(self) -> bool {
+        self.resource != Resource::State
     }
 
     /// Every capability there is.
@@ -175,7 +186,8 @@ impl<'de> serde::Deserialize<'de> for Capability {
 /// A set of capabilities.
 pub type CapabilitySet = BTreeSet<Capability>;
 
-/// Every Level operation a plugin can call, one per `level:api` function.
+/// Every operation a plugin can call, one per `level:api` function: the
+/// Level interfaces' own names, and `state-*` for the `state` interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[expect(
@@ -213,6 +225,12 @@ pub enum Operation {
     TagDevices,
     UntagDevices,
     TriggerWebhook,
+    StateGet,
+    StateSet,
+    StateDelete,
+    StateList,
+    StateCompareAndSwap,
+    StateIncrement,
 }
 
 impl Operation {
@@ -240,6 +258,10 @@ impl Operation {
             CreateTag | UpdateTag | TagDevices | UntagDevices => (Resource::Tags, Verb::Write),
             DeleteTag => (Resource::Tags, Verb::Delete),
             TriggerWebhook => (Resource::Automations, Verb::Trigger),
+            StateGet | StateList => (Resource::State, Verb::Read),
+            StateSet | StateDelete | StateCompareAndSwap | StateIncrement => {
+                (Resource::State, Verb::Write)
+            }
         };
         Capability { resource, verb }
     }
@@ -282,7 +304,7 @@ mod tests {
     #[test]
     fn every_capability_round_trips_through_its_name() {
         let all: Vec<Capability> = Capability::all().collect();
-        assert_eq!(all.len(), 18);
+        assert_eq!(all.len(), 20);
         for cap in all {
             assert_eq!(cap.to_string().parse::<Capability>().unwrap(), cap);
         }

@@ -49,6 +49,16 @@ pub struct Limits {
     /// read again. Level has no conditional writes, so a change made by
     /// someone else between that read and the write can still be missed.
     pub fact_max_age_secs: u64,
+    /// The plugin's state: the longest key, in bytes.
+    pub max_state_key_bytes: u64,
+    /// The plugin's state: the largest value, in KiB.
+    pub max_state_value_kb: u64,
+    /// The plugin's state: how many keys it may hold.
+    pub max_state_keys: u64,
+    /// The plugin's state: its keys and values together, in KiB.
+    pub max_state_total_kb: u64,
+    /// The plugin's state: writes (set, delete, compare-and-swap, increment) per run.
+    pub max_state_writes: u64,
 }
 
 impl Default for Limits {
@@ -63,6 +73,11 @@ impl Default for Limits {
             max_log_kb: 256,
             max_call_kb: 256,
             fact_max_age_secs: 30,
+            max_state_key_bytes: 256,
+            max_state_value_kb: 64,
+            max_state_keys: 10_000,
+            max_state_total_kb: 10_240,
+            max_state_writes: 1_000,
         }
     }
 }
@@ -196,6 +211,10 @@ impl Grant {
                         Some(f) => format!("{kind} {}", join_or(f)),
                     }
                 }
+                Resource::State => format!(
+                    "its own state (up to {} keys, {} KiB)",
+                    self.limits.max_state_keys, self.limits.max_state_total_kb
+                ),
                 Resource::Automations => match &self.scopes.automations {
                     None => "any automation webhook".to_owned(),
                     Some(a) => format!("automation webhooks {}", join_or(a)),

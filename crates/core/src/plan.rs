@@ -38,7 +38,7 @@ pub struct PlanEntry {
 /// The prefixes of targets that name what a write acts on (as opposed to
 /// the devices it reaches): an approved write must name every one of these
 /// its planned write named.
-const OBJECT_PREFIXES: [&str; 3] = ["tag:", "custom-field:", "automation:"];
+const OBJECT_PREFIXES: [&str; 4] = ["tag:", "custom-field:", "automation:", "state:"];
 
 /// A device or group as a person knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +81,8 @@ impl PlanEntry {
                 what.push(format!("tag {tag:?}"));
             } else if let Some(field) = target.strip_prefix("custom-field:") {
                 what.push(format!("custom field {field:?}"));
+            } else if let Some(key) = target.strip_prefix("state:") {
+                what.push(format!("state key {key:?}"));
             } else if target.starts_with("automation:") {
                 what.push(match self.names.get(target) {
                     Some(named) => format!("automation {:?}", named.name),

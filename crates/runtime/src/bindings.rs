@@ -21,5 +21,6 @@ wasmtime::component::bindgen!({
 
 pub use exports::level::api::handler;
 pub use level::api::{
-    alerts, automations, custom_field_values, custom_fields, devices, groups, log, tags, types,
+    alerts, automations, custom_field_values, custom_fields, devices, groups, log, state, tags,
+    types,
 };

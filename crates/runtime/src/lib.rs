@@ -6,7 +6,8 @@
 //! - [`level`] implements the `level:api` WIT interfaces on top of
 //!   [`level_api::LevelClient`], the only code that talks to Level;
 //! - [`bindings`] holds the one `bindgen!`;
-//! - [`audit`] appends a record for every host call.
+//! - [`audit`] appends a record for every host call;
+//! - [`state`] is a plugin's durable state as a run sees it.
 
 pub mod audit;
 pub mod bindings;
@@ -14,4 +15,5 @@ pub mod engine;
 pub mod error;
 pub mod level;
 pub mod runner;
+pub mod state;
 pub mod tape;

@@ -66,6 +66,8 @@ pub struct RunRequest {
     pub tape: Option<crate::tape::Tape>,
     /// An approved plan the run is held to: a write it does not hold is denied.
     pub approved: Option<Vec<PlanEntry>>,
+    /// Where the plugin's committed state is read; an empty state in memory when `None`.
+    pub state: Option<std::sync::Arc<dyn crate::state::StateStore>>,
 }
 
 impl RunRequest {
@@ -82,6 +84,7 @@ impl RunRequest {
             echo_logs: false,
             tape: None,
             approved: None,
+            state: None,
         }
     }
 }
@@ -186,6 +189,9 @@ pub struct RunReport {
     pub unapplied: Vec<PlanEntry>,
     /// Every host call, as audited.
     pub audit: Vec<AuditRecord>,
+    /// The run's changes to the plugin's state: committed with the run's
+    /// record only when it is recorded `ok` (and not a dry run).
+    pub state: Vec<crate::state::StateChange>,
     /// Wall-clock duration.
     pub duration: Duration,
 }
@@ -433,6 +439,7 @@ impl PluginRunner {
             divergence: outcome_of_plan.0,
             unapplied: outcome_of_plan.1,
             audit: std::mem::take(&mut level.audit_records),
+            state: std::mem::take(&mut level.state).into_changes(),
             duration: started.elapsed(),
         })
     }
@@ -479,14 +486,20 @@ impl PluginRunner {
         let state = HostState {
             wasi,
             table: ResourceTable::new(),
-            level: LevelCtx::new(
-                client,
-                gate,
-                run,
-                request.audit.clone(),
-                log,
-                request.dry_run,
-            ),
+            level: {
+                let level = LevelCtx::new(
+                    client,
+                    gate,
+                    run,
+                    request.audit.clone(),
+                    log,
+                    request.dry_run,
+                );
+                match &request.state {
+                    Some(store) => level.with_state(store.clone()),
+                    None => level,
+                }
+            },
             limiter: Limiter {
                 inner: StoreLimitsBuilder::new()
                     .memory_size(Limits::bytes(limits.memory_mb.saturating_mul(1024)))

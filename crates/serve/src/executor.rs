@@ -584,6 +584,10 @@ impl Executor {
             echo_logs: options.echo_logs,
             tape: options.tape.clone(),
             approved: held_to,
+            state: self
+                .history
+                .clone()
+                .map(|h| h as Arc<dyn levelhost_runtime::state::StateStore>),
         };
         self.runner
             .run(&plugin.plugin, plugin.client.clone(), request)
@@ -605,9 +609,11 @@ impl Executor {
         if status == RunStatus::Diverged {
             tracing::warn!(plugin = %plugin.name, run = %id, "the run diverged from its approved plan: {}", report.divergence.join("; "));
         }
-        let (run, saved) = (id.to_owned(), report.clone());
-        self.with_history(|h| h.finish(&run, &saved, dry_run, plan.as_deref(), Some(&input)))
+        let recorded = self
+            .with_history(|h| h.finish(id, &report, dry_run, plan.as_deref(), Some(&input)))
             .await?;
+        // A run whose state changed under it is recorded failed, its state untouched.
+        let status = recorded.unwrap_or(status);
         self.count(&plugin.name, status, Some(&report));
         Ok(Finished {
             report,

@@ -16,6 +16,7 @@ mod runs;
 mod serve;
 mod signal;
 mod sim;
+mod state;
 mod table;
 mod test;
 mod wit;
@@ -69,6 +70,8 @@ pub enum Command {
     Logs(runs::LogsArgs),
     /// Show each plugin's next run, last run and last status.
     Status(runs::StatusArgs),
+    /// See and fix a plugin's durable state: list, get, set, delete, purge (changes are audited).
+    State(state::StateArgs),
     /// Start the built-in Level API simulator on loopback.
     Sim(sim::SimArgs),
     /// Create a plugin project in Rust, JavaScript, TypeScript, Python, Go or C.
@@ -138,6 +141,7 @@ impl Command {
             Command::Reload(args) => args.execute().await,
             Command::Runs(args) => args.execute().await,
             Command::Logs(args) => args.execute().await,
+            Command::State(args) => args.execute().await,
             Command::Status(args) => args.execute().await,
             Command::Sim(args) => args.execute().await,
             Command::Demo(args) => args.execute().await,

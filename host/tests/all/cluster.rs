@@ -70,6 +70,7 @@ fn report(id: &str) -> RunReport {
         divergence: Vec::new(),
         unapplied: Vec::new(),
         audit: Vec::new(),
+        state: Vec::new(),
         duration: Duration::from_millis(5),
     }
 }

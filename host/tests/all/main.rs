@@ -28,4 +28,5 @@ mod plugins; // the example plugins: device-report and stale-device-tagger
 mod run; // running components: sandboxing, failures, world mismatches
 mod serve; // levelhost serve: schedules, kill -9 and restart, signed webhooks, a shared rate budget
 mod sim; // the simulator over plain HTTP: auth, access levels, paging, errors, rate limit
+mod state; // a plugin's durable state: committed with an ok run only, quotas, isolation, replicas
 mod support; // TestEnv: a simulator, a client and a runner per test

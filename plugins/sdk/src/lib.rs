@@ -211,3 +211,56 @@ impl Default for PageRequest {
         }
     }
 }
+
+/// The plugin's own durable state, with JSON helpers.
+///
+/// Writes are committed only when the run ends `ok`; a run reads its own
+/// writes. Needs `state:read` to read and `state:write` to write.
+///
+/// ```ignore
+/// use levelhost_sdk::state;
+///
+/// let seen: Option<String> = state::get_json("cursor")?;
+/// state::set_json("cursor", &"2025-03-15T14:30:00.000Z")?;
+/// let runs = state::increment("runs", 1)?;
+/// ```
+pub mod state {
+    pub use crate::bindings::level::api::state::{
+        Entry, EntryPage, compare_and_swap, delete, get, increment, list_entries, set,
+    };
+    use crate::bindings::level::api::types::Error;
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    /// A key's value, read as JSON; none when the key has no value.
+    /// A value that is not the JSON of `T` is `invalid-input`.
+    pub fn get_json<T: DeserializeOwned>(key: &str) -> Result<Option<T>, Error> {
+        match get(key)? {
+            None => Ok(None),
+            Some(entry) => serde_json::from_slice(&entry.value).map(Some).map_err(|e| {
+                Error::InvalidInput(format!("state key {key:?} is not the JSON expected: {e}"))
+            }),
+        }
+    }
+
+    /// Sets a key to `value` as JSON; returns its new version.
+    pub fn set_json<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<u64, Error> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| Error::InvalidInput(format!("cannot encode state key {key:?}: {e}")))?;
+        set(key, &bytes)
+    }
+
+    /// Every entry whose key starts with `prefix`, walking the pages.
+    pub fn entries(prefix: &str) -> Result<Vec<Entry>, Error> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = list_entries(prefix, after.as_deref(), Some(100))?;
+            all.extend(page.items);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+}

@@ -16,10 +16,12 @@ mod devices;
 mod error;
 mod groups;
 mod log;
+mod state;
 mod tags;
 mod transport;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasData, Linker};
@@ -92,6 +94,10 @@ pub struct LevelCtx {
     /// The hostname or name of each device and group the run has read, so
     /// a plan names them as a person would.
     names: HashMap<String, Named>,
+    /// Where the plugin's committed state is read.
+    state_store: Arc<dyn crate::state::StateStore>,
+    /// The run's own state writes, committed only with a run recorded `ok`.
+    pub state: crate::state::StateChanges,
 }
 
 /// The shape of every host function: open the call, admit it (capability,
@@ -158,7 +164,16 @@ impl LevelCtx {
             device_groups: HashMap::new(),
             in_flight: None,
             names: HashMap::new(),
+            state_store: Arc::new(crate::state::MemoryState::default()),
+            state: crate::state::StateChanges::default(),
         }
+    }
+
+    /// Reads the plugin's committed state from `store` (by default, an empty
+    /// state in memory).
+    pub fn with_state(mut self, store: Arc<dyn crate::state::StateStore>) -> Self {
+        self.state_store = store;
+        self
     }
 
     /// Whether this run plans its writes instead of sending them.
@@ -588,6 +603,7 @@ pub fn add_to_linker<T: Send + 'static>(
     api::tags::add_to_linker::<T, Level>(linker, get)?;
     api::automations::add_to_linker::<T, Level>(linker, get)?;
     api::log::add_to_linker::<T, Level>(linker, get)?;
+    api::state::add_to_linker::<T, Level>(linker, get)?;
     Ok(())
 }
 

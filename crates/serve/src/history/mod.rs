@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use levelhost_runtime::level::PlanEntry;
 use levelhost_runtime::runner::{RunFailure, RunReport};
+use levelhost_runtime::state::{StateFuture, StateStore, StateStoreError, StateUsage, StoredValue};
 
 mod origin;
 mod postgres;
@@ -68,6 +69,15 @@ pub enum HistoryCause {
         wanted: &'static str,
         /// What it holds.
         found: &'static str,
+    },
+    /// A run's state write was made on a version of the key that is gone:
+    /// nothing of the run's commit was kept.
+    #[error("the plugin's state changed under the run ({what}: {key:?})")]
+    StateChanged {
+        /// What changed.
+        what: &'static str,
+        /// The key.
+        key: String,
     },
     /// The database answered something the history does not expect.
     #[error("unexpected answer: {0}")]
@@ -583,7 +593,11 @@ impl History {
     }
 
     /// Records how a run ended, with what it logged and its plan: a dry
-    /// run's own, or the plan a run was held to (`None` keeps the one recorded).
+    /// run's own, or the plan a run was held to (`None` keeps the one
+    /// recorded). A run that ended `ok`, not a dry run, commits its state
+    /// changes in the same transaction; if the state changed under it (a
+    /// key's version is gone), nothing of its state is kept and it is
+    /// recorded `failed`, saying so. Returns the status recorded.
     pub async fn finish(
         &self,
         id: &str,
@@ -591,14 +605,66 @@ impl History {
         dry_run: bool,
         plan: Option<&[PlanEntry]>,
         input: Option<&serde_json::Value>,
+    ) -> Result<RunStatus, HistoryError> {
+        let at = level_api::clock::now();
+        let status = RunStatus::of(report);
+        let mut statements = vec![
+            sql::finish(
+                id,
+                status,
+                Ended::of(report, plan),
+                dry_run,
+                input.map(ToString::to_string),
+                &at,
+            ),
+            sql::release_held(id),
+        ];
+        if status == RunStatus::Ok && !dry_run {
+            statements.extend(
+                report
+                    .state
+                    .iter()
+                    .filter_map(|change| sql::state_commit(&report.plugin, change, id, &at)),
+            );
+        }
+        match self.backend.write(statements).await {
+            Ok(_) => Ok(status),
+            Err(HistoryError {
+                source: HistoryCause::StateChanged { what, key },
+                ..
+            }) => {
+                let why = format!(
+                    "the plugin's state changed under the run ({what}: {key:?}); none of its state writes were kept"
+                );
+                self.finish_failed(id, report, dry_run, plan, input, &why)
+                    .await?;
+                Ok(RunStatus::Failed)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records a run that ended `ok` as failed after all, and why.
+    async fn finish_failed(
+        &self,
+        id: &str,
+        report: &RunReport,
+        dry_run: bool,
+        plan: Option<&[PlanEntry]>,
+        input: Option<&serde_json::Value>,
+        why: &str,
     ) -> Result<(), HistoryError> {
+        let at = level_api::clock::now();
+        let mut ended = Ended::of(report, plan);
+        ended.output = None;
+        ended.error = Some(why.to_owned());
         let q = sql::finish(
             id,
-            RunStatus::of(report),
-            Ended::of(report, plan),
+            RunStatus::Failed,
+            ended,
             dry_run,
             input.map(ToString::to_string),
-            &level_api::clock::now(),
+            &at,
         );
         self.end(id, q).await
     }
@@ -812,6 +878,140 @@ impl History {
     /// (none in a history of one process).
     pub async fn replicas(&self) -> Result<Vec<ReplicaRow>, HistoryError> {
         self.backend.replicas().await
+    }
+}
+
+/// A plugin's state, as operators see it (`levelhost state`, the console).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StateEntry {
+    /// The key.
+    pub key: String,
+    /// The value, as UTF-8 text when it is text.
+    pub text: Option<String>,
+    /// The value's bytes.
+    pub bytes: usize,
+    /// Its version.
+    pub version: u64,
+}
+
+impl StateEntry {
+    /// An entry as operators see it.
+    pub fn of(key: String, value: StoredValue) -> Self {
+        Self {
+            key,
+            bytes: value.value.len(),
+            text: String::from_utf8(value.value).ok(),
+            version: value.version,
+        }
+    }
+}
+
+impl History {
+    /// A plugin's committed state entries whose keys start with `prefix`,
+    /// after `after`, in byte order of their keys, at most `limit`, with
+    /// their values.
+    pub async fn state_entries(
+        &self,
+        plugin: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, StoredValue)>, HistoryError> {
+        let rows = self
+            .read(
+                sql::state_list(plugin, prefix, after, limit),
+                sql::state_entry,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, value, version)| {
+                (
+                    key,
+                    StoredValue {
+                        value,
+                        version: u64::try_from(version).unwrap_or(0),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Sets a key of a plugin's state, whatever it held, as an operator
+    /// (`by`) does; returns its new version.
+    pub async fn set_state(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: &[u8],
+        by: &str,
+    ) -> Result<i64, HistoryError> {
+        let q = sql::state_put(plugin, key, value, by, &level_api::clock::now());
+        let versions = self.write_rows(q, |r| r.int(0)).await?;
+        Ok(versions.first().copied().unwrap_or(0))
+    }
+
+    /// Deletes a key of a plugin's state; returns whether it had a value.
+    pub async fn delete_state(&self, plugin: &str, key: &str) -> Result<bool, HistoryError> {
+        Ok(self.execute(sql::state_remove(plugin, key)).await? == 1)
+    }
+
+    /// Removes every key of a plugin's state; returns how many there were.
+    pub async fn purge_state(&self, plugin: &str) -> Result<u64, HistoryError> {
+        self.execute(sql::state_purge(plugin)).await
+    }
+
+    /// How much state a plugin holds.
+    pub async fn state_usage(&self, plugin: &str) -> Result<StateUsage, HistoryError> {
+        let found = self
+            .read(sql::state_usage(plugin), |r| {
+                Ok(StateUsage {
+                    keys: u64::try_from(r.int(0)?).unwrap_or(0),
+                    bytes: u64::try_from(r.int(1)?).unwrap_or(0),
+                })
+            })
+            .await?;
+        Ok(found.into_iter().next().unwrap_or_default())
+    }
+}
+
+/// The history is where runs read their plugin's committed state.
+impl StateStore for History {
+    fn get<'a>(&'a self, plugin: &'a str, key: &'a str) -> StateFuture<'a, Option<StoredValue>> {
+        Box::pin(async move {
+            let found = self
+                .read(sql::state_get(plugin, key), |r| {
+                    Ok(StoredValue {
+                        value: r.bytes(0)?,
+                        version: u64::try_from(r.int(1)?).unwrap_or(0),
+                    })
+                })
+                .await
+                .map_err(|e| StateStoreError(Box::new(e)))?;
+            Ok(found.into_iter().next())
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        plugin: &'a str,
+        prefix: &'a str,
+        after: Option<&'a str>,
+        limit: u32,
+    ) -> StateFuture<'a, Vec<(String, StoredValue)>> {
+        Box::pin(async move {
+            self.state_entries(plugin, prefix, after, limit)
+                .await
+                .map_err(|e| StateStoreError(Box::new(e)))
+        })
+    }
+
+    fn usage<'a>(&'a self, plugin: &'a str) -> StateFuture<'a, StateUsage> {
+        Box::pin(async move {
+            self.state_usage(plugin)
+                .await
+                .map_err(|e| StateStoreError(Box::new(e)))
+        })
     }
 }
 

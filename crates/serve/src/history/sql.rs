@@ -28,6 +28,8 @@ pub(super) enum Value {
     Bool(bool),
     /// A float.
     Real(f64),
+    /// Bytes, or NULL (the state's keys and values: compared byte by byte in both databases).
+    Blob(Option<Vec<u8>>),
 }
 
 impl From<&str> for Value {
@@ -75,6 +77,8 @@ impl rusqlite::ToSql for Value {
             Value::Int(n) => ToSqlOutput::Owned(rusqlite::types::Value::Integer(*n)),
             Value::Bool(b) => ToSqlOutput::Owned(rusqlite::types::Value::Integer(i64::from(*b))),
             Value::Real(f) => ToSqlOutput::Owned(rusqlite::types::Value::Real(*f)),
+            Value::Blob(Some(b)) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            Value::Blob(None) => ToSqlOutput::Borrowed(ValueRef::Null),
         })
     }
 }
@@ -87,6 +91,7 @@ impl Value {
             Value::Int(n) => n,
             Value::Bool(b) => b,
             Value::Real(f) => f,
+            Value::Blob(b) => b,
         }
     }
 }
@@ -102,7 +107,11 @@ impl tokio_postgres::types::ToSql for Value {
     }
 
     fn accepts(ty: &tokio_postgres::types::Type) -> bool {
-        <Option<String>>::accepts(ty) || i64::accepts(ty) || bool::accepts(ty) || f64::accepts(ty)
+        <Option<String>>::accepts(ty)
+            || i64::accepts(ty)
+            || bool::accepts(ty)
+            || f64::accepts(ty)
+            || <Option<Vec<u8>>>::accepts(ty)
     }
 
     /// Checked against the value's own type, not the union [`Self::accepts`] answers for.
@@ -122,11 +131,38 @@ pub(super) struct Query {
     pub sql: &'static str,
     /// Its parameters, in placeholder order.
     pub params: Vec<Value>,
+    /// A write that must change exactly one row, or its whole transaction
+    /// is rolled back (a state write made on a version that is gone).
+    pub must_change: Option<&'static str>,
 }
 
 impl Query {
     pub fn new(sql: &'static str, params: Vec<Value>) -> Self {
-        Self { sql, params }
+        Self {
+            sql,
+            params,
+            must_change: None,
+        }
+    }
+
+    /// The statement, which must change exactly one row; `what` says what
+    /// it changes, for the error that rolls its transaction back.
+    fn must_change(mut self, what: &'static str) -> Self {
+        self.must_change = Some(what);
+        self
+    }
+
+    /// The error when a [`Query::must_change`] statement changed `changed` rows.
+    pub fn unchanged(&self, changed: u64) -> Option<HistoryCause> {
+        let what = self.must_change.filter(|_| changed != 1)?;
+        let key = self.params.get(1).and_then(|p| match p {
+            Value::Blob(Some(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        });
+        Some(HistoryCause::StateChanged {
+            what,
+            key: key.unwrap_or_default(),
+        })
     }
 
     /// Whether it returns rows (a `SELECT`, or a write `RETURNING` them).
@@ -136,9 +172,14 @@ impl Query {
     }
 }
 
-/// A statement with PostgreSQL's placeholders: each `?N` becomes `$N`.
-/// (No statement here has a `?` inside a string.)
+/// A statement in PostgreSQL's dialect: each `?N` becomes `$N`, and the
+/// bytes type is `BYTEA` where SQLite's is `BLOB`. (No statement here has
+/// a `?` or `AS BLOB` inside a string.)
 pub(super) fn postgres(sql: &str) -> String {
+    placeholders(sql).replace(" AS BLOB)", " AS BYTEA)")
+}
+
+fn placeholders(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut chars = sql.chars().peekable();
     while let Some(c) = chars.next() {
@@ -417,6 +458,131 @@ pub(super) fn release_held(id: &str) -> Query {
     Query::new("DELETE FROM leases WHERE holder = ?1", vec![id.into()])
 }
 
+/// A key as the state table holds it: its UTF-8 bytes, so keys sort and
+/// match by prefix byte by byte in both databases.
+fn key(k: &str) -> Value {
+    Value::Blob(Some(k.as_bytes().to_vec()))
+}
+
+/// A key's committed value and version.
+pub(super) fn state_get(plugin: &str, k: &str) -> Query {
+    Query::new(
+        "SELECT value, version FROM state WHERE plugin = ?1 AND key = ?2",
+        vec![plugin.into(), key(k)],
+    )
+}
+
+/// Committed entries whose keys start with `prefix`, after `after`, in byte order.
+pub(super) fn state_list(plugin: &str, prefix: &str, after: Option<&str>, limit: u32) -> Query {
+    Query::new(
+        "SELECT key, value, version FROM state
+         WHERE plugin = ?1 AND substr(key, 1, length(CAST(?2 AS BLOB))) = CAST(?2 AS BLOB)
+           AND (CAST(?3 AS BLOB) IS NULL OR key > CAST(?3 AS BLOB))
+         ORDER BY key LIMIT ?4",
+        vec![
+            plugin.into(),
+            key(prefix),
+            Value::Blob(after.map(|a| a.as_bytes().to_vec())),
+            i64::from(limit).into(),
+        ],
+    )
+}
+
+/// How many keys a plugin holds, and their bytes with their values.
+pub(super) fn state_usage(plugin: &str) -> Query {
+    Query::new(
+        "SELECT count(*), COALESCE(sum(length(key) + length(value)), 0) FROM state WHERE plugin = ?1",
+        vec![plugin.into()],
+    )
+}
+
+/// A run's change to one key, made only on the version the run saw: a key
+/// changed under the run fails the whole commit.
+pub(super) fn state_commit(
+    plugin: &str,
+    change: &levelhost_runtime::state::StateChange,
+    run: &str,
+    at: &str,
+) -> Option<Query> {
+    let version = i64::try_from(change.version).unwrap_or(i64::MAX);
+    let base = change.base.map(|b| i64::try_from(b).unwrap_or(i64::MAX));
+    Some(match (&change.value, base) {
+        (Some(value), None) => Query::new(
+            "INSERT INTO state (plugin, key, value, version, updated_at, updated_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            vec![
+                plugin.into(),
+                key(&change.key),
+                Value::Blob(Some(value.clone())),
+                version.into(),
+                at.into(),
+                run.into(),
+            ],
+        )
+        .must_change("a key the run saw without a value now has one"),
+        (Some(value), Some(base)) => Query::new(
+            "UPDATE state SET value = ?3, version = ?4, updated_at = ?5, updated_by = ?6
+             WHERE plugin = ?1 AND key = ?2 AND version = ?7",
+            vec![
+                plugin.into(),
+                key(&change.key),
+                Value::Blob(Some(value.clone())),
+                version.into(),
+                at.into(),
+                run.into(),
+                base.into(),
+            ],
+        )
+        .must_change("a key changed after the run read it"),
+        (None, Some(base)) => Query::new(
+            "DELETE FROM state WHERE plugin = ?1 AND key = ?2 AND version = ?3",
+            vec![plugin.into(), key(&change.key), base.into()],
+        )
+        .must_change("a key the run deleted changed after the run read it"),
+        (None, None) => return None,
+    })
+}
+
+/// An operator's value for a key, whatever it held (`levelhost state set`).
+pub(super) fn state_put(plugin: &str, k: &str, value: &[u8], by: &str, at: &str) -> Query {
+    Query::new(
+        "INSERT INTO state (plugin, key, value, version, updated_at, updated_by)
+         VALUES (?1, ?2, ?3, 1, ?4, ?5)
+         ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, version = state.version + 1,
+             updated_at = excluded.updated_at, updated_by = excluded.updated_by
+         RETURNING version",
+        vec![
+            plugin.into(),
+            key(k),
+            Value::Blob(Some(value.to_vec())),
+            at.into(),
+            by.into(),
+        ],
+    )
+}
+
+/// An operator's deletion of a key (`levelhost state delete`).
+pub(super) fn state_remove(plugin: &str, k: &str) -> Query {
+    Query::new(
+        "DELETE FROM state WHERE plugin = ?1 AND key = ?2",
+        vec![plugin.into(), key(k)],
+    )
+}
+
+/// Every key of a plugin, removed (an uninstall with `--purge-state`).
+pub(super) fn state_purge(plugin: &str) -> Query {
+    Query::new("DELETE FROM state WHERE plugin = ?1", vec![plugin.into()])
+}
+
+/// A state entry: (key, value, version), as [`state_list`] returns it.
+pub(super) fn state_entry(r: &Row) -> Result<(String, Vec<u8>, i64), HistoryCause> {
+    Ok((
+        String::from_utf8_lossy(&r.bytes(0)?).into_owned(),
+        r.bytes(1)?,
+        r.int(2)?,
+    ))
+}
+
 /// Whether the database answers.
 pub(super) fn ping() -> Query {
     Query::new("SELECT 1", Vec::new())
@@ -435,6 +601,8 @@ pub(super) enum Cell {
     Text(String),
     /// A boolean (PostgreSQL's).
     Bool(bool),
+    /// Bytes.
+    Bytes(Vec<u8>),
 }
 
 impl Cell {
@@ -445,6 +613,7 @@ impl Cell {
             Cell::Real(_) => "a float",
             Cell::Text(_) => "text",
             Cell::Bool(_) => "a boolean",
+            Cell::Bytes(_) => "bytes",
         }
     }
 }
@@ -472,9 +641,8 @@ impl Row {
                     ValueRef::Null => Cell::Null,
                     ValueRef::Integer(n) => Cell::Int(n),
                     ValueRef::Real(f) => Cell::Real(f),
-                    ValueRef::Text(t) | ValueRef::Blob(t) => {
-                        Cell::Text(String::from_utf8_lossy(t).into_owned())
-                    }
+                    ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Cell::Bytes(b.to_vec()),
                 })
             })
             .collect::<rusqlite::Result<_>>()
@@ -501,6 +669,9 @@ impl Row {
                 } else if *ty == Type::FLOAT8 {
                     r.try_get::<_, Option<f64>>(i)?
                         .map_or(Cell::Null, Cell::Real)
+                } else if *ty == Type::BYTEA {
+                    r.try_get::<_, Option<Vec<u8>>>(i)?
+                        .map_or(Cell::Null, Cell::Bytes)
                 } else {
                     r.try_get::<_, Option<String>>(i)?
                         .map_or(Cell::Null, Cell::Text)
@@ -533,6 +704,8 @@ pub(super) trait Cells {
     fn int(&self, i: usize) -> Result<i64, HistoryCause>;
     /// A boolean column (SQLite's 0 or 1).
     fn boolean(&self, i: usize) -> Result<bool, HistoryCause>;
+    /// A bytes column.
+    fn bytes(&self, i: usize) -> Result<Vec<u8>, HistoryCause>;
 }
 
 impl Cells for Row {
@@ -559,6 +732,12 @@ impl Cells for Row {
             Cell::Bool(b) => Ok(*b),
             Cell::Int(n) => Ok(*n != 0),
             _ => Err(self.wrong(i, "a boolean")),
+        }
+    }
+    fn bytes(&self, i: usize) -> Result<Vec<u8>, HistoryCause> {
+        match self.cell(i) {
+            Cell::Bytes(b) => Ok(b.clone()),
+            _ => Err(self.wrong(i, "bytes")),
         }
     }
 }
@@ -629,6 +808,10 @@ mod tests {
         assert_eq!(
             postgres("UPDATE t SET a = ?2, b = ?10 WHERE id = ?1 AND c <> '?'"),
             "UPDATE t SET a = $2, b = $10 WHERE id = $1 AND c <> '?'"
+        );
+        assert_eq!(
+            postgres("SELECT CAST(?1 AS BLOB)"),
+            "SELECT CAST($1 AS BYTEA)"
         );
     }
 

@@ -29,8 +29,9 @@ pub(super) struct SqliteHistory {
 }
 
 /// One write: it runs its statements on the writer's connection (inside a
-/// savepoint) and says whether they succeeded; the finisher it returns is
-/// handed the batch's commit outcome and answers the caller.
+/// savepoint) and says whether they succeeded (a failed one is rolled back
+/// whole); the finisher it returns is handed the batch's commit outcome and
+/// answers the caller.
 type Write = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
 type Finish = Box<dyn FnOnce(Result<(), Arc<rusqlite::Error>>) + Send>;
 
@@ -119,6 +120,15 @@ CREATE TABLE IF NOT EXISTS leases (
     holder TEXT NOT NULL,
     expires_at_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS state (
+    plugin TEXT NOT NULL,
+    key BLOB NOT NULL,
+    value BLOB NOT NULL,
+    version INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    PRIMARY KEY (plugin, key)
+);
 ";
 
 /// Milliseconds since the Unix epoch, `ahead` from now: lease times in SQLite.
@@ -130,12 +140,15 @@ fn epoch_ms(ahead: std::time::Duration) -> i64 {
 }
 
 /// Runs one statement: the rows it changed, and those it returned.
-fn run(c: &Connection, q: &Query) -> rusqlite::Result<Outcome> {
+fn run(c: &Connection, q: &Query) -> Result<Outcome, HistoryCause> {
     let params = rusqlite::params_from_iter(&q.params);
     if !q.returns_rows() {
-        let changed = c.execute(q.sql, params)?;
+        let changed = c.execute(q.sql, params)? as u64;
+        if let Some(unchanged) = q.unchanged(changed) {
+            return Err(unchanged);
+        }
         return Ok(Outcome {
-            changed: changed as u64,
+            changed,
             rows: Vec::new(),
         });
     }
@@ -200,7 +213,7 @@ impl SqliteHistory {
     /// A read, on the read connection, on the blocking pool.
     async fn read_with<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        f: impl FnOnce(&Connection) -> Result<T, HistoryCause> + Send + 'static,
     ) -> Result<T, HistoryError> {
         let conn = self.conn.clone();
         let read = tokio::task::spawn_blocking(move || {
@@ -210,7 +223,7 @@ impl SqliteHistory {
             f(&conn)
         });
         match read.await {
-            Ok(result) => result.map_err(|e| self.error(e.into())),
+            Ok(result) => result.map_err(|e| self.error(e)),
             Err(_) => Err(self.error(HistoryCause::WriterStopped)),
         }
     }
@@ -219,7 +232,7 @@ impl SqliteHistory {
     /// whatever other writes were waiting) and synced.
     async fn write_with<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        f: impl FnOnce(&Connection) -> Result<T, HistoryCause> + Send + 'static,
     ) -> Result<T, HistoryError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let write: Write = Box::new(move |conn| {
@@ -227,7 +240,7 @@ impl SqliteHistory {
             let ok = result.is_ok();
             let finish: Finish = Box::new(move |committed| {
                 let _ = reply.send(match (result, committed) {
-                    (Err(e), _) => Err(HistoryCause::Sqlite(e)),
+                    (Err(e), _) => Err(e),
                     (Ok(_), Err(why)) => Err(HistoryCause::Commit(why)),
                     (Ok(value), Ok(())) => Ok(value),
                 });
@@ -267,17 +280,17 @@ impl Backend for SqliteHistory {
     async fn interrupt_running(&self, why: &str) -> Result<usize, HistoryError> {
         let why = why.to_owned();
         self.write_with(move |c| {
-            c.execute(
+            Ok(c.execute(
                 "UPDATE runs SET status = 'interrupted', ended_at = ?1, error = ?2 WHERE status = 'running'",
                 params![now(), why],
-            )
+            )?)
         })
         .await
     }
 
     /// SQLite's own integrity check: `ok` when the database is sound.
     async fn integrity_check(&self) -> Result<String, HistoryError> {
-        self.read_with(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
+        self.read_with(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
             .await
     }
 

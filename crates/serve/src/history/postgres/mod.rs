@@ -130,6 +130,20 @@ CREATE INDEX audit_plugin ON audit(plugin, id);
         4,
         "ALTER TABLE audit ADD COLUMN names TEXT NOT NULL DEFAULT '{}';",
     ),
+    (
+        5,
+        "
+CREATE TABLE state (
+    plugin TEXT NOT NULL,
+    key BYTEA NOT NULL,
+    value BYTEA NOT NULL,
+    version BIGINT NOT NULL,
+    updated_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    PRIMARY KEY (plugin, key)
+);
+",
+    ),
 ];
 
 /// The key of the advisory lock migrations run under.
@@ -258,6 +272,9 @@ async fn run<C: deadpool_postgres::GenericClient>(client: &C, q: &Query) -> PgRe
     let params = refs(&q.params);
     if !q.returns_rows() {
         let changed = client.execute(statement.as_str(), &params).await?;
+        if let Some(unchanged) = q.unchanged(changed) {
+            return Err(unchanged);
+        }
         return Ok(Outcome {
             changed,
             rows: Vec::new(),
