@@ -159,6 +159,9 @@ async fn main() {
     if plan.wants("B10") {
         rows.push_str(&b10(&plan, &sim).await);
     }
+    if plan.wants("B11") {
+        rows.push_str(&b11(&runner, &client, if plan.quick { 200 } else { 1000 }).await);
+    }
 
     let report = format!(
         "# Benchmarks\n\nMeasured by `cargo bench --bench levelhost` on {} ({}), {}.\nEach row compares levelhost with a baseline measured in the same run.\n\n| | what | levelhost | baseline | ratio |\n|---|---|---|---|---|\n{rows}{NOTES}",
@@ -195,6 +198,12 @@ Notes:
   10 ms; each delivery is answered once its claim and its record are committed. The baseline is the rate of
   single-row `synchronous=FULL` commits on the same disk in the same run: group commit is what lets the first
   exceed the second. The noop plugin runs for each accepted delivery behind the plugin's lock.
+- B11 runs the `stateful` test guest 1,000 times through the history (SQLite in WAL with full sync, and
+  PostgreSQL on loopback): each run gets and sets one key, timed by the guest's monotonic clock around the two
+  calls (the get reads the database; the set reads the key's version and the plugin's usage for the quotas and
+  keeps the write with the run); each run is then recorded, its write committed in the same transaction. The
+  baseline is a direct `SELECT` and `UPDATE` of the same row on the same database, each its own autocommit
+  (so the SQLite one waits for an fsync, which a run's writes share with its record).
 - B9 runs the stale-device tagger on 5,000 devices twice, counting the requests the simulator receives: with
   a grant scoped to every root group (so both runs tag the same devices) and unscoped. The scoped run checks
   each device's group from what its own device listing read (within `fact_max_age_secs`); its extra requests
@@ -232,6 +241,160 @@ async fn b10(plan: &Plan, sim: &Simulator) -> String {
     )
 }
 
+/// B11: a state get and set inside a run (the guest's own clock around the
+/// two calls; the run's writes then committed with its record), against a
+/// direct `SELECT` and `UPDATE` of the same row on the same database.
+async fn b11(runner: &PluginRunner, client: &LevelClient, n: usize) -> String {
+    let plugin = runner
+        .load_file(test_programs_artifacts::STATEFUL.as_ref())
+        .expect("stateful");
+    let dir = tempfile::tempdir().expect("dir");
+    let sqlite = dir.path().join("runs.db");
+    let mut rows = String::new();
+    let mut databases = vec![(
+        "SQLite",
+        levelhost_serve::history::HistoryLocation::Sqlite(sqlite.clone()),
+    )];
+    let admin = std::env::var("LEVELHOST_TEST_POSTGRES")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let pg = match &admin {
+        Some(admin) => Some(fresh_database(admin, "b11").await),
+        None => None,
+    };
+    if let Some(url) = &pg {
+        databases.push((
+            "PostgreSQL",
+            levelhost_serve::history::HistoryLocation::Postgres {
+                url: url.clone(),
+                password: None,
+            },
+        ));
+    }
+    for (name, location) in databases {
+        let history = std::sync::Arc::new(
+            levelhost_serve::history::History::connect(&location)
+                .await
+                .expect("history"),
+        );
+        history
+            .set_state("bench-state", "k", b"0", "bench")
+            .await
+            .expect("seed");
+        let input = r#"{"ops": [{"op": "timed", "ops": [{"op": "get", "key": "k"}, {"op": "set", "key": "k", "value": "1"}]}]}"#;
+        let mut inside = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = levelhost_runtime::runner::new_run_id();
+            history
+                .claim(
+                    &id,
+                    "bench-state",
+                    "1",
+                    "d",
+                    &levelhost_serve::Origin::Manual,
+                )
+                .await
+                .expect("claim");
+            let request = RunRequest {
+                grant: Grant::unrestricted("bench-state"),
+                run_id: id.clone(),
+                state: Some(history.clone()),
+                ..RunRequest::manual(input)
+            };
+            let report = runner
+                .run(&plugin, client.clone(), request)
+                .await
+                .expect("run");
+            let output = report.outcome.as_ref().expect("the run succeeds");
+            let nanos = output["results"][0]["ok"]["nanos"].as_u64().expect("timed");
+            inside.push(Duration::from_nanos(nanos));
+            history
+                .finish(&id, &report, false, None, None)
+                .await
+                .expect("record");
+        }
+        let direct = match &location {
+            levelhost_serve::history::HistoryLocation::Sqlite(path) => {
+                let c = rusqlite::Connection::open(path).expect("sqlite");
+                c.pragma_update(None, "synchronous", "FULL").expect("sync");
+                (0..n)
+                    .map(|_| {
+                        let started = Instant::now();
+                        let _: (Vec<u8>, i64) = c
+                            .query_row(
+                                "SELECT value, version FROM state WHERE plugin = 'bench-state' AND key = CAST('k' AS BLOB)",
+                                [],
+                                |r| Ok((r.get(0)?, r.get(1)?)),
+                            )
+                            .expect("select");
+                        c.execute(
+                            "UPDATE state SET value = CAST('1' AS BLOB), version = version + 1 WHERE plugin = 'bench-state' AND key = CAST('k' AS BLOB)",
+                            [],
+                        )
+                        .expect("update");
+                        started.elapsed()
+                    })
+                    .collect()
+            }
+            levelhost_serve::history::HistoryLocation::Postgres { url, .. } => {
+                let (c, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                    .await
+                    .expect("postgres");
+                tokio::spawn(connection);
+                let mut samples = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let started = Instant::now();
+                    c.query_one(
+                        "SELECT value, version FROM state WHERE plugin = 'bench-state' AND key = 'k'::bytea",
+                        &[],
+                    )
+                    .await
+                    .expect("select");
+                    c.execute(
+                        "UPDATE state SET value = '1'::bytea, version = version + 1 WHERE plugin = 'bench-state' AND key = 'k'::bytea",
+                        &[],
+                    )
+                    .await
+                    .expect("update");
+                    samples.push(started.elapsed());
+                }
+                samples
+            }
+        };
+        let (inside, direct) = (stats(inside), stats(direct));
+        let _ = writeln!(
+            rows,
+            "| B11 | a state get and set inside a run, {name}: p50 / p99 | {} / {} | a direct `SELECT` + `UPDATE` of the same row: {} / {} | {} (p50) |",
+            us(inside.p50),
+            us(inside.p99),
+            us(direct.p50),
+            us(direct.p99),
+            ratio(inside.p50, direct.p50),
+        );
+    }
+    if pg.is_none() {
+        rows.push_str(
+            "| B11 | the same on PostgreSQL | skipped: LEVELHOST_TEST_POSTGRES is not set | | |\n",
+        );
+    }
+    rows
+}
+
+/// A fresh database on the server `admin` names, for one benchmark.
+async fn fresh_database(admin: &str, what: &str) -> String {
+    let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
+        .await
+        .expect("postgres");
+    tokio::spawn(connection);
+    let name = format!("levelhost_{what}_{:08x}", rand::random::<u32>());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+    format!("{base}/{name}")
+}
+
 /// B10's plugins, each on a per-second schedule: more fires a second than a cluster here can claim.
 const PLUGINS: usize = 500;
 
@@ -243,19 +406,7 @@ async fn b10_cluster(
     replicas: usize,
 ) -> (f64, f64, Duration) {
     let seconds = if plan.quick { 3 } else { 10 };
-    let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
-        .await
-        .expect("the PostgreSQL server answers");
-    tokio::spawn(connection);
-    let name = format!("levelhost_b10_{:016x}", rand::random::<u64>());
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("a fresh database");
-    let url = format!(
-        "{}/{name}",
-        admin.rsplit_once('/').expect("a database url").0
-    );
+    let url = fresh_database(admin, "b10").await;
     let dir = tempfile::tempdir().expect("dir");
     let d = dir.path();
     std::fs::write(d.join("key.txt"), sim.read_write_key()).expect("key");

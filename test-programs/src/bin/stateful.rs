@@ -5,8 +5,8 @@
 //!
 //! Input: `{"ops": [{"op": "set", "key": "k", "value": "text"}, ...], "then": "ok"}`;
 //! ops: `get`, `set`, `delete`, `list` (`prefix`, `after`, `limit`), `cas`
-//! (`expected`, `value`), `increment` (`delta`), and `set-bytes` (`key`,
-//! `bytes`: how many zero bytes).
+//! (`expected`, `value`), `increment` (`delta`), `set-bytes` (`key`,
+//! `bytes`: how many zero bytes), and `timed` (`ops`, timed together).
 
 use levelhost_sdk::bindings::exports::level::api::handler::{Guest, Invocation, RunError};
 use levelhost_sdk::state;
@@ -47,6 +47,15 @@ fn op(o: &Value) -> Value {
             .map(|all| json!(all.iter().map(entry).collect::<Vec<_>>())),
         "cas" => state::compare_and_swap(key, o["expected"].as_u64(), &value).map(|s| json!(s)),
         "increment" => state::increment(key, o["delta"].as_i64().unwrap_or(1)).map(|n| json!(n)),
+        "timed" => {
+            // The ops inside, timed by the guest's monotonic clock (the benchmarks' B11).
+            let started = std::time::Instant::now();
+            let inner: Vec<Value> = o["ops"]
+                .as_array()
+                .map(|ops| ops.iter().map(op).collect())
+                .unwrap_or_default();
+            Ok(json!({ "nanos": started.elapsed().as_nanos() as u64, "results": inner }))
+        }
         other => return json!({ "unknown-op": other }),
     })
 }
