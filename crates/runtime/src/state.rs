@@ -27,7 +27,7 @@ pub struct StoredValue {
 }
 
 /// How much state a plugin holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StateUsage {
     /// Keys.
     pub keys: u64,
@@ -92,6 +92,8 @@ struct Pending {
 #[derive(Debug, Default)]
 pub struct StateChanges {
     pending: BTreeMap<String, Pending>,
+    /// Committed values the run read before writing them (a write starts from these).
+    read: HashMap<String, Option<StoredValue>>,
     /// The committed usage, read at the first write.
     committed: Option<StateUsage>,
     /// Writes made.
@@ -118,6 +120,17 @@ impl StateChanges {
     /// Whether the run wrote `key` (so its committed value is known).
     pub fn knows(&self, key: &str) -> bool {
         self.pending.contains_key(key)
+    }
+
+    /// Remembers a committed value the run read, so a write of the key
+    /// need not read it again.
+    pub fn remember(&mut self, key: &str, committed: Option<StoredValue>) {
+        self.read.insert(key.to_owned(), committed);
+    }
+
+    /// The committed value the run read of `key`, if it read it.
+    pub fn remembered(&mut self, key: &str) -> Option<Option<StoredValue>> {
+        self.read.remove(key)
     }
 
     /// Whether the committed usage has been read.
@@ -296,6 +309,134 @@ impl StateStore for MemoryState {
             })
             .unwrap_or_default();
         Box::pin(async move { Ok(usage) })
+    }
+}
+
+/// The committed state a run read, as a transcript keeps it: every key it
+/// got (none: it had no value) or listed, and the usage the quotas saw. As a
+/// [`StateStore`] it answers a replayed run exactly as the recorded run was
+/// answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadState {
+    /// Each key read, and what it held.
+    pub entries: BTreeMap<String, Option<StoredValue>>,
+    /// The usage read, if a write read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<StateUsage>,
+}
+
+impl ReadState {
+    /// Whether the run read nothing of its state.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.usage.is_none()
+    }
+}
+
+impl StateStore for ReadState {
+    fn get<'a>(&'a self, _plugin: &'a str, key: &'a str) -> StateFuture<'a, Option<StoredValue>> {
+        let found = self.entries.get(key).cloned().flatten();
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn list<'a>(
+        &'a self,
+        _plugin: &'a str,
+        prefix: &'a str,
+        after: Option<&'a str>,
+        limit: u32,
+    ) -> StateFuture<'a, Vec<(String, StoredValue)>> {
+        let found = self
+            .entries
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
+            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+            .take(limit as usize)
+            .collect();
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn usage<'a>(&'a self, _plugin: &'a str) -> StateFuture<'a, StateUsage> {
+        let usage = self.usage.unwrap_or_default();
+        Box::pin(async move { Ok(usage) })
+    }
+}
+
+/// Keeps what a run reads of its committed state (`levelhost run --record`).
+#[derive(Debug, Clone, Default)]
+pub struct StateRecorder {
+    read: Arc<Mutex<ReadState>>,
+}
+
+impl StateRecorder {
+    /// `store`, recording what is read from it here.
+    pub fn wrap(&self, store: Arc<dyn StateStore>) -> Arc<dyn StateStore> {
+        Arc::new(Recorded {
+            store,
+            read: self.read.clone(),
+        })
+    }
+
+    /// What was read so far.
+    pub fn read(&self) -> ReadState {
+        self.read
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// A store whose answers are kept in a [`ReadState`].
+#[derive(Debug)]
+struct Recorded {
+    store: Arc<dyn StateStore>,
+    read: Arc<Mutex<ReadState>>,
+}
+
+impl Recorded {
+    fn keep(&self, f: impl FnOnce(&mut ReadState)) {
+        f(&mut self
+            .read
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+}
+
+impl StateStore for Recorded {
+    fn get<'a>(&'a self, plugin: &'a str, key: &'a str) -> StateFuture<'a, Option<StoredValue>> {
+        Box::pin(async move {
+            let found = self.store.get(plugin, key).await?;
+            self.keep(|r| {
+                r.entries.insert(key.to_owned(), found.clone());
+            });
+            Ok(found)
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        plugin: &'a str,
+        prefix: &'a str,
+        after: Option<&'a str>,
+        limit: u32,
+    ) -> StateFuture<'a, Vec<(String, StoredValue)>> {
+        Box::pin(async move {
+            let found = self.store.list(plugin, prefix, after, limit).await?;
+            self.keep(|r| {
+                for (k, v) in &found {
+                    r.entries.insert(k.clone(), Some(v.clone()));
+                }
+            });
+            Ok(found)
+        })
+    }
+
+    fn usage<'a>(&'a self, plugin: &'a str) -> StateFuture<'a, StateUsage> {
+        Box::pin(async move {
+            let usage = self.store.usage(plugin).await?;
+            self.keep(|r| r.usage = Some(usage));
+            Ok(usage)
+        })
     }
 }
 

@@ -109,6 +109,7 @@ pub(crate) fn router(console: Arc<Console>) -> Router {
         .route("/plugins", get(plugins_page))
         .route("/runs", get(runs_page))
         .route("/runs/{id}", get(run_page))
+        .route("/plugins/{name}/state", get(state_page))
         .route("/denials", get(denials_page))
         .route("/approvals", get(approvals_page))
         .route("/approvals/{id}/{decision}", post(decide_form))
@@ -471,6 +472,49 @@ async fn overview_page(State(console): State<Arc<Console>>) -> Response {
     layout("Overview", waiting, body)
 }
 
+/// A plugin's state: its keys, their sizes and versions (never the values,
+/// which may hold what the plugin keeps from other systems).
+async fn state_page(State(console): State<Arc<Console>>, Path(name): Path<String>) -> Response {
+    if !console.service.plugins().contains_key(&name) {
+        return failure(StatusCode::NOT_FOUND, format!("no plugin {name}"));
+    }
+    let found = history(&console, |h| async {
+        let entries = h.state_entries(&name, "", None, STATE_SHOWN).await?;
+        let usage = h.state_usage(&name).await?;
+        Ok((entries, usage))
+    })
+    .await;
+    let (entries, usage) = match found {
+        Ok(found) => found,
+        Err(page) => return page,
+    };
+    let body = html! {
+        p {
+            (usage.keys) " keys, " (usage.bytes) " bytes of keys and values. Change it with "
+            code { "levelhost state set|delete " (name) } " (audited)."
+        }
+        @if entries.is_empty() {
+            p.muted { "No state." }
+        } @else {
+            table {
+                thead { tr { th { "Key" } th { "Bytes" } th { "Version" } } }
+                tbody {
+                    @for (key, value) in &entries {
+                        tr { td { code { (key) } } td { (value.value.len()) } td { (value.version) } }
+                    }
+                }
+            }
+            @if usage.keys > entries.len() as u64 {
+                p.muted { "The first " (entries.len()) " keys, in byte order." }
+            }
+        }
+    };
+    page(&console, &format!("State of {name}"), body).await
+}
+
+/// The most keys the state page lists.
+const STATE_SHOWN: u32 = 500;
+
 async fn plugins_page(State(console): State<Arc<Console>>) -> Response {
     let plugins = console.service.plugins();
     let names: Vec<String> = plugins.keys().cloned().collect();
@@ -478,7 +522,8 @@ async fn plugins_page(State(console): State<Arc<Console>>) -> Response {
         let mut last = Vec::with_capacity(names.len());
         for name in names {
             let run = h.list(Some(&name), None, 1).await?.into_iter().next();
-            last.push((name, run));
+            let usage = h.state_usage(&name).await?;
+            last.push((name, (run, usage)));
         }
         Ok(last)
     })
@@ -490,7 +535,9 @@ async fn plugins_page(State(console): State<Arc<Console>>) -> Response {
     let body = html! {
         @for (name, installed) in plugins.iter() {
             @let p = &installed.served;
-            @let last = last.iter().find(|(n, _)| n == name).and_then(|(_, r)| r.as_ref());
+            @let found = last.iter().find(|(n, _)| n == name).map(|(_, found)| found);
+            @let usage = found.map(|(_, usage)| *usage).unwrap_or_default();
+            @let last = found.and_then(|(r, _)| r.as_ref());
             section.card {
                 h2 { (name) " " span.muted { (p.version) } }
                 dl {
@@ -512,6 +559,9 @@ async fn plugins_page(State(console): State<Arc<Console>>) -> Response {
                         }
                     }
                     dt { "Events" } dd { @if p.events.is_some() { "takes Level's webhook events" } @else { "no" } }
+                    dt { "State" } dd {
+                        a href={ "/plugins/" (name) "/state" } { (usage.keys) " keys, " (usage.bytes) " bytes" }
+                    }
                     @if let Some(policy) = &p.approval {
                         dt { "Approval" } dd { (policy.in_words()) }
                     }

@@ -584,10 +584,13 @@ impl Executor {
             echo_logs: options.echo_logs,
             tape: options.tape.clone(),
             approved: held_to,
-            state: self
-                .history
-                .clone()
-                .map(|h| h as Arc<dyn levelhost_runtime::state::StateStore>),
+            state: self.history.clone().map(|h| {
+                let store: Arc<dyn levelhost_runtime::state::StateStore> = h;
+                match &options.state {
+                    Some(recorder) => recorder.wrap(store),
+                    None => store,
+                }
+            }),
         };
         self.runner
             .run(&plugin.plugin, plugin.client.clone(), request)
@@ -732,6 +735,8 @@ pub struct RunOptions {
     pub echo_logs: bool,
     /// Record the guest's clocks and random numbers on this tape (`levelhost run --record`).
     pub tape: Option<levelhost_runtime::tape::Tape>,
+    /// Record what the run reads of its plugin's state (`levelhost run --record`).
+    pub state: Option<levelhost_runtime::state::StateRecorder>,
 }
 
 /// The audit record that ends a run cut off before it could write its own.

@@ -28,6 +28,7 @@ use level_api::{ApiKey, ClientConfig, LevelClient};
 use levelhost_core::grant::Grant;
 use levelhost_runtime::engine::LoadedPlugin;
 use levelhost_runtime::runner::{PluginRunner, RunReport, RunRequest};
+use levelhost_runtime::state::{ReadState, StateRecorder};
 use levelhost_runtime::tape::{SavedTape, Tape};
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +74,9 @@ pub struct Transcript {
     /// The writes a dry run planned.
     #[serde(default)]
     pub plan: Vec<PlannedWrite>,
+    /// What the run read of its plugin's committed state, answered again on replay.
+    #[serde(default, skip_serializing_if = "ReadState::is_empty")]
+    pub state: ReadState,
 }
 
 /// One host call, as the audit saw it.
@@ -110,6 +114,8 @@ pub struct Recording {
     recorder: Recorder,
     /// The guest's clocks and random numbers, for the run request.
     pub tape: Tape,
+    /// What the run reads of its committed state: wrap the run's state store with it.
+    pub state: StateRecorder,
 }
 
 impl Recording {
@@ -118,6 +124,7 @@ impl Recording {
         Self {
             recorder: Recorder::new(),
             tape: Tape::record(),
+            state: StateRecorder::default(),
         }
     }
 
@@ -150,6 +157,7 @@ impl Recording {
             output: report.outcome.as_ref().ok().cloned(),
             failure: report.outcome.as_ref().err().map(ToString::to_string),
             plan: plan(report),
+            state: self.state.read(),
         }
     }
 }
@@ -275,6 +283,7 @@ pub async fn replay_under(
         dry_run: transcript.dry_run,
         version: transcript.version.clone(),
         tape: Some(Tape::replay(transcript.tape.clone())),
+        state: Some(Arc::new(transcript.state.clone())),
         ..RunRequest::manual(transcript.input.to_string())
     };
     let report = runner.run(plugin, client, request).await?;

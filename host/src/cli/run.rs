@@ -96,6 +96,7 @@ impl RunArgs {
             dry_run: self.dry_run,
             echo_logs: true,
             tape: recording.as_ref().map(|r| r.tape.clone()),
+            state: recording.as_ref().map(|r| r.state.clone()),
         };
         let run_id = claimed.id.clone();
         tokio::select! {
@@ -267,6 +268,10 @@ pub(crate) async fn run_on(
         dry_run,
         echo_logs: true,
         tape: recording.map(|r| r.tape.clone()),
+        state: recording.map(|r| {
+            r.state
+                .wrap(Arc::new(levelhost_runtime::state::MemoryState::default()))
+        }),
         ..RunRequest::manual(input.to_string())
     };
     Ok((runner.run(&plugin, client, request).await?, grant))

@@ -340,6 +340,45 @@ async fn state_follows_the_run(db: Db, dir: &Path) {
         (&row("a", "yes", 2), &row("c", "absent-only", 3))
     );
 
+    // A recorded run replays exactly: its state reads are in the transcript,
+    // answered again even after the state changed.
+    let transcript = dir.join("counter.transcript.json");
+    let (code, doc, stderr) = run(
+        dir,
+        "counter",
+        ops(
+            json!([{"op": "get", "key": "d"}, {"op": "increment", "key": "n", "delta": 2}]),
+            "ok",
+        ),
+        &["--record", transcript.to_str().unwrap()],
+    );
+    assert_eq!(
+        (code, &doc["results"][1]["ok"]),
+        (Some(0), &json!(7)),
+        "{stderr}"
+    );
+    let recorded: Value =
+        serde_json::from_str(&std::fs::read_to_string(&transcript).unwrap()).unwrap();
+    assert_eq!(
+        recorded["state"]["entries"]["n"]["version"], 1,
+        "{recorded}"
+    );
+    let changed = levelhost(dir, &["state", "set", "counter", "n", "100"])
+        .output()
+        .unwrap();
+    assert!(changed.status.success());
+    let replayed = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+        .arg("replay")
+        .arg(&transcript)
+        .output()
+        .unwrap();
+    assert!(
+        replayed.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&replayed.stdout),
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+
     // Operators see and fix it; each change is in the audit.
     let listed = levelhost(dir, &["state", "list", "counter", "--json"])
         .output()

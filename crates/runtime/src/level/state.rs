@@ -75,7 +75,9 @@ impl LevelCtx {
                 version,
             }));
         }
-        Ok(self.state_store.get(&self.run.plugin, key).await?)
+        let committed = self.state_store.get(&self.run.plugin, key).await?;
+        self.state.remember(key, committed.clone());
+        Ok(committed)
     }
 
     /// Writes `value` (none: deletes) to `key` after every check: the
@@ -106,7 +108,10 @@ impl LevelCtx {
             }
         }
         if !self.state.knows(key) {
-            let base = self.state_store.get(&self.run.plugin, key).await?;
+            let base = match self.state.remembered(key) {
+                Some(read) => read,
+                None => self.state_store.get(&self.run.plugin, key).await?,
+            };
             self.state.track(key, base);
         }
         if !self.state.has_usage() {
