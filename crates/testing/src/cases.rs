@@ -20,7 +20,12 @@
 //! writes = 1                          # writes made
 //! denied = []                         # capabilities refused to the plugin (none here)
 //! tagged = { stale = 15 }             # devices carrying each tag after the run
+//! state = { cursor = "2025-03-15" }   # the plugin's whole state after the run (keys and text values)
 //! ```
+//!
+//! A case may give the plugin's state before the run (`state = { cursor =
+//! "2025-03-01" }`, beside `input`); the run's writes are kept only when it
+//! ends `ok`, as `serve` keeps them.
 //!
 //! Each case runs the project's `plugin.wasm` against its own fresh simulator,
 //! under a grant of exactly the manifest's capabilities, as an operator's
@@ -35,7 +40,9 @@ use levelhost_core::location::{FileError, Source};
 use levelhost_core::manifest::PluginManifest;
 use levelhost_runtime::engine::LoadedPlugin;
 use levelhost_runtime::runner::{PluginRunner, RunReport, RunRequest};
+use levelhost_runtime::state::{MemoryState, StoredValue};
 use serde::Deserialize;
+use std::sync::Arc;
 
 use crate::TestingError;
 
@@ -70,6 +77,9 @@ pub struct TestCase {
     /// real organization with a read-only key is a test of real data.
     #[serde(default)]
     pub transcript: Option<PathBuf>,
+    /// The plugin's state before the run: keys and their text values (default: none).
+    #[serde(default)]
+    pub state: Option<BTreeMap<String, String>>,
     /// Plan writes instead of making them.
     #[serde(default)]
     pub dry_run: bool,
@@ -105,6 +115,9 @@ pub struct Expect {
     /// How many devices carry each named tag after the run.
     #[serde(default)]
     pub tagged: Option<BTreeMap<String, usize>>,
+    /// The plugin's whole state after the run: every key and its text value.
+    #[serde(default)]
+    pub state: Option<BTreeMap<String, String>>,
 }
 
 /// How a run ended, as a test expects it.
@@ -173,15 +186,46 @@ pub async fn run_case(
     }
     let sim = crate::start_simulator_with(tenant, case.variants).await?;
     let client = crate::client_of(&sim)?;
+    let state = MemoryState::default();
+    state.seed(
+        &plugin.name,
+        case.state
+            .iter()
+            .flatten()
+            .map(|(k, v)| {
+                let value = StoredValue {
+                    value: v.clone().into_bytes(),
+                    version: 1,
+                };
+                (k.clone(), value)
+            })
+            .collect(),
+    );
     let request = RunRequest {
         grant: Grant::exactly(&plugin.name, manifest.capabilities.clone()),
         dry_run: case.dry_run,
+        state: Some(Arc::new(state.clone())),
         ..RunRequest::manual(input.to_string())
     };
     let report = runner.run(plugin, client, request).await?;
     let after = sim.tenant().to_fixture();
     sim.stop().await;
-    let problems = check(&case.expect, &report, &after);
+    let mut problems = check(&case.expect, &report, &after);
+    if report.outcome.is_ok() && !case.dry_run {
+        state.commit(&plugin.name, &report.state);
+    }
+    if let Some(expected) = &case.expect.state {
+        let now: BTreeMap<String, String> = state
+            .entries(&plugin.name)
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v.value).into_owned()))
+            .collect();
+        if &now != expected {
+            problems.push(format!(
+                "expected the state after the run to be {expected:?}; it is {now:?}"
+            ));
+        }
+    }
     Ok(CaseResult {
         name: case.name.clone(),
         problems,
@@ -216,6 +260,11 @@ async fn replay_case(
     }
     if case.expect.tagged.is_some() {
         return Err(refuse("the organization (so `tagged` cannot be checked):"));
+    }
+    if case.state.is_some() || case.expect.state.is_some() {
+        return Err(refuse(
+            "the state the run read (so `state` cannot be given or checked):",
+        ));
     }
     let transcript = crate::transcript::Transcript::load(file)?;
     // The case runs under plugin.toml's capabilities, never the recorded

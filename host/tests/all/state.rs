@@ -631,3 +631,71 @@ async fn two_replicas_count_every_ok_run_exactly_once() {
         logs()
     );
 }
+
+/// `levelhost test` cases give a starting state and expect the ending one;
+/// a run that fails keeps none of its writes there either.
+#[test]
+fn test_cases_give_a_starting_state_and_expect_the_ending_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path();
+    std::fs::copy(
+        test_programs_artifacts::STATEFUL,
+        project.join("plugin.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("plugin.toml"),
+        "name = \"counter\"\nversion = \"1.0.0\"\ncapabilities = [\"state:read\", \"state:write\"]\n",
+    )
+    .unwrap();
+    let increment = r#"input = { ops = [{ op = "increment", key = "n", delta = 1 }, { op = "delete", key = "old" }] }"#;
+    std::fs::write(
+        project.join("tests.toml"),
+        format!(
+            r#"[[test]]
+name = "counts on"
+{increment}
+state = {{ n = "41", old = "x" }}
+
+[test.expect]
+output = {{ results = [{{ ok = 42 }}, {{ ok = true }}] }}
+state = {{ n = "42" }}
+
+[[test]]
+name = "a failed run keeps nothing"
+input = {{ ops = [{{ op = "increment", key = "n", delta = 1 }}], then = "fail" }}
+state = {{ n = "41" }}
+
+[test.expect]
+status = "failed"
+state = {{ n = "41" }}
+
+[[test]]
+name = "wrong"
+{increment}
+state = {{ n = "1" }}
+
+[test.expect]
+state = {{ n = "3" }}
+"#
+        ),
+    )
+    .unwrap();
+    let tested = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+        .args(["test", project.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&tested.stdout),
+        String::from_utf8_lossy(&tested.stderr)
+    );
+    assert_eq!(tested.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("test counts on ... ok")
+            && out.contains("test a failed run keeps nothing ... ok")
+            && out.contains("test wrong ... FAILED")
+            && out.contains(r#"it is {"n": "2"}"#),
+        "{out}"
+    );
+}
