@@ -699,3 +699,76 @@ state = {{ n = "3" }}
         "{out}"
     );
 }
+
+/// A plan over the approval policy holds its state writes like any other:
+/// nothing is written while it waits or when it is rejected; approved and
+/// applied, exactly the planned keys are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plans_state_writes_wait_for_approval_like_any_write() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = Db::Sqlite(d.join("runs.db"));
+    setup(
+        d,
+        &sim,
+        &db,
+        &[("counter", "\"state:read\", \"state:write\"")],
+    );
+    let config = std::fs::read_to_string(d.join("levelhost.toml")).unwrap();
+    std::fs::write(
+        d.join("levelhost.toml"),
+        format!("{config}[plugins.counter.approval]\nwrites_over = 0\n"),
+    )
+    .unwrap();
+    let waiting = |value: &str| {
+        let input = ops(
+            json!([{"op": "set", "key": "a", "value": value}, {"op": "increment", "key": "n", "delta": 1}]),
+            "ok",
+        )
+        .to_string();
+        let out = levelhost(d, &["run", "counter", "--input", &input])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "the plan waits: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        doc["run"].as_str().unwrap().to_owned()
+    };
+
+    let rejected = waiting("rejected");
+    assert!(
+        db.rows("counter").await.is_empty(),
+        "nothing while it waits"
+    );
+    let out = levelhost(d, &["reject", &rejected, "--reason", "no"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(db.rows("counter").await.is_empty(), "nothing once rejected");
+
+    let approved = waiting("approved");
+    for step in [
+        &["approve", approved.as_str()][..],
+        &["apply", approved.as_str()][..],
+    ] {
+        let out = levelhost(d, step).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{step:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        db.rows("counter").await,
+        vec![row("a", "approved", 1), row("n", "1", 1)]
+    );
+}
