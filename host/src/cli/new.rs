@@ -26,7 +26,7 @@ pub enum Lang {
 }
 
 /// The `level:api` WIT package, built into the binary so a new project is self-contained.
-const WIT: [(&str, &str); 11] = [
+const WIT: [(&str, &str); 12] = [
     ("alerts.wit", include_str!("../../../wit/alerts.wit")),
     (
         "automations.wit",
@@ -44,6 +44,7 @@ const WIT: [(&str, &str); 11] = [
     ("groups.wit", include_str!("../../../wit/groups.wit")),
     ("handler.wit", include_str!("../../../wit/handler.wit")),
     ("log.wit", include_str!("../../../wit/log.wit")),
+    ("state.wit", include_str!("../../../wit/state.wit")),
     ("tags.wit", include_str!("../../../wit/tags.wit")),
     ("types.wit", include_str!("../../../wit/types.wit")),
     ("worlds.wit", include_str!("../../../wit/worlds.wit")),

@@ -346,6 +346,15 @@ trait Backend: Send + Sync + std::fmt::Debug {
     async fn register(&self) -> Result<(), HistoryError> {
         Ok(())
     }
+    /// Whether a plugin's lease may be taken in the transaction that claims
+    /// its run. SQLite's one writer runs each write after the last, so the
+    /// lease statement sees every claim before it; in PostgreSQL a
+    /// concurrent claim's lease statement would judge the holder's run by a
+    /// snapshot from before that run was committed, so there the lease is
+    /// taken once the claim is.
+    fn leases_with_claims(&self) -> bool {
+        true
+    }
     /// The statement taking the plugin's lease for `holder` (see
     /// [`History::take_lease`]): lease time is each database's own.
     fn take_lease(&self, plugin: &str, holder: &str, lease: std::time::Duration) -> Query;
@@ -559,14 +568,18 @@ impl History {
                 &at,
             ));
         }
-        if let Some(lease) = lease {
+        let together = lease.filter(|_| self.backend.leases_with_claims());
+        if let Some(lease) = together {
             statements.push(self.backend.take_lease(plugin, id, lease));
         }
         let done = self.backend.write(statements).await?;
         let claim = Claim::inserted(done.first().map_or(0, |o| o.changed));
-        let leased = lease.is_some()
-            && claim == Claim::Started
-            && done.last().is_some_and(|o| o.changed == 1);
+        let leased = match (lease, together) {
+            _ if claim != Claim::Started => false,
+            (Some(_), Some(_)) => done.last().is_some_and(|o| o.changed == 1),
+            (Some(lease), None) => self.take_lease(plugin, id, lease).await?,
+            (None, _) => false,
+        };
         Ok((claim, leased))
     }
 

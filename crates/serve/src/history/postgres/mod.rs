@@ -419,6 +419,10 @@ impl Backend for PgHistory {
         self.reap(DEFAULT_LEASE, why).await
     }
 
+    fn leases_with_claims(&self) -> bool {
+        false
+    }
+
     async fn integrity_check(&self) -> Result<String, HistoryError> {
         let one = self.read(sql::ping()).await?;
         let answered = one.first().map(|r| r.int(0));
