@@ -69,6 +69,21 @@ const SDK_PYTHON: (&str, &str) = (
     "levelhost.py",
     include_str!("../../../plugins/sdk-python/levelhost.py"),
 );
+/// The JavaScript SDK's state helpers (they import `level:api/state`, so they are a module of their own).
+const SDK_JS_STATE: (&str, &str) = (
+    "levelhost-state.js",
+    include_str!("../../../plugins/sdk-js/levelhost-state.js"),
+);
+/// Their types, for TypeScript.
+const SDK_TS_STATE: (&str, &str) = (
+    "levelhost-state.d.ts",
+    include_str!("../../../plugins/sdk-js/levelhost-state.d.ts"),
+);
+/// The Python SDK's state helpers.
+const SDK_PYTHON_STATE: (&str, &str) = (
+    "levelhost_state.py",
+    include_str!("../../../plugins/sdk-python/levelhost_state.py"),
+);
 
 /// What every project gets, whatever its language.
 const COMMON: [(&str, &str); 2] = [
@@ -87,27 +102,32 @@ fn sdk_note(lang: Lang) -> &'static str {
     match lang {
         Lang::Rust => {
             "- `levelhost-sdk/`: the SDK: the bindings of `wit/`, `export!`, `input`, `output`, `walk` over a \
-             Level list, logging; `src/lib.rs` is the plugin."
+             Level list, logging, `state` (the plugin's state, with JSON helpers); `src/lib.rs` is the plugin."
         }
         Lang::Js => {
             "- `levelhost.js`: the SDK: `plugin()` turns exceptions into run errors with their stack, \
-             `pages()` walks a Level list, `log` writes structured logs; `console.log` goes to the run's logs."
+             `pages()` walks a Level list, `log` writes structured logs; `console.log` goes to the run's logs. \
+             `levelhost-state.js`: the plugin's state (`increment`, `getJson`, `setJson`, `entries`)."
         }
         Lang::Ts => {
             "- `levelhost.js` and `levelhost.d.ts`: the SDK and its types: `plugin()` turns exceptions into run \
-             errors with their stack, `pages()` walks a Level list, `log` writes structured logs."
+             errors with their stack, `pages()` walks a Level list, `log` writes structured logs. \
+             `levelhost-state.js` (and `.d.ts`): the plugin's state (`increment`, `getJson`, `setJson`, `entries`)."
         }
         Lang::Python => {
             "- `levelhost.py`: the SDK: `plugin()` turns exceptions into run errors with their traceback, \
-             `pages()` walks a Level list, `log` writes structured logs; `print` goes to the run's logs."
+             `pages()` walks a Level list, `log` writes structured logs; `print` goes to the run's logs. \
+             `levelhost_state.py`: the plugin's state (`increment`, `get_json`, `set_json`, `entries`)."
         }
         Lang::Go => {
             "- `levelhost/levelhost.go`: the SDK: `Plugin` turns errors and panics into run errors, `Walk` \
-             walks a Level list, `Info` writes structured logs; `export_level_api_handler/run.go` is the plugin."
+             walks a Level list, `Info` writes structured logs; `levelhost/state/state.go`: the plugin's state \
+             (`Increment`, `GetJSON`, `SetJSON`); `export_level_api_handler/run.go` is the plugin."
         }
         Lang::C => {
             "- `levelhost.h`: the SDK: `lh_output`, `lh_fail` and `lh_level` set the run's result, `lh_cursor_t` \
-             walks a Level list, `lh_log` writes structured logs; `app.c` is the plugin."
+             walks a Level list, `lh_log` writes structured logs; `levelhost_state.h`: the plugin's state \
+             (`lh_state_increment`, `lh_state_get_text`, `lh_state_set_text`); `app.c` is the plugin."
         }
     }
 }
@@ -144,6 +164,7 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
         Lang::Js => vec![
             ("app.js", include_str!("../../templates/js/app.js.tmpl")),
             SDK_JS,
+            SDK_JS_STATE,
             (
                 "package.json",
                 include_str!("../../templates/js/package.json.tmpl"),
@@ -159,6 +180,8 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
             ("app.ts", include_str!("../../templates/ts/app.ts.tmpl")),
             SDK_JS,
             SDK_TS,
+            SDK_JS_STATE,
+            SDK_TS_STATE,
             (
                 "package.json",
                 include_str!("../../templates/ts/package.json.tmpl"),
@@ -173,6 +196,7 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
         Lang::Python => vec![
             ("app.py", include_str!("../../templates/python/app.py.tmpl")),
             SDK_PYTHON,
+            SDK_PYTHON_STATE,
             (
                 "plugin.toml",
                 include_str!("../../templates/python/plugin.toml.tmpl"),
@@ -196,6 +220,10 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
                 include_str!("../../../plugins/sdk-go/levelhost.go"),
             ),
             (
+                "levelhost/state/state.go",
+                include_str!("../../../plugins/sdk-go/state/state.go"),
+            ),
+            (
                 "plugin.toml",
                 include_str!("../../templates/go/plugin.toml.tmpl"),
             ),
@@ -210,6 +238,10 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
             (
                 "levelhost.h",
                 include_str!("../../../plugins/sdk-c/levelhost.h"),
+            ),
+            (
+                "levelhost_state.h",
+                include_str!("../../../plugins/sdk-c/levelhost_state.h"),
             ),
             (
                 "plugin.toml",

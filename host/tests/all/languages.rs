@@ -62,9 +62,11 @@ fn new_build_run(lang: &str) -> (tempfile::TempDir, PathBuf) {
         String::from_utf8_lossy(&out.stderr)
     );
     let output: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The template keeps how many times it counted in its state: a run
+    // against the simulator starts from none.
     assert_eq!(
         output,
-        serde_json::json!({"devices": 60, "online": 45, "offline": 15}),
+        serde_json::json!({"devices": 60, "online": 45, "offline": 15, "runs": 1}),
         "{lang}"
     );
     assert!(
@@ -73,7 +75,9 @@ fn new_build_run(lang: &str) -> (tempfile::TempDir, PathBuf) {
     );
     // run --sim applies plugin.toml: the grant is exactly its capabilities.
     assert!(
-        stderr(&out).contains("the grant is exactly its capabilities (devices:read)"),
+        stderr(&out).contains(
+            "the grant is exactly its capabilities (devices:read, state:read, state:write)"
+        ),
         "{lang}: {}",
         stderr(&out)
     );
@@ -83,7 +87,7 @@ fn new_build_run(lang: &str) -> (tempfile::TempDir, PathBuf) {
     let out = levelhost(&["test"], &project);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("1 passed, 0 failed"),
+        out.status.success() && stdout.contains("2 passed, 0 failed"),
         "{lang} test: {stdout}{}",
         stderr(&out)
     );
@@ -105,7 +109,9 @@ fn new_build_run(lang: &str) -> (tempfile::TempDir, PathBuf) {
         .filter(|i| !i.starts_with("level:api/types") && !i.starts_with("level:api/log"))
         .collect();
     assert!(
-        level.iter().all(|i| i.starts_with("level:api/devices@")),
+        level
+            .iter()
+            .all(|i| i.starts_with("level:api/devices@") || i.starts_with("level:api/state@")),
         "{lang} imports {level:?}"
     );
     let grant = levelhost_core::grant::Grant::exactly(&name, manifest.capabilities.clone());
@@ -119,7 +125,7 @@ fn new_build_run(lang: &str) -> (tempfile::TempDir, PathBuf) {
         .unwrap();
     assert_eq!(
         report.outcome.as_ref().ok(),
-        Some(&serde_json::json!({"devices": 60, "online": 45, "offline": 15})),
+        Some(&serde_json::json!({"devices": 60, "online": 45, "offline": 15, "runs": 1})),
         "{lang} under its manifest's grant: {:?}",
         report.outcome
     );
@@ -221,7 +227,7 @@ fn rust() {
     let out = levelhost(&["test"], &project);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("1 passed, 1 failed"), "{stdout}");
+    assert!(stdout.contains("2 passed, 1 failed"), "{stdout}");
     assert!(
         stdout.contains("test expects too many devices ... FAILED")
             && stdout.contains("the output differs at /devices: expected {\"devices\":61}")
