@@ -210,36 +210,7 @@ pub fn install(
         e
     };
 
-    // Write beside the config, check the result as a config, then replace.
-    let staging = base.join(format!(
-        ".{}.install-{:016x}",
-        config_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "levelhost.toml".to_owned()),
-        rand::random::<u64>()
-    ));
-    std::fs::write(&staging, doc.to_string()).map_err(|e| {
-        undo(edit_error(format!(
-            "cannot write {}: {e}",
-            staging.display()
-        )))
-    })?;
-    let checked = HostConfig::load(&staging).map_err(|mut e| {
-        e.file = config_path.to_owned();
-        InstallError::WouldBreak(e)
-    });
-    let checked = match checked {
-        Ok(checked) => checked,
-        Err(e) => {
-            let _ = std::fs::remove_file(&staging);
-            return Err(undo(e));
-        }
-    };
-    std::fs::rename(&staging, config_path).map_err(|e| {
-        let _ = std::fs::remove_file(&staging);
-        undo(edit_error(format!("cannot replace: {e}")))
-    })?;
+    let checked = replace_config(config_path, &doc).map_err(undo)?;
     let installed = checked
         .plugins
         .get(&name)
@@ -270,6 +241,82 @@ fn version_key(version: &str) -> Vec<u64> {
         .split('.')
         .map(|part| part.parse().unwrap_or(0))
         .collect()
+}
+
+/// Writes `doc` beside the config, checks it as a config, then replaces the
+/// config with it: a change that would leave the config invalid changes nothing.
+fn replace_config(
+    config_path: &Path,
+    doc: &toml_edit::DocumentMut,
+) -> Result<HostConfig, InstallError> {
+    let edit_error = |message: String| InstallError::Edit {
+        path: config_path.to_owned(),
+        message,
+    };
+    let base = config_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let staging = base.join(format!(
+        ".{}.edit-{:016x}",
+        config_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "levelhost.toml".to_owned()),
+        rand::random::<u64>()
+    ));
+    std::fs::write(&staging, doc.to_string())
+        .map_err(|e| edit_error(format!("cannot write {}: {e}", staging.display())))?;
+    let checked = HostConfig::load(&staging).map_err(|mut e| {
+        e.file = config_path.to_owned();
+        InstallError::WouldBreak(e)
+    });
+    let checked = match checked {
+        Ok(checked) => checked,
+        Err(e) => {
+            let _ = std::fs::remove_file(&staging);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&staging, config_path).map_err(|e| {
+        let _ = std::fs::remove_file(&staging);
+        edit_error(format!("cannot replace: {e}"))
+    })?;
+    Ok(checked)
+}
+
+/// Removes plugin `name` from the config (its `[plugins.NAME]` tables). Its
+/// packages stay in the store until `prune`, its runs in the history, and
+/// its state until it is purged.
+pub fn uninstall(config_path: &Path, name: &str) -> Result<(), InstallError> {
+    let config = HostConfig::load(config_path)?;
+    if !config.plugins.contains_key(name) {
+        return Err(InstallError::Choice(format!(
+            "{} installs no plugin {name} (installed: {})",
+            config_path.display(),
+            config
+                .plugins
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let edit_error = |message: String| InstallError::Edit {
+        path: config_path.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(config_path)
+        .map_err(|e| edit_error(format!("cannot read: {e}")))?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e| edit_error(format!("cannot edit: {e}")))?;
+    let plugins = doc
+        .get_mut("plugins")
+        .and_then(toml_edit::Item::as_table_like_mut)
+        .ok_or_else(|| edit_error("plugins is not a table".to_owned()))?;
+    plugins.remove(name);
+    replace_config(config_path, &doc).map(drop)
 }
 
 /// Removes the stored packages no plugin in the configuration uses (older

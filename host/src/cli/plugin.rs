@@ -110,6 +110,17 @@ pub enum PluginCommand {
         #[arg(long, env = EnvVars::LEVELHOST_CONFIG, default_value = "levelhost.toml")]
         config: PathBuf,
     },
+    /// Remove a plugin from the config; its state is kept unless --purge-state (then removed, audited).
+    Uninstall {
+        /// The plugin's name in the config.
+        name: String,
+        /// Also delete the plugin's state (every key), recorded in the audit.
+        #[arg(long)]
+        purge_state: bool,
+        /// The configuration.
+        #[arg(long, env = EnvVars::LEVELHOST_CONFIG, default_value = "levelhost.toml")]
+        config: PathBuf,
+    },
     /// Install a vetted package into the config, pinned by digest (an upgrade keeps the grant).
     Install {
         /// The package directory.
@@ -285,6 +296,32 @@ impl PluginArgs {
             PluginCommand::Install { package, target } => {
                 let pkg = Package::open(&package)?;
                 install_and_report(&pkg, &target)
+            }
+            PluginCommand::Uninstall {
+                name,
+                purge_state,
+                config,
+            } => {
+                let records = crate::config::RecordPaths::load(&config)?;
+                crate::install::uninstall(&config, &name)?;
+                eprintln!(
+                    "removed {name} from {}; a running serve drops it on reload",
+                    config.display()
+                );
+                let history = records.open_history().await?;
+                if purge_state {
+                    let removed = super::state::purge(&records, &history, &name).await?;
+                    eprintln!("removed {removed} keys of {name}'s state");
+                } else {
+                    let usage = history.state_usage(&name).await?;
+                    if usage.keys > 0 {
+                        eprintln!(
+                            "{name}'s state ({} keys) is kept for a reinstall; `levelhost state purge {name}` removes it",
+                            usage.keys
+                        );
+                    }
+                }
+                Ok(ExitStatus::Success)
             }
         }
     }

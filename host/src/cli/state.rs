@@ -100,6 +100,26 @@ fn audit(log: &AuditLog, record: AuditRecord) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Deletes every key of `plugin`'s state, with its audit record; returns how many there were.
+pub(crate) async fn purge(
+    at: &RecordPaths,
+    history: &History,
+    plugin: &str,
+) -> anyhow::Result<u64> {
+    let log = at.open_audit()?;
+    let removed = history.purge_state(plugin).await?;
+    audit(
+        &log,
+        record(
+            plugin,
+            "state-purge",
+            vec!["state:*".to_owned()],
+            &operator(),
+        ),
+    )?;
+    Ok(removed)
+}
+
 /// Every entry of `plugin` starting with `prefix`, walking the pages.
 async fn entries(history: &History, plugin: &str, prefix: &str) -> anyhow::Result<Vec<StateEntry>> {
     let mut all = Vec::new();

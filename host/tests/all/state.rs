@@ -772,3 +772,70 @@ async fn a_plans_state_writes_wait_for_approval_like_any_write() {
         vec![row("a", "approved", 1), row("n", "1", 1)]
     );
 }
+
+/// An uninstall keeps the plugin's state for a reinstall, unless asked to
+/// purge it (`--purge-state`), which the audit records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uninstall_keeps_the_state_unless_asked_to_purge_it() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = Db::Sqlite(d.join("runs.db"));
+    let both = "\"state:read\", \"state:write\"";
+    setup(d, &sim, &db, &[("kept", both), ("purged", both)]);
+    for plugin in ["kept", "purged"] {
+        let (code, _, stderr) = run(
+            d,
+            plugin,
+            ops(
+                json!([{"op": "set", "key": "mapping", "value": "alert-1=ticket-9"}]),
+                "ok",
+            ),
+            &[],
+        );
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+    let out = levelhost(d, &["plugin", "uninstall", "kept"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("state (1 keys) is kept"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = levelhost(d, &["plugin", "uninstall", "purged", "--purge-state"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = std::fs::read_to_string(d.join("levelhost.toml")).unwrap();
+    assert!(
+        !config.contains("[plugins.kept") && !config.contains("[plugins.purged"),
+        "{config}"
+    );
+    assert_eq!(
+        db.rows("kept").await,
+        vec![row("mapping", "alert-1=ticket-9", 1)]
+    );
+    assert!(db.rows("purged").await.is_empty());
+    let audit = levelhost(d, &["audit", "--json", "--plugin", "purged"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&audit.stdout).contains("state-purge"),
+        "{}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
+    let again = levelhost(d, &["plugin", "uninstall", "kept"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2), "not installed any more");
+}
