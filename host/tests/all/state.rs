@@ -839,3 +839,81 @@ async fn an_uninstall_keeps_the_state_unless_asked_to_purge_it() {
         .unwrap();
     assert_eq!(again.status.code(), Some(2), "not installed any more");
 }
+
+/// The console lists a plugin's state keys with their sizes and versions,
+/// never the values, and only to a holder of its token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_a_plugins_state_keys_and_sizes_not_values() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = Db::Sqlite(d.join("runs.db"));
+    setup(
+        d,
+        &sim,
+        &db,
+        &[("counter", "\"state:read\", \"state:write\"")],
+    );
+    let free = || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let (addr, console) = (free(), free());
+    let token = "console-state-token-0123456789";
+    std::fs::write(d.join("console.token"), token).unwrap();
+    let config = std::fs::read_to_string(d.join("levelhost.toml"))
+        .unwrap()
+        .replace(
+            "[serve]\ndatabase = \"runs.db\"",
+            &format!("[serve]\naddr = \"{addr}\"\ndatabase = \"runs.db\"\nshutdown_grace_secs = 1"),
+        )
+        .replace(
+            "[console]\nenabled = false",
+            &format!(
+                "[console]\nenabled = true\naddr = \"{console}\"\ntoken = \"file:console.token\""
+            ),
+        );
+    std::fs::write(d.join("levelhost.toml"), config).unwrap();
+    let (code, _, stderr) = run(
+        d,
+        "counter",
+        ops(
+            json!([
+                {"op": "set", "key": "ticket/alert-1", "value": "secret-ticket-body"},
+                {"op": "set-bytes", "key": "blob", "bytes": 300},
+            ]),
+            "ok",
+        ),
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut serve = levelhost(d, &["serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::support::wait_up(&addr).await;
+    let page = format!("http://{console}/plugins/counter/state");
+    let http = reqwest::Client::new();
+    let refused = http.get(&page).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let shown = http
+        .get(&page)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    crate::support::stop(&mut serve, "TERM");
+    assert!(
+        shown.contains("ticket/alert-1") && shown.contains("blob") && shown.contains("300"),
+        "{shown}"
+    );
+    assert!(shown.contains("2 keys"), "{shown}");
+    assert!(
+        !shown.contains("secret-ticket-body"),
+        "the console shows no value: {shown}"
+    );
+}
