@@ -40,6 +40,11 @@ pub struct PlanEntry {
 /// its planned write named.
 const OBJECT_PREFIXES: [&str; 4] = ["tag:", "custom-field:", "automation:", "state:"];
 
+/// Why an approved plan does not hold a write, in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotInPlan(pub String);
+
 /// A device or group as a person knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Named {
@@ -312,7 +317,7 @@ impl ApprovedPlan {
         op: Operation,
         targets: &[String],
         request: &serde_json::Value,
-    ) -> Result<(), String> {
+    ) -> Result<(), NotInPlan> {
         let name = op.name();
         let wanted: BTreeSet<&str> = targets.iter().map(String::as_str).collect();
         let mut same_op = 0;
@@ -369,7 +374,7 @@ impl ApprovedPlan {
             ),
         };
         self.diverged.push(why.clone());
-        Err(why)
+        Err(NotInPlan(why))
     }
 
     /// The planned writes the real run has not made (reported, never forced).
@@ -448,11 +453,13 @@ mod tests {
         );
         let again = plan
             .admit(Operation::TagDevices, &targets, &same)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(again.contains("all made already"), "{again}");
         let other = plan
             .admit(Operation::UntagDevices, &targets, &same)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(other.contains("has no untag-devices"), "{other}");
         assert_eq!(plan.divergence().len(), 2);
         assert!(plan.unapplied().is_empty());
@@ -472,7 +479,8 @@ mod tests {
                 &strings(&["d1", "d2", "d3", "tag:stale"]),
                 &json!({"id": "t1", "device_ids": ["d1", "d2", "d3"]}),
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(more.contains("names d3"), "{more}");
         let other_tag = plan
             .admit(
@@ -480,7 +488,8 @@ mod tests {
                 &strings(&["d1", "tag:stale"]),
                 &json!({"id": "t9", "device_ids": ["d1"]}),
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(other_tag.contains("other values"), "{other_tag}");
         assert_eq!(plan.unapplied(), vec![planned]);
         assert!(
@@ -574,11 +583,13 @@ mod tests {
                 &strings(&["d1", "automation:bbbb"]),
                 &body,
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(other.contains("automation:bbbb"), "{other}");
         let none = plan
             .admit(Operation::TriggerWebhook, &strings(&["d1"]), &body)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(none.contains("other objects"), "{none}");
         assert!(
             plan.admit(

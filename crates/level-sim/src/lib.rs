@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use self::events::{Delivery, WebhookTarget};
-pub use self::tenant::{Fixture, SimError, Tenant};
+pub use self::tenant::{Fixture, FixtureError, SimError, Tenant};
 
 /// What the simulator counts of the requests it gets.
 #[derive(Debug, Default)]

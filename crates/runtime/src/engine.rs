@@ -225,16 +225,16 @@ pub fn load(
     if let Some(message) = not_a_component(bytes) {
         return Err(HostError::InvalidComponent {
             name: name.to_owned(),
-            message,
+            source: message.into(),
         });
     }
     let component = Component::new(engine, bytes).map_err(|e| HostError::InvalidComponent {
         name: name.to_owned(),
-        message: format!("{e:#}"),
+        source: e.into(),
     })?;
     let mismatch = |e: wasmtime::Error| HostError::WorldMismatch {
         name: name.to_owned(),
-        message: format!("{e:#}"),
+        source: e.into(),
     };
     let imports = component
         .component_type()

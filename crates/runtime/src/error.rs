@@ -15,20 +15,22 @@ pub enum HostError {
         source: std::io::Error,
     },
     /// The bytes are not a WebAssembly component wasmtime accepts.
-    #[error("{name} is not a valid WebAssembly component: {message}")]
+    #[error("{name} is not a valid WebAssembly component")]
     InvalidComponent {
         /// The plugin's name or path.
         name: String,
-        /// wasmtime's explanation.
-        message: String,
+        /// Why: wasmtime's error, or what the bytes are instead.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The component does not fit the `level:api` plugin world.
-    #[error("{name} does not fit the level:api plugin world: {message}")]
+    #[error("{name} does not fit the level:api plugin world")]
     WorldMismatch {
         /// The plugin's name or path.
         name: String,
-        /// Which import or export did not match.
-        message: String,
+        /// Which import or export did not match (wasmtime's error).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The run's input is not JSON.
     #[error("the input is not valid JSON")]

@@ -235,9 +235,9 @@ pub async fn run_case(
 
 fn load_fixture(path: &Path) -> Result<Tenant, TestingError> {
     let fixture: Fixture = crate::read_json(path, "not an organization fixture")?;
-    Tenant::from_fixture(fixture).map_err(|message| TestingError::Fixture {
+    Tenant::from_fixture(fixture).map_err(|source| TestingError::Fixture {
         path: path.to_owned(),
-        message,
+        source,
     })
 }
 

@@ -75,12 +75,13 @@ pub enum TestingError {
         source: serde_json::Error,
     },
     /// A fixture names objects that do not fit together.
-    #[error("{}: {message}", path.display())]
+    #[error("{}", path.display())]
     Fixture {
         /// The fixture file.
         path: std::path::PathBuf,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: level_sim::FixtureError,
     },
     /// A transcript in a format this build does not read.
     #[error("{}: transcript format {found} is not the one this levelhost reads ({})", path.display(), transcript::FORMAT)]

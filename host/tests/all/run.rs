@@ -128,7 +128,8 @@ async fn components_that_do_not_fit_the_world_are_refused_at_load() {
         .runner
         .load_file(test_programs_artifacts::NO_HANDLER.as_ref())
         .unwrap_err();
-    let text = err.to_string();
+    // What did not fit is wasmtime's error, kept as the source.
+    let text = levelhost_core::Chain(&err).to_string();
     assert!(matches!(err, HostError::WorldMismatch { .. }), "{text}");
     assert!(
         text.contains("level:api/handler"),

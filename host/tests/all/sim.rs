@@ -303,7 +303,9 @@ async fn fixtures_round_trip_and_bad_references_are_named() {
 
     let mut broken = fixture.clone();
     broken.devices[3].group_id = Some("missing-group".to_owned());
-    let err = level_sim::Tenant::from_fixture(broken).unwrap_err();
+    let err = level_sim::Tenant::from_fixture(broken)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains(&fixture.devices[3].hostname) && err.contains("missing-group"),
         "{err}"
@@ -311,7 +313,9 @@ async fn fixtures_round_trip_and_bad_references_are_named() {
 
     let mut broken = fixture;
     broken.devices[0].tags.push("no-such-tag".to_owned());
-    let err = level_sim::Tenant::from_fixture(broken).unwrap_err();
+    let err = level_sim::Tenant::from_fixture(broken)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no-such-tag"), "{err}");
 }
 

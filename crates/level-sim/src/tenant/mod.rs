@@ -249,9 +249,18 @@ fn find_mut<'a, T>(items: &'a mut [T], id: &str, key: impl Fn(&T) -> &str) -> Si
 
 use level_api::clock::now;
 
+/// A fixture whose objects do not fit together: which object and field, in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FixtureError(pub String);
+
 impl Tenant {
     /// Loads a fixture, checking every reference. The error names the object and field at fault.
-    pub fn from_fixture(fixture: Fixture) -> Result<Self, String> {
+    pub fn from_fixture(fixture: Fixture) -> Result<Self, FixtureError> {
+        Self::checked(fixture).map_err(FixtureError)
+    }
+
+    fn checked(fixture: Fixture) -> Result<Self, String> {
         let mut tenant = Tenant::default();
         let mut seen = BTreeSet::new();
         let mut unique = |kind: &str, id: &str| {
