@@ -165,7 +165,7 @@ async fn main() {
 
     let report = format!(
         "# Benchmarks\n\nMeasured by `cargo bench --bench levelhost` on {} ({}), {}.\nEach row compares levelhost with a baseline measured in the same run.\n\n| | what | levelhost | baseline | ratio |\n|---|---|---|---|---|\n{rows}{NOTES}",
-        time::OffsetDateTime::now_utc().date(),
+        chrono::Utc::now().date_naive(),
         machine(),
         if plan.quick {
             "quick mode"
@@ -1232,10 +1232,7 @@ async fn b7(plan: &Plan, sim: &Simulator) -> String {
     let mut statement = db
         .prepare("SELECT planned_at, started_at FROM runs WHERE planned_at IS NOT NULL")
         .expect("query");
-    let parse = |t: String| {
-        time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
-            .expect("timestamp")
-    };
+    let parse = |t: String| chrono::DateTime::parse_from_rfc3339(&t).expect("timestamp");
     let late: Vec<Duration> = statement
         .query_map([], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
@@ -1243,7 +1240,9 @@ async fn b7(plan: &Plan, sim: &Simulator) -> String {
         .expect("rows")
         .filter_map(Result::ok)
         .map(|(planned, started)| {
-            Duration::try_from(parse(started) - parse(planned)).unwrap_or(Duration::ZERO)
+            (parse(started) - parse(planned))
+                .to_std()
+                .unwrap_or(Duration::ZERO)
         })
         .collect();
     let fires = late.len();

@@ -599,225 +599,23 @@ impl HostConfig {
         let source = Source::read(path)?;
         let raw: RawConfig = source.parse()?;
         let records = RecordPaths::of(&source, &raw)?;
-        let mut keys = BTreeMap::new();
-        for (name, key) in raw.keys {
-            let parsed = parse_source(
-                &source,
-                &format!("key {name}"),
-                "source",
-                "keys",
-                &key.source,
-            )?;
-            let access = match key.access.get_ref().as_str() {
-                "read-only" => Access::ReadOnly,
-                "read-write" => Access::ReadWrite,
-                other => {
-                    return Err(source.error(
-                        Some(key.access.span()),
-                        format!(
-                            "key {name}: access must be read-only or read-write, not {other:?}"
-                        ),
-                    ));
-                }
-            };
-            keys.insert(
-                name.clone(),
-                KeyConfig {
-                    name,
-                    source: parsed,
-                    access,
-                    rate_limit_per_minute: key.rate_limit_per_minute,
-                    rate_burst: key.rate_burst.unwrap_or(key.rate_limit_per_minute),
-                },
-            );
-        }
-
+        let keys = parse_keys(&source, raw.keys)?;
         let mut plugins = BTreeMap::new();
         for (name, spanned) in raw.plugins {
-            let plugin_span = spanned.span();
-            let raw_plugin = spanned.into_inner();
-            let key_name = raw_plugin.key.get_ref();
-            let key = keys.get(key_name).ok_or_else(|| {
-                source.error(
-                    Some(raw_plugin.key.span()),
-                    format!(
-                        "plugin {name}: key {key_name:?} is not defined under [keys] (defined: {})",
-                        keys.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                )
-            })?;
-            let mut capabilities = CapabilitySet::new();
-            for cap in &raw_plugin.capabilities {
-                let parsed: Capability = cap.get_ref().parse().map_err(
-                    |e: levelhost_core::capability::UnknownCapability| {
-                        source.error(Some(cap.span()), format!("plugin {name}: {e}"))
-                    },
-                )?;
-                if parsed.is_write() && key.access == Access::ReadOnly {
-                    return Err(source.error(
-                        Some(cap.span()),
-                        format!(
-                            "plugin {name}: {parsed} needs a read-write key, but key {key_name} is read-only"
-                        ),
-                    ));
-                }
-                capabilities.insert(parsed);
-            }
-            let (plugin_source, manifest_path) =
-                plugin_source(&source, &name, &raw_plugin, &plugin_span)?;
-            let source_at = source.place(
-                ["component", "package"]
-                    .iter()
-                    .find_map(|field| key_span(&source.text, &["plugins", &name, field]))
-                    .unwrap_or_else(|| plugin_span.clone()),
-            );
-            let manifest_source = Source::read(&manifest_path)?;
-            let manifest = PluginManifest::parse(&manifest_path, &manifest_source.text)?;
-            let manifest_digest = levelhost_core::digest(manifest_source.text.as_bytes());
-            let mut tag_patterns = Vec::new();
-            for pattern in raw_plugin.scopes.tags.iter().flatten() {
-                levelhost_core::grant::tag_pattern(pattern.get_ref()).map_err(|e| {
-                    source.error(Some(pattern.span()), format!("plugin {name}: {e}"))
-                })?;
-                tag_patterns.push(pattern.get_ref().clone());
-            }
-            let group_locations = raw_plugin
-                .scopes
-                .groups
-                .iter()
-                .flatten()
-                .map(|g| {
-                    (
-                        g.get_ref().clone(),
-                        source.error(Some(g.span()), String::new()),
-                    )
-                })
-                .collect();
-            let scopes = Scopes {
-                groups: raw_plugin
-                    .scopes
-                    .groups
-                    .map(|g| g.into_iter().map(Spanned::into_inner).collect()),
-                tags: raw_plugin.scopes.tags.map(|_| tag_patterns),
-                custom_fields: raw_plugin.scopes.custom_fields,
-                automations: raw_plugin.scopes.automations,
-            };
-            raw_plugin.limits.check().map_err(|e| {
-                let at = key_span(&source.text, &["plugins", name.as_str(), "limits", e.key])
-                    .unwrap_or_else(|| plugin_span.clone());
-                source.error(Some(at), format!("plugin {name}: limits: {e}"))
-            })?;
-            let input = match raw_plugin.input {
-                Some(table) => serde_json::to_value(table).map_err(|e| {
-                    source.error(
-                        Some(plugin_span.clone()),
-                        format!("plugin {name}: input: {e}"),
-                    )
-                })?,
-                None => serde_json::json!({}),
-            };
-            manifest.check_input(&input).map_err(|e| {
-                source.error(
-                    Some(plugin_span.clone()),
-                    format!("plugin {name}: input does not match the manifest's schema: {e}"),
-                )
-            })?;
-            let mut schedules = Vec::new();
-            for raw_schedule in raw_plugin.schedules {
-                schedules.push(parse_schedule(&source, &name, raw_schedule)?);
-            }
-            let events = match raw_plugin.events {
-                None => None,
-                Some(ev) => Some(EventConfig {
-                    secret: parse_source(
-                        &source,
-                        &format!("plugin {name}: events"),
-                        "secret",
-                        "secrets",
-                        &ev.secret,
-                    )?,
-                    types: ev.types,
-                }),
-            };
-            if let Some(policy) = &raw_plugin.approval
-                && policy.ttl_secs == 0
-            {
-                let at = key_span(
-                    &source.text,
-                    &["plugins", name.as_str(), "approval", "ttl_secs"],
-                )
-                .unwrap_or_else(|| plugin_span.clone());
-                return Err(source.error(
-                    Some(at),
-                    format!("plugin {name}: approval: ttl_secs must be at least 1"),
-                ));
-            }
-            let grant = Grant {
-                plugin: name.clone(),
-                capabilities,
-                scopes,
-                limits: raw_plugin.limits,
-            };
-            plugins.insert(
-                name.clone(),
-                PluginConfig {
-                    name,
-                    source: plugin_source,
-                    source_at,
-                    manifest_digest,
-                    manifest,
-                    key: key_name.clone(),
-                    grant,
-                    input,
-                    group_locations,
-                    schedules,
-                    events,
-                    approval: raw_plugin.approval,
-                },
-            );
+            let plugin = parse_plugin(&source, name, spanned, &keys)?;
+            plugins.insert(plugin.name.clone(), plugin);
         }
-
         Ok(Self {
             path: path.to_owned(),
-            base_url: {
-                let url = raw.level.base_url;
-                if let Err(e) = level_api::base_url(&url) {
-                    let at = key_span(&source.text, &["level", "base_url"]);
-                    return Err(source.error(at, e.to_string()));
-                }
-                url
-            },
+            base_url: parse_base_url(&source, raw.level.base_url)?,
             timeout: Duration::from_secs(raw.level.timeout_secs.max(1)),
             audit_path: records.audit.clone(),
             keys,
             plugins,
-            serve: ServeConfig {
-                addr: raw.serve.addr,
-                database: records.database.clone(),
-                shutdown_grace: Duration::from_secs(raw.serve.shutdown_grace_secs),
-                max_body_bytes: Limits::bytes(raw.serve.max_body_kb.max(1)),
-                max_instances: raw.serve.max_instances.max(1),
-                read_timeout: Duration::from_secs(raw.serve.read_timeout_secs.max(1)),
-                max_connections: raw.serve.max_connections.max(1),
-            },
+            serve: parse_serve(raw.serve, &records),
             trust: parse_trust(&source, raw.trust)?,
             records,
-            console: ConsoleConfig {
-                enabled: raw.console.enabled,
-                addr: raw.console.addr,
-                token: raw
-                    .console
-                    .token
-                    .as_ref()
-                    .map(|t| parse_source(&source, "console", "token", "tokens", t))
-                    .transpose()?,
-                metrics_token: raw
-                    .console
-                    .metrics_token
-                    .as_ref()
-                    .map(|t| parse_source(&source, "console", "metrics_token", "tokens", t))
-                    .transpose()?,
-            },
+            console: parse_console(&source, &raw.console)?,
         })
     }
 
@@ -851,6 +649,240 @@ impl HostConfig {
             installed: self.plugins.keys().cloned().collect::<Vec<_>>().join(", "),
         })
     }
+}
+
+/// `[keys]`: each key's source (checked, not read) and access.
+fn parse_keys(
+    source: &Source,
+    raw_keys: BTreeMap<String, RawKey>,
+) -> Result<BTreeMap<String, KeyConfig>, FileError> {
+    let mut keys = BTreeMap::new();
+    for (name, key) in raw_keys {
+        let parsed = parse_source(
+            source,
+            &format!("key {name}"),
+            "source",
+            "keys",
+            &key.source,
+        )?;
+        let access = match key.access.get_ref().as_str() {
+            "read-only" => Access::ReadOnly,
+            "read-write" => Access::ReadWrite,
+            other => {
+                return Err(source.error(
+                    Some(key.access.span()),
+                    format!("key {name}: access must be read-only or read-write, not {other:?}"),
+                ));
+            }
+        };
+        keys.insert(
+            name.clone(),
+            KeyConfig {
+                name,
+                source: parsed,
+                access,
+                rate_limit_per_minute: key.rate_limit_per_minute,
+                rate_burst: key.rate_burst.unwrap_or(key.rate_limit_per_minute),
+            },
+        );
+    }
+
+    Ok(keys)
+}
+
+/// One `[plugins.NAME]`: its key, grant, source, manifest, input, schedules,
+/// events and approval policy, each checked where it is written.
+fn parse_plugin(
+    source: &Source,
+    name: String,
+    spanned: Spanned<RawPlugin>,
+    keys: &BTreeMap<String, KeyConfig>,
+) -> Result<PluginConfig, FileError> {
+    let plugin_span = spanned.span();
+    let raw_plugin = spanned.into_inner();
+    let key_name = raw_plugin.key.get_ref();
+    let key = keys.get(key_name).ok_or_else(|| {
+        source.error(
+            Some(raw_plugin.key.span()),
+            format!(
+                "plugin {name}: key {key_name:?} is not defined under [keys] (defined: {})",
+                keys.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        )
+    })?;
+    let mut capabilities = CapabilitySet::new();
+    for cap in &raw_plugin.capabilities {
+        let parsed: Capability =
+            cap.get_ref()
+                .parse()
+                .map_err(|e: levelhost_core::capability::UnknownCapability| {
+                    source.error(Some(cap.span()), format!("plugin {name}: {e}"))
+                })?;
+        if parsed.is_write() && key.access == Access::ReadOnly {
+            return Err(source.error(
+                Some(cap.span()),
+                format!(
+                    "plugin {name}: {parsed} needs a read-write key, but key {key_name} is read-only"
+                ),
+            ));
+        }
+        capabilities.insert(parsed);
+    }
+    let (plugin_source, manifest_path) = plugin_source(source, &name, &raw_plugin, &plugin_span)?;
+    let source_at = source.place(
+        ["component", "package"]
+            .iter()
+            .find_map(|field| key_span(&source.text, &["plugins", &name, field]))
+            .unwrap_or_else(|| plugin_span.clone()),
+    );
+    let manifest_source = Source::read(&manifest_path)?;
+    let manifest = PluginManifest::parse(&manifest_path, &manifest_source.text)?;
+    let manifest_digest = levelhost_core::digest(manifest_source.text.as_bytes());
+    let (scopes, group_locations) = parse_scopes(source, &name, raw_plugin.scopes)?;
+    raw_plugin.limits.check().map_err(|e| {
+        let at = key_span(&source.text, &["plugins", name.as_str(), "limits", e.key])
+            .unwrap_or_else(|| plugin_span.clone());
+        source.error(Some(at), format!("plugin {name}: limits: {e}"))
+    })?;
+    let input = match raw_plugin.input {
+        Some(table) => serde_json::to_value(table).map_err(|e| {
+            source.error(
+                Some(plugin_span.clone()),
+                format!("plugin {name}: input: {e}"),
+            )
+        })?,
+        None => serde_json::json!({}),
+    };
+    manifest.check_input(&input).map_err(|e| {
+        source.error(
+            Some(plugin_span.clone()),
+            format!("plugin {name}: input does not match the manifest's schema: {e}"),
+        )
+    })?;
+    let mut schedules = Vec::new();
+    for raw_schedule in raw_plugin.schedules {
+        schedules.push(parse_schedule(source, &name, raw_schedule)?);
+    }
+    let events = match raw_plugin.events {
+        None => None,
+        Some(ev) => Some(EventConfig {
+            secret: parse_source(
+                source,
+                &format!("plugin {name}: events"),
+                "secret",
+                "secrets",
+                &ev.secret,
+            )?,
+            types: ev.types,
+        }),
+    };
+    if let Some(policy) = &raw_plugin.approval
+        && policy.ttl_secs == 0
+    {
+        let at = key_span(
+            &source.text,
+            &["plugins", name.as_str(), "approval", "ttl_secs"],
+        )
+        .unwrap_or_else(|| plugin_span.clone());
+        return Err(source.error(
+            Some(at),
+            format!("plugin {name}: approval: ttl_secs must be at least 1"),
+        ));
+    }
+    let grant = Grant {
+        plugin: name.clone(),
+        capabilities,
+        scopes,
+        limits: raw_plugin.limits,
+    };
+    Ok(PluginConfig {
+        name: name.clone(),
+        source: plugin_source,
+        source_at,
+        manifest_digest,
+        manifest,
+        key: key_name.clone(),
+        grant,
+        input,
+        group_locations,
+        schedules,
+        events,
+        approval: raw_plugin.approval,
+    })
+}
+
+/// A plugin's `[plugins.NAME.scopes]`: each tag pattern checked where it is
+/// written, and where each group is named (for the error when Level has no
+/// such group).
+fn parse_scopes(
+    source: &Source,
+    name: &str,
+    raw: RawScopes,
+) -> Result<(Scopes, Vec<(String, FileError)>), FileError> {
+    let mut tag_patterns = Vec::new();
+    for pattern in raw.tags.iter().flatten() {
+        levelhost_core::grant::tag_pattern(pattern.get_ref())
+            .map_err(|e| source.error(Some(pattern.span()), format!("plugin {name}: {e}")))?;
+        tag_patterns.push(pattern.get_ref().clone());
+    }
+    let group_locations = raw
+        .groups
+        .iter()
+        .flatten()
+        .map(|g| {
+            (
+                g.get_ref().clone(),
+                source.error(Some(g.span()), String::new()),
+            )
+        })
+        .collect();
+    let scopes = Scopes {
+        groups: raw
+            .groups
+            .map(|g| g.into_iter().map(Spanned::into_inner).collect()),
+        tags: raw.tags.map(|_| tag_patterns),
+        custom_fields: raw.custom_fields,
+        automations: raw.automations,
+    };
+    Ok((scopes, group_locations))
+}
+
+/// `[level] base_url`, checked.
+fn parse_base_url(source: &Source, url: String) -> Result<String, FileError> {
+    if let Err(e) = level_api::base_url(&url) {
+        let at = key_span(&source.text, &["level", "base_url"]);
+        return Err(source.error(at, e.to_string()));
+    }
+    Ok(url)
+}
+
+/// `[serve]`, with the history database the records name.
+fn parse_serve(raw: RawServe, records: &RecordPaths) -> ServeConfig {
+    ServeConfig {
+        addr: raw.addr,
+        database: records.database.clone(),
+        shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs),
+        max_body_bytes: Limits::bytes(raw.max_body_kb.max(1)),
+        max_instances: raw.max_instances.max(1),
+        read_timeout: Duration::from_secs(raw.read_timeout_secs.max(1)),
+        max_connections: raw.max_connections.max(1),
+    }
+}
+
+/// `[console]`, its tokens' sources checked (not read).
+fn parse_console(source: &Source, raw: &RawConsole) -> Result<ConsoleConfig, FileError> {
+    let token = |field: &str, value: &Option<Spanned<String>>| {
+        value
+            .as_ref()
+            .map(|t| parse_source(source, "console", field, "tokens", t))
+            .transpose()
+    };
+    Ok(ConsoleConfig {
+        enabled: raw.enabled,
+        addr: raw.addr.clone(),
+        token: token("token", &raw.token)?,
+        metrics_token: token("metrics_token", &raw.metrics_token)?,
+    })
 }
 
 /// Where a plugin's component and manifest are: exactly one of `component`

@@ -64,16 +64,10 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let date =
-        time::PrimitiveDateTime::parse(value, &time::format_description::well_known::Rfc2822)
-            .ok()
-            .map(|d| d.assume_utc())
-            .or_else(|| {
-                time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822)
-                    .ok()
-            })?;
-    let now = time::OffsetDateTime::now_utc();
-    Some(Duration::try_from(date - now).unwrap_or(Duration::ZERO))
+    // An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`) is RFC 2822's form.
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]

@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rand::distr::{Alphanumeric, SampleString};
-use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -204,12 +203,12 @@ pub struct Simulator {
 impl Simulator {
     /// The built-in organization: nested groups, 60 devices on three platforms, tags, custom fields, alerts and one automation webhook.
     pub fn seeded() -> Tenant {
-        seed::seed(seed::DEFAULT_DEVICE_COUNT, OffsetDateTime::now_utc())
+        seed::seed(seed::DEFAULT_DEVICE_COUNT, chrono::Utc::now())
     }
 
     /// The built-in organization with `devices` devices.
     pub fn seeded_with(devices: usize) -> Tenant {
-        seed::seed(devices, OffsetDateTime::now_utc())
+        seed::seed(devices, chrono::Utc::now())
     }
 
     /// Binds `config.addr` and serves `tenant` until dropped or [`Simulator::stop`]ped.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use time::{Duration, OffsetDateTime};
+use chrono::{DateTime, TimeDelta as Duration, Utc};
 
 use super::tenant::Tenant;
 use level_api::model::{
@@ -35,7 +35,7 @@ impl Lcg {
 }
 
 /// Builds the seeded organization with `device_count` devices, relative to `now`.
-pub fn seed(device_count: usize, now: OffsetDateTime) -> Tenant {
+pub fn seed(device_count: usize, now: DateTime<Utc>) -> Tenant {
     let mut t = Tenant::default();
     let acme = t.insert_group("Acme Corp", None);
     let acme_hq = t.insert_group("HQ", Some(&acme));
@@ -159,8 +159,8 @@ fn device(
     platform: &str,
     server: bool,
     online: bool,
-    seen: OffsetDateTime,
-    now: OffsetDateTime,
+    seen: DateTime<Utc>,
+    now: DateTime<Utc>,
     rng: &mut Lcg,
 ) -> Device {
     let (os, manufacturer, model) = match platform {

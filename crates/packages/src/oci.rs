@@ -179,9 +179,7 @@ pub async fn push(
     }
     let wasm_digest = levelhost_core::digest(&package.component);
     let config = serde_json::json!({
-        "created": time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        "created": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "architecture": "wasm",
         "os": "wasip2",
         "layerDigests": [wasm_digest],

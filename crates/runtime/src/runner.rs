@@ -91,7 +91,7 @@ impl RunRequest {
 
 /// A new run id: time-ordered and unique.
 pub fn new_run_id() -> String {
-    let millis = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let millis = chrono::Utc::now().timestamp_millis();
     let random: u64 = rand::random();
     format!("run_{millis:012x}{random:016x}")
 }

@@ -518,8 +518,10 @@ impl Executor {
                 .run_once(plugin, claimed, input, options, Some(plan))
                 .await;
         }
-        let expires_at =
-            level_api::clock::timestamp(time::OffsetDateTime::now_utc() + policy.ttl());
+        let expires_at = level_api::clock::timestamp(
+            chrono::Utc::now()
+                + chrono::TimeDelta::from_std(policy.ttl()).unwrap_or(chrono::TimeDelta::MAX),
+        );
         tracing::warn!(plugin = %plugin.name, run = %claimed.id, "the plan waits for approval: {}", needed.join("; "));
         let (run, saved, input, why, until) = (
             claimed.id.clone(),

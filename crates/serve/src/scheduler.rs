@@ -130,12 +130,7 @@ impl Service {
         let Some(installed) = plugins.get(plugin) else {
             return;
         };
-        let planned_at = level_api::clock::timestamp(
-            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(
-                planned.timestamp_nanos_opt().unwrap_or(0),
-            ))
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
-        );
+        let planned_at = level_api::clock::timestamp(planned);
         let origin = Origin::Schedule {
             schedule: key.to_owned(),
             planned: planned_at.clone(),

@@ -42,7 +42,7 @@ impl Setup {
             });
         }
         let long_ago =
-            level_api::clock::timestamp(time::OffsetDateTime::now_utc() - time::Duration::days(90));
+            level_api::clock::timestamp(chrono::Utc::now() - chrono::TimeDelta::days(90));
         let mut stale = BTreeSet::new();
         let mut outsider = String::new();
         for (i, device) in fixture.devices.iter_mut().enumerate() {

@@ -77,19 +77,16 @@ async fn device_report_rejects_unknown_input() {
 #[tokio::test]
 async fn stale_device_tagger_tags_stale_devices_once() {
     let env = TestEnv::new().await;
-    let now = time::OffsetDateTime::now_utc();
+    let now = chrono::Utc::now();
     let expected: Vec<String> = env
         .fixture()
         .devices
         .iter()
         .filter(|d| !d.online)
         .filter(|d| {
-            let seen = time::OffsetDateTime::parse(
-                d.last_seen_at.as_deref().unwrap(),
-                &time::format_description::well_known::Rfc3339,
-            )
-            .unwrap();
-            (now - seen).whole_days() >= 14
+            let seen =
+                chrono::DateTime::parse_from_rfc3339(d.last_seen_at.as_deref().unwrap()).unwrap();
+            (now - seen.with_timezone(&chrono::Utc)).num_days() >= 14
         })
         .map(|d| d.hostname.clone())
         .collect();

@@ -109,10 +109,11 @@ fn free_addr() -> String {
 }
 
 fn ms(t: &str) -> i128 {
-    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-        .unwrap()
-        .unix_timestamp_nanos()
-        / 1_000_000
+    i128::from(
+        chrono::DateTime::parse_from_rfc3339(t)
+            .unwrap()
+            .timestamp_millis(),
+    )
 }
 
 fn scheduled(runs: &[RunRow]) -> Vec<RunRow> {
