@@ -546,14 +546,15 @@ impl RecordPaths {
     }
 
     /// Opens the audit log: the shared database's table, or the file.
-    pub fn open_audit(&self) -> Result<levelhost_runtime::audit::AuditLog, AuditOpenError> {
+    pub async fn open_audit(&self) -> Result<levelhost_runtime::audit::AuditLog, AuditOpenError> {
         use levelhost_runtime::audit::AuditLog;
         match &self.shared {
             Some(shared) if shared.audit_in_database => {
                 let store = levelhost_serve::history::PgAudit::connect(
                     &shared.url,
                     shared.password()?.as_deref(),
-                )?;
+                )
+                .await?;
                 Ok(AuditLog::with_store(std::sync::Arc::new(store)))
             }
             _ => Ok(AuditLog::open(&self.audit)?),

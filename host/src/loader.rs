@@ -317,6 +317,7 @@ pub async fn serve_with(
         audit: config
             .records
             .open_audit()
+            .await
             .map_err(|e| LoadError::Audit(Box::new(e)))?,
         shutdown_grace: config.serve.shutdown_grace,
         max_body_bytes: config.serve.max_body_bytes,

@@ -11,17 +11,20 @@ use std::sync::{Arc, Mutex};
 
 pub use levelhost_core::audit::AuditRecord;
 
-/// Where audit records are kept.
+/// Where audit records are kept. Its callers are async (host calls, the
+/// executor, the console), so a database keeps the records on the caller's
+/// runtime.
+#[async_trait::async_trait]
 pub trait AuditStore: Send + Sync + std::fmt::Debug {
     /// Where the records are (a file, a database), for messages.
     fn location(&self) -> &Path;
     /// Keeps one record; once this returns, a crash of the process does not lose it.
-    fn append(&self, record: &AuditRecord) -> Result<(), AuditError>;
+    async fn append(&self, record: &AuditRecord) -> Result<(), AuditError>;
     /// Makes everything appended so far durable against a crash of the machine.
-    fn sync(&self) -> Result<(), AuditError>;
+    async fn sync(&self) -> Result<(), AuditError>;
     /// The records matching `filter`, oldest first, and how many unreadable
     /// ones were skipped.
-    fn read(&self, filter: &AuditFilter) -> Result<(Vec<AuditRecord>, usize), AuditError>;
+    async fn read(&self, filter: &AuditFilter) -> Result<(Vec<AuditRecord>, usize), AuditError>;
 }
 
 /// The audit log every run of a process writes to.
@@ -47,18 +50,21 @@ impl AuditLog {
     }
 
     /// Keeps one record.
-    pub fn append(&self, record: &AuditRecord) -> Result<(), AuditError> {
-        self.store.append(record)
+    pub async fn append(&self, record: &AuditRecord) -> Result<(), AuditError> {
+        self.store.append(record).await
     }
 
     /// Makes everything appended so far durable.
-    pub fn sync(&self) -> Result<(), AuditError> {
-        self.store.sync()
+    pub async fn sync(&self) -> Result<(), AuditError> {
+        self.store.sync().await
     }
 
     /// The records matching `filter`, and how many unreadable ones were skipped.
-    pub fn read(&self, filter: &AuditFilter) -> Result<(Vec<AuditRecord>, usize), AuditError> {
-        self.store.read(filter)
+    pub async fn read(
+        &self,
+        filter: &AuditFilter,
+    ) -> Result<(Vec<AuditRecord>, usize), AuditError> {
+        self.store.read(filter).await
     }
 }
 
@@ -67,7 +73,7 @@ impl AuditLog {
 pub struct AuditFile {
     path: PathBuf,
     file: Mutex<File>,
-    syncs: Syncs,
+    syncs: Arc<Syncs>,
 }
 
 /// Group fsync: one `sync_data` makes every append before it durable, so
@@ -135,11 +141,12 @@ impl AuditFile {
         Ok(Self {
             path: path.to_owned(),
             file: Mutex::new(file),
-            syncs,
+            syncs: Arc::new(syncs),
         })
     }
 }
 
+#[async_trait::async_trait]
 impl AuditStore for AuditFile {
     fn location(&self) -> &Path {
         &self.path
@@ -147,7 +154,7 @@ impl AuditStore for AuditFile {
 
     /// Appends one record as a single write, so concurrent runs never
     /// interleave within a line; once written, it is in the kernel's hands.
-    fn append(&self, record: &AuditRecord) -> Result<(), AuditError> {
+    async fn append(&self, record: &AuditRecord) -> Result<(), AuditError> {
         let mut line = serde_json::to_vec(record).map_err(|e| AuditError {
             path: self.path.clone(),
             source: e.into(),
@@ -166,29 +173,49 @@ impl AuditStore for AuditFile {
         Ok(())
     }
 
-    /// Makes everything appended so far durable. A sync that another one,
-    /// begun after these appends, already covered returns without its own.
-    fn sync(&self) -> Result<(), AuditError> {
-        let syncs = &self.syncs;
-        let wanted = syncs.appended.load(Ordering::SeqCst);
-        let _one_at_a_time = syncs
+    /// Makes everything appended so far durable, on the blocking pool. A
+    /// sync that another one, begun after these appends, already covered
+    /// returns without its own.
+    async fn sync(&self) -> Result<(), AuditError> {
+        let syncs = self.syncs.clone();
+        let synced = tokio::task::spawn_blocking(move || syncs.sync()).await;
+        let failed = |source: AuditCause| AuditError {
+            path: self.path.clone(),
+            source,
+        };
+        match synced {
+            Ok(done) => done.map_err(|e| failed(e.into())),
+            Err(e) => Err(failed(AuditCause::Store(Box::new(e)))),
+        }
+    }
+
+    async fn read(&self, filter: &AuditFilter) -> Result<(Vec<AuditRecord>, usize), AuditError> {
+        let (path, filter) = (self.path.clone(), filter.clone());
+        match tokio::task::spawn_blocking(move || read(&path, &filter)).await {
+            Ok(found) => found,
+            Err(e) => Err(AuditError {
+                path: self.path.clone(),
+                source: AuditCause::Store(Box::new(e)),
+            }),
+        }
+    }
+}
+
+impl Syncs {
+    /// One `sync_data` covering every append counted before it.
+    fn sync(&self) -> std::io::Result<()> {
+        let wanted = self.appended.load(Ordering::SeqCst);
+        let _one_at_a_time = self
             .lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if syncs.synced.load(Ordering::SeqCst) >= wanted {
+        if self.synced.load(Ordering::SeqCst) >= wanted {
             return Ok(());
         }
-        let covered = syncs.appended.load(Ordering::SeqCst);
-        syncs.file.sync_data().map_err(|e| AuditError {
-            path: self.path.clone(),
-            source: e.into(),
-        })?;
-        syncs.synced.fetch_max(covered, Ordering::SeqCst);
+        let covered = self.appended.load(Ordering::SeqCst);
+        self.file.sync_data()?;
+        self.synced.fetch_max(covered, Ordering::SeqCst);
         Ok(())
-    }
-
-    fn read(&self, filter: &AuditFilter) -> Result<(Vec<AuditRecord>, usize), AuditError> {
-        read(&self.path, filter)
     }
 }
 

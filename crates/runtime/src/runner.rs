@@ -417,10 +417,10 @@ impl PluginRunner {
         store
             .data_mut()
             .level
-            .record_run_end(failure, started.elapsed());
-        if let Some(audit) = request.audit.clone() {
-            // fsync on the blocking pool, not on an async worker.
-            tokio::task::spawn_blocking(move || audit.sync()).await??;
+            .record_run_end(failure, started.elapsed())
+            .await;
+        if let Some(audit) = &request.audit {
+            audit.sync().await?;
         }
         let level = &mut store.data_mut().level;
         let outcome_of_plan = level.gate.plan_outcome().unwrap_or_default();

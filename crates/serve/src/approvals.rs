@@ -72,8 +72,8 @@ pub async fn decide(
             });
         }
         Decided::Expired(at) => {
-            audit.append(&expired_record(run, &plugin))?;
-            audit.sync()?;
+            audit.append(&expired_record(run, &plugin)).await?;
+            audit.sync().await?;
             return Err(DecideError::Expired {
                 run: run.to_owned(),
                 at,
@@ -89,8 +89,10 @@ pub async fn decide(
         Some(reason) => format!("{verb} by {by}: {reason}"),
         None => format!("{verb} by {by}"),
     };
-    audit.append(&decision_record(run, &plugin, operation, why))?;
-    audit.sync()?;
+    audit
+        .append(&decision_record(run, &plugin, operation, why))
+        .await?;
+    audit.sync().await?;
     Ok(())
 }
 
@@ -110,9 +112,9 @@ pub async fn expire_overdue(
     let expired = history.expire_overdue().await?;
     if let Some(audit) = audit.filter(|_| !expired.is_empty()) {
         for (run, plugin) in &expired {
-            audit.append(&expired_record(run, plugin))?;
+            audit.append(&expired_record(run, plugin)).await?;
         }
-        audit.sync()?;
+        audit.sync().await?;
     }
     Ok(expired)
 }

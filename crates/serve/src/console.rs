@@ -70,12 +70,8 @@ impl Console {
     /// The audit records matching `filter`; `None` when there is no audit
     /// or it cannot be read.
     async fn audit(&self, filter: AuditFilter) -> Option<Vec<AuditRecord>> {
-        let audit = self.service.executor().audit().cloned()?;
-        tokio::task::spawn_blocking(move || audit.read(&filter))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|(records, _)| records)
+        let audit = self.service.executor().audit()?;
+        audit.read(&filter).await.ok().map(|(records, _)| records)
     }
 
     /// The token a request carries, by header or cookie.

@@ -666,10 +666,9 @@ impl Executor {
         }
         if let Some(audit) = &self.audit {
             for (id, run) in &cut {
-                audit.append(&run_end(id, run, why))?;
+                audit.append(&run_end(id, run, why)).await?;
             }
-            let audit = audit.clone();
-            tokio::task::spawn_blocking(move || audit.sync()).await??;
+            audit.sync().await?;
         }
         let count = cut.len();
         for (_, run) in &cut {

@@ -219,7 +219,7 @@ async fn history_contract(a: Arc<History>, b: Arc<History>) {
 }
 
 /// What every audit store promises: records read back whole, in order, filtered.
-fn audit_contract(log: &AuditLog) {
+async fn audit_contract(log: &AuditLog) {
     let record = |run: &str, plugin: &str, allowed: bool| AuditRecord {
         time: level_api::clock::now(),
         plugin: plugin.to_owned(),
@@ -241,31 +241,36 @@ fn audit_contract(log: &AuditLog) {
     cut.stage = levelhost_core::audit::Stage::CutOff;
     let written = [record("r1", "a", true), cut, record("r3", "a", false)];
     for r in &written {
-        log.append(r).unwrap();
+        log.append(r).await.unwrap();
     }
-    log.sync().unwrap();
-    let all = |filter: AuditFilter| log.read(&filter).unwrap().0;
-    assert_eq!(all(AuditFilter::default()), written);
-    assert_eq!(
-        all(AuditFilter {
+    log.sync().await.unwrap();
+    let filters = [
+        AuditFilter::default(),
+        AuditFilter {
             plugin: Some("a".to_owned()),
             ..AuditFilter::default()
-        }),
-        [written[0].clone(), written[2].clone()]
-    );
-    assert_eq!(
-        all(AuditFilter {
+        },
+        AuditFilter {
             denied: true,
             ..AuditFilter::default()
-        }),
-        [written[2].clone()]
-    );
-    assert_eq!(
-        all(AuditFilter {
+        },
+        AuditFilter {
             run_id: Some("r2".to_owned()),
             ..AuditFilter::default()
-        }),
-        [written[1].clone()]
+        },
+    ];
+    let mut read = Vec::new();
+    for filter in &filters {
+        read.push(log.read(filter).await.unwrap().0);
+    }
+    assert_eq!(
+        read,
+        [
+            written.to_vec(),
+            vec![written[0].clone(), written[2].clone()],
+            vec![written[2].clone()],
+            vec![written[1].clone()],
+        ]
     );
 }
 
@@ -279,7 +284,7 @@ async fn the_history_and_audit_contracts_hold_in_sqlite_and_a_file() {
     );
     assert_eq!(a.replica(), None);
     history_contract(a, b).await;
-    audit_contract(&AuditLog::open(&dir.path().join("audit.jsonl")).unwrap());
+    audit_contract(&AuditLog::open(&dir.path().join("audit.jsonl")).unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,15 +294,8 @@ async fn the_history_and_audit_contracts_hold_in_postgres_and_replicas_lease_and
     assert_ne!(a.replica(), b.replica());
     assert_eq!(a.integrity_check().await.unwrap(), "ok");
     history_contract(a.clone(), b.clone()).await;
-    let audit = tokio::task::spawn_blocking({
-        let url = url.clone();
-        move || PgAudit::connect(&url, None).unwrap()
-    })
-    .await
-    .unwrap();
-    tokio::task::spawn_blocking(move || audit_contract(&AuditLog::with_store(Arc::new(audit))))
-        .await
-        .unwrap();
+    let audit = PgAudit::connect(&url, None).await.unwrap();
+    audit_contract(&AuditLog::with_store(Arc::new(audit))).await;
 
     // A plugin's lease: one holder at a time, until given back or expired;
     // its holder is a claimed run (a lease held by a run no longer running holds nothing).

@@ -72,7 +72,7 @@ impl WaitingRun {
 /// The history and audit log a config names.
 async fn records(config: &std::path::Path) -> anyhow::Result<(History, AuditLog)> {
     let at = RecordPaths::load(config)?;
-    Ok((at.open_history().await?, at.open_audit()?))
+    Ok((at.open_history().await?, at.open_audit().await?))
 }
 
 impl ApprovalsArgs {

@@ -42,8 +42,8 @@ impl AuditArgs {
             denied: self.denied,
             run_id: self.run,
         };
-        let audit = records_at.open_audit()?;
-        let (records, skipped) = audit.read(&filter)?;
+        let audit = records_at.open_audit().await?;
+        let (records, skipped) = audit.read(&filter).await?;
         if self.json {
             for r in &records {
                 println!("{}", serde_json::to_string(r)?);

@@ -177,7 +177,7 @@ pub(crate) async fn executor(
     runner: PluginRunner,
     config: &HostConfig,
 ) -> anyhow::Result<Executor> {
-    let audit = config.records.open_audit()?;
+    let audit = config.records.open_audit().await?;
     let history = Arc::new(config.records.open_history().await?);
     Ok(Executor::new(runner, Some(history), Some(audit)).with_lease(config.records.lease()))
 }

@@ -94,9 +94,9 @@ fn record(plugin: &str, operation: &str, targets: Vec<String>, by: &str) -> Audi
     }
 }
 
-fn audit(log: &AuditLog, record: AuditRecord) -> anyhow::Result<()> {
-    log.append(&record)?;
-    log.sync()?;
+async fn audit(log: &AuditLog, record: AuditRecord) -> anyhow::Result<()> {
+    log.append(&record).await?;
+    log.sync().await?;
     Ok(())
 }
 
@@ -106,7 +106,7 @@ pub(crate) async fn purge(
     history: &History,
     plugin: &str,
 ) -> anyhow::Result<u64> {
-    let log = at.open_audit()?;
+    let log = at.open_audit().await?;
     let removed = history.purge_state(plugin).await?;
     audit(
         &log,
@@ -116,7 +116,8 @@ pub(crate) async fn purge(
             vec!["state:*".to_owned()],
             &operator(),
         ),
-    )?;
+    )
+    .await?;
     Ok(removed)
 }
 
@@ -193,7 +194,7 @@ impl StateArgs {
                 }
             }
             StateCommand::Set { plugin, key, value } => {
-                let log = at.open_audit()?;
+                let log = at.open_audit().await?;
                 let by = operator();
                 let version = history
                     .set_state(&plugin, &key, value.as_bytes(), &by)
@@ -201,11 +202,12 @@ impl StateArgs {
                 audit(
                     &log,
                     record(&plugin, "state-set", vec![format!("state:{key}")], &by),
-                )?;
+                )
+                .await?;
                 eprintln!("set {plugin}'s state key {key:?} (version {version})");
             }
             StateCommand::Delete { plugin, key } => {
-                let log = at.open_audit()?;
+                let log = at.open_audit().await?;
                 let by = operator();
                 if !history.delete_state(&plugin, &key).await? {
                     anyhow::bail!("{plugin} has no state key {key:?}; nothing was deleted");
@@ -213,17 +215,19 @@ impl StateArgs {
                 audit(
                     &log,
                     record(&plugin, "state-delete", vec![format!("state:{key}")], &by),
-                )?;
+                )
+                .await?;
                 eprintln!("deleted {plugin}'s state key {key:?}");
             }
             StateCommand::Purge { plugin } => {
-                let log = at.open_audit()?;
+                let log = at.open_audit().await?;
                 let by = operator();
                 let removed = history.purge_state(&plugin).await?;
                 audit(
                     &log,
                     record(&plugin, "state-purge", vec!["state:*".to_owned()], &by),
-                )?;
+                )
+                .await?;
                 eprintln!("removed {removed} keys of {plugin}'s state");
             }
         }

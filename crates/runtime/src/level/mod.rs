@@ -115,7 +115,7 @@ macro_rules! host_call {
                 async { $body }.await
             }
         };
-        $ctx.end(open, result)
+        $ctx.end(open, result).await
     }};
 }
 pub(crate) use host_call;
@@ -215,7 +215,11 @@ impl LevelCtx {
             .map_err(|r| refuse(call, r))
     }
 
-    fn end<T>(&mut self, current: Call, result: Result<T, LevelError>) -> Result<T, LevelError> {
+    async fn end<T>(
+        &mut self,
+        current: Call,
+        result: Result<T, LevelError>,
+    ) -> Result<T, LevelError> {
         let reason = current.refused.clone().or_else(|| match &result {
             Err(LevelError::Guest(e)) => Some(describe(e)),
             Err(LevelError::Trap(e)) => Some(format!("{e:#}")),
@@ -225,7 +229,7 @@ impl LevelCtx {
             reason,
             ..self.record(&current, Stage::Done)
         };
-        if let Err(e) = self.append(record) {
+        if let Err(e) = self.append(record).await {
             // An audit that cannot be written stops the run: nothing goes unrecorded.
             return Err(LevelError::Trap(wasmtime::Error::msg(
                 levelhost_core::Chain(&e).to_string(),
@@ -284,9 +288,9 @@ impl LevelCtx {
 
     /// Keeps a record with the run and appends it to the audit log, if there
     /// is one. ([`Stage::Sending`] records go to the file only.)
-    fn append(&mut self, record: AuditRecord) -> Result<(), crate::audit::AuditError> {
+    async fn append(&mut self, record: AuditRecord) -> Result<(), crate::audit::AuditError> {
         let written = match &self.audit {
-            Some(audit) => audit.append(&record),
+            Some(audit) => audit.append(&record).await,
             None => Ok(()),
         };
         self.audit_records.push(record);
@@ -296,7 +300,7 @@ impl LevelCtx {
     /// Audits the end of the run itself, so a run that failed without calling
     /// Level (a loop, a memory bomb) is on record too.
     /// A call whose request was still out with Level is recorded first, as cut off.
-    pub fn record_run_end(&mut self, failure: Option<String>, duration: Duration) {
+    pub async fn record_run_end(&mut self, failure: Option<String>, duration: Duration) {
         if let Some(cut) = self.in_flight.take() {
             let record = AuditRecord {
                 time: level_api::clock::now(),
@@ -308,12 +312,12 @@ impl LevelCtx {
                 stage: Stage::CutOff,
                 ..cut
             };
-            if let Err(e) = self.append(record) {
+            if let Err(e) = self.append(record).await {
                 tracing::error!("{}", levelhost_core::Chain(&e));
             }
         }
         let record = self.run_record("run".to_owned(), Vec::new(), failure, duration);
-        if let Err(e) = self.append(record) {
+        if let Err(e) = self.append(record).await {
             tracing::error!("{}", levelhost_core::Chain(&e));
         }
     }
@@ -348,6 +352,7 @@ impl LevelCtx {
             // To the file only: the run's own list keeps one record per call.
             audit
                 .append(&self.record(call, Stage::Sending))
+                .await
                 .map_err(|e| {
                     LevelError::Trap(wasmtime::Error::msg(levelhost_core::Chain(&e).to_string()))
                 })?;

@@ -1,8 +1,9 @@
 //! The audit in the database the replicas share.
 
-use std::future::Future;
+use std::path::PathBuf;
 
-use super::*;
+use super::{HistoryCause, HistoryError, PgResult, migrate, pool};
+use deadpool_postgres::Pool;
 use levelhost_runtime::audit::{AuditCause, AuditError, AuditFilter, AuditRecord, AuditStore};
 
 /// The audit in the database the replicas share: the fields of the JSON
@@ -10,41 +11,58 @@ use levelhost_runtime::audit::{AuditCause, AuditError, AuditFilter, AuditRecord,
 /// replica's records from any of them. Each record is committed before
 /// `append` returns, so a write's `sending` record is in the database
 /// before the write leaves for Level.
-#[derive(Debug)]
 pub struct PgAudit {
-    db: Db,
+    pool: Pool,
+    label: PathBuf,
+}
+
+impl std::fmt::Debug for PgAudit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgAudit")
+            .field("database", &self.label)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PgAudit {
     /// Connects to the database at `url` (applying the migrations not yet applied).
-    pub fn connect(url: &str, password: Option<&str>) -> Result<Self, HistoryError> {
-        Ok(Self {
-            db: Db::connect(url, password, 4)?,
-        })
+    pub async fn connect(url: &str, password: Option<&str>) -> Result<Self, HistoryError> {
+        let label = PathBuf::from(url);
+        let fail = |source: HistoryCause| HistoryError {
+            path: label.clone(),
+            source,
+        };
+        let pool = pool(url, password, 4).map_err(fail)?;
+        migrate(&pool).await.map_err(fail)?;
+        Ok(Self { pool, label })
     }
 
-    fn failed(&self, e: HistoryError) -> AuditError {
+    fn failed(&self, source: HistoryCause) -> AuditError {
         AuditError {
-            path: self.db.label.clone(),
-            source: AuditCause::Store(Box::new(e)),
+            path: self.label.clone(),
+            source: AuditCause::Store(Box::new(HistoryError {
+                path: self.label.clone(),
+                source,
+            })),
         }
     }
 }
 
+#[async_trait::async_trait]
 impl AuditStore for PgAudit {
     fn location(&self) -> &std::path::Path {
-        &self.db.label
+        &self.label
     }
 
-    fn append(&self, record: &AuditRecord) -> Result<(), AuditError> {
+    async fn append(&self, record: &AuditRecord) -> Result<(), AuditError> {
         let r = record.clone();
         let names = serde_json::to_string(&r.names).unwrap_or_else(|_| "{}".to_owned());
         let stage = serde_json::to_value(r.stage)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        self.db
-            .block(move |pool| async move {
+        let pool = &self.pool;
+        async move {
                 pool.get()
                     .await?
                     .execute(
@@ -69,20 +87,20 @@ impl AuditStore for PgAudit {
                         ],
                     )
                     .await?;
-                Ok(())
-            })
+                PgResult::Ok(())
+            }
+            .await
             .map_err(|e| self.failed(e))
     }
 
     /// Every record was committed as it was appended.
-    fn sync(&self) -> Result<(), AuditError> {
+    async fn sync(&self) -> Result<(), AuditError> {
         Ok(())
     }
 
-    fn read(&self, filter: &AuditFilter) -> Result<(Vec<AuditRecord>, usize), AuditError> {
-        let filter = filter.clone();
-        self.db
-            .block(move |pool| async move {
+    async fn read(&self, filter: &AuditFilter) -> Result<(Vec<AuditRecord>, usize), AuditError> {
+        let pool = &self.pool;
+        async move {
                 let rows = pool
                     .get()
                     .await?
@@ -125,86 +143,9 @@ impl AuditStore for PgAudit {
                         stage,
                     });
                 }
-                Ok((records, skipped))
-            })
+                PgResult::Ok((records, skipped))
+            }
+            .await
             .map_err(|e| self.failed(e))
-    }
-}
-
-/// A pool of connections driven on a small runtime of its own, for callers
-/// that wait for each answer (the history's callers run on tokio's blocking
-/// pool or are synchronous).
-struct Db {
-    pool: Pool,
-    runtime: Option<tokio::runtime::Runtime>,
-    label: PathBuf,
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        // A runtime may not be dropped in place inside another; let it go in the background.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-impl Db {
-    /// Connects (lazily) and applies the migrations not yet applied.
-    fn connect(url: &str, password: Option<&str>, size: usize) -> Result<Self, HistoryError> {
-        let label = PathBuf::from(url);
-        let fail = |source: HistoryCause| HistoryError {
-            path: label.clone(),
-            source,
-        };
-        let pool = pool(url, password, size).map_err(fail)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("levelhost-postgres")
-            .enable_all()
-            .build()
-            .map_err(|e| fail(e.into()))?;
-        let db = Self {
-            pool,
-            runtime: Some(runtime),
-            label,
-        };
-        db.block(|pool| async move { migrate(&pool).await })?;
-        Ok(db)
-    }
-
-    fn error(&self, source: HistoryCause) -> HistoryError {
-        HistoryError {
-            path: self.label.clone(),
-            source,
-        }
-    }
-
-    /// Runs `f` with the pool on this runtime and waits for it.
-    fn block<T, F>(&self, f: impl FnOnce(Pool) -> F) -> Result<T, HistoryError>
-    where
-        T: Send + 'static,
-        F: Future<Output = PgResult<T>> + Send + 'static,
-    {
-        let Some(runtime) = &self.runtime else {
-            return Err(self.error(HistoryCause::WriterStopped));
-        };
-        let work = f(self.pool.clone());
-        let (answer, answered) = std::sync::mpsc::sync_channel(1);
-        runtime.spawn(async move {
-            let _ = answer.send(work.await);
-        });
-        answered
-            .recv()
-            .map_err(|_| self.error(HistoryCause::WriterStopped))?
-            .map_err(|e| self.error(e))
-    }
-}
-
-impl std::fmt::Debug for Db {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db")
-            .field("database", &self.label)
-            .finish_non_exhaustive()
     }
 }

@@ -8,10 +8,9 @@
 //! start-up under an advisory lock, so replicas starting together apply each
 //! once.
 //!
-//! The history is asked from async code, so it drives `tokio-postgres` and
-//! its `deadpool` pool on the caller's runtime. (The audit's store is asked
-//! synchronously, from a plugin's host calls; it keeps a small runtime of
-//! its own: see [`audit`].)
+//! The history, the audit store and the rate budgets are asked from async
+//! code, so they drive `tokio-postgres` and its `deadpool` pool on the
+//! caller's runtime.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
