@@ -917,3 +917,78 @@ async fn the_console_shows_a_plugins_state_keys_and_sizes_not_values() {
         "the console shows no value: {shown}"
     );
 }
+
+/// The run's view of its state as a property: for any committed state and
+/// any sequence of writes and deletes, the run reads back exactly what a
+/// plain map would hold, and committing its changes leaves the store equal
+/// to that map, each changed key one version past what the run saw per write.
+#[test]
+fn a_runs_view_and_commit_match_a_plain_map_for_any_writes() {
+    use levelhost_runtime::state::{MemoryState, Seen, StateChanges, StoredValue};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    let key = prop::sample::select(vec!["a", "b", "c", "a/1", "a/2"]);
+    let value = proptest::option::of(prop::sample::select(vec!["x", "yy", "zzz"]));
+    let committed = proptest::collection::btree_map(key.clone(), (value.clone(), 1u64..5), 0..5);
+    let writes = proptest::collection::vec((key, value), 0..20);
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 500,
+        ..Default::default()
+    });
+    runner
+        .run(&(committed, writes), |(committed, writes)| {
+            let store = MemoryState::default();
+            let start: BTreeMap<String, StoredValue> = committed
+                .iter()
+                .filter_map(|(k, (v, version))| {
+                    v.map(|v| {
+                        let stored = StoredValue {
+                            value: v.as_bytes().to_vec(),
+                            version: *version,
+                        };
+                        ((*k).to_owned(), stored)
+                    })
+                })
+                .collect();
+            store.seed("p", start.clone());
+            let mut model: BTreeMap<String, (Option<String>, u64)> = start
+                .iter()
+                .map(|(k, v)| {
+                    let text = String::from_utf8(v.value.clone()).unwrap();
+                    (k.clone(), (Some(text), v.version))
+                })
+                .collect();
+            let mut changes = StateChanges::default();
+            for (k, v) in &writes {
+                if !changes.knows(k) {
+                    changes.track(k, start.get(*k).cloned());
+                }
+                let version = changes.write(k, v.map(|v| v.as_bytes().to_vec()));
+                let entry = model.entry((*k).to_owned()).or_insert((None, 0));
+                entry.0 = v.map(str::to_owned);
+                entry.1 += 1;
+                prop_assert_eq!(version, entry.1);
+                match changes.seen(k) {
+                    Seen::Written(now, seen_version) => {
+                        prop_assert_eq!(now.map(|b| b.to_vec()), v.map(|v| v.as_bytes().to_vec()));
+                        prop_assert_eq!(seen_version, entry.1);
+                    }
+                    Seen::Unknown => prop_assert!(false, "a written key is known"),
+                }
+            }
+            store.commit("p", &changes.into_changes());
+            let expected: BTreeMap<String, String> = model
+                .into_iter()
+                .filter_map(|(k, (v, _))| v.map(|v| (k, v)))
+                .collect();
+            let now: BTreeMap<String, String> = store
+                .entries("p")
+                .into_iter()
+                .map(|(k, v)| (k, String::from_utf8(v.value).unwrap()))
+                .collect();
+            prop_assert_eq!(now, expected);
+            Ok(())
+        })
+        .unwrap();
+}
