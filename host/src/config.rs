@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use level_api::ApiKey;
 use levelhost_core::capability::{Capability, CapabilitySet};
-use levelhost_core::grant::{Grant, Limits, Scopes};
+use levelhost_core::grant::{Grant, Limits, Scopes, TagPatterns};
 use levelhost_core::location::{FileError, Source};
 use levelhost_core::manifest::PluginManifest;
 use levelhost_core::plan::ApprovalPolicy;
@@ -841,7 +841,14 @@ fn parse_scopes(
         groups: raw
             .groups
             .map(|g| g.into_iter().map(Spanned::into_inner).collect()),
-        tags: raw.tags.map(|_| tag_patterns),
+        tags: match raw.tags {
+            // Each pattern was checked at its place above; all compiled once, here.
+            Some(_) => Some(
+                TagPatterns::parse(tag_patterns)
+                    .map_err(|e| source.error(None, format!("plugin {name}: scopes.tags: {e}")))?,
+            ),
+            None => None,
+        },
         custom_fields: raw.custom_fields,
         automations: raw.automations,
     };

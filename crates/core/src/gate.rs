@@ -362,7 +362,7 @@ impl Gate {
         self.scopes
             .tags
             .as_ref()
-            .is_none_or(|set| set.is_match(name))
+            .is_none_or(|tags| tags.matches(name))
     }
 
     /// Whether a custom field is visible to the plugin.
@@ -377,7 +377,7 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grant::{Scopes, resolve};
+    use crate::grant::{Scopes, TagPatterns, resolve};
 
     fn gate(caps: &[&str], scopes: Scopes, limits: Limits) -> Gate {
         let grant = Grant {
@@ -408,7 +408,7 @@ mod tests {
     fn scopes_deny_outside_objects() {
         let scopes = Scopes {
             groups: Some(vec!["Acme".into()]),
-            tags: Some(vec!["stale-*".into()]),
+            tags: Some(TagPatterns::parse(vec!["stale-*".into()]).unwrap()),
             ..Scopes::default()
         };
         let mut g = gate(&["devices:write", "tags:write"], scopes, Limits::default());

@@ -16,12 +16,81 @@ use crate::capability::{Capability, CapabilitySet, Resource, Verb};
 pub struct Scopes {
     /// Group subtrees, by id or name: devices, groups and alerts outside them are out of scope.
     pub groups: Option<Vec<String>>,
-    /// Tag names or globs such as `stale-*`.
-    pub tags: Option<Vec<String>>,
+    /// Tag names or globs such as `stale-*`, compiled once when parsed.
+    pub tags: Option<TagPatterns>,
     /// Custom field names.
     pub custom_fields: Option<Vec<String>>,
     /// Automation webhook tokens.
     pub automations: Option<Vec<String>>,
+}
+
+/// A scope's tag names and globs (`stale-*`): each checked, and all
+/// compiled into one matcher, once, where the grant is read. Written and
+/// compared as its list of patterns.
+#[derive(Debug, Clone)]
+pub struct TagPatterns {
+    patterns: Vec<String>,
+    set: globset::GlobSet,
+}
+
+impl TagPatterns {
+    /// Checks and compiles `patterns`; a bad one is an error naming it.
+    ///
+    /// ```
+    /// use levelhost_core::grant::TagPatterns;
+    /// let tags = TagPatterns::parse(vec!["stale-*".to_owned()]).unwrap();
+    /// assert!(tags.matches("stale-30d") && !tags.matches("vip"));
+    /// assert!(TagPatterns::parse(vec!["stale-[".to_owned()]).is_err());
+    /// ```
+    pub fn parse(patterns: Vec<String>) -> Result<Self, ScopeError> {
+        let mut builder = globset::GlobSetBuilder::new();
+        for p in &patterns {
+            builder.add(tag_pattern(p)?);
+        }
+        let set = builder
+            .build()
+            .map_err(|e| ScopeError::BadPattern(String::new(), e.to_string()))?;
+        Ok(Self { patterns, set })
+    }
+
+    /// Patterns that match nothing.
+    pub fn none() -> Self {
+        Self {
+            patterns: Vec::new(),
+            set: globset::GlobSet::empty(),
+        }
+    }
+
+    /// The patterns, as written.
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
+    /// Whether a tag named `name` is in scope.
+    pub fn matches(&self, name: &str) -> bool {
+        self.set.is_match(name)
+    }
+}
+
+impl PartialEq for TagPatterns {
+    fn eq(&self, other: &Self) -> bool {
+        self.patterns == other.patterns
+    }
+}
+
+impl Eq for TagPatterns {}
+
+impl Serialize for TagPatterns {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.patterns.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TagPatterns {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let patterns = Vec::<String>::deserialize(d)?;
+        Self::parse(patterns).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Limits of one run, with safe defaults. Exceeding one ends the run with an error naming it.
@@ -197,7 +266,7 @@ impl Grant {
                 },
                 Resource::Tags => match &self.scopes.tags {
                     None => "any tag".to_owned(),
-                    Some(t) => format!("tags {}", join_or(t)),
+                    Some(t) => format!("tags {}", join_or(t.patterns())),
                 },
                 Resource::Alerts => format!("alerts on devices {where_devices}"),
                 Resource::CustomFields | Resource::CustomFieldValues => {
@@ -263,8 +332,8 @@ pub struct ResolvedScopes {
     pub group_ids: Option<HashSet<String>>,
     /// The roots of those subtrees.
     pub group_roots: Vec<String>,
-    /// Tag globs; `None` = unrestricted.
-    pub tags: Option<globset::GlobSet>,
+    /// Tag globs, as the grant compiled them; `None` = unrestricted.
+    pub tags: Option<TagPatterns>,
     /// Custom field names; `None` = unrestricted.
     pub custom_fields: Option<BTreeSet<String>>,
     /// Automation tokens; `None` = unrestricted.
@@ -277,7 +346,7 @@ impl ResolvedScopes {
         Self {
             group_ids: Some(HashSet::new()),
             group_roots: Vec::new(),
-            tags: Some(globset::GlobSet::empty()),
+            tags: Some(TagPatterns::none()),
             custom_fields: Some(BTreeSet::new()),
             automations: Some(BTreeSet::new()),
         }
@@ -348,20 +417,8 @@ pub fn resolve(
             Some((ids, roots))
         }
     };
-    let tags = match &scopes.tags {
-        None => None,
-        Some(patterns) => {
-            let mut builder = globset::GlobSetBuilder::new();
-            for p in patterns {
-                builder.add(tag_pattern(p)?);
-            }
-            Some(
-                builder
-                    .build()
-                    .map_err(|e| ScopeError::BadPattern(String::new(), e.to_string()))?,
-            )
-        }
-    };
+    // Compiled once, when the grant was read.
+    let tags = scopes.tags.clone();
     let (group_ids, group_roots) = match group_ids {
         Some((ids, roots)) => (Some(ids), roots),
         None => (None, Vec::new()),
@@ -400,7 +457,7 @@ mod tests {
             &["devices:read", "tags:read", "tags:write"],
             Scopes {
                 groups: Some(vec!["Acme".into()]),
-                tags: Some(vec!["stale-*".into()]),
+                tags: Some(TagPatterns::parse(vec!["stale-*".into()]).unwrap()),
                 ..Scopes::default()
             },
         );

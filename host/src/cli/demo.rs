@@ -11,7 +11,7 @@ use crate::env_vars::EnvVars;
 use level_api::{ApiKey, ClientConfig, LevelClient};
 use level_sim::{SimConfig, Simulator};
 use levelhost_core::capability;
-use levelhost_core::grant::{Grant, Limits, Scopes};
+use levelhost_core::grant::{Grant, Limits, Scopes, TagPatterns};
 use levelhost_core::manifest::PluginManifest;
 use levelhost_runtime::engine::LoadedPlugin;
 use levelhost_runtime::runner::{RunReport, RunRequest};
@@ -84,7 +84,7 @@ impl DemoArgs {
             plugin: tagger_manifest.name.clone(),
             capabilities: tagger_manifest.capabilities.clone(),
             scopes: Scopes {
-                tags: Some(vec!["stale*".to_owned()]),
+                tags: Some(TagPatterns::parse(vec!["stale*".to_owned()])?),
                 ..Scopes::default()
             },
             limits: Limits::default(),

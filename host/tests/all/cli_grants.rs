@@ -1128,7 +1128,7 @@ async fn unreadable_files_name_their_config_line_and_a_scope_refusal_says_so() {
 
     let env = crate::support::TestEnv::new().await;
     let scopes = levelhost_core::grant::Scopes {
-        tags: Some(vec!["stale*".to_owned()]),
+        tags: Some(levelhost_core::grant::TagPatterns::parse(vec!["stale*".to_owned()]).unwrap()),
         ..Default::default()
     };
     let (out, report) = env

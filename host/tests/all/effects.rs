@@ -243,7 +243,7 @@ async fn objects_pass_through_the_scopes_field_by_field() {
     let mut grant = Grant::unrestricted("probe");
     grant.scopes = Scopes {
         custom_fields: Some(vec!["Region".to_owned()]),
-        tags: Some(vec!["vip".to_owned()]),
+        tags: Some(levelhost_core::grant::TagPatterns::parse(vec!["vip".to_owned()]).unwrap()),
         ..Scopes::default()
     };
     for dry_run in [false, true] {

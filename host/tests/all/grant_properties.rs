@@ -199,7 +199,7 @@ fn grant() -> impl Strategy<Value = (Grant, bool)> {
                     .collect();
                 grant.scopes = Scopes {
                     groups: groups.map(own),
-                    tags: tags.map(own),
+                    tags: tags.map(|t| levelhost_core::grant::TagPatterns::parse(own(t)).unwrap()),
                     custom_fields: fields.map(own),
                     automations: automations.map(own),
                 };
@@ -451,7 +451,7 @@ impl Oracle<'_> {
 
     fn tag_ok(&self, name: &str) -> bool {
         self.grant.scopes.tags.as_ref().is_none_or(|globs| {
-            globs.iter().any(|g| match g.strip_suffix('*') {
+            globs.patterns().iter().any(|g| match g.strip_suffix('*') {
                 Some(prefix) => name.starts_with(prefix),
                 None => g == name,
             })

@@ -358,7 +358,7 @@ async fn scoped_pages_walk_every_in_scope_device_once() {
 async fn tag_and_custom_field_scopes_are_allow_lists() {
     let env = TestEnv::new().await;
     let scopes = Scopes {
-        tags: Some(vec!["stale*".to_owned()]),
+        tags: Some(levelhost_core::grant::TagPatterns::parse(vec!["stale*".to_owned()]).unwrap()),
         custom_fields: Some(vec!["Region".to_owned()]),
         ..Scopes::default()
     };

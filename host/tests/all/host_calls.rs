@@ -167,7 +167,8 @@ async fn ids_that_cannot_name_one_object_are_refused_before_reaching_level() {
 #[tokio::test]
 async fn a_planned_tag_id_is_refused_outside_a_dry_run() {
     let mut grant = Grant::unrestricted("probe");
-    grant.scopes.tags = Some(vec!["stale".to_owned()]);
+    grant.scopes.tags =
+        Some(levelhost_core::grant::TagPatterns::parse(vec!["stale".to_owned()]).unwrap());
     let mut calls = HostCalls::start(grant, Simulator::seeded(), false)
         .await
         .unwrap();
