@@ -490,10 +490,7 @@ async fn the_example_config_runs_its_report_on_every_alert() {
     assert!(config.plugins["device-report"].events.is_some());
 
     const SECRET: &str = "example-webhook-secret";
-    let addr = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().to_string()
-    };
+    let addr = crate::support::free_addr();
     let sim = Simulator::start(
         SimConfig {
             rate_limit: None,

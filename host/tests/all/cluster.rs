@@ -14,12 +14,8 @@ use std::time::Duration;
 use levelhost_serve::Origin;
 use levelhost_serve::history::{History, HistoryLocation};
 
+use crate::support::free_addr;
 use crate::support::wait_up;
-
-fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
 
 /// A fresh database on the test server, or `None` (and why) without one.
 pub(crate) async fn database() -> Option<String> {

@@ -8,15 +8,11 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use crate::support::free_addr;
 use level_sim::{SimConfig, Simulator};
 use serde_json::Value;
 
 const KEY: &str = "lifecycle-test-key";
-
-fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
 
 /// A folder with a config whose plugin `slow` spins 1.5 s a run, every
 /// second from `serve`'s schedule, under an approval policy that holds any

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::free_addr;
 use level_api::webhook::sign;
 use level_host::config::HostConfig;
 use level_host::loader;
@@ -101,11 +102,6 @@ fn report_plugin(name: &str) -> String {
     format!(
         "[plugins.{name}]\ncomponent = \"@REPORT@\"\nmanifest = \"@REPORT_MANIFEST@\"\nkey = \"rw\"\ncapabilities = [\"devices:read\", \"groups:read\"]\n"
     )
-}
-
-fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
 }
 
 fn ms(t: &str) -> i128 {

@@ -567,10 +567,7 @@ async fn two_replicas_count_every_ok_run_exactly_once() {
     );
     let mut replicas = Vec::new();
     for i in 0..2 {
-        let addr = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().to_string()
-        };
+        let addr = crate::support::free_addr();
         let config = d.join(format!("replica-{i}.toml"));
         std::fs::write(
             &config,
@@ -854,11 +851,7 @@ async fn the_console_shows_a_plugins_state_keys_and_sizes_not_values() {
         &db,
         &[("counter", "\"state:read\", \"state:write\"")],
     );
-    let free = || {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().to_string()
-    };
-    let (addr, console) = (free(), free());
+    let (addr, console) = (crate::support::free_addr(), crate::support::free_addr());
     let token = "console-state-token-0123456789";
     std::fs::write(d.join("console.token"), token).unwrap();
     let config = std::fs::read_to_string(d.join("levelhost.toml"))

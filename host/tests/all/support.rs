@@ -152,6 +152,12 @@ pub fn grant(capabilities: &[&str], scopes: Scopes) -> Grant {
     }
 }
 
+/// A loopback address no one listens on yet, for a `serve` or console to take.
+pub fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
 /// Waits (up to a minute: starting compiles the plugins) until `serve` at `addr` answers `/healthz`.
 pub async fn wait_up(addr: &str) -> Value {
     for _ in 0..600 {
