@@ -147,11 +147,7 @@ pub fn install(
         path: config_path.to_owned(),
         message,
     };
-    let text = std::fs::read_to_string(config_path)
-        .map_err(|e| edit_error(format!("cannot read: {e}")))?;
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e| edit_error(format!("cannot edit: {e}")))?;
+    let mut doc = read_config(config_path)?;
     let plugins = doc
         .entry("plugins")
         .or_insert_with(|| {
@@ -243,6 +239,18 @@ fn version_key(version: &str) -> Vec<u64> {
         .collect()
 }
 
+/// The config as a document to edit, its comments and layout kept.
+fn read_config(config_path: &Path) -> Result<toml_edit::DocumentMut, InstallError> {
+    let edit_error = |message: String| InstallError::Edit {
+        path: config_path.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(config_path)
+        .map_err(|e| edit_error(format!("cannot read: {e}")))?;
+    text.parse()
+        .map_err(|e| edit_error(format!("cannot edit: {e}")))
+}
+
 /// Writes `doc` beside the config, checks it as a config, then replaces the
 /// config with it: a change that would leave the config invalid changes nothing.
 fn replace_config(
@@ -306,11 +314,7 @@ pub fn uninstall(config_path: &Path, name: &str) -> Result<(), InstallError> {
         path: config_path.to_owned(),
         message,
     };
-    let text = std::fs::read_to_string(config_path)
-        .map_err(|e| edit_error(format!("cannot read: {e}")))?;
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e| edit_error(format!("cannot edit: {e}")))?;
+    let mut doc = read_config(config_path)?;
     let plugins = doc
         .get_mut("plugins")
         .and_then(toml_edit::Item::as_table_like_mut)

@@ -72,6 +72,13 @@ pub struct StateChange {
     pub version: u64,
 }
 
+/// Whether a list of keys starting with `prefix`, after `after`, holds
+/// `key`: the one rule every store and a run's own writes list by (byte
+/// order, as the history's `state_list` statement compares them).
+fn listed(key: &str, prefix: &str, after: Option<&str>) -> bool {
+    key.starts_with(prefix) && after.is_none_or(|a| key > a)
+}
+
 /// Bytes a key and value hold against `max_state_total_kb`.
 pub fn entry_bytes(key: &str, value: &[u8]) -> u64 {
     (key.len() + value.len()) as u64
@@ -204,7 +211,7 @@ impl StateChanges {
     pub fn written_in(&self, prefix: &str, after: Option<&str>) -> Vec<(&str, Option<&[u8]>, u64)> {
         self.pending
             .iter()
-            .filter(|(k, _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
+            .filter(|(k, _)| listed(k, prefix, after))
             .map(|(k, p)| (k.as_str(), p.value.as_deref(), p.version))
             .collect()
     }
@@ -290,7 +297,7 @@ impl StateStore for MemoryState {
             .get(plugin)
             .map(|s| {
                 s.iter()
-                    .filter(|(k, _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
+                    .filter(|(k, _)| listed(k, prefix, after))
                     .take(limit as usize)
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
@@ -349,7 +356,7 @@ impl StateStore for ReadState {
         let found = self
             .entries
             .iter()
-            .filter(|(k, _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
+            .filter(|(k, _)| listed(k, prefix, after))
             .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
             .take(limit as usize)
             .collect();

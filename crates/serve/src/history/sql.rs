@@ -132,8 +132,9 @@ pub(super) struct Query {
     /// Its parameters, in placeholder order.
     pub params: Vec<Value>,
     /// A write that must change exactly one row, or its whole transaction
-    /// is rolled back (a state write made on a version that is gone).
-    pub must_change: Option<&'static str>,
+    /// is rolled back (a state write made on a version that is gone): what
+    /// it changes, and the key.
+    pub must_change: Option<(&'static str, String)>,
 }
 
 impl Query {
@@ -146,22 +147,18 @@ impl Query {
     }
 
     /// The statement, which must change exactly one row; `what` says what
-    /// it changes, for the error that rolls its transaction back.
-    fn must_change(mut self, what: &'static str) -> Self {
-        self.must_change = Some(what);
+    /// it changes (`key`), for the error that rolls its transaction back.
+    fn must_change(mut self, what: &'static str, key: &str) -> Self {
+        self.must_change = Some((what, key.to_owned()));
         self
     }
 
     /// The error when a [`Query::must_change`] statement changed `changed` rows.
     pub fn unchanged(&self, changed: u64) -> Option<HistoryCause> {
-        let what = self.must_change.filter(|_| changed != 1)?;
-        let key = self.params.get(1).and_then(|p| match p {
-            Value::Blob(Some(b)) => Some(String::from_utf8_lossy(b).into_owned()),
-            _ => None,
-        });
+        let (what, key) = self.must_change.as_ref().filter(|_| changed != 1)?;
         Some(HistoryCause::StateChanged {
             what,
-            key: key.unwrap_or_default(),
+            key: key.clone(),
         })
     }
 
@@ -519,7 +516,7 @@ pub(super) fn state_commit(
                 run.into(),
             ],
         )
-        .must_change("a key the run saw without a value now has one"),
+        .must_change("a key the run saw without a value now has one", &change.key),
         (Some(value), Some(base)) => Query::new(
             "UPDATE state SET value = ?3, version = ?4, updated_at = ?5, updated_by = ?6
              WHERE plugin = ?1 AND key = ?2 AND version = ?7",
@@ -533,12 +530,15 @@ pub(super) fn state_commit(
                 base.into(),
             ],
         )
-        .must_change("a key changed after the run read it"),
+        .must_change("a key changed after the run read it", &change.key),
         (None, Some(base)) => Query::new(
             "DELETE FROM state WHERE plugin = ?1 AND key = ?2 AND version = ?3",
             vec![plugin.into(), key(&change.key), base.into()],
         )
-        .must_change("a key the run deleted changed after the run read it"),
+        .must_change(
+            "a key the run deleted changed after the run read it",
+            &change.key,
+        ),
         (None, None) => return None,
     })
 }

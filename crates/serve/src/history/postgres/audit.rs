@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{HistoryCause, HistoryError, PgResult, migrate, pool};
+use super::{HistoryCause, HistoryError, PgResult, migrated_pool};
 use deadpool_postgres::Pool;
 use levelhost_runtime::audit::{AuditCause, AuditError, AuditFilter, AuditRecord, AuditStore};
 
@@ -27,13 +27,7 @@ impl std::fmt::Debug for PgAudit {
 impl PgAudit {
     /// Connects to the database at `url` (applying the migrations not yet applied).
     pub async fn connect(url: &str, password: Option<&str>) -> Result<Self, HistoryError> {
-        let label = PathBuf::from(url);
-        let fail = |source: HistoryCause| HistoryError {
-            path: label.clone(),
-            source,
-        };
-        let pool = pool(url, password, 4).map_err(fail)?;
-        migrate(&pool).await.map_err(fail)?;
+        let (pool, label) = migrated_pool(url, password, 4).await?;
         Ok(Self { pool, label })
     }
 

@@ -256,6 +256,23 @@ fn pool(url: &str, password: Option<&str>, size: usize) -> PgResult<Pool> {
         .map_err(|e| HistoryCause::Pool(Box::new(e)))
 }
 
+/// A pool of up to `size` connections to `url`, the migrations not yet
+/// applied applied, and the URL as errors name the database.
+async fn migrated_pool(
+    url: &str,
+    password: Option<&str>,
+    size: usize,
+) -> Result<(Pool, PathBuf), HistoryError> {
+    let label = PathBuf::from(url);
+    let fail = |source: HistoryCause| HistoryError {
+        path: label.clone(),
+        source,
+    };
+    let pool = pool(url, password, size).map_err(fail)?;
+    migrate(&pool).await.map_err(fail)?;
+    Ok((pool, label))
+}
+
 /// The parameters of a shared statement, as the driver takes them.
 fn refs(params: &[sql::Value]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
     params
@@ -295,16 +312,10 @@ impl PgHistory {
     /// Connects, applies the migrations not yet applied; the replica is
     /// registered with its first run.
     pub(super) async fn connect(url: &str, password: Option<&str>) -> Result<Self, HistoryError> {
-        let label = PathBuf::from(url);
-        let fail = |source: HistoryCause| HistoryError {
-            path: label.clone(),
-            source,
-        };
-        let pool = pool(url, password, 8).map_err(fail)?;
-        migrate(&pool).await.map_err(fail)?;
+        let (pool, label) = migrated_pool(url, password, 8).await?;
         Ok(Self {
             pool,
-            label: label.clone(),
+            label,
             replica: format!("replica_{:016x}", rand::random::<u64>()),
             alive: Mutex::new(None),
         })
