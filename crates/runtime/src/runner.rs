@@ -119,6 +119,10 @@ pub enum RunFailure {
     /// The output is not JSON.
     #[error("the output is not valid JSON: {0}")]
     InvalidOutput(String),
+    /// The run ended well, but its state writes could not be kept (a key
+    /// changed under it); none were, and the run counts as failed.
+    #[error("{0}")]
+    StateNotKept(String),
 }
 
 /// How many of a crashed plugin's last stderr lines its failure quotes.

@@ -614,11 +614,18 @@ impl Executor {
         if status == RunStatus::Diverged {
             tracing::warn!(plugin = %plugin.name, run = %id, "the run diverged from its approved plan: {}", report.divergence.join("; "));
         }
-        let recorded = self
+        let not_kept = self
             .with_history(|h| h.finish(id, &report, dry_run, plan.as_deref(), Some(&input)))
-            .await?;
-        // A run whose state changed under it is recorded failed, its state untouched.
-        let status = recorded.unwrap_or(status);
+            .await?
+            .flatten();
+        let mut report = report;
+        let mut status = status;
+        if let Some(why) = not_kept {
+            // Its state changed under it: recorded failed, its state untouched.
+            tracing::warn!(plugin = %plugin.name, run = %id, "{why}");
+            report.outcome = Err(levelhost_runtime::runner::RunFailure::StateNotKept(why));
+            status = RunStatus::Failed;
+        }
         self.count(&plugin.name, status, Some(&report));
         Ok(Finished {
             report,

@@ -985,3 +985,61 @@ fn a_runs_view_and_commit_match_a_plain_map_for_any_writes() {
         })
         .unwrap();
 }
+
+/// A key changed under a run (an operator's `state set` while the run goes)
+/// is not overwritten: the run's commit is refused whole, the run is
+/// recorded failed naming the key, and the operator's value stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_changed_under_a_run_fails_its_commit_and_keeps_the_new_value() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = Db::Sqlite(d.join("runs.db"));
+    setup(
+        d,
+        &sim,
+        &db,
+        &[("counter", "\"state:read\", \"state:write\"")],
+    );
+    let input = ops(
+        json!([
+            {"op": "set", "key": "other", "value": "from the run"},
+            {"op": "set", "key": "k", "value": "from the run"},
+            {"op": "spin", "millis": 1500},
+        ]),
+        "ok",
+    )
+    .to_string();
+    let run = levelhost(d, &["run", "counter", "--input", &input])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let set = levelhost(d, &["state", "set", "counter", "k", "from the operator"])
+        .output()
+        .unwrap();
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let out = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let runs = levelhost(d, &["runs", "--json", "--plugin", "counter"])
+        .output()
+        .unwrap();
+    let runs: Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(runs[0]["status"], "failed", "{runs}");
+    let error = runs[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("state changed under the run") && error.contains("\"k\""),
+        "{error}"
+    );
+    assert_eq!(
+        db.rows("counter").await,
+        vec![row("k", "from the operator", 1)],
+        "none of the run's writes were kept"
+    );
+}

@@ -6,7 +6,8 @@
 //! Input: `{"ops": [{"op": "set", "key": "k", "value": "text"}, ...], "then": "ok"}`;
 //! ops: `get`, `set`, `delete`, `list` (`prefix`, `after`, `limit`), `cas`
 //! (`expected`, `value`), `increment` (`delta`), `set-bytes` (`key`,
-//! `bytes`: how many zero bytes), and `timed` (`ops`, timed together).
+//! `bytes`: how many zero bytes), `spin` (`millis`), and `timed` (`ops`, timed
+//! together).
 
 use levelhost_sdk::bindings::exports::level::api::handler::{Guest, Invocation, RunError};
 use levelhost_sdk::state;
@@ -47,6 +48,15 @@ fn op(o: &Value) -> Value {
             .map(|all| json!(all.iter().map(entry).collect::<Vec<_>>())),
         "cas" => state::compare_and_swap(key, o["expected"].as_u64(), &value).map(|s| json!(s)),
         "increment" => state::increment(key, o["delta"].as_i64().unwrap_or(1)).map(|n| json!(n)),
+        "spin" => {
+            // Busy for `millis` (so a test can change the state under the run).
+            let until = std::time::Instant::now()
+                + std::time::Duration::from_millis(o["millis"].as_u64().unwrap_or(0));
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            Ok(json!(true))
+        }
         "timed" => {
             // The ops inside, timed by the guest's monotonic clock (the benchmarks' B11).
             let started = std::time::Instant::now();

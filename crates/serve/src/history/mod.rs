@@ -610,7 +610,8 @@ impl History {
     /// recorded). A run that ended `ok`, not a dry run, commits its state
     /// changes in the same transaction; if the state changed under it (a
     /// key's version is gone), nothing of its state is kept and it is
-    /// recorded `failed`, saying so. Returns the status recorded.
+    /// recorded `failed`, saying so. Returns why, for such a run (`None`:
+    /// recorded as the report says).
     pub async fn finish(
         &self,
         id: &str,
@@ -618,7 +619,7 @@ impl History {
         dry_run: bool,
         plan: Option<&[PlanEntry]>,
         input: Option<&serde_json::Value>,
-    ) -> Result<RunStatus, HistoryError> {
+    ) -> Result<Option<String>, HistoryError> {
         let at = level_api::clock::now();
         let status = RunStatus::of(report);
         let mut statements = vec![
@@ -641,7 +642,7 @@ impl History {
             );
         }
         match self.backend.write(statements).await {
-            Ok(_) => Ok(status),
+            Ok(_) => Ok(None),
             Err(HistoryError {
                 source: HistoryCause::StateChanged { what, key },
                 ..
@@ -651,7 +652,7 @@ impl History {
                 );
                 self.finish_failed(id, report, dry_run, plan, input, &why)
                     .await?;
-                Ok(RunStatus::Failed)
+                Ok(Some(why))
             }
             Err(e) => Err(e),
         }
