@@ -38,6 +38,273 @@ struct RawConfig {
     console: RawConsole,
     #[serde(default)]
     history: RawHistory,
+    #[serde(default)]
+    connections: BTreeMap<String, Spanned<RawConnection>>,
+}
+
+/// `[connections.NAME]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnection {
+    url: Spanned<String>,
+    #[serde(default)]
+    auth: Option<Spanned<String>>,
+    token: Option<Spanned<String>>,
+    username: Option<String>,
+    password: Option<Spanned<String>>,
+    #[serde(default)]
+    headers: BTreeMap<String, Spanned<String>>,
+    param: Option<String>,
+    value: Option<Spanned<String>>,
+    token_url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<Spanned<String>>,
+    scope: Option<String>,
+    #[serde(default)]
+    allow_private_network: bool,
+}
+
+/// Where a connection's URL comes from: written in the config, or (a
+/// secret URL) read like a key.
+#[derive(Debug, Clone)]
+pub enum UrlFrom {
+    /// Written in the config.
+    Plain(String),
+    /// A secret, read from its source.
+    Secret(KeySource),
+}
+
+/// How the host authenticates to a connection, with its secrets by reference.
+#[derive(Debug, Clone)]
+pub enum AuthConfig {
+    /// Nothing.
+    None,
+    /// A bearer token.
+    Bearer(KeySource),
+    /// Basic auth.
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password.
+        password: KeySource,
+    },
+    /// Headers with secret values.
+    Headers(Vec<(String, KeySource)>),
+    /// A query parameter.
+    Query {
+        /// Its name.
+        param: String,
+        /// Its value.
+        value: KeySource,
+    },
+    /// OAuth 2.0 client credentials.
+    OAuth2 {
+        /// The token endpoint.
+        token_url: String,
+        /// The client id.
+        client_id: String,
+        /// The client secret.
+        client_secret: KeySource,
+        /// The scope.
+        scope: Option<String>,
+    },
+    /// The URL is the secret.
+    SecretUrl,
+}
+
+/// A connection to another system, as configured (secrets by reference).
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// Its name.
+    pub name: String,
+    /// Its URL.
+    pub url: UrlFrom,
+    /// Its credential.
+    pub auth: AuthConfig,
+    /// Whether it may reach private and loopback addresses.
+    pub allow_private_network: bool,
+}
+
+impl ConnectionConfig {
+    /// Reads its secrets. The error says where it looked, never what it found.
+    pub fn load(&self) -> Result<levelhost_runtime::outbound::ConnectionSpec, SecretError> {
+        use levelhost_runtime::outbound::Credential;
+        let what = format!("connection {}", self.name);
+        let read = |s: &KeySource| load_secret(s, &what);
+        let url = match &self.url {
+            UrlFrom::Plain(url) => url.clone(),
+            UrlFrom::Secret(source) => read(source)?,
+        };
+        let credential = match &self.auth {
+            AuthConfig::None => Credential::None,
+            AuthConfig::Bearer(token) => Credential::Bearer {
+                token: read(token)?,
+            },
+            AuthConfig::Basic { username, password } => Credential::Basic {
+                username: username.clone(),
+                password: read(password)?,
+            },
+            AuthConfig::Headers(headers) => Credential::Headers(
+                headers
+                    .iter()
+                    .map(|(name, source)| Ok((name.clone(), read(source)?)))
+                    .collect::<Result<_, SecretError>>()?,
+            ),
+            AuthConfig::Query { param, value } => Credential::Query {
+                param: param.clone(),
+                value: read(value)?,
+            },
+            AuthConfig::OAuth2 {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+            } => Credential::OAuth2 {
+                token_url: token_url.clone(),
+                client_id: client_id.clone(),
+                client_secret: read(client_secret)?,
+                scope: scope.clone(),
+            },
+            AuthConfig::SecretUrl => Credential::SecretUrl,
+        };
+        Ok(levelhost_runtime::outbound::ConnectionSpec {
+            name: self.name.clone(),
+            url,
+            credential,
+            allow_private_network: self.allow_private_network,
+        })
+    }
+}
+
+/// `[connections.NAME]`: each connection's URL and credential, checked
+/// where written (secrets by reference only).
+fn parse_connections(
+    source: &Source,
+    raw: BTreeMap<String, Spanned<RawConnection>>,
+) -> Result<BTreeMap<String, ConnectionConfig>, FileError> {
+    let mut out = BTreeMap::new();
+    for (name, spanned) in raw {
+        let span = spanned.span();
+        let raw = spanned.into_inner();
+        let what = format!("connection {name}");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(source.error(
+                Some(span),
+                format!("{what}: a connection's name is the host plugins write in their URLs: lowercase letters, digits and -"),
+            ));
+        }
+        let auth_name = raw
+            .auth
+            .as_ref()
+            .map_or("none".to_owned(), |a| a.get_ref().clone());
+        let auth_span = raw.auth.as_ref().map_or(span.clone(), |a| a.span());
+        let secret = |field: &str,
+                      value: &Option<Spanned<String>>|
+         -> Result<KeySource, FileError> {
+            match value {
+                Some(v) => parse_source(source, &what, field, "secrets", v),
+                None => Err(source.error(
+                    Some(auth_span.clone()),
+                    format!("{what}: auth = \"{auth_name}\" needs {field} = \"env:VARIABLE\" or \"file:PATH\""),
+                )),
+            }
+        };
+        let plain = |field: &str, value: &Option<String>| -> Result<String, FileError> {
+            value.clone().ok_or_else(|| {
+                source.error(
+                    Some(auth_span.clone()),
+                    format!("{what}: auth = \"{auth_name}\" needs {field}"),
+                )
+            })
+        };
+        let auth = match auth_name.as_str() {
+            "none" => AuthConfig::None,
+            "bearer" => AuthConfig::Bearer(secret("token", &raw.token)?),
+            "basic" => AuthConfig::Basic {
+                username: plain("username", &raw.username)?,
+                password: secret("password", &raw.password)?,
+            },
+            "headers" => {
+                if raw.headers.is_empty() {
+                    return Err(source.error(
+                        Some(auth_span),
+                        format!("{what}: auth = \"headers\" needs headers = {{ Name = \"env:VARIABLE\", ... }}"),
+                    ));
+                }
+                let mut headers = Vec::new();
+                for (header, value) in &raw.headers {
+                    if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                        return Err(source.error(
+                            Some(value.span()),
+                            format!("{what}: {header:?} is not a header name"),
+                        ));
+                    }
+                    headers.push((
+                        header.clone(),
+                        parse_source(source, &what, header, "secrets", value)?,
+                    ));
+                }
+                AuthConfig::Headers(headers)
+            }
+            "query" => AuthConfig::Query {
+                param: plain("param", &raw.param)?,
+                value: secret("value", &raw.value)?,
+            },
+            "oauth2" => AuthConfig::OAuth2 {
+                token_url: plain("token_url", &raw.token_url)?,
+                client_id: plain("client_id", &raw.client_id)?,
+                client_secret: secret("client_secret", &raw.client_secret)?,
+                scope: raw.scope.clone(),
+            },
+            "secret-url" => AuthConfig::SecretUrl,
+            other => {
+                return Err(source.error(
+                    Some(auth_span),
+                    format!("{what}: auth = \"{other}\" is not one of none, bearer, basic, headers, query, oauth2, secret-url"),
+                ));
+            }
+        };
+        let url = if matches!(auth, AuthConfig::SecretUrl) {
+            UrlFrom::Secret(parse_source(source, &what, "url", "secret URLs", &raw.url)?)
+        } else {
+            let text = raw.url.get_ref();
+            let parsed = url::Url::parse(text)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            match parsed {
+                Some(u) if u.username().is_empty() && u.password().is_none() => {}
+                Some(_) => {
+                    return Err(source.error(
+                        Some(raw.url.span()),
+                        format!(
+                            "{what}: the url must not hold a user or password; use auth = \"basic\""
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(source.error(
+                        Some(raw.url.span()),
+                        format!("{what}: url {text:?} is not an http:// or https:// URL"),
+                    ));
+                }
+            }
+            UrlFrom::Plain(text.clone())
+        };
+        out.insert(
+            name.clone(),
+            ConnectionConfig {
+                name,
+                url,
+                auth,
+                allow_private_network: raw.allow_private_network,
+            },
+        );
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Deserialize)]
@@ -255,6 +522,8 @@ struct RawPlugin {
     events: Option<RawEvents>,
     #[serde(default)]
     approval: Option<ApprovalPolicy>,
+    #[serde(default)]
+    connections: BTreeMap<String, Spanned<levelhost_core::route::ConnectionGrant>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -590,6 +859,8 @@ pub struct HostConfig {
     pub records: RecordPaths,
     /// The operator console.
     pub console: ConsoleConfig,
+    /// Other systems plugins may be granted, by name.
+    pub connections: BTreeMap<String, ConnectionConfig>,
 }
 
 impl HostConfig {
@@ -601,9 +872,10 @@ impl HostConfig {
         let raw: RawConfig = source.parse()?;
         let records = RecordPaths::of(&source, &raw)?;
         let keys = parse_keys(&source, raw.keys)?;
+        let connections = parse_connections(&source, raw.connections)?;
         let mut plugins = BTreeMap::new();
         for (name, spanned) in raw.plugins {
-            let plugin = parse_plugin(&source, name, spanned, &keys)?;
+            let plugin = parse_plugin(&source, name, spanned, &keys, &connections)?;
             plugins.insert(plugin.name.clone(), plugin);
         }
         Ok(Self {
@@ -617,7 +889,19 @@ impl HostConfig {
             trust: parse_trust(&source, raw.trust)?,
             records,
             console: parse_console(&source, &raw.console)?,
+            connections,
         })
+    }
+
+    /// Every connection, its secrets read and its client built.
+    pub fn load_connections(
+        &self,
+    ) -> Result<levelhost_runtime::outbound::Connections, ConnectionLoadError> {
+        let mut specs = Vec::new();
+        for connection in self.connections.values() {
+            specs.push(connection.load()?);
+        }
+        Ok(levelhost_runtime::outbound::Connections::new(specs)?)
     }
 
     /// Reads every key, reporting the first that cannot be read.
@@ -698,6 +982,7 @@ fn parse_plugin(
     name: String,
     spanned: Spanned<RawPlugin>,
     keys: &BTreeMap<String, KeyConfig>,
+    connections: &BTreeMap<String, ConnectionConfig>,
 ) -> Result<PluginConfig, FileError> {
     let plugin_span = spanned.span();
     let raw_plugin = spanned.into_inner();
@@ -790,8 +1075,22 @@ fn parse_plugin(
             format!("plugin {name}: approval: ttl_secs must be at least 1"),
         ));
     }
+    let mut granted = levelhost_core::route::Connections::new();
+    for (connection, routes) in raw_plugin.connections {
+        if !connections.contains_key(&connection) {
+            return Err(source.error(
+                Some(routes.span()),
+                format!(
+                    "plugin {name}: connection {connection:?} is not defined under [connections] (defined: {})",
+                    connections.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        granted.insert(connection, routes.into_inner());
+    }
     let grant = Grant {
         plugin: name.clone(),
+        connections: granted,
         capabilities,
         scopes,
         limits: raw_plugin.limits,
@@ -1086,6 +1385,18 @@ pub enum SecretError {
         /// Whose secret.
         what: String,
     },
+}
+
+/// A connection that cannot be set up: a secret that cannot be read, or a
+/// URL or credential the runtime refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionLoadError {
+    /// A secret could not be read.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The connection is refused.
+    #[error(transparent)]
+    Connection(#[from] levelhost_runtime::outbound::ConnectionError),
 }
 
 /// Reads a secret from its source: an environment variable, or the first line of a file.

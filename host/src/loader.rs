@@ -38,6 +38,9 @@ pub enum LoadError {
     /// A key or a webhook secret could not be read.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// A connection could not be set up.
+    #[error(transparent)]
+    Connection(#[from] crate::config::ConnectionLoadError),
     /// A plugin names a key the configuration does not have.
     #[error("plugin {plugin}: unknown key {key}")]
     UnknownKey {
@@ -227,6 +230,8 @@ fn client_with(
 #[derive(Clone, Default)]
 pub struct Clients {
     by_key: BTreeMap<String, (String, LevelClient)>,
+    /// The connections to other systems, their secrets read.
+    pub connections: Arc<levelhost_runtime::outbound::Connections>,
 }
 
 impl Clients {
@@ -261,7 +266,11 @@ impl Clients {
             };
             by_key.insert(name.clone(), (fingerprint, built));
         }
-        Ok(Self { by_key })
+        let connections = Arc::new(config.load_connections()?);
+        Ok(Self {
+            by_key,
+            connections,
+        })
     }
 
     fn get(&self, key: &str) -> Option<LevelClient> {
@@ -358,7 +367,13 @@ fn served_plugins(
                 plugin: name.clone(),
                 key: plugin.key.clone(),
             })?;
-        let (mut served, warnings) = served_plugin(runner, plugin, &config.trust, client)?;
+        let (mut served, warnings) = served_plugin(
+            runner,
+            plugin,
+            &config.trust,
+            client,
+            clients.connections.clone(),
+        )?;
         tracing::info!(plugin = %name, digest = %served.plugin.digest, "loaded, {}", served.vetting);
         for warning in warnings {
             tracing::warn!(plugin = %name, "{warning}");
@@ -384,6 +399,7 @@ pub fn served_plugin(
     plugin: &PluginConfig,
     trust: &TrustPolicy,
     client: LevelClient,
+    connections: Arc<levelhost_runtime::outbound::Connections>,
 ) -> Result<(ServedPlugin, Vec<String>), LoadError> {
     let (loaded, vetting) = load_installed(runner, plugin, trust)?;
     let warnings = PluginRunner::ungranted_imports(&loaded, &plugin.grant);
@@ -400,6 +416,7 @@ pub fn served_plugin(
             schedules: Vec::new(),
             events: None,
             approval: plugin.approval.clone(),
+            connections,
         },
         warnings,
     ))

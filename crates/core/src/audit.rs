@@ -43,6 +43,9 @@ pub struct AuditRecord {
     /// Level requests the call made, the host's own look-ups included.
     #[serde(default)]
     pub requests: u32,
+    /// For a request to another system: the bytes sent and received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
     /// Where the call was when this record was written.
     #[serde(default, skip_serializing_if = "Stage::is_done")]
     pub stage: Stage,

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use crate::capability::{Capability, Operation};
 use crate::grant::{Grant, Limits, ResolvedScopes};
 use crate::plan::{ApprovedPlan, PlanEntry};
+use crate::route;
 
 /// What a call touches, as far as the host knows it: its direct targets and
 /// the objects its effect reaches indirectly (the devices carrying a deleted
@@ -110,6 +111,10 @@ pub struct Gate {
     /// The devices changed before the last write was counted, so a write
     /// the approved plan then refuses is not counted either.
     before_last_write: Option<HashSet<String>>,
+    /// Requests made to the grant's connections.
+    http_requests: u64,
+    /// Bytes sent to and received from them.
+    http_bytes: u64,
 }
 
 impl Gate {
@@ -123,6 +128,8 @@ impl Gate {
             devices_changed: HashSet::new(),
             plan: None,
             before_last_write: None,
+            http_requests: 0,
+            http_bytes: 0,
         }
     }
 
@@ -282,6 +289,86 @@ impl Gate {
         Ok(())
     }
 
+    /// Decides a request to another system, before anything is sent: the
+    /// grant must name the connection and a route on it that matches the
+    /// method and the normalised path; the request is then counted against
+    /// `max_http_requests`. A write counts against `max_writes` too.
+    pub fn authorize_request(
+        &mut self,
+        connection: &str,
+        method: &str,
+        path: &route::RequestPath,
+    ) -> Result<(), Refusal> {
+        let deny = |reason: String| Refusal::Denied {
+            capability: String::new(),
+            reason,
+        };
+        let Some(granted) = self.grant.connections.get(connection) else {
+            let known: Vec<&str> = self.grant.connections.keys().map(String::as_str).collect();
+            return Err(deny(format!(
+                "the grant of {} names no connection {connection:?} (it may call: {})",
+                self.grant.plugin,
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        };
+        if !granted.routes.iter().any(|r| r.matches(method, path)) {
+            let routes: Vec<String> = granted.routes.iter().map(ToString::to_string).collect();
+            return Err(deny(format!(
+                "{method} {} is not a route of connection {connection} in the grant of {} (its routes: {})",
+                path.decoded(),
+                self.grant.plugin,
+                routes.join(", ")
+            )));
+        }
+        let limits = &self.grant.limits;
+        if self.http_requests >= limits.max_http_requests {
+            return Err(Refusal::Limit {
+                limit: "max_http_requests",
+                detail: format!(
+                    "the run already made {} requests to its connections",
+                    self.http_requests
+                ),
+            });
+        }
+        if !route::reads_only(method) && self.writes >= limits.max_writes {
+            return Err(Refusal::Limit {
+                limit: "max_writes",
+                detail: format!("the run already made {} writes", self.writes),
+            });
+        }
+        self.http_requests += 1;
+        if !route::reads_only(method) {
+            self.writes += 1;
+            self.before_last_write = Some(self.devices_changed.clone());
+        }
+        Ok(())
+    }
+
+    /// Counts bytes sent to or received from a connection against `max_http_kb`.
+    pub fn spend_http_bytes(&mut self, bytes: u64) -> Result<(), Refusal> {
+        let max = self.grant.limits.max_http_kb.saturating_mul(1024);
+        self.http_bytes = self.http_bytes.saturating_add(bytes);
+        if self.http_bytes > max {
+            return Err(Refusal::Limit {
+                limit: "max_http_kb",
+                detail: format!(
+                    "the run's requests to its connections moved {} bytes; the limit is {max}",
+                    self.http_bytes
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Requests made to the grant's connections so far.
+    pub fn http_requests(&self) -> u64 {
+        self.http_requests
+    }
+
     /// Holds the run to an approved plan: from now on a write the plan
     /// does not hold is denied.
     pub fn hold_to(&mut self, plan: ApprovedPlan) {
@@ -293,6 +380,17 @@ impl Gate {
     pub fn check_planned(
         &mut self,
         op: Operation,
+        targets: &[String],
+        request: &serde_json::Value,
+    ) -> Result<(), Refusal> {
+        self.check_planned_named(&op.name(), targets, request)
+    }
+
+    /// [`Gate::check_planned`] for an operation known by its name (an
+    /// outbound request is [`route::HTTP_OPERATION`]).
+    pub fn check_planned_named(
+        &mut self,
+        op: &str,
         targets: &[String],
         request: &serde_json::Value,
     ) -> Result<(), Refusal> {
@@ -382,6 +480,7 @@ mod tests {
     fn gate(caps: &[&str], scopes: Scopes, limits: Limits) -> Gate {
         let grant = Grant {
             plugin: "p".into(),
+            connections: Default::default(),
             capabilities: caps.iter().map(|c| c.parse().unwrap()).collect(),
             scopes: scopes.clone(),
             limits,

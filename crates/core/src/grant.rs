@@ -128,6 +128,14 @@ pub struct Limits {
     pub max_state_total_kb: u64,
     /// The plugin's state: writes (set, delete, compare-and-swap, increment) per run.
     pub max_state_writes: u64,
+    /// Requests to the grant's connections per run.
+    pub max_http_requests: u64,
+    /// Bytes sent to and received from the grant's connections per run, in KiB.
+    pub max_http_kb: u64,
+    /// The largest answer one request to a connection may bring back, in KiB.
+    pub max_response_kb: u64,
+    /// Seconds one request to a connection may take (never past the run's own time limit).
+    pub http_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -147,6 +155,10 @@ impl Default for Limits {
             max_state_keys: 10_000,
             max_state_total_kb: 10_240,
             max_state_writes: 1_000,
+            max_http_requests: 100,
+            max_http_kb: 10_240,
+            max_response_kb: 1_024,
+            http_timeout_secs: 30,
         }
     }
 }
@@ -159,6 +171,7 @@ impl Limits {
             ("memory_mb", self.memory_mb),
             ("max_output_kb", self.max_output_kb),
             ("max_call_kb", self.max_call_kb),
+            ("http_timeout_secs", self.http_timeout_secs),
         ] {
             if value == 0 {
                 return Err(LimitError {
@@ -174,6 +187,11 @@ impl Limits {
             });
         }
         Ok(())
+    }
+
+    /// How long one request to a connection may take.
+    pub fn http_timeout(&self) -> Duration {
+        Duration::from_secs(self.http_timeout_secs)
     }
 
     /// The run's time limit.
@@ -214,6 +232,9 @@ pub struct Grant {
     pub scopes: Scopes,
     /// Its limits.
     pub limits: Limits,
+    /// The other systems it may call, and on each the routes it may use.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub connections: crate::route::Connections,
 }
 
 impl Grant {
@@ -224,6 +245,7 @@ impl Grant {
             capabilities: Capability::all().collect(),
             scopes: Scopes::default(),
             limits: Limits::default(),
+            connections: Default::default(),
         }
     }
 
@@ -303,6 +325,17 @@ impl Grant {
             .collect();
         if deletes.is_empty() {
             lines.push("cannot delete anything".to_owned());
+        }
+        if self.connections.is_empty() {
+            lines.push("cannot call any other system".to_owned());
+        }
+        for (name, connection) in &self.connections {
+            let routes: Vec<String> = connection.routes.iter().map(ToString::to_string).collect();
+            lines.push(if routes.is_empty() {
+                format!("cannot call {name} (no routes)")
+            } else {
+                format!("can call {name}: {}", routes.join(", "))
+            });
         }
         let l = &self.limits;
         lines.push(format!(
@@ -445,6 +478,7 @@ mod tests {
     fn grant(caps: &[&str], scopes: Scopes) -> Grant {
         Grant {
             plugin: "p".into(),
+            connections: Default::default(),
             capabilities: caps.iter().map(|c| c.parse().unwrap()).collect(),
             scopes,
             limits: Limits::default(),

@@ -7,6 +7,7 @@
 //! - [`manifest`]: reading `plugin.toml`;
 //! - [`plan`]: dry-run plans, approval policies, and approved plans the gate holds a run to;
 //! - [`location`]: errors that name a file, line and column;
+//! - [`route`]: a grant's connections to other systems, their routes and request paths;
 //! - [`audit`]: the record written for every host call.
 
 pub mod audit;
@@ -16,6 +17,7 @@ pub mod grant;
 pub mod location;
 pub mod manifest;
 pub mod plan;
+pub mod route;
 
 use sha2::{Digest, Sha256};
 

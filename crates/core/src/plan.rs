@@ -38,7 +38,14 @@ pub struct PlanEntry {
 /// The prefixes of targets that name what a write acts on (as opposed to
 /// the devices it reaches): an approved write must name every one of these
 /// its planned write named.
-const OBJECT_PREFIXES: [&str; 4] = ["tag:", "custom-field:", "automation:", "state:"];
+const OBJECT_PREFIXES: [&str; 6] = [
+    "tag:",
+    "custom-field:",
+    "automation:",
+    "state:",
+    "connection:",
+    "http:",
+];
 
 /// Why an approved plan does not hold a write, in words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +70,9 @@ impl PlanEntry {
     /// Whether its effect deletes anything: a delete operation, or a write
     /// whose effect needs a delete capability (a forced value).
     pub fn deletes(&self) -> bool {
+        if self.operation == crate::route::HTTP_OPERATION {
+            return self.request.get("method").and_then(|m| m.as_str()) == Some("DELETE");
+        }
         self.op().is_none_or(Operation::is_delete)
             || self.needs.iter().any(|cap| cap.ends_with(":delete"))
     }
@@ -86,6 +96,10 @@ impl PlanEntry {
                 what.push(format!("tag {tag:?}"));
             } else if let Some(field) = target.strip_prefix("custom-field:") {
                 what.push(format!("custom field {field:?}"));
+            } else if let Some(name) = target.strip_prefix("connection:") {
+                what.push(format!("connection {name}"));
+            } else if let Some(request) = target.strip_prefix("http:") {
+                what.push(request.to_owned());
             } else if let Some(key) = target.strip_prefix("state:") {
                 what.push(format!("state key {key:?}"));
             } else if target.starts_with("automation:") {
@@ -314,11 +328,12 @@ impl ApprovedPlan {
     /// the plan does not hold it (and remembers that the run diverged).
     pub fn admit(
         &mut self,
-        op: Operation,
+        name: &str,
         targets: &[String],
         request: &serde_json::Value,
     ) -> Result<(), NotInPlan> {
-        let name = op.name();
+        // An outbound request is held to its planned method, path and body exactly.
+        let exact = name == crate::route::HTTP_OPERATION;
         let wanted: BTreeSet<&str> = targets.iter().map(String::as_str).collect();
         let mut same_op = 0;
         let mut missing: Option<BTreeSet<String>> = None;
@@ -353,7 +368,7 @@ impl ApprovedPlan {
                 missing.get_or_insert_with(BTreeSet::new);
                 continue;
             }
-            if !self.within(request, &entry.request) {
+            if (exact && *request != entry.request) || !self.within(request, &entry.request) {
                 missing.get_or_insert_with(BTreeSet::new);
                 continue;
             }
@@ -448,16 +463,17 @@ mod tests {
         let same = json!({"id": "t1", "device_ids": ["d1", "d2"]});
         let targets = strings(&["d1", "d2", "tag:stale"]);
         assert!(
-            plan.admit(Operation::TagDevices, &targets, &same).is_ok(),
+            plan.admit(&Operation::TagDevices.name(), &targets, &same)
+                .is_ok(),
             "the planned write"
         );
         let again = plan
-            .admit(Operation::TagDevices, &targets, &same)
+            .admit(&Operation::TagDevices.name(), &targets, &same)
             .unwrap_err()
             .to_string();
         assert!(again.contains("all made already"), "{again}");
         let other = plan
-            .admit(Operation::UntagDevices, &targets, &same)
+            .admit(&Operation::UntagDevices.name(), &targets, &same)
             .unwrap_err()
             .to_string();
         assert!(other.contains("has no untag-devices"), "{other}");
@@ -475,7 +491,7 @@ mod tests {
         let mut plan = ApprovedPlan::new(vec![planned.clone()]);
         let more = plan
             .admit(
-                Operation::TagDevices,
+                &Operation::TagDevices.name(),
                 &strings(&["d1", "d2", "d3", "tag:stale"]),
                 &json!({"id": "t1", "device_ids": ["d1", "d2", "d3"]}),
             )
@@ -484,7 +500,7 @@ mod tests {
         assert!(more.contains("names d3"), "{more}");
         let other_tag = plan
             .admit(
-                Operation::TagDevices,
+                &Operation::TagDevices.name(),
                 &strings(&["d1", "tag:stale"]),
                 &json!({"id": "t9", "device_ids": ["d1"]}),
             )
@@ -494,7 +510,7 @@ mod tests {
         assert_eq!(plan.unapplied(), vec![planned]);
         assert!(
             plan.admit(
-                Operation::TagDevices,
+                &Operation::TagDevices.name(),
                 &strings(&["d1", "tag:stale"]),
                 &json!({"id": "t1", "device_ids": ["d1"]}),
             )
@@ -514,13 +530,17 @@ mod tests {
         ]);
         let create = strings(&["tag:stale"]);
         assert!(
-            plan.admit(Operation::CreateTag, &create, &json!({"name": "stale"}))
-                .is_ok()
+            plan.admit(
+                &Operation::CreateTag.name(),
+                &create,
+                &json!({"name": "stale"})
+            )
+            .is_ok()
         );
         plan.created("dry-run:tag:stale", "tag_42");
         assert!(
             plan.admit(
-                Operation::TagDevices,
+                &Operation::TagDevices.name(),
                 &strings(&["d1", "tag:stale"]),
                 &json!({"id": "tag_42", "device_ids": ["d1"]}),
             )
@@ -579,7 +599,7 @@ mod tests {
         let body = json!({"body": {"device_ids": ["d1"]}});
         let other = plan
             .admit(
-                Operation::TriggerWebhook,
+                &Operation::TriggerWebhook.name(),
                 &strings(&["d1", "automation:bbbb"]),
                 &body,
             )
@@ -587,13 +607,13 @@ mod tests {
             .to_string();
         assert!(other.contains("automation:bbbb"), "{other}");
         let none = plan
-            .admit(Operation::TriggerWebhook, &strings(&["d1"]), &body)
+            .admit(&Operation::TriggerWebhook.name(), &strings(&["d1"]), &body)
             .unwrap_err()
             .to_string();
         assert!(none.contains("other objects"), "{none}");
         assert!(
             plan.admit(
-                Operation::TriggerWebhook,
+                &Operation::TriggerWebhook.name(),
                 &strings(&["d1", "automation:aaaa"]),
                 &body
             )

@@ -1,11 +1,12 @@
 //! Running plugins: one fresh, sandboxed instance per run.
 //!
 //! A plugin gets no filesystem, no environment variables, no arguments, no
-//! stdin and no network: WASI is linked so that components built by any
+//! stdin and no sockets: WASI is linked so that components built by any
 //! toolchain load, but every WASI capability is off. Its stdout and stderr
-//! are captured into bounded buffers. Its only way out is `level:api`,
-//! through the host's client, which holds the API key the plugin never
-//! sees, and through the run's [`Gate`], which enforces its grant.
+//! are captured into bounded buffers. Its ways out are `level:api`, through
+//! the host's client, which holds the API key the plugin never sees, and
+//! `wasi:http` to the grant's connections ([`crate::outbound`]), both
+//! decided by the run's one [`Gate`], which enforces its grant.
 
 use std::time::{Duration, Instant};
 
@@ -19,10 +20,12 @@ use crate::bindings::handler::{Invocation, RunError, Trigger as WitTrigger};
 use crate::engine::{self, LoadedPlugin};
 use crate::error::HostError;
 use crate::level::{self, LevelCtx, LimitExceeded, LogLine, LogSink, PlanEntry, RunInfo};
+use crate::outbound::{Connections, Outbound};
 use level_api::{LevelClient, PageParams};
 use levelhost_core::capability::{Capability, resource_of_interface};
 use levelhost_core::gate::Gate;
 use levelhost_core::grant::{self, Grant, Limits};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// What started a run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -68,6 +71,9 @@ pub struct RunRequest {
     pub approved: Option<Vec<PlanEntry>>,
     /// Where the plugin's committed state is read; an empty state in memory when `None`.
     pub state: Option<std::sync::Arc<dyn crate::state::StateStore>>,
+    /// The other systems the host can reach; the grant says which of them
+    /// the plugin may call. None when `None`.
+    pub connections: Option<std::sync::Arc<Connections>>,
 }
 
 impl RunRequest {
@@ -85,6 +91,7 @@ impl RunRequest {
             tape: None,
             approved: None,
             state: None,
+            connections: None,
         }
     }
 }
@@ -180,6 +187,8 @@ pub struct RunReport {
     pub stderr: String,
     /// Level requests made.
     pub api_calls: u64,
+    /// Requests made to the grant's connections.
+    pub http_requests: u64,
     /// Writes made (or planned, in a dry run).
     pub writes: u64,
     /// The writes a dry run planned.
@@ -247,7 +256,19 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     level: LevelCtx,
+    http: WasiHttpCtx,
+    outbound: Outbound,
     limiter: Limiter,
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
 }
 
 impl WasiView for HostState {
@@ -286,6 +307,8 @@ impl PluginRunner {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| HostError::engine("cannot link WASI", e))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| HostError::engine("cannot link wasi:http", e))?;
         level::add_to_linker(&mut linker, |s: &mut HostState| &mut s.level)
             .map_err(|e| HostError::engine("cannot link level:api", e))?;
         Ok(Self { engine, linker })
@@ -382,6 +405,7 @@ impl PluginRunner {
             client,
             &request,
             scopes.unwrap_or_else(grant::ResolvedScopes::nothing),
+            deadline,
         );
 
         let invocation = Invocation {
@@ -418,6 +442,7 @@ impl PluginRunner {
             Some(Ok(Ok(output))) => parse_output(&output, Limits::bytes(limits.max_output_kb)),
         };
         let failure = outcome.as_ref().err().map(ToString::to_string);
+        let cut_off = store.data().outbound.record_cut_off().await;
         store
             .data_mut()
             .level
@@ -426,8 +451,36 @@ impl PluginRunner {
         if let Some(audit) = &request.audit {
             audit.sync().await?;
         }
+        let exchanges = store.data().outbound.exchanges();
+        let (mut http_records, http_plan) = {
+            let mut ex = exchanges
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (
+                std::mem::take(&mut ex.records),
+                std::mem::take(&mut ex.plan),
+            )
+        };
+        http_records.extend(cut_off);
         let level = &mut store.data_mut().level;
-        let outcome_of_plan = level.gate.plan_outcome().unwrap_or_default();
+        let (outcome_of_plan, api_calls, writes, devices_changed, http_requests) = {
+            let gate = level.gate();
+            (
+                gate.plan_outcome().unwrap_or_default(),
+                gate.api_calls(),
+                gate.writes(),
+                gate.devices_changed(),
+                gate.http_requests(),
+            )
+        };
+        let mut plan = level.take_plan();
+        plan.extend(http_plan);
+        let mut audit = std::mem::take(&mut level.audit_records);
+        // The run's own end stays the last record.
+        let end = audit.pop();
+        audit.extend(http_records);
+        audit.sort_by(|a, b| a.time.cmp(&b.time));
+        audit.extend(end);
         Ok(RunReport {
             run_id: request.run_id,
             plugin: plugin.name.clone(),
@@ -436,13 +489,14 @@ impl PluginRunner {
             logs: std::mem::take(&mut level.log.lines),
             stdout: String::from_utf8_lossy(&stdout.contents()).into_owned(),
             stderr: String::from_utf8_lossy(&stderr.contents()).into_owned(),
-            api_calls: level.gate.api_calls(),
-            writes: level.gate.writes(),
-            plan: level.take_plan(),
-            devices_changed: level.gate.devices_changed(),
+            api_calls,
+            http_requests,
+            writes,
+            plan,
+            devices_changed,
             divergence: outcome_of_plan.0,
             unapplied: outcome_of_plan.1,
-            audit: std::mem::take(&mut level.audit_records),
+            audit,
             state: std::mem::take(&mut level.state).into_changes(),
             duration: started.elapsed(),
         })
@@ -456,6 +510,7 @@ impl PluginRunner {
         client: LevelClient,
         request: &RunRequest,
         scopes: grant::ResolvedScopes,
+        deadline: tokio::time::Instant,
     ) -> (Store<HostState>, MemoryOutputPipe, MemoryOutputPipe) {
         let limits = &request.grant.limits;
         let log_bytes = Limits::bytes(limits.max_log_kb);
@@ -487,9 +542,20 @@ impl PluginRunner {
         if let Some(plan) = &request.approved {
             gate.hold_to(levelhost_core::plan::ApprovedPlan::new(plan.clone()));
         }
+        let gate = level::SharedGate::new(gate);
+        let outbound = Outbound::new(
+            request.connections.clone().unwrap_or_default(),
+            gate.clone(),
+            run.clone(),
+            request.audit.clone(),
+            request.dry_run,
+            deadline,
+        );
         let state = HostState {
             wasi,
             table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            outbound,
             level: {
                 let level = LevelCtx::new(
                     client,
@@ -537,6 +603,7 @@ impl PluginRunner {
                 client.clone(),
                 &request,
                 grant::ResolvedScopes::default(),
+                tokio::time::Instant::now() + request.grant.limits.timeout(),
             );
             plugin
                 .pre

@@ -136,6 +136,7 @@ pub fn decision_record(run: &str, plugin: &str, operation: &str, reason: String)
         latency_ms: 0,
         dry_run: false,
         requests: 0,
+        bytes: None,
         stage: Default::default(),
     }
 }

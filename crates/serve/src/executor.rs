@@ -593,6 +593,7 @@ impl Executor {
                     None => store,
                 }
             }),
+            connections: Some(plugin.connections.clone()),
         };
         self.runner
             .run(&plugin.plugin, plugin.client.clone(), request)
@@ -764,6 +765,7 @@ fn run_end(id: &str, run: &OpenRun, why: &str) -> AuditRecord {
         latency_ms: u64::try_from(run.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         dry_run: false,
         requests: 0,
+        bytes: None,
         stage: Default::default(),
     }
 }

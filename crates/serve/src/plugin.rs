@@ -89,6 +89,8 @@ pub struct ServedPlugin {
     pub events: Option<Events>,
     /// When its plans wait for a person; none: it runs straight away.
     pub approval: Option<levelhost_core::plan::ApprovalPolicy>,
+    /// The host's connections to other systems (its grant says which it may call).
+    pub connections: std::sync::Arc<levelhost_runtime::outbound::Connections>,
 }
 
 /// How a plugin takes Level's webhook deliveries.

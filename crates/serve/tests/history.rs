@@ -58,6 +58,7 @@ fn report(id: &str) -> RunReport {
         logs: Vec::new(),
         stdout: String::new(),
         stderr: String::new(),
+        http_requests: 0,
         api_calls: 1,
         writes: 1,
         plan: Vec::new(),
@@ -235,6 +236,7 @@ async fn audit_contract(log: &AuditLog) {
         latency_ms: 12,
         dry_run: false,
         requests: 2,
+        bytes: allowed.then_some(512),
         stage: levelhost_core::audit::Stage::Done,
     };
     let mut cut = record("r2", "b", true);

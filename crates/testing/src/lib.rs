@@ -219,7 +219,14 @@ impl HostCalls {
             max_bytes: usize::MAX,
             ..LogSink::default()
         };
-        let ctx = LevelCtx::new(client, Gate::new(grant, scopes), run, None, log, dry_run);
+        let ctx = LevelCtx::new(
+            client,
+            levelhost_runtime::level::SharedGate::new(Gate::new(grant, scopes)),
+            run,
+            None,
+            log,
+            dry_run,
+        );
         Ok(Self { sim, ctx })
     }
 

@@ -76,12 +76,14 @@ impl DemoArgs {
         // Each plugin gets exactly what its manifest asks for; the tagger only tags named stale*.
         let report_grant = Grant {
             plugin: report_manifest.name.clone(),
+            connections: Default::default(),
             capabilities: report_manifest.capabilities.clone(),
             scopes: Scopes::default(),
             limits: Limits::default(),
         };
         let tagger_grant = Grant {
             plugin: tagger_manifest.name.clone(),
+            connections: Default::default(),
             capabilities: tagger_manifest.capabilities.clone(),
             scopes: Scopes {
                 tags: Some(TagPatterns::parse(vec!["stale*".to_owned()])?),

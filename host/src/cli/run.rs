@@ -164,7 +164,9 @@ pub(crate) fn served(
     plugin: &crate::config::PluginConfig,
     client: level_api::LevelClient,
 ) -> anyhow::Result<ServedPlugin> {
-    let (served, warnings) = crate::loader::served_plugin(runner, plugin, &config.trust, client)?;
+    let connections = Arc::new(config.load_connections()?);
+    let (served, warnings) =
+        crate::loader::served_plugin(runner, plugin, &config.trust, client, connections)?;
     for warning in warnings {
         eprintln!("warning: {warning}");
     }

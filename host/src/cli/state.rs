@@ -90,6 +90,7 @@ fn record(plugin: &str, operation: &str, targets: Vec<String>, by: &str) -> Audi
         latency_ms: 0,
         dry_run: false,
         requests: 0,
+        bytes: None,
         stage: levelhost_core::audit::Stage::Done,
     }
 }

@@ -150,17 +150,15 @@ async fn slow_answers_time_out() {
 async fn the_key_is_sent_raw_and_never_printed() {
     let seen = Arc::new(std::sync::Mutex::new(None));
     let record = seen.clone();
-    let base = serve(
-        Router::new().fallback(any(move |headers: axum::http::HeaderMap| {
-            let record = record.clone();
-            async move {
-                *record.lock().unwrap() = headers
-                    .get("authorization")
-                    .map(|v| v.to_str().unwrap().to_owned());
-                r#"{"data":[],"has_more":false}"#
-            }
-        })),
-    )
+    let base = serve(Router::new().fallback(any(move |headers: http::HeaderMap| {
+        let record = record.clone();
+        async move {
+            *record.lock().unwrap() = headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_owned());
+            r#"{"data":[],"has_more":false}"#
+        }
+    })))
     .await;
     let key = ApiKey::new("canary-key-0123456789");
     let client = LevelClient::new(ClientConfig::new(&base), key.clone()).unwrap();
@@ -182,7 +180,7 @@ async fn the_key_is_sent_raw_and_never_printed() {
 async fn a_base_url_with_v2_and_ids_with_slashes_work() {
     let paths = Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = paths.clone();
-    let base = serve(Router::new().fallback(any(move |uri: axum::http::Uri| {
+    let base = serve(Router::new().fallback(any(move |uri: http::Uri| {
         let record = record.clone();
         async move {
             record.lock().unwrap().push(uri.path().to_owned());
@@ -204,7 +202,7 @@ async fn a_base_url_with_v2_and_ids_with_slashes_work() {
 async fn a_key_echoed_by_the_upstream_is_scrubbed_from_errors_and_objects() {
     const KEY: &str = "canary-echoed-key-77f1";
     let base = serve(Router::new().fallback(any(
-        move |uri: axum::http::Uri, headers: axum::http::HeaderMap| async move {
+        move |uri: http::Uri, headers: http::HeaderMap| async move {
             let key = headers
                 .get("authorization")
                 .map(|v| v.to_str().unwrap().to_owned())
@@ -244,8 +242,8 @@ async fn a_key_echoed_by_the_upstream_is_scrubbed_from_errors_and_objects() {
 #[tokio::test]
 async fn a_key_echoed_in_a_header_never_reaches_the_transcript() {
     const KEY: &str = "canary-header-key-31c9";
-    let base = serve(Router::new().fallback(any(
-        move |headers: axum::http::HeaderMap| async move {
+    let base = serve(
+        Router::new().fallback(any(move |headers: http::HeaderMap| async move {
             let key = headers
                 .get("authorization")
                 .map(|v| v.to_str().unwrap().to_owned())
@@ -255,8 +253,8 @@ async fn a_key_echoed_in_a_header_never_reaches_the_transcript() {
                 [("retry-after", format!("1; key={key}"))],
                 format!(r#"{{"error":"slow down, {key}"}}"#),
             )
-        },
-    )))
+        })),
+    )
     .await;
     let recorder = level_api::transcript::Recorder::new();
     let mut config = ClientConfig::new(&base);

@@ -411,5 +411,5 @@ async fn a_deleted_tag_counts_the_devices_it_untags() {
         .await
         .unwrap();
     Tags::delete_tag(&mut calls.ctx, vip).await.unwrap();
-    assert_eq!(calls.ctx.gate.devices_changed(), carriers);
+    assert_eq!(calls.ctx.gate().devices_changed(), carriers);
 }

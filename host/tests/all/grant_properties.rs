@@ -310,7 +310,7 @@ async fn check_case(
     };
     let mut ctx = LevelCtx::new(
         client.clone(),
-        Gate::new(grant.clone(), scopes),
+        levelhost_runtime::level::SharedGate::new(Gate::new(grant.clone(), scopes)),
         run,
         None,
         log,
@@ -381,7 +381,7 @@ async fn check_case(
     let oracle = Oracle {
         grant: &grant,
         in_scope: &in_scope,
-        final_scope: ctx.gate.scopes().group_ids.clone(),
+        final_scope: ctx.gate().scopes().group_ids.clone(),
     };
     let changed = oracle.check(base, &after, &triggered)?;
     if changed {

@@ -23,6 +23,7 @@ mod grants; // grants proven with hostile plugins: capabilities, scopes, limits,
 mod host_calls; // the host side of level:api called without a component, checked against the simulator
 mod languages; // plugins in Rust, JavaScript, TypeScript, Python, Go and C: new, build, run
 mod lifecycle; // one run lifecycle for every entry point: a plugin never runs twice at once across processes
+mod outbound; // connections: wasi:http requests to other systems through the gate, against httpbin
 mod packages; // sharing vetted plugins: packages, signatures, trust, upgrades, catalog, OCI registry
 mod plugins; // the example plugins: device-report and stale-device-tagger
 mod run; // running components: sandboxing, failures, world mismatches

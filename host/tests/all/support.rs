@@ -143,6 +143,7 @@ impl TestEnv {
 pub fn grant(capabilities: &[&str], scopes: Scopes) -> Grant {
     Grant {
         plugin: "test".to_owned(),
+        connections: Default::default(),
         capabilities: capabilities
             .iter()
             .map(|c| c.parse().expect("known capability"))

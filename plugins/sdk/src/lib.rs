@@ -3,7 +3,8 @@
 //! This crate holds the `level:api` bindings (generated once by
 //! wit-bindgen), the `export!` macro that makes a type the plugin's
 //! handler, and the helpers every plugin needs: reading its JSON input,
-//! walking Level's cursor pages, and logging.
+//! walking Level's cursor pages, logging, the plugin's state ([`state`]),
+//! and requests to the grant's connections ([`http`]).
 //!
 //! ```ignore
 //! use levelhost_sdk::bindings::exports::level::api::handler::{Guest, Invocation, RunError};
@@ -46,6 +47,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use bindings::export;
+
+pub mod http;
 
 /// The largest page Level serves; walking with it makes the fewest calls.
 pub const MAX_PAGE: u32 = 100;

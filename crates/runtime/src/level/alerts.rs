@@ -49,7 +49,7 @@ impl Host for LevelCtx {
             let mut items = Vec::new();
             for a in raw.data {
                 let group = self.device_group(call, &a.device_id).await?;
-                if self.gate.device_in_scope(group.as_deref()) {
+                if self.gate().device_in_scope(group.as_deref()) {
                     items.push(alert(a));
                 }
             }

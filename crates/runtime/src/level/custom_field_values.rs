@@ -30,7 +30,7 @@ impl LevelCtx {
             // so an out-of-scope group is refused as an unknown or out-of-scope device.
             Some(id)
                 if self
-                    .gate
+                    .gate()
                     .scopes()
                     .group_ids
                     .as_ref()
@@ -66,7 +66,7 @@ impl LevelCtx {
                 ..Default::default()
             },
             // A device of a group-scoped grant: nothing lies below it.
-            Some(_) if self.gate.scopes().group_ids.is_some() => return Ok(()),
+            Some(_) if self.gate().scopes().group_ids.is_some() => return Ok(()),
             // An unscoped grant has not told groups from devices: a device has nothing below it.
             Some(id) => level_api::DeviceQuery {
                 ancestor_group_id: Some(id.to_owned()),

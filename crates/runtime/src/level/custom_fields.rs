@@ -16,7 +16,7 @@ impl LevelCtx {
         call: &mut Call,
         id: &str,
     ) -> Result<Option<String>, LevelError> {
-        if self.gate.scopes().custom_fields.is_none() {
+        if self.gate().scopes().custom_fields.is_none() {
             return Ok(None);
         }
         let id = id.to_owned();
@@ -96,7 +96,7 @@ impl Host for LevelCtx {
                     |c| async move { c.create_custom_field(&body).await },
                 )
                 .await?;
-            self.gate.note_created(&planned_id, &created.id);
+            self.gate().note_created(&planned_id, &created.id);
             Ok(field(created))
         })
     }

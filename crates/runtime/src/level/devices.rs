@@ -51,7 +51,7 @@ impl Host for LevelCtx {
                 Some(GroupFilter::Ungrouped) => query.group_id = Some("null".to_owned()),
                 None => {
                     // One scope root: let Level do the filtering.
-                    if let [root] = self.gate.scopes().group_roots.as_slice() {
+                    if let [root] = self.gate().scopes().group_roots.as_slice() {
                         query.ancestor_group_id = Some(root.clone());
                     }
                 }
@@ -76,7 +76,7 @@ impl Host for LevelCtx {
                 items: page
                     .data
                     .into_iter()
-                    .map(|d| device(d, &self.gate))
+                    .map(|d| device(d, &self.gate()))
                     .collect(),
                 has_more: page.has_more,
             })
@@ -99,7 +99,7 @@ impl Host for LevelCtx {
             )?;
             self.note_device(&found.id, found.group_id.clone());
             self.note_name(&found.id, "device", &found.hostname);
-            Ok(device(found, &self.gate))
+            Ok(device(found, &self.gate()))
         })
     }
 
@@ -148,7 +148,7 @@ impl Host for LevelCtx {
             if let Some((id, group)) = moved {
                 self.note_moved([id], group);
             }
-            Ok(device(updated, &self.gate))
+            Ok(device(updated, &self.gate()))
         })
     }
 

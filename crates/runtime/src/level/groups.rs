@@ -49,7 +49,7 @@ impl Host for LevelCtx {
                 items: page
                     .data
                     .into_iter()
-                    .map(|g| group(g, &self.gate))
+                    .map(|g| group(g, &self.gate()))
                     .collect(),
                 has_more: page.has_more,
             })
@@ -69,7 +69,7 @@ impl Host for LevelCtx {
                 .fetch(call, |c| async move { c.get_group(&id).await })
                 .await?;
             self.note_name(&found.id, "group", &found.name);
-            Ok(group(found, &self.gate))
+            Ok(group(found, &self.gate()))
         })
     }
 
@@ -104,10 +104,10 @@ impl Host for LevelCtx {
                     |c| async move { c.create_group(&body).await },
                 )
                 .await?;
-            self.gate.adopt_group(&created.id, parent.as_deref());
-            self.gate.note_created(&planned_id, &created.id);
+            self.gate().adopt_group(&created.id, parent.as_deref());
+            self.gate().note_created(&planned_id, &created.id);
             self.note_name(&created.id, "group", &created.name);
-            Ok(group(created, &self.gate))
+            Ok(group(created, &self.gate()))
         })
     }
 
@@ -169,7 +169,7 @@ impl Host for LevelCtx {
                     |c| async move { c.update_group(&id, &body).await },
                 )
                 .await?;
-            Ok(group(updated, &self.gate))
+            Ok(group(updated, &self.gate()))
         })
     }
 

@@ -37,6 +37,27 @@ use levelhost_core::gate::{Facts, Gate, Refusal};
 pub use log::{LogLine, LogSink};
 use transport::Transport;
 
+/// The run's one [`Gate`], shared by the `level:api` host functions and
+/// the requests to other systems ([`crate::outbound`]), whose answers
+/// arrive on their own task. Locked only for a decision, never across a wait.
+#[derive(Debug, Clone)]
+pub struct SharedGate(Arc<std::sync::Mutex<Gate>>);
+
+impl SharedGate {
+    /// Shares `gate`.
+    pub fn new(gate: Gate) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(gate)))
+    }
+
+    /// The gate, for one decision. A panic while it was held leaves it
+    /// as the panic found it; its counters stay what they were.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Gate> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Who is running, for the audit log.
 #[derive(Debug, Clone, Default)]
 pub struct RunInfo {
@@ -77,7 +98,7 @@ pub(crate) struct Call {
 pub struct LevelCtx {
     transport: Transport,
     /// The run's gate.
-    pub gate: Gate,
+    gate: SharedGate,
     run: RunInfo,
     audit: Option<AuditLog>,
     /// Every audited call of the run.
@@ -147,7 +168,7 @@ impl LevelCtx {
     /// A context whose calls go through `client` and `gate`.
     pub fn new(
         client: LevelClient,
-        gate: Gate,
+        gate: SharedGate,
         run: RunInfo,
         audit: Option<AuditLog>,
         log: LogSink,
@@ -167,6 +188,11 @@ impl LevelCtx {
             state_store: Arc::new(crate::state::MemoryState::default()),
             state: crate::state::StateChanges::default(),
         }
+    }
+
+    /// The run's gate, for one decision.
+    pub fn gate(&self) -> std::sync::MutexGuard<'_, Gate> {
+        self.gate.lock()
     }
 
     /// Reads the plugin's committed state from `store` (by default, an empty
@@ -200,7 +226,7 @@ impl LevelCtx {
     }
 
     fn admit(&mut self, call: &mut Call, arg_bytes: usize) -> Result<(), LevelError> {
-        self.gate
+        self.gate()
             .admit(call.op, arg_bytes)
             .map_err(|r| refuse(call, r))
     }
@@ -210,7 +236,7 @@ impl LevelCtx {
         call.targets.extend(facts.targets());
         call.needs
             .extend(facts.needs.iter().map(ToString::to_string));
-        self.gate
+        self.gate()
             .authorize(call.op, &facts)
             .map_err(|r| refuse(call, r))
     }
@@ -282,6 +308,7 @@ impl LevelCtx {
             latency_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
             dry_run: false,
             requests: 0,
+            bytes: None,
             stage: Stage::Done,
         }
     }
@@ -346,7 +373,7 @@ impl LevelCtx {
     where
         F: Future<Output = Result<T, ClientError>>,
     {
-        self.gate.spend_call().map_err(|r| refuse(call, r))?;
+        self.gate().spend_call().map_err(|r| refuse(call, r))?;
         call.requests += 1;
         if changes_level && let Some(audit) = &self.audit {
             // To the file only: the run's own list keeps one record per call.
@@ -396,7 +423,7 @@ impl LevelCtx {
             });
             return Ok(planned());
         }
-        self.gate
+        self.gate()
             .check_planned(call.op, &call.targets, &request)
             .map_err(|r| refuse(call, r))?;
         self.send(call, true, f).await
@@ -410,10 +437,10 @@ impl LevelCtx {
         call: &mut Call,
         id: &str,
     ) -> Result<Option<String>, LevelError> {
-        if self.gate.scopes().group_ids.is_none() {
+        if self.gate().scopes().group_ids.is_none() {
             return Ok(None);
         }
-        let fresh = self.gate.grant().limits.fact_max_age();
+        let fresh = self.gate().grant().limits.fact_max_age();
         if let Some((group, read)) = self.device_groups.get(id)
             && read.elapsed() <= fresh
         {
@@ -432,7 +459,7 @@ impl LevelCtx {
     /// Remembers which group a device is in, as just read from Level or
     /// changed by this run, so scope checks reuse what the run already knows.
     fn note_device(&mut self, id: &str, group: Option<String>) {
-        if self.gate.scopes().group_ids.is_some() {
+        if self.gate().scopes().group_ids.is_some() {
             self.device_groups
                 .insert(id.to_owned(), (group, Instant::now()));
         }
@@ -471,7 +498,7 @@ impl LevelCtx {
         early: &Facts,
         query: level_api::DeviceQuery,
     ) -> Result<Vec<(String, Option<String>)>, LevelError> {
-        self.gate
+        self.gate()
             .check_scopes(call.op, early)
             .map_err(|r| refuse(call, r))?;
         let mut out = Vec::new();
@@ -539,7 +566,7 @@ impl LevelCtx {
             let mut visible: Vec<T> = raw
                 .data
                 .into_iter()
-                .filter(|item| keep(&self.gate, item))
+                .filter(|item| keep(&self.gate(), item))
                 .collect();
             if backward {
                 visible.append(&mut kept);

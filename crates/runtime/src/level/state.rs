@@ -44,7 +44,7 @@ impl LevelCtx {
     /// Checks a key: not empty, no NUL, within `max_state_key_bytes`.
     fn check_key(&self, call: &mut Call, key: &str) -> Result<(), LevelError> {
         call.targets.push(target(key));
-        let max = self.gate.grant().limits.max_state_key_bytes;
+        let max = self.gate().grant().limits.max_state_key_bytes;
         let problem = if key.is_empty() {
             Some("a state key cannot be empty".to_owned())
         } else if key.contains('\0') {
@@ -89,7 +89,7 @@ impl LevelCtx {
         key: &str,
         value: Option<Vec<u8>>,
     ) -> Result<u64, LevelError> {
-        let limits: Limits = self.gate.grant().limits.clone();
+        let limits: Limits = self.gate().grant().limits.clone();
         if self.state.writes >= limits.max_state_writes {
             return Err(quota(
                 call,
@@ -151,7 +151,7 @@ impl LevelCtx {
                 needs: Vec::new(),
             });
         } else {
-            self.gate
+            self.gate()
                 .check_planned(call.op, &call.targets, &request)
                 .map_err(|r| refuse(call, r))?;
         }

@@ -10,7 +10,7 @@ use levelhost_core::gate::Facts;
 impl LevelCtx {
     /// The tag's name, needed only when the grant limits tags.
     async fn tag_name(&mut self, call: &mut Call, id: &str) -> Result<Option<String>, LevelError> {
-        if self.gate.scopes().tags.is_none() {
+        if self.gate().scopes().tags.is_none() {
             self.planned_tag(id)?;
             return Ok(None);
         }
@@ -137,7 +137,7 @@ impl Host for LevelCtx {
                     |c| async move { c.create_tag(&body).await },
                 )
                 .await?;
-            self.gate.note_created(&planned_id, &created.id);
+            self.gate().note_created(&planned_id, &created.id);
             Ok(tag(created))
         })
     }

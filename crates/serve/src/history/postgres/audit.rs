@@ -60,8 +60,8 @@ impl AuditStore for PgAudit {
                 pool.get()
                     .await?
                     .execute(
-                        "INSERT INTO audit (time, plugin, version, digest, run_id, operation, targets, allowed, reason, upstream_status, latency_ms, dry_run, requests, stage, names)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                        "INSERT INTO audit (time, plugin, version, digest, run_id, operation, targets, allowed, reason, upstream_status, latency_ms, dry_run, requests, stage, names, bytes)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                         &[
                             &r.time,
                             &r.plugin,
@@ -78,6 +78,7 @@ impl AuditStore for PgAudit {
                             &i64::from(r.requests),
                             &stage,
                             &names,
+                            &r.bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
                         ],
                     )
                     .await?;
@@ -99,7 +100,7 @@ impl AuditStore for PgAudit {
                     .get()
                     .await?
                     .query(
-                        "SELECT time, plugin, version, digest, run_id, operation, targets, allowed, reason, upstream_status, latency_ms, dry_run, requests, stage, names FROM audit
+                        "SELECT time, plugin, version, digest, run_id, operation, targets, allowed, reason, upstream_status, latency_ms, dry_run, requests, stage, names, bytes FROM audit
                          WHERE ($1::TEXT IS NULL OR plugin = $1) AND ($2::TEXT IS NULL OR run_id = $2) AND (NOT $3 OR NOT allowed) ORDER BY id",
                         &[&filter.plugin, &filter.run_id, &filter.denied],
                     )
@@ -134,6 +135,9 @@ impl AuditStore for PgAudit {
                         latency_ms: latency,
                         dry_run: r.try_get(11)?,
                         requests,
+                        bytes: r
+                            .try_get::<_, Option<i64>>(15)?
+                            .and_then(|b| u64::try_from(b).ok()),
                         stage,
                     });
                 }

@@ -143,6 +143,7 @@ CREATE TABLE state (
 );
 ",
     ),
+    (6, "ALTER TABLE audit ADD COLUMN bytes BIGINT;"),
 ];
 
 /// The key of the advisory lock migrations run under.

@@ -1,0 +1,648 @@
+//! Connections: a plugin's `wasi:http` requests to other systems, through
+//! the gate, against httpbin (a real HTTP service from PyPI, which echoes
+//! what it receives). httpbin's own access log is the oracle of what was
+//! sent; the plugin's output is the oracle of what it could read back.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use levelhost_core::audit::Stage;
+use levelhost_core::grant::{Grant, Limits};
+use levelhost_core::route::ConnectionGrant;
+use levelhost_runtime::audit::AuditLog;
+use levelhost_runtime::outbound::{ConnectionSpec, Connections, Credential};
+use levelhost_runtime::runner::{RunReport, RunRequest};
+use serde_json::{Value, json};
+
+use crate::support::TestEnv;
+
+/// httpbin under gunicorn on a free loopback port, with its own access log;
+/// stopped when dropped. (`.ci/run` installs it; as root a missing one is installed.)
+struct Httpbin {
+    child: Child,
+    addr: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Httpbin {
+    fn start() -> Self {
+        let has = |module: &str| {
+            Command::new("python3")
+                .args(["-c", &format!("import {module}")])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !has("httpbin") || !has("gunicorn") {
+            let _ = Command::new("python3")
+                .args(["-m", "pip", "install", "-q", "--break-system-packages"])
+                .args(["httpbin", "gunicorn"])
+                .status();
+        }
+        assert!(
+            has("httpbin") && has("gunicorn"),
+            "the connection tests need httpbin: pip install httpbin gunicorn"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let addr = crate::support::free_addr();
+        let child = Command::new("python3")
+            .args(["-m", "gunicorn", "--threads", "8", "-b", &addr])
+            .arg("--access-logfile")
+            .arg(&log)
+            .args([
+                "--access-logformat",
+                "%(m)s %(U)s %(q)s %({authorization}i)s",
+                "httpbin:app",
+            ])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            child,
+            addr,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request httpbin received: `METHOD PATH QUERY AUTHORIZATION`.
+    fn received(&self) -> Vec<String> {
+        // gunicorn writes a request's line as it answers it.
+        std::thread::sleep(Duration::from_millis(200));
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Httpbin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn connection(name: &str, url: &str, credential: Credential, private: bool) -> ConnectionSpec {
+    ConnectionSpec {
+        name: name.to_owned(),
+        url: url.to_owned(),
+        credential,
+        allow_private_network: private,
+    }
+}
+
+fn routes(list: &[(&str, &[&str])]) -> levelhost_core::route::Connections {
+    list.iter()
+        .map(|(name, routes)| {
+            (
+                (*name).to_owned(),
+                ConnectionGrant {
+                    routes: routes.iter().map(|r| r.parse().unwrap()).collect(),
+                },
+            )
+        })
+        .collect()
+}
+
+fn grant_of(connections: levelhost_core::route::Connections, limits: Limits) -> Grant {
+    Grant {
+        connections,
+        limits,
+        ..crate::support::grant(&[], Default::default())
+    }
+}
+
+/// One request for the `outbound` guest.
+fn req(method: &str, url: &str) -> Value {
+    json!({ "method": method, "url": url })
+}
+
+struct Outbound {
+    env: TestEnv,
+    connections: Arc<Connections>,
+}
+
+impl Outbound {
+    async fn new(specs: Vec<ConnectionSpec>) -> Self {
+        Self {
+            env: TestEnv::new().await,
+            connections: Arc::new(Connections::new(specs).unwrap()),
+        }
+    }
+
+    async fn run(
+        &self,
+        grant: Grant,
+        requests: Vec<Value>,
+        change: impl FnOnce(&mut RunRequest),
+    ) -> RunReport {
+        let plugin = self
+            .env
+            .runner
+            .load_file(std::path::Path::new(test_programs_artifacts::OUTBOUND))
+            .unwrap();
+        let mut request = RunRequest {
+            grant,
+            connections: Some(self.connections.clone()),
+            ..RunRequest::manual(json!({ "requests": requests }).to_string())
+        };
+        change(&mut request);
+        self.env
+            .runner
+            .run(&plugin, self.env.client(), request)
+            .await
+            .unwrap()
+    }
+}
+
+fn results(report: &RunReport) -> Vec<Value> {
+    let output = report.outcome.as_ref().expect("the run ends ok");
+    output["results"].as_array().cloned().unwrap_or_default()
+}
+
+const TOKEN: &str = "tok_3f9c2a71e5d84b06";
+const PASSWORD: &str = "pw-8d1e4c7b2a90f365";
+const API_KEY: &str = "ak/9+Zq~7c2e5b81d4f0";
+
+/// Issue 25: the credential reaches httpbin, and never the plugin, even
+/// when httpbin echoes it back in headers, in a JSON body, base64-encoded,
+/// URL-encoded or compressed.
+#[tokio::test]
+async fn the_credential_reaches_the_other_system_and_never_the_plugin() {
+    let bin = Httpbin::start();
+    let url = bin.url();
+    let t = Outbound::new(vec![
+        connection(
+            "echo",
+            &url,
+            Credential::Bearer {
+                token: TOKEN.into(),
+            },
+            true,
+        ),
+        connection(
+            "basic",
+            &url,
+            Credential::Basic {
+                username: "levelhost".into(),
+                password: PASSWORD.into(),
+            },
+            true,
+        ),
+        connection(
+            "keyed",
+            &url,
+            Credential::Query {
+                param: "api_key".into(),
+                value: API_KEY.into(),
+            },
+            true,
+        ),
+        connection(
+            "headers",
+            &url,
+            Credential::Headers(vec![("X-Api-Secret".into(), TOKEN.into())]),
+            true,
+        ),
+    ])
+    .await;
+    let everything = &["GET /**", "POST /anything/**"];
+    let grant = grant_of(
+        routes(&[
+            ("echo", everything),
+            ("basic", everything),
+            ("keyed", everything),
+            ("headers", everything),
+        ]),
+        Limits::default(),
+    );
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("Bearer {TOKEN}"));
+    let report = t
+        .run(
+            grant,
+            vec![
+                req("GET", "http://echo/headers"),
+                json!({"method": "POST", "url": "http://echo/anything/tickets", "body": "{\"summary\":\"disk\"}"}),
+                req("GET", "http://echo/gzip"),
+                req("GET", "http://echo/deflate"),
+                req("GET", "http://echo/brotli"),
+                req("GET", &format!("http://echo/base64/{b64}")),
+                req("GET", "http://basic/anything"),
+                req("GET", "http://keyed/anything?x=1"),
+                req("GET", "http://headers/headers"),
+            ],
+            |_| {},
+        )
+        .await;
+    let results = results(&report);
+    assert_eq!(results.len(), 9);
+    for r in &results {
+        assert!(r.get("error").is_none(), "{r}");
+    }
+    assert_eq!(results[0]["status"], 200);
+    assert_eq!(results[1]["status"], 200, "{}", results[1]);
+    assert!(results[1]["body"].as_str().unwrap().contains("disk"));
+    // The answers echo the credential; the plugin reads it scrubbed.
+    let everything = serde_json::to_string(&report.outcome.as_ref().unwrap()).unwrap()
+        + &report.stdout
+        + &report.stderr
+        + &serde_json::to_string(&report.audit).unwrap();
+    let encoded_password =
+        base64::engine::general_purpose::STANDARD.encode(format!("levelhost:{PASSWORD}"));
+    for secret in [
+        TOKEN,
+        PASSWORD,
+        API_KEY,
+        &encoded_password,
+        "ak%2F9%2BZq%7E7c2e5b81d4f0",
+        "ak%2F9%2BZq~7c2e5b81d4f0",
+    ] {
+        assert!(
+            !everything.contains(secret),
+            "{secret} reached the plugin: {everything}"
+        );
+    }
+    for (i, result) in results.iter().enumerate() {
+        assert!(
+            result["body"].as_str().unwrap().contains("[redacted]"),
+            "answer {i} was echoed without the credential being scrubbed: {result}"
+        );
+    }
+    // It did reach httpbin, as each connection sends it.
+    let received = bin.received();
+    assert_eq!(received.len(), 9, "{received:?}");
+    assert!(
+        received[0].ends_with(&format!("Bearer {TOKEN}")),
+        "{received:?}"
+    );
+    assert!(received[6].ends_with(&format!("Basic {encoded_password}")));
+    assert!(
+        received[7].contains("api_key=ak%2F9%2BZq%7E7c2e5b81d4f0"),
+        "{received:?}"
+    );
+    // Every request has its audit record, without a secret.
+    let http: Vec<_> = report
+        .audit
+        .iter()
+        .filter(|r| r.operation == "http-request")
+        .collect();
+    assert_eq!(http.len(), 9);
+    assert!(
+        http.iter()
+            .all(|r| r.allowed && r.upstream_status == Some(200))
+    );
+    assert!(
+        http[1]
+            .targets
+            .contains(&"http:POST /anything/tickets".to_owned())
+    );
+    assert!(http.iter().all(|r| r.bytes.unwrap_or(0) > 0));
+}
+
+/// Issue 25: a hostile plugin tries every trick on the routes and the
+/// network rules; each is refused with a `denied` error naming the route
+/// or rule, and httpbin receives nothing.
+#[tokio::test]
+async fn every_trick_is_denied_and_nothing_is_sent() {
+    let bin = Httpbin::start();
+    let url = bin.url();
+    let port = bin.addr.rsplit(':').next().unwrap().to_owned();
+    let t = Outbound::new(vec![
+        connection(
+            "echo",
+            &url,
+            Credential::Bearer {
+                token: TOKEN.into(),
+            },
+            true,
+        ),
+        connection("other", &url, Credential::None, true),
+        connection("plain", &url, Credential::None, true),
+        // A name resolving to loopback, without the switch.
+        connection(
+            "local",
+            &format!("http://localhost:{port}"),
+            Credential::None,
+            false,
+        ),
+        // The cloud metadata address, without the switch.
+        connection(
+            "metadata",
+            "http://169.254.169.254/latest",
+            Credential::None,
+            false,
+        ),
+    ])
+    .await;
+    let grant = grant_of(
+        routes(&[
+            (
+                "echo",
+                &["POST /anything/tickets", "GET /anything/tickets/*"],
+            ),
+            ("plain", &["GET /anything/**"]),
+            ("local", &["GET /**"]),
+            ("metadata", &["GET /**"]),
+        ]),
+        Limits::default(),
+    );
+    let with = |method: &str, url: &str, headers: Value| json!({"method": method, "url": url, "headers": headers});
+    let tricks: Vec<(Value, &str)> = vec![
+        (
+            req("GET", "http://echo/status/200"),
+            "is not a route of connection echo",
+        ),
+        (
+            req("DELETE", "http://echo/anything/tickets/1"),
+            "is not a route of connection echo",
+        ),
+        (
+            req("GET", "http://echo/anything/tickets/1/../../../status/200"),
+            ". and .. segments",
+        ),
+        (req("GET", "http://echo/anything/tickets/%2e%2e"), "encoded"),
+        (
+            req("GET", "http://echo/anything/tickets/..%2fstatus"),
+            "encoded",
+        ),
+        (
+            req("GET", "http://echo/anything/tickets/%2E%2e%5cx"),
+            "encoded",
+        ),
+        (
+            req("GET", "http://echo/anything//tickets/1"),
+            "empty segments",
+        ),
+        (
+            req("POST", "http://echo/anything/tickets?_method=DELETE"),
+            "overrides the method",
+        ),
+        (
+            with(
+                "POST",
+                "http://echo/anything/tickets",
+                json!([["X-HTTP-Method-Override", "DELETE"]]),
+            ),
+            "x-http-method-override",
+        ),
+        (
+            with(
+                "POST",
+                "http://echo/anything/tickets",
+                json!([["Authorization", "Bearer mine"]]),
+            ),
+            "authorization",
+        ),
+        (
+            with(
+                "POST",
+                "http://echo/anything/tickets",
+                json!([["Cookie", "session=1"]]),
+            ),
+            "cookie",
+        ),
+        (
+            req("GET", "http://other/anything/tickets/1"),
+            "names no connection \"other\"",
+        ),
+        (
+            req("GET", "https://evil.example/anything/tickets/1"),
+            "is not a connection of this host",
+        ),
+        (
+            req(
+                "GET",
+                &format!("https://127.0.0.1:{port}/anything/tickets/1"),
+            ),
+            "no user, password or port",
+        ),
+        (
+            req("GET", "https://127.0.0.1/anything/tickets/1"),
+            "not a connection",
+        ),
+        (
+            req("GET", "http://user:pw@echo/anything/tickets/1"),
+            "no user, password or port",
+        ),
+        (
+            req("GET", "http://echo:8443/anything/tickets/1"),
+            "no user, password or port",
+        ),
+        (
+            req("GET", "https://plain/anything/x"),
+            "never sent over http",
+        ),
+        (
+            req("GET", "http://local/get"),
+            "127.0.0.1, a loopback address",
+        ),
+        (
+            req("GET", "http://metadata/meta-data"),
+            "link-local (cloud metadata)",
+        ),
+        (
+            with(
+                "POST",
+                "http://echo/anything/tickets",
+                json!([["X-Evil", "a\r\nHost: evil"]]),
+            ),
+            "refused",
+        ),
+    ];
+    let report = t
+        .run(
+            grant,
+            tricks.iter().map(|(r, _)| r.clone()).collect(),
+            |_| {},
+        )
+        .await;
+    let results = results(&report);
+    for ((request, why), result) in tricks.iter().zip(&results) {
+        let error = result["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(why) && (error.starts_with("denied") || error.contains("header")),
+            "{request} should be refused for {why:?}, got {result}"
+        );
+    }
+    let received = bin.received();
+    assert!(received.is_empty(), "httpbin received: {received:?}");
+    let denied: Vec<_> = report
+        .audit
+        .iter()
+        .filter(|r| r.operation == "http-request")
+        .collect();
+    // Every request the host saw (all but the one the guest's own HTTP
+    // library refused to build) is audited as denied, with its reason.
+    assert_eq!(denied.len(), tricks.len() - 1);
+    assert!(
+        denied
+            .iter()
+            .all(|r| !r.allowed && r.reason.as_deref().unwrap_or("").contains("denied"))
+    );
+}
+
+/// Issue 25: a redirect is handed to the plugin, never followed; an answer
+/// over `max_response_kb` is cut there; a slow answer ends at the request's
+/// timeout, or at the run's deadline, each with its audit record.
+#[tokio::test]
+async fn redirects_stay_unfollowed_large_answers_are_cut_and_slow_ones_end_in_time() {
+    let bin = Httpbin::start();
+    let t = Outbound::new(vec![connection("echo", &bin.url(), Credential::None, true)]).await;
+    let limits = Limits {
+        max_response_kb: 64,
+        http_timeout_secs: 1,
+        ..Limits::default()
+    };
+    let grant = grant_of(routes(&[("echo", &["GET /**"])]), limits);
+    let target = format!("{}/get", bin.url());
+    let report = t
+        .run(
+            grant.clone(),
+            vec![
+                req("GET", &format!("http://echo/redirect-to?url={target}")),
+                req("GET", "http://echo/bytes/60000"),
+                req("GET", "http://echo/bytes/100000"),
+                req("GET", "http://echo/stream-bytes/200000"),
+                req("GET", "http://echo/delay/5"),
+            ],
+            |_| {},
+        )
+        .await;
+    let r = results(&report);
+    assert_eq!(r[0]["status"], 302, "{}", r[0]);
+    assert_eq!(r[1]["status"], 200);
+    for cut in [&r[2], &r[3]] {
+        assert!(
+            cut["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("ResponseBodySize"),
+            "{cut}"
+        );
+    }
+    assert!(r[4]["error"].is_string(), "{}", r[4]);
+    let audit: Vec<_> = report
+        .audit
+        .iter()
+        .filter(|r| r.operation == "http-request")
+        .collect();
+    assert!(
+        audit[2]
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("max_response_kb")
+    );
+    assert!(
+        audit[4]
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("echo failed"),
+        "{:?}",
+        audit[4]
+    );
+    let received = bin.received();
+    assert!(
+        received.iter().all(|l| !l.starts_with("GET /get ")),
+        "{received:?}"
+    );
+
+    // A run whose deadline comes first: the request is recorded as cut off.
+    let slow = Grant {
+        limits: Limits {
+            timeout_secs: 2,
+            ..Limits::default()
+        },
+        ..grant
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let audit_path = dir.path().join("audit.jsonl");
+    let report = t
+        .run(slow, vec![req("GET", "http://echo/delay/8")], |r| {
+            r.audit = Some(AuditLog::open(&audit_path).unwrap());
+        })
+        .await;
+    assert!(report.outcome.is_err(), "{:?}", report.outcome);
+    let cut: Vec<_> = report
+        .audit
+        .iter()
+        .filter(|r| r.operation == "http-request")
+        .collect();
+    assert_eq!(cut.len(), 1, "{cut:?}");
+    assert_eq!(cut[0].stage, Stage::CutOff);
+    let file = std::fs::read_to_string(&audit_path).unwrap();
+    assert!(
+        file.contains("\"cut_off\"") || file.contains("cut off"),
+        "{file}"
+    );
+}
+
+/// Issue 25: a dry run sends reads and plans writes without sending them;
+/// the approved plan then allows exactly its writes (same method, path and
+/// body), and nothing else.
+#[tokio::test]
+async fn a_dry_run_plans_writes_and_an_approved_plan_holds_them_exactly() {
+    let bin = Httpbin::start();
+    let t = Outbound::new(vec![connection("echo", &bin.url(), Credential::None, true)]).await;
+    let grant = grant_of(
+        routes(&[("echo", &["GET /get", "POST /anything/tickets"])]),
+        Limits::default(),
+    );
+    let create = json!({"method": "POST", "url": "http://echo/anything/tickets", "body": "{\"summary\":\"disk\"}"});
+    let planned = t
+        .run(
+            grant.clone(),
+            vec![req("GET", "http://echo/get"), create.clone()],
+            |r| r.dry_run = true,
+        )
+        .await;
+    let r = results(&planned);
+    assert_eq!(r[0]["status"], 200);
+    assert_eq!(r[1]["status"], 202);
+    assert_eq!(planned.plan.len(), 1, "{:?}", planned.plan);
+    assert_eq!(planned.plan[0].operation, "http-request");
+    assert_eq!(planned.plan[0].request["body"]["summary"], "disk");
+    let received = bin.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert!(received[0].starts_with("GET /get"));
+
+    let other = json!({"method": "POST", "url": "http://echo/anything/tickets", "body": "{\"summary\":\"wipe\"}"});
+    let plan = planned.plan.clone();
+    let applied = t
+        .run(grant, vec![other, create], |r| r.approved = Some(plan))
+        .await;
+    let r = results(&applied);
+    assert!(
+        r[0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not in the approved plan"),
+        "{}",
+        r[0]
+    );
+    assert_eq!(r[1]["status"], 200, "{}", r[1]);
+    assert!(applied.unapplied.is_empty());
+    let received = bin.received();
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert!(received[1].starts_with("POST /anything/tickets"));
+}
