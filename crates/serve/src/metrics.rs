@@ -35,6 +35,14 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabels {
+    plugin: String,
+    connection: String,
+    verdict: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KeyLabels {
     key: String,
 }
@@ -86,6 +94,7 @@ pub struct Metrics {
     runs: Family<RunLabels, Counter>,
     durations: Histograms,
     requests: Family<RequestLabels, Counter>,
+    connection_requests: Family<ConnectionLabels, Counter>,
     rate_limited: Family<KeyLabels, Counter>,
     budget_wait: Family<KeyLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     denials: Family<DenialLabels, Counter>,
@@ -121,6 +130,7 @@ impl Metrics {
             runs: Family::default(),
             durations: Family::new_with_constructor(duration_histogram),
             requests: Family::default(),
+            connection_requests: Family::default(),
             rate_limited: Family::default(),
             budget_wait: Family::default(),
             denials: Family::default(),
@@ -144,6 +154,11 @@ impl Metrics {
             "level_requests",
             "Requests sent to Level, by key, operation and HTTP status (0: no answer)",
             m.requests.clone(),
+        );
+        registry.register(
+            "connection_requests",
+            "Requests plugins made to other systems, by plugin, connection, verdict (allowed, denied, planned) and HTTP status (0: no answer)",
+            m.connection_requests.clone(),
         );
         registry.register(
             "level_rate_limited",
@@ -209,6 +224,32 @@ impl Metrics {
         self.durations
             .get_or_create(&labels)
             .observe(report.duration.as_secs_f64());
+        for record in report
+            .audit
+            .iter()
+            .filter(|r| r.operation == levelhost_core::route::HTTP_OPERATION)
+        {
+            let connection = record
+                .targets
+                .iter()
+                .find_map(|t| t.strip_prefix("connection:"))
+                .unwrap_or_default();
+            let verdict = if !record.allowed {
+                "denied"
+            } else if record.dry_run {
+                "planned"
+            } else {
+                "allowed"
+            };
+            self.connection_requests
+                .get_or_create(&ConnectionLabels {
+                    plugin: label(plugin),
+                    connection: label(connection),
+                    verdict: verdict.to_owned(),
+                    status: record.upstream_status.unwrap_or(0).to_string(),
+                })
+                .inc();
+        }
         for record in report.audit.iter().filter(|r| !r.allowed) {
             let capability = serde_json::from_value::<Operation>(serde_json::Value::String(
                 record.operation.clone(),

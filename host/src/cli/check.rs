@@ -54,6 +54,8 @@ struct CheckReport {
     keys: usize,
     /// Each key as Level answered a probe; `None` when offline.
     key_checks: Option<Vec<super::key::KeyProbe>>,
+    /// Each connection to another system, in words (never its secret).
+    connections: Vec<String>,
     plugins: Vec<PluginCheck>,
 }
 
@@ -64,11 +66,30 @@ impl CheckArgs {
         config
             .check_keys()
             .with_context(|| self.config.display().to_string())?;
+        let connections = config
+            .load_connections()
+            .with_context(|| self.config.display().to_string())?;
         let runner = super::runner()?;
         let mut report = CheckReport {
             config: self.config.clone(),
             keys: config.keys.len(),
             key_checks: None,
+            connections: connections
+                .iter()
+                .map(|c| {
+                    format!(
+                        "connection {}: {} ({} credential{})",
+                        c.name,
+                        c.shown_url(),
+                        c.credential_kind(),
+                        if c.allows_private_network() {
+                            "; may reach private addresses"
+                        } else {
+                            ""
+                        }
+                    )
+                })
+                .collect(),
             plugins: Vec::new(),
         };
         if !self.offline {
@@ -175,6 +196,9 @@ fn print_report(report: &CheckReport) {
                 println!("{}", probe.in_words());
             }
         }
+    }
+    for connection in &report.connections {
+        println!("{connection}");
     }
     for plugin in &report.plugins {
         println!();

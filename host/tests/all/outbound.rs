@@ -646,3 +646,196 @@ async fn a_dry_run_plans_writes_and_an_approved_plan_holds_them_exactly() {
     assert_eq!(received.len(), 2, "{received:?}");
     assert!(received[1].starts_with("POST /anything/tickets"));
 }
+
+/// Writes a config in `dir` whose plugin `notify` (the `outbound` guest) may
+/// call `chat` (a secret URL) on `POST /` only; `extra` is appended.
+fn write_config(dir: &std::path::Path, sim: &str, extra: &str) -> PathBuf {
+    std::fs::write(
+        dir.join("notify.toml"),
+        "name = \"notify\"\nversion = \"1.0.0\"\ndescription = \"Posts to chat.\"\ncapabilities = []\n",
+    )
+    .unwrap();
+    let config = dir.join("levelhost.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[level]
+base_url = "{sim}"
+
+[audit]
+path = "audit.jsonl"
+
+[trust]
+allow_unsigned = true
+
+[keys.ro]
+source = "env:TEST_LEVEL_KEY"
+access = "read-only"
+
+[connections.chat]
+auth = "secret-url"
+url = "env:TEST_CHAT_URL"
+allow_private_network = true
+
+[plugins.notify]
+component = "{component}"
+manifest = "notify.toml"
+key = "ro"
+
+[plugins.notify.connections.chat]
+routes = ["POST /"]
+{extra}"#,
+            component = test_programs_artifacts::OUTBOUND,
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Issue 25: a connection in `levelhost.toml` whose whole URL is the
+/// secret (a chat incoming webhook): `check` says what the grant allows in
+/// words without the secret, `run` posts through it, the secret never
+/// appears in any output; a grant naming an unknown connection or a bad
+/// route is refused where it is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_url_connection_from_the_config_posts_and_stays_secret() {
+    let bin = Httpbin::start();
+    let sim = level_sim::Simulator::start(
+        level_sim::SimConfig {
+            rate_limit: None,
+            ..level_sim::SimConfig::default()
+        },
+        level_sim::Simulator::seeded(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret_path = "services/T0001/B0002/Xs3cr3tW3bh00kP4th";
+    let chat_url = format!("{}/anything/{secret_path}", bin.url());
+    let config = write_config(dir.path(), &sim.base_url(), "");
+    let levelhost = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env("TEST_LEVEL_KEY", sim.read_only_key())
+            .env("TEST_CHAT_URL", &chat_url)
+            .env_remove("LEVELHOST_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, text) = levelhost(&["check", "--offline"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("can call chat: POST /"), "{text}");
+    assert!(text.contains("/[secret] (secret-url credential"), "{text}");
+    assert!(!text.contains("Xs3cr3t"), "{text}");
+
+    let input = json!({"requests": [
+        {"method": "POST", "url": "http://chat/", "body": "{\"text\":\"Disk full on ws-1\"}"},
+        {"method": "POST", "url": "http://chat/other", "body": "{}"},
+    ]})
+    .to_string();
+    let (ok, text) = levelhost(&["run", "notify", "--input", &input]);
+    assert!(ok, "{text}");
+    assert!(!text.contains("Xs3cr3t"), "{text}");
+    assert!(text.contains("[redacted]"), "{text}");
+    assert!(text.contains("is not a route of connection chat"), "{text}");
+    let received = bin.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert!(
+        received[0].starts_with(&format!("POST /anything/{secret_path}")),
+        "{received:?}"
+    );
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("\"http-request\"") && !audit.contains("Xs3cr3t"),
+        "{audit}"
+    );
+
+    for (extra, problem) in [
+        (
+            "[plugins.notify.connections.psa]\nroutes = [\"GET /x\"]\n",
+            "connection \"psa\" is not defined under [connections]",
+        ),
+        (
+            "[connections.bad]\nurl = \"https://psa.example\"\nauth = \"bearer\"\ntoken = \"plain-text-token\"\n",
+            "token must be env:VARIABLE or file:PATH",
+        ),
+    ] {
+        write_config(dir.path(), &sim.base_url(), extra);
+        let (ok, text) = levelhost(&["check", "--offline"]);
+        assert!(
+            !ok && text.contains(problem) && text.contains("levelhost.toml:"),
+            "{text}"
+        );
+    }
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("routes = [\"POST /\"]", "routes = [\"POST /../admin\"]"),
+    )
+    .unwrap();
+    let (ok, text) = levelhost(&["check", "--offline"]);
+    assert!(
+        !ok && text.contains(". and .. segments are refused") && text.contains("levelhost.toml:"),
+        "{text}"
+    );
+}
+
+/// Issue 25: an OAuth2 client-credentials connection: the host fetches the
+/// token from the token endpoint (httpbin's `/response-headers`, which
+/// answers with the `access_token` it is given), sends it as a bearer
+/// token, and scrubs it from what the plugin reads.
+#[tokio::test]
+async fn an_oauth2_connection_fetches_its_token_and_keeps_it_from_the_plugin() {
+    let bin = Httpbin::start();
+    let issued = "oauth-token-5b2e9c14d7a3";
+    let t = Outbound::new(vec![connection(
+        "psa",
+        &bin.url(),
+        Credential::OAuth2 {
+            token_url: format!(
+                "{}/response-headers?access_token={issued}&token_type=bearer",
+                bin.url()
+            ),
+            client_id: "levelhost".into(),
+            client_secret: "client-secret-0c7d1f3a".into(),
+            scope: Some("all".into()),
+        },
+        true,
+    )])
+    .await;
+    let grant = grant_of(routes(&[("psa", &["GET /headers"])]), Limits::default());
+    let report = t
+        .run(
+            grant,
+            vec![
+                req("GET", "http://psa/headers"),
+                req("GET", "http://psa/headers"),
+            ],
+            |_| {},
+        )
+        .await;
+    let r = results(&report);
+    assert_eq!(r[0]["status"], 200, "{}", r[0]);
+    let output = serde_json::to_string(&r).unwrap();
+    assert!(
+        !output.contains(issued) && !output.contains("client-secret-0c7d1f3a"),
+        "{output}"
+    );
+    assert!(output.contains("Bearer [redacted]"), "{output}");
+    let received = bin.received();
+    // One token request, then both requests with the token it gave.
+    assert_eq!(received.len(), 3, "{received:?}");
+    assert!(received[0].starts_with("POST /response-headers"));
+    assert!(
+        received[1].ends_with(&format!("Bearer {issued}"))
+            && received[2].ends_with(&format!("Bearer {issued}"))
+    );
+}

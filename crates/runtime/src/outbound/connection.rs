@@ -253,6 +253,11 @@ impl Connection {
         }
     }
 
+    /// Whether it may reach private, loopback and link-local addresses.
+    pub fn allows_private_network(&self) -> bool {
+        self.allow_private_network
+    }
+
     /// Whether it is a plain-http connection.
     pub fn is_plain_http(&self) -> bool {
         self.base.scheme() == "http"
