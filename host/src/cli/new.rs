@@ -54,6 +54,9 @@ const WIT: [(&str, &str); 12] = [
 /// [`NewArgs::execute`] points its bindings at the project's `wit/`.
 const SDK_RUST: &str = include_str!("../../../plugins/sdk/src/lib.rs");
 
+/// The Rust SDK's requests to connections (`levelhost_sdk::http`).
+const SDK_RUST_HTTP: &str = include_str!("../../../plugins/sdk/src/http.rs");
+
 /// The JavaScript SDK (also TypeScript's, with [`SDK_TS`] for its types).
 const SDK_JS: (&str, &str) = (
     "levelhost.js",
@@ -102,7 +105,8 @@ fn sdk_note(lang: Lang) -> &'static str {
     match lang {
         Lang::Rust => {
             "- `levelhost-sdk/`: the SDK: the bindings of `wit/`, `export!`, `input`, `output`, `walk` over a \
-             Level list, logging, `state` (the plugin's state, with JSON helpers); `src/lib.rs` is the plugin."
+             Level list, logging, `state` (the plugin's state, with JSON helpers), `http` (requests to the grant's \
+             connections: `http::post(\"https://ticketing/Tickets\").json(&v).send()`); `src/lib.rs` is the plugin."
         }
         Lang::Js => {
             "- `levelhost.js`: the SDK: `plugin()` turns exceptions into run errors with their stack, \
@@ -148,6 +152,7 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
                 include_str!("../../templates/rust/sdk-Cargo.toml.tmpl"),
             ),
             ("levelhost-sdk/src/lib.rs", SDK_RUST),
+            ("levelhost-sdk/src/http.rs", SDK_RUST_HTTP),
             (
                 "plugin.toml",
                 include_str!("../../templates/rust/plugin.toml.tmpl"),
