@@ -272,26 +272,9 @@ fn parse_connections(
             UrlFrom::Secret(parse_source(source, &what, "url", "secret URLs", &raw.url)?)
         } else {
             let text = raw.url.get_ref();
-            let parsed = url::Url::parse(text)
-                .ok()
-                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
-            match parsed {
-                Some(u) if u.username().is_empty() && u.password().is_none() => {}
-                Some(_) => {
-                    return Err(source.error(
-                        Some(raw.url.span()),
-                        format!(
-                            "{what}: the url must not hold a user or password; use auth = \"basic\""
-                        ),
-                    ));
-                }
-                None => {
-                    return Err(source.error(
-                        Some(raw.url.span()),
-                        format!("{what}: url {text:?} is not an http:// or https:// URL"),
-                    ));
-                }
-            }
+            levelhost_runtime::outbound::connection::check_url(text).map_err(|why| {
+                source.error(Some(raw.url.span()), format!("{what}: {why}: {text:?}"))
+            })?;
             UrlFrom::Plain(text.clone())
         };
         out.insert(

@@ -71,6 +71,50 @@ pub struct RunInfo {
     pub run_id: String,
 }
 
+impl RunInfo {
+    /// An audit record of this run, allowed, with no upstream status and not a dry-run write.
+    pub fn record(
+        &self,
+        operation: String,
+        targets: Vec<String>,
+        reason: Option<String>,
+        took: Duration,
+    ) -> AuditRecord {
+        AuditRecord {
+            time: level_api::clock::now(),
+            plugin: self.plugin.clone(),
+            version: self.version.clone(),
+            digest: self.digest.clone(),
+            run_id: self.run_id.clone(),
+            operation,
+            targets,
+            names: Default::default(),
+            allowed: true,
+            reason,
+            upstream_status: None,
+            latency_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            dry_run: false,
+            requests: 0,
+            bytes: None,
+            stage: Stage::Done,
+        }
+    }
+}
+
+/// `record` of a request still out when its run ended: cut off, with
+/// `with` (Level, or another system) named as not known to have received it.
+pub(crate) fn cut_off(record: AuditRecord, with: &str) -> AuditRecord {
+    AuditRecord {
+        time: level_api::clock::now(),
+        reason: Some(format!(
+            "cut off when the run ended while its request was out with {with}; \
+             whether {with} received it is unknown"
+        )),
+        stage: Stage::CutOff,
+        ..record
+    }
+}
+
 use levelhost_core::plan::Named;
 pub use levelhost_core::plan::PlanEntry;
 
@@ -281,35 +325,9 @@ impl LevelCtx {
             requests: call.requests,
             stage,
             names,
-            ..self.run_record(call.op.name(), targets, None, call.started.elapsed())
-        }
-    }
-
-    /// An audit record of this run, allowed, with no upstream status and not a dry-run write.
-    fn run_record(
-        &self,
-        operation: String,
-        targets: Vec<String>,
-        reason: Option<String>,
-        took: Duration,
-    ) -> AuditRecord {
-        AuditRecord {
-            time: level_api::clock::now(),
-            plugin: self.run.plugin.clone(),
-            version: self.run.version.clone(),
-            digest: self.run.digest.clone(),
-            run_id: self.run.run_id.clone(),
-            operation,
-            targets,
-            names: Default::default(),
-            allowed: true,
-            reason,
-            upstream_status: None,
-            latency_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-            dry_run: false,
-            requests: 0,
-            bytes: None,
-            stage: Stage::Done,
+            ..self
+                .run
+                .record(call.op.name(), targets, None, call.started.elapsed())
         }
     }
 
@@ -328,22 +346,14 @@ impl LevelCtx {
     /// Level (a loop, a memory bomb) is on record too.
     /// A call whose request was still out with Level is recorded first, as cut off.
     pub async fn record_run_end(&mut self, failure: Option<String>, duration: Duration) {
-        if let Some(cut) = self.in_flight.take() {
-            let record = AuditRecord {
-                time: level_api::clock::now(),
-                reason: Some(
-                    "cut off when the run ended while its request was out with Level; \
-                     whether Level received it is unknown"
-                        .to_owned(),
-                ),
-                stage: Stage::CutOff,
-                ..cut
-            };
-            if let Err(e) = self.append(record).await {
-                tracing::error!("{}", levelhost_core::Chain(&e));
-            }
+        if let Some(cut) = self.in_flight.take()
+            && let Err(e) = self.append(cut_off(cut, "Level")).await
+        {
+            tracing::error!("{}", levelhost_core::Chain(&e));
         }
-        let record = self.run_record("run".to_owned(), Vec::new(), failure, duration);
+        let record = self
+            .run
+            .record("run".to_owned(), Vec::new(), failure, duration);
         if let Err(e) = self.append(record).await {
             tracing::error!("{}", levelhost_core::Chain(&e));
         }

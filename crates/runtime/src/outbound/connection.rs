@@ -161,8 +161,11 @@ pub struct Connection {
     credential: Credential,
     allow_private_network: bool,
     client: reqwest::Client,
-    secrets: Secrets,
-    token: tokio::sync::Mutex<Option<(String, Instant)>>,
+    /// The credential's forms to scrub from answers.
+    secrets: Arc<Secrets>,
+    /// The OAuth token, until when it is used, and the secrets with it
+    /// (built once per token, not per answer).
+    token: tokio::sync::Mutex<Option<(String, Instant, Arc<Secrets>)>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -181,23 +184,13 @@ impl Connection {
             name: spec.name.clone(),
             why,
         };
-        let base = reqwest::Url::parse(&spec.url).map_err(|e| {
+        let base = check_url(&spec.url).map_err(|why| {
             bad(match spec.credential {
                 // The secret URL's text is never repeated in a message.
-                Credential::SecretUrl => format!("its secret URL is not a URL ({e})"),
-                _ => format!("url {:?} is not a URL ({e})", spec.url),
+                Credential::SecretUrl => why,
+                _ => format!("{why}: {:?}", spec.url),
             })
         })?;
-        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
-            return Err(bad(
-                "its URL must be http:// or https:// with a host".to_owned()
-            ));
-        }
-        if !base.username().is_empty() || base.password().is_some() {
-            return Err(bad(
-                "its URL must not hold a user or password; use auth = \"basic\"".to_owned(),
-            ));
-        }
         for secret in spec.credential.secrets(&base) {
             if secret.chars().count() < MIN_SECRET_CHARS {
                 return Err(bad(format!(
@@ -224,7 +217,7 @@ impl Connection {
                 name: spec.name.clone(),
                 source,
             })?;
-        let secrets = Secrets::new(spec.credential.secrets(&base));
+        let secrets = Arc::new(Secrets::new(spec.credential.secrets(&base)));
         Ok(Self {
             name: spec.name,
             base,
@@ -304,12 +297,11 @@ impl Connection {
 
     /// The secrets to scrub from an answer: the credential's, and the
     /// current OAuth token.
-    pub(super) async fn secrets(&self) -> Secrets {
-        let mut secrets = self.secrets.clone();
-        if let Some((token, _)) = self.token.lock().await.as_ref() {
-            secrets.add(token);
+    pub(super) async fn secrets(&self) -> Arc<Secrets> {
+        match self.token.lock().await.as_ref() {
+            Some((_, _, with_token)) => with_token.clone(),
+            None => self.secrets.clone(),
         }
-        secrets
     }
 
     /// Adds the credential to `request`.
@@ -349,7 +341,7 @@ impl Connection {
             return Err("not an OAuth2 connection".to_owned());
         };
         let mut cached = self.token.lock().await;
-        if let Some((token, until)) = cached.as_ref()
+        if let Some((token, until, _)) = cached.as_ref()
             && Instant::now() < *until
         {
             return Ok(token.clone());
@@ -383,9 +375,25 @@ impl Connection {
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(300);
         let until = Instant::now() + Duration::from_secs(lifetime.saturating_sub(60).max(1));
-        *cached = Some((token.to_owned(), until));
+        let mut with_token = Secrets::clone(&self.secrets);
+        with_token.add(token);
+        *cached = Some((token.to_owned(), until, Arc::new(with_token)));
         Ok(token.to_owned())
     }
+}
+
+/// Checks a connection's URL: absolute, `http` or `https`, with a host and
+/// without a user or password. The error does not repeat the URL, which
+/// may be a secret; the configuration places it.
+pub fn check_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("its URL is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("its URL must be http:// or https:// with a host".to_owned());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("its URL must not hold a user or password; use auth = \"basic\"".to_owned());
+    }
+    Ok(url)
 }
 
 /// Every connection the host knows, by name.

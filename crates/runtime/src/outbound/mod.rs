@@ -112,27 +112,6 @@ impl Outbound {
         self.exchanges.clone()
     }
 
-    fn base_record(&self, targets: Vec<String>) -> AuditRecord {
-        AuditRecord {
-            time: level_api::clock::now(),
-            plugin: self.run.plugin.clone(),
-            version: self.run.version.clone(),
-            digest: self.run.digest.clone(),
-            run_id: self.run.run_id.clone(),
-            operation: HTTP_OPERATION.to_owned(),
-            targets,
-            names: Default::default(),
-            allowed: true,
-            reason: None,
-            upstream_status: None,
-            latency_ms: 0,
-            dry_run: false,
-            requests: 0,
-            bytes: None,
-            stage: Stage::Done,
-        }
-    }
-
     /// The synchronous half of a request: which connection, which route,
     /// which headers, and the gate's answer. Nothing is sent yet.
     fn decide(
@@ -151,7 +130,12 @@ impl Outbound {
             .uri
             .path_and_query()
             .map_or("/".to_owned(), |p| p.as_str().to_owned());
-        let mut record = self.base_record(vec![route::connection_target(&name)]);
+        let mut record = self.run.record(
+            HTTP_OPERATION.to_owned(),
+            vec![route::connection_target(&name)],
+            None,
+            Duration::ZERO,
+        );
         let deny = |record: &mut AuditRecord, why: String| {
             record.allowed = false;
             record.reason = Some(format!("denied: {why}"));
@@ -201,16 +185,24 @@ impl Outbound {
         if let Err(why) = connection.check_literal_address() {
             return deny(&mut record, why);
         }
-        let limits = self.gate.lock().grant().limits.clone();
-        if let Err(refusal) = self.gate.lock().authorize_request(&name, &method, &path) {
-            record.allowed = false;
-            record.reason = Some(refusal.to_string());
-            return Err(Box::new(record));
-        }
+        let (http_timeout, max_call_kb, max_response_kb) = {
+            let mut gate = self.gate.lock();
+            if let Err(refusal) = gate.authorize_request(&name, &method, &path) {
+                record.allowed = false;
+                record.reason = Some(refusal.to_string());
+                return Err(Box::new(record));
+            }
+            let limits = &gate.grant().limits;
+            (
+                limits.http_timeout(),
+                limits.max_call_kb,
+                limits.max_response_kb,
+            )
+        };
         let left = self
             .deadline
             .saturating_duration_since(tokio::time::Instant::now());
-        let mut timeout = limits.http_timeout().min(left);
+        let mut timeout = http_timeout.min(left);
         if let Some(options) = options {
             for t in [options.connect_timeout, options.first_byte_timeout]
                 .into_iter()
@@ -231,8 +223,8 @@ impl Outbound {
                 audit: self.audit.clone(),
                 dry_run: self.dry_run,
                 exchanges: self.exchanges.clone(),
-                max_call: levelhost_core::grant::Limits::bytes(limits.max_call_kb),
-                max_response: levelhost_core::grant::Limits::bytes(limits.max_response_kb),
+                max_call: levelhost_core::grant::Limits::bytes(max_call_kb),
+                max_response: levelhost_core::grant::Limits::bytes(max_response_kb),
                 started: Instant::now(),
             },
             body,
@@ -247,15 +239,7 @@ impl Outbound {
         };
         let mut out = Vec::new();
         for record in cut {
-            let record = AuditRecord {
-                time: level_api::clock::now(),
-                reason: Some(
-                    "cut off when the run ended while its request was out; whether the other system received it is unknown"
-                        .to_owned(),
-                ),
-                stage: Stage::CutOff,
-                ..record
-            };
+            let record = crate::level::cut_off(record, "the other system");
             if let Some(audit) = &self.audit
                 && let Err(e) = audit.append(&record).await
             {
