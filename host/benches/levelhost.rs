@@ -162,6 +162,9 @@ async fn main() {
     if plan.wants("B11") {
         rows.push_str(&b11(&runner, &client, if plan.quick { 200 } else { 1000 }).await);
     }
+    if plan.wants("B12") {
+        rows.push_str(&b12(&runner, &client, if plan.quick { 20 } else { 100 }).await);
+    }
 
     let report = format!(
         "# Benchmarks\n\nMeasured by `cargo bench --bench levelhost` on {} ({}), {}.\nEach row compares levelhost with a baseline measured in the same run.\n\n| | what | levelhost | baseline | ratio |\n|---|---|---|---|---|\n{rows}{NOTES}",
@@ -198,6 +201,11 @@ Notes:
   10 ms; each delivery is answered once its claim and its record are committed. The baseline is the rate of
   single-row `synchronous=FULL` commits on the same disk in the same run: group commit is what lets the first
   exceed the second. The noop plugin runs for each accepted delivery behind the plugin's lock.
+- B12 runs the `outbound` test guest, 100 `wasi:http` GETs per run to a bearer-token connection on a loopback
+  axum server (a ticket's JSON), against the same 100 GETs with reqwest: levelhost's share is the guest's HTTP
+  plumbing, the gate's route match, the credential, the response read and scrubbing, and an audit record each
+  (kept with the run: no audit file here),
+  plus one instantiation per 100 requests.
 - B11 runs the `stateful` test guest 1,000 times through the history (SQLite in WAL with full sync, and
   PostgreSQL on loopback): each run gets and sets one key, timed by the guest's monotonic clock around the two
   calls (the get reads the database; the set reads the key's version and the plugin's usage for the quotas and
@@ -883,6 +891,114 @@ async fn b3(sim: &Simulator, client: &LevelClient, n: usize) -> String {
         us(direct.p50),
         added * 1e6,
         100.0 * added / direct.p50.as_secs_f64()
+    )
+}
+
+/// B12: a request to another system through a connection (a plugin's
+/// `wasi:http` request, the gate, the credential added, the answer read and
+/// scrubbed, the audit record) against the same request sent with reqwest
+/// directly, both to one loopback server. Each round is a run of the
+/// `outbound` guest making 100 requests, and the same 100 requests made
+/// directly, in turns of order; per request, the added time is the median of
+/// the rounds' paired differences.
+async fn b12(runner: &PluginRunner, client: &LevelClient, rounds: usize) -> String {
+    use levelhost_core::route::ConnectionGrant;
+    use levelhost_runtime::outbound::{ConnectionSpec, Connections, Credential};
+    const PER_RUN: usize = 100;
+    let answer =
+        serde_json::json!({"id": 4711, "status": "new", "summary": "Disk almost full on ws-1"});
+    let app = axum::Router::new().fallback(move || {
+        let answer = answer.clone();
+        async move { axum::Json(answer) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let token = "b12-bearer-token-0123456789";
+    let connections = std::sync::Arc::new(
+        Connections::new([ConnectionSpec {
+            name: "ticketing".to_owned(),
+            url: format!("http://{addr}"),
+            credential: Credential::Bearer {
+                token: token.to_owned(),
+            },
+            allow_private_network: true,
+        }])
+        .expect("connection"),
+    );
+    let guest = runner
+        .load_file(test_programs_artifacts::OUTBOUND.as_ref())
+        .expect("outbound guest");
+    let mut grant = Grant::unrestricted("outbound");
+    grant.connections.insert(
+        "ticketing".to_owned(),
+        ConnectionGrant {
+            routes: vec!["GET /tickets/*".parse().expect("route")],
+        },
+    );
+    grant.limits.max_http_requests = PER_RUN as u64 * 2;
+    let input = serde_json::json!({"requests": (0..PER_RUN)
+        .map(|i| serde_json::json!({"method": "GET", "url": format!("http://ticketing/tickets/{i}")}))
+        .collect::<Vec<_>>()})
+    .to_string();
+    let through = || async {
+        let request = RunRequest {
+            grant: grant.clone(),
+            connections: Some(connections.clone()),
+            ..RunRequest::manual(input.clone())
+        };
+        let start = Instant::now();
+        let report = runner
+            .run(&guest, client.clone(), request)
+            .await
+            .expect("run");
+        let took = start.elapsed();
+        assert_eq!(report.http_requests, PER_RUN as u64, "{:?}", report.outcome);
+        took / PER_RUN as u32
+    };
+    let raw = reqwest::Client::new();
+    let direct = || async {
+        let start = Instant::now();
+        for i in 0..PER_RUN {
+            let body = raw
+                .get(format!("http://{addr}/tickets/{i}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("send")
+                .bytes()
+                .await
+                .expect("body");
+            std::hint::black_box(body);
+        }
+        start.elapsed() / PER_RUN as u32
+    };
+    through().await;
+    let (mut d, mut t, mut added) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..rounds {
+        let (a, b) = if i % 2 == 0 {
+            let a = direct().await;
+            (a, through().await)
+        } else {
+            let b = through().await;
+            (direct().await, b)
+        };
+        added.push(b.as_secs_f64() - a.as_secs_f64());
+        d.push(a);
+        t.push(b);
+    }
+    server.abort();
+    added.sort_by(f64::total_cmp);
+    let added = added[added.len() / 2];
+    let (d, t) = (stats(d), stats(t));
+    format!(
+        "| B12 | a request to another system through a connection, on loopback (p50 per request) | {} | reqwest directly: {} | {:+.1} µs ({:+.1}% of the round trip, median of paired differences) |\n",
+        us(t.p50),
+        us(d.p50),
+        added * 1e6,
+        100.0 * added / d.p50.as_secs_f64()
     )
 }
 

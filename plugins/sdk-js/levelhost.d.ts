@@ -44,8 +44,16 @@ export declare function levelError(e: unknown): LevelError | undefined;
 
 /** The plugin's `handler` export. */
 export declare function plugin<I = any, O = unknown>(
-  run: (input: I, invocation: Invocation) => O,
+  run: (input: I, invocation: Invocation) => O | Promise<O>,
 ): { run(invocation: Invocation): string };
+
+/** Calls a connection (`https://NAME/path`); the answer, parsed when it is JSON. */
+export declare function call<T = any>(
+  method: string,
+  url: string,
+  body?: unknown,
+  headers?: Record<string, string>,
+): Promise<T>;
 
 /** Every item of a cursor-paged Level list. */
 export declare function pages<T extends { id: string }>(

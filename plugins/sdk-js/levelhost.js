@@ -24,6 +24,17 @@
 //   generator, so `for ... of` and `for await ... of` both work.
 // - `log.info(message, fields)` (and trace, debug, warn, error) writes a
 //   structured log line with the fields as an object.
+// - `run` may be `async`: the host runs the plugin's event loop until its
+//   promise settles. Other systems (connections) are called with `fetch`,
+//   naming the connection as the URL's host; `call(...)` is the one-line form:
+//
+//     export const handler = plugin(async (input) => {
+//       const ticket = await call('POST', 'https://ticketing/api/Tickets', { summary: 'Disk full' });
+//       return { ticket: ticket.id };
+//     });
+//
+//   A request the host refuses (no route for it in the grant, a budget spent)
+//   makes `fetch` reject with a TypeError; the audit names the reason.
 //
 // It imports only `level:api/log`, which every plugin world has, so it fits a
 // world narrowed to the plugin's capabilities.
@@ -70,9 +81,47 @@ export function plugin(run) {
       } catch (e) {
         throw runError(e);
       }
-      return JSON.stringify(output === undefined ? null : output);
+      if (output && typeof output.then === 'function') {
+        // A rejected promise ends the run as a `run-error` only as an Error
+        // carrying it as its payload (what jco's glue reads for a result).
+        return output.then(encode, (e) => {
+          const error = new Error('the run failed');
+          error.payload = runError(e);
+          throw error;
+        });
+      }
+      return encode(output);
     },
   };
+}
+
+function encode(output) {
+  return JSON.stringify(output === undefined ? null : output);
+}
+
+/**
+ * Calls a connection and returns its answer, parsed when it is JSON:
+ * `await call('POST', 'https://ticketing/api/Tickets', { summary })`. A body
+ * that is not a string is sent as JSON. An answer of 400 or more throws a
+ * `failed` error naming the status.
+ */
+export async function call(method, url, body, headers = {}) {
+  const init = { method, headers: { ...headers } };
+  if (body !== undefined) {
+    if (typeof body === 'string') {
+      init.body = body;
+    } else {
+      init.body = JSON.stringify(body);
+      init.headers['content-type'] ??= 'application/json';
+    }
+  }
+  const response = await fetch(url, init);
+  const text = await response.text();
+  if (response.status >= 400) {
+    throw failed(`${method} ${url} answered ${response.status}: ${text.slice(0, 200)}`);
+  }
+  const type = response.headers.get('content-type') || '';
+  return type.includes('json') && text ? JSON.parse(text) : text;
 }
 
 function runError(e) {

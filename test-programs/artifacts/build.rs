@@ -13,7 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
-const PLUGINS: [&str; 2] = ["device-report", "stale-device-tagger"];
+const PLUGINS: [&str; 4] = [
+    "device-report",
+    "stale-device-tagger",
+    "alert-to-chat",
+    "alert-to-ticket",
+];
 
 fn main() {
     let manifest =
@@ -24,7 +29,7 @@ fn main() {
         .expect("test-programs/artifacts sits two levels below the workspace")
         .to_path_buf();
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    for watched in ["wit", "plugins", "test-programs/src"] {
+    for watched in ["wit", "plugins", "examples", "test-programs/src"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 

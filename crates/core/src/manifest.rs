@@ -6,6 +6,12 @@
 //! description = "Tags devices offline longer than N days."
 //! capabilities = ["devices:read", "tags:read", "tags:write"]
 //!
+//! # The routes it needs on the other systems it calls, by connection name:
+//! # what the operator grants in levelhost.toml, and exactly what `levelhost
+//! # test` runs it under.
+//! [connections.ticketing]
+//! routes = ["POST /api/Tickets", "POST /api/Tickets/*/close"]
+//!
 //! # A JSON Schema for the run's input.
 //! [input]
 //! type = "object"
@@ -38,6 +44,9 @@ pub struct RawManifest {
     /// A JSON Schema its input must satisfy.
     #[serde(default)]
     pub input: Option<Spanned<toml::Table>>,
+    /// The routes it needs on each connection it calls.
+    #[serde(default)]
+    pub connections: std::collections::BTreeMap<String, crate::route::ConnectionGrant>,
 }
 
 /// A checked manifest.
@@ -53,6 +62,8 @@ pub struct PluginManifest {
     pub capabilities: CapabilitySet,
     /// The input schema, as JSON.
     pub input_schema: Option<serde_json::Value>,
+    /// The routes it needs on each connection it calls, by connection name.
+    pub connections: crate::route::Connections,
 }
 
 impl PluginManifest {
@@ -135,7 +146,25 @@ impl PluginManifest {
             description: raw.description,
             capabilities,
             input_schema,
+            connections: raw.connections,
         })
+    }
+
+    /// What the plugin asks for, in one line: its capabilities, then the
+    /// routes on each connection (`nothing ...` when it asks for neither).
+    pub fn asks(&self) -> String {
+        let mut asks = Vec::new();
+        if !self.capabilities.is_empty() {
+            asks.push(crate::capability::join(&self.capabilities));
+        }
+        for (name, grant) in &self.connections {
+            let routes: Vec<String> = grant.routes.iter().map(ToString::to_string).collect();
+            asks.push(format!("on connection {name}: {}", routes.join(", ")));
+        }
+        if asks.is_empty() {
+            asks.push("nothing (no capability, no connection)".to_owned());
+        }
+        asks.join("; ")
     }
 
     /// Checks a run's input against the manifest's schema.

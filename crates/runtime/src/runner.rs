@@ -74,6 +74,9 @@ pub struct RunRequest {
     /// The other systems the host can reach; the grant says which of them
     /// the plugin may call. None when `None`.
     pub connections: Option<std::sync::Arc<Connections>>,
+    /// The run's requests to other systems, recorded, or answered from a
+    /// recording instead of sent; sent and not kept when `None`.
+    pub http_tape: Option<crate::outbound::HttpTape>,
 }
 
 impl RunRequest {
@@ -92,6 +95,7 @@ impl RunRequest {
             approved: None,
             state: None,
             connections: None,
+            http_tape: None,
         }
     }
 }
@@ -550,7 +554,8 @@ impl PluginRunner {
             request.audit.clone(),
             request.dry_run,
             deadline,
-        );
+        )
+        .with_tape(request.http_tape.clone());
         let state = HostState {
             wasi,
             table: ResourceTable::new(),

@@ -564,6 +564,19 @@ async fn plugins_page(State(console): State<Arc<Console>>) -> Response {
                 }
                 h3 { "Grant" }
                 ul { @for line in p.grant.describe() { li { (line) } } }
+                @if !p.grant.connections.is_empty() {
+                    @let counts = console.service.metrics().connection_counts(name);
+                    h3 { "Connections since start" }
+                    table {
+                        thead { tr { th { "connection" } th { "sent" } th { "failed (no answer, 4xx, 5xx)" } th { "denied" } th { "planned" } } }
+                        tbody {
+                            @for connection in p.grant.connections.keys() {
+                                @let c = counts.iter().find(|(n, _)| n == connection).map(|(_, c)| *c).unwrap_or_default();
+                                tr { td { code { (connection) } } td { (c.sent) } td { (c.failed) } td { (c.denied) } td { (c.planned) } }
+                            }
+                        }
+                    }
+                }
             }
         }
     };

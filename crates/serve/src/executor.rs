@@ -594,6 +594,7 @@ impl Executor {
                 }
             }),
             connections: Some(plugin.connections.clone()),
+            http_tape: options.http_tape.clone(),
         };
         self.runner
             .run(&plugin.plugin, plugin.client.clone(), request)
@@ -746,6 +747,8 @@ pub struct RunOptions {
     pub tape: Option<levelhost_runtime::tape::Tape>,
     /// Record what the run reads of its plugin's state (`levelhost run --record`).
     pub state: Option<levelhost_runtime::state::StateRecorder>,
+    /// Record the run's requests to other systems on this tape (`levelhost run --record`).
+    pub http_tape: Option<levelhost_runtime::outbound::HttpTape>,
 }
 
 /// The audit record that ends a run cut off before it could write its own.

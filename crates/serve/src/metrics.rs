@@ -103,6 +103,21 @@ pub struct Metrics {
     lateness: Histograms,
     /// The clients whose counters are read at each scrape, by key name.
     clients: Mutex<Vec<(String, LevelClient)>>,
+    /// Requests to other systems since start, by plugin and connection, for the console.
+    connection_counts: Mutex<std::collections::BTreeMap<(String, String), ConnectionCounts>>,
+}
+
+/// A plugin's requests to one connection since `serve` started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionCounts {
+    /// Sent, whatever the answer.
+    pub sent: u64,
+    /// Sent and answered with a status of 400 or more, or not answered.
+    pub failed: u64,
+    /// Refused by the gate; nothing sent.
+    pub denied: u64,
+    /// Planned by a dry run; nothing sent.
+    pub planned: u64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -123,6 +138,17 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// `plugin`'s requests to each connection since start, by connection name.
+    pub fn connection_counts(&self, plugin: &str) -> Vec<(String, ConnectionCounts)> {
+        self.connection_counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|((p, _), _)| p == plugin)
+            .map(|((_, c), counts)| (c.clone(), *counts))
+            .collect()
+    }
+
     /// Every metric, registered and at zero.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("levelhost");
@@ -138,6 +164,7 @@ impl Metrics {
             deliveries: Family::default(),
             lateness: Family::new_with_constructor(duration_histogram),
             clients: Mutex::default(),
+            connection_counts: Mutex::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -241,6 +268,26 @@ impl Metrics {
             } else {
                 "allowed"
             };
+            {
+                let mut counts = self
+                    .connection_counts
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let count = counts
+                    .entry((plugin.to_owned(), connection.to_owned()))
+                    .or_default();
+                match verdict {
+                    "denied" => count.denied += 1,
+                    "planned" => count.planned += 1,
+                    _ => {
+                        count.sent += 1;
+                        let status = record.upstream_status.unwrap_or(0);
+                        if status == 0 || status >= 400 {
+                            count.failed += 1;
+                        }
+                    }
+                }
+            }
             self.connection_requests
                 .get_or_create(&ConnectionLabels {
                     plugin: label(plugin),

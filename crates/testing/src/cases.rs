@@ -14,6 +14,14 @@
 //! # Where Level's behaviour is unconfirmed, the simulator can behave either way:
 //! # variants = { null-parent = "not-found", unknown-cursor = "empty-page", duplicate-name = "accepted" }
 //!
+//! # What the other systems the plugin calls answer, one request each, in
+//! # order; nothing is sent. A request without an answer here fails.
+//! # [[test.http]]
+//! # connection = "ticketing"
+//! # request = "POST /api/Tickets"
+//! # status = 201
+//! # body = { id = 42 }                # JSON, or a text
+//!
 //! [test.expect]
 //! status = "ok"                       # or "failed" (default "ok")
 //! output = { tagged = 15 }            # the output contains this (objects by key, recursively)
@@ -21,6 +29,7 @@
 //! denied = []                         # capabilities refused to the plugin (none here)
 //! tagged = { stale = 15 }             # devices carrying each tag after the run
 //! state = { cursor = "2025-03-15" }   # the plugin's whole state after the run (keys and text values)
+//! requests = ["ticketing POST /api/Tickets"]  # requests to other systems, sent or planned, in order
 //! ```
 //!
 //! A case may give the plugin's state before the run (`state = { cursor =
@@ -28,8 +37,8 @@
 //! ends `ok`, as `serve` keeps them.
 //!
 //! Each case runs the project's `plugin.wasm` against its own fresh simulator,
-//! under a grant of exactly the manifest's capabilities, as an operator's
-//! least-privilege grant would be.
+//! under a grant of exactly the manifest's capabilities and routes, as an
+//! operator's least-privilege grant would be.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +48,7 @@ use levelhost_core::grant::Grant;
 use levelhost_core::location::{FileError, Source};
 use levelhost_core::manifest::PluginManifest;
 use levelhost_runtime::engine::LoadedPlugin;
+use levelhost_runtime::outbound::{Connections, HttpExchange, HttpTape, RecordedBody};
 use levelhost_runtime::runner::{PluginRunner, RunReport, RunRequest};
 use levelhost_runtime::state::{MemoryState, StoredValue};
 use serde::Deserialize;
@@ -87,9 +97,64 @@ pub struct TestCase {
     /// such as `{ unknown-cursor = "empty-page" }`: test both ways.
     #[serde(default)]
     pub variants: level_sim::Variants,
+    /// What the other systems answer, one request each, in order.
+    #[serde(default)]
+    pub http: Vec<StatedAnswer>,
     /// What the run must show.
     #[serde(default)]
     pub expect: Expect,
+}
+
+/// What a test says another system answers to one request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatedAnswer {
+    /// The connection's name.
+    pub connection: String,
+    /// The request it answers: `METHOD /path?query` (any body).
+    pub request: String,
+    /// The status (default 200).
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    /// The answer's body: a text as it is, anything else as JSON.
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+impl StatedAnswer {
+    fn exchange(&self) -> Result<HttpExchange, String> {
+        let (method, path) = self
+            .request
+            .split_once(' ')
+            .filter(|(m, p)| !m.is_empty() && p.starts_with('/'))
+            .ok_or_else(|| {
+                format!(
+                    "request {:?} must be a method and a path, such as \"POST /api/Tickets\"",
+                    self.request
+                )
+            })?;
+        let (headers, body) = match &self.body {
+            None => (Vec::new(), String::new()),
+            Some(serde_json::Value::String(text)) => (Vec::new(), text.clone()),
+            Some(json) => (
+                vec![("content-type".to_owned(), "application/json".to_owned())],
+                json.to_string(),
+            ),
+        };
+        Ok(HttpExchange {
+            connection: self.connection.clone(),
+            method: method.to_ascii_uppercase(),
+            path: path.to_owned(),
+            request: None,
+            status: self.status,
+            headers,
+            body: RecordedBody::Text(body),
+        })
+    }
 }
 
 /// What a run must show; each absent field is not checked.
@@ -118,6 +183,10 @@ pub struct Expect {
     /// The plugin's whole state after the run: every key and its text value.
     #[serde(default)]
     pub state: Option<BTreeMap<String, String>>,
+    /// The requests to other systems the run sent (or planned), in order,
+    /// as `CONNECTION METHOD /path`.
+    #[serde(default)]
+    pub requests: Option<Vec<String>>,
 }
 
 /// How a run ended, as a test expects it.
@@ -184,6 +253,23 @@ pub async fn run_case(
             problem: format!("the input does not match plugin.toml's input schema: {problem}"),
         });
     }
+    let answers = case
+        .http
+        .iter()
+        .map(StatedAnswer::exchange)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|problem| TestingError::Case {
+            file: tests_path.to_owned(),
+            case: case.name.clone(),
+            problem,
+        })?;
+    let names: std::collections::BTreeSet<&String> = manifest
+        .connections
+        .keys()
+        .chain(answers.iter().map(|a| &a.connection))
+        .collect();
+    let connections = Connections::stand_ins(names).map_err(TestingError::Connection)?;
+    let http = HttpTape::answer(answers);
     let sim = crate::start_simulator_with(tenant, case.variants).await?;
     let client = crate::client_of(&sim)?;
     let state = MemoryState::default();
@@ -202,7 +288,12 @@ pub async fn run_case(
             .collect(),
     );
     let request = RunRequest {
-        grant: Grant::exactly(&plugin.name, manifest.capabilities.clone()),
+        grant: Grant {
+            connections: manifest.connections.clone(),
+            ..Grant::exactly(&plugin.name, manifest.capabilities.clone())
+        },
+        connections: Some(Arc::new(connections)),
+        http_tape: Some(http.clone()),
         dry_run: case.dry_run,
         state: Some(Arc::new(state.clone())),
         ..RunRequest::manual(input.to_string())
@@ -211,6 +302,11 @@ pub async fn run_case(
     let after = sim.tenant().to_fixture();
     sim.stop().await;
     let mut problems = check(&case.expect, &report, &after);
+    problems.extend(
+        http.unanswered()
+            .iter()
+            .map(|r| format!("the plugin made a request the case states no answer for: {r}")),
+    );
     if report.outcome.is_ok() && !case.dry_run {
         state.commit(&plugin.name, &report.state);
     }
@@ -255,8 +351,10 @@ async fn replay_case(
         case: case.name.clone(),
         problem: format!("a transcript case takes {what} from the transcript"),
     };
-    if case.input.is_some() || case.fixture.is_some() || case.dry_run {
-        return Err(refuse("its input, organization and dry_run"));
+    if case.input.is_some() || case.fixture.is_some() || case.dry_run || !case.http.is_empty() {
+        return Err(refuse(
+            "its input, organization, dry_run and other systems' answers",
+        ));
     }
     if case.expect.tagged.is_some() {
         return Err(refuse("the organization (so `tagged` cannot be checked):"));
@@ -271,6 +369,7 @@ async fn replay_case(
     // grant's: the recorded scopes and limits stay, so the answers fit.
     let grant = Grant {
         capabilities: manifest.capabilities.clone(),
+        connections: manifest.connections.clone(),
         ..transcript.grant.clone()
     };
     let replay = crate::transcript::replay_under(runner, plugin, &transcript, grant).await?;
@@ -384,6 +483,14 @@ pub fn check(expect: &Expect, report: &RunReport, after: &Fixture) -> Vec<String
             }
         }
     }
+    if let Some(expected) = &expect.requests {
+        let made = requests_made(report);
+        if &made != expected {
+            problems.push(format!(
+                "expected the requests to other systems {expected:?}; the run made {made:?}"
+            ));
+        }
+    }
     if let Some(tagged) = &expect.tagged {
         for (tag, count) in tagged {
             let carried = after
@@ -399,6 +506,30 @@ pub fn check(expect: &Expect, report: &RunReport, after: &Fixture) -> Vec<String
         }
     }
     problems
+}
+
+/// The requests to other systems a run sent or planned, in order, as
+/// `CONNECTION METHOD /path`.
+fn requests_made(report: &RunReport) -> Vec<String> {
+    report
+        .audit
+        .iter()
+        .filter(|r| r.operation == levelhost_core::route::HTTP_OPERATION && r.allowed)
+        .filter(|r| r.stage == levelhost_core::audit::Stage::Done)
+        .map(|r| {
+            let connection = r
+                .targets
+                .iter()
+                .find_map(|t| t.strip_prefix("connection:"))
+                .unwrap_or_default();
+            let request = r
+                .targets
+                .iter()
+                .find_map(|t| t.strip_prefix("http:"))
+                .unwrap_or_default();
+            format!("{connection} {request}")
+        })
+        .collect()
 }
 
 /// Where `actual` does not contain `expected`, as a JSON pointer; `None` when it does.

@@ -104,6 +104,9 @@ pub enum TestingError {
     /// The loopback server that answers a replay could not start.
     #[error("cannot start the replay server")]
     ReplayServer(#[source] std::io::Error),
+    /// A stand-in for a recorded or stated connection could not be set up.
+    #[error("cannot set up a stand-in connection")]
+    Connection(#[source] levelhost_runtime::outbound::ConnectionError),
 }
 
 /// Reads a JSON file into `T`; an error names the file, line and column,

@@ -5,6 +5,8 @@
 //! A transcript holds the input, the component's digest, the grant, every
 //! request the host sent to Level with Level's answer (no headers, so no key;
 //! answers are kept as the client read them, with the key scrubbed), every
+//! request to another system with the answer the plugin was handed
+//! (scrubbed of the connection's credential), every
 //! host call with its verdict, the clock readings and the random seed the
 //! guest saw, and the run's output, failure and plan.
 //!
@@ -12,7 +14,8 @@
 //! answer recorded for the same method, path, query and body (in order, when
 //! the same request was made more than once), so the gate, the host
 //! functions and the plugin run exactly as they did, and no request reaches
-//! Level. A request the transcript has no answer for is answered 400 and
+//! Level; requests to other systems are answered the same way, by connection,
+//! method, path and body, and none is sent. A request the transcript has no answer for is answered 400 and
 //! named in the report: that is where a changed component left the recorded
 //! run's path.
 
@@ -27,6 +30,7 @@ use level_api::transcript::{Exchange, Recorder};
 use level_api::{ApiKey, ClientConfig, LevelClient};
 use levelhost_core::grant::Grant;
 use levelhost_runtime::engine::LoadedPlugin;
+use levelhost_runtime::outbound::{Connections, HttpExchange, HttpTape};
 use levelhost_runtime::runner::{PluginRunner, RunReport, RunRequest};
 use levelhost_runtime::state::{ReadState, StateRecorder};
 use levelhost_runtime::tape::{SavedTape, Tape};
@@ -63,6 +67,9 @@ pub struct Transcript {
     pub tape: SavedTape,
     /// Every request to Level and its answer, in order.
     pub exchanges: Vec<Exchange>,
+    /// Every request to another system and its answer, in the order they ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<HttpExchange>,
     /// Every host call, in order.
     pub calls: Vec<Call>,
     /// The output, when the run succeeded.
@@ -116,6 +123,8 @@ pub struct Recording {
     pub tape: Tape,
     /// What the run reads of its committed state: wrap the run's state store with it.
     pub state: StateRecorder,
+    /// The run's requests to other systems: give it to the run request.
+    pub http: HttpTape,
 }
 
 impl Recording {
@@ -125,6 +134,7 @@ impl Recording {
             recorder: Recorder::new(),
             tape: Tape::record(),
             state: StateRecorder::default(),
+            http: HttpTape::record(),
         }
     }
 
@@ -153,6 +163,7 @@ impl Recording {
             grant,
             tape: self.tape.saved(),
             exchanges: self.recorder.exchanges(),
+            http: self.http.recorded(),
             calls: calls(report),
             output: report.outcome.as_ref().ok().cloned(),
             failure: report.outcome.as_ref().err().map(ToString::to_string),
@@ -275,7 +286,12 @@ pub async fn replay_under(
     };
     let client =
         LevelClient::new(config, ApiKey::new("replayed-no-key")).map_err(TestingError::Client)?;
+    let connections =
+        Connections::stand_ins(grant.connections.keys()).map_err(TestingError::Connection)?;
+    let http = HttpTape::answer(transcript.http.clone());
     let request = RunRequest {
+        connections: Some(Arc::new(connections)),
+        http_tape: Some(http.clone()),
         grant: Grant {
             plugin: plugin.name.clone(),
             ..grant
@@ -287,7 +303,8 @@ pub async fn replay_under(
         ..RunRequest::manual(transcript.input.to_string())
     };
     let report = runner.run(plugin, client, request).await?;
-    let unanswered = server.unanswered();
+    let mut unanswered = server.unanswered();
+    unanswered.extend(http.unanswered());
     server.stop();
     let differences = compare(transcript, &report, &unanswered);
     Ok(Replay {

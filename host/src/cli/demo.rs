@@ -1,9 +1,12 @@
-//! `levelhost demo`: the simulator and the two example plugins, end to end.
+//! `levelhost demo`: the simulator and the example plugins, end to end: a
+//! report, a tagger held to its tags, and an alert posted to a chat through
+//! a connection whose secret URL the plugin never sees.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
+use axum::http::Uri;
 use serde_json::Value;
 
 use super::ExitStatus;
@@ -17,12 +20,12 @@ use levelhost_runtime::engine::LoadedPlugin;
 use levelhost_runtime::runner::{RunReport, RunRequest};
 
 /// The example plugins the demo runs, by crate name.
-const PLUGINS: [&str; 2] = ["device-report", "stale-device-tagger"];
+const PLUGINS: [&str; 3] = ["device-report", "stale-device-tagger", "alert-to-chat"];
 
 /// Arguments of `levelhost demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// A folder holding device_report.wasm and stale_device_tagger.wasm. When
+    /// A folder holding device_report.wasm, stale_device_tagger.wasm and alert_to_chat.wasm. When
     /// absent, the demo builds them from this source tree with cargo.
     #[arg(long)]
     pub plugins: Option<PathBuf>,
@@ -32,7 +35,7 @@ pub struct DemoArgs {
 }
 
 /// The example plugins' manifests, built into the binary.
-const MANIFESTS: [(&str, &str); 2] = [
+const MANIFESTS: [(&str, &str); 3] = [
     (
         "plugins/device-report/plugin.toml",
         include_str!("../../../plugins/device-report/plugin.toml"),
@@ -40,6 +43,10 @@ const MANIFESTS: [(&str, &str); 2] = [
     (
         "plugins/stale-device-tagger/plugin.toml",
         include_str!("../../../plugins/stale-device-tagger/plugin.toml"),
+    ),
+    (
+        "examples/alert-to-chat/plugin.toml",
+        include_str!("../../../examples/alert-to-chat/plugin.toml"),
     ),
 ];
 
@@ -59,9 +66,12 @@ impl DemoArgs {
             plugin.name = manifest.name.clone();
             loaded.push((plugin, manifest));
         }
-        let [(report_plugin, report_manifest), (tagger, tagger_manifest)] =
-            <[_; 2]>::try_from(loaded)
-                .map_err(|_| anyhow::anyhow!("expected two example plugins"))?;
+        let [
+            (report_plugin, report_manifest),
+            (tagger, tagger_manifest),
+            (chat_plugin, chat_manifest),
+        ] = <[_; 3]>::try_from(loaded)
+            .map_err(|_| anyhow::anyhow!("expected three example plugins"))?;
 
         let sim = Simulator::start(SimConfig::default(), Simulator::seeded()).await?;
         let client =
@@ -200,6 +210,7 @@ impl DemoArgs {
             "\nThe simulator now shows tag {tag:?} on {carrying} devices; \"vip\" is untouched ({} devices).",
             vip_now.unwrap_or(0)
         );
+        alert_to_chat(&runner, chat_plugin, &chat_manifest, &read_only).await?;
         sim.stop().await;
         if tagged_again != 0 {
             bail!("the second tagger run changed {tagged_again} devices; it should change none");
@@ -209,6 +220,119 @@ impl DemoArgs {
         }
         Ok(ExitStatus::Success)
     }
+}
+
+/// The secret part of the demo chat's incoming-webhook URL: only the host holds it.
+const CHAT_SECRET: &str = "services/T0DEMO/B0DEMO/s3cr3t-w3bh00k-t0k3n";
+
+/// Runs alert-to-chat on an `alert_active` event for the simulator's first
+/// active alert, posting to a chat on loopback (standing in for a Teams or
+/// Slack incoming webhook) through a secret-URL connection; shows what the
+/// chat received and that the secret never reached the plugin.
+async fn alert_to_chat(
+    runner: &levelhost_runtime::runner::PluginRunner,
+    plugin: LoadedPlugin,
+    manifest: &PluginManifest,
+    client: &LevelClient,
+) -> anyhow::Result<()> {
+    use levelhost_runtime::outbound::{ConnectionSpec, Connections, Credential};
+    let alerts = client
+        .list_alerts(
+            &level_api::AlertQuery {
+                status: Some("active".to_owned()),
+                ..Default::default()
+            },
+            &level_api::PageParams::default(),
+        )
+        .await?;
+    let alert = alerts
+        .data
+        .first()
+        .context("the simulator has no active alert")?;
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let kept = received.clone();
+    let chat = axum::Router::new().fallback(move |uri: Uri, body: String| {
+        let kept = kept.clone();
+        async move {
+            kept.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((uri.path().to_owned(), body));
+            "1"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move { axum::serve(listener, chat).await });
+    let connections = Connections::new([ConnectionSpec {
+        name: "chat".to_owned(),
+        url: format!("http://{addr}/{CHAT_SECRET}"),
+        credential: Credential::SecretUrl,
+        // The stand-in chat is on loopback; a real one is not.
+        allow_private_network: true,
+    }])?;
+    let grant = Grant {
+        plugin: manifest.name.clone(),
+        connections: manifest.connections.clone(),
+        capabilities: manifest.capabilities.clone(),
+        scopes: Scopes::default(),
+        limits: Limits::default(),
+    };
+    let event = serde_json::json!({"event": {
+        "event_type": "alert_active",
+        "event_id": "demo-1",
+        "occurred_at": level_api::clock::now(),
+        "data": alert,
+    }});
+    println!(
+        "\n▶ alert-to-chat on an alert_active event ({} on {}); grant: {}",
+        alert.name,
+        alert.device_hostname.as_deref().unwrap_or("?"),
+        manifest.asks()
+    );
+    println!(
+        "  chat: a secret-URL connection, http://{addr}/[secret] (a loopback stand-in for a Teams webhook)"
+    );
+    let request = RunRequest {
+        grant,
+        connections: Some(std::sync::Arc::new(connections)),
+        ..RunRequest::manual(event.to_string())
+    };
+    let report = runner.run(&plugin, client.clone(), request).await?;
+    server.abort();
+    let output = report
+        .outcome
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("alert-to-chat failed: {e}"))?;
+    let received = received
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let [(path, body)] = received.as_slice() else {
+        bail!(
+            "the chat received {} messages; expected one",
+            received.len()
+        );
+    };
+    println!("  the chat received at /[secret]: {body}");
+    if let Some(record) = report.audit.iter().find(|r| r.operation == "http-request") {
+        println!(
+            "  audit: {} {} → {}",
+            record.operation,
+            record.targets.join(" "),
+            record.upstream_status.unwrap_or(0)
+        );
+    }
+    let seen_by_plugin = output.to_string()
+        + &report
+            .logs
+            .iter()
+            .map(|l| l.message.clone())
+            .collect::<String>();
+    if path.trim_start_matches('/') != CHAT_SECRET || seen_by_plugin.contains(CHAT_SECRET) {
+        bail!("the chat's secret URL was not kept from the plugin");
+    }
+    println!("  the plugin named only \"https://chat/\"; the secret URL never reached it");
+    Ok(())
 }
 
 fn print_report(r: &Value) {

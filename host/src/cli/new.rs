@@ -83,6 +83,10 @@ const SDK_TS_STATE: (&str, &str) = (
     include_str!("../../../plugins/sdk-js/levelhost-state.d.ts"),
 );
 /// The Python SDK's state helpers.
+const SDK_PYTHON_HTTP: (&str, &str) = (
+    "levelhost_http.py",
+    include_str!("../../../plugins/sdk-python/levelhost_http.py"),
+);
 const SDK_PYTHON_STATE: (&str, &str) = (
     "levelhost_state.py",
     include_str!("../../../plugins/sdk-python/levelhost_state.py"),
@@ -111,17 +115,17 @@ fn sdk_note(lang: Lang) -> &'static str {
         Lang::Js => {
             "- `levelhost.js`: the SDK: `plugin()` turns exceptions into run errors with their stack, \
              `pages()` walks a Level list, `log` writes structured logs; `console.log` goes to the run's logs. \
-             `levelhost-state.js`: the plugin's state (`increment`, `getJson`, `setJson`, `entries`)."
+             `levelhost-state.js`: the plugin's state (`increment`, `getJson`, `setJson`, `entries`).              Connections: `run` may be `async`; call them with `fetch('https://ticketing/api/Tickets', ...)`              or `await call('POST', 'https://ticketing/api/Tickets', body)` once plugin.toml names their routes."
         }
         Lang::Ts => {
             "- `levelhost.js` and `levelhost.d.ts`: the SDK and its types: `plugin()` turns exceptions into run \
              errors with their stack, `pages()` walks a Level list, `log` writes structured logs. \
-             `levelhost-state.js` (and `.d.ts`): the plugin's state (`increment`, `getJson`, `setJson`, `entries`)."
+             `levelhost-state.js` (and `.d.ts`): the plugin's state (`increment`, `getJson`, `setJson`, `entries`).              Connections: `run` may be `async`; call them with `fetch('https://ticketing/api/Tickets', ...)`              or `await call('POST', 'https://ticketing/api/Tickets', body)` once plugin.toml names their routes."
         }
         Lang::Python => {
             "- `levelhost.py`: the SDK: `plugin()` turns exceptions into run errors with their traceback, \
              `pages()` walks a Level list, `log` writes structured logs; `print` goes to the run's logs. \
-             `levelhost_state.py`: the plugin's state (`increment`, `get_json`, `set_json`, `entries`)."
+             `levelhost_state.py`: the plugin's state (`increment`, `get_json`, `set_json`, `entries`).              `levelhost_http.py`: connections, once plugin.toml names their routes              (`http.post(\"https://ticketing/api/Tickets\", json=ticket).json()`)."
         }
         Lang::Go => {
             "- `levelhost/levelhost.go`: the SDK: `Plugin` turns errors and panics into run errors, `Walk` \
@@ -202,6 +206,7 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
             ("app.py", include_str!("../../templates/python/app.py.tmpl")),
             SDK_PYTHON,
             SDK_PYTHON_STATE,
+            SDK_PYTHON_HTTP,
             (
                 "plugin.toml",
                 include_str!("../../templates/python/plugin.toml.tmpl"),
@@ -382,7 +387,7 @@ impl BuildArgs {
         let source = levelhost_core::location::Source::read(&manifest_path)?;
         let manifest =
             levelhost_core::manifest::PluginManifest::parse(&manifest_path, &source.text)?;
-        let wit = narrowed_wit(&self.dir, &manifest.capabilities)?;
+        let wit = narrowed_wit(&self.dir, &manifest)?;
         let levelhost = std::env::current_exe().context("cannot find the levelhost executable")?;
         let status = Command::new("bash")
             .arg(&script)
@@ -425,7 +430,7 @@ impl BuildArgs {
             manifest.name,
             manifest.version,
             started.elapsed(),
-            levelhost_core::capability::join(&manifest.capabilities)
+            manifest.asks()
         );
         Ok(ExitStatus::Success)
     }
@@ -443,7 +448,7 @@ const NARROWED_WIT: &str = ".levelhost/wit";
 /// cover (and `log`), and returns that directory.
 fn narrowed_wit(
     project: &Path,
-    capabilities: &levelhost_core::capability::CapabilitySet,
+    manifest: &levelhost_core::manifest::PluginManifest,
 ) -> anyhow::Result<PathBuf> {
     let from = project.join("wit");
     let to = project.join(NARROWED_WIT);
@@ -467,15 +472,41 @@ fn narrowed_wit(
             Some(_) => {}
         }
     }
+    let http = !manifest.connections.is_empty();
+    if http {
+        let deps = to.join("deps");
+        std::fs::create_dir_all(&deps)
+            .with_context(|| format!("cannot create {}", deps.display()))?;
+        for (name, text) in WASI_WIT {
+            std::fs::write(deps.join(name), text)
+                .with_context(|| format!("cannot write {}", deps.join(name).display()))?;
+        }
+    }
     let worlds = to.join("worlds.wit");
-    std::fs::write(&worlds, narrowed_world(capabilities))
+    std::fs::write(&worlds, narrowed_world(&manifest.capabilities, http))
         .with_context(|| format!("cannot write {}", worlds.display()))?;
     // build.sh changes into the project first: hand it a path that holds from anywhere.
     std::fs::canonicalize(&to).with_context(|| format!("cannot find {}", to.display()))
 }
 
-/// The `plugin` world, importing the `level:api` interfaces `capabilities` cover, and `log`.
-fn narrowed_world(capabilities: &levelhost_core::capability::CapabilitySet) -> String {
+/// The WASI packages `wasi:http` needs, as the host links them (see `host/wit-deps/README.md`).
+const WASI_WIT: [(&str, &str); 7] = [
+    ("cli.wit", include_str!("../../wit-deps/cli.wit")),
+    ("clocks.wit", include_str!("../../wit-deps/clocks.wit")),
+    (
+        "filesystem.wit",
+        include_str!("../../wit-deps/filesystem.wit"),
+    ),
+    ("http.wit", include_str!("../../wit-deps/http.wit")),
+    ("io.wit", include_str!("../../wit-deps/io.wit")),
+    ("random.wit", include_str!("../../wit-deps/random.wit")),
+    ("sockets.wit", include_str!("../../wit-deps/sockets.wit")),
+];
+
+/// The `plugin` world, importing the `level:api` interfaces `capabilities`
+/// cover, and `log`; and `wasi:http`'s outgoing handler when the plugin
+/// calls connections (`http`).
+fn narrowed_world(capabilities: &levelhost_core::capability::CapabilitySet, http: bool) -> String {
     use levelhost_core::capability::Resource;
     let mut text = String::from(
         "// Written by `levelhost build` from plugin.toml's capabilities: the\n\
@@ -490,7 +521,14 @@ fn narrowed_world(capabilities: &levelhost_core::capability::CapabilitySet) -> S
             text.push_str(&format!("    import {};\n", resource.name()));
         }
     }
-    text.push_str("    import log;\n\n    export handler;\n}\n");
+    text.push_str("    import log;\n");
+    if http {
+        text.push_str(
+            "\n    /// Requests to the connections plugin.toml names, through the host's gate.\n    \
+             import wasi:http/outgoing-handler@0.2.12;\n",
+        );
+    }
+    text.push_str("\n    export handler;\n}\n");
     text
 }
 
@@ -504,9 +542,11 @@ mod tests {
             .iter()
             .map(|c| c.parse().unwrap())
             .collect();
-        let world = narrowed_world(&caps);
+        let world = narrowed_world(&caps, false);
         assert!(world.contains("import devices;") && world.contains("import tags;"));
         assert_eq!(world.matches("import tags;").count(), 1);
         assert!(!world.contains("import groups;") && world.contains("import log;"));
+        assert!(!world.contains("wasi:http"));
+        assert!(narrowed_world(&caps, true).contains("import wasi:http/outgoing-handler@0.2.12;"));
     }
 }

@@ -97,6 +97,7 @@ impl RunArgs {
             echo_logs: true,
             tape: recording.as_ref().map(|r| r.tape.clone()),
             state: recording.as_ref().map(|r| r.state.clone()),
+            http_tape: recording.as_ref().map(|r| r.http.clone()),
         };
         let run_id = claimed.id.clone();
         tokio::select! {
@@ -274,6 +275,7 @@ pub(crate) async fn run_on(
             r.state
                 .wrap(Arc::new(levelhost_runtime::state::MemoryState::default()))
         }),
+        http_tape: recording.map(|r| r.http.clone()),
         ..RunRequest::manual(input.to_string())
     };
     Ok((runner.run(&plugin, client, request).await?, grant))

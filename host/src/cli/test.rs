@@ -53,7 +53,7 @@ impl TestArgs {
             "running {} tests of {} against the simulator, with its grant: {}",
             selected.len(),
             manifest.name,
-            levelhost_core::capability::join(&manifest.capabilities)
+            manifest.asks()
         );
         let (mut passed, mut failed) = (0, 0);
         for case in selected {

@@ -182,6 +182,43 @@ fn stale_tagger(project: &Path, lang: &str) {
     );
 }
 
+/// Puts each alert example of `lang` (`examples/alert-to-chat`,
+/// `examples/alert-to-ticket`) into a built project of that language, builds
+/// it and runs the example's tests: the same plugin and tests in Rust,
+/// JavaScript and Python, under a grant of exactly plugin.toml's routes,
+/// the connections' answers stated by each case (issue 25).
+fn alert_examples(project: &Path, lang: &str) {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    for (example, cases, asks) in [
+        ("alert-to-chat", 3, "on connection chat: POST /"),
+        (
+            "alert-to-ticket",
+            4,
+            "state:read, state:write; on connection ticketing: POST /tickets, POST /tickets/*/close",
+        ),
+    ] {
+        let from = examples.join(example);
+        copy_tree(&from.join(lang), project);
+        for file in ["plugin.toml", "tests.toml"] {
+            std::fs::copy(from.join(file), project.join(file)).unwrap();
+        }
+        let out = levelhost(&["build"], project);
+        assert!(
+            out.status.success(),
+            "{lang} {example} build: {}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains(asks), "{lang}: {}", stderr(&out));
+        let out = levelhost(&["test"], project);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains(&format!("{cases} passed, 0 failed")),
+            "{lang} {example} tests: {stdout}{}",
+            stderr(&out)
+        );
+    }
+}
+
 fn copy_tree(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -262,6 +299,35 @@ fn rust() {
         "{stdout}"
     );
 
+    // The Rust alert examples (examples/alert-*/rust) pass the same tests as
+    // their JavaScript and Python twins.
+    for (example, wasm, cases) in [
+        ("alert-to-chat", test_programs_artifacts::ALERT_TO_CHAT, 3),
+        (
+            "alert-to-ticket",
+            test_programs_artifacts::ALERT_TO_TICKET,
+            4,
+        ),
+    ] {
+        let dir = project.join(example);
+        std::fs::create_dir(&dir).unwrap();
+        for file in ["plugin.toml", "tests.toml"] {
+            std::fs::copy(
+                root.join("examples").join(example).join(file),
+                dir.join(file),
+            )
+            .unwrap();
+        }
+        std::fs::copy(wasm, dir.join("plugin.wasm")).unwrap();
+        let out = levelhost(&["test", example], &project);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains(&format!("{cases} passed, 0 failed")),
+            "{example}: {stdout}{}",
+            stderr(&out)
+        );
+    }
+
     // run --sim checks the input against plugin.toml's schema.
     let manifest = std::fs::read_to_string(project.join("plugin.toml")).unwrap();
     std::fs::write(
@@ -296,6 +362,7 @@ fn javascript() {
         "{err}"
     );
     stale_tagger(&project, "js");
+    alert_examples(&project, "js");
 }
 
 #[test]
@@ -322,6 +389,7 @@ fn python() {
         "{err}"
     );
     stale_tagger(&project, "python");
+    alert_examples(&project, "python");
 }
 
 #[test]

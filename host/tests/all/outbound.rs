@@ -350,7 +350,8 @@ async fn every_trick_is_denied_and_nothing_is_sent() {
             true,
         ),
         connection("other", &url, Credential::None, true),
-        connection("plain", &url, Credential::None, true),
+        // Plain http on a public network: a plugin's https is never sent over it.
+        connection("plain", "http://plain.example", Credential::None, false),
         // A name resolving to loopback, without the switch.
         connection(
             "local",
@@ -669,6 +670,27 @@ fn write_config(dir: &std::path::Path, sim: &str, extra: &str) -> PathBuf {
         "name = \"notify\"\nversion = \"1.0.0\"\ndescription = \"Posts to chat.\"\ncapabilities = []\n",
     )
     .unwrap();
+    chat_config(
+        dir,
+        sim,
+        "notify",
+        test_programs_artifacts::OUTBOUND,
+        &dir.join("notify.toml"),
+        extra,
+    )
+}
+
+/// Writes a config in `dir` whose plugin `plugin` (`component`, described by
+/// `manifest`) may call `chat` (a secret URL, from `TEST_CHAT_URL`) on
+/// `POST /` only, with a read-only key from `TEST_LEVEL_KEY`; `extra` is appended.
+fn chat_config(
+    dir: &std::path::Path,
+    sim: &str,
+    plugin: &str,
+    component: &str,
+    manifest: &std::path::Path,
+    extra: &str,
+) -> PathBuf {
     let config = dir.join("levelhost.toml");
     std::fs::write(
         &config,
@@ -691,15 +713,15 @@ auth = "secret-url"
 url = "env:TEST_CHAT_URL"
 allow_private_network = true
 
-[plugins.notify]
+[plugins.{plugin}]
 component = "{component}"
-manifest = "notify.toml"
+manifest = "{manifest}"
 key = "ro"
 
-[plugins.notify.connections.chat]
+[plugins.{plugin}.connections.chat]
 routes = ["POST /"]
 {extra}"#,
-            component = test_programs_artifacts::OUTBOUND,
+            manifest = manifest.display(),
         ),
     )
     .unwrap();
@@ -861,4 +883,120 @@ async fn an_oauth2_connection_fetches_its_token_and_keeps_it_from_the_plugin() {
         2,
         "{received:?}"
     );
+}
+
+/// Issue 25: the alert-to-chat example (its Rust build) posts an active
+/// alert to a chat webhook (httpbin standing in for Teams) through a
+/// secret-URL connection, under exactly its route; `--record` keeps the
+/// exchange without the secret, and `replay` answers it again with nothing
+/// sent (httpbin's log is the oracle); a replay of a changed request names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_to_chat_posts_an_alert_and_its_recording_replays_without_sending() {
+    let bin = Httpbin::start();
+    let sim = level_sim::Simulator::start(
+        level_sim::SimConfig {
+            rate_limit: None,
+            ..level_sim::SimConfig::default()
+        },
+        level_sim::Simulator::seeded(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret_path = "services/T0001/B0002/Al3rtS3cr3tP4th";
+    let chat_url = format!("{}/anything/{secret_path}", bin.url());
+    let manifest = std::path::absolute(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/alert-to-chat/plugin.toml"
+    ))
+    .unwrap();
+    let config = chat_config(
+        dir.path(),
+        &sim.base_url(),
+        "alert-to-chat",
+        test_programs_artifacts::ALERT_TO_CHAT,
+        &manifest,
+        "",
+    );
+    let levelhost = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+            .args(args)
+            .env("TEST_LEVEL_KEY", sim.read_only_key())
+            .env("TEST_CHAT_URL", &chat_url)
+            .env_remove("LEVELHOST_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let event = json!({"event": {
+        "event_type": "alert_active",
+        "event_id": "e-1",
+        "occurred_at": "2026-12-03T09:00:00.000Z",
+        "data": {"id": "A1", "device_id": "D1", "device_hostname": "ws-1", "name": "Disk almost full",
+                 "description": "C: is 95% full", "severity": "critical", "is_resolved": false},
+    }})
+    .to_string();
+    let recording = dir.path().join("chat.json");
+    let (ok, out, err) = levelhost(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "alert-to-chat",
+        "--input",
+        &event,
+        "--record",
+        recording.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}{err}");
+    let output: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        output,
+        json!({"posted": true, "text": "[critical] Disk almost full on ws-1: C: is 95% full"})
+    );
+    let received = bin.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert!(
+        received[0].starts_with(&format!("POST /anything/{secret_path}")),
+        "{received:?}"
+    );
+    assert!(!err.contains("Al3rtS3cr3t") && !out.contains("Al3rtS3cr3t"));
+
+    // The transcript holds the exchange, with httpbin's echo of the secret URL scrubbed.
+    let text = std::fs::read_to_string(&recording).unwrap();
+    assert!(!text.contains("Al3rtS3cr3t"), "{text}");
+    let transcript: Value = serde_json::from_str(&text).unwrap();
+    let http = transcript["http"].as_array().unwrap();
+    assert_eq!(http.len(), 1, "{text}");
+    assert_eq!(
+        (
+            &http[0]["connection"],
+            &http[0]["method"],
+            &http[0]["path"],
+            &http[0]["status"]
+        ),
+        (&json!("chat"), &json!("POST"), &json!("/"), &json!(200))
+    );
+    assert_eq!(
+        http[0]["request"],
+        json!({"text": "[critical] Disk almost full on ws-1: C: is 95% full"})
+    );
+
+    // Replayed: the same run, answered from the transcript, nothing sent.
+    let (ok, out, err) = levelhost(&["replay", recording.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(bin.received().len(), 1, "the replay sent a request");
+
+    // A recording whose request differs from what the plugin sends now: the
+    // replay names the request it had no answer for, and still sends nothing.
+    let mut changed = transcript.clone();
+    changed["http"][0]["request"] = json!({"text": "something else"});
+    std::fs::write(&recording, changed.to_string()).unwrap();
+    let (ok, out, err) = levelhost(&["replay", recording.to_str().unwrap()]);
+    assert!(!ok, "{out}{err}");
+    assert!(err.contains("chat POST /"), "{err}");
+    assert_eq!(bin.received().len(), 1, "the replay sent a request");
 }

@@ -410,6 +410,20 @@ impl Connections {
         Ok(Self(out))
     }
 
+    /// Stand-ins for the connections called `names`, for a run whose
+    /// requests are answered from a recording and never sent: no address,
+    /// no credential.
+    pub fn stand_ins<'a>(
+        names: impl IntoIterator<Item = &'a String>,
+    ) -> Result<Self, ConnectionError> {
+        Self::new(names.into_iter().map(|name| ConnectionSpec {
+            name: name.clone(),
+            url: format!("https://{name}.invalid/"),
+            credential: Credential::None,
+            allow_private_network: false,
+        }))
+    }
+
     /// The connection called `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<Connection>> {
         self.0.get(name)

@@ -19,6 +19,7 @@
 
 pub mod connection;
 pub mod scrub;
+pub mod tape;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -35,6 +36,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 use crate::audit::{AuditLog, AuditRecord};
 use crate::level::{RunInfo, SharedGate};
 pub use connection::{Connection, ConnectionError, ConnectionSpec, Connections, Credential};
+pub use tape::{HttpExchange, HttpTape, RecordedBody};
 
 /// What a run's requests to other systems left behind, shared with the
 /// tasks their answers arrive on.
@@ -59,6 +61,7 @@ pub struct Outbound {
     dry_run: bool,
     deadline: tokio::time::Instant,
     exchanges: Arc<Mutex<Exchanges>>,
+    tape: Option<HttpTape>,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -81,6 +84,7 @@ struct Allowed {
     audit: Option<AuditLog>,
     dry_run: bool,
     exchanges: Arc<Mutex<Exchanges>>,
+    tape: Option<HttpTape>,
     max_call: usize,
     max_response: usize,
     started: Instant,
@@ -104,7 +108,15 @@ impl Outbound {
             dry_run,
             deadline,
             exchanges: Arc::default(),
+            tape: None,
         }
+    }
+
+    /// Records the run's exchanges on `tape`, or answers them from it.
+    #[must_use]
+    pub fn with_tape(mut self, tape: Option<HttpTape>) -> Self {
+        self.tape = tape;
+        self
     }
 
     /// What the run's requests left behind.
@@ -162,11 +174,17 @@ impl Outbound {
             Err(e) => return deny(&mut record, e.to_string()),
         };
         record.targets.push(route::request_target(&method, &path));
-        if parts.uri.scheme_str() == Some("https") && connection.is_plain_http() {
+        // The connection's URL decides the transport. A plugin asking for
+        // https is sent over plain http only where the operator allowed the
+        // private network (an intranet system, a stand-in on loopback).
+        if parts.uri.scheme_str() == Some("https")
+            && connection.is_plain_http()
+            && !connection.allows_private_network()
+        {
             return deny(
                 &mut record,
                 format!(
-                    "connection {name} is plain http; a request asking for https is never sent over http"
+                    "connection {name} is plain http on a public network; a request asking for https is never sent over http"
                 ),
             );
         }
@@ -223,6 +241,7 @@ impl Outbound {
                 audit: self.audit.clone(),
                 dry_run: self.dry_run,
                 exchanges: self.exchanges.clone(),
+                tape: self.tape.clone(),
                 max_call: levelhost_core::grant::Limits::bytes(max_call_kb),
                 max_response: levelhost_core::grant::Limits::bytes(max_response_kb),
                 started: Instant::now(),
@@ -445,6 +464,14 @@ impl Allowed {
         &self,
         body: Vec<u8>,
     ) -> Result<(http::StatusCode, http::HeaderMap, Vec<u8>), (HttpError, String)> {
+        let shown_path = match &self.path.query {
+            Some(query) => format!("{}?{query}", self.path.raw),
+            None => self.path.raw.clone(),
+        };
+        if let Some(tape) = self.tape.as_ref().filter(|t| t.answers()) {
+            return self.answered(tape, &shown_path, &body);
+        }
+        let request_json = self.tape.is_some().then(|| body_json(&body));
         let connection = &self.connection;
         let url = connection.url_for(&self.path.raw, self.path.query.as_deref());
         let method = reqwest::Method::from_bytes(self.method.as_bytes()).map_err(|_| {
@@ -519,7 +546,50 @@ impl Allowed {
             }
         }
         let (answer, _) = secrets.scrub(&answer);
+        if let Some(tape) = &self.tape {
+            tape.keep(HttpExchange {
+                connection: connection.name.clone(),
+                method: self.method.clone(),
+                path: shown_path,
+                request: request_json,
+                status: status.as_u16(),
+                headers: headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+                    .collect(),
+                body: RecordedBody::of(&answer),
+            });
+        }
         Ok((status, headers, answer))
+    }
+
+    /// The recorded answer to this request, sent nowhere.
+    fn answered(
+        &self,
+        tape: &HttpTape,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(http::StatusCode, http::HeaderMap, Vec<u8>), (HttpError, String)> {
+        let name = &self.connection.name;
+        let Some(exchange) = tape.find(name, &self.method, path, &body_json(body)) else {
+            let why = format!(
+                "levelhost replay: no recorded answer for {name} {} {path}",
+                self.method
+            );
+            return Err((HttpError::InternalError(Some(why.clone())), why));
+        };
+        let status =
+            http::StatusCode::from_u16(exchange.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+        let mut headers = http::HeaderMap::new();
+        for (n, v) in &exchange.headers {
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(n.as_bytes()),
+                http::HeaderValue::from_str(v),
+            ) {
+                headers.append(n, v);
+            }
+        }
+        Ok((status, headers, exchange.body.bytes()))
     }
 }
 
