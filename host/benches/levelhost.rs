@@ -839,6 +839,34 @@ fn b2() -> String {
     )
 }
 
+/// Times `direct` and `through` `rounds` times each, alternating which goes
+/// first: the stats of each, and the median of the rounds' paired
+/// differences (`through` − `direct`) in seconds, which the machine's noise
+/// moves less than it moves each p50.
+async fn paired<D, DF, T, TF>(rounds: usize, direct: D, through: T) -> (Stats, Stats, f64)
+where
+    D: Fn() -> DF,
+    DF: Future<Output = Duration>,
+    T: Fn() -> TF,
+    TF: Future<Output = Duration>,
+{
+    let (mut d, mut t, mut added) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..rounds {
+        let (a, b) = if i % 2 == 0 {
+            let a = direct().await;
+            (a, through().await)
+        } else {
+            let b = through().await;
+            (direct().await, b)
+        };
+        added.push(b.as_secs_f64() - a.as_secs_f64());
+        d.push(a);
+        t.push(b);
+    }
+    added.sort_by(f64::total_cmp);
+    (stats(d), stats(t), added[added.len() / 2])
+}
+
 /// B3: a Level call through the client, against the same request sent with
 /// reqwest directly. The two alternate, in turns of order, and the added
 /// latency is the median of the paired differences, which the machine's
@@ -866,25 +894,8 @@ async fn b3(sim: &Simulator, client: &LevelClient, n: usize) -> String {
         std::hint::black_box(client.get_tag(&tag).await.expect("get_tag"));
         start.elapsed()
     };
-    let rounds = n * 2;
-    let mut direct = Vec::with_capacity(rounds);
-    let mut through = Vec::with_capacity(rounds);
-    let mut added = Vec::with_capacity(rounds);
-    for i in 0..rounds {
-        let (d, t) = if i % 2 == 0 {
-            let d = direct_call().await;
-            (d, client_call().await)
-        } else {
-            let t = client_call().await;
-            (direct_call().await, t)
-        };
-        direct.push(d);
-        through.push(t);
-        added.push(t.as_secs_f64() - d.as_secs_f64());
-    }
-    added.sort_by(f64::total_cmp);
-    let added = added[added.len() / 2].max(0.0);
-    let (direct, through) = (stats(direct), stats(through));
+    let (direct, through, added) = paired(n * 2, direct_call, client_call).await;
+    let added = added.max(0.0);
     format!(
         "| B3 | a Level call on loopback through levelhost's client (p50) | {} | reqwest directly: {} | +{:.1} µs ({:.1}% of the round trip, median of paired differences) |\n",
         us(through.p50),
@@ -976,23 +987,8 @@ async fn b12(runner: &PluginRunner, client: &LevelClient, rounds: usize) -> Stri
         start.elapsed() / PER_RUN as u32
     };
     through().await;
-    let (mut d, mut t, mut added) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..rounds {
-        let (a, b) = if i % 2 == 0 {
-            let a = direct().await;
-            (a, through().await)
-        } else {
-            let b = through().await;
-            (direct().await, b)
-        };
-        added.push(b.as_secs_f64() - a.as_secs_f64());
-        d.push(a);
-        t.push(b);
-    }
+    let (d, t, added) = paired(rounds, direct, through).await;
     server.abort();
-    added.sort_by(f64::total_cmp);
-    let added = added[added.len() / 2];
-    let (d, t) = (stats(d), stats(t));
     format!(
         "| B12 | a request to another system through a connection, on loopback (p50 per request) | {} | reqwest directly: {} | {:+.1} µs ({:+.1}% of the round trip, median of paired differences) |\n",
         us(t.p50),

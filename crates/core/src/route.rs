@@ -286,6 +286,17 @@ pub fn connection_target(name: &str) -> String {
     format!("connection:{name}")
 }
 
+/// The connection a record's targets name ([`connection_target`]), if any.
+pub fn connection_of(targets: &[String]) -> Option<&str> {
+    targets.iter().find_map(|t| t.strip_prefix("connection:"))
+}
+
+/// The request a record's targets name ([`request_target`]) as
+/// `METHOD /path`, if any.
+pub fn request_of(targets: &[String]) -> Option<&str> {
+    targets.iter().find_map(|t| t.strip_prefix("http:"))
+}
+
 /// The audit and plan target naming a request: `http:POST /api/Tickets`.
 pub fn request_target(method: &str, path: &RequestPath) -> String {
     format!("http:{method} {}", path.decoded())
@@ -297,6 +308,15 @@ pub const HTTP_OPERATION: &str = "http-request";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_records_targets_give_back_its_connection_and_request() {
+        let path = RequestPath::parse("/api/Tickets?x=1").unwrap();
+        let targets = vec![connection_target("psa"), request_target("POST", &path)];
+        assert_eq!(connection_of(&targets), Some("psa"));
+        assert_eq!(request_of(&targets), Some("POST /api/Tickets"));
+        assert_eq!(connection_of(&["tag:x".to_owned()]), None);
+    }
 
     fn route(text: &str) -> Route {
         text.parse().unwrap()

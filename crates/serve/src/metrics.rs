@@ -256,11 +256,8 @@ impl Metrics {
             .iter()
             .filter(|r| r.operation == levelhost_core::route::HTTP_OPERATION)
         {
-            let connection = record
-                .targets
-                .iter()
-                .find_map(|t| t.strip_prefix("connection:"))
-                .unwrap_or_default();
+            let connection =
+                levelhost_core::route::connection_of(&record.targets).unwrap_or_default();
             let verdict = if !record.allowed {
                 "denied"
             } else if record.dry_run {

@@ -47,6 +47,7 @@ use level_sim::{Fixture, Tenant};
 use levelhost_core::grant::Grant;
 use levelhost_core::location::{FileError, Source};
 use levelhost_core::manifest::PluginManifest;
+use levelhost_core::route;
 use levelhost_runtime::engine::LoadedPlugin;
 use levelhost_runtime::outbound::{Connections, HttpExchange, HttpTape, RecordedBody};
 use levelhost_runtime::runner::{PluginRunner, RunReport, RunRequest};
@@ -514,20 +515,14 @@ fn requests_made(report: &RunReport) -> Vec<String> {
     report
         .audit
         .iter()
-        .filter(|r| r.operation == levelhost_core::route::HTTP_OPERATION && r.allowed)
+        .filter(|r| r.operation == route::HTTP_OPERATION && r.allowed)
         .filter(|r| r.stage == levelhost_core::audit::Stage::Done)
         .map(|r| {
-            let connection = r
-                .targets
-                .iter()
-                .find_map(|t| t.strip_prefix("connection:"))
-                .unwrap_or_default();
-            let request = r
-                .targets
-                .iter()
-                .find_map(|t| t.strip_prefix("http:"))
-                .unwrap_or_default();
-            format!("{connection} {request}")
+            format!(
+                "{} {}",
+                route::connection_of(&r.targets).unwrap_or_default(),
+                route::request_of(&r.targets).unwrap_or_default()
+            )
         })
         .collect()
 }

@@ -314,7 +314,11 @@ async fn alert_to_chat(
         );
     };
     println!("  the chat received at /[secret]: {body}");
-    if let Some(record) = report.audit.iter().find(|r| r.operation == "http-request") {
+    if let Some(record) = report
+        .audit
+        .iter()
+        .find(|r| r.operation == levelhost_core::route::HTTP_OPERATION)
+    {
         println!(
             "  audit: {} {} → {}",
             record.operation,

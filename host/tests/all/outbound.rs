@@ -680,6 +680,24 @@ fn write_config(dir: &std::path::Path, sim: &str, extra: &str) -> PathBuf {
     )
 }
 
+/// Runs `levelhost ARGS` with the simulator's read-only key in
+/// `TEST_LEVEL_KEY` and `chat_url` in `TEST_CHAT_URL` (as [`chat_config`]
+/// reads them): whether it succeeded, its stdout and its stderr.
+fn chat_cli(args: &[&str], sim: &level_sim::Simulator, chat_url: &str) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+        .args(args)
+        .env("TEST_LEVEL_KEY", sim.read_only_key())
+        .env("TEST_CHAT_URL", chat_url)
+        .env_remove("LEVELHOST_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Writes a config in `dir` whose plugin `plugin` (`component`, described by
 /// `manifest`) may call `chat` (a secret URL, from `TEST_CHAT_URL`) on
 /// `POST /` only, with a read-only key from `TEST_LEVEL_KEY`; `extra` is appended.
@@ -736,34 +754,15 @@ routes = ["POST /"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_url_connection_from_the_config_posts_and_stays_secret() {
     let bin = Httpbin::start();
-    let sim = level_sim::Simulator::start(
-        level_sim::SimConfig {
-            rate_limit: None,
-            ..level_sim::SimConfig::default()
-        },
-        level_sim::Simulator::seeded(),
-    )
-    .await
-    .unwrap();
+    let sim = crate::support::simulator(level_sim::Simulator::seeded(), |_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let secret_path = "services/T0001/B0002/Xs3cr3tW3bh00kP4th";
     let chat_url = format!("{}/anything/{secret_path}", bin.url());
     let config = write_config(dir.path(), &sim.base_url(), "");
     let levelhost = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_levelhost"))
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .env("TEST_LEVEL_KEY", sim.read_only_key())
-            .env("TEST_CHAT_URL", &chat_url)
-            .env_remove("LEVELHOST_CONFIG")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
+        let config = config.to_str().unwrap();
+        let (ok, out, err) = chat_cli(&[args, &["--config", config]].concat(), &sim, &chat_url);
+        (ok, out + &err)
     };
     let (ok, text) = levelhost(&["check", "--offline"]);
     assert!(ok, "{text}");
@@ -893,15 +892,7 @@ async fn an_oauth2_connection_fetches_its_token_and_keeps_it_from_the_plugin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_to_chat_posts_an_alert_and_its_recording_replays_without_sending() {
     let bin = Httpbin::start();
-    let sim = level_sim::Simulator::start(
-        level_sim::SimConfig {
-            rate_limit: None,
-            ..level_sim::SimConfig::default()
-        },
-        level_sim::Simulator::seeded(),
-    )
-    .await
-    .unwrap();
+    let sim = crate::support::simulator(level_sim::Simulator::seeded(), |_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let secret_path = "services/T0001/B0002/Al3rtS3cr3tP4th";
     let chat_url = format!("{}/anything/{secret_path}", bin.url());
@@ -918,20 +909,7 @@ async fn alert_to_chat_posts_an_alert_and_its_recording_replays_without_sending(
         &manifest,
         "",
     );
-    let levelhost = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_levelhost"))
-            .args(args)
-            .env("TEST_LEVEL_KEY", sim.read_only_key())
-            .env("TEST_CHAT_URL", &chat_url)
-            .env_remove("LEVELHOST_CONFIG")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let levelhost = |args: &[&str]| chat_cli(args, &sim, &chat_url);
     let event = json!({"event": {
         "event_type": "alert_active",
         "event_id": "e-1",

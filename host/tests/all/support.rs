@@ -21,16 +21,8 @@ impl TestEnv {
     }
 
     pub async fn with(tenant: Tenant, configure: impl FnOnce(&mut SimConfig)) -> Self {
-        let mut config = SimConfig {
-            rate_limit: None,
-            ..SimConfig::default()
-        };
-        configure(&mut config);
-        let sim = Simulator::start(config, tenant)
-            .await
-            .expect("simulator starts");
         Self {
-            sim,
+            sim: simulator(tenant, configure).await,
             runner: PluginRunner::new().expect("runner"),
         }
     }
@@ -154,6 +146,18 @@ pub fn grant(capabilities: &[&str], scopes: Scopes) -> Grant {
 }
 
 /// A loopback address no one listens on yet, for a `serve` or console to take.
+/// A simulator of `tenant` on loopback with no rate limit, then `configure`d.
+pub async fn simulator(tenant: Tenant, configure: impl FnOnce(&mut SimConfig)) -> Simulator {
+    let mut config = SimConfig {
+        rate_limit: None,
+        ..SimConfig::default()
+    };
+    configure(&mut config);
+    Simulator::start(config, tenant)
+        .await
+        .expect("simulator starts")
+}
+
 pub fn free_addr() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().to_string()
