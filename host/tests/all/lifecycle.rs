@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::support::free_addr;
-use level_sim::{SimConfig, Simulator};
+use level_sim::Simulator;
 use serde_json::Value;
 
 const KEY: &str = "lifecycle-test-key";
@@ -86,16 +86,10 @@ fn output(child: Child) -> Output {
 /// waits for the plugin's lease or is recorded skipped, saying why, and no
 /// two runs of the plugin overlap.
 async fn no_entry_point_overlaps_another(history: &str) {
-    let sim = Simulator::start(
-        SimConfig {
-            read_write_key: KEY.to_owned(),
-            rate_limit: None,
-            ..SimConfig::default()
-        },
-        Simulator::seeded_with(5),
-    )
-    .await
-    .unwrap();
+    let sim = crate::support::simulator(Simulator::seeded_with(5), |c| {
+        c.read_write_key = KEY.to_owned();
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let addr = free_addr();

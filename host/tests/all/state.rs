@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use level_sim::{SimConfig, Simulator};
+use level_sim::Simulator;
 use serde_json::{Value, json};
 
 const KEY: &str = "state-test-key";
@@ -165,16 +165,10 @@ fn ops(ops: Value, then: &str) -> Value {
 }
 
 async fn sim() -> Simulator {
-    Simulator::start(
-        SimConfig {
-            read_write_key: KEY.to_owned(),
-            rate_limit: None,
-            ..SimConfig::default()
-        },
-        Simulator::seeded_with(2),
-    )
+    crate::support::simulator(Simulator::seeded_with(2), |c| {
+        c.read_write_key = KEY.to_owned();
+    })
     .await
-    .unwrap()
 }
 
 /// The transaction rule, the quotas, dry runs and the operator's commands,
