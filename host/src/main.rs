@@ -21,11 +21,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(cli.command.execute()) {
-        Ok(status) => status.into(),
-        Err(e) => {
+    // The command runs in a task on a worker thread, as `serve`'s loops do:
+    // awaited by the main thread's `block_on`, every await on a spawned task
+    // (each `wasi:http` request is one) would be a wake-up across threads.
+    let command = runtime.block_on(async { tokio::spawn(cli.command.execute()).await });
+    match command {
+        Ok(Ok(status)) => status.into(),
+        Ok(Err(e)) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
+        }
+        Err(e) => {
+            // A panic's message is already on stderr.
+            eprintln!("error: levelhost stopped on an internal error ({e})");
+            ExitCode::from(101)
         }
     }
 }

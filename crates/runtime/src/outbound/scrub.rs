@@ -2,6 +2,7 @@
 //! service that echoes requests (headers, bodies, base64 of them) must not
 //! hand the plugin the secret the host added.
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 
@@ -14,6 +15,8 @@ pub const REDACTED: &str = "[redacted]";
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
     needles: Vec<Vec<u8>>,
+    /// All the forms at once, longest first where two start together.
+    finder: Option<AhoCorasick>,
 }
 
 impl Secrets {
@@ -54,21 +57,29 @@ impl Secrets {
                 self.needles.push(form);
             }
         }
-        // Longest first, so a longer form is replaced before a piece of it.
-        self.needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        // Where forms overlap, the one starting first wins, then the longest,
+        // so a longer form is replaced whole rather than a piece of it. The
+        // automaton fails to build only past sizes no credential reaches;
+        // then `scrub` withholds every answer whole (see there).
+        self.finder = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&self.needles)
+            .ok();
     }
 
     /// `bytes` with every form of every secret replaced by [`REDACTED`].
     pub fn scrub(&self, bytes: &[u8]) -> (Vec<u8>, bool) {
-        let mut out = bytes.to_vec();
-        let mut found = false;
-        for needle in &self.needles {
-            if let Some(replaced) = replace_all(&out, needle, REDACTED.as_bytes()) {
-                out = replaced;
-                found = true;
+        match &self.finder {
+            Some(finder) if finder.is_match(bytes) => {
+                let with = vec![REDACTED.as_bytes(); self.needles.len()];
+                (finder.replace_all_bytes(bytes, &with), true)
             }
+            Some(_) => (bytes.to_vec(), false),
+            // Nothing to look for.
+            None if self.needles.is_empty() => (bytes.to_vec(), false),
+            // No automaton for the forms: fail closed.
+            None => (REDACTED.as_bytes().to_vec(), true),
         }
-        (out, found)
     }
 
     /// A text with every secret replaced.
@@ -113,24 +124,6 @@ fn percent_encode(raw: &[u8], upper: bool, keep: &[u8]) -> String {
         }
     }
     out
-}
-
-fn replace_all(haystack: &[u8], needle: &[u8], with: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    let mut found = false;
-    while i + needle.len() <= haystack.len() {
-        if &haystack[i..i + needle.len()] == needle {
-            out.extend_from_slice(with);
-            i += needle.len();
-            found = true;
-        } else {
-            out.push(haystack[i]);
-            i += 1;
-        }
-    }
-    out.extend_from_slice(&haystack[i..]);
-    found.then_some(out)
 }
 
 #[cfg(test)]
