@@ -115,27 +115,37 @@ fn sdk_note(lang: Lang) -> &'static str {
         Lang::Js => {
             "- `levelhost.js`: the SDK: `plugin()` turns exceptions into run errors with their stack, \
              `pages()` walks a Level list, `log` writes structured logs; `console.log` goes to the run's logs. \
-             `levelhost-state.js`: the plugin's state (`increment`, `getJson`, `setJson`, `entries`).              Connections: `run` may be `async`; call them with `fetch('https://ticketing/api/Tickets', ...)`              or `await call('POST', 'https://ticketing/api/Tickets', body)` once plugin.toml names their routes."
+             `levelhost-state.js`: the plugin's state (`increment`, `getJson`, `setJson`, `entries`). \
+             Connections: `run` may be `async`; call them with `fetch('https://ticketing/api/Tickets', ...)` \
+             or `await call('POST', 'https://ticketing/api/Tickets', body)` once plugin.toml names their routes."
         }
         Lang::Ts => {
             "- `levelhost.js` and `levelhost.d.ts`: the SDK and its types: `plugin()` turns exceptions into run \
              errors with their stack, `pages()` walks a Level list, `log` writes structured logs. \
-             `levelhost-state.js` (and `.d.ts`): the plugin's state (`increment`, `getJson`, `setJson`, `entries`).              Connections: `run` may be `async`; call them with `fetch('https://ticketing/api/Tickets', ...)`              or `await call('POST', 'https://ticketing/api/Tickets', body)` once plugin.toml names their routes."
+             `levelhost-state.js` (and `.d.ts`): the plugin's state (`increment`, `getJson`, `setJson`, `entries`). \
+             Connections: `run` may be `async`; call them with `fetch('https://ticketing/api/Tickets', ...)` \
+             or `await call('POST', 'https://ticketing/api/Tickets', body)` once plugin.toml names their routes."
         }
         Lang::Python => {
             "- `levelhost.py`: the SDK: `plugin()` turns exceptions into run errors with their traceback, \
              `pages()` walks a Level list, `log` writes structured logs; `print` goes to the run's logs. \
-             `levelhost_state.py`: the plugin's state (`increment`, `get_json`, `set_json`, `entries`).              `levelhost_http.py`: connections, once plugin.toml names their routes              (`http.post(\"https://ticketing/api/Tickets\", json=ticket).json()`)."
+             `levelhost_state.py`: the plugin's state (`increment`, `get_json`, `set_json`, `entries`). \
+             `levelhost_http.py`: connections, once plugin.toml names their routes \
+             (`http.post(\"https://ticketing/api/Tickets\", json=ticket).json()`)."
         }
         Lang::Go => {
             "- `levelhost/levelhost.go`: the SDK: `Plugin` turns errors and panics into run errors, `Walk` \
              walks a Level list, `Info` writes structured logs; `levelhost/state/state.go`: the plugin's state \
-             (`Increment`, `GetJSON`, `SetJSON`); `export_level_api_handler/run.go` is the plugin."
+             (`Increment`, `GetJSON`, `SetJSON`); `levelhost/connection/connection.go`: connections with Go's own \
+             `net/http`, once plugin.toml names their routes (`connection.Client().Post(\"https://chat/\", \
+             \"application/json\", body)`); `export_level_api_handler/run.go` is the plugin."
         }
         Lang::C => {
             "- `levelhost.h`: the SDK: `lh_output`, `lh_fail` and `lh_level` set the run's result, `lh_cursor_t` \
              walks a Level list, `lh_log` writes structured logs; `levelhost_state.h`: the plugin's state \
-             (`lh_state_increment`, `lh_state_get_text`, `lh_state_set_text`); `app.c` is the plugin."
+             (`lh_state_increment`, `lh_state_get_text`, `lh_state_set_text`); `levelhost_http.h`: connections, \
+             once plugin.toml names their routes (`lh_http_post_json(\"https://chat/\", json, &response, &why)`, \
+             `lh_http_send`, `lh_http_get`); `app.c` is the plugin."
         }
     }
 }
@@ -234,13 +244,17 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
                 include_str!("../../../plugins/sdk-go/state/state.go"),
             ),
             (
+                "levelhost/connection/connection.go",
+                include_str!("../../../plugins/sdk-go/connection/connection.go"),
+            ),
+            (
                 "plugin.toml",
                 include_str!("../../templates/go/plugin.toml.tmpl"),
             ),
             ("build.sh", include_str!("../../templates/go/build.sh.tmpl")),
             (
                 ".gitignore",
-                ".levelhost/\n.venv/\ngo-pkg/\nlevel_api_*/\nwit_exports.go\ngo.mod\ngo.sum\n*.wasm\n",
+                ".levelhost/\n.venv/\ngo-pkg/\nlevel_api_*/\nwasi_*/\nwit_exports.go\ngo.mod\ngo.sum\n*.wasm\n",
             ),
         ],
         Lang::C => vec![
@@ -252,6 +266,10 @@ fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
             (
                 "levelhost_state.h",
                 include_str!("../../../plugins/sdk-c/levelhost_state.h"),
+            ),
+            (
+                "levelhost_http.h",
+                include_str!("../../../plugins/sdk-c/levelhost_http.h"),
             ),
             (
                 "plugin.toml",
