@@ -42,6 +42,24 @@ struct ConnectionLabels {
     status: String,
 }
 
+/// What the gate made of a request to another system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Allowed,
+    Denied,
+    Planned,
+}
+
+impl Verdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Denied => "denied",
+            Self::Planned => "planned",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KeyLabels {
     key: String,
@@ -259,11 +277,11 @@ impl Metrics {
             let connection =
                 levelhost_core::route::connection_of(&record.targets).unwrap_or_default();
             let verdict = if !record.allowed {
-                "denied"
+                Verdict::Denied
             } else if record.dry_run {
-                "planned"
+                Verdict::Planned
             } else {
-                "allowed"
+                Verdict::Allowed
             };
             {
                 let mut counts = self
@@ -274,9 +292,9 @@ impl Metrics {
                     .entry((plugin.to_owned(), connection.to_owned()))
                     .or_default();
                 match verdict {
-                    "denied" => count.denied += 1,
-                    "planned" => count.planned += 1,
-                    _ => {
+                    Verdict::Denied => count.denied += 1,
+                    Verdict::Planned => count.planned += 1,
+                    Verdict::Allowed => {
                         count.sent += 1;
                         let status = record.upstream_status.unwrap_or(0);
                         if status == 0 || status >= 400 {
@@ -289,7 +307,7 @@ impl Metrics {
                 .get_or_create(&ConnectionLabels {
                     plugin: label(plugin),
                     connection: label(connection),
-                    verdict: verdict.to_owned(),
+                    verdict: verdict.as_str().to_owned(),
                     status: record.upstream_status.unwrap_or(0).to_string(),
                 })
                 .inc();

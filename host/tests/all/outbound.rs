@@ -792,6 +792,46 @@ async fn a_secret_url_connection_from_the_config_posts_and_stays_secret() {
         "{audit}"
     );
 
+    // Every kind of credential is described by kind, never by value.
+    std::fs::write(dir.path().join("halo.secret"), "H4loCl1entS3cret").unwrap();
+    std::fs::write(dir.path().join("at.secret"), "AutotaskS3cretValue").unwrap();
+    let halo = dir.path().join("halo.secret");
+    let at = dir.path().join("at.secret");
+    write_config(
+        dir.path(),
+        &sim.base_url(),
+        &format!(
+            r#"
+[connections.psa]
+url = "https://acme.halopsa.example/api"
+auth = "oauth2"
+token_url = "https://acme.halopsa.example/auth/token"
+client_id = "levelhost"
+client_secret = "file:{halo}"
+scope = "all"
+
+[connections.autotask]
+url = "https://webservices.autotask.example/atservicesrest"
+auth = "headers"
+headers = {{ ApiIntegrationCode = "file:{at}", UserName = "file:{at}", Secret = "file:{at}" }}
+"#,
+            halo = halo.display(),
+            at = at.display(),
+        ),
+    );
+    let (ok, text) = levelhost(&["check", "--offline"]);
+    assert!(ok, "{text}");
+    for line in [
+        "connection psa: https://acme.halopsa.example/api (oauth2 credential)",
+        "connection autotask: https://webservices.autotask.example/atservicesrest (headers credential)",
+    ] {
+        assert!(text.contains(line), "{line:?} in {text}");
+    }
+    assert!(
+        !text.contains("H4lo") && !text.contains("AutotaskS3cret"),
+        "{text}"
+    );
+
     for (extra, problem) in [
         (
             "[plugins.notify.connections.psa]\nroutes = [\"GET /x\"]\n",

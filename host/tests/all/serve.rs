@@ -841,8 +841,19 @@ secret = "file:secret.txt"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_and_metrics_show_the_runs_made() {
+    const CHAT_TOKEN: &str = "chat-bearer-token-for-the-console-test";
     let addr = free_addr();
     let setup = Setup::new(SimConfig::default(), 10).await;
+    // A chat on loopback for the notifier's connection: it answers every post.
+    let chat_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let chat = chat_listener.local_addr().unwrap();
+    let chat_server = tokio::spawn(
+        axum::serve(
+            chat_listener,
+            axum::Router::new().fallback(|| async { "ok" }),
+        )
+        .into_future(),
+    );
     let path = setup.config(
         &addr,
         &r#"[plugins.echo]
@@ -872,10 +883,36 @@ capabilities = ["devices:read"]
 
 [plugins.lister.events]
 secret = "file:secret.txt"
+
+[connections.chat]
+url = "http://@CHAT@"
+auth = "bearer"
+token = "file:chat.token"
+allow_private_network = true
+
+[plugins.notifier]
+component = "@OUTBOUND@"
+manifest = "notifier.toml"
+key = "rw"
+input = { requests = [{ method = "POST", url = "https://chat/", body = "{}" }, { method = "DELETE", url = "https://chat/messages/1" }] }
+
+[plugins.notifier.events]
+secret = "file:secret.txt"
+
+[plugins.notifier.connections.chat]
+routes = ["POST /"]
 "#
-        .replace("@WALK@", test_programs_artifacts::WALK_DEVICES),
+        .replace("@WALK@", test_programs_artifacts::WALK_DEVICES)
+        .replace("@OUTBOUND@", test_programs_artifacts::OUTBOUND)
+        .replace("@CHAT@", &chat.to_string()),
         0,
     );
+    std::fs::write(
+        setup.dir.path().join("notifier.toml"),
+        "name = \"notifier\"\nversion = \"1.0.0\"\ncapabilities = []\n",
+    )
+    .unwrap();
+    std::fs::write(setup.dir.path().join("chat.token"), CHAT_TOKEN).unwrap();
     // The walker asks for devices:read in its manifest; its grant gives nothing.
     std::fs::write(
         setup.dir.path().join("walker.toml"),
@@ -924,11 +961,19 @@ secret = "file:secret.txt"
         deliver("lister", "evt-list", false).await.unwrap().status(),
         202
     );
+    // The notifier posts to the chat (its route) and tries a DELETE (not one).
+    assert_eq!(
+        deliver("notifier", "evt-chat", false)
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
 
     let mut runs = Vec::new();
     for _ in 0..100 {
         runs = setup.history().list(None, None, 20).await.unwrap();
-        if runs.len() == 4 && runs.iter().all(|r| r.status != "running") {
+        if runs.len() == 5 && runs.iter().all(|r| r.status != "running") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -943,9 +988,10 @@ secret = "file:secret.txt"
             status_of("echo", "ok"),
             status_of("echo", "failed"),
             status_of("walker", "denied"),
-            status_of("lister", "ok")
+            status_of("lister", "ok"),
+            status_of("notifier", "ok")
         ),
-        (1, 1, 1, 1),
+        (1, 1, 1, 1, 1),
         "{runs:#?}"
     );
     let failed = runs
@@ -1060,6 +1106,33 @@ secret = "file:secret.txt"
         text.contains("levelhost_run_duration_seconds_bucket"),
         "{text}"
     );
+    // Requests to other systems, by plugin, connection, verdict and status.
+    assert_eq!(
+        value(
+            "levelhost_connection_requests_total",
+            &[
+                ("plugin", "notifier"),
+                ("connection", "chat"),
+                ("verdict", "allowed"),
+                ("status", "200")
+            ]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "levelhost_connection_requests_total",
+            &[
+                ("plugin", "notifier"),
+                ("connection", "chat"),
+                ("verdict", "denied")
+            ]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert!(!text.contains(CHAT_TOKEN), "{text}");
     assert!(
         !text.contains(KEY) && !text.contains(SECRET),
         "no secret in the metrics"
@@ -1159,6 +1232,22 @@ secret = "file:secret.txt"
             "the plugins page shows {expected:?}: {dom}"
         );
     }
+    // The notifier's connection: one sent, none failed, one denied, none planned.
+    let connections = dom
+        .split("Connections since start")
+        .nth(1)
+        .expect("the notifier's connections table");
+    let row = connections
+        .split("<tr>")
+        .find(|row| row.contains("<code>chat</code>"))
+        .expect("a row for the chat connection");
+    let cells: Vec<&str> = row
+        .split("<td>")
+        .skip(2)
+        .map(|cell| cell.split('<').next().unwrap_or_default())
+        .collect();
+    assert_eq!(cells, ["1", "0", "1", "0"], "{row}");
+    assert!(!dom.contains(CHAT_TOKEN), "no credential is rendered");
     let run_png = shots.join("console-failed-run.png");
     let dom = crate::support::browse(
         &chromium,
@@ -1191,6 +1280,7 @@ secret = "file:secret.txt"
         run_png.display()
     );
     handle.shutdown().await;
+    chat_server.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
