@@ -1107,31 +1107,19 @@ routes = ["POST /"]
         "{text}"
     );
     // Requests to other systems, by plugin, connection, verdict and status.
-    assert_eq!(
-        value(
-            "levelhost_connection_requests_total",
-            &[
-                ("plugin", "notifier"),
-                ("connection", "chat"),
-                ("verdict", "allowed"),
-                ("status", "200")
-            ]
-        ),
-        1.0,
-        "{text}"
-    );
-    assert_eq!(
-        value(
-            "levelhost_connection_requests_total",
-            &[
-                ("plugin", "notifier"),
-                ("connection", "chat"),
-                ("verdict", "denied")
-            ]
-        ),
-        1.0,
-        "{text}"
-    );
+    for (verdict, status) in [("allowed", "200"), ("denied", "0")] {
+        let labels = [
+            ("plugin", "notifier"),
+            ("connection", "chat"),
+            ("verdict", verdict),
+            ("status", status),
+        ];
+        assert_eq!(
+            value("levelhost_connection_requests_total", &labels),
+            1.0,
+            "{verdict}: {text}"
+        );
+    }
     assert!(!text.contains(CHAT_TOKEN), "{text}");
     assert!(
         !text.contains(KEY) && !text.contains(SECRET),
