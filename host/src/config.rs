@@ -40,6 +40,38 @@ struct RawConfig {
     history: RawHistory,
     #[serde(default)]
     connections: BTreeMap<String, Spanned<RawConnection>>,
+    #[serde(default)]
+    gateway: RawGateway,
+    #[serde(default)]
+    clients: BTreeMap<String, Spanned<RawClient>>,
+}
+
+/// `[gateway]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    addr: Option<Spanned<String>>,
+    #[serde(default)]
+    allow_plain_http: bool,
+}
+
+/// `[clients.NAME]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    key: Spanned<String>,
+    #[serde(default)]
+    client_key: Option<Spanned<String>>,
+    #[serde(default)]
+    expires: Option<Spanned<String>>,
+    #[serde(default)]
+    capabilities: Vec<Spanned<String>>,
+    #[serde(default)]
+    scopes: RawScopes,
+    #[serde(default)]
+    requests_per_minute: u32,
+    #[serde(default)]
+    requests_per_hour: u32,
 }
 
 /// `[connections.NAME]` as written.
@@ -844,6 +876,64 @@ pub struct HostConfig {
     pub console: ConsoleConfig,
     /// Other systems plugins may be granted, by name.
     pub connections: BTreeMap<String, ConnectionConfig>,
+    /// `levelhost gateway` settings.
+    pub gateway: GatewayConfig,
+    /// The gateway's clients, by name.
+    pub clients: BTreeMap<String, ClientConfig>,
+}
+
+/// `[gateway]`: where `levelhost gateway` listens.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The address, `127.0.0.1:8790` unless set.
+    pub addr: String,
+    /// Where `addr` is written (`levelhost.toml:12:8`), for errors about it.
+    pub addr_at: String,
+    /// Whether plain HTTP may listen on an address other than loopback.
+    pub allow_plain_http: bool,
+}
+
+/// Where a client's key is known from: its hash, or a secret holding the key.
+#[derive(Debug, Clone)]
+pub enum ClientKeyFrom {
+    /// `sha256:HEX`, as `levelhost client key` prints it.
+    Hash(levelhost_gateway::KeyHash),
+    /// `env:VARIABLE` or `file:PATH` holding the key itself.
+    Secret(KeySource),
+}
+
+/// One `[clients.NAME]`: a script or tool's grant and key.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The name, the principal of its audit records.
+    pub name: String,
+    /// The Level key the host uses for it.
+    pub key: String,
+    /// Its own key; none until `levelhost client key NAME` makes one (until
+    /// then the client is refused).
+    pub client_key: Option<ClientKeyFrom>,
+    /// When its key stops working.
+    pub expires: Option<chrono::DateTime<chrono::Utc>>,
+    /// What it may do (capabilities and scopes; limits per request).
+    pub grant: Grant,
+    /// Requests per minute (0: none of its own).
+    pub requests_per_minute: u32,
+    /// Requests per hour (0: none of its own).
+    pub requests_per_hour: u32,
+}
+
+impl ClientConfig {
+    /// The hash of its key (none yet), read from its secret if it is given by one.
+    pub fn key_hash(&self) -> Result<Option<levelhost_gateway::KeyHash>, SecretError> {
+        match &self.client_key {
+            None => Ok(None),
+            Some(ClientKeyFrom::Hash(hash)) => Ok(Some(*hash)),
+            Some(ClientKeyFrom::Secret(source)) => {
+                load_secret(source, &format!("client {}", self.name))
+                    .map(|key| Some(levelhost_gateway::KeyHash::of(&key)))
+            }
+        }
+    }
 }
 
 impl HostConfig {
@@ -856,6 +946,7 @@ impl HostConfig {
         let records = RecordPaths::of(&source, &raw)?;
         let keys = parse_keys(&source, raw.keys)?;
         let connections = parse_connections(&source, raw.connections)?;
+        let clients = parse_clients(&source, raw.clients, &keys)?;
         let mut plugins = BTreeMap::new();
         for (name, spanned) in raw.plugins {
             let plugin = parse_plugin(&source, name, spanned, &keys, &connections)?;
@@ -872,6 +963,8 @@ impl HostConfig {
             trust: parse_trust(&source, raw.trust)?,
             records,
             console: parse_console(&source, &raw.console)?,
+            gateway: parse_gateway(&source, raw.gateway),
+            clients,
             connections,
         })
     }
@@ -970,33 +1063,13 @@ fn parse_plugin(
     let plugin_span = spanned.span();
     let raw_plugin = spanned.into_inner();
     let key_name = raw_plugin.key.get_ref();
-    let key = keys.get(key_name).ok_or_else(|| {
-        source.error(
-            Some(raw_plugin.key.span()),
-            format!(
-                "plugin {name}: key {key_name:?} is not defined under [keys] (defined: {})",
-                keys.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        )
-    })?;
-    let mut capabilities = CapabilitySet::new();
-    for cap in &raw_plugin.capabilities {
-        let parsed: Capability =
-            cap.get_ref()
-                .parse()
-                .map_err(|e: levelhost_core::capability::UnknownCapability| {
-                    source.error(Some(cap.span()), format!("plugin {name}: {e}"))
-                })?;
-        if parsed.is_write() && key.access == Access::ReadOnly {
-            return Err(source.error(
-                Some(cap.span()),
-                format!(
-                    "plugin {name}: {parsed} needs a read-write key, but key {key_name} is read-only"
-                ),
-            ));
-        }
-        capabilities.insert(parsed);
-    }
+    let capabilities = parse_capabilities(
+        source,
+        &format!("plugin {name}"),
+        &raw_plugin.key,
+        &raw_plugin.capabilities,
+        keys,
+    )?;
     let (plugin_source, manifest_path) = plugin_source(source, &name, &raw_plugin, &plugin_span)?;
     let source_at = source.place(
         ["component", "package"]
@@ -1007,7 +1080,8 @@ fn parse_plugin(
     let manifest_source = Source::read(&manifest_path)?;
     let manifest = PluginManifest::parse(&manifest_path, &manifest_source.text)?;
     let manifest_digest = levelhost_core::digest(manifest_source.text.as_bytes());
-    let (scopes, group_locations) = parse_scopes(source, &name, raw_plugin.scopes)?;
+    let (scopes, group_locations) =
+        parse_scopes(source, &format!("plugin {name}"), raw_plugin.scopes)?;
     raw_plugin.limits.check().map_err(|e| {
         let at = key_span(&source.text, &["plugins", name.as_str(), "limits", e.key])
             .unwrap_or_else(|| plugin_span.clone());
@@ -1094,18 +1168,152 @@ fn parse_plugin(
     })
 }
 
-/// A plugin's `[plugins.NAME.scopes]`: each tag pattern checked where it is
+/// `[gateway]`.
+fn parse_gateway(source: &Source, raw: RawGateway) -> GatewayConfig {
+    let (addr, addr_at) = match raw.addr {
+        Some(addr) => {
+            let at = source.place(addr.span());
+            (addr.into_inner(), at)
+        }
+        None => (
+            "127.0.0.1:8790".to_owned(),
+            source.path.display().to_string(),
+        ),
+    };
+    GatewayConfig {
+        addr,
+        addr_at,
+        allow_plain_http: raw.allow_plain_http,
+    }
+}
+
+/// `[clients]`: each client's key, grant, expiry and rates, checked where written.
+fn parse_clients(
+    source: &Source,
+    raw: BTreeMap<String, Spanned<RawClient>>,
+    keys: &BTreeMap<String, KeyConfig>,
+) -> Result<BTreeMap<String, ClientConfig>, FileError> {
+    let mut clients = BTreeMap::new();
+    for (name, spanned) in raw {
+        let raw = spanned.into_inner();
+        let who = format!("client {name}");
+        let capabilities = parse_capabilities(source, &who, &raw.key, &raw.capabilities, keys)?;
+        let (scopes, _) = parse_scopes(source, &who, raw.scopes)?;
+        let client_key = match &raw.client_key {
+            None => None,
+            Some(written) if written.get_ref().starts_with("sha256:") => {
+                Some(ClientKeyFrom::Hash(written.get_ref().parse().map_err(
+                    |e| source.error(Some(written.span()), format!("{who}: client_key: {e}")),
+                )?))
+            }
+            Some(written) => Some(ClientKeyFrom::Secret(parse_source(
+                source,
+                &who,
+                "client_key",
+                "client keys",
+                written,
+            )?)),
+        };
+        let expires = match &raw.expires {
+            None => None,
+            Some(text) => Some(parse_expiry(text.get_ref()).ok_or_else(|| {
+                source.error(
+                    Some(text.span()),
+                    format!(
+                        "{who}: expires must be a date (2027-06-30) or a time (2027-06-30T12:00:00Z), not {:?}",
+                        text.get_ref()
+                    ),
+                )
+            })?),
+        };
+        let grant = Grant {
+            plugin: who.clone(),
+            connections: Default::default(),
+            capabilities,
+            scopes,
+            limits: Limits::default(),
+        };
+        clients.insert(
+            name.clone(),
+            ClientConfig {
+                name,
+                key: raw.key.into_inner(),
+                client_key,
+                expires,
+                grant,
+                requests_per_minute: raw.requests_per_minute,
+                requests_per_hour: raw.requests_per_hour,
+            },
+        );
+    }
+    Ok(clients)
+}
+
+/// A client key's expiry: a day (its start, UTC) or an RFC 3339 time.
+fn parse_expiry(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(time.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+}
+
+/// The Level key a plugin or client names (`who`: `plugin NAME`, `client
+/// NAME`) and the capabilities it is given, each checked where it is
+/// written: a write needs a read-write key.
+fn parse_capabilities(
+    source: &Source,
+    who: &str,
+    key_name: &Spanned<String>,
+    raw: &[Spanned<String>],
+    keys: &BTreeMap<String, KeyConfig>,
+) -> Result<CapabilitySet, FileError> {
+    let key = keys.get(key_name.get_ref()).ok_or_else(|| {
+        source.error(
+            Some(key_name.span()),
+            format!(
+                "{who}: key {:?} is not defined under [keys] (defined: {})",
+                key_name.get_ref(),
+                keys.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        )
+    })?;
+    let mut capabilities = CapabilitySet::new();
+    for cap in raw {
+        let parsed: Capability =
+            cap.get_ref()
+                .parse()
+                .map_err(|e: levelhost_core::capability::UnknownCapability| {
+                    source.error(Some(cap.span()), format!("{who}: {e}"))
+                })?;
+        if parsed.is_write() && key.access == Access::ReadOnly {
+            return Err(source.error(
+                Some(cap.span()),
+                format!(
+                    "{who}: {parsed} needs a read-write key, but key {} is read-only",
+                    key_name.get_ref()
+                ),
+            ));
+        }
+        capabilities.insert(parsed);
+    }
+    Ok(capabilities)
+}
+
+/// A plugin's or client's scopes: each tag pattern checked where it is
 /// written, and where each group is named (for the error when Level has no
 /// such group).
 fn parse_scopes(
     source: &Source,
-    name: &str,
+    who: &str,
     raw: RawScopes,
 ) -> Result<(Scopes, Vec<(String, FileError)>), FileError> {
     let mut tag_patterns = Vec::new();
     for pattern in raw.tags.iter().flatten() {
         levelhost_core::grant::tag_pattern(pattern.get_ref())
-            .map_err(|e| source.error(Some(pattern.span()), format!("plugin {name}: {e}")))?;
+            .map_err(|e| source.error(Some(pattern.span()), format!("{who}: {e}")))?;
         tag_patterns.push(pattern.get_ref().clone());
     }
     let group_locations = raw
@@ -1127,7 +1335,7 @@ fn parse_scopes(
             // Each pattern was checked at its place above; all compiled once, here.
             Some(_) => Some(
                 TagPatterns::parse(tag_patterns)
-                    .map_err(|e| source.error(None, format!("plugin {name}: scopes.tags: {e}")))?,
+                    .map_err(|e| source.error(None, format!("{who}: scopes.tags: {e}")))?,
             ),
             None => None,
         },

@@ -293,6 +293,40 @@ fn replace_config(
     Ok(checked)
 }
 
+/// Writes `hash` as client `name`'s `client_key` (replacing any key it had),
+/// checking the config as it would be before it is replaced.
+pub fn set_client_key(
+    config_path: &Path,
+    name: &str,
+    hash: &levelhost_gateway::KeyHash,
+) -> Result<(), InstallError> {
+    let config = HostConfig::load(config_path)?;
+    if !config.clients.contains_key(name) {
+        return Err(InstallError::Choice(format!(
+            "{}: no client {name:?}: add [clients.{name}] with its key and capabilities first (clients: {})",
+            config_path.display(),
+            config
+                .clients
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut doc = read_config(config_path)?;
+    let client = doc
+        .get_mut("clients")
+        .and_then(|c| c.get_mut(name))
+        .and_then(toml_edit::Item::as_table_like_mut)
+        .ok_or_else(|| InstallError::Edit {
+            path: config_path.to_owned(),
+            message: format!("cannot find [clients.{name}] to edit"),
+        })?;
+    client.insert("client_key", toml_edit::value(hash.to_string()));
+    replace_config(config_path, &doc)?;
+    Ok(())
+}
+
 /// Removes plugin `name` from the config (its `[plugins.NAME]` tables). Its
 /// packages stay in the store until `prune`, its runs in the history, and
 /// its state until it is purged.

@@ -276,6 +276,45 @@ impl Clients {
     fn get(&self, key: &str) -> Option<LevelClient> {
         self.by_key.get(key).map(|(_, c)| c.clone())
     }
+
+    /// The gateway's clients of `config`, each on the Level client of its
+    /// key (the one the plugins on that key share), and the values of the
+    /// real Level keys, which the gateway refuses on sight. A client without
+    /// a key yet is left out.
+    pub fn gateway(
+        &self,
+        config: &HostConfig,
+    ) -> Result<(Vec<levelhost_gateway::ClientSpec>, Vec<String>), LoadError> {
+        let mut specs = Vec::new();
+        for client in config.clients.values() {
+            let Some(key) = client.key_hash()? else {
+                tracing::warn!(
+                    "client {} has no client_key yet (levelhost client key {}): refused until it has",
+                    client.name,
+                    client.name
+                );
+                continue;
+            };
+            let level = self.get(&client.key).ok_or_else(|| LoadError::UnknownKey {
+                plugin: format!("client {}", client.name),
+                key: client.key.clone(),
+            })?;
+            specs.push(levelhost_gateway::ClientSpec {
+                name: client.name.clone(),
+                grant: client.grant.clone(),
+                key,
+                expires: client.expires,
+                requests_per_minute: client.requests_per_minute,
+                requests_per_hour: client.requests_per_hour,
+                level,
+            });
+        }
+        let mut level_keys = Vec::new();
+        for (name, key) in &config.keys {
+            level_keys.push(load_secret(&key.source, &format!("key {name}"))?);
+        }
+        Ok((specs, level_keys))
+    }
 }
 
 /// Asks Level whether a new key works with the access the config declares.

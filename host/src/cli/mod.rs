@@ -6,6 +6,7 @@ mod catalog;
 mod check;
 mod demo;
 mod dev;
+mod gateway;
 mod init;
 mod key;
 mod new;
@@ -98,6 +99,10 @@ pub enum Command {
     Key(key::KeyArgs),
     /// Show levelhost at work: start the simulator and run the example plugins against it.
     Demo(demo::DemoArgs),
+    /// Serve Level's REST API to scripts and tools, each with its own client key and grant.
+    Gateway(gateway::GatewayArgs),
+    /// Manage the gateway's clients: `client key NAME` makes a new key.
+    Client(gateway::ClientArgs),
 }
 
 /// How a command ended.
@@ -152,6 +157,8 @@ impl Command {
             Command::Plugin(args) => args.execute().await,
             Command::Catalog(args) => args.execute().await,
             Command::Key(args) => args.execute().await,
+            Command::Gateway(args) => args.execute().await,
+            Command::Client(args) => args.execute().await,
             Command::Wit(args) => args.execute().await,
             Command::Completions { shell } => {
                 use clap::CommandFactory as _;

@@ -1,0 +1,504 @@
+//! The gateway: Level's v2 REST API for the scripts and tools that already
+//! speak it (PowerShell on endpoints, Python jobs, Level's n8n node), each
+//! with a client key of its own and a grant in the plugins' vocabulary.
+//!
+//! A request is authenticated by its client key (`Authorization: KEY`, as
+//! Level and its n8n node send it, or `Bearer KEY`), read into the typed
+//! operation a plugin's host call is ([`request::Request`]: Level's paths,
+//! parameters and fields only, anything else refused), and run by the same
+//! host call code ([`levelhost_runtime::level::LevelCtx`]): the same gate
+//! (capabilities, scopes on every object and indirect effect, budgets), the
+//! same Level client (its rate budget shared with the plugins on that key),
+//! the same audit records with the client as principal, and the same
+//! filtering of answers (lists keep pages of in-scope objects with valid
+//! cursors). The answer goes back in Level's own JSON ([`answer`]). The Level
+//! key never leaves the host; a request presenting one is refused.
+
+pub mod answer;
+pub mod keys;
+pub mod request;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use level_api::LevelClient;
+use levelhost_core::gate::Gate;
+use levelhost_core::grant::{Grant, ResolvedScopes};
+use levelhost_runtime::audit::AuditLog;
+use levelhost_runtime::bindings::alerts::Host as _;
+use levelhost_runtime::bindings::custom_field_values::Host as _;
+use levelhost_runtime::bindings::custom_fields::Host as _;
+use levelhost_runtime::bindings::devices::Host as _;
+use levelhost_runtime::bindings::groups::Host as _;
+use levelhost_runtime::bindings::tags::Host as _;
+use levelhost_runtime::bindings::types::Error as LevelApiError;
+use levelhost_runtime::level::{LevelCtx, LevelError, LogSink, RunInfo, SharedGate};
+
+pub use keys::{ClientKey, KeyHash};
+use request::{Refused, Request};
+
+/// The operation name of a gateway request's own audit record (one refused
+/// before any host call: a bad key, an unknown path, the client's rate).
+pub const GATEWAY_OPERATION: &str = "gateway-request";
+
+/// How long a client's resolved scopes (group names made ids) are reused.
+const SCOPES_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// One client as the operator configured it.
+#[derive(Debug, Clone)]
+pub struct ClientSpec {
+    /// Its name, the principal of its audit records.
+    pub name: String,
+    /// What it may do: capabilities, scopes, and per-request limits.
+    pub grant: Grant,
+    /// The hash of its key (the key itself is not kept).
+    pub key: KeyHash,
+    /// After this, its key is refused.
+    pub expires: Option<DateTime<Utc>>,
+    /// Requests it may make per minute (0: no limit of its own).
+    pub requests_per_minute: u32,
+    /// Requests it may make per hour (0: no limit of its own).
+    pub requests_per_hour: u32,
+    /// The Level client of the key the host uses for it.
+    pub level: LevelClient,
+}
+
+/// A client with what the gateway keeps about it while it runs.
+struct Client {
+    spec: ClientSpec,
+    scopes: tokio::sync::Mutex<Option<(Instant, ResolvedScopes)>>,
+    /// Requests in the current minute and hour windows.
+    windows: Mutex<[(Instant, u32); 2]>,
+    last_used: Mutex<Option<DateTime<Utc>>>,
+}
+
+/// What `status` and the console show of a client.
+#[derive(Debug, Clone)]
+pub struct ClientStatus {
+    /// Its name.
+    pub name: String,
+    /// When it last made a request this process answered.
+    pub last_used: Option<DateTime<Utc>>,
+    /// When its key stops working.
+    pub expires: Option<DateTime<Utc>>,
+    /// Its grant in words.
+    pub grant: Vec<String>,
+}
+
+/// The gateway's state: its clients (swapped whole on a reload), the hashes
+/// of the real Level keys (refused on sight), and the audit log.
+pub struct Gateway {
+    clients: RwLock<Arc<HashMap<KeyHash, Arc<Client>>>>,
+    level_keys: RwLock<Arc<Vec<KeyHash>>>,
+    audit: Option<AuditLog>,
+    next: AtomicU64,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// A gateway for `clients`, refusing any of `level_keys` (the real keys'
+    /// values), auditing to `audit`.
+    pub fn new(clients: Vec<ClientSpec>, level_keys: &[&str], audit: Option<AuditLog>) -> Self {
+        let gateway = Self {
+            clients: RwLock::default(),
+            level_keys: RwLock::default(),
+            audit,
+            next: AtomicU64::new(0),
+        };
+        gateway.replace(clients, level_keys);
+        gateway
+    }
+
+    /// Swaps in a new set of clients and Level keys (a reload): a client
+    /// whose key and grant did not change keeps its rate windows and last
+    /// use; a removed or rotated key is refused from the next request on.
+    pub fn replace(&self, clients: Vec<ClientSpec>, level_keys: &[&str]) {
+        let before = self.table();
+        let mut table = HashMap::new();
+        for spec in clients {
+            let kept = before
+                .get(&spec.key)
+                .filter(|c| c.spec.name == spec.name && c.spec.grant == spec.grant);
+            let client = Client {
+                windows: Mutex::new(kept.map_or([(Instant::now(), 0); 2], |c| *lock(&c.windows))),
+                last_used: Mutex::new(kept.and_then(|c| *lock(&c.last_used))),
+                scopes: tokio::sync::Mutex::new(None),
+                spec,
+            };
+            table.insert(client.spec.key, Arc::new(client));
+        }
+        *write(&self.clients) = Arc::new(table);
+        *write(&self.level_keys) = Arc::new(level_keys.iter().map(|k| KeyHash::of(k)).collect());
+    }
+
+    fn table(&self) -> Arc<HashMap<KeyHash, Arc<Client>>> {
+        self.clients
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Every client's name, last use, expiry and grant, by name.
+    pub fn status(&self) -> Vec<ClientStatus> {
+        let mut out: Vec<ClientStatus> = self
+            .table()
+            .values()
+            .map(|c| ClientStatus {
+                name: c.spec.name.clone(),
+                last_used: *lock(&c.last_used),
+                expires: c.spec.expires,
+                grant: c.spec.grant.describe(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// The router: every path is Level's API (`/v2/...`).
+    pub fn router(self: Arc<Self>) -> axum::Router {
+        axum::Router::new().fallback(handle).with_state(self)
+    }
+
+    fn request_id(&self) -> String {
+        format!(
+            "gw_{}_{}",
+            Utc::now().format("%Y%m%d%H%M%S"),
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Writes a gateway record (a request refused before any host call).
+    async fn audit_refusal(&self, principal: &str, id: &str, target: String, why: &str) {
+        let Some(audit) = &self.audit else { return };
+        let mut record = RunInfo {
+            plugin: principal.to_owned(),
+            version: "gateway".to_owned(),
+            digest: String::new(),
+            run_id: id.to_owned(),
+        }
+        .record(
+            GATEWAY_OPERATION.to_owned(),
+            vec![target],
+            Some(why.to_owned()),
+            Duration::ZERO,
+        );
+        record.allowed = false;
+        if let Err(e) = audit.append(&record).await.and(audit.sync().await) {
+            tracing::error!("{}", levelhost_core::Chain(&e));
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Level's error answer: `{"error": message}` with its status.
+fn level_error(status: u16, message: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+fn access_denied() -> Response {
+    level_error(401, "Access denied")
+}
+
+/// The key a request presents: `Authorization: KEY` or `Bearer KEY`.
+fn presented(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
+    let key = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ => value,
+    };
+    (!key.is_empty()).then_some(key)
+}
+
+async fn handle(
+    State(gateway): State<Arc<Gateway>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let id = gateway.request_id();
+    let target = format!("http:{method} {}", uri.path());
+    let Some(key) = presented(&headers) else {
+        gateway
+            .audit_refusal("client:?", &id, target, "refused: no client key")
+            .await;
+        return access_denied();
+    };
+    let hash = KeyHash::of(key);
+    let presents_level_key = gateway
+        .level_keys
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .contains(&hash);
+    let Some(client) = gateway.table().get(&hash).cloned() else {
+        // A real Level key, or anything shaped like one, is named as such in
+        // the log and the audit, so the operator knows one is in a script.
+        let why = if presents_level_key {
+            "refused: a real Level API key was presented; give this client a levelhost client key"
+        } else if keys::looks_like_level_key(key) {
+            "refused: a key shaped like a Level API key was presented; give this client a levelhost client key"
+        } else {
+            "refused: unknown client key"
+        };
+        if presents_level_key || keys::looks_like_level_key(key) {
+            tracing::warn!("gateway: {why} ({} {})", method, uri.path());
+        }
+        gateway.audit_refusal("client:?", &id, target, why).await;
+        return access_denied();
+    };
+    let principal = format!("client:{}", client.spec.name);
+    if client.spec.expires.is_some_and(|at| at <= Utc::now()) {
+        gateway
+            .audit_refusal(
+                &principal,
+                &id,
+                target,
+                "refused: the client key has expired",
+            )
+            .await;
+        return access_denied();
+    }
+    if let Some(wait) = client.over_rate() {
+        gateway
+            .audit_refusal(
+                &principal,
+                &id,
+                target,
+                "refused: the client's request rate",
+            )
+            .await;
+        let mut answer = level_error(429, "Rate limit exceeded");
+        if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            answer.headers_mut().insert("retry-after", value);
+        }
+        return answer;
+    }
+    *lock(&client.last_used) = Some(Utc::now());
+    let parsed = Request::parse(method.as_str(), uri.path(), uri.query(), &body);
+    let request = match parsed {
+        Ok(request) => request,
+        Err(Refused { status, message }) => {
+            gateway
+                .audit_refusal(&principal, &id, target, &format!("refused: {message}"))
+                .await;
+            return level_error(status, &message);
+        }
+    };
+    let scopes = match client.scopes().await {
+        Ok(scopes) => scopes,
+        Err(e) => {
+            tracing::error!("gateway: client {}: {e}", client.spec.name);
+            return level_error(
+                502,
+                "levelhost could not resolve the client's scopes at Level",
+            );
+        }
+    };
+    let run = RunInfo {
+        plugin: principal,
+        version: "gateway".to_owned(),
+        digest: String::new(),
+        run_id: id,
+    };
+    let mut ctx = LevelCtx::new(
+        client.spec.level.clone(),
+        SharedGate::new(Gate::new(client.spec.grant.clone(), scopes)),
+        run,
+        gateway.audit.clone(),
+        LogSink::default(),
+        false,
+    );
+    let answer = run_request(&mut ctx, request).await;
+    if let Some(audit) = &gateway.audit
+        && let Err(e) = audit.sync().await
+    {
+        tracing::error!("{}", levelhost_core::Chain(&e));
+        return level_error(500, "the audit log could not be written");
+    }
+    match answer {
+        Ok(body) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => error_answer(e),
+    }
+}
+
+impl Client {
+    /// The wait until the next request is allowed, if this one is over the
+    /// client's per-minute or per-hour rate; else counts it.
+    fn over_rate(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let mut windows = lock(&self.windows);
+        let limits = [
+            (Duration::from_secs(60), self.spec.requests_per_minute),
+            (Duration::from_secs(3600), self.spec.requests_per_hour),
+        ];
+        for (window, (length, limit)) in windows.iter_mut().zip(limits) {
+            if now.duration_since(window.0) >= length {
+                *window = (now, 0);
+            }
+            if limit > 0 && window.1 >= limit {
+                return Some(length.saturating_sub(now.duration_since(window.0)));
+            }
+        }
+        for window in windows.iter_mut() {
+            window.1 += 1;
+        }
+        None
+    }
+
+    /// The grant's scopes made concrete, at most a minute old.
+    async fn scopes(&self) -> Result<ResolvedScopes, levelhost_runtime::error::HostError> {
+        let mut cached = self.scopes.lock().await;
+        if let Some((at, scopes)) = cached.as_ref()
+            && at.elapsed() < SCOPES_MAX_AGE
+        {
+            return Ok(scopes.clone());
+        }
+        let scopes =
+            levelhost_runtime::runner::resolve_scopes(&self.spec.level, &self.spec.grant).await?;
+        *cached = Some((Instant::now(), scopes.clone()));
+        Ok(scopes)
+    }
+}
+
+/// An answer's JSON text, its fields in the order Level writes them.
+type Answer = Result<Vec<u8>, LevelError>;
+
+fn json<T: serde::Serialize>(value: T) -> Answer {
+    serde_json::to_vec(&value).map_err(|e| LevelError::Trap(e.into()))
+}
+
+/// Runs one request as the host calls a plugin makes.
+async fn run_request(ctx: &mut LevelCtx, request: Request) -> Answer {
+    match request {
+        Request::ListDevices(filter, sections, page) => {
+            let p = ctx.list_devices(filter, sections, page).await?;
+            json(answer::page(
+                p.items.into_iter().map(answer::device).collect(),
+                p.has_more,
+            ))
+        }
+        Request::GetDevice(id, sections) => {
+            json(answer::device(ctx.get_device(id, sections).await?))
+        }
+        Request::UpdateDevice(id, update) => {
+            json(answer::device(ctx.update_device(id, update).await?))
+        }
+        Request::ListGroups(parent, page) => {
+            let p = ctx.list_groups(parent, page).await?;
+            json(answer::page(
+                p.items
+                    .into_iter()
+                    .map(|g| answer::group(g, false))
+                    .collect(),
+                p.has_more,
+            ))
+        }
+        Request::GetGroup(id) => json(answer::group(ctx.get_group(id).await?, true)),
+        Request::ListTags(device, page) => {
+            let p = ctx.list_tags(device, page).await?;
+            json(answer::page(
+                p.items.into_iter().map(answer::tag).collect(),
+                p.has_more,
+            ))
+        }
+        Request::GetTag(id) => json(answer::tag(ctx.get_tag(id).await?)),
+        Request::CreateTag(name) => json(answer::tag(ctx.create_tag(name).await?)),
+        Request::TagDevices(id, devices) => json(answer::tag(ctx.tag_devices(id, devices).await?)),
+        Request::UntagDevices(id, devices) => {
+            ctx.untag_devices(id, devices).await?;
+            json(serde_json::json!({}))
+        }
+        Request::ListAlerts(filter, page) => {
+            let p = ctx.list_alerts(filter, page).await?;
+            json(answer::page(
+                p.items.into_iter().map(answer::alert).collect(),
+                p.has_more,
+            ))
+        }
+        Request::GetAlert(id) => json(answer::alert(ctx.get_alert(id).await?)),
+        Request::ResolveAlert(id) => json(answer::alert(ctx.resolve_alert(id).await?)),
+        Request::ListCustomFields(page) => {
+            let p = ctx.list_custom_fields(page).await?;
+            json(answer::page(
+                p.items.into_iter().map(answer::custom_field).collect(),
+                p.has_more,
+            ))
+        }
+        Request::GetCustomField(id) => json(answer::custom_field(ctx.get_custom_field(id).await?)),
+        Request::ListValues(filter, page) => {
+            let p = ctx.list_values(filter, page).await?;
+            json(answer::page(
+                p.items.into_iter().map(answer::value).collect(),
+                p.has_more,
+            ))
+        }
+        Request::SetValue(v) => json(answer::value(ctx.set_value(v).await?)),
+        Request::RemoveValue(v) => {
+            ctx.remove_value(v).await?;
+            json(serde_json::json!({}))
+        }
+    }
+}
+
+/// A host call's error as Level would answer it. A denial is Level's 403
+/// (an object outside the key's reach), with the gate's reason.
+fn error_answer(error: LevelError) -> Response {
+    match error {
+        LevelError::Guest(e) => match e {
+            LevelApiError::Denied(d) => level_error(403, &format!("denied: {}", d.reason)),
+            LevelApiError::NotFound(m) => level_error(404, &m),
+            LevelApiError::InvalidInput(m) => level_error(400, &m),
+            LevelApiError::Conflict(m) => level_error(422, &m),
+            LevelApiError::RateLimited(seconds) => {
+                let mut answer = level_error(429, "Rate limit exceeded");
+                if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
+                    answer.headers_mut().insert("retry-after", value);
+                }
+                answer
+            }
+            LevelApiError::LimitExceeded(m) => level_error(429, &m),
+            // Level refused the host's own key: not the client's fault.
+            LevelApiError::Unauthorized(m) => {
+                tracing::error!("gateway: Level refused levelhost's key: {m}");
+                level_error(502, "Level refused levelhost's key for this client")
+            }
+            LevelApiError::Upstream(u) if u.status >= 400 => level_error(u.status, &u.message),
+            LevelApiError::Upstream(u) => level_error(502, &u.message),
+        },
+        LevelError::Trap(e) => {
+            tracing::error!("gateway: {e:#}");
+            level_error(500, "Internal error")
+        }
+    }
+}
