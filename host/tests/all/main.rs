@@ -18,6 +18,7 @@ mod cli_grants; // levelhost check, run --dry-run and audit with a real configur
 mod client; // the Level client against real HTTP servers on loopback: retries, errors, limits
 mod cluster; // serve replicas sharing a PostgreSQL history
 mod effects; // the gate decides on a call's whole effect: indirect targets, fields, cut-off writes
+mod gateway; // levelhost gateway with real clients (curl, Python requests): scopes, keys, rotation
 mod grant_properties; // the grant as a property: 10,000 random grants and call sequences, oracle the simulator
 mod grants; // grants proven with hostile plugins: capabilities, scopes, limits, the key
 mod host_calls; // the host side of level:api called without a component, checked against the simulator

@@ -1,0 +1,380 @@
+//! Issue 26: the gateway, as its users run it: `levelhost client key` and
+//! `levelhost gateway` as commands, real clients (curl, a Python `requests`
+//! script) that only change their base URL and key, and the simulator's
+//! state and answers as the oracle of what each client may see and change.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::free_addr;
+
+/// A `levelhost gateway` process, stopped when dropped.
+struct Gateway {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    fn start(config: &Path, addr: &str) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+            .args(["gateway", "--config", config.to_str().unwrap()])
+            .env_remove("LEVELHOST_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let url = format!("http://{addr}/v2");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return Self { child, url };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the gateway did not start on {addr}");
+    }
+
+    fn reload(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+/// `curl -s` with `key` in `Authorization`: the status and the body.
+fn curl(method: &str, url: &str, key: &str, body: Option<&str>) -> (u16, Value) {
+    let mut args = vec![
+        "-s".to_owned(),
+        "-X".to_owned(),
+        method.to_owned(),
+        "-H".to_owned(),
+        format!("Authorization: {key}"),
+        "-w".to_owned(),
+        "\n%{http_code}".to_owned(),
+    ];
+    if let Some(body) = body {
+        args.extend([
+            "-H".to_owned(),
+            "Content-Type: application/json".to_owned(),
+            "-d".to_owned(),
+            body.to_owned(),
+        ]);
+    }
+    args.push(url.to_owned());
+    let out = Command::new("curl").args(&args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (
+        status.parse().unwrap(),
+        serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())),
+    )
+}
+
+/// `levelhost client key NAME`: the key it prints once.
+fn client_key(config: &Path, name: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+        .args(["client", "key", name, "--config", config.to_str().unwrap()])
+        .env_remove("LEVELHOST_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn write_config(dir: &Path, sim: &level_sim::Simulator, addr: &str) -> PathBuf {
+    std::fs::write(dir.join("rw.key"), sim.read_write_key()).unwrap();
+    let config = dir.join("levelhost.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[level]
+base_url = "{}"
+
+[audit]
+path = "audit.jsonl"
+
+[keys.rw]
+source = "file:rw.key"
+access = "read-write"
+
+[gateway]
+addr = "{addr}"
+
+# A script for the HQ office: its devices, and tagging them.
+[clients.hq]
+key = "rw"
+capabilities = ["devices:read", "groups:read", "tags:read", "tags:write"]
+
+[clients.hq.scopes]
+groups = ["HQ"]
+
+# A dashboard: every device, read only.
+[clients.dashboard]
+key = "rw"
+capabilities = ["devices:read"]
+"#,
+            sim.base_url()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Walks `/devices` as Level's n8n node does: pages of `limit`, the last id
+/// as the next cursor, stopping at a short page or `has_more: false`.
+fn walk_with_curl(gateway: &Gateway, key: &str, limit: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!("{}/devices?limit={limit}", gateway.url);
+        if let Some(after) = &after {
+            url.push_str(&format!("&starting_after={after}"));
+        }
+        let (status, page) = curl("GET", &url, key, None);
+        assert_eq!(status, 200, "{page}");
+        let data = page["data"].as_array().unwrap();
+        ids.extend(data.iter().map(|d| d["id"].as_str().unwrap().to_owned()));
+        if data.len() < limit || page["has_more"] != Value::Bool(true) {
+            return ids;
+        }
+        after = data.last().map(|d| d["id"].as_str().unwrap().to_owned());
+    }
+}
+
+const PYTHON_CLIENT: &str = r#"
+import json, sys, requests
+base, key = sys.argv[1], sys.argv[2]
+s = requests.Session()
+s.headers["Authorization"] = key
+ids, after = [], None
+while True:
+    params = {"limit": 5}
+    if after:
+        params["starting_after"] = after
+    r = s.get(f"{base}/devices", params=params)
+    r.raise_for_status()
+    page = r.json()
+    ids += [d["id"] for d in page["data"]]
+    if len(page["data"]) < 5 or not page["has_more"]:
+        break
+    after = page["data"][-1]["id"]
+alerts = s.get(f"{base}/alerts")
+print(json.dumps({"ids": ids, "alerts": [alerts.status_code, alerts.json()]}))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_clients_see_every_object_of_their_scope_and_change_nothing_outside_it() {
+    let sim = crate::support::simulator(level_sim::Simulator::seeded(), |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let config = write_config(dir.path(), &sim, &addr);
+    let hq_key = client_key(&config, "hq");
+    let dashboard_key = client_key(&config, "dashboard");
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        !written.contains(&hq_key) && written.contains("client_key = \"sha256:"),
+        "only the hash is kept: {written}"
+    );
+    let gateway = Gateway::start(&config, &addr);
+
+    // The oracle: the simulator's own organization.
+    let fixture = sim.tenant().to_fixture();
+    let hq = fixture.groups.iter().find(|g| g.name == "HQ").unwrap();
+    let mut subtree = BTreeSet::from([hq.id.clone()]);
+    loop {
+        let more: Vec<String> = fixture
+            .groups
+            .iter()
+            .filter(|g| g.parent_id.as_ref().is_some_and(|p| subtree.contains(p)))
+            .map(|g| g.id.clone())
+            .filter(|id| !subtree.contains(id))
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        subtree.extend(more);
+    }
+    let in_hq: BTreeSet<String> = fixture
+        .devices
+        .iter()
+        .filter(|d| d.group_id.as_ref().is_some_and(|g| subtree.contains(g)))
+        .map(|d| d.id.clone())
+        .collect();
+    let all: BTreeSet<String> = fixture.devices.iter().map(|d| d.id.clone()).collect();
+    assert!(!in_hq.is_empty() && in_hq.len() < all.len());
+
+    // curl, walking pages as the n8n node does: every in-scope device, no other.
+    let seen = walk_with_curl(&gateway, &hq_key, 7);
+    assert_eq!(seen.len(), in_hq.len(), "no device twice");
+    assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), in_hq);
+    let seen = walk_with_curl(&gateway, &dashboard_key, 20);
+    assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), all);
+
+    // The same device list through the gateway and from Level itself, byte for byte.
+    let first = in_hq.iter().next().unwrap();
+    let (status, through) = curl(
+        "GET",
+        &format!("{}/devices/{first}", gateway.url),
+        &hq_key,
+        None,
+    );
+    assert_eq!(status, 200);
+    let (_, direct) = curl(
+        "GET",
+        &format!("{}/v2/devices/{first}", sim.base_url()),
+        sim.read_write_key(),
+        None,
+    );
+    assert_eq!(through, direct);
+
+    // Outside the scope: Level's 403 and error shape, and nothing changed.
+    let outside = all.difference(&in_hq).next().unwrap();
+    let (status, body) = curl(
+        "GET",
+        &format!("{}/devices/{outside}", gateway.url),
+        &hq_key,
+        None,
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().starts_with("denied:"),
+        "{body}"
+    );
+    let tag = fixture.tags.iter().find(|t| t.name != "vip").unwrap();
+    let tags_of = |id: &str| {
+        sim.tenant()
+            .to_fixture()
+            .devices
+            .into_iter()
+            .find(|d| d.id == id)
+            .unwrap()
+            .tags
+    };
+    let before = tags_of(outside);
+    let (status, body) = curl(
+        "POST",
+        &format!("{}/tags/{}/devices", gateway.url, tag.id),
+        &hq_key,
+        Some(&format!(r#"{{"device_ids":["{outside}"]}}"#)),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(tags_of(outside), before, "the simulator is unchanged");
+    // Inside it, the write is made.
+    let inside = in_hq
+        .iter()
+        .find(|id| !tags_of(id).contains(&tag.name))
+        .unwrap();
+    let (status, body) = curl(
+        "POST",
+        &format!("{}/tags/{}/devices", gateway.url, tag.id),
+        &hq_key,
+        Some(&format!(r#"{{"device_ids":["{inside}"]}}"#)),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(tags_of(inside).contains(&tag.name));
+    // A read-only grant writes nothing.
+    let (status, _) = curl(
+        "POST",
+        &format!("{}/tags/{}/devices", gateway.url, tag.id),
+        &dashboard_key,
+        Some(&format!(r#"{{"device_ids":["{outside}"]}}"#)),
+    );
+    assert_eq!(status, 403);
+    assert_eq!(tags_of(outside), before);
+
+    // Python requests, unmodified but for base URL and key.
+    let out = Command::new("python3")
+        .args(["-c", PYTHON_CLIENT, &gateway.url, &hq_key])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let python: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: BTreeSet<String> = python["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, in_hq);
+    assert_eq!(python["alerts"][0], 403, "{python}");
+    assert!(
+        python["alerts"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("alerts:read")
+    );
+
+    // What is not Level's API, or not the client's key, is refused.
+    let requests_before = sim.received_count();
+    for (method, path, key, status) in [
+        ("GET", "/devices?sort=name", hq_key.as_str(), 400),
+        ("GET", "/organizations", hq_key.as_str(), 404),
+        ("PUT", "/tags", hq_key.as_str(), 404),
+        ("GET", "/devices", "lhc_not-a-client-key", 401),
+        ("GET", "/devices", sim.read_write_key(), 401),
+        ("GET", "/devices", "", 401),
+    ] {
+        let (got, body) = curl(method, &format!("{}{path}", gateway.url), key, None);
+        assert_eq!(got, status, "{method} {path}: {body}");
+        assert!(body["error"].is_string(), "Level's error shape: {body}");
+    }
+    assert_eq!(sim.received_count(), requests_before, "none reached Level");
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("\"client:hq\""),
+        "the client is the principal"
+    );
+    assert!(
+        audit.contains("a real Level API key was presented"),
+        "the real key is named in the audit"
+    );
+    assert!(!audit.contains(sim.read_write_key()) && !audit.contains(&hq_key));
+
+    // Rotation: a new key for hq by a reload; the old one is refused at once,
+    // the new one and the other clients work.
+    let new_key = client_key(&config, "hq");
+    gateway.reload();
+    let mut refused = false;
+    for _ in 0..100 {
+        if curl("GET", &format!("{}/groups", gateway.url), &hq_key, None).0 == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "the old key is refused after the reload");
+    assert_eq!(
+        curl("GET", &format!("{}/groups", gateway.url), &new_key, None).0,
+        200
+    );
+    assert_eq!(
+        curl(
+            "GET",
+            &format!("{}/devices?limit=1", gateway.url),
+            &dashboard_key,
+            None
+        )
+        .0,
+        200
+    );
+}
