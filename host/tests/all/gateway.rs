@@ -34,10 +34,14 @@ impl Gateway {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let url = format!("http://{addr}/v2");
+        // Dropped (so killed and waited for) if it never answers.
+        let gateway = Self {
+            child,
+            url: format!("http://{addr}/v2"),
+        };
         for _ in 0..200 {
             if std::net::TcpStream::connect(addr).is_ok() {
-                return Self { child, url };
+                return gateway;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
