@@ -33,6 +33,7 @@ use levelhost_core::gate::Gate;
 use levelhost_core::grant::{Grant, ResolvedScopes};
 use levelhost_runtime::audit::AuditLog;
 use levelhost_runtime::bindings::alerts::Host as _;
+use levelhost_runtime::bindings::automations::Host as _;
 use levelhost_runtime::bindings::custom_field_values::Host as _;
 use levelhost_runtime::bindings::custom_fields::Host as _;
 use levelhost_runtime::bindings::devices::Host as _;
@@ -47,6 +48,9 @@ use request::{Refused, Request};
 /// The operation name of a gateway request's own audit record (one refused
 /// before any host call: a bad key, an unknown path, the client's rate).
 pub const GATEWAY_OPERATION: &str = "gateway-request";
+
+/// The operation name of the audit record of a client's scope look-up.
+pub const SCOPES_OPERATION: &str = "resolve-scopes";
 
 /// How long a client's resolved scopes (group names made ids) are reused.
 const SCOPES_MAX_AGE: Duration = Duration::from_secs(60);
@@ -308,7 +312,7 @@ async fn handle(
             return level_error(status, &message);
         }
     };
-    let scopes = match client.scopes().await {
+    let scopes = match client.scopes(&gateway, &id).await {
         Ok(scopes) => scopes,
         Err(e) => {
             tracing::error!("gateway: client {}: {e}", client.spec.name);
@@ -340,7 +344,8 @@ async fn handle(
         return level_error(500, "the audit log could not be written");
     }
     match answer {
-        Ok(body) => (
+        Ok((status, body)) => (
+            status,
             [(
                 axum::http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
@@ -376,26 +381,68 @@ impl Client {
         None
     }
 
-    /// The grant's scopes made concrete, at most a minute old.
-    async fn scopes(&self) -> Result<ResolvedScopes, levelhost_runtime::error::HostError> {
+    /// The grant's scopes made concrete, at most a minute old. Looking
+    /// them up (the group listing) is audited like any request to Level.
+    async fn scopes(
+        &self,
+        gateway: &Gateway,
+        id: &str,
+    ) -> Result<ResolvedScopes, levelhost_runtime::error::HostError> {
         let mut cached = self.scopes.lock().await;
         if let Some((at, scopes)) = cached.as_ref()
             && at.elapsed() < SCOPES_MAX_AGE
         {
             return Ok(scopes.clone());
         }
-        let scopes =
-            levelhost_runtime::runner::resolve_scopes(&self.spec.level, &self.spec.grant).await?;
+        let started = Instant::now();
+        let resolved =
+            levelhost_runtime::runner::resolve_scopes_counted(&self.spec.level, &self.spec.grant)
+                .await;
+        if let Some(audit) = &gateway.audit {
+            let mut record = RunInfo {
+                plugin: format!("client:{}", self.spec.name),
+                version: "gateway".to_owned(),
+                digest: String::new(),
+                run_id: id.to_owned(),
+            }
+            .record(
+                SCOPES_OPERATION.to_owned(),
+                Vec::new(),
+                resolved.as_ref().err().map(ToString::to_string),
+                started.elapsed(),
+            );
+            record.requests = match &resolved {
+                Ok((_, requests)) => *requests,
+                // The failed page was sent too.
+                Err(_) => 1,
+            };
+            if let Err(e) = audit.append(&record).await {
+                tracing::error!("{}", levelhost_core::Chain(&e));
+            }
+        }
+        let (scopes, _) = resolved?;
         *cached = Some((Instant::now(), scopes.clone()));
         Ok(scopes)
     }
 }
 
-/// An answer's JSON text, its fields in the order Level writes them.
-type Answer = Result<Vec<u8>, LevelError>;
+/// An answer's status and JSON text, its fields in the order Level writes them.
+type Answer = Result<(StatusCode, Vec<u8>), LevelError>;
 
 fn json<T: serde::Serialize>(value: T) -> Answer {
-    serde_json::to_vec(&value).map_err(|e| LevelError::Trap(e.into()))
+    serde_json::to_vec(&value)
+        .map(|body| (StatusCode::OK, body))
+        .map_err(|e| LevelError::Trap(e.into()))
+}
+
+/// A created object, answered `201 Created` as Level answers a creation.
+fn created<T: serde::Serialize>(value: T) -> Answer {
+    json(value).map(|(_, body)| (StatusCode::CREATED, body))
+}
+
+/// What Level answers a deletion or removal with.
+fn done() -> Answer {
+    json(serde_json::json!({}))
 }
 
 /// Runs one request as the host calls a plugin makes.
@@ -413,6 +460,39 @@ async fn run_request(ctx: &mut LevelCtx, request: Request) -> Answer {
         }
         Request::UpdateDevice(id, update) => {
             json(answer::device(ctx.update_device(id, update).await?))
+        }
+        Request::DeleteDevice(id) => {
+            ctx.delete_device(id).await?;
+            done()
+        }
+        Request::CreateGroup(group) => {
+            created(answer::group(ctx.create_group(group).await?, false))
+        }
+        Request::UpdateGroup(id, update) => {
+            json(answer::group(ctx.update_group(id, update).await?, true))
+        }
+        Request::DeleteGroup(id) => {
+            ctx.delete_group(id).await?;
+            done()
+        }
+        Request::AssignDevices(id, devices) => {
+            ctx.assign_devices(id.clone(), devices).await?;
+            // Level answers with the group, which a client may read only with groups:read.
+            let reads_groups = ctx
+                .gate()
+                .grant()
+                .capabilities
+                .iter()
+                .any(|c| c.to_string() == "groups:read");
+            if reads_groups {
+                json(answer::group(ctx.get_group(id).await?, true))
+            } else {
+                done()
+            }
+        }
+        Request::RemoveDevices(id, devices) => {
+            ctx.remove_devices(id, devices).await?;
+            done()
         }
         Request::ListGroups(parent, page) => {
             let p = ctx.list_groups(parent, page).await?;
@@ -433,11 +513,16 @@ async fn run_request(ctx: &mut LevelCtx, request: Request) -> Answer {
             ))
         }
         Request::GetTag(id) => json(answer::tag(ctx.get_tag(id).await?)),
-        Request::CreateTag(name) => json(answer::tag(ctx.create_tag(name).await?)),
+        Request::CreateTag(name) => created(answer::tag(ctx.create_tag(name).await?)),
+        Request::UpdateTag(id, name) => json(answer::tag(ctx.update_tag(id, name).await?)),
+        Request::DeleteTag(id) => {
+            ctx.delete_tag(id).await?;
+            done()
+        }
         Request::TagDevices(id, devices) => json(answer::tag(ctx.tag_devices(id, devices).await?)),
         Request::UntagDevices(id, devices) => {
             ctx.untag_devices(id, devices).await?;
-            json(serde_json::json!({}))
+            done()
         }
         Request::ListAlerts(filter, page) => {
             let p = ctx.list_alerts(filter, page).await?;
@@ -456,6 +541,23 @@ async fn run_request(ctx: &mut LevelCtx, request: Request) -> Answer {
             ))
         }
         Request::GetCustomField(id) => json(answer::custom_field(ctx.get_custom_field(id).await?)),
+        Request::CreateCustomField(field) => {
+            created(answer::custom_field(ctx.create_custom_field(field).await?))
+        }
+        Request::UpdateCustomField(id, update) => json(answer::custom_field(
+            ctx.update_custom_field(id, update).await?,
+        )),
+        Request::DeleteCustomField(id) => {
+            ctx.delete_custom_field(id).await?;
+            done()
+        }
+        Request::Trigger(token, request) => {
+            let runs = ctx.trigger_webhook(token, request).await?;
+            json(serde_json::json!({ "runs": runs
+                .into_iter()
+                .map(|r| serde_json::json!({ "id": r.id, "device_id": r.device_id }))
+                .collect::<Vec<_>>() }))
+        }
         Request::ListValues(filter, page) => {
             let p = ctx.list_values(filter, page).await?;
             json(answer::page(
@@ -466,7 +568,7 @@ async fn run_request(ctx: &mut LevelCtx, request: Request) -> Answer {
         Request::SetValue(v) => json(answer::value(ctx.set_value(v).await?)),
         Request::RemoveValue(v) => {
             ctx.remove_value(v).await?;
-            json(serde_json::json!({}))
+            done()
         }
     }
 }

@@ -6,13 +6,15 @@
 use std::collections::BTreeMap;
 
 use levelhost_runtime::bindings::alerts::{AlertFilter, AlertStatus};
+use levelhost_runtime::bindings::automations::TriggerRequest;
 use levelhost_runtime::bindings::custom_field_values::{
     ValueAssignment, ValueFilter, ValueRemoval,
 };
+use levelhost_runtime::bindings::custom_fields::{CustomFieldUpdate, NewCustomField};
 use levelhost_runtime::bindings::devices::{
     DeviceFilter, DeviceInclude, DeviceUpdate, GroupChange, GroupFilter,
 };
-use levelhost_runtime::bindings::groups::ParentFilter;
+use levelhost_runtime::bindings::groups::{GroupUpdate, NewGroup, ParentChange, ParentFilter};
 use levelhost_runtime::bindings::types::PageRequest;
 
 /// One of Level's operations, with its arguments as a plugin would pass them.
@@ -24,16 +26,32 @@ pub enum Request {
     GetDevice(String, DeviceInclude),
     /// `PATCH /v2/devices/{id}`.
     UpdateDevice(String, DeviceUpdate),
+    /// `DELETE /v2/devices/{id}`.
+    DeleteDevice(String),
     /// `GET /v2/groups`.
     ListGroups(Option<ParentFilter>, PageRequest),
     /// `GET /v2/groups/{id}`.
     GetGroup(String),
+    /// `POST /v2/groups`.
+    CreateGroup(NewGroup),
+    /// `PATCH /v2/groups/{id}`.
+    UpdateGroup(String, GroupUpdate),
+    /// `DELETE /v2/groups/{id}`.
+    DeleteGroup(String),
+    /// `POST /v2/groups/{id}/devices`.
+    AssignDevices(String, Vec<String>),
+    /// `DELETE /v2/groups/{id}/devices`.
+    RemoveDevices(String, Vec<String>),
     /// `GET /v2/tags`.
     ListTags(Option<String>, PageRequest),
     /// `GET /v2/tags/{id}`.
     GetTag(String),
     /// `POST /v2/tags`.
     CreateTag(String),
+    /// `PATCH /v2/tags/{id}`.
+    UpdateTag(String, String),
+    /// `DELETE /v2/tags/{id}`.
+    DeleteTag(String),
     /// `POST /v2/tags/{id}/devices`.
     TagDevices(String, Vec<String>),
     /// `DELETE /v2/tags/{id}/devices`.
@@ -48,12 +66,20 @@ pub enum Request {
     ListCustomFields(PageRequest),
     /// `GET /v2/custom_fields/{id}`.
     GetCustomField(String),
+    /// `POST /v2/custom_fields`.
+    CreateCustomField(NewCustomField),
+    /// `PATCH /v2/custom_fields/{id}`.
+    UpdateCustomField(String, CustomFieldUpdate),
+    /// `DELETE /v2/custom_fields/{id}`.
+    DeleteCustomField(String),
     /// `GET /v2/custom_field_values`.
     ListValues(ValueFilter, PageRequest),
     /// `PATCH /v2/custom_field_values`.
     SetValue(ValueAssignment),
     /// `DELETE /v2/custom_field_values`.
     RemoveValue(ValueRemoval),
+    /// `POST /v2/automations/webhooks/{token}`.
+    Trigger(String, TriggerRequest),
 }
 
 /// Why a request was not read: Level's status and message.
@@ -202,6 +228,14 @@ impl Body {
         }
     }
 
+    fn optional_flag(&self, name: &str) -> Result<Option<bool>, Refused> {
+        match self.0.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(bad(format!("{name} must be true or false"))),
+        }
+    }
+
     fn ids(&self, name: &str) -> Result<Vec<String>, Refused> {
         let Some(serde_json::Value::Array(items)) = self.0.get(name) else {
             return Err(bad(format!("{name} is required: an array of ids")));
@@ -299,6 +333,65 @@ impl Request {
                     },
                 )
             }
+            ("DELETE", ["devices", _]) => {
+                no_query()?;
+                Self::DeleteDevice(id(1)?)
+            }
+            ("POST", ["groups"]) => {
+                no_query()?;
+                let body = Body::parse(body, &["name", "parent_id"])?;
+                Self::CreateGroup(NewGroup {
+                    name: body.required("name")?,
+                    parent_id: body.string("parent_id")?,
+                })
+            }
+            ("PATCH", ["groups", _]) => {
+                no_query()?;
+                let body = Body::parse(body, &["name", "parent_id", "custom_fields"])?;
+                let parent = match body.0.get("parent_id") {
+                    None => None,
+                    Some(serde_json::Value::Null) => Some(ParentChange::MakeRoot),
+                    Some(serde_json::Value::String(p)) => Some(ParentChange::MoveUnder(p.clone())),
+                    Some(_) => return Err(bad("parent_id must be a string or null")),
+                };
+                let custom_fields = match body.0.get("custom_fields") {
+                    None | Some(serde_json::Value::Null) => Vec::new(),
+                    Some(serde_json::Value::Object(map)) => map
+                        .iter()
+                        .map(|(k, v)| match v {
+                            serde_json::Value::String(v) => Ok((k.clone(), v.clone())),
+                            _ => Err(bad("custom_fields values must be strings")),
+                        })
+                        .collect::<Result<_, _>>()?,
+                    Some(_) => return Err(bad("custom_fields must be an object")),
+                };
+                Self::UpdateGroup(
+                    id(1)?,
+                    GroupUpdate {
+                        name: body.string("name")?,
+                        parent,
+                        custom_fields,
+                    },
+                )
+            }
+            ("DELETE", ["groups", _]) => {
+                no_query()?;
+                Self::DeleteGroup(id(1)?)
+            }
+            ("POST", ["groups", _, "devices"]) => {
+                no_query()?;
+                Self::AssignDevices(
+                    id(1)?,
+                    Body::parse(body, &["device_ids"])?.ids("device_ids")?,
+                )
+            }
+            ("DELETE", ["groups", _, "devices"]) => {
+                no_query()?;
+                Self::RemoveDevices(
+                    id(1)?,
+                    Body::parse(body, &["device_ids"])?.ids("device_ids")?,
+                )
+            }
             ("GET", ["groups"]) => {
                 query.only(&["parent_id"])?;
                 let parent = query.get("parent_id").map(|p| {
@@ -325,6 +418,14 @@ impl Request {
             ("POST", ["tags"]) => {
                 no_query()?;
                 Self::CreateTag(Body::parse(body, &["name"])?.required("name")?)
+            }
+            ("PATCH", ["tags", _]) => {
+                no_query()?;
+                Self::UpdateTag(id(1)?, Body::parse(body, &["name"])?.required("name")?)
+            }
+            ("DELETE", ["tags", _]) => {
+                no_query()?;
+                Self::DeleteTag(id(1)?)
             }
             ("POST", ["tags", _, "devices"]) => {
                 no_query()?;
@@ -377,6 +478,62 @@ impl Request {
                 no_query()?;
                 Self::GetCustomField(id(1)?)
             }
+            ("POST", ["custom_fields"]) => {
+                no_query()?;
+                // Level accepts and ignores a default_value.
+                let body = Body::parse(body, &["name", "admin_only", "default_value"])?;
+                Self::CreateCustomField(NewCustomField {
+                    name: body.required("name")?,
+                    admin_only: body.flag("admin_only")?,
+                })
+            }
+            ("PATCH", ["custom_fields", _]) => {
+                no_query()?;
+                let body = Body::parse(body, &["name", "admin_only", "default_value"])?;
+                Self::UpdateCustomField(
+                    id(1)?,
+                    CustomFieldUpdate {
+                        name: body.string("name")?,
+                        admin_only: body.optional_flag("admin_only")?,
+                    },
+                )
+            }
+            ("DELETE", ["custom_fields", _]) => {
+                no_query()?;
+                Self::DeleteCustomField(id(1)?)
+            }
+            ("POST", ["automations", "webhooks", _]) => {
+                no_query()?;
+                // Any other key of the body becomes an automation variable.
+                let value: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
+                    serde_json::json!({})
+                } else {
+                    serde_json::from_slice(body)
+                        .map_err(|e| bad(format!("the body is not valid JSON: {e}")))?
+                };
+                let serde_json::Value::Object(mut map) = value else {
+                    return Err(bad("The body must be a JSON object"));
+                };
+                let device_ids = match map.remove("device_ids") {
+                    None | Some(serde_json::Value::Null) => Vec::new(),
+                    Some(serde_json::Value::Array(items)) => items
+                        .into_iter()
+                        .map(|v| match v {
+                            serde_json::Value::String(s) => Ok(s),
+                            _ => Err(bad("device_ids must hold strings")),
+                        })
+                        .collect::<Result<_, _>>()?,
+                    Some(_) => return Err(bad("device_ids must be an array of ids")),
+                };
+                Self::Trigger(
+                    id(2)?,
+                    TriggerRequest {
+                        device_ids,
+                        variables: (!map.is_empty())
+                            .then(|| serde_json::Value::Object(map).to_string()),
+                    },
+                )
+            }
             ("GET", ["custom_field_values"]) => {
                 query.only(&["assigned_to_id", "custom_field_id"])?;
                 Self::ListValues(
@@ -427,6 +584,18 @@ impl Request {
         matches!(
             self,
             Self::UpdateDevice(..)
+                | Self::DeleteDevice(..)
+                | Self::CreateGroup(..)
+                | Self::UpdateGroup(..)
+                | Self::DeleteGroup(..)
+                | Self::AssignDevices(..)
+                | Self::RemoveDevices(..)
+                | Self::UpdateTag(..)
+                | Self::DeleteTag(..)
+                | Self::CreateCustomField(..)
+                | Self::UpdateCustomField(..)
+                | Self::DeleteCustomField(..)
+                | Self::Trigger(..)
                 | Self::CreateTag(..)
                 | Self::TagDevices(..)
                 | Self::UntagDevices(..)

@@ -626,6 +626,18 @@ pub async fn resolve_scopes(
     client: &LevelClient,
     grant: &Grant,
 ) -> Result<grant::ResolvedScopes, HostError> {
+    resolve_scopes_counted(client, grant)
+        .await
+        .map(|(scopes, _)| scopes)
+}
+
+/// [`resolve_scopes`], and how many requests it sent to Level (the pages of
+/// the group listing), for an audit record of them.
+pub async fn resolve_scopes_counted(
+    client: &LevelClient,
+    grant: &Grant,
+) -> Result<(grant::ResolvedScopes, u32), HostError> {
+    let mut requests = 0;
     let groups =
         if grant.scopes.groups.is_some() {
             let mut all = Vec::new();
@@ -634,6 +646,7 @@ pub async fn resolve_scopes(
                 ..PageParams::default()
             };
             loop {
+                requests += 1;
                 let batch = client.list_groups(None, &page).await.map_err(|source| {
                     HostError::ScopeLookup {
                         plugin: grant.plugin.clone(),
@@ -651,10 +664,11 @@ pub async fn resolve_scopes(
         } else {
             Vec::new()
         };
-    grant::resolve(&grant.scopes, &groups).map_err(|error| HostError::Scope {
+    let scopes = grant::resolve(&grant.scopes, &groups).map_err(|error| HostError::Scope {
         plugin: grant.plugin.clone(),
         error,
-    })
+    })?;
+    Ok((scopes, requests))
 }
 
 fn classify_trap(

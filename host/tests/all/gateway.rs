@@ -161,6 +161,29 @@ fn walk_with_curl(gateway: &Gateway, key: &str, limit: usize) -> Vec<String> {
     }
 }
 
+/// The HQ group and every group below it, from the simulator's organization.
+fn hq_subtree(fixture: &level_sim::Fixture) -> BTreeSet<String> {
+    let hq = fixture.groups.iter().find(|g| g.name == "HQ").unwrap();
+    let mut subtree = BTreeSet::from([hq.id.clone()]);
+    while let Some(child) = fixture.groups.iter().find(|g| {
+        !subtree.contains(&g.id) && g.parent_id.as_ref().is_some_and(|p| subtree.contains(p))
+    }) {
+        subtree.insert(child.id.clone());
+    }
+    subtree
+}
+
+/// Runs a client program; what it printed, as JSON.
+fn run_client(program: &str, args: &[&str]) -> Value {
+    let out = Command::new(program).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 const PYTHON_CLIENT: &str = r#"
 import json, sys, requests
 base, key = sys.argv[1], sys.argv[2]
@@ -199,21 +222,7 @@ async fn real_clients_see_every_object_of_their_scope_and_change_nothing_outside
 
     // The oracle: the simulator's own organization.
     let fixture = sim.tenant().to_fixture();
-    let hq = fixture.groups.iter().find(|g| g.name == "HQ").unwrap();
-    let mut subtree = BTreeSet::from([hq.id.clone()]);
-    loop {
-        let more: Vec<String> = fixture
-            .groups
-            .iter()
-            .filter(|g| g.parent_id.as_ref().is_some_and(|p| subtree.contains(p)))
-            .map(|g| g.id.clone())
-            .filter(|id| !subtree.contains(id))
-            .collect();
-        if more.is_empty() {
-            break;
-        }
-        subtree.extend(more);
-    }
+    let subtree = hq_subtree(&fixture);
     let in_hq: BTreeSet<String> = fixture
         .devices
         .iter()
@@ -303,16 +312,7 @@ async fn real_clients_see_every_object_of_their_scope_and_change_nothing_outside
     assert_eq!(tags_of(outside), before);
 
     // Python requests, unmodified but for base URL and key.
-    let out = Command::new("python3")
-        .args(["-c", PYTHON_CLIENT, &gateway.url, &hq_key])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let python: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let python = run_client("python3", &["-c", PYTHON_CLIENT, &gateway.url, &hq_key]);
     let ids: BTreeSet<String> = python["ids"]
         .as_array()
         .unwrap()
@@ -380,5 +380,119 @@ async fn real_clients_see_every_object_of_their_scope_and_change_nothing_outside
         )
         .0,
         200
+    );
+}
+
+/// The requests Level's n8n node makes (`levelrmm/n8n-nodes-level`:
+/// `credentials/LevelApi.credentials.ts` and `nodes/Level/helpers.ts`), made
+/// the same way from Node.js: the credential's test (`GET /groups`), a device
+/// list with *Return All* (a first page of 100 with `include_*` flags, then
+/// `levelApiRequestAllCursor`'s cursor pages until a short page), *Get* by
+/// an id encoded as the node encodes it, and the hostname search.
+const N8N_NODE_REQUESTS: &str = r#"
+const [base, key, q] = process.argv.slice(1); // node -e: no script path
+async function levelApiRequest(method, endpoint, qs = {}) {
+  const url = new URL(base.replace(/\/$/, '') + endpoint);
+  for (const [k, v] of Object.entries(qs)) url.searchParams.set(k, String(v));
+  const r = await fetch(url, { method, headers: { Authorization: key, Accept: 'application/json' } });
+  const body = await r.json();
+  if (!r.ok) throw new Error(`${r.status} ${JSON.stringify(body)}`);
+  return body;
+}
+function asArray(response) {
+  if (Array.isArray(response)) return response;
+  for (const k of ['device', 'devices', 'group', 'groups', 'alert', 'alerts', 'data', 'items'])
+    if (Array.isArray(response[k])) return response[k];
+  return [response];
+}
+async function allCursor(endpoint, baseQuery, perPage, seed) {
+  const aggregated = [...seed];
+  if (seed.length < perPage) return seed;
+  let cursor = aggregated[aggregated.length - 1].id;
+  while (cursor) {
+    const items = asArray(await levelApiRequest('GET', endpoint, { ...baseQuery, starting_after: cursor, limit: perPage }));
+    if (!items.length) break;
+    aggregated.push(...items);
+    if (items.length < perPage) break;
+    cursor = items[items.length - 1].id;
+  }
+  return aggregated;
+}
+(async () => {
+  await levelApiRequest('GET', '/groups');
+  const query = { include_operating_system: true, limit: 100 };
+  const first = asArray(await levelApiRequest('GET', '/devices', query));
+  const all = await allCursor('/devices', query, 100, first);
+  const id = all[0].id;
+  const one = await levelApiRequest('GET', `/devices/${encodeURIComponent(decodeURIComponent(id))}`, { include_operating_system: true });
+  const found = [];
+  let token;
+  for (let more = true; found.length < 50 && more; ) {
+    const qs = { limit: 100 };
+    if (token) qs.starting_after = token;
+    const items = asArray(await levelApiRequest('GET', '/devices', qs));
+    for (const d of items) if (String(d.hostname).toLowerCase().includes(q)) found.push(d.id);
+    token = items.length ? items[items.length - 1].id : undefined;
+    more = items.length === 100;
+  }
+  let denied;
+  try { await levelApiRequest('GET', '/alerts', { status: 'active' }); } catch (e) { denied = e.message; }
+  console.log(JSON.stringify({ ids: all.map((d) => d.id), one: one.id, os: !!one.operating_system, found: found.slice(0, 50), denied }));
+})().catch((e) => { console.error(e); process.exit(1); });
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn levels_n8n_node_requests_see_every_device_of_the_scope_across_pages() {
+    // Enough devices that the scope spans several pages of 100.
+    let sim = crate::support::simulator(level_sim::Simulator::seeded_with(600), |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let config = write_config(dir.path(), &sim, &addr);
+    let key = client_key(&config, "hq");
+    let gateway = Gateway::start(&config, &addr);
+    let fixture = sim.tenant().to_fixture();
+    let subtree = hq_subtree(&fixture);
+    let in_hq: Vec<&level_api::model::Device> = fixture
+        .devices
+        .iter()
+        .filter(|d| d.group_id.as_ref().is_some_and(|g| subtree.contains(g)))
+        .collect();
+    assert!(in_hq.len() > 100, "{} devices in HQ", in_hq.len());
+
+    let seen = run_client(
+        "node",
+        &["-e", N8N_NODE_REQUESTS, &gateway.url, &key, "srv"],
+    );
+    let ids: Vec<&str> = seen["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let expected: BTreeSet<&str> = in_hq.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids.len(), expected.len(), "every in-scope device, once");
+    assert_eq!(ids.iter().copied().collect::<BTreeSet<_>>(), expected);
+    assert_eq!(seen["one"], ids[0]);
+    assert_eq!(seen["os"], true, "include_operating_system is honoured");
+    let servers: Vec<&str> = in_hq
+        .iter()
+        .filter(|d| d.hostname.to_lowercase().contains("srv"))
+        .map(|d| d.id.as_str())
+        .take(50)
+        .collect();
+    let found: Vec<&str> = seen["found"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(!servers.is_empty());
+    assert_eq!(
+        found, servers,
+        "the search finds the scope's servers, no other"
+    );
+    assert!(
+        seen["denied"].as_str().unwrap().starts_with("403"),
+        "{seen}"
     );
 }

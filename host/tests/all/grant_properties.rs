@@ -77,15 +77,6 @@ enum Target {
     Device(usize),
 }
 
-impl Op {
-    fn is_write(&self) -> bool {
-        !matches!(
-            self,
-            Op::ListDevices | Op::GetDevice(_) | Op::GetGroup(_) | Op::ListValues(_)
-        )
-    }
-}
-
 /// The ids a case's calls pick from.
 struct Ids {
     devices: Vec<String>,
@@ -223,6 +214,38 @@ struct Totals {
 
 #[test]
 fn the_grant_holds_for_10_000_random_grants_and_call_sequences() {
+    holds_on(Road::Plugin);
+}
+
+/// Issue 26: the same property through the gateway: each call made as the
+/// HTTP request a script would send (`levelhost gateway`'s router on
+/// loopback, a client with the case's grant), the same oracle.
+#[test]
+fn the_grant_holds_through_the_gateway_for_10_000_random_grants_and_requests() {
+    holds_on(Road::Gateway);
+}
+
+/// Which road out the calls take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Road {
+    /// The host side of `level:api`, as a plugin's calls.
+    Plugin,
+    /// HTTP requests to the gateway, as a client's.
+    Gateway,
+}
+
+/// The gateway on loopback, its audit file, and the key of its one client.
+struct GatewayRoad {
+    gateway: std::sync::Arc<levelhost_gateway::Gateway>,
+    url: String,
+    http: reqwest::Client,
+    audit: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+const CLIENT_KEY: &str = "lhc_property-test-client-key";
+
+fn holds_on(road: Road) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -241,6 +264,27 @@ fn the_grant_holds_for_10_000_random_grants_and_call_sequences() {
     let key = sim.read_write_key().to_owned();
     let client =
         LevelClient::new(ClientConfig::new(sim.base_url()), ApiKey::new(key.clone())).unwrap();
+    let gateway = (road == Road::Gateway).then(|| {
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let audit = dir.path().join("audit.jsonl");
+            let gateway = std::sync::Arc::new(levelhost_gateway::Gateway::new(
+                Vec::new(),
+                &[&key],
+                Some(levelhost_runtime::audit::AuditLog::open(&audit).unwrap()),
+            ));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/v2", listener.local_addr().unwrap());
+            tokio::spawn(axum::serve(listener, gateway.clone().router()).into_future());
+            GatewayRoad {
+                gateway,
+                url,
+                http: reqwest::Client::new(),
+                audit,
+                _dir: dir,
+            }
+        })
+    });
     let devices = base.devices.len();
     let totals = Totals::default();
     let mut runner = TestRunner::new(Config {
@@ -253,10 +297,19 @@ fn the_grant_holds_for_10_000_random_grants_and_call_sequences() {
         *sim.tenant() = Tenant::from_fixture(base.clone()).unwrap();
         let case = Case {
             grant,
-            dry_run,
+            // A client has no dry run.
+            dry_run: dry_run && road == Road::Plugin,
             ops,
         };
-        rt.block_on(check_case(&sim, &client, &key, &base, case, &totals))
+        rt.block_on(check_case(
+            &sim,
+            &client,
+            &key,
+            &base,
+            case,
+            &totals,
+            gateway.as_ref(),
+        ))
     });
     let (calls, refused, changed) = (
         totals.calls.load(Ordering::Relaxed),
@@ -264,7 +317,7 @@ fn the_grant_holds_for_10_000_random_grants_and_call_sequences() {
         totals.changed.load(Ordering::Relaxed),
     );
     println!(
-        "grant property: {CASES} cases, {calls} host calls ({refused} refused), {changed} cases changed Level"
+        "grant property ({road:?}): {CASES} cases, {calls} host calls ({refused} refused), {changed} cases changed Level"
     );
     if let Err(e) = result {
         panic!("{e}");
@@ -288,6 +341,7 @@ async fn check_case(
     base: &Fixture,
     case: Case,
     totals: &Totals,
+    gateway: Option<&GatewayRoad>,
 ) -> Result<(), TestCaseError> {
     let Case {
         grant,
@@ -333,19 +387,57 @@ async fn check_case(
     };
     let received = sim.received_count();
     let mut answers = Vec::new();
-    for op in &ops {
-        let answer = call(&mut ctx, &ids, op).await;
-        let stopped = answer.starts_with("Err(Trap");
-        answers.push(answer);
-        if stopped {
-            // A trap ends the run: no later call would be made.
-            break;
+    let gateway_audit = match gateway {
+        None => {
+            for op in &ops {
+                let answer = call(&mut ctx, &ids, op).await;
+                let stopped = answer.starts_with("Err(Trap");
+                answers.push(answer);
+                if stopped {
+                    // A trap ends the run: no later call would be made.
+                    break;
+                }
+            }
+            None
         }
-    }
+        Some(road) => {
+            road.gateway.replace(
+                vec![levelhost_gateway::ClientSpec {
+                    name: "prop".to_owned(),
+                    grant: grant.clone(),
+                    key: levelhost_gateway::KeyHash::of(CLIENT_KEY),
+                    expires: None,
+                    requests_per_minute: 0,
+                    requests_per_hour: 0,
+                    level: client.clone(),
+                }],
+                &[key],
+            );
+            let from = std::fs::metadata(&road.audit).map_or(0, |m| m.len() as usize);
+            for op in &ops {
+                answers.push(request(road, &ids, op).await);
+            }
+            let text = std::fs::read_to_string(&road.audit).unwrap_or_default();
+            let records: Vec<levelhost_core::audit::AuditRecord> = text
+                .get(from..)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .filter(|r: &levelhost_core::audit::AuditRecord| r.stage.is_done())
+                .collect();
+            Some(records)
+        }
+    };
+    // Each gateway request is its own run of the gate, with its own budgets.
+    let runs = if gateway.is_some() {
+        ops.len() as u64
+    } else {
+        1
+    };
     let after = sim.tenant().to_fixture();
     let triggered = sim.tenant().triggered().to_vec();
     let sent = sim.received_count() - received;
-    let audit = &ctx.audit_records;
+    let audit = gateway_audit.as_ref().unwrap_or(&ctx.audit_records);
     totals
         .calls
         .fetch_add(audit.len() as u64, Ordering::Relaxed);
@@ -357,7 +449,17 @@ async fn check_case(
     // Every request that reached Level is counted in the audit, within the call budget.
     let audited: u64 = audit.iter().map(|r| u64::from(r.requests)).sum();
     prop_assert_eq!(sent, audited, "requests sent vs audited");
-    prop_assert!(sent <= grant.limits.max_api_calls, "{} requests", sent);
+    // The gateway's scope look-ups are audited, outside a request's budget.
+    let lookups: u64 = audit
+        .iter()
+        .filter(|r| r.operation == levelhost_gateway::SCOPES_OPERATION)
+        .map(|r| u64::from(r.requests))
+        .sum();
+    prop_assert!(
+        sent <= runs * grant.limits.max_api_calls + lookups,
+        "{} requests",
+        sent
+    );
     // No string handed back, and no audit record, holds the key.
     for answer in &answers {
         prop_assert!(!answer.contains(key), "the key in {}", answer);
@@ -366,22 +468,45 @@ async fn check_case(
         let line = serde_json::to_string(record).unwrap_or_default();
         prop_assert!(!line.contains(key), "the key in {}", line);
     }
-    let writes = ops
+    let writes = audit
         .iter()
-        .zip(audit)
-        .filter(|(op, r)| op.is_write() && r.allowed && r.upstream_status.is_some_and(|s| s < 300))
+        .filter(|r| {
+            serde_json::from_value::<levelhost_core::capability::Operation>(
+                serde_json::Value::String(r.operation.clone()),
+            )
+            .is_ok_and(|op| op.capability().is_write())
+        })
+        .filter(|r| r.allowed && r.upstream_status.is_some_and(|s| s < 300))
         .count() as u64;
-    prop_assert!(writes <= grant.limits.max_writes, "{} writes", writes);
+    prop_assert!(
+        writes <= runs * grant.limits.max_writes,
+        "{} writes",
+        writes
+    );
 
     if dry_run {
         prop_assert!(after == *base, "a dry run changed Level");
         prop_assert!(triggered.is_empty(), "a dry run triggered an automation");
         return Ok(());
     }
+    // Through the gateway each request has its own budgets, and its own
+    // scopes, resolved again once the client's cache is replaced: the groups
+    // in scope at the end are Level's, below the scope's roots.
+    let (limits_grant, final_scope) = match gateway {
+        None => (grant.clone(), ctx.gate().scopes().group_ids.clone()),
+        Some(_) => {
+            let mut per_request = grant.clone();
+            per_request.limits.max_devices_changed *= runs;
+            let scopes = resolve_scopes(client, &grant)
+                .await
+                .map_err(|e| TestCaseError::fail(format!("scopes: {e}")))?;
+            (per_request, scopes.group_ids)
+        }
+    };
     let oracle = Oracle {
-        grant: &grant,
+        grant: &limits_grant,
         in_scope: &in_scope,
-        final_scope: ctx.gate().scopes().group_ids.clone(),
+        final_scope,
     };
     let changed = oracle.check(base, &after, &triggered)?;
     if changed {
@@ -710,6 +835,134 @@ fn page() -> PageRequest {
         limit: Some(5),
         starting_after: None,
         ending_before: None,
+    }
+}
+
+/// Makes one call as the HTTP request a client would send the gateway, and
+/// returns its status and answer as text (for the key check).
+async fn request(road: &GatewayRoad, ids: &Ids, op: &Op) -> String {
+    use serde_json::json;
+    let target = |t: Target| {
+        ids.target(t)
+            .map_or(serde_json::Value::Null, serde_json::Value::String)
+    };
+    let (method, path, body): (&str, String, Option<serde_json::Value>) = match op.clone() {
+        Op::ListDevices => ("GET", "/devices?limit=5".to_owned(), None),
+        Op::GetDevice(d) => ("GET", format!("/devices/{}", ids.device(d)), None),
+        Op::GetGroup(g) => ("GET", format!("/groups/{}", ids.group(g)), None),
+        Op::ListValues(d) => (
+            "GET",
+            match d {
+                Some(d) => format!(
+                    "/custom_field_values?limit=5&assigned_to_id={}",
+                    ids.device(d)
+                ),
+                None => "/custom_field_values?limit=5".to_owned(),
+            },
+            None,
+        ),
+        Op::UpdateDevice(d, group, rename) => {
+            let mut body = serde_json::Map::new();
+            if rename {
+                body.insert("name".into(), json!("renamed"));
+            }
+            if let Some(g) = group {
+                body.insert(
+                    "group_id".into(),
+                    g.map_or(serde_json::Value::Null, |g| json!(ids.group(g))),
+                );
+            }
+            (
+                "PATCH",
+                format!("/devices/{}", ids.device(d)),
+                Some(body.into()),
+            )
+        }
+        Op::DeleteDevice(d) => ("DELETE", format!("/devices/{}", ids.device(d)), None),
+        Op::CreateGroup(parent) => (
+            "POST",
+            "/groups".to_owned(),
+            Some(json!({"name": "New", "parent_id": parent.map(|g| ids.group(g))})),
+        ),
+        Op::UpdateGroupFields(g, f) => (
+            "PATCH",
+            format!("/groups/{}", ids.group(g)),
+            Some(json!({"custom_fields": {FIELDS[f]: "changed"}})),
+        ),
+        Op::DeleteGroup(g) => ("DELETE", format!("/groups/{}", ids.group(g)), None),
+        Op::AssignDevices(g, d) => (
+            "POST",
+            format!("/groups/{}/devices", ids.group(g)),
+            Some(json!({"device_ids": ids.devices(&d)})),
+        ),
+        Op::RemoveDevices(g, d) => (
+            "DELETE",
+            format!("/groups/{}/devices", ids.group(g)),
+            Some(json!({"device_ids": ids.devices(&d)})),
+        ),
+        Op::CreateTag(n) => (
+            "POST",
+            "/tags".to_owned(),
+            Some(json!({"name": TAG_NAMES[n]})),
+        ),
+        Op::UpdateTag(t, n) => (
+            "PATCH",
+            format!("/tags/{}", ids.tag(t)),
+            Some(json!({"name": TAG_NAMES[n]})),
+        ),
+        Op::DeleteTag(t) => ("DELETE", format!("/tags/{}", ids.tag(t)), None),
+        Op::TagDevices(t, d) => (
+            "POST",
+            format!("/tags/{}/devices", ids.tag(t)),
+            Some(json!({"device_ids": ids.devices(&d)})),
+        ),
+        Op::UntagDevices(t, d) => (
+            "DELETE",
+            format!("/tags/{}/devices", ids.tag(t)),
+            Some(json!({"device_ids": ids.devices(&d)})),
+        ),
+        Op::SetValue(f, t, force) => (
+            "PATCH",
+            "/custom_field_values".to_owned(),
+            Some(
+                json!({"custom_field_id": ids.field(f), "assigned_to_id": target(t), "value": "changed", "force": force}),
+            ),
+        ),
+        Op::RemoveValue(f, t, force) => (
+            "DELETE",
+            "/custom_field_values".to_owned(),
+            Some(
+                json!({"custom_field_id": ids.field(f), "assigned_to_id": target(t), "force": force}),
+            ),
+        ),
+        Op::RenameField(f) => (
+            "PATCH",
+            format!("/custom_fields/{}", ids.field(f)),
+            Some(json!({"name": "Renamed"})),
+        ),
+        Op::DeleteField(f) => ("DELETE", format!("/custom_fields/{}", ids.field(f)), None),
+        Op::Trigger(d) => (
+            "POST",
+            format!(
+                "/automations/webhooks/{}",
+                level_sim::seed::SEED_WEBHOOK_TOKEN
+            ),
+            Some(json!({"device_ids": ids.devices(&d)})),
+        ),
+    };
+    let mut request = road
+        .http
+        .request(method.parse().unwrap(), format!("{}{path}", road.url))
+        .header("Authorization", CLIENT_KEY);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    match request.send().await {
+        Ok(answer) => {
+            let status = answer.status().as_u16();
+            format!("{status} {}", answer.text().await.unwrap_or_default())
+        }
+        Err(e) => format!("no answer: {e}"),
     }
 }
 
