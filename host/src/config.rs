@@ -53,6 +53,8 @@ struct RawGateway {
     addr: Option<Spanned<String>>,
     #[serde(default)]
     allow_plain_http: bool,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
 }
 
 /// `[clients.NAME]` as written.
@@ -891,6 +893,8 @@ pub struct GatewayConfig {
     pub addr_at: String,
     /// Whether plain HTTP may listen on an address other than loopback.
     pub allow_plain_http: bool,
+    /// HTTPS: the certificate chain and the private key (PEM files), re-read on SIGHUP.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Where a client's key is known from: its hash, or a secret holding the key.
@@ -963,7 +967,7 @@ impl HostConfig {
             trust: parse_trust(&source, raw.trust)?,
             records,
             console: parse_console(&source, &raw.console)?,
-            gateway: parse_gateway(&source, raw.gateway),
+            gateway: parse_gateway(&source, raw.gateway)?,
             clients,
             connections,
         })
@@ -1169,7 +1173,7 @@ fn parse_plugin(
 }
 
 /// `[gateway]`.
-fn parse_gateway(source: &Source, raw: RawGateway) -> GatewayConfig {
+fn parse_gateway(source: &Source, raw: RawGateway) -> Result<GatewayConfig, FileError> {
     let (addr, addr_at) = match raw.addr {
         Some(addr) => {
             let at = source.place(addr.span());
@@ -1180,11 +1184,25 @@ fn parse_gateway(source: &Source, raw: RawGateway) -> GatewayConfig {
             source.path.display().to_string(),
         ),
     };
-    GatewayConfig {
+    let tls = match (raw.tls_cert, raw.tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some((
+            source.resolve(cert.get_ref()),
+            source.resolve(key.get_ref()),
+        )),
+        (Some(one), None) | (None, Some(one)) => {
+            return Err(source.error(
+                Some(one.span()),
+                "gateway: give both tls_cert and tls_key (PEM files), or neither",
+            ));
+        }
+    };
+    Ok(GatewayConfig {
         addr,
         addr_at,
         allow_plain_http: raw.allow_plain_http,
-    }
+        tls,
+    })
 }
 
 /// `[clients]`: each client's key, grant, expiry and rates, checked where written.

@@ -17,6 +17,7 @@
 pub mod answer;
 pub mod keys;
 pub mod request;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -69,13 +69,22 @@ impl GatewayArgs {
                 config.gateway.addr_at, config.gateway.addr
             )
         })?;
-        if !addr.ip().is_loopback() && !config.gateway.allow_plain_http {
+        if config.gateway.tls.is_none()
+            && !addr.ip().is_loopback()
+            && !config.gateway.allow_plain_http
+        {
             anyhow::bail!(
                 "{}: [gateway] addr {addr} is not loopback: clients' keys would cross the network in plain HTTP. \
-                 Put a TLS proxy in front and set allow_plain_http = true, or listen on 127.0.0.1",
+                 Give tls_cert and tls_key, put a TLS proxy in front and set allow_plain_http = true, or listen on 127.0.0.1",
                 config.gateway.addr_at
             );
         }
+        let certificates = match &config.gateway.tls {
+            Some((cert, key)) => Some(levelhost_gateway::tls::Certificates::new(
+                levelhost_gateway::tls::server_config(cert, key)?,
+            )),
+            None => None,
+        };
         let mut stop = super::signal::listen();
         let mut hangups = super::signal::hangups();
         let mut clients = crate::loader::Clients::of(&config, None).await?;
@@ -92,15 +101,33 @@ impl GatewayArgs {
             .await
             .with_context(|| format!("{}: cannot listen on {addr}", config.gateway.addr_at))?;
         let bound = listener.local_addr()?;
-        println!("levelhost gateway on http://{bound}/v2 ({count} clients)");
+        let scheme = if certificates.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        println!("levelhost gateway on {scheme}://{bound}/v2 ({count} clients)");
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(
-            axum::serve(listener, gateway.clone().router())
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .into_future(),
-        );
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        let router = gateway.clone().router();
+        let server = match &certificates {
+            Some(certificates) => {
+                let listener =
+                    levelhost_gateway::tls::TlsListener::new(listener, certificates.clone())?;
+                tokio::spawn(
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(stopped)
+                        .into_future(),
+                )
+            }
+            None => tokio::spawn(
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .into_future(),
+            ),
+        };
         let signal = loop {
             tokio::select! {
                 signal = stop.stopped() => break signal,
@@ -110,11 +137,21 @@ impl GatewayArgs {
                         let config = HostConfig::load(&self.config)?;
                         let now = crate::loader::Clients::of(&config, Some(&clients)).await?;
                         let (specs, level_keys) = now.gateway(&config)?;
-                        anyhow::Ok((now, specs, level_keys))
+                        // The certificate and key are read again (a renewed certificate).
+                        let tls = match (&config.gateway.tls, &certificates) {
+                            (Some((cert, key)), Some(_)) => {
+                                Some(levelhost_gateway::tls::server_config(cert, key)?)
+                            }
+                            _ => None,
+                        };
+                        anyhow::Ok((now, specs, level_keys, tls))
                     }
                     .await;
                     match reloaded {
-                        Ok((now, specs, level_keys)) => {
+                        Ok((now, specs, level_keys, tls)) => {
+                            if let (Some(certificates), Some(tls)) = (&certificates, tls) {
+                                certificates.replace(tls);
+                            }
                             gateway.replace(
                                 specs,
                                 &level_keys.iter().map(String::as_str).collect::<Vec<_>>(),

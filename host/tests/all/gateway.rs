@@ -102,6 +102,19 @@ fn client_key(config: &Path, name: &str) -> String {
 }
 
 fn write_config(dir: &Path, sim: &level_sim::Simulator, addr: &str) -> PathBuf {
+    write_config_tls(dir, sim, addr, None)
+}
+
+/// [`write_config`], serving HTTPS with `NAME.pem` and `NAME.key` when `tls` names them.
+fn write_config_tls(
+    dir: &Path,
+    sim: &level_sim::Simulator,
+    addr: &str,
+    tls: Option<&str>,
+) -> PathBuf {
+    let tls = tls.map_or(String::new(), |name| {
+        format!("tls_cert = \"{name}.pem\"\ntls_key = \"{name}.key\"\n")
+    });
     std::fs::write(dir.join("rw.key"), sim.read_write_key()).unwrap();
     let config = dir.join("levelhost.toml");
     std::fs::write(
@@ -119,7 +132,7 @@ access = "read-write"
 
 [gateway]
 addr = "{addr}"
-
+{tls}
 # A script for the HQ office: its devices, and tagging them.
 [clients.hq]
 key = "rw"
@@ -494,5 +507,118 @@ async fn levels_n8n_node_requests_see_every_device_of_the_scope_across_pages() {
     assert!(
         seen["denied"].as_str().unwrap().starts_with("403"),
         "{seen}"
+    );
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key, made with openssl.
+fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", &format!("/CN={name}")])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (cert, key)
+}
+
+/// `curl` over HTTPS trusting only `ca`: the status, or none when the
+/// certificate the gateway shows is not that one.
+fn curl_tls(url: &str, key: &str, ca: &Path) -> Option<u16> {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(ca)
+        .args(["-H", &format!("Authorization: {key}"), url])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_serves_the_configured_certificate_and_a_reload_renews_it() {
+    let sim = crate::support::simulator(level_sim::Simulator::seeded(), |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let config = write_config(dir.path(), &sim, &addr);
+    let (old_cert, _) = certificate(dir.path(), "old");
+    let (new_cert, _) = certificate(dir.path(), "new");
+    // The client keys are kept across the rewrites of the config.
+    let serve_with = |name: &str| {
+        let keys: Vec<String> = std::fs::read_to_string(&config)
+            .map(|t| {
+                t.lines()
+                    .filter(|l| l.starts_with("client_key"))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        write_config_tls(dir.path(), &sim, &addr, Some(name));
+        let text = std::fs::read_to_string(&config).unwrap();
+        let keyed = keys.iter().fold(text, |text, line| {
+            text.replacen("[clients.hq]\n", &format!("[clients.hq]\n{line}\n"), 1)
+        });
+        std::fs::write(&config, keyed).unwrap();
+    };
+    serve_with("old");
+    let key = client_key(&config, "hq");
+    let gateway = Gateway::start(&config, &addr);
+    let url = format!("https://{addr}/v2/groups");
+    assert_eq!(curl_tls(&url, &key, &old_cert), Some(200));
+    assert_eq!(
+        curl_tls(&url, &key, &new_cert),
+        None,
+        "the old certificate is shown"
+    );
+    // Plain HTTP on the same port gets no answer from the API.
+    let (status, _) = curl("GET", &format!("http://{addr}/v2/groups"), &key, None);
+    assert_ne!(status, 200);
+
+    // A renewed certificate is taken on a reload, for new connections.
+    serve_with("new");
+    gateway.reload();
+    let mut renewed = false;
+    for _ in 0..100 {
+        if curl_tls(&url, &key, &new_cert) == Some(200) {
+            renewed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(renewed, "the new certificate is shown after the reload");
+    assert_eq!(curl_tls(&url, &key, &old_cert), None);
+}
+
+#[test]
+fn plain_http_off_loopback_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("levelhost.toml"),
+        "[keys.rw]\nsource = \"env:NONE\"\naccess = \"read-write\"\n\n[gateway]\naddr = \"0.0.0.0:0\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+        .args(["gateway", "--config"])
+        .arg(dir.path().join("levelhost.toml"))
+        .env_remove("LEVELHOST_CONFIG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("levelhost.toml:6:8") && err.contains("not loopback"),
+        "{err}"
     );
 }
