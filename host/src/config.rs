@@ -55,6 +55,8 @@ struct RawGateway {
     allow_plain_http: bool,
     tls_cert: Option<Spanned<String>>,
     tls_key: Option<Spanned<String>>,
+    #[serde(default)]
+    serve: bool,
 }
 
 /// `[clients.NAME]` as written.
@@ -895,6 +897,29 @@ pub struct GatewayConfig {
     pub allow_plain_http: bool,
     /// HTTPS: the certificate chain and the private key (PEM files), re-read on SIGHUP.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Whether `levelhost serve` runs the gateway too, on `addr`.
+    pub in_serve: bool,
+}
+
+impl GatewayConfig {
+    /// The address to listen on, refused (with where it is written) when it
+    /// would carry clients' keys in plain HTTP off this machine unallowed.
+    pub fn listen_addr(&self) -> Result<std::net::SocketAddr, String> {
+        let addr: std::net::SocketAddr = self.addr.parse().map_err(|_| {
+            format!(
+                "{}: [gateway] addr {:?} is not an address and port",
+                self.addr_at, self.addr
+            )
+        })?;
+        if self.tls.is_none() && !addr.ip().is_loopback() && !self.allow_plain_http {
+            return Err(format!(
+                "{}: [gateway] addr {addr} is not loopback: clients' keys would cross the network in plain HTTP. \
+                 Give tls_cert and tls_key, put a TLS proxy in front and set allow_plain_http = true, or listen on 127.0.0.1",
+                self.addr_at
+            ));
+        }
+        Ok(addr)
+    }
 }
 
 /// Where a client's key is known from: its hash, or a secret holding the key.
@@ -1202,6 +1227,7 @@ fn parse_gateway(source: &Source, raw: RawGateway) -> Result<GatewayConfig, File
         addr_at,
         allow_plain_http: raw.allow_plain_http,
         tls,
+        in_serve: raw.serve,
     })
 }
 

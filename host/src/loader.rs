@@ -19,6 +19,9 @@ use crate::config::{Access, HostConfig, KeyConfig, PluginConfig, SecretError, lo
 /// Why a configured plugin, key or service could not be put to use.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The gateway's settings cannot be used (its address, its certificate).
+    #[error("{0}")]
+    Gateway(String),
     /// The plugin's component could not be read or verified.
     #[error(transparent)]
     Installed(#[from] InstalledError),
@@ -372,8 +375,44 @@ pub async fn serve_with(
         read_timeout: config.serve.read_timeout,
         max_connections: config.serve.max_connections,
         console: console_options(&config)?,
+        gateway: gateway_options(&config, clients).await?,
     };
     Ok(Service::start(options, plugins, runner).await?)
+}
+
+/// The gateway `serve` runs when `[gateway] serve = true`, with its clients
+/// on the keys' `clients` and its audit in the config's audit log.
+async fn gateway_options(
+    config: &HostConfig,
+    clients: &Clients,
+) -> Result<Option<levelhost_serve::GatewayOptions>, LoadError> {
+    if !config.gateway.in_serve {
+        return Ok(None);
+    }
+    config.gateway.listen_addr().map_err(LoadError::Gateway)?;
+    let tls = match &config.gateway.tls {
+        Some((cert, key)) => Some(levelhost_gateway::tls::Certificates::new(
+            levelhost_gateway::tls::server_config(cert, key)
+                .map_err(|e| LoadError::Gateway(e.to_string()))?,
+        )),
+        None => None,
+    };
+    let (specs, level_keys) = clients.gateway(config)?;
+    let audit = config
+        .records
+        .open_audit()
+        .await
+        .map_err(|e| LoadError::Audit(Box::new(e)))?;
+    let gateway = Arc::new(levelhost_gateway::Gateway::new(
+        specs,
+        &level_keys.iter().map(String::as_str).collect::<Vec<_>>(),
+        Some(audit),
+    ));
+    Ok(Some(levelhost_serve::GatewayOptions {
+        gateway,
+        addr: config.gateway.addr.clone(),
+        tls,
+    }))
 }
 
 /// Reloads a running `serve` from `config` (read again): keys (a new or
@@ -388,7 +427,29 @@ pub async fn reload(
 ) -> Result<Clients, LoadError> {
     let clients = Clients::of(config, Some(before)).await?;
     let plugins = served_plugins(config, runner, &clients)?;
+    let gateway = match handle.gateway() {
+        Some(_) => {
+            let tls = match (&config.gateway.tls, handle.gateway_tls()) {
+                (Some((cert, key)), Some(_)) => Some(
+                    levelhost_gateway::tls::server_config(cert, key)
+                        .map_err(|e| LoadError::Gateway(e.to_string()))?,
+                ),
+                _ => None,
+            };
+            Some((clients.gateway(config)?, tls))
+        }
+        None => None,
+    };
     handle.reload(plugins);
+    if let (Some(running), Some(((specs, level_keys), tls))) = (handle.gateway(), gateway) {
+        running.replace(
+            specs,
+            &level_keys.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        if let (Some(certificates), Some(tls)) = (handle.gateway_tls(), tls) {
+            certificates.replace(tls);
+        }
+    }
     Ok(clients)
 }
 

@@ -97,6 +97,45 @@ pub struct ClientStatus {
     pub grant: Vec<String>,
 }
 
+/// What became of a request, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Answered by Level through the gate.
+    Allowed,
+    /// The gate refused it: the grant does not allow it (`403`).
+    Denied,
+    /// Refused before the gate: no or a wrong key, an expired key, the
+    /// client's rate, or not Level's API.
+    Refused,
+    /// Level (or the audit) failed it.
+    Failed,
+}
+
+impl Verdict {
+    /// Its name, as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Denied => "denied",
+            Self::Refused => "refused",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Told of every request the gateway answered (the metrics).
+pub trait Observer: Send + Sync {
+    /// `client` (`?` when no client's key was presented) made a request for
+    /// `operation` (`gateway-request` when it never became one), with `verdict`.
+    fn request(&self, client: &str, operation: &str, verdict: Verdict);
+}
+
+struct Outcome {
+    client: String,
+    operation: String,
+    verdict: Verdict,
+}
+
 /// The gateway's state: its clients (swapped whole on a reload), the hashes
 /// of the real Level keys (refused on sight), and the audit log.
 pub struct Gateway {
@@ -104,6 +143,7 @@ pub struct Gateway {
     level_keys: RwLock<Arc<Vec<KeyHash>>>,
     audit: Option<AuditLog>,
     next: AtomicU64,
+    observer: RwLock<Option<Arc<dyn Observer>>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -121,6 +161,7 @@ impl Gateway {
             level_keys: RwLock::default(),
             audit,
             next: AtomicU64::new(0),
+            observer: RwLock::default(),
         };
         gateway.replace(clients, level_keys);
         gateway
@@ -155,6 +196,11 @@ impl Gateway {
             .clone()
     }
 
+    /// Tells `observer` of every request from now on.
+    pub fn observe(&self, observer: Arc<dyn Observer>) {
+        *write(&self.observer) = Some(observer);
+    }
+
     /// Every client's name, last use, expiry and grant, by name.
     pub fn status(&self) -> Vec<ClientStatus> {
         let mut out: Vec<ClientStatus> = self
@@ -164,7 +210,14 @@ impl Gateway {
                 name: c.spec.name.clone(),
                 last_used: *lock(&c.last_used),
                 expires: c.spec.expires,
-                grant: c.spec.grant.describe(),
+                // A client's limits apply to each of its requests.
+                grant: c
+                    .spec
+                    .grant
+                    .describe()
+                    .into_iter()
+                    .map(|line| line.replace(" per run", " per request"))
+                    .collect(),
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -245,9 +298,36 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let mut outcome = Outcome {
+        client: "?".to_owned(),
+        operation: GATEWAY_OPERATION.to_owned(),
+        verdict: Verdict::Refused,
+    };
+    let response = answer(&gateway, &method, &uri, &headers, &body, &mut outcome).await;
+    let observer = gateway
+        .observer
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    if let Some(observer) = observer {
+        observer.request(&outcome.client, &outcome.operation, outcome.verdict);
+    }
+    response
+}
+
+/// Answers one request, noting in `outcome` whose it was, which operation,
+/// and what became of it.
+async fn answer(
+    gateway: &Gateway,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    outcome: &mut Outcome,
+) -> Response {
     let id = gateway.request_id();
     let target = format!("http:{method} {}", uri.path());
-    let Some(key) = presented(&headers) else {
+    let Some(key) = presented(headers) else {
         gateway
             .audit_refusal("client:?", &id, target, "refused: no client key")
             .await;
@@ -276,6 +356,7 @@ async fn handle(
         return access_denied();
     };
     let principal = format!("client:{}", client.spec.name);
+    outcome.client.clone_from(&client.spec.name);
     if client.spec.expires.is_some_and(|at| at <= Utc::now()) {
         gateway
             .audit_refusal(
@@ -303,7 +384,7 @@ async fn handle(
         return answer;
     }
     *lock(&client.last_used) = Some(Utc::now());
-    let parsed = Request::parse(method.as_str(), uri.path(), uri.query(), &body);
+    let parsed = Request::parse(method.as_str(), uri.path(), uri.query(), body);
     let request = match parsed {
         Ok(request) => request,
         Err(Refused { status, message }) => {
@@ -313,9 +394,10 @@ async fn handle(
             return level_error(status, &message);
         }
     };
-    let scopes = match client.scopes(&gateway, &id).await {
+    let scopes = match client.scopes(gateway, &id).await {
         Ok(scopes) => scopes,
         Err(e) => {
+            outcome.verdict = Verdict::Failed;
             tracing::error!("gateway: client {}: {e}", client.spec.name);
             return level_error(
                 502,
@@ -338,6 +420,14 @@ async fn handle(
         false,
     );
     let answer = run_request(&mut ctx, request).await;
+    if let Some(record) = ctx.audit_records.first() {
+        outcome.operation.clone_from(&record.operation);
+    }
+    outcome.verdict = match &answer {
+        Ok(_) => Verdict::Allowed,
+        Err(LevelError::Guest(LevelApiError::Denied(_))) => Verdict::Denied,
+        Err(_) => Verdict::Failed,
+    };
     if let Some(audit) = &gateway.audit
         && let Err(e) = audit.sync().await
     {

@@ -107,6 +107,7 @@ pub(crate) fn router(console: Arc<Console>) -> Router {
         .route("/runs/{id}", get(run_page))
         .route("/plugins/{name}/state", get(state_page))
         .route("/denials", get(denials_page))
+        .route("/clients", get(clients_page))
         .route("/approvals", get(approvals_page))
         .route("/approvals/{id}/{decision}", post(decide_form))
         .route("/assets/console.css", get(css))
@@ -211,10 +212,16 @@ async fn waiting_plans(console: &Console) -> usize {
 
 /// A page of the console, its navigation showing how many plans wait.
 async fn page(console: &Console, title: &str, body: Markup) -> Response {
-    layout(title, waiting_plans(console).await, body)
+    layout(
+        title,
+        waiting_plans(console).await,
+        console.service.gateway().is_some(),
+        body,
+    )
 }
 
-fn layout(title: &str, waiting: usize, body: Markup) -> Response {
+/// A page; `clients` says whether the navigation links the gateway's clients.
+fn layout(title: &str, waiting: usize, clients: bool, body: Markup) -> Response {
     let page = html! {
         (DOCTYPE)
         html lang="en" {
@@ -231,6 +238,7 @@ fn layout(title: &str, waiting: usize, body: Markup) -> Response {
                     a href="/plugins" { "Plugins" }
                     a href="/runs" { "Runs" }
                     a href="/denials" { "Denials and limits" }
+                    @if clients { a href="/clients" { "Clients" } }
                     a href="/approvals" {
                         "Approvals"
                         @if waiting > 0 { " " span.badge title="plans waiting for approval" { (waiting) } }
@@ -248,7 +256,7 @@ fn layout(title: &str, waiting: usize, body: Markup) -> Response {
 }
 
 fn failure(status: StatusCode, what: String) -> Response {
-    let mut response = layout("Error", 0, html! { p { (what) } });
+    let mut response = layout("Error", 0, false, html! { p { (what) } });
     *response.status_mut() = status;
     response
 }
@@ -465,7 +473,12 @@ async fn overview_page(State(console): State<Arc<Console>>) -> Response {
             }
         }
     };
-    layout("Overview", waiting, body)
+    layout(
+        "Overview",
+        waiting,
+        console.service.gateway().is_some(),
+        body,
+    )
 }
 
 /// A plugin's state: its keys, their sizes and versions (never the values,
@@ -757,6 +770,48 @@ async fn run_page(State(console): State<Arc<Console>>, Path(id): Path<String>) -
         @if calls.is_empty() { p.muted { "no host call on record" } } @else { (calls_table(&calls)) }
     };
     page(&console, &format!("Run {id}"), body).await
+}
+
+/// The gateway's clients: each grant in words, last use, expiry, and its
+/// requests and denials since start.
+async fn clients_page(State(console): State<Arc<Console>>) -> Response {
+    let clients = console
+        .service
+        .gateway()
+        .map(levelhost_gateway::Gateway::status)
+        .unwrap_or_default();
+    let body = html! {
+        @if console.service.gateway().is_none() {
+            p.muted { "this serve runs no gateway ([gateway] serve = true in levelhost.toml)" }
+        }
+        @if clients.is_empty() { p.muted { "no client has a key" } }
+        @for c in &clients {
+            @let counts = console.service.metrics().client_counts(&c.name);
+            section.card {
+                h2 { (c.name) }
+                dl {
+                    dt { "Last use" } dd {
+                        @match &c.last_used {
+                            Some(at) => (when(&level_api::clock::timestamp(*at))),
+                            None => "not since start",
+                        }
+                    }
+                    dt { "Key expires" } dd {
+                        @match &c.expires {
+                            Some(at) => (when(&level_api::clock::timestamp(*at))),
+                            None => "never",
+                        }
+                    }
+                    dt { "Since start" } dd {
+                        (counts.allowed) " allowed, " (counts.denied) " denied, " (counts.other) " refused or failed"
+                    }
+                }
+                h3 { "Grant" }
+                ul { @for line in &c.grant { li { (line) } } }
+            }
+        }
+    };
+    page(&console, "Clients", body).await
 }
 
 async fn denials_page(State(console): State<Arc<Console>>) -> Response {

@@ -16,5 +16,5 @@ pub mod service;
 mod webhooks;
 
 pub use executor::{Busy, Claimed, ExecuteError, Executor, Finished, Origin, RunOptions, Waiting};
-pub use plugin::{CatchUp, Events, Overlap, Schedule, ServeOptions, ServedPlugin};
+pub use plugin::{CatchUp, Events, GatewayOptions, Overlap, Schedule, ServeOptions, ServedPlugin};
 pub use service::{Handle, ServeError, Service};

@@ -123,6 +123,51 @@ pub struct Metrics {
     clients: Mutex<Vec<(String, LevelClient)>>,
     /// Requests to other systems since start, by plugin and connection, for the console.
     connection_counts: Mutex<std::collections::BTreeMap<(String, String), ConnectionCounts>>,
+    gateway_requests: Family<GatewayLabels, Counter>,
+    /// The gateway's requests since start, by client, for the console.
+    client_counts: Mutex<std::collections::BTreeMap<String, ClientCounts>>,
+}
+
+/// A gateway client's requests since `serve` started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientCounts {
+    /// Answered by Level through the gate.
+    pub allowed: u64,
+    /// Refused by the gate (`403`).
+    pub denied: u64,
+    /// Refused before the gate, or failed.
+    pub other: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GatewayLabels {
+    client: String,
+    operation: String,
+    verdict: String,
+}
+
+impl levelhost_gateway::Observer for Metrics {
+    fn request(&self, client: &str, operation: &str, verdict: levelhost_gateway::Verdict) {
+        self.gateway_requests
+            .get_or_create(&GatewayLabels {
+                client: client.to_owned(),
+                operation: operation.to_owned(),
+                verdict: verdict.as_str().to_owned(),
+            })
+            .inc();
+        let mut counts = self
+            .client_counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(client.to_owned()).or_default();
+        match verdict {
+            levelhost_gateway::Verdict::Allowed => count.allowed += 1,
+            levelhost_gateway::Verdict::Denied => count.denied += 1,
+            levelhost_gateway::Verdict::Refused | levelhost_gateway::Verdict::Failed => {
+                count.other += 1;
+            }
+        }
+    }
 }
 
 /// A plugin's requests to one connection since `serve` started.
@@ -167,6 +212,16 @@ impl Metrics {
             .collect()
     }
 
+    /// A gateway client's requests since start.
+    pub fn client_counts(&self, client: &str) -> ClientCounts {
+        self.client_counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(client)
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// Every metric, registered and at zero.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("levelhost");
@@ -183,8 +238,15 @@ impl Metrics {
             lateness: Family::new_with_constructor(duration_histogram),
             clients: Mutex::default(),
             connection_counts: Mutex::default(),
+            gateway_requests: Family::default(),
+            client_counts: Mutex::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "gateway_requests",
+            "Requests to the gateway, by client (? when no client key), operation and verdict (allowed, denied, refused, failed)",
+            m.gateway_requests.clone(),
+        );
         registry.register(
             "runs",
             "Runs ended (or waiting), by plugin and status",

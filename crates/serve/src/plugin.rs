@@ -136,4 +136,26 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// The operator console and `/metrics`, on their own address; none: off.
     pub console: Option<crate::console::ConsoleOptions>,
+    /// The gateway for scripts and tools, on its own address; none: off.
+    pub gateway: Option<GatewayOptions>,
+}
+
+/// The gateway as part of `serve`.
+#[derive(Clone)]
+pub struct GatewayOptions {
+    /// The gateway and its clients (a reload replaces them).
+    pub gateway: std::sync::Arc<levelhost_gateway::Gateway>,
+    /// Where it listens.
+    pub addr: String,
+    /// HTTPS, when configured.
+    pub tls: Option<levelhost_gateway::tls::Certificates>,
+}
+
+impl std::fmt::Debug for GatewayOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayOptions")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }

@@ -93,6 +93,8 @@ pub struct Service {
     pub(crate) body_timeout: Duration,
     /// The service's metrics.
     metrics: Arc<Metrics>,
+    /// The gateway, when `serve` runs one.
+    gateway: Option<Arc<levelhost_gateway::Gateway>>,
 }
 
 /// A handle to a started service.
@@ -102,6 +104,10 @@ pub struct Handle {
     /// The address the console listens on, when it is on.
     pub console_addr: Option<SocketAddr>,
     console: Option<tokio::task::JoinHandle<()>>,
+    /// The address the gateway listens on, when `serve` runs one.
+    pub gateway_addr: Option<SocketAddr>,
+    gateway: Option<tokio::task::JoinHandle<()>>,
+    gateway_tls: Option<levelhost_gateway::tls::Certificates>,
     service: Arc<Service>,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
@@ -154,6 +160,7 @@ impl Service {
             stopping: stopping.clone(),
             max_body: options.max_body_bytes,
             body_timeout: options.read_timeout,
+            gateway: options.gateway.as_ref().map(|g| g.gateway.clone()),
         });
 
         let app = Router::new()
@@ -195,6 +202,51 @@ impl Service {
                 (Some(addr), Some(task))
             }
         };
+        let (gateway_addr, gateway) = match &options.gateway {
+            None => (None, None),
+            Some(gateway) => {
+                let listen = |source| ServeError::Listen {
+                    addr: gateway.addr.clone(),
+                    source,
+                };
+                let listener = tokio::net::TcpListener::bind(&gateway.addr)
+                    .await
+                    .map_err(listen)?;
+                let addr = listener.local_addr().map_err(listen)?;
+                gateway.gateway.observe(service.metrics.clone());
+                let app = gateway.gateway.clone().router();
+                let task = match &gateway.tls {
+                    None => tokio::spawn(accept_loop(
+                        listener,
+                        app,
+                        stopping.clone(),
+                        options.read_timeout,
+                        options.max_connections,
+                    )),
+                    Some(certificates) => {
+                        let listener = levelhost_gateway::tls::TlsListener::new(
+                            listener,
+                            certificates.clone(),
+                        )
+                        .map_err(listen)?;
+                        let mut stopping = stopping.clone();
+                        tokio::spawn(async move {
+                            let stopped = async move {
+                                let _ = stopping.wait_for(|stop| *stop).await;
+                            };
+                            if let Err(e) = axum::serve(listener, app)
+                                .with_graceful_shutdown(stopped)
+                                .await
+                            {
+                                tracing::error!("the gateway stopped: {e}");
+                            }
+                        })
+                    }
+                };
+                tracing::info!(%addr, "the gateway serves Level's API to its clients");
+                (Some(addr), Some(task))
+            }
+        };
         let mut schedules = service.start_loops();
         if let Some(replica) = service.history.replica() {
             tracing::info!(replica, lease = ?options.lease, "sharing the history with other replicas");
@@ -209,6 +261,9 @@ impl Service {
             addr,
             console_addr,
             console,
+            gateway_addr,
+            gateway,
+            gateway_tls: options.gateway.as_ref().and_then(|g| g.tls.clone()),
             service,
             stop,
             server,
@@ -257,6 +312,11 @@ impl Service {
         &self.metrics
     }
 
+    /// The gateway, when `serve` runs one.
+    pub fn gateway(&self) -> Option<&levelhost_gateway::Gateway> {
+        self.gateway.as_deref()
+    }
+
     pub(crate) fn executor(&self) -> &Executor {
         &self.executor
     }
@@ -301,6 +361,16 @@ impl Service {
 }
 
 impl Handle {
+    /// The gateway, when `serve` runs one (a reload replaces its clients).
+    pub fn gateway(&self) -> Option<&levelhost_gateway::Gateway> {
+        self.service.gateway()
+    }
+
+    /// The gateway's certificates, when it serves HTTPS (a reload renews them).
+    pub fn gateway_tls(&self) -> Option<&levelhost_gateway::tls::Certificates> {
+        self.gateway_tls.as_ref()
+    }
+
     /// Serves `plugins` from now on, in place of the ones served: their
     /// schedules restart, webhook deliveries and approvals go to them, and
     /// runs in flight finish with the plugin and key they started with. A
@@ -376,6 +446,9 @@ impl Handle {
             Err(e) => tracing::error!("cannot record the runs cut off by shutdown: {}", Chain(&e)),
         }
         let _ = self.server.await;
+        if let Some(gateway) = self.gateway {
+            let _ = gateway.await;
+        }
         if let Some(console) = self.console {
             let _ = console.await;
         }

@@ -1,6 +1,5 @@
 //! `levelhost gateway` and `levelhost client key`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -63,22 +62,7 @@ impl GatewayArgs {
     /// Ctrl-C; reloads clients and keys on SIGHUP.
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
         let config = HostConfig::load(&self.config)?;
-        let addr: SocketAddr = config.gateway.addr.parse().with_context(|| {
-            format!(
-                "{}: [gateway] addr {:?} is not an address and port",
-                config.gateway.addr_at, config.gateway.addr
-            )
-        })?;
-        if config.gateway.tls.is_none()
-            && !addr.ip().is_loopback()
-            && !config.gateway.allow_plain_http
-        {
-            anyhow::bail!(
-                "{}: [gateway] addr {addr} is not loopback: clients' keys would cross the network in plain HTTP. \
-                 Give tls_cert and tls_key, put a TLS proxy in front and set allow_plain_http = true, or listen on 127.0.0.1",
-                config.gateway.addr_at
-            );
-        }
+        let addr = config.gateway.listen_addr().map_err(anyhow::Error::msg)?;
         let certificates = match &config.gateway.tls {
             Some((cert, key)) => Some(levelhost_gateway::tls::Certificates::new(
                 levelhost_gateway::tls::server_config(cert, key)?,

@@ -200,6 +200,14 @@ impl ServeArgs {
         if let Some(console) = handle.console_addr {
             println!("console and /metrics on http://{console}/login?token=...");
         }
+        if let Some(gateway) = handle.gateway_addr {
+            let scheme = if handle.gateway_tls().is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            println!("gateway for scripts and tools on {scheme}://{gateway}/v2");
+        }
         let signal = loop {
             tokio::select! {
                 signal = stop.stopped() => break signal,

@@ -622,3 +622,100 @@ fn plain_http_off_loopback_is_refused_unless_allowed() {
         "{err}"
     );
 }
+
+/// The gateway as part of `serve` (`[gateway] serve = true`): `/metrics`
+/// counts its requests by client, operation and verdict, the console's
+/// Clients page shows each client's grant, last use and denials (in a real
+/// browser), and a reload swaps a client's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_the_gateway_with_its_metrics_and_a_clients_page() {
+    const CONSOLE: &str = "gateway-console-token-0123456789";
+    let sim = crate::support::simulator(level_sim::Simulator::seeded(), |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let config = write_config(dir.path(), &sim, &addr);
+    std::fs::write(dir.path().join("console.token"), CONSOLE).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[gateway]\n",
+        "[serve]\naddr = \"127.0.0.1:0\"\ndatabase = \"runs.db\"\n\n[console]\naddr = \"127.0.0.1:0\"\ntoken = \"file:console.token\"\nmetrics_token = \"file:console.token\"\n\n[gateway]\nserve = true\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let key = client_key(&config, "hq");
+    let handle =
+        level_host::loader::serve(level_host::config::HostConfig::load(&config).unwrap(), None)
+            .await
+            .unwrap();
+    assert_eq!(
+        handle.gateway_addr.map(|a| a.to_string()),
+        Some(addr.clone())
+    );
+    let url = format!("http://{addr}/v2");
+    let http = reqwest::Client::new();
+    let get = |path: &str, key: &str| {
+        http.get(format!("{url}{path}"))
+            .header("Authorization", key)
+            .send()
+    };
+    assert_eq!(get("/groups", &key).await.unwrap().status(), 200);
+    assert_eq!(get("/alerts", &key).await.unwrap().status(), 403);
+    assert_eq!(get("/groups", "lhc_wrong").await.unwrap().status(), 401);
+
+    let console = format!("http://{}", handle.console_addr.unwrap());
+    let metrics = http
+        .get(format!("{console}/metrics"))
+        .bearer_auth(CONSOLE)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "levelhost_gateway_requests_total{client=\"hq\",operation=\"list-groups\",verdict=\"allowed\"} 1",
+        "levelhost_gateway_requests_total{client=\"hq\",operation=\"list-alerts\",verdict=\"denied\"} 1",
+        "levelhost_gateway_requests_total{client=\"?\",operation=\"gateway-request\",verdict=\"refused\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    assert!(!metrics.contains(&key));
+
+    if let Some(chromium) = crate::support::chromium() {
+        let profile = tempfile::tempdir().unwrap();
+        let png = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-clients.png");
+        let dom = crate::support::browse(
+            &chromium,
+            profile.path(),
+            &format!("{console}/login?token={CONSOLE}&next=/clients"),
+            &png,
+        );
+        for expected in [
+            "Clients",
+            "<h2>hq</h2>",
+            "1 allowed, 1 denied, 0 refused or failed",
+            "can read devices in group \"HQ\" and its subgroups",
+            "per request",
+        ] {
+            assert!(
+                dom.contains(expected),
+                "the clients page shows {expected:?}: {dom}"
+            );
+        }
+        assert!(!dom.contains(&key), "no key is rendered");
+    } else {
+        eprintln!("skipped the browser half: no chromium");
+    }
+
+    // A reload takes a new key for hq; the old one is refused.
+    let new_key = client_key(&config, "hq");
+    let runner = levelhost_runtime::runner::PluginRunner::with_options(None, None).unwrap();
+    let config_now = level_host::config::HostConfig::load(&config).unwrap();
+    let before = level_host::loader::Clients::of(&config_now, None)
+        .await
+        .unwrap();
+    level_host::loader::reload(&handle, &config_now, &runner, &before)
+        .await
+        .unwrap();
+    assert_eq!(get("/groups", &key).await.unwrap().status(), 401);
+    assert_eq!(get("/groups", &new_key).await.unwrap().status(), 200);
+    handle.shutdown().await;
+}
