@@ -394,9 +394,23 @@ async fn answer(
             return level_error(status, &message);
         }
     };
-    let scopes = match client.scopes(gateway, &id).await {
-        Ok(scopes) => scopes,
-        Err(e) => {
+    let mut answer = attempt(gateway, &client, &principal, &id, request.clone(), outcome).await;
+    // A request begun before a reload that swapped the Level key may reach
+    // Level after the old key was deleted: Level refused it (401) before
+    // doing anything, so it is made once more with the client as it is now.
+    if refused_key(&answer) {
+        let now = gateway.table().get(&hash).cloned();
+        if let Some(now) = now.filter(|now| !Arc::ptr_eq(now, &client)) {
+            tracing::info!(
+                "gateway: client {}: Level refused the key a reload replaced; sending again with the new one",
+                now.spec.name
+            );
+            answer = attempt(gateway, &now, &principal, &id, request, outcome).await;
+        }
+    }
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(Attempt::Scopes(e)) => {
             outcome.verdict = Verdict::Failed;
             tracing::error!("gateway: client {}: {e}", client.spec.name);
             return level_error(
@@ -405,24 +419,6 @@ async fn answer(
             );
         }
     };
-    let run = RunInfo {
-        plugin: principal,
-        version: "gateway".to_owned(),
-        digest: String::new(),
-        run_id: id,
-    };
-    let mut ctx = LevelCtx::new(
-        client.spec.level.clone(),
-        SharedGate::new(Gate::new(client.spec.grant.clone(), scopes)),
-        run,
-        gateway.audit.clone(),
-        LogSink::default(),
-        false,
-    );
-    let answer = run_request(&mut ctx, request).await;
-    if let Some(record) = ctx.audit_records.first() {
-        outcome.operation.clone_from(&record.operation);
-    }
     outcome.verdict = match &answer {
         Ok(_) => Verdict::Allowed,
         Err(LevelError::Guest(LevelApiError::Denied(_))) => Verdict::Denied,
@@ -446,6 +442,53 @@ async fn answer(
             .into_response(),
         Err(e) => error_answer(e),
     }
+}
+
+/// What a failed look-up of a client's scopes left.
+enum Attempt {
+    Scopes(levelhost_runtime::error::HostError),
+}
+
+/// Whether Level refused levelhost's key (for the scope look-up or the call).
+fn refused_key(answer: &Result<Answer, Attempt>) -> bool {
+    match answer {
+        Ok(Err(LevelError::Guest(LevelApiError::Unauthorized(_)))) => true,
+        Err(Attempt::Scopes(levelhost_runtime::error::HostError::ScopeLookup {
+            source, ..
+        })) => source.status() == Some(401),
+        _ => false,
+    }
+}
+
+/// One try at a request as `client`: its scopes, a fresh gate, the host call.
+async fn attempt(
+    gateway: &Gateway,
+    client: &Client,
+    principal: &str,
+    id: &str,
+    request: Request,
+    outcome: &mut Outcome,
+) -> Result<Answer, Attempt> {
+    let scopes = client.scopes(gateway, id).await.map_err(Attempt::Scopes)?;
+    let run = RunInfo {
+        plugin: principal.to_owned(),
+        version: "gateway".to_owned(),
+        digest: String::new(),
+        run_id: id.to_owned(),
+    };
+    let mut ctx = LevelCtx::new(
+        client.spec.level.clone(),
+        SharedGate::new(Gate::new(client.spec.grant.clone(), scopes)),
+        run,
+        gateway.audit.clone(),
+        LogSink::default(),
+        false,
+    );
+    let answer = run_request(&mut ctx, request).await;
+    if let Some(record) = ctx.audit_records.first() {
+        outcome.operation.clone_from(&record.operation);
+    }
+    Ok(answer)
 }
 
 impl Client {

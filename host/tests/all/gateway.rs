@@ -719,3 +719,116 @@ async fn serve_runs_the_gateway_with_its_metrics_and_a_clients_page() {
     assert_eq!(get("/groups", &new_key).await.unwrap().status(), 200);
     handle.shutdown().await;
 }
+
+/// Rotation under load: three clients keep making requests while the Level
+/// key is replaced (a new key in Level, the config pointed at it, a reload,
+/// the old key deleted in Level) and a fourth client's key is revoked in the
+/// same reload. None of the three sees a failure; the revoked one gets 401
+/// from the reload on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_level_key_rotates_under_three_busy_clients_and_a_revoked_one_is_refused_at_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let sim = crate::support::simulator(level_sim::Simulator::seeded(), |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let config = write_config(dir.path(), &sim, &addr);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let extra: String = ["ops", "reports"]
+        .iter()
+        .map(|c| format!("\n[clients.{c}]\nkey = \"rw\"\ncapabilities = [\"devices:read\", \"groups:read\"]\n"))
+        .collect();
+    std::fs::write(
+        &config,
+        format!(
+            "{}{extra}",
+            text.replace("[gateway]\n", "[gateway]\nserve = true\n")
+        ),
+    )
+    .unwrap();
+    let keys: Vec<String> = ["hq", "dashboard", "ops", "reports"]
+        .iter()
+        .map(|c| client_key(&config, c))
+        .collect();
+    let loaded = level_host::config::HostConfig::load(&config).unwrap();
+    let runner = levelhost_runtime::runner::PluginRunner::with_options(None, None).unwrap();
+    let clients = level_host::loader::Clients::of(&loaded, None)
+        .await
+        .unwrap();
+    let handle = level_host::loader::serve_with(loaded, runner.clone(), &clients)
+        .await
+        .unwrap();
+    let url = format!("http://{addr}/v2/devices?limit=5");
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy: Vec<_> = keys[..3]
+        .iter()
+        .map(|key| {
+            let (key, url, stop) = (key.clone(), url.clone(), stop.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut answers = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let answer = match http.get(&url).header("Authorization", &key).send().await {
+                        Ok(a) => (a.status().as_u16(), a.text().await.unwrap_or_default()),
+                        Err(e) => (0, e.to_string()),
+                    };
+                    answers.push(answer);
+                }
+                answers
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // A new key in Level, the config pointed at it, reports' key revoked, a reload.
+    let old = sim
+        .keys()
+        .list()
+        .into_iter()
+        .find(|k| k.key == sim.read_write_key())
+        .unwrap();
+    let new = sim
+        .keys()
+        .create(level_sim::keys::Access::ReadWrite, "levelhost, rotated");
+    std::fs::write(dir.path().join("rw.key"), &new.key).unwrap();
+    let revoked = std::fs::read_to_string(&config).unwrap();
+    let revoked: String = {
+        let mut out = String::new();
+        let mut in_reports = false;
+        for line in revoked.lines() {
+            if line.starts_with('[') {
+                in_reports = line == "[clients.reports]";
+            }
+            if !(in_reports && line.starts_with("client_key")) {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    };
+    std::fs::write(&config, revoked).unwrap();
+    let reloaded = level_host::config::HostConfig::load(&config).unwrap();
+    level_host::loader::reload(&handle, &reloaded, &runner, &clients)
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let status = http
+        .get(&url)
+        .header("Authorization", &keys[3])
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401, "the revoked key is refused at once");
+    // Only now is the old key deleted in Level.
+    sim.keys().delete(&old.id).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for (client, task) in busy.into_iter().enumerate() {
+        let answers = task.await.unwrap();
+        assert!(answers.len() > 10, "client {client} kept asking");
+        let failed: Vec<_> = answers.iter().filter(|(s, _)| *s != 200).collect();
+        assert!(failed.is_empty(), "client {client} saw {failed:?}");
+    }
+    handle.shutdown().await;
+}
