@@ -19,6 +19,9 @@ use tokio_rustls::server::TlsStream;
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIME: Duration = Duration::from_secs(10);
 
+/// Handshakes under way at once; a connection beyond them is closed.
+const HANDSHAKES: usize = 256;
+
 /// A certificate or key that cannot be used, and why.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -104,6 +107,7 @@ impl TlsListener {
     pub fn new(listener: TcpListener, certificates: Certificates) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
         let accepting = tokio::spawn(async move {
             loop {
                 let (stream, addr) = match listener.accept().await {
@@ -115,9 +119,16 @@ impl TlsListener {
                         continue;
                     }
                 };
+                let Ok(slot) = handshakes.clone().try_acquire_owned() else {
+                    tracing::warn!(
+                        "gateway: {HANDSHAKES} TLS handshakes under way; closing a new connection from {addr}"
+                    );
+                    continue;
+                };
                 let acceptor = TlsAcceptor::from(certificates.current());
                 let tx = tx.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     match tokio::time::timeout(HANDSHAKE_TIME, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, addr)).await;

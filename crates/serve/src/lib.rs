@@ -17,4 +17,4 @@ mod webhooks;
 
 pub use executor::{Busy, Claimed, ExecuteError, Executor, Finished, Origin, RunOptions, Waiting};
 pub use plugin::{CatchUp, Events, GatewayOptions, Overlap, Schedule, ServeOptions, ServedPlugin};
-pub use service::{Handle, ServeError, Service};
+pub use service::{Handle, ServeError, Service, accept_loop};

@@ -464,15 +464,19 @@ impl Handle {
 /// One server stack: axum's router, served through hyper's connection
 /// builder rather than `axum::serve`, which has neither a header read
 /// timeout nor a cap on open connections (a slow client holding sockets
-/// open would otherwise starve Level's deliveries). The console and the
-/// webhook endpoint are both served here.
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
+/// open would otherwise starve Level's deliveries). The console, the
+/// webhook endpoint and the gateway (plain, or after its TLS handshake) are
+/// all served here, and `levelhost gateway` on its own too.
+pub async fn accept_loop<L>(
+    mut listener: L,
     app: Router,
     mut stopping: watch::Receiver<bool>,
     read_timeout: Duration,
     max_connections: usize,
-) {
+) where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Display,
+{
     // Level delivers webhooks over HTTP/1.1, the only protocol served.
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -481,20 +485,13 @@ async fn accept_loop(
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
+        // The listener waits out accept errors (out of file descriptors and the like) itself.
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a little, keep serving.
-                    tracing::warn!("cannot accept a connection: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = listener.accept() => accepted,
             _ = async { stopping.wait_for(|s| *s).await.map(drop) } => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "{max_connections} connections are open; closing a new one");
+            tracing::warn!("{max_connections} connections are open; closing a new one from {peer}");
             drop(stream);
             continue;
         };
@@ -503,7 +500,7 @@ async fn accept_loop(
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
-                tracing::debug!(%peer, "connection ended: {e}");
+                tracing::debug!("connection from {peer} ended: {e}");
             }
             drop(slot);
         });

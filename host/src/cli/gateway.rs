@@ -91,26 +91,27 @@ impl GatewayArgs {
             "http"
         };
         println!("levelhost gateway on {scheme}://{bound}/v2 ({count} clients)");
-        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-        let stopped = async {
-            let _ = stopped.await;
-        };
+        // The same HTTP stack as serve's: a header read timeout, a cap on
+        // open connections, and open requests answered at shutdown.
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
         let router = gateway.clone().router();
+        let (read_timeout, max_connections) =
+            (config.serve.read_timeout, config.serve.max_connections);
         let server = match &certificates {
-            Some(certificates) => {
-                let listener =
-                    levelhost_gateway::tls::TlsListener::new(listener, certificates.clone())?;
-                tokio::spawn(
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(stopped)
-                        .into_future(),
-                )
-            }
-            None => tokio::spawn(
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stopped)
-                    .into_future(),
-            ),
+            Some(certificates) => tokio::spawn(levelhost_serve::accept_loop(
+                levelhost_gateway::tls::TlsListener::new(listener, certificates.clone())?,
+                router,
+                stopped,
+                read_timeout,
+                max_connections,
+            )),
+            None => tokio::spawn(levelhost_serve::accept_loop(
+                listener,
+                router,
+                stopped,
+                read_timeout,
+                max_connections,
+            )),
         };
         let signal = loop {
             tokio::select! {
@@ -152,7 +153,7 @@ impl GatewayArgs {
         };
         // Requests already in are answered (and audited) before the process ends.
         tracing::info!("{signal}: stopping the gateway; answering the requests already in");
-        let _ = stopping.send(());
+        let _ = stopping.send(true);
         if tokio::time::timeout(std::time::Duration::from_secs(30), server)
             .await
             .is_err()

@@ -832,3 +832,60 @@ async fn the_level_key_rotates_under_three_busy_clients_and_a_revoked_one_is_ref
     }
     handle.shutdown().await;
 }
+
+/// A client's own rate (per minute) answers Level's 429 with Retry-After
+/// once spent, and an expired key is refused, both before Level is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_rate_and_its_keys_expiry_hold_before_level_is_asked() {
+    use levelhost_gateway::{ClientSpec, Gateway, KeyHash};
+    let sim = crate::support::simulator(level_sim::Simulator::seeded(), |_| {}).await;
+    let level = level_api::LevelClient::new(
+        level_api::ClientConfig::new(sim.base_url()),
+        level_api::ApiKey::new(sim.read_write_key()),
+    )
+    .unwrap();
+    let spec =
+        |name: &str, per_minute: u32, expires: Option<chrono::DateTime<chrono::Utc>>| ClientSpec {
+            name: name.to_owned(),
+            grant: levelhost_core::grant::Grant::exactly(
+                name,
+                ["groups:read".parse().unwrap()].into(),
+            ),
+            key: KeyHash::of(&format!("lhc_{name}")),
+            expires,
+            requests_per_minute: per_minute,
+            requests_per_hour: 0,
+            level: level.clone(),
+        };
+    let gateway = std::sync::Arc::new(Gateway::new(
+        vec![
+            spec("metered", 2, None),
+            spec(
+                "expired",
+                0,
+                Some(chrono::Utc::now() - chrono::Duration::days(1)),
+            ),
+        ],
+        &[sim.read_write_key()],
+        None,
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v2/groups", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, gateway.router()).into_future());
+    let http = reqwest::Client::new();
+    let get = |key: &'static str| http.get(&url).header("Authorization", key).send();
+    assert_eq!(get("lhc_metered").await.unwrap().status(), 200);
+    assert_eq!(get("lhc_metered").await.unwrap().status(), 200);
+    let before = sim.received_count();
+    let third = get("lhc_metered").await.unwrap();
+    assert_eq!(third.status(), 429);
+    let wait: u64 = third.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(third.text().await.unwrap().contains("\"error\""));
+    assert_eq!(get("lhc_expired").await.unwrap().status(), 401);
+    assert_eq!(sim.received_count(), before, "neither reached Level");
+}
