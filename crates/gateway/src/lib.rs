@@ -50,6 +50,10 @@ use request::{Refused, Request};
 /// before any host call: a bad key, an unknown path, the client's rate).
 pub const GATEWAY_OPERATION: &str = "gateway-request";
 
+/// How long a request Level refused for levelhost's key waits for a reload
+/// that brings a new one.
+const RELOAD_WAIT: Duration = Duration::from_secs(20);
+
 /// The operation name of the audit record of a client's scope look-up.
 pub const SCOPES_OPERATION: &str = "resolve-scopes";
 
@@ -144,6 +148,8 @@ pub struct Gateway {
     audit: Option<AuditLog>,
     next: AtomicU64,
     observer: RwLock<Option<Arc<dyn Observer>>>,
+    /// Woken by every reload ([`Gateway::replace`]).
+    reloads: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -162,6 +168,7 @@ impl Gateway {
             audit,
             next: AtomicU64::new(0),
             observer: RwLock::default(),
+            reloads: tokio::sync::Notify::new(),
         };
         gateway.replace(clients, level_keys);
         gateway
@@ -398,11 +405,34 @@ async fn answer(
     // A request begun before a reload that swapped the Level key may reach
     // Level after the old key was deleted: Level refused it (401) before
     // doing anything, so it is made once more with the client as it is now.
+    // A key regenerated in Level is refused at once, before the operator's
+    // reload brings its new value: the request waits for that reload (a
+    // while) instead of failing, and is then sent with the new key.
     if refused_key(&answer) {
-        let now = gateway.table().get(&hash).cloned();
-        if let Some(now) = now.filter(|now| !Arc::ptr_eq(now, &client)) {
+        let reloaded = gateway.reloads.notified();
+        tokio::pin!(reloaded);
+        reloaded.as_mut().enable();
+        let replaced = |gateway: &Gateway| {
+            gateway
+                .table()
+                .get(&hash)
+                .cloned()
+                .filter(|now| !Arc::ptr_eq(now, &client))
+        };
+        let mut now = replaced(gateway);
+        if now.is_none() {
+            tracing::warn!(
+                "gateway: Level refused the key of client {}; waiting up to {} s for a reload with a new one",
+                client.spec.name,
+                RELOAD_WAIT.as_secs()
+            );
+            if tokio::time::timeout(RELOAD_WAIT, reloaded).await.is_ok() {
+                now = replaced(gateway);
+            }
+        }
+        if let Some(now) = now {
             tracing::info!(
-                "gateway: client {}: Level refused the key a reload replaced; sending again with the new one",
+                "gateway: client {}: sending again with the key of the reload",
                 now.spec.name
             );
             answer = attempt(gateway, &now, &principal, &id, request, outcome).await;
