@@ -1,6 +1,8 @@
 //! The one clock format levelhost writes: Level's ISO-8601 UTC with milliseconds.
 
-use chrono::{DateTime, TimeZone, Utc};
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Datelike as _, TimeZone, Timelike as _, Utc};
 
 /// Formats a time the way Level does: ISO-8601 UTC with milliseconds, `2025-03-15T14:30:00.000Z`.
 ///
@@ -11,9 +13,26 @@ use chrono::{DateTime, TimeZone, Utc};
 /// assert_eq!(level_api::clock::timestamp(t), "2025-03-15T14:30:00.250Z");
 /// ```
 pub fn timestamp<Tz: TimeZone>(t: DateTime<Tz>) -> String {
-    t.with_timezone(&Utc)
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    let t = t.with_timezone(&Utc);
+    // Every audit record and run carries one: written field by field rather
+    // than through a format string parsed each time (a microsecond per run).
+    // Years outside four digits and leap seconds take chrono's own path.
+    if !(0..=9999).contains(&t.year()) || t.nanosecond() >= 1_000_000_000 {
+        return t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    }
+    let mut out = String::with_capacity(24);
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond() / 1_000_000
+    );
+    out
 }
 
 /// The current time, formatted by [`timestamp`].
@@ -32,5 +51,21 @@ mod tests {
             .unwrap()
             + chrono::TimeDelta::milliseconds(6);
         assert_eq!(timestamp(t), "2025-01-02T01:04:05.006Z");
+    }
+
+    #[test]
+    fn the_fast_path_writes_what_chrono_writes() {
+        let chrono_way = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        let mut t = Utc
+            .with_ymd_and_hms(1999, 12, 31, 23, 59, 59)
+            .single()
+            .unwrap();
+        for step in 0..2000 {
+            assert_eq!(timestamp(t), chrono_way(t));
+            t += chrono::TimeDelta::milliseconds(7919 * step + 1)
+                + chrono::TimeDelta::nanoseconds(999_999);
+        }
+        let far = Utc.with_ymd_and_hms(12345, 1, 1, 0, 0, 0).single().unwrap();
+        assert_eq!(timestamp(far), chrono_way(far));
     }
 }
