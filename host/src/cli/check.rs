@@ -57,6 +57,24 @@ struct CheckReport {
     /// Each connection to another system, in words (never its secret).
     connections: Vec<String>,
     plugins: Vec<PluginCheck>,
+    /// Each gateway client (never its key).
+    clients: Vec<ClientCheck>,
+}
+
+/// One gateway client as `check` reports it, and its `--json` shape.
+#[derive(Debug, serde::Serialize)]
+struct ClientCheck {
+    name: String,
+    /// The Level key the host uses for it.
+    key: String,
+    /// Whether it has a key of its own: `hash`, `env:...`/`file:...`, or `none`.
+    client_key: String,
+    /// When its key stops working (RFC 3339), if ever.
+    expires: Option<String>,
+    /// Its own rates, per minute and per hour (0: none).
+    requests_per_minute: u32,
+    requests_per_hour: u32,
+    grant_in_words: Vec<String>,
 }
 
 impl CheckArgs {
@@ -91,7 +109,32 @@ impl CheckArgs {
                 })
                 .collect(),
             plugins: Vec::new(),
+            clients: Vec::new(),
         };
+        for client in config.clients.values() {
+            // A key given by reference must be readable now, not at the first request.
+            client
+                .key_hash()
+                .with_context(|| self.config.display().to_string())?;
+            report.clients.push(ClientCheck {
+                name: client.name.clone(),
+                key: client.key.clone(),
+                client_key: match &client.client_key {
+                    None => "none".to_owned(),
+                    Some(crate::config::ClientKeyFrom::Hash(_)) => "hash".to_owned(),
+                    Some(crate::config::ClientKeyFrom::Secret(source)) => source.to_string(),
+                },
+                expires: client.expires.map(level_api::clock::timestamp),
+                requests_per_minute: client.requests_per_minute,
+                requests_per_hour: client.requests_per_hour,
+                grant_in_words: client
+                    .grant
+                    .describe()
+                    .into_iter()
+                    .map(|line| line.replace(" per run", " per request"))
+                    .collect(),
+            });
+        }
         if !self.offline {
             let mut probes = Vec::new();
             for name in config.keys.keys() {
@@ -227,6 +270,36 @@ fn print_report(report: &CheckReport) {
         }
         for note in &plugin.notes {
             println!("  note: {note}");
+        }
+    }
+    for client in &report.clients {
+        println!();
+        let key = match client.client_key.as_str() {
+            "none" => format!(
+                "no client key yet (refused until `levelhost client key {}`)",
+                client.name
+            ),
+            "hash" => "its client key kept as a hash".to_owned(),
+            source => format!("its client key from {source}"),
+        };
+        let expires = client
+            .expires
+            .as_deref()
+            .map_or(String::new(), |at| format!(", expires {at}"));
+        println!(
+            "gateway client {}: key {}, {key}{expires}",
+            client.name, client.key
+        );
+        for line in &client.grant_in_words {
+            println!("  {line}");
+        }
+        for (rate, per) in [
+            (client.requests_per_minute, "minute"),
+            (client.requests_per_hour, "hour"),
+        ] {
+            if rate > 0 {
+                println!("  at most {rate} requests per {per}");
+            }
         }
     }
     let failed = report

@@ -231,6 +231,22 @@ async fn real_clients_see_every_object_of_their_scope_and_change_nothing_outside
         !written.contains(&hq_key) && written.contains("client_key = \"sha256:"),
         "only the hash is kept: {written}"
     );
+    // `check` describes each client in words, never its key.
+    let check = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+        .args(["check", "--offline", "--config", config.to_str().unwrap()])
+        .env_remove("LEVELHOST_CONFIG")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{said}");
+    for line in [
+        "gateway client hq: key rw, its client key kept as a hash",
+        "  can read devices in group \"HQ\" and its subgroups",
+        "gateway client dashboard: key rw",
+    ] {
+        assert!(said.contains(line), "{line:?} in {said}");
+    }
+    assert!(!said.contains(&hq_key) && !said.contains(&dashboard_key));
     let gateway = Gateway::start(&config, &addr);
 
     // The oracle: the simulator's own organization.
