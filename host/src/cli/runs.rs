@@ -212,6 +212,35 @@ struct PluginStatus {
     takes_events: bool,
 }
 
+/// The gateway's clients: each one's last request on record (from the audit,
+/// which every gateway request writes, whichever process served it) and its
+/// denials.
+async fn print_clients(config: &HostConfig) -> anyhow::Result<()> {
+    let audit = config.records.open_audit().await?;
+    let (records, _) = audit
+        .read(&levelhost_runtime::audit::AuditFilter::default())
+        .await?;
+    let mut table = Table::new(&["CLIENT", "LAST USE", "DENIED", "CLIENT KEY"]);
+    for client in config.clients.values() {
+        let principal = format!("client:{}", client.name);
+        let own: Vec<_> = records.iter().filter(|r| r.plugin == principal).collect();
+        let last = own.iter().map(|r| r.time.as_str()).max();
+        let denied = own.iter().filter(|r| !r.allowed).count();
+        table.row(vec![
+            client.name.clone(),
+            last.unwrap_or("never").to_owned(),
+            denied.to_string(),
+            match &client.client_key {
+                None => "none yet".to_owned(),
+                Some(_) => "set".to_owned(),
+            },
+        ]);
+    }
+    println!();
+    print!("{}", table.render());
+    Ok(())
+}
+
 impl StatusArgs {
     /// Shows each plugin's next run, last run and last status.
     pub async fn execute(self) -> anyhow::Result<ExitStatus> {
@@ -259,6 +288,9 @@ impl StatusArgs {
             table.row(row);
         }
         print!("{}", table.render());
+        if !config.clients.is_empty() {
+            print_clients(&config).await?;
+        }
         let replicas = history.replicas().await?;
         if !replicas.is_empty() {
             let mut table = Table::new(&["REPLICA", "STARTED", "LAST HEARTBEAT", "RUNNING"]);

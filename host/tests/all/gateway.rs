@@ -383,6 +383,31 @@ async fn real_clients_see_every_object_of_their_scope_and_change_nothing_outside
     );
     assert!(!audit.contains(sim.read_write_key()) && !audit.contains(&hq_key));
 
+    // `status` shows each client's last use and denials, from the audit.
+    let status = Command::new(env!("CARGO_BIN_EXE_levelhost"))
+        .args(["status", "--config", config.to_str().unwrap()])
+        .env_remove("LEVELHOST_CONFIG")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let row = |name: &str| {
+        said.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("a row for {name} in {said}"))
+            .to_owned()
+    };
+    let hq_row = row("hq");
+    assert!(
+        hq_row.contains("Z") && !hq_row.contains("never"),
+        "{hq_row}"
+    );
+    assert!(row("dashboard").contains("set"), "{said}");
+
     // Rotation: a new key for hq by a reload; the old one is refused at once,
     // the new one and the other clients work.
     let new_key = client_key(&config, "hq");
