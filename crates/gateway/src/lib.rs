@@ -217,14 +217,7 @@ impl Gateway {
                 name: c.spec.name.clone(),
                 last_used: *lock(&c.last_used),
                 expires: c.spec.expires,
-                // A client's limits apply to each of its requests.
-                grant: c
-                    .spec
-                    .grant
-                    .describe()
-                    .into_iter()
-                    .map(|line| line.replace(" per run", " per request"))
-                    .collect(),
+                grant: describe(&c.spec.grant),
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -264,6 +257,26 @@ impl Gateway {
             tracing::error!("{}", levelhost_core::Chain(&e));
         }
     }
+}
+
+/// A client's grant in words: a plugin's, with the limits that apply to a
+/// client's request (a plugin's run time and memory do not).
+pub fn describe(grant: &Grant) -> Vec<String> {
+    grant
+        .describe()
+        .into_iter()
+        .map(|line| {
+            if line.starts_with("limits: ") {
+                let l = &grant.limits;
+                format!(
+                    "limits: {} API calls, {} writes, {} devices changed per request",
+                    l.max_api_calls, l.max_writes, l.max_devices_changed
+                )
+            } else {
+                line
+            }
+        })
+        .collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

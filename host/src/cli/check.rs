@@ -127,12 +127,7 @@ impl CheckArgs {
                 expires: client.expires.map(level_api::clock::timestamp),
                 requests_per_minute: client.requests_per_minute,
                 requests_per_hour: client.requests_per_hour,
-                grant_in_words: client
-                    .grant
-                    .describe()
-                    .into_iter()
-                    .map(|line| line.replace(" per run", " per request"))
-                    .collect(),
+                grant_in_words: levelhost_gateway::describe(&client.grant),
             });
         }
         if !self.offline {
