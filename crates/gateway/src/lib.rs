@@ -29,7 +29,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use level_api::LevelClient;
+use level_api::{LevelClient, model};
 use levelhost_core::gate::Gate;
 use levelhost_core::grant::{Grant, ResolvedScopes};
 use levelhost_runtime::audit::AuditLog;
@@ -628,15 +628,15 @@ async fn run_request(ctx: &mut LevelCtx, request: Request) -> Answer {
         Request::ListDevices(filter, sections, page) => {
             let p = ctx.list_devices(filter, sections, page).await?;
             json(answer::page(
-                p.items.into_iter().map(answer::device).collect(),
+                p.items.into_iter().map(model::Device::from).collect(),
                 p.has_more,
             ))
         }
         Request::GetDevice(id, sections) => {
-            json(answer::device(ctx.get_device(id, sections).await?))
+            json(model::Device::from(ctx.get_device(id, sections).await?))
         }
         Request::UpdateDevice(id, update) => {
-            json(answer::device(ctx.update_device(id, update).await?))
+            json(model::Device::from(ctx.update_device(id, update).await?))
         }
         Request::DeleteDevice(id) => {
             ctx.delete_device(id).await?;
@@ -685,18 +685,20 @@ async fn run_request(ctx: &mut LevelCtx, request: Request) -> Answer {
         Request::ListTags(device, page) => {
             let p = ctx.list_tags(device, page).await?;
             json(answer::page(
-                p.items.into_iter().map(answer::tag).collect(),
+                p.items.into_iter().map(model::Tag::from).collect(),
                 p.has_more,
             ))
         }
-        Request::GetTag(id) => json(answer::tag(ctx.get_tag(id).await?)),
-        Request::CreateTag(name) => created(answer::tag(ctx.create_tag(name).await?)),
-        Request::UpdateTag(id, name) => json(answer::tag(ctx.update_tag(id, name).await?)),
+        Request::GetTag(id) => json(model::Tag::from(ctx.get_tag(id).await?)),
+        Request::CreateTag(name) => created(model::Tag::from(ctx.create_tag(name).await?)),
+        Request::UpdateTag(id, name) => json(model::Tag::from(ctx.update_tag(id, name).await?)),
         Request::DeleteTag(id) => {
             ctx.delete_tag(id).await?;
             done()
         }
-        Request::TagDevices(id, devices) => json(answer::tag(ctx.tag_devices(id, devices).await?)),
+        Request::TagDevices(id, devices) => {
+            json(model::Tag::from(ctx.tag_devices(id, devices).await?))
+        }
         Request::UntagDevices(id, devices) => {
             ctx.untag_devices(id, devices).await?;
             done()
@@ -713,15 +715,17 @@ async fn run_request(ctx: &mut LevelCtx, request: Request) -> Answer {
         Request::ListCustomFields(page) => {
             let p = ctx.list_custom_fields(page).await?;
             json(answer::page(
-                p.items.into_iter().map(answer::custom_field).collect(),
+                p.items.into_iter().map(model::CustomField::from).collect(),
                 p.has_more,
             ))
         }
-        Request::GetCustomField(id) => json(answer::custom_field(ctx.get_custom_field(id).await?)),
-        Request::CreateCustomField(field) => {
-            created(answer::custom_field(ctx.create_custom_field(field).await?))
+        Request::GetCustomField(id) => {
+            json(model::CustomField::from(ctx.get_custom_field(id).await?))
         }
-        Request::UpdateCustomField(id, update) => json(answer::custom_field(
+        Request::CreateCustomField(field) => created(model::CustomField::from(
+            ctx.create_custom_field(field).await?,
+        )),
+        Request::UpdateCustomField(id, update) => json(model::CustomField::from(
             ctx.update_custom_field(id, update).await?,
         )),
         Request::DeleteCustomField(id) => {
@@ -738,11 +742,14 @@ async fn run_request(ctx: &mut LevelCtx, request: Request) -> Answer {
         Request::ListValues(filter, page) => {
             let p = ctx.list_values(filter, page).await?;
             json(answer::page(
-                p.items.into_iter().map(answer::value).collect(),
+                p.items
+                    .into_iter()
+                    .map(model::CustomFieldValue::from)
+                    .collect(),
                 p.has_more,
             ))
         }
-        Request::SetValue(v) => json(answer::value(ctx.set_value(v).await?)),
+        Request::SetValue(v) => json(model::CustomFieldValue::from(ctx.set_value(v).await?)),
         Request::RemoveValue(v) => {
             ctx.remove_value(v).await?;
             done()

@@ -115,7 +115,7 @@ impl Host for LevelCtx {
                 )
                 .await?;
             Ok(CustomFieldValuePage {
-                items: page.data.into_iter().map(value).collect(),
+                items: page.data.into_iter().map(CustomFieldValue::from).collect(),
                 has_more: page.has_more,
             })
         })
@@ -151,7 +151,7 @@ impl Host for LevelCtx {
                 |c| async move { c.set_custom_field_value(&body).await },
             )
             .await
-            .map(value)
+            .map(CustomFieldValue::from)
         })
     }
 
@@ -180,14 +180,5 @@ impl Host for LevelCtx {
             )
             .await
         })
-    }
-}
-
-fn value(v: model::CustomFieldValue) -> CustomFieldValue {
-    CustomFieldValue {
-        custom_field_id: v.custom_field_id,
-        custom_field_name: v.custom_field_name,
-        assigned_to_id: v.assigned_to_id,
-        value: v.value,
     }
 }

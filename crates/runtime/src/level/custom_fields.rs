@@ -41,7 +41,7 @@ impl Host for LevelCtx {
                 )
                 .await?;
             Ok(CustomFieldPage {
-                items: page.data.into_iter().map(field).collect(),
+                items: page.data.into_iter().map(CustomField::from).collect(),
                 has_more: page.has_more,
             })
         })
@@ -60,7 +60,7 @@ impl Host for LevelCtx {
                     ..Facts::default()
                 },
             )?;
-            Ok(field(found))
+            Ok(CustomField::from(found))
         })
     }
 
@@ -97,7 +97,7 @@ impl Host for LevelCtx {
                 )
                 .await?;
             self.gate().note_created(&planned_id, &created.id);
-            Ok(field(created))
+            Ok(CustomField::from(created))
         })
     }
 
@@ -134,7 +134,7 @@ impl Host for LevelCtx {
                 |c| async move { c.update_custom_field(&id, &body).await },
             )
             .await
-            .map(field)
+            .map(CustomField::from)
         })
     }
 
@@ -160,14 +160,5 @@ impl Host for LevelCtx {
             )
             .await
         })
-    }
-}
-
-fn field(f: model::CustomField) -> CustomField {
-    CustomField {
-        id: f.id,
-        name: f.name,
-        reference: f.reference,
-        admin_only: f.admin_only,
     }
 }

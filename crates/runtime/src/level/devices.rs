@@ -2,9 +2,7 @@
 
 use super::{LevelCtx, LevelError, host_call, page};
 use crate::bindings::devices::{
-    Cpu, Device, DeviceFilter, DeviceInclude, DevicePage, DeviceUpdate, Disk, DiskPartition,
-    GroupChange, GroupFilter, Host, MemoryModule, Motherboard, NetworkInterface, OperatingSystem,
-    Platform, Role, Security,
+    Device, DeviceFilter, DeviceInclude, DevicePage, DeviceUpdate, GroupChange, GroupFilter, Host,
 };
 use crate::bindings::types::{Id, PageRequest};
 use level_api::{DeviceIncludes, DeviceQuery, model};
@@ -202,137 +200,7 @@ fn includes(f: DeviceInclude) -> DeviceIncludes {
 
 /// The device as the plugin sees it: tags outside the grant's tag scope are left out.
 fn device(d: model::Device, gate: &Gate) -> Device {
-    Device {
-        id: d.id,
-        hostname: d.hostname,
-        nickname: d.nickname,
-        role: d.role.map(|r| match r.as_str() {
-            "workstation" => Role::Workstation,
-            "server" => Role::Server,
-            "domain_controller" => Role::DomainController,
-            _ => Role::Other(r),
-        }),
-        group_id: d.group_id,
-        group_name: d.group_name,
-        tags: d
-            .tags
-            .into_iter()
-            .filter(|t| gate.tag_in_scope(t))
-            .collect(),
-        flag: d.flag,
-        maintenance_mode: d.maintenance_mode,
-        online: d.online,
-        notes: d.notes,
-        manufacturer: d.manufacturer,
-        model: d.model,
-        architecture: d.architecture,
-        serial_number: d.serial_number,
-        total_memory: d.total_memory,
-        memory_slots: d.memory_slots,
-        cpu_cores: d.cpu_cores,
-        last_logged_in_user: d.last_logged_in_user,
-        last_reboot_time: d.last_reboot_time,
-        last_seen_at: d.last_seen_at,
-        city: d.city,
-        country: d.country,
-        security_score: d.security_score,
-        platform: d.platform.map(|p| match p.as_str() {
-            "Windows" => Platform::Windows,
-            "Mac" => Platform::Mac,
-            "Linux" => Platform::Linux,
-            _ => Platform::Other(p),
-        }),
-        public_ip_address: d.public_ip_address,
-        private_ip_addresses: d.private_ip_addresses,
-        operating_system: d.operating_system.map(|o| OperatingSystem {
-            full_operating_system: o.full_operating_system,
-            major_version: o.major_version,
-            minor_version: o.minor_version,
-            architecture: o.architecture,
-            install_date: o.install_date,
-            end_of_life: o.end_of_life,
-        }),
-        cpus: d.cpus.map(|v| {
-            v.into_iter()
-                .map(|c| Cpu {
-                    model: c.model,
-                    clock_speed: c.clock_speed,
-                    cores: c.cores,
-                })
-                .collect()
-        }),
-        memory: d.memory.map(|v| {
-            v.into_iter()
-                .map(|m| MemoryModule {
-                    location: m.location,
-                    manufacturer: m.manufacturer,
-                    memory_type: m.memory_type,
-                    clock_speed: m.clock_speed,
-                    size: m.size,
-                    serial_number: m.serial_number,
-                    part_number: m.part_number,
-                    form_factor: m.form_factor,
-                })
-                .collect()
-        }),
-        disks: d.disks.map(|v| {
-            v.into_iter()
-                .map(|k| Disk {
-                    model: k.model,
-                    disk_type: k.disk_type,
-                    serial_number: k.serial_number,
-                    size: k.size,
-                })
-                .collect()
-        }),
-        disk_partitions: d.disk_partitions.map(|v| {
-            v.into_iter()
-                .map(|p| DiskPartition {
-                    label: p.label,
-                    mount_point: p.mount_point,
-                    encrypted: p.encrypted,
-                    primary: p.primary,
-                    size: p.size,
-                    free_space: p.free_space,
-                    file_system: p.file_system,
-                })
-                .collect()
-        }),
-        network_interfaces: d.network_interfaces.map(|v| {
-            v.into_iter()
-                .map(|n| NetworkInterface {
-                    description: n.description,
-                    interface: n.interface,
-                    label: n.label,
-                    mac_address: n.mac_address,
-                    ip_addresses: n.ip_addresses,
-                    gateway: n.gateway,
-                    domain: n.domain,
-                    dhcp_server: n.dhcp_server,
-                    dns_servers: n.dns_servers,
-                })
-                .collect()
-        }),
-        motherboard: d.motherboard.map(|m| Motherboard {
-            manufacturer: m.manufacturer,
-            model: m.model,
-            bios_version: m.bios_version,
-        }),
-        security: d.security.map(|s| Security {
-            score: s.score,
-            risk: s.risk,
-            patch_compliance: s.patch_compliance,
-            patch_security_risk: s.patch_security_risk,
-            os_end_of_life: s.os_end_of_life,
-            primary_partition_encrypted: s.primary_partition_encrypted,
-            firewall_provider: s.firewall_provider,
-            firewall_enabled: s.firewall_enabled,
-            firewall_status: s.firewall_status,
-            antivirus_provider: s.antivirus_provider,
-            antivirus_status: s.antivirus_status,
-            user_account_control_enabled: s.user_account_control_enabled,
-            auto_update: s.auto_update,
-            admin_accounts_count: s.admin_accounts_count,
-        }),
-    }
+    let mut device = Device::from(d);
+    device.tags.retain(|t| gate.tag_in_scope(t));
+    device
 }

@@ -16,6 +16,7 @@ mod devices;
 mod error;
 mod groups;
 mod log;
+mod mirror;
 mod state;
 mod tags;
 mod transport;

@@ -89,7 +89,7 @@ impl Host for LevelCtx {
                 )
                 .await?;
             Ok(TagPage {
-                items: page.data.into_iter().map(tag).collect(),
+                items: page.data.into_iter().map(Tag::from).collect(),
                 has_more: page.has_more,
             })
         })
@@ -108,7 +108,7 @@ impl Host for LevelCtx {
                     ..Facts::default()
                 },
             )?;
-            Ok(tag(found))
+            Ok(Tag::from(found))
         })
     }
 
@@ -138,7 +138,7 @@ impl Host for LevelCtx {
                 )
                 .await?;
             self.gate().note_created(&planned_id, &created.id);
-            Ok(tag(created))
+            Ok(Tag::from(created))
         })
     }
 
@@ -161,7 +161,7 @@ impl Host for LevelCtx {
                 |c| async move { c.update_tag(&id, &body).await },
             )
             .await
-            .map(tag)
+            .map(Tag::from)
         })
     }
 
@@ -208,7 +208,7 @@ impl Host for LevelCtx {
                 |c| async move { c.tag_devices(&id, &body).await },
             )
             .await
-            .map(tag)
+            .map(Tag::from)
         })
     }
 
@@ -241,13 +241,5 @@ impl LevelCtx {
             ))),
             None => Ok(None),
         }
-    }
-}
-
-fn tag(t: model::Tag) -> Tag {
-    Tag {
-        id: t.id,
-        name: t.name,
-        device_count: t.device_count,
     }
 }
