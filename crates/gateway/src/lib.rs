@@ -240,13 +240,7 @@ impl Gateway {
     /// Writes a gateway record (a request refused before any host call).
     async fn audit_refusal(&self, principal: &str, id: &str, target: String, why: &str) {
         let Some(audit) = &self.audit else { return };
-        let mut record = RunInfo {
-            plugin: principal.to_owned(),
-            version: "gateway".to_owned(),
-            digest: String::new(),
-            run_id: id.to_owned(),
-        }
-        .record(
+        let mut record = run_info(principal, id).record(
             GATEWAY_OPERATION.to_owned(),
             vec![target],
             Some(why.to_owned()),
@@ -291,6 +285,26 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 fn level_error(status: u16, message: &str) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// Level's 429, with the seconds to wait (at least one) in `Retry-After`.
+fn rate_limited(seconds: u64) -> Response {
+    let mut answer = level_error(429, "Rate limit exceeded");
+    answer
+        .headers_mut()
+        .insert("retry-after", HeaderValue::from(seconds.max(1)));
+    answer
+}
+
+/// Who made a gateway request, for its audit records: the client (its
+/// principal) and the request's id in place of a run's.
+fn run_info(principal: &str, id: &str) -> RunInfo {
+    RunInfo {
+        plugin: principal.to_owned(),
+        version: "gateway".to_owned(),
+        digest: String::new(),
+        run_id: id.to_owned(),
+    }
 }
 
 fn access_denied() -> Response {
@@ -397,11 +411,7 @@ async fn answer(
                 "refused: the client's request rate",
             )
             .await;
-        let mut answer = level_error(429, "Rate limit exceeded");
-        if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            answer.headers_mut().insert("retry-after", value);
-        }
-        return answer;
+        return rate_limited(wait.as_secs());
     }
     *lock(&client.last_used) = Some(Utc::now());
     let parsed = Request::parse(method.as_str(), uri.path(), uri.query(), body);
@@ -513,12 +523,7 @@ async fn attempt(
     outcome: &mut Outcome,
 ) -> Result<Answer, Attempt> {
     let scopes = client.scopes(gateway, id).await.map_err(Attempt::Scopes)?;
-    let run = RunInfo {
-        plugin: principal.to_owned(),
-        version: "gateway".to_owned(),
-        digest: String::new(),
-        run_id: id.to_owned(),
-    };
+    let run = run_info(principal, id);
     let mut ctx = LevelCtx::new(
         client.spec.level.clone(),
         SharedGate::new(Gate::new(client.spec.grant.clone(), scopes)),
@@ -576,13 +581,7 @@ impl Client {
             levelhost_runtime::runner::resolve_scopes_counted(&self.spec.level, &self.spec.grant)
                 .await;
         if let Some(audit) = &gateway.audit {
-            let mut record = RunInfo {
-                plugin: format!("client:{}", self.spec.name),
-                version: "gateway".to_owned(),
-                digest: String::new(),
-                run_id: id.to_owned(),
-            }
-            .record(
+            let mut record = run_info(&format!("client:{}", self.spec.name), id).record(
                 SCOPES_OPERATION.to_owned(),
                 Vec::new(),
                 resolved.as_ref().err().map(ToString::to_string),
@@ -766,13 +765,7 @@ fn error_answer(error: LevelError) -> Response {
             LevelApiError::NotFound(m) => level_error(404, &m),
             LevelApiError::InvalidInput(m) => level_error(400, &m),
             LevelApiError::Conflict(m) => level_error(422, &m),
-            LevelApiError::RateLimited(seconds) => {
-                let mut answer = level_error(429, "Rate limit exceeded");
-                if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
-                    answer.headers_mut().insert("retry-after", value);
-                }
-                answer
-            }
+            LevelApiError::RateLimited(seconds) => rate_limited(u64::from(seconds)),
             LevelApiError::LimitExceeded(m) => level_error(429, &m),
             // Level refused the host's own key: not the client's fault.
             LevelApiError::Unauthorized(m) => {
