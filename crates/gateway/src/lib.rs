@@ -194,6 +194,8 @@ impl Gateway {
         }
         *write(&self.clients) = Arc::new(table);
         *write(&self.level_keys) = Arc::new(level_keys.iter().map(|k| KeyHash::of(k)).collect());
+        // Requests Level refused for the key this reload may replace wait for it.
+        self.reloads.notify_waiters();
     }
 
     fn table(&self) -> Arc<HashMap<KeyHash, Arc<Client>>> {
