@@ -12,6 +12,17 @@ use serde_json::Value;
 
 use crate::support::free_addr;
 
+/// `levelhost ARGS --config CONFIG`, whatever `LEVELHOST_CONFIG` says.
+fn levelhost(args: &[&str], config: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_levelhost"));
+    command
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("LEVELHOST_CONFIG");
+    command
+}
+
 /// A `levelhost gateway` process, stopped when dropped.
 struct Gateway {
     child: Child,
@@ -27,9 +38,7 @@ impl Drop for Gateway {
 
 impl Gateway {
     fn start(config: &Path, addr: &str) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_levelhost"))
-            .args(["gateway", "--config", config.to_str().unwrap()])
-            .env_remove("LEVELHOST_CONFIG")
+        let child = levelhost(&["gateway"], config)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -49,11 +58,7 @@ impl Gateway {
     }
 
     fn reload(&self) {
-        let status = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        crate::support::signal(&self.child, "HUP");
     }
 }
 
@@ -88,9 +93,7 @@ fn curl(method: &str, url: &str, key: &str, body: Option<&str>) -> (u16, Value) 
 
 /// `levelhost client key NAME`: the key it prints once.
 fn client_key(config: &Path, name: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_levelhost"))
-        .args(["client", "key", name, "--config", config.to_str().unwrap()])
-        .env_remove("LEVELHOST_CONFIG")
+    let out = levelhost(&["client", "key", name], config)
         .output()
         .unwrap();
     assert!(
@@ -232,9 +235,7 @@ async fn real_clients_see_every_object_of_their_scope_and_change_nothing_outside
         "only the hash is kept: {written}"
     );
     // `check` describes each client in words, never its key.
-    let check = Command::new(env!("CARGO_BIN_EXE_levelhost"))
-        .args(["check", "--offline", "--config", config.to_str().unwrap()])
-        .env_remove("LEVELHOST_CONFIG")
+    let check = levelhost(&["check", "--offline"], &config)
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&check.stdout);
@@ -384,11 +385,7 @@ async fn real_clients_see_every_object_of_their_scope_and_change_nothing_outside
     assert!(!audit.contains(sim.read_write_key()) && !audit.contains(&hq_key));
 
     // `status` shows each client's last use and denials, from the audit.
-    let status = Command::new(env!("CARGO_BIN_EXE_levelhost"))
-        .args(["status", "--config", config.to_str().unwrap()])
-        .env_remove("LEVELHOST_CONFIG")
-        .output()
-        .unwrap();
+    let status = levelhost(&["status"], &config).output().unwrap();
     let said = String::from_utf8_lossy(&status.stdout);
     assert!(
         status.status.success(),
@@ -650,10 +647,7 @@ fn plain_http_off_loopback_is_refused_unless_allowed() {
         "[keys.rw]\nsource = \"env:NONE\"\naccess = \"read-write\"\n\n[gateway]\naddr = \"0.0.0.0:0\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_levelhost"))
-        .args(["gateway", "--config"])
-        .arg(dir.path().join("levelhost.toml"))
-        .env_remove("LEVELHOST_CONFIG")
+    let out = levelhost(&["gateway"], &dir.path().join("levelhost.toml"))
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
