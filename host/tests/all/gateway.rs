@@ -177,18 +177,6 @@ fn walk_with_curl(gateway: &Gateway, key: &str, limit: usize) -> Vec<String> {
     }
 }
 
-/// The HQ group and every group below it, from the simulator's organization.
-fn hq_subtree(fixture: &level_sim::Fixture) -> BTreeSet<String> {
-    let hq = fixture.groups.iter().find(|g| g.name == "HQ").unwrap();
-    let mut subtree = BTreeSet::from([hq.id.clone()]);
-    while let Some(child) = fixture.groups.iter().find(|g| {
-        !subtree.contains(&g.id) && g.parent_id.as_ref().is_some_and(|p| subtree.contains(p))
-    }) {
-        subtree.insert(child.id.clone());
-    }
-    subtree
-}
-
 /// Runs a client program; what it printed, as JSON.
 fn run_client(program: &str, args: &[&str]) -> Value {
     let out = Command::new(program).args(args).output().unwrap();
@@ -252,7 +240,7 @@ async fn real_clients_see_every_object_of_their_scope_and_change_nothing_outside
 
     // The oracle: the simulator's own organization.
     let fixture = sim.tenant().to_fixture();
-    let subtree = hq_subtree(&fixture);
+    let subtree = crate::support::scope_subtree(&fixture, Some(&["HQ".to_owned()])).unwrap();
     let in_hq: BTreeSet<String> = fixture
         .devices
         .iter()
@@ -502,7 +490,7 @@ async fn levels_n8n_node_requests_see_every_device_of_the_scope_across_pages() {
     let key = client_key(&config, "hq");
     let gateway = Gateway::start(&config, &addr);
     let fixture = sim.tenant().to_fixture();
-    let subtree = hq_subtree(&fixture);
+    let subtree = crate::support::scope_subtree(&fixture, Some(&["HQ".to_owned()])).unwrap();
     let in_hq: Vec<&level_api::model::Device> = fixture
         .devices
         .iter()

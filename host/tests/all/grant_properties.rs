@@ -351,7 +351,7 @@ async fn check_case(
     let scopes = resolve_scopes(client, &grant)
         .await
         .map_err(|e| TestCaseError::fail(format!("scopes: {e}")))?;
-    let in_scope = scope_subtree(base, grant.scopes.groups.as_deref());
+    let in_scope = crate::support::scope_subtree(base, grant.scopes.groups.as_deref());
     let run = RunInfo {
         plugin: "prop".to_owned(),
         version: "0.0.0".to_owned(),
@@ -513,29 +513,6 @@ async fn check_case(
         totals.changed.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
-}
-
-/// The ids of the named groups and everything below them, from the fixture
-/// (`None` when the grant has no group scope).
-fn scope_subtree(fixture: &Fixture, names: Option<&[String]>) -> Option<BTreeSet<String>> {
-    let names = names?;
-    let mut ids: BTreeSet<String> = fixture
-        .groups
-        .iter()
-        .filter(|g| names.contains(&g.name))
-        .map(|g| g.id.clone())
-        .collect();
-    loop {
-        let before = ids.len();
-        for g in &fixture.groups {
-            if g.parent_id.as_ref().is_some_and(|p| ids.contains(p)) {
-                ids.insert(g.id.clone());
-            }
-        }
-        if ids.len() == before {
-            return Some(ids);
-        }
-    }
 }
 
 struct Oracle<'a> {

@@ -16,24 +16,9 @@ use rand::{Rng as _, SeedableRng as _};
 
 /// The ids of `root` and every group under it.
 fn subtree(fixture: &Fixture, root: &str) -> BTreeSet<String> {
-    let root_id = fixture
-        .groups
-        .iter()
-        .find(|g| g.name == root)
-        .map(|g| g.id.clone())
-        .expect("the seed has the group");
-    let mut ids = BTreeSet::from([root_id]);
-    loop {
-        let before = ids.len();
-        for g in &fixture.groups {
-            if g.parent_id.as_ref().is_some_and(|p| ids.contains(p)) {
-                ids.insert(g.id.clone());
-            }
-        }
-        if ids.len() == before {
-            return ids;
-        }
-    }
+    let ids = crate::support::scope_subtree(fixture, Some(&[root.to_owned()])).unwrap_or_default();
+    assert!(!ids.is_empty(), "the seed has the group {root}");
+    ids
 }
 
 fn is_denied(result: &Result<impl std::fmt::Debug, LevelError>) -> bool {

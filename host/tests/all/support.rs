@@ -261,3 +261,29 @@ fn screenshot(chromium: &Path, profile: &Path, url: &str, png: &Path, size: &str
     );
     String::from_utf8_lossy(&dom.stdout).into_owned()
 }
+
+/// The ids of the named groups and everything below them, from the fixture
+/// (`None` when the grant has no group scope).
+pub fn scope_subtree(
+    fixture: &level_sim::Fixture,
+    names: Option<&[String]>,
+) -> Option<std::collections::BTreeSet<String>> {
+    let names = names?;
+    let mut ids: std::collections::BTreeSet<String> = fixture
+        .groups
+        .iter()
+        .filter(|g| names.contains(&g.name))
+        .map(|g| g.id.clone())
+        .collect();
+    loop {
+        let before = ids.len();
+        for g in &fixture.groups {
+            if g.parent_id.as_ref().is_some_and(|p| ids.contains(p)) {
+                ids.insert(g.id.clone());
+            }
+        }
+        if ids.len() == before {
+            return Some(ids);
+        }
+    }
+}
