@@ -73,8 +73,8 @@ impl GatewayArgs {
         let mut hangups = super::signal::hangups();
         let mut clients = crate::loader::Clients::of(&config, None).await?;
         let (specs, level_keys) = clients.gateway(&config)?;
-        let audit = levelhost_runtime::audit::AuditLog::open(&config.audit_path)
-            .with_context(|| config.audit_path.display().to_string())?;
+        // The audit `serve` and `run` write: the file, or the shared database.
+        let audit = config.records.open_audit().await?;
         let count = specs.len();
         let gateway = Arc::new(levelhost_gateway::Gateway::new(
             specs,
