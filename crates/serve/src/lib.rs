@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod plugin;
 pub mod scheduler;
 pub mod service;
+pub mod shard;
 mod webhooks;
 
 pub use executor::{Busy, Claimed, ExecuteError, Executor, Finished, Origin, RunOptions, Waiting};

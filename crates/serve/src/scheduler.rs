@@ -74,8 +74,12 @@ impl Service {
     ) {
         let key = schedule_key(index, &schedule);
         let mut stopping = self.stopping.clone();
+        // In a cluster, only the replica that owns the schedule claims its
+        // planned times; it learns of changes from its heartbeat.
+        let mut members = self.shard.watch();
+        let mut owned = self.shard.owns(&plugin, &key);
         // Catch up once for the latest planned time missed while the host was down.
-        let last = if schedule.catch_up == CatchUp::Once {
+        let last = if owned && schedule.catch_up == CatchUp::Once {
             self.history
                 .last_planned(&plugin, &key)
                 .await
@@ -106,16 +110,70 @@ impl Service {
             } else {
                 Duration::from_millis(rand::random_range(0..=schedule.jitter.as_millis() as u64))
             };
-            let wait = wait + jitter;
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = stopping.wait_for(|s| *s) => return,
+            let due = tokio::time::Instant::now() + wait + jitter;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => break,
+                    // (The guard `wait_for` answers is dropped inside, not held across the branches.)
+                    () = async { drop(stopping.wait_for(|s| *s).await) } => return,
+                    Ok(()) = members.changed(), if self.shard.shared() => {
+                        owned = self.ownership(&plugin, &key, &schedule, owned).await;
+                    }
+                }
             }
             if self.is_stopping() {
                 return;
             }
-            self.fire(&plugin, &key, &schedule, next).await;
+            owned = self.ownership(&plugin, &key, &schedule, owned).await;
+            if owned {
+                self.fire(&plugin, &key, &schedule, next).await;
+            }
         }
+    }
+
+    /// Whether this replica owns the schedule now; when it has just come to
+    /// own it, it first takes it over: the planned times since the last one
+    /// on record (within [`Shard::takeover`](crate::shard::Shard::takeover))
+    /// that the replica owning it before may have missed by stopping.
+    async fn ownership(
+        self: &Arc<Self>,
+        plugin: &str,
+        key: &str,
+        schedule: &Schedule,
+        owned: bool,
+    ) -> bool {
+        let owns = self.shard.owns(plugin, key);
+        if owns && !owned {
+            let now = Utc::now();
+            let window = chrono::Duration::from_std(self.shard.takeover()).unwrap_or_default();
+            let mut cursor = now - window;
+            if let Ok(Some(last)) = self.history.last_planned(plugin, key).await
+                && let Ok(last) = DateTime::parse_from_rfc3339(&last)
+            {
+                cursor = cursor.max(last.with_timezone(&Utc));
+            }
+            let mut missed = 0usize;
+            while let Some(planned) = schedule.next_after(cursor)
+                && planned <= now
+            {
+                self.fire(plugin, key, schedule, planned).await;
+                cursor = planned;
+                missed += 1;
+            }
+            tracing::debug!(
+                plugin,
+                schedule = key,
+                missed,
+                "this replica took the schedule over"
+            );
+        } else if owned && !owns {
+            tracing::debug!(
+                plugin,
+                schedule = key,
+                "another replica took the schedule over"
+            );
+        }
+        owns
     }
 
     /// Starts the run planned for `planned`, claiming it first so it starts at most once.

@@ -95,6 +95,8 @@ pub struct Service {
     metrics: Arc<Metrics>,
     /// The gateway, when `serve` runs one.
     gateway: Option<Arc<levelhost_gateway::Gateway>>,
+    /// Which schedules this replica claims (all of them when it is alone).
+    pub(crate) shard: crate::shard::Shard,
 }
 
 /// A handle to a started service.
@@ -112,6 +114,8 @@ pub struct Handle {
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     schedules: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The replica's heartbeat (a shared history): kept across reloads.
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
     grace: Duration,
 }
 
@@ -155,12 +159,13 @@ impl Service {
                 .with_metrics(metrics)
                 .with_lease(options.lease)
                 .with_stopping(stopping.clone()),
-            history,
             tasks: Mutex::new(JoinSet::new()),
             stopping: stopping.clone(),
             max_body: options.max_body_bytes,
             body_timeout: options.read_timeout,
             gateway: options.gateway.as_ref().map(|g| g.gateway.clone()),
+            shard: crate::shard::Shard::new(history.replica().map(str::to_owned), options.lease),
+            history,
         });
 
         let app = Router::new()
@@ -247,15 +252,21 @@ impl Service {
                 (Some(addr), Some(task))
             }
         };
-        let mut schedules = service.start_loops();
-        if let Some(replica) = service.history.replica() {
-            tracing::info!(replica, lease = ?options.lease, "sharing the history with other replicas");
-            let service = service.clone();
-            let lease = options.lease;
-            schedules.push(tokio::spawn(
-                async move { service.heartbeat_loop(lease).await },
-            ));
-        }
+        // A replica learns who else is alive before its schedules start, so
+        // from the first planned time it claims only its own share.
+        let heartbeat = match service.history.replica() {
+            Some(replica) => {
+                tracing::info!(replica, lease = ?options.lease, "sharing the history with other replicas");
+                service.share_schedules(options.lease).await;
+                let service = service.clone();
+                let lease = options.lease;
+                Some(tokio::spawn(
+                    async move { service.heartbeat_loop(lease).await },
+                ))
+            }
+            None => None,
+        };
+        let schedules = service.start_loops();
         tracing::info!(%addr, plugins = service.plugins().len(), "levelhost serve is running");
         Ok(Handle {
             addr,
@@ -268,6 +279,7 @@ impl Service {
             stop,
             server,
             schedules: Mutex::new(schedules),
+            heartbeat,
             grace: options.shutdown_grace,
         })
     }
@@ -416,6 +428,9 @@ impl Handle {
         {
             schedule.abort();
         }
+        if let Some(heartbeat) = &self.heartbeat {
+            heartbeat.abort();
+        }
         let mut tasks = std::mem::take(
             &mut *self
                 .service
@@ -550,6 +565,22 @@ impl Service {
                 ),
                 Err(e) => tracing::error!("heartbeat: {}", Chain(&e)),
             }
+            self.share_schedules(lease).await;
+        }
+    }
+
+    /// Reads the live replicas, so each schedule is claimed by its owner
+    /// among them (the schedule loops hear of a change and take over what
+    /// comes to this replica). On a read error the last view stays.
+    async fn share_schedules(&self, lease: Duration) {
+        match self.history.live_replicas(lease).await {
+            Ok(live) => {
+                if self.shard.update(live) {
+                    let live = self.shard.live();
+                    tracing::info!(replicas = live.len(), live = ?live, "the schedules are shared among the live replicas");
+                }
+            }
+            Err(e) => tracing::error!("cannot read the live replicas: {}", Chain(&e)),
         }
     }
 }

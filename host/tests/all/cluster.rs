@@ -535,3 +535,124 @@ fn handles_opening_a_new_sqlite_history_at_the_same_moment_all_get_the_whole_sch
         }
     }
 }
+
+/// Sharded claims: with three replicas up and none joining or leaving, each
+/// schedule's planned times are all claimed (and run) by one replica, its
+/// owner, and the schedules are spread over the replicas; then one replica
+/// stops and its schedules go on at the others with no planned time missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_schedule_is_claimed_by_one_replica_and_taken_over_when_it_stops() {
+    const LEASE_SECS: u64 = 2;
+    let Some(url) = database().await else { return };
+    let sim = level_sim::Simulator::start(
+        level_sim::SimConfig {
+            read_write_key: "shard-key".to_owned(),
+            ..level_sim::SimConfig::default()
+        },
+        level_sim::Simulator::seeded_with(10),
+    )
+    .await
+    .unwrap();
+    let dir = cluster_dir("shard-key");
+    let mut plugins = String::new();
+    for i in 0..12 {
+        plugins.push_str(&format!(
+            "[plugins.tick{i}]\ncomponent = \"@ECHO@\"\nmanifest = \"echo.toml\"\nkey = \"rw\"\n\n[[plugins.tick{i}.schedules]]\ncron = \"* * * * * *\"\n\n"
+        ));
+    }
+    let sim_url = sim.base_url();
+    let cluster = ReplicaConfig {
+        url: &url,
+        sim: &sim_url,
+        lease_secs: LEASE_SECS,
+        key: "",
+        plugins: &plugins,
+    };
+    let addrs = [free_addr(), free_addr(), free_addr()];
+    let mut replicas: Vec<std::process::Child> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let config = cluster.write(dir.path(), &format!("shard-{i}"), addr);
+            start_serve(&config, &dir.path().join(format!("shard-{i}.log")))
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for addr in &addrs {
+        ids.push(wait_up(addr).await["replica"].as_str().unwrap().to_owned());
+    }
+    // Every replica has seen the others (a heartbeat is a quarter lease).
+    tokio::time::sleep(Duration::from_secs(LEASE_SECS)).await;
+    let steady_from = level_api::clock::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let steady_to = level_api::clock::now();
+
+    // Stop the replica owning tick0, with SIGKILL: its schedules must move.
+    let history = connect(&url).await;
+    let runs = history.list(None, None, 100_000).await.unwrap();
+    let in_window = |r: &&levelhost_serve::history::RunRow| {
+        r.planned_at.as_deref() >= Some(steady_from.as_str())
+            && r.planned_at.as_deref() < Some(steady_to.as_str())
+    };
+    let mut owners = std::collections::BTreeMap::<&str, BTreeSet<&str>>::new();
+    for run in runs.iter().filter(in_window) {
+        owners
+            .entry(run.plugin.as_str())
+            .or_default()
+            .insert(run.replica.as_deref().unwrap());
+    }
+    assert_eq!(owners.len(), 12, "every schedule ran: {owners:?}");
+    for (plugin, ran_on) in &owners {
+        assert_eq!(
+            ran_on.len(),
+            1,
+            "{plugin} was claimed by several replicas: {ran_on:?}"
+        );
+    }
+    let spread: BTreeSet<&str> = owners.values().flatten().copied().collect();
+    assert!(
+        spread.len() >= 2,
+        "the schedules are spread over the replicas: {owners:?}"
+    );
+    let victim_id = owners["tick0"].iter().next().unwrap().to_string();
+    let victim = ids.iter().position(|id| *id == victim_id).unwrap();
+    replicas[victim].kill().unwrap();
+    replicas[victim].wait().unwrap();
+    let killed_at = level_api::clock::now();
+    tokio::time::sleep(Duration::from_secs(LEASE_SECS * 3)).await;
+    let after = level_api::clock::now();
+    for (i, replica) in replicas.iter_mut().enumerate() {
+        if i != victim {
+            crate::support::signal(replica, "TERM");
+            assert!(replica.wait().unwrap().success());
+        }
+    }
+    // Every planned second from before the kill to the end ran once, at the survivors.
+    let runs = history.list(None, None, 100_000).await.unwrap();
+    let first = chrono::DateTime::parse_from_rfc3339(&steady_to).unwrap();
+    let last = chrono::DateTime::parse_from_rfc3339(&after).unwrap() - chrono::Duration::seconds(1);
+    for i in 0..12 {
+        let plugin = format!("tick{i}");
+        let planned: BTreeSet<i64> = runs
+            .iter()
+            .filter(|r| r.plugin == plugin)
+            .filter_map(|r| r.planned_at.as_deref())
+            .map(|p| chrono::DateTime::parse_from_rfc3339(p).unwrap().timestamp())
+            .collect();
+        for second in first.timestamp() + 1..last.timestamp() {
+            assert!(
+                planned.contains(&second),
+                "{plugin} missed the second {second} (killed at {killed_at})"
+            );
+        }
+    }
+    let moved: BTreeSet<&str> = runs
+        .iter()
+        .filter(|r| r.plugin == "tick0" && r.planned_at.as_deref() > Some(killed_at.as_str()))
+        .filter_map(|r| r.replica.as_deref())
+        .collect();
+    assert!(
+        !moved.is_empty() && !moved.contains(victim_id.as_str()),
+        "tick0 went on at a survivor: {moved:?}"
+    );
+}

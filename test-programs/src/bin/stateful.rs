@@ -6,8 +6,9 @@
 //! Input: `{"ops": [{"op": "set", "key": "k", "value": "text"}, ...], "then": "ok"}`;
 //! ops: `get`, `set`, `delete`, `list` (`prefix`, `after`, `limit`), `cas`
 //! (`expected`, `value`), `increment` (`delta`), `set-bytes` (`key`,
-//! `bytes`: how many zero bytes), `spin` (`millis`), and `timed` (`ops`, timed
-//! together).
+//! `bytes`: how many zero bytes), `spin` (`millis`), `timed` (`ops`, timed
+//! together), and `get-repeat` (`key`, `times`: that many gets of one key,
+//! answering the bytes read; the Extism comparison's host-call loop).
 
 use levelhost_sdk::bindings::exports::level::api::handler::{Guest, Invocation, RunError};
 use levelhost_sdk::state;
@@ -56,6 +57,16 @@ fn op(o: &Value) -> Value {
                 std::hint::spin_loop();
             }
             Ok(json!(true))
+        }
+        "get-repeat" => {
+            let mut read = 0u64;
+            for _ in 0..o["times"].as_u64().unwrap_or(0) {
+                match state::get(key) {
+                    Ok(e) => read += e.map_or(0, |e| e.value.len() as u64),
+                    Err(e) => return outcome(Err(e)),
+                }
+            }
+            Ok(json!(read))
         }
         "timed" => {
             // The ops inside, timed by the guest's monotonic clock (the benchmarks' B11).

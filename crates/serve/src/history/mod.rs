@@ -377,6 +377,11 @@ trait Backend: Send + Sync + std::fmt::Debug {
     async fn replicas(&self) -> Result<Vec<ReplicaRow>, HistoryError> {
         Ok(Vec::new())
     }
+    /// See [`History::live_replicas`].
+    async fn live_replicas(&self, lease: std::time::Duration) -> Result<Vec<String>, HistoryError> {
+        let _ = lease;
+        Ok(Vec::new())
+    }
 }
 
 /// One replica of a shared history, as `levelhost status` shows it.
@@ -892,6 +897,15 @@ impl History {
     /// (none in a history of one process).
     pub async fn replicas(&self) -> Result<Vec<ReplicaRow>, HistoryError> {
         self.backend.replicas().await
+    }
+
+    /// The ids of the replicas heard from within `lease`, in order (none in
+    /// a history of one process): those the schedules are shared among.
+    pub async fn live_replicas(
+        &self,
+        lease: std::time::Duration,
+    ) -> Result<Vec<String>, HistoryError> {
+        self.backend.live_replicas(lease).await
     }
 }
 

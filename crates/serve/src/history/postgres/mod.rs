@@ -505,6 +505,25 @@ impl Backend for PgHistory {
             .map_err(|e| self.error(e.into()))
     }
 
+    async fn live_replicas(&self, lease: Duration) -> Result<Vec<String>, HistoryError> {
+        async {
+            let client = self.pool.get().await?;
+            let rows = client
+                .query(
+                    "SELECT id FROM replicas WHERE heartbeat_at > now() - make_interval(secs => $1) ORDER BY id",
+                    &[&lease.as_secs_f64()],
+                )
+                .await?;
+            let ids = rows
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<Vec<String>, tokio_postgres::Error>>()?;
+            PgResult::Ok(ids)
+        }
+        .await
+        .map_err(|e| self.error(e))
+    }
+
     async fn heartbeat(&self, lease: Duration) -> Result<usize, HistoryError> {
         self.execute_own(REGISTER, &[&self.replica]).await?;
         // The leases of runs still going here last another lease from now.
