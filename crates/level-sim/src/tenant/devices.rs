@@ -47,15 +47,14 @@ impl Tenant {
                     .is_none_or(|s| d.device.serial_number.as_ref() == Some(s))
             })
             .collect();
-        let ids: Vec<String> = rows.iter().map(|d| d.device.id.clone()).collect();
-        let page_ids = paginate(&ids, page, |id| id)?;
+        let page = paginate(&rows, page, |d| &d.device.id)?;
         Ok(Page {
-            data: rows
+            data: page
+                .data
                 .iter()
-                .filter(|d| page_ids.data.contains(&d.device.id))
                 .map(|d| self.render_device(d, include))
                 .collect(),
-            has_more: page_ids.has_more,
+            has_more: page.has_more,
         })
     }
 

@@ -95,8 +95,10 @@ impl Tenant {
         if ids.is_empty() {
             return Err(SimError::bad_request("device_ids must not be empty"));
         }
+        let known: std::collections::HashSet<&str> =
+            self.devices.iter().map(|d| d.device.id.as_str()).collect();
         for id in ids {
-            if !self.devices.iter().any(|d| &d.device.id == id) {
+            if !known.contains(id.as_str()) {
                 return Err(SimError::unprocessable(format!(
                     "device {id} does not exist"
                 )));

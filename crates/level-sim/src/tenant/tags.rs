@@ -58,10 +58,11 @@ impl Tenant {
     pub fn tag_devices(&mut self, id: &str, ids: &[String]) -> SimResult<Tag> {
         find(&self.tags, id, |t| &t.id)?;
         self.check_devices(ids)?;
+        let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
         if let Some(row) = self
             .devices
             .iter()
-            .find(|d| ids.contains(&d.device.id) && d.tag_ids.contains(id))
+            .find(|d| ids.contains(d.device.id.as_str()) && d.tag_ids.contains(id))
         {
             return Err(SimError::unprocessable(format!(
                 "Device {} already has this tag",
@@ -69,7 +70,7 @@ impl Tenant {
             )));
         }
         for row in &mut self.devices {
-            if ids.contains(&row.device.id) {
+            if ids.contains(row.device.id.as_str()) {
                 row.tag_ids.insert(id.to_owned());
             }
         }
@@ -80,10 +81,11 @@ impl Tenant {
     pub fn untag_devices(&mut self, id: &str, ids: &[String]) -> SimResult<()> {
         find(&self.tags, id, |t| &t.id)?;
         self.check_devices(ids)?;
+        let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
         if let Some(row) = self
             .devices
             .iter()
-            .find(|d| ids.contains(&d.device.id) && !d.tag_ids.contains(id))
+            .find(|d| ids.contains(d.device.id.as_str()) && !d.tag_ids.contains(id))
         {
             return Err(SimError::unprocessable(format!(
                 "Device {} does not have this tag",
@@ -91,7 +93,7 @@ impl Tenant {
             )));
         }
         for row in &mut self.devices {
-            if ids.contains(&row.device.id) {
+            if ids.contains(row.device.id.as_str()) {
                 row.tag_ids.remove(id);
             }
         }
