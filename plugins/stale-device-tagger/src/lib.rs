@@ -58,6 +58,21 @@ fn is_stale(device: &Device, now: OffsetDateTime, days: u32) -> bool {
         .is_some_and(|seen| (now - seen).whole_days() >= i64::from(days))
 }
 
+/// A device to tag or untag: all the run keeps of it.
+struct Chosen {
+    id: String,
+    hostname: String,
+}
+
+impl From<Device> for Chosen {
+    fn from(device: Device) -> Self {
+        Self {
+            id: device.id,
+            hostname: device.hostname,
+        }
+    }
+}
+
 fn find_or_create(name: &str) -> Result<(Tag, bool), RunError> {
     let all = levelhost_sdk::walk(
         |page| tags::list_tags(None, &page).map(|p| (p.items, p.has_more)),
@@ -77,30 +92,33 @@ impl Guest for StaleDeviceTagger {
             return Err(RunError::InvalidInput("tag must not be empty".to_owned()));
         }
         let (tag, created_tag) = find_or_create(&input.tag)?;
-        let devices = levelhost_sdk::walk(
+        // Page by page: only the devices to change are kept, so memory
+        // grows with them, not with the organisation.
+        let devices = levelhost_sdk::items(
             |page| {
                 devices::list_devices(&DeviceFilter::default(), DeviceInclude::empty(), &page)
                     .map(|p| (p.items, p.has_more))
             },
             |d| d.id.clone(),
-        )?;
+        );
         let now = OffsetDateTime::now_utc();
         let mut to_tag = Vec::new();
         let mut to_untag = Vec::new();
         let mut stale = 0;
         let mut already_tagged = 0;
-        for device in &devices {
+        for device in devices {
+            let device = device?;
             let has_tag = device.tags.contains(&tag.name);
-            match (is_stale(device, now, input.days), has_tag) {
+            match (is_stale(&device, now, input.days), has_tag) {
                 (true, true) => {
                     stale += 1;
                     already_tagged += 1;
                 }
                 (true, false) => {
                     stale += 1;
-                    to_tag.push(device);
+                    to_tag.push(Chosen::from(device));
                 }
-                (false, true) if device.online => to_untag.push(device),
+                (false, true) if device.online => to_untag.push(Chosen::from(device)),
                 _ => {}
             }
         }
