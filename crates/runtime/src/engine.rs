@@ -213,6 +213,15 @@ fn not_a_component(bytes: &[u8]) -> Option<String> {
     }
 }
 
+/// The interfaces `component` imports, such as `level:api/tags@0.1.0`.
+pub(crate) fn imports(engine: &Engine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect()
+}
+
 /// Compiles `bytes` and links it against `linker`. A component that imports
 /// something the host does not provide, or lacks the `handler` export, is
 /// refused here, before it runs.
@@ -236,11 +245,7 @@ pub fn load(
         name: name.to_owned(),
         source: e.into(),
     };
-    let imports = component
-        .component_type()
-        .imports(engine)
-        .map(|(name, _)| name.to_owned())
-        .collect();
+    let imports = imports(engine, &component);
     let instance_pre = linker.instantiate_pre(&component).map_err(mismatch)?;
     let pre = PluginPre::new(instance_pre).map_err(mismatch)?;
     Ok(LoadedPlugin {

@@ -289,6 +289,17 @@ impl WasiView for HostState {
 pub struct PluginRunner {
     engine: Engine,
     linker: Linker<HostState>,
+    /// Components loaded and still in use, by digest: plugins made from the
+    /// same component (one plugin installed for many customers) share its
+    /// compiled code and instance template instead of loading it again.
+    loaded: std::sync::Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<
+                String,
+                std::sync::Weak<crate::bindings::PluginPre<HostState>>,
+            >,
+        >,
+    >,
 }
 
 impl PluginRunner {
@@ -315,7 +326,11 @@ impl PluginRunner {
             .map_err(|e| HostError::engine("cannot link wasi:http", e))?;
         level::add_to_linker(&mut linker, |s: &mut HostState| &mut s.level)
             .map_err(|e| HostError::engine("cannot link level:api", e))?;
-        Ok(Self { engine, linker })
+        Ok(Self {
+            engine,
+            linker,
+            loaded: Default::default(),
+        })
     }
 
     /// The engine.
@@ -324,8 +339,36 @@ impl PluginRunner {
     }
 
     /// Compiles a component and checks it against the plugin world.
+    /// A component this runner has loaded already (and is still in use) is
+    /// not loaded again: the new plugin shares it.
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<LoadedPlugin, HostError> {
-        engine::load(&self.engine, &self.linker, name, bytes)
+        let digest = engine::digest(bytes);
+        let shared = self
+            .loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&digest)
+            .and_then(std::sync::Weak::upgrade);
+        if let Some(pre) = shared {
+            let imports = engine::imports(&self.engine, pre.instance_pre().component());
+            return Ok(LoadedPlugin {
+                name: name.to_owned(),
+                digest,
+                imports,
+                pre,
+            });
+        }
+        let loaded = engine::load(&self.engine, &self.linker, name, bytes)?;
+        let mut memo = self
+            .loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        memo.retain(|_, pre| pre.strong_count() > 0);
+        memo.insert(
+            loaded.digest.clone(),
+            std::sync::Arc::downgrade(&loaded.pre),
+        );
+        Ok(loaded)
     }
 
     /// Reads, compiles and checks a component file.
