@@ -17,6 +17,9 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+#[path = "b14/mod.rs"]
+mod b14;
+
 use level_api::{ApiKey, ClientConfig, LevelClient};
 use level_host::config::HostConfig;
 use level_sim::{SimConfig, Simulator};
@@ -180,6 +183,12 @@ async fn bench() {
     if plan.wants("B13") {
         rows.push_str(&b13(&sim, if plan.quick { 300 } else { 3000 }).await);
     }
+    if plan.wants("B14") {
+        // The charts are written with BENCHMARKS.md, in full mode only.
+        let charts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks");
+        let write = !plan.quick && plan.only.is_none();
+        rows.push_str(&b14::b14(plan.quick, write.then_some(charts.as_path())).await);
+    }
 
     let report = format!(
         "# Benchmarks\n\nMeasured by `cargo bench --bench levelhost` on {} ({}), {}.\nEach row compares levelhost with a baseline measured in the same run.\n\n| | what | levelhost | baseline | ratio |\n|---|---|---|---|---|\n{rows}{NOTES}",
@@ -251,7 +260,8 @@ Notes:
 ";
 
 /// B10: schedules and deliveries per second of a cluster sharing a
-/// PostgreSQL history: three replicas against one.
+/// PostgreSQL history, each replica its own process held to a share of a
+/// core: 1, 2 and 3 replicas.
 async fn b10(plan: &Plan, sim: &Simulator) -> String {
     let Some(admin) = std::env::var("LEVELHOST_TEST_POSTGRES")
         .ok()
@@ -259,19 +269,80 @@ async fn b10(plan: &Plan, sim: &Simulator) -> String {
     else {
         return "| B10 | a PostgreSQL cluster: schedules and deliveries per second | skipped: LEVELHOST_TEST_POSTGRES is not set | | |\n".to_owned();
     };
-    let one = b10_cluster(plan, sim, &admin, 1).await;
-    let three = b10_cluster(plan, sim, &admin, 3).await;
-    format!(
-        "| B10 | history in PostgreSQL, 3 replicas: schedules/s ({PLUGINS} wanted); deliveries/s, p99 | {:.0}/s; {:.0}/s, {} | 1 replica: {:.0}/s; {:.0}/s, {} | {:.2}x schedules, {:.2}x deliveries |\n",
-        three.0,
-        three.1,
-        ms(three.2),
-        one.0,
-        one.1,
-        ms(one.2),
-        three.0 / one.0,
-        three.1 / one.1,
-    )
+    let cpu = replica_cpu();
+    let mut rounds = Vec::new();
+    for replicas in 1..=3 {
+        rounds.push(b10_cluster(plan, sim, &admin, replicas, cpu).await);
+    }
+    let one = &rounds[0];
+    let capped = match cpu {
+        Some(share) if one.capped => format!("each replica held to {share} of a core"),
+        _ => "replicas not held to a CPU share (no writable cgroup)".to_owned(),
+    };
+    let mut rows = String::new();
+    for (n, round) in rounds.iter().enumerate().skip(1) {
+        let n = n + 1;
+        let _ = writeln!(
+            rows,
+            "| B10 | history in PostgreSQL, {n} replicas, {capped}: schedules/s ({PLUGINS} wanted); deliveries/s, p99 | {:.0}/s; {:.0}/s, {} | 1 replica: {:.0}/s; {:.0}/s, {} | {:.2}x schedules, {:.2}x deliveries (target {:.1}x) |",
+            round.schedules,
+            round.deliveries,
+            ms(round.p99),
+            one.schedules,
+            one.deliveries,
+            ms(one.p99),
+            round.schedules / one.schedules,
+            round.deliveries / one.deliveries,
+            0.8 * n as f64,
+        );
+    }
+    rows
+}
+
+/// The share of a core each B10 replica is held to: `LEVELHOST_BENCH_REPLICA_CPU`
+/// (a fraction; `0` for none), half a core by default.
+fn replica_cpu() -> Option<f64> {
+    let share = std::env::var("LEVELHOST_BENCH_REPLICA_CPU")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(0.5);
+    (share > 0.0).then_some(share)
+}
+
+/// A cgroup holding the processes put in it to `share` of a core (cgroup v2's
+/// `cpu.max`, or v1's CFS quota), removed when dropped.
+struct CpuCap {
+    dir: std::path::PathBuf,
+}
+
+impl CpuCap {
+    /// A new cgroup named `name`, or `None` where none can be made (not root, no cpu controller).
+    fn new(name: &str, share: f64) -> Option<Self> {
+        let period = 100_000u64;
+        let quota = (share * period as f64) as u64;
+        let v2 = std::path::Path::new("/sys/fs/cgroup");
+        let v1 = v2.join("cpu");
+        let (dir, file, value) = if v2.join("cgroup.controllers").exists() {
+            (v2.join(name), "cpu.max", format!("{quota} {period}"))
+        } else {
+            (v1.join(name), "cpu.cfs_quota_us", quota.to_string())
+        };
+        std::fs::create_dir_all(&dir).ok()?;
+        let cap = Self { dir };
+        std::fs::write(cap.dir.join(file), value).ok()?;
+        Some(cap)
+    }
+
+    /// The file a process writes its pid to, to join.
+    fn procs(&self) -> std::path::PathBuf {
+        self.dir.join("cgroup.procs")
+    }
+}
+
+impl Drop for CpuCap {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
 
 /// B11: a state get and set inside a run (the guest's own clock around the
@@ -428,16 +499,27 @@ async fn fresh_database(admin: &str, what: &str) -> String {
     format!("{base}/{name}")
 }
 
-/// B10's plugins, each on a per-second schedule: more fires a second than a cluster here can claim.
+/// B10's plugins, each on a per-second schedule: more fires a second than a replica here can claim.
 const PLUGINS: usize = 500;
 
-/// One B10 round with `replicas` replicas on a fresh database: (schedules/s, deliveries/s, delivery p99).
+/// What one B10 round measured.
+struct ClusterRound {
+    schedules: f64,
+    deliveries: f64,
+    p99: Duration,
+    /// Whether the replicas were held to their CPU share.
+    capped: bool,
+}
+
+/// One B10 round with `replicas` replicas on a fresh database, each a
+/// `levelhost serve` process in a cgroup holding it to `cpu` of a core.
 async fn b10_cluster(
     plan: &Plan,
     sim: &Simulator,
     admin: &str,
     replicas: usize,
-) -> (f64, f64, Duration) {
+    cpu: Option<f64>,
+) -> ClusterRound {
     let seconds = if plan.quick { 3 } else { 10 };
     let url = fresh_database(admin, "b10").await;
     let dir = tempfile::tempdir().expect("dir");
@@ -458,7 +540,8 @@ async fn b10_cluster(
         )
         .expect("write");
     }
-    let mut handles = Vec::new();
+    let mut children = Vec::new();
+    let mut caps = Vec::new();
     let mut addrs = Vec::new();
     for r in 0..replicas {
         let addr = {
@@ -466,22 +549,55 @@ async fn b10_cluster(
             l.local_addr().expect("addr").to_string()
         };
         let config = format!(
-            "[level]\nbase_url = \"{}\"\n[serve]\naddr = \"{addr}\"\nshutdown_grace_secs = 5\n[console]\nenabled = false\n[history]\nurl = \"{url}\"\n[trust]\nallow_unsigned = true\n[keys.rw]\nsource = \"file:key.txt\"\naccess = \"read-write\"\n[plugins.hooks]\ncomponent = \"{}\"\nmanifest = \"noop.toml\"\nkey = \"rw\"\n[plugins.hooks.events]\nsecret = \"file:secret.txt\"\n{plugins}",
+            "[level]\nbase_url = \"{}\"\n[serve]\naddr = \"{addr}\"\ndatabase = \"replica-{r}.db\"\nshutdown_grace_secs = 5\n[console]\nenabled = false\n[history]\nurl = \"{url}\"\n[trust]\nallow_unsigned = true\n[keys.rw]\nsource = \"file:key.txt\"\naccess = \"read-write\"\n[plugins.hooks]\ncomponent = \"{}\"\nmanifest = \"noop.toml\"\nkey = \"rw\"\n[plugins.hooks.events]\nsecret = \"file:secret.txt\"\n{plugins}",
             sim.base_url(),
             test_programs_artifacts::NOOP,
         );
         let path = d.join(format!("replica-{r}.toml"));
         std::fs::write(&path, config).expect("config");
-        let config = HostConfig::load(&path).expect("config loads");
-        handles.push(
-            level_host::loader::serve(config, None)
-                .await
-                .expect("serve starts"),
-        );
+        let cap = cpu.and_then(|share| {
+            CpuCap::new(
+                &format!("levelhost-b10-{}-{replicas}-{r}", std::process::id()),
+                share,
+            )
+        });
+        // The shell joins the cgroup, then becomes `levelhost serve`: every
+        // thread of the replica is held to the share from its start.
+        let join = cap.as_ref().map_or(String::new(), |cap| {
+            format!("echo $$ > '{}' && ", cap.procs().display())
+        });
+        let log = std::fs::File::create(d.join(format!("replica-{r}.log"))).expect("log");
+        let child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{join}exec \"$0\" serve --config \"$1\""))
+            .arg(env!("CARGO_BIN_EXE_levelhost"))
+            .arg(&path)
+            .current_dir(d)
+            .env_remove("LEVELHOST_CONFIG")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("levelhost serve starts");
+        children.push(child);
+        caps.push(cap);
         addrs.push(addr);
     }
-    // Let the schedulers settle, then measure a window of whole seconds.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let http = reqwest::Client::new();
+    for addr in &addrs {
+        let up = Instant::now() + Duration::from_secs(120);
+        while !http
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(Instant::now() < up, "replica {addr} did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Let the schedulers settle and see each other, then measure a window of whole seconds.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let from = level_api::clock::now();
     let until = Instant::now() + Duration::from_secs(seconds);
     let hooks: Vec<String> = addrs
@@ -491,6 +607,14 @@ async fn b10_cluster(
     let (deliveries, refused) = deliver(&hooks, 16, until, b"b10-secret", "b10").await;
     assert_eq!(refused, 0, "every delivery is accepted");
     let to = level_api::clock::now();
+    for child in &children {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    for child in &mut children {
+        let _ = child.wait();
+    }
     let history = levelhost_serve::history::History::connect(
         &levelhost_serve::history::HistoryLocation::Postgres {
             url: url.clone(),
@@ -499,22 +623,25 @@ async fn b10_cluster(
     )
     .await
     .expect("history");
-    let fired = history
+    let started = history
         .list(None, None, 1_000_000)
         .await
         .expect("runs")
         .iter()
         .filter(|r| {
             r.trigger == "schedule"
+                && r.status == "ok"
                 && r.planned_at.as_deref() >= Some(from.as_str())
                 && r.planned_at.as_deref() < Some(to.as_str())
         })
         .count();
-    for handle in handles {
-        handle.shutdown().await;
-    }
     let rate = deliveries.len() as f64 / seconds as f64;
-    (fired as f64 / seconds as f64, rate, stats(deliveries).p99)
+    ClusterRound {
+        schedules: started as f64 / seconds as f64,
+        deliveries: rate,
+        p99: stats(deliveries).p99,
+        capped: caps.iter().all(Option::is_some),
+    }
 }
 
 /// Posts signed `alert_active` deliveries, each a new event, from `workers`
@@ -1375,78 +1502,21 @@ async fn instances_alive(
 /// (`levelhost run`) and with the same job as a Python script using requests.
 async fn b6(rounds: usize) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/stale_tagger.py");
     let mut plugin_times = Vec::new();
     let mut script_times = Vec::new();
     let mut outputs = Vec::new();
     // One round more than measured: the first warms the compile cache.
     for round in 0..=rounds {
         for with_plugin in [true, false] {
-            let sim = Simulator::start(
-                SimConfig {
-                    rate_limit: None,
-                    ..SimConfig::default()
-                },
-                Simulator::seeded_with(5000),
-            )
-            .await
-            .expect("sim");
-            let mut command = if with_plugin {
-                std::fs::write(
-                    dir.path().join("levelhost.toml"),
-                    format!(
-                        "[level]\nbase_url = \"{}\"\n[audit]\npath = \"audit.jsonl\"\n[serve]\ndatabase = \"runs.db\"\n[trust]\nallow_unsigned = true\n[keys.rw]\nsource = \"env:B6_KEY\"\naccess = \"read-write\"\nrate_limit_per_minute = 0\n[plugins.stale-tagger]\ncomponent = \"{}\"\nmanifest = \"{}\"\nkey = \"rw\"\ncapabilities = [\"devices:read\", \"tags:read\", \"tags:write\"]\nlimits = {{ max_api_calls = 100000, max_writes = 10000, max_devices_changed = 10000, max_output_kb = 4096, timeout_secs = 600 }}\n",
-                        sim.base_url(),
-                        test_programs_artifacts::STALE_DEVICE_TAGGER,
-                        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                            .join("../plugins/stale-device-tagger/plugin.toml")
-                            .display()
-                    ),
-                )
-                .expect("config");
-                let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_levelhost"));
-                c.args(["run", "stale-tagger", "--input", r#"{"days": 14}"#])
-                    .env("B6_KEY", sim.read_write_key())
-                    .env("LEVELHOST_CACHE_DIR", dir.path().join("cache"))
-                    .env("LEVELHOST_LOG", "error");
-                c
-            } else {
-                let mut c = std::process::Command::new("python3");
-                c.arg(&script)
-                    .arg(sim.base_url())
-                    .arg(sim.read_write_key())
-                    .args(["14", "stale"]);
-                c
-            };
-            command.current_dir(dir.path());
-            // The simulator runs on this process's runtime: wait for the command off it.
-            let start = Instant::now();
-            let out = tokio::task::spawn_blocking(move || command.output())
-                .await
-                .expect("join")
-                .expect("command");
-            let elapsed = start.elapsed();
-            assert!(
-                out.status.success(),
-                "B6 ({}) failed: {}",
-                if with_plugin {
-                    "plugin"
-                } else {
-                    "script (needs python3 -m pip install requests)"
-                },
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let output: serde_json::Value =
-                serde_json::from_slice(&out.stdout).expect("JSON output");
-            outputs.push(output["tagged"].as_array().map_or(0, Vec::len));
+            let run = b14::stale_job(dir.path(), 5000, with_plugin).await;
+            outputs.push(run.tagged);
             if round > 0 {
                 if with_plugin {
-                    plugin_times.push(elapsed);
+                    plugin_times.push(run.elapsed);
                 } else {
-                    script_times.push(elapsed);
+                    script_times.push(run.elapsed);
                 }
             }
-            sim.stop().await;
         }
     }
     assert!(
