@@ -227,7 +227,15 @@ const NOTES: &str = "
 Notes:
 - B1 and B5 use the instance pool (`levelhost serve`'s allocator, copy-on-write memory images). The empty
   component has no memory, no imports and nothing to run, so its ratio is the fixed cost of a plugin that
-  does something; the second B1 row is what levelhost adds to wasmtime for the same plugin.
+  does something; the second B1 row is what levelhost adds to wasmtime for the same plugin. Its target is
+  1.1x. A profile of the run (perf, DWARF call graphs, samples under `PluginRunner::run`) finds no single
+  cost to remove: both sides spend most of a run in instantiation and in the store's teardown (the pool's
+  decommit of the instance's pages with madvise); levelhost's added microseconds are spread over the run's
+  own parts (the gate and its grant, the `level:api` and outbound contexts, the wasi:http context, the
+  run-end audit record and the report), each a few hundred nanoseconds. Keeping pages resident in the pool
+  instead of madvise (wasmtime's `linear_memory_keep_resident`) was tried: at 1 MiB it doubled the run (the
+  reset memsets the whole region), at 64 KiB it changed nothing, so it is not set. The ratio moves with the
+  baseline between runs (19.0 to 20.6 µs here).
 - B4 compares a fresh compile with a load from the compile cache (keyed by the component and the engine).
 - B6 runs both as a user would, as commands: `levelhost run` (process start, config, cached component, run) and
   `python3` with `requests`, each against a fresh simulator with 5,000 devices and no rate limit; median of runs.
