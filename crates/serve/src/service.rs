@@ -257,6 +257,10 @@ impl Service {
         let heartbeat = match service.history.replica() {
             Some(replica) => {
                 tracing::info!(replica, lease = ?options.lease, "sharing the history with other replicas");
+                // Heard from at once, so the others share the schedules with it from now.
+                if let Err(e) = service.history.heartbeat(options.lease).await {
+                    tracing::error!("heartbeat: {}", Chain(&e));
+                }
                 service.share_schedules(options.lease).await;
                 let service = service.clone();
                 let lease = options.lease;
@@ -430,6 +434,10 @@ impl Handle {
         }
         if let Some(heartbeat) = &self.heartbeat {
             heartbeat.abort();
+            // Its schedules go to the others at their next heartbeat, not a lease from now.
+            if let Err(e) = self.service.history.stop_scheduling().await {
+                tracing::error!("cannot hand the schedules over: {}", Chain(&e));
+            }
         }
         let mut tasks = std::mem::take(
             &mut *self

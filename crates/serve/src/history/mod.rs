@@ -377,6 +377,10 @@ trait Backend: Send + Sync + std::fmt::Debug {
     async fn replicas(&self) -> Result<Vec<ReplicaRow>, HistoryError> {
         Ok(Vec::new())
     }
+    /// See [`History::stop_scheduling`].
+    async fn stop_scheduling(&self) -> Result<(), HistoryError> {
+        Ok(())
+    }
     /// See [`History::live_replicas`].
     async fn live_replicas(&self, lease: std::time::Duration) -> Result<Vec<String>, HistoryError> {
         let _ = lease;
@@ -899,8 +903,16 @@ impl History {
         self.backend.replicas().await
     }
 
-    /// The ids of the replicas heard from within `lease`, in order (none in
-    /// a history of one process): those the schedules are shared among.
+    /// Says this replica runs no more schedules (it is shutting down), so the
+    /// others take its schedules over at their next heartbeat.
+    pub async fn stop_scheduling(&self) -> Result<(), HistoryError> {
+        self.backend.stop_scheduling().await
+    }
+
+    /// The ids of the replicas running schedules (`serve`s that heartbeat)
+    /// heard from within `lease`, in order (none in a history of one
+    /// process): those the schedules are shared among. A `levelhost run`
+    /// sharing the history is alive too, but owns no schedule.
     pub async fn live_replicas(
         &self,
         lease: std::time::Duration,

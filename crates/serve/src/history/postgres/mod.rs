@@ -144,6 +144,13 @@ CREATE TABLE state (
 ",
     ),
     (6, "ALTER TABLE audit ADD COLUMN bytes BIGINT;"),
+    // Which replicas run schedules (`serve`): only they share the schedules.
+    // A `levelhost run` or `apply` says it is alive too, but claims no
+    // planned time, so it must not own any.
+    (
+        7,
+        "ALTER TABLE replicas ADD COLUMN schedules BOOLEAN NOT NULL DEFAULT false;",
+    ),
 ];
 
 /// The key of the advisory lock migrations run under.
@@ -505,12 +512,21 @@ impl Backend for PgHistory {
             .map_err(|e| self.error(e.into()))
     }
 
+    async fn stop_scheduling(&self) -> Result<(), HistoryError> {
+        self.execute_own(
+            "UPDATE replicas SET schedules = false WHERE id = $1",
+            &[&self.replica],
+        )
+        .await
+        .map(drop)
+    }
+
     async fn live_replicas(&self, lease: Duration) -> Result<Vec<String>, HistoryError> {
         async {
             let client = self.pool.get().await?;
             let rows = client
                 .query(
-                    "SELECT id FROM replicas WHERE heartbeat_at > now() - make_interval(secs => $1) ORDER BY id",
+                    "SELECT id FROM replicas WHERE schedules AND heartbeat_at > now() - make_interval(secs => $1) ORDER BY id",
                     &[&lease.as_secs_f64()],
                 )
                 .await?;
@@ -525,7 +541,13 @@ impl Backend for PgHistory {
     }
 
     async fn heartbeat(&self, lease: Duration) -> Result<usize, HistoryError> {
-        self.execute_own(REGISTER, &[&self.replica]).await?;
+        // Only `serve` heartbeats: it runs schedules, so it shares them.
+        self.execute_own(
+            "INSERT INTO replicas (id, schedules) VALUES ($1, true)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), schedules = true",
+            &[&self.replica],
+        )
+        .await?;
         // The leases of runs still going here last another lease from now.
         self.execute_own(
             "UPDATE leases SET expires_at = now() + make_interval(secs => $2) WHERE replica = $1",
