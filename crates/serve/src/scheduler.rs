@@ -80,17 +80,12 @@ impl Service {
         let mut owned = self.shard.owns(&plugin, &key);
         // Catch up once for the latest planned time missed while the host was down.
         let last = if owned && schedule.catch_up == CatchUp::Once {
-            self.history
-                .last_planned(&plugin, &key)
-                .await
-                .ok()
-                .flatten()
+            self.last_planned(&plugin, &key).await
         } else {
             None
         };
         if let Some(last) = last
-            && let Ok(last) = DateTime::parse_from_rfc3339(&last)
-            && let Some(missed) = catch_up(&schedule, last.with_timezone(&Utc), Utc::now())
+            && let Some(missed) = catch_up(&schedule, last, Utc::now())
         {
             tracing::info!(plugin, planned = %missed, "catching up a run missed while the host was down");
             self.fire(&plugin, &key, &schedule, missed).await;
@@ -131,6 +126,15 @@ impl Service {
         }
     }
 
+    /// The latest planned time of the schedule on record (any replica's),
+    /// if there is one and it can be read.
+    async fn last_planned(&self, plugin: &str, key: &str) -> Option<DateTime<Utc>> {
+        let last = self.history.last_planned(plugin, key).await.ok()??;
+        DateTime::parse_from_rfc3339(&last)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
     /// Whether this replica owns the schedule now; when it has just come to
     /// own it, it first takes it over: the planned times since the last one
     /// on record (within [`Shard::takeover`](crate::shard::Shard::takeover))
@@ -147,10 +151,8 @@ impl Service {
             let now = Utc::now();
             let window = chrono::Duration::from_std(self.shard.takeover()).unwrap_or_default();
             let mut cursor = now - window;
-            if let Ok(Some(last)) = self.history.last_planned(plugin, key).await
-                && let Ok(last) = DateTime::parse_from_rfc3339(&last)
-            {
-                cursor = cursor.max(last.with_timezone(&Utc));
+            if let Some(last) = self.last_planned(plugin, key).await {
+                cursor = cursor.max(last);
             }
             let mut missed = 0usize;
             while let Some(planned) = schedule.next_after(cursor)

@@ -258,10 +258,7 @@ impl Service {
             Some(replica) => {
                 tracing::info!(replica, lease = ?options.lease, "sharing the history with other replicas");
                 // Heard from at once, so the others share the schedules with it from now.
-                if let Err(e) = service.history.heartbeat(options.lease).await {
-                    tracing::error!("heartbeat: {}", Chain(&e));
-                }
-                service.share_schedules(options.lease).await;
+                service.beat(options.lease).await;
                 let service = service.clone();
                 let lease = options.lease;
                 Some(tokio::spawn(
@@ -561,26 +558,30 @@ async fn healthz(State(service): State<Arc<Service>>) -> Response {
 impl Service {
     /// Says this replica is alive, a few times per lease, and marks the runs
     /// of replicas silent for longer than the lease as interrupted.
+    /// (`start` has just beaten once, so the first beat here is a quarter lease later.)
     async fn heartbeat_loop(self: Arc<Self>, lease: Duration) {
-        let mut tick = tokio::time::interval(lease / 4);
+        let every = lease / 4;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match self.history.heartbeat(lease).await {
-                Ok(0) => {}
-                Ok(cut) => tracing::warn!(
-                    "{cut} runs of a replica that stopped answering were marked interrupted"
-                ),
-                Err(e) => tracing::error!("heartbeat: {}", Chain(&e)),
-            }
-            self.share_schedules(lease).await;
+            self.beat(lease).await;
         }
     }
 
-    /// Reads the live replicas, so each schedule is claimed by its owner
-    /// among them (the schedule loops hear of a change and take over what
-    /// comes to this replica). On a read error the last view stays.
-    async fn share_schedules(&self, lease: Duration) {
+    /// One heartbeat: says this replica is alive, marks the runs of replicas
+    /// silent for longer than `lease` as interrupted, then reads the live
+    /// replicas, so each schedule is claimed by its owner among them (the
+    /// schedule loops hear of a change and take over what comes to this
+    /// replica). On a read error the last view stays.
+    async fn beat(&self, lease: Duration) {
+        match self.history.heartbeat(lease).await {
+            Ok(0) => {}
+            Ok(cut) => tracing::warn!(
+                "{cut} runs of a replica that stopped answering were marked interrupted"
+            ),
+            Err(e) => tracing::error!("heartbeat: {}", Chain(&e)),
+        }
         match self.history.live_replicas(lease).await {
             Ok(live) => {
                 if self.shard.update(live) {

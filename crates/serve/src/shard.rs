@@ -49,9 +49,9 @@ impl Shard {
     /// Whether this replica claims `schedule` of `plugin`.
     pub fn owns(&self, plugin: &str, schedule: &str) -> bool {
         let Some(me) = &self.me else { return true };
-        let live = self.live.borrow();
+        // `live` always holds `me` (see `new` and `update`).
         owner(
-            live.iter().map(String::as_str).chain([me.as_str()]),
+            self.live.borrow().iter().map(String::as_str),
             plugin,
             schedule,
         ) == Some(me.as_str())
