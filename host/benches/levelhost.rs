@@ -80,6 +80,34 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores, {}", std::env::consts::OS)
 }
 
+/// A free loopback address for a server to listen on.
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    l.local_addr().expect("addr").to_string()
+}
+
+/// Waits until `levelhost serve` at `addr` answers `/healthz` with 200,
+/// polling every 5 ms, for at most `within`.
+async fn wait_healthy(http: &reqwest::Client, addr: &str, within: Duration) {
+    let start = Instant::now();
+    while !http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(start.elapsed() < within, "serve at {addr} did not come up");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Asks a child process to stop, with SIGTERM, as a service manager would.
+fn terminate(child: &std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+}
+
 /// The smallest valid component: just the preamble.
 const EMPTY_COMPONENT: &[u8] = &[0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
 
@@ -602,10 +630,7 @@ async fn b10_cluster(
     let mut caps = Vec::new();
     let mut addrs = Vec::new();
     for r in 0..replicas {
-        let addr = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-            l.local_addr().expect("addr").to_string()
-        };
+        let addr = free_addr();
         let config = format!(
             "[level]\nbase_url = \"{}\"\n[serve]\naddr = \"{addr}\"\ndatabase = \"replica-{r}.db\"\nshutdown_grace_secs = 5\n[console]\nenabled = false\n[history]\nurl = \"{url}\"\n[trust]\nallow_unsigned = true\n[keys.rw]\nsource = \"file:key.txt\"\naccess = \"read-write\"\n[plugins.hooks]\ncomponent = \"{}\"\nmanifest = \"noop.toml\"\nkey = \"rw\"\n[plugins.hooks.events]\nsecret = \"file:secret.txt\"\n{plugins}",
             sim.base_url(),
@@ -643,16 +668,7 @@ async fn b10_cluster(
     }
     let http = reqwest::Client::new();
     for addr in &addrs {
-        let up = Instant::now() + Duration::from_secs(120);
-        while !http
-            .get(format!("http://{addr}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            assert!(Instant::now() < up, "replica {addr} did not come up");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_healthy(&http, addr, Duration::from_secs(120)).await;
     }
     // Let the schedulers settle and see each other, then measure a window of whole seconds.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -675,9 +691,7 @@ async fn b10_cluster(
     };
     let to = level_api::clock::now();
     for child in &children {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
+        terminate(child);
     }
     for child in &mut children {
         let _ = child.wait();
@@ -777,10 +791,7 @@ async fn b8(plan: &Plan, sim: &Simulator) -> String {
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .expect("a directory on the target disk");
     let d = dir.path();
-    let addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        l.local_addr().expect("addr").to_string()
-    };
+    let addr = free_addr();
     std::fs::write(d.join("key.txt"), sim.read_write_key()).expect("key");
     std::fs::write(d.join("secret.txt"), "b8-secret").expect("secret");
     std::fs::write(

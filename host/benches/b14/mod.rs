@@ -226,41 +226,43 @@ pub async fn b14(quick: bool, charts: Option<&Path>) -> String {
     }
     if let Some(charts) = charts {
         std::fs::create_dir_all(charts).expect("charts folder");
-        let series = |f: &dyn Fn(&JobSize) -> f64| -> Vec<(f64, f64)> {
-            jobs.iter().map(|j| (j.devices as f64, f(j))).collect()
-        };
-        let job = chart::line_chart(
+        // One chart of a measure of each run, `levelhost run` and the script side by side.
+        let job_chart =
+            |file: &str, title: &str, y_label: &str, measure: &dyn Fn(&JobRun) -> f64| {
+                let points = |side: &dyn Fn(&JobSize) -> &JobRun| -> Vec<(f64, f64)> {
+                    jobs.iter()
+                        .map(|j| (j.devices as f64, measure(side(j))))
+                        .collect()
+                };
+                let svg = chart::line_chart(
+                    title,
+                    "devices",
+                    y_label,
+                    &[
+                        Series {
+                            name: "levelhost run",
+                            points: points(&|j| &j.plugin),
+                        },
+                        Series {
+                            name: "Python script",
+                            points: points(&|j| &j.script),
+                        },
+                    ],
+                );
+                std::fs::write(charts.join(file), svg).expect("chart");
+            };
+        job_chart(
+            "b14-job.svg",
             "B14: the stale-device job as the organisation grows",
-            "devices",
             "wall time (s)",
-            &[
-                Series {
-                    name: "levelhost run",
-                    points: series(&|j| j.plugin.elapsed.as_secs_f64()),
-                },
-                Series {
-                    name: "Python script",
-                    points: series(&|j| j.script.elapsed.as_secs_f64()),
-                },
-            ],
+            &|run| run.elapsed.as_secs_f64(),
         );
-        std::fs::write(charts.join("b14-job.svg"), job).expect("chart");
-        let memory = chart::line_chart(
+        job_chart(
+            "b14-job-memory.svg",
             "B14: the stale-device job's peak memory",
-            "devices",
             "peak RSS (MiB)",
-            &[
-                Series {
-                    name: "levelhost run",
-                    points: series(&|j| mib(j.plugin.peak_rss)),
-                },
-                Series {
-                    name: "Python script",
-                    points: series(&|j| mib(j.script.peak_rss)),
-                },
-            ],
+            &|run| mib(run.peak_rss),
         );
-        std::fs::write(charts.join("b14-job-memory.svg"), memory).expect("chart");
         let serve = chart::line_chart(
             "B14: levelhost serve as plugins are added",
             "plugins loaded",
@@ -290,10 +292,7 @@ pub async fn b14(quick: bool, charts: Option<&Path>) -> String {
 /// Starts `levelhost serve` with `plugins` noop plugins (each its own
 /// entry, on a daily schedule) and measures start-up and resident memory.
 async fn serve_size(dir: &Path, plugins: usize) -> ServeSize {
-    let addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        l.local_addr().expect("addr").to_string()
-    };
+    let addr = super::free_addr();
     std::fs::write(
         dir.join("noop.toml"),
         "name = \"noop\"\nversion = \"0.1.0\"\n",
@@ -324,21 +323,7 @@ async fn serve_size(dir: &Path, plugins: usize) -> ServeSize {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("levelhost serve starts");
-    loop {
-        if http
-            .get(format!("http://{addr}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "serve with {plugins} plugins did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    super::wait_healthy(&http, &addr, Duration::from_secs(300)).await;
     let startup = start.elapsed();
     // Settled: the schedules are waiting.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -354,9 +339,7 @@ async fn serve_size(dir: &Path, plugins: usize) -> ServeSize {
         })
         .expect("the replica's VmRSS")
         * 1024;
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    super::terminate(&child);
     let _ = child.wait();
     ServeSize {
         plugins,
