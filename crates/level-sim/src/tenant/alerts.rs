@@ -48,10 +48,7 @@ impl Tenant {
 
     /// Raises a new alert on a device (used by the seed and by event demos).
     pub fn raise_alert(&mut self, device_id: &str, name: &str, severity: &str) -> SimResult<Alert> {
-        let hostname = find(&self.devices, device_id, |d| &d.device.id)?
-            .device
-            .hostname
-            .clone();
+        let hostname = self.devices.find(device_id)?.device.hostname.clone();
         let alert = Alert {
             id: self.next_id("Alert"),
             device_id: device_id.to_owned(),

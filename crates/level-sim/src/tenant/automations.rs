@@ -31,7 +31,7 @@ impl Tenant {
             }
         };
         for id in &device_ids {
-            if !self.devices.iter().any(|d| &d.device.id == id) {
+            if !self.devices.contains(id) {
                 return Err(SimError::unprocessable(format!(
                     "device {id} does not exist"
                 )));
@@ -75,7 +75,7 @@ impl Tenant {
     ) -> String {
         let id = self.next_id("Device");
         device.id = id.clone();
-        self.devices.push(DeviceRow { device, tag_ids });
+        self.devices.push(device, tag_ids);
         id
     }
 

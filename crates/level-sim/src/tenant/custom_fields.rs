@@ -77,7 +77,7 @@ impl Tenant {
         let mut group = match target {
             None => None,
             Some(id) => {
-                if let Some(row) = self.devices.iter().find(|d| d.device.id == id) {
+                if let Some(row) = self.devices.get(id) {
                     chain.push(Some(id.to_owned()));
                     row.device.group_id.clone()
                 } else if self.groups.iter().any(|g| g.id == id) {
@@ -161,7 +161,7 @@ impl Tenant {
             .cloned()
             .ok_or_else(|| SimError::new(404, "Custom field not found"))?;
         if let Some(target) = &change.assigned_to_id
-            && !self.devices.iter().any(|d| &d.device.id == target)
+            && !self.devices.contains(target)
             && !self.groups.iter().any(|g| &g.id == target)
         {
             return Err(SimError::new(404, "assigned_to_id not found"));

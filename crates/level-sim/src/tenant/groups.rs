@@ -95,10 +95,8 @@ impl Tenant {
         if ids.is_empty() {
             return Err(SimError::bad_request("device_ids must not be empty"));
         }
-        let known: std::collections::HashSet<&str> =
-            self.devices.iter().map(|d| d.device.id.as_str()).collect();
         for id in ids {
-            if !known.contains(id.as_str()) {
+            if !self.devices.contains(id) {
                 return Err(SimError::unprocessable(format!(
                     "device {id} does not exist"
                 )));
@@ -122,25 +120,27 @@ impl Tenant {
             .iter()
             .filter(|d| {
                 self.devices
-                    .iter()
-                    .any(|row| &row.device.id == *d && row.device.group_id.as_deref() == Some(id))
+                    .get(d)
+                    .is_some_and(|row| row.device.group_id.as_deref() == Some(id))
             })
             .cloned()
             .collect();
         self.set_group_of(&members, None)
     }
 
+    /// Moves devices `ids` to `group`; returns them in the organization's order.
     fn set_group_of(&mut self, ids: &[String], group: Option<&str>) -> SimResult<Vec<Device>> {
-        let mut changed = Vec::new();
-        for row in &mut self.devices {
-            if ids.contains(&row.device.id) {
-                row.device.group_id = group.map(str::to_owned);
-                changed.push(row.clone());
-            }
-        }
-        Ok(changed
+        let mut changed: Vec<(usize, &String)> = ids
             .iter()
-            .map(|row| self.render_device(row, &Includes::default()))
-            .collect())
+            .filter_map(|id| Some((self.devices.position(id)?, id)))
+            .collect();
+        changed.sort_unstable();
+        changed.dedup();
+        let mut devices = Vec::with_capacity(changed.len());
+        for (_, id) in changed {
+            self.devices.device_mut(id)?.group_id = group.map(str::to_owned);
+            devices.push(self.render_device(self.devices.find(id)?, &Includes::default()));
+        }
+        Ok(devices)
     }
 }

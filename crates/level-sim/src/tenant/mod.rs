@@ -13,6 +13,7 @@ mod automations;
 mod custom_fields;
 mod devices;
 mod groups;
+mod table;
 mod tags;
 
 use level_api::model::{
@@ -73,23 +74,32 @@ pub struct PageArgs {
     pub unknown_cursor: crate::UnknownCursor,
 }
 
+/// The page size asked for: `limit`, or Level's default.
+fn page_limit(args: &PageArgs) -> SimResult<usize> {
+    match &args.limit {
+        None => Ok(DEFAULT_PAGE_SIZE),
+        Some(raw) => match raw.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
+            _ => Err(SimError::bad_request(format!(
+                "limit must be an integer between 1 and {MAX_PAGE_SIZE}"
+            ))),
+        },
+    }
+}
+
+/// The first `limit` of `rows`, and whether more follow.
+fn first<'a, T>(mut rows: impl Iterator<Item = &'a T>, limit: usize) -> (Vec<&'a T>, bool) {
+    let data: Vec<&T> = rows.by_ref().take(limit).collect();
+    (data, rows.next().is_some())
+}
+
 /// Cuts one page out of `items`, ordered by creation, with `key` giving each item's cursor id.
 pub fn paginate<T: Clone>(
     items: &[T],
     args: &PageArgs,
     key: impl Fn(&T) -> &str,
 ) -> SimResult<Page<T>> {
-    let limit = match &args.limit {
-        None => DEFAULT_PAGE_SIZE,
-        Some(raw) => match raw.trim().parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
-            _ => {
-                return Err(SimError::bad_request(format!(
-                    "limit must be an integer between 1 and {MAX_PAGE_SIZE}"
-                )));
-            }
-        },
-    };
+    let limit = page_limit(args)?;
     let position = |cursor: &str, name: &str| {
         items
             .iter()
@@ -208,7 +218,7 @@ pub struct Fixture {
 /// The simulated organization.
 #[derive(Debug, Clone, Default)]
 pub struct Tenant {
-    devices: Vec<DeviceRow>,
+    devices: table::DeviceTable,
     groups: Vec<GroupRow>,
     tags: Vec<Tag>,
     alerts: Vec<Alert>,
@@ -326,18 +336,11 @@ impl Tenant {
                     })?;
                 tag_ids.insert(tag.id.clone());
             }
-            tenant.devices.push(DeviceRow {
-                device: device.clone(),
-                tag_ids,
-            });
+            tenant.devices.push(device.clone(), tag_ids);
         }
         for alert in &fixture.alerts {
             unique("alert", &alert.id)?;
-            if !tenant
-                .devices
-                .iter()
-                .any(|d| d.device.id == alert.device_id)
-            {
+            if !tenant.devices.contains(&alert.device_id) {
                 return Err(format!(
                     "alert {}: device_id {} is not a device",
                     alert.id, alert.device_id
@@ -368,7 +371,7 @@ impl Tenant {
                         group.custom_fields.insert(field.name.clone(), text.clone());
                     }
                 }
-                Some(target) if !tenant.devices.iter().any(|d| &d.device.id == target) => {
+                Some(target) if !tenant.devices.contains(target) => {
                     return Err(format!(
                         "custom field value of {}: assigned_to_id {target} is neither a device nor a group",
                         field.name
@@ -539,11 +542,7 @@ impl Tenant {
 
     fn render_tag(&self, tag: &Tag) -> Tag {
         Tag {
-            device_count: self
-                .devices
-                .iter()
-                .filter(|d| d.tag_ids.contains(&tag.id))
-                .count() as u32,
+            device_count: u32::try_from(self.devices.tag_count(&tag.id)).unwrap_or(u32::MAX),
             ..tag.clone()
         }
     }

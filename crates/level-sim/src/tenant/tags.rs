@@ -6,7 +6,7 @@ impl Tenant {
     /// listTags.
     pub fn list_tags(&self, device_id: Option<&str>, page: &PageArgs) -> SimResult<Page<Tag>> {
         let on_device = match device_id {
-            Some(id) => Some(&find(&self.devices, id, |d| &d.device.id)?.tag_ids),
+            Some(id) => Some(&self.devices.find(id)?.tag_ids),
             None => None,
         };
         let items: Vec<Tag> = self
@@ -48,9 +48,7 @@ impl Tenant {
     pub fn delete_tag(&mut self, id: &str) -> SimResult<()> {
         find(&self.tags, id, |t| &t.id)?;
         self.tags.retain(|t| t.id != id);
-        for row in &mut self.devices {
-            row.tag_ids.remove(id);
-        }
+        self.devices.drop_tag(id);
         Ok(())
     }
 
@@ -58,21 +56,13 @@ impl Tenant {
     pub fn tag_devices(&mut self, id: &str, ids: &[String]) -> SimResult<Tag> {
         find(&self.tags, id, |t| &t.id)?;
         self.check_devices(ids)?;
-        let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
-        if let Some(row) = self
-            .devices
-            .iter()
-            .find(|d| ids.contains(d.device.id.as_str()) && d.tag_ids.contains(id))
-        {
+        if let Some(device) = self.first_in_order(ids, |tags| tags.contains(id)) {
             return Err(SimError::unprocessable(format!(
-                "Device {} already has this tag",
-                row.device.id
+                "Device {device} already has this tag"
             )));
         }
-        for row in &mut self.devices {
-            if ids.contains(row.device.id.as_str()) {
-                row.tag_ids.insert(id.to_owned());
-            }
+        for device in ids {
+            self.devices.tag(device, id);
         }
         self.get_tag(id)
     }
@@ -81,22 +71,28 @@ impl Tenant {
     pub fn untag_devices(&mut self, id: &str, ids: &[String]) -> SimResult<()> {
         find(&self.tags, id, |t| &t.id)?;
         self.check_devices(ids)?;
-        let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
-        if let Some(row) = self
-            .devices
-            .iter()
-            .find(|d| ids.contains(d.device.id.as_str()) && !d.tag_ids.contains(id))
-        {
+        if let Some(device) = self.first_in_order(ids, |tags| !tags.contains(id)) {
             return Err(SimError::unprocessable(format!(
-                "Device {} does not have this tag",
-                row.device.id
+                "Device {device} does not have this tag"
             )));
         }
-        for row in &mut self.devices {
-            if ids.contains(row.device.id.as_str()) {
-                row.tag_ids.remove(id);
-            }
+        for device in ids {
+            self.devices.untag(device, id);
         }
         Ok(())
+    }
+
+    /// Of the devices `ids`, the first in the organization's order whose
+    /// tags `fails` holds for: the one Level names in its 422.
+    fn first_in_order(
+        &self,
+        ids: &[String],
+        fails: impl Fn(&BTreeSet<String>) -> bool,
+    ) -> Option<&str> {
+        ids.iter()
+            .filter_map(|d| Some((self.devices.position(d)?, self.devices.get(d)?)))
+            .filter(|(_, row)| fails(&row.tag_ids))
+            .min_by_key(|(position, _)| *position)
+            .map(|(_, row)| row.device.id.as_str())
     }
 }
