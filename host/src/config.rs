@@ -522,9 +522,9 @@ fn default_rate() -> u32 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPlugin {
-    component: Option<String>,
+    component: Option<Spanned<String>>,
     manifest: Option<String>,
-    package: Option<String>,
+    package: Option<Spanned<String>>,
     digest: Option<Spanned<String>>,
     key: Spanned<String>,
     #[serde(default)]
@@ -1101,10 +1101,11 @@ fn parse_plugin(
     )?;
     let (plugin_source, manifest_path) = plugin_source(source, &name, &raw_plugin, &plugin_span)?;
     let source_at = source.place(
-        ["component", "package"]
-            .iter()
-            .find_map(|field| key_span(&source.text, &["plugins", &name, field]))
-            .unwrap_or_else(|| plugin_span.clone()),
+        raw_plugin
+            .component
+            .as_ref()
+            .or(raw_plugin.package.as_ref())
+            .map_or_else(|| plugin_span.clone(), Spanned::span),
     );
     let manifest_source = Source::read(&manifest_path)?;
     let manifest = PluginManifest::parse(&manifest_path, &manifest_source.text)?;
@@ -1443,10 +1444,9 @@ fn plugin_source(
                     format!("plugin {name}: digest pins a package; a loose component has none"),
                 ));
             }
-            let component = source.resolve(component);
+            let at = component.span();
+            let component = source.resolve(component.get_ref());
             if !component.is_file() {
-                let at = key_span(&source.text, &["plugins", name, "component"])
-                    .unwrap_or_else(|| span.clone());
                 return Err(source.error(
                     Some(at),
                     format!(
@@ -1480,7 +1480,7 @@ fn plugin_source(
                     )
                 })?),
             };
-            let dir = source.resolve(package);
+            let dir = source.resolve(package.get_ref());
             let manifest = dir.join(levelhost_packages::package::MANIFEST_FILE);
             Ok((PluginSource::Package { dir, pinned }, manifest))
         }

@@ -1,11 +1,12 @@
 //! From configuration to running parts: the one way `run`, `check` and
 //! `serve` load an installed plugin and build the Level client of a key.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use level_api::{ApiKey, ClientConfig, ClientError, KeyAccess, LevelClient, RateBudget};
-use levelhost_packages::installed::{self, InstalledError};
+use levelhost_packages::installed::{self, InstalledError, PluginSource};
 use levelhost_packages::trust::{TrustPolicy, Vetting};
 use levelhost_runtime::engine::LoadedPlugin;
 use levelhost_runtime::error::HostError;
@@ -460,6 +461,9 @@ fn served_plugins(
     clients: &Clients,
 ) -> Result<Vec<ServedPlugin>, LoadError> {
     let mut plugins = Vec::new();
+    // Plugins of one component (one per customer, each with its own grant)
+    // read and verify it once.
+    let mut read: HashMap<(&PluginSource, &str), (LoadedPlugin, Vetting)> = HashMap::new();
     for (name, plugin) in &config.plugins {
         let client = clients
             .get(&plugin.key)
@@ -467,13 +471,19 @@ fn served_plugins(
                 plugin: name.clone(),
                 key: plugin.key.clone(),
             })?;
-        let (mut served, warnings) = served_plugin(
-            runner,
+        let (loaded, vetting) = match read.entry((&plugin.source, &plugin.manifest_digest)) {
+            Entry::Occupied(same) => same.get().clone(),
+            Entry::Vacant(new) => new
+                .insert(load_installed(runner, plugin, &config.trust)?)
+                .clone(),
+        };
+        let (mut served, warnings) = serve_loaded(
             plugin,
-            &config.trust,
+            loaded.named(&plugin.name),
+            vetting,
             client,
             clients.connections.clone(),
-        )?;
+        );
         tracing::info!(plugin = %name, digest = %served.plugin.digest, "loaded, {}", served.vetting);
         for warning in warnings {
             tracing::warn!(plugin = %name, "{warning}");
@@ -502,8 +512,19 @@ pub fn served_plugin(
     connections: Arc<levelhost_runtime::outbound::Connections>,
 ) -> Result<(ServedPlugin, Vec<String>), LoadError> {
     let (loaded, vetting) = load_installed(runner, plugin, trust)?;
+    Ok(serve_loaded(plugin, loaded, vetting, client, connections))
+}
+
+/// `plugin` as [`served_plugin`] gives it, its component already loaded.
+fn serve_loaded(
+    plugin: &PluginConfig,
+    loaded: LoadedPlugin,
+    vetting: Vetting,
+    client: LevelClient,
+    connections: Arc<levelhost_runtime::outbound::Connections>,
+) -> (ServedPlugin, Vec<String>) {
     let warnings = PluginRunner::ungranted_imports(&loaded, &plugin.grant);
-    Ok((
+    (
         ServedPlugin {
             name: plugin.name.clone(),
             version: plugin.manifest.version.clone(),
@@ -519,7 +540,7 @@ pub fn served_plugin(
             connections,
         },
         warnings,
-    ))
+    )
 }
 
 #[cfg(test)]

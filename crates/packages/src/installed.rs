@@ -13,7 +13,7 @@ use crate::package::{MANIFEST_FILE, Package, PackageError};
 use crate::trust::{TrustError, TrustPolicy, Vetting};
 
 /// Where a plugin's component comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PluginSource {
     /// A loose component file and its manifest: unsigned, for local development.
     Component(PathBuf),

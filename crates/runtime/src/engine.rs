@@ -177,6 +177,14 @@ pub struct LoadedPlugin {
     pub(crate) pre: Arc<PluginPre<HostState>>,
 }
 
+impl LoadedPlugin {
+    /// The same component under another plugin's name.
+    pub fn named(mut self, name: &str) -> Self {
+        name.clone_into(&mut self.name);
+        self
+    }
+}
+
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadedPlugin")
