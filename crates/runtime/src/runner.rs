@@ -300,6 +300,8 @@ pub struct PluginRunner {
             >,
         >,
     >,
+    /// The connections of a run that is given none.
+    no_connections: std::sync::Arc<Connections>,
 }
 
 impl PluginRunner {
@@ -330,6 +332,7 @@ impl PluginRunner {
             engine,
             linker,
             loaded: Default::default(),
+            no_connections: Default::default(),
         })
     }
 
@@ -429,28 +432,39 @@ impl PluginRunner {
         &self,
         plugin: &LoadedPlugin,
         client: LevelClient,
-        request: RunRequest,
+        mut request: RunRequest,
     ) -> Result<RunReport, HostError> {
         serde_json::from_str::<serde_json::Value>(&request.input)
             .map_err(HostError::InvalidInput)?;
         let started = Instant::now();
         let limits = request.grant.limits.clone();
         let deadline = tokio::time::Instant::now() + limits.timeout();
-        let scopes = match tokio::time::timeout_at(
-            deadline,
-            resolve_scopes(&client, &request.grant),
-        )
-        .await
-        {
-            Ok(resolved) => Some(resolved?),
-            Err(_) => None,
+        let lookup = resolve_scopes(&client, &request.grant);
+        let scopes = if request.grant.scopes.groups.is_none() {
+            // Nothing to look up at Level, so nothing to time out.
+            Some(lookup.await?)
+        } else {
+            match tokio::time::timeout_at(deadline, lookup).await {
+                Ok(resolved) => Some(resolved?),
+                Err(_) => None,
+            }
         };
         let log_bytes = Limits::bytes(limits.max_log_kb);
         let in_time = scopes.is_some();
+        // The run's gate takes the grant; what is left in its place allows nothing.
+        let nothing = Grant {
+            plugin: String::new(),
+            capabilities: Default::default(),
+            scopes: Default::default(),
+            limits: Limits::default(),
+            connections: Default::default(),
+        };
+        let grant = std::mem::replace(&mut request.grant, nothing);
         let (mut store, stdout, stderr) = self.store(
             plugin,
             client,
             &request,
+            grant,
             scopes.unwrap_or_else(grant::ResolvedScopes::nothing),
             deadline,
         );
@@ -478,16 +492,17 @@ impl PluginRunner {
             drop(call);
             None
         };
-        let stdio_full =
-            stdout.contents().len() >= log_bytes || stderr.contents().len() >= log_bytes;
+        let (stdout, stderr) = (stdout.contents(), stderr.contents());
+        let stdio_full = stdout.len() >= log_bytes || stderr.len() >= log_bytes;
         let memory_exceeded = store.data().limiter.memory_exceeded;
-        let outcome = match result {
-            None => Err(RunFailure::TimedOut(limits.timeout())),
-            Some(Err(trap)) => Err(classify_trap(&trap, &limits, memory_exceeded, stdio_full)
-                .with_last_words(&stderr.contents())),
-            Some(Ok(Err(err))) => Err(RunFailure::Plugin(describe_run_error(&err))),
-            Some(Ok(Ok(output))) => parse_output(&output, Limits::bytes(limits.max_output_kb)),
-        };
+        let outcome =
+            match result {
+                None => Err(RunFailure::TimedOut(limits.timeout())),
+                Some(Err(trap)) => Err(classify_trap(&trap, &limits, memory_exceeded, stdio_full)
+                    .with_last_words(&stderr)),
+                Some(Ok(Err(err))) => Err(RunFailure::Plugin(describe_run_error(&err))),
+                Some(Ok(Ok(output))) => parse_output(&output, Limits::bytes(limits.max_output_kb)),
+            };
         let failure = outcome.as_ref().err().map(ToString::to_string);
         let cut_off = store.data().outbound.record_cut_off().await;
         store
@@ -534,8 +549,8 @@ impl PluginRunner {
             digest: plugin.digest.clone(),
             outcome,
             logs: std::mem::take(&mut level.log.lines),
-            stdout: String::from_utf8_lossy(&stdout.contents()).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr.contents()).into_owned(),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
             api_calls,
             http_requests,
             writes,
@@ -550,16 +565,18 @@ impl PluginRunner {
     }
 
     /// A fresh store for one run: WASI with every capability off, bounded
-    /// stdout and stderr, the `level:api` context with the run's gate, and limits.
+    /// stdout and stderr, the `level:api` context with the run's gate (of
+    /// `grant`, the request's), and limits.
     fn store(
         &self,
         plugin: &LoadedPlugin,
         client: LevelClient,
         request: &RunRequest,
+        grant: Grant,
         scopes: grant::ResolvedScopes,
         deadline: tokio::time::Instant,
     ) -> (Store<HostState>, MemoryOutputPipe, MemoryOutputPipe) {
-        let limits = &request.grant.limits;
+        let limits = grant.limits.clone();
         let log_bytes = Limits::bytes(limits.max_log_kb);
         let stdout = MemoryOutputPipe::new(log_bytes);
         let stderr = MemoryOutputPipe::new(log_bytes);
@@ -585,13 +602,16 @@ impl PluginRunner {
             max_bytes: log_bytes,
             ..LogSink::default()
         };
-        let mut gate = Gate::new(request.grant.clone(), scopes);
+        let mut gate = Gate::new(grant, scopes);
         if let Some(plan) = &request.approved {
             gate.hold_to(levelhost_core::plan::ApprovedPlan::new(plan.clone()));
         }
         let gate = level::SharedGate::new(gate);
         let outbound = Outbound::new(
-            request.connections.clone().unwrap_or_default(),
+            request
+                .connections
+                .clone()
+                .unwrap_or_else(|| self.no_connections.clone()),
             gate.clone(),
             run.clone(),
             request.audit.clone(),
@@ -650,6 +670,7 @@ impl PluginRunner {
                 plugin,
                 client.clone(),
                 &request,
+                request.grant.clone(),
                 grant::ResolvedScopes::default(),
                 tokio::time::Instant::now() + request.grant.limits.timeout(),
             );
