@@ -342,17 +342,17 @@ impl Executor {
         Ok(())
     }
 
-    /// Records a planned run that was not started, and why.
-    pub async fn skip(
-        &self,
-        plugin: &ServedPlugin,
-        origin: Origin,
-        why: &str,
-    ) -> Result<(), ExecuteError> {
-        let (id, name, why) = (new_run_id(), plugin.name.clone(), why.to_owned());
-        self.with_history(|h| h.record_skip(&id, &name, &origin, &why))
-            .await?;
-        self.count(&plugin.name, RunStatus::Skipped, None);
+    /// Records planned runs of plugins that were not started, each `(plugin,
+    /// origin, why)`, in one transaction.
+    pub async fn skip_all(&self, skips: Vec<(String, Origin, String)>) -> Result<(), ExecuteError> {
+        let rows: Vec<(String, String, Origin, String)> = skips
+            .into_iter()
+            .map(|(plugin, origin, why)| (new_run_id(), plugin, origin, why))
+            .collect();
+        self.with_history(|h| h.record_skips(&rows)).await?;
+        for (_, plugin, _, _) in &rows {
+            self.count(plugin, RunStatus::Skipped, None);
+        }
         Ok(())
     }
 

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use levelhost_core::Chain;
 
 use crate::executor::Busy;
 use crate::executor::Origin;
@@ -209,9 +208,7 @@ impl Service {
             {
                 let why = format!("the plan of run {} still waits for approval", row.id);
                 tracing::info!(plugin, planned = %planned_at, "skipped: {why}");
-                if let Err(e) = self.executor().skip(&installed.served, origin, &why).await {
-                    tracing::error!(plugin, "cannot record the skipped run: {}", Chain(&e));
-                }
+                self.skip(plugin, origin, &why);
                 return;
             }
         }
@@ -220,17 +217,7 @@ impl Service {
                 Ok(guard) => guard,
                 Err(_) => {
                     tracing::info!(plugin, planned = %planned_at, "skipped: the previous run is still going");
-                    if let Err(e) = self
-                        .executor()
-                        .skip(
-                            &installed.served,
-                            origin,
-                            "the previous run was still running",
-                        )
-                        .await
-                    {
-                        tracing::error!(plugin, "cannot record the skipped run: {}", Chain(&e));
-                    }
+                    self.skip(plugin, origin, "the previous run was still running");
                     return;
                 }
             },

@@ -97,7 +97,23 @@ pub struct Service {
     gateway: Option<Arc<levelhost_gateway::Gateway>>,
     /// Which schedules this replica claims (all of them when it is alone).
     pub(crate) shard: crate::shard::Shard,
+    /// Planned runs not started, waiting to be recorded together.
+    skips: Mutex<PendingSkips>,
 }
+
+/// Planned runs not started, waiting to be recorded: a replica given more
+/// than it can start sheds planned times with one write per batch, not
+/// one each, so recording what it sheds does not take what it has left.
+#[derive(Default)]
+struct PendingSkips {
+    /// `(plugin, origin, why)`.
+    waiting: Vec<(String, Origin, String)>,
+    /// Whether a task is writing them now (it writes these too before it ends).
+    writing: bool,
+}
+
+/// The most skipped runs written in one transaction.
+const SKIPS_PER_WRITE: usize = 500;
 
 /// A handle to a started service.
 pub struct Handle {
@@ -166,6 +182,7 @@ impl Service {
             gateway: options.gateway.as_ref().map(|g| g.gateway.clone()),
             shard: crate::shard::Shard::new(history.replica().map(str::to_owned), options.lease),
             history,
+            skips: Mutex::default(),
         });
 
         let app = Router::new()
@@ -346,6 +363,47 @@ impl Service {
         // Reap finished tasks so the set does not grow without end.
         while tasks.try_join_next().is_some() {}
         tasks.spawn(task);
+    }
+
+    /// Records a planned run of `plugin` as skipped, saying why: with the
+    /// others waiting, by a task that shutdown waits for.
+    pub(crate) fn skip(self: &Arc<Self>, plugin: &str, origin: Origin, why: &str) {
+        let first = {
+            let mut skips = self
+                .skips
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            skips
+                .waiting
+                .push((plugin.to_owned(), origin, why.to_owned()));
+            !std::mem::replace(&mut skips.writing, true)
+        };
+        if first {
+            let service = self.clone();
+            self.spawn(async move { service.write_skips().await });
+        }
+    }
+
+    /// Writes the waiting skipped runs, a batch at a time, until none wait.
+    async fn write_skips(&self) {
+        loop {
+            let batch = {
+                let mut skips = self
+                    .skips
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if skips.waiting.is_empty() {
+                    skips.writing = false;
+                    return;
+                }
+                let oldest = skips.waiting.len().min(SKIPS_PER_WRITE);
+                skips.waiting.drain(..oldest).collect::<Vec<_>>()
+            };
+            let count = batch.len();
+            if let Err(e) = self.executor.skip_all(batch).await {
+                tracing::error!("cannot record {count} skipped runs: {}", Chain(&e));
+            }
+        }
     }
 
     /// Claims and runs one run, holding the plugin's lock, and records how it ended.

@@ -213,6 +213,68 @@ cron = "* * * * * *"
     }
 }
 
+/// Many schedules whose runs outlast their period: every planned second of
+/// every schedule ends with exactly one record, ran or skipped, the skipped
+/// ones recorded together (and the last of them before shutdown ends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_planned_time_a_busy_replica_sheds_is_recorded_once() {
+    let setup = Setup::new(
+        SimConfig {
+            write_delay: Duration::from_millis(1500),
+            ..SimConfig::default()
+        },
+        10,
+    )
+    .await;
+    std::fs::write(
+        setup.dir.path().join("api-call.toml"),
+        "name = \"api-call\"\nversion = \"1.0.0\"\ncapabilities = [\"groups:write\"]\n",
+    )
+    .unwrap();
+    let plugins = 40;
+    let mut text = String::new();
+    for i in 0..plugins {
+        text.push_str(&format!(
+            "[plugins.slow{i}]\ncomponent = \"{}\"\nmanifest = \"api-call.toml\"\nkey = \"rw\"\ncapabilities = [\"groups:write\"]\ninput = {{ op = \"create-group\", name = \"g{i}\" }}\n[[plugins.slow{i}.schedules]]\ncron = \"* * * * * *\"\n",
+            test_programs_artifacts::API_CALL
+        ));
+    }
+    let path = setup.config(&free_addr(), &text, 0);
+    let handle = loader::serve(HostConfig::load(&path).unwrap(), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(4200)).await;
+    handle.shutdown().await;
+
+    let runs = scheduled(&setup.history().list(None, None, 10_000).await.unwrap());
+    let mut skipped = 0;
+    for i in 0..plugins {
+        let name = format!("slow{i}");
+        let mine: Vec<&RunRow> = runs.iter().filter(|r| r.plugin == name).collect();
+        let planned: Vec<i128> = mine
+            .iter()
+            .map(|r| ms(r.planned_at.as_deref().unwrap()))
+            .collect();
+        assert!(planned.len() >= 3, "{name}: {planned:?}");
+        for pair in planned.windows(2) {
+            assert_eq!(
+                pair[1] - pair[0],
+                1000,
+                "{name}: each planned second once, none missing: {planned:?}"
+            );
+        }
+        assert!(
+            mine.iter().any(|r| r.status == "ok"),
+            "{name} ran: {mine:#?}"
+        );
+        skipped += mine.iter().filter(|r| r.status == "skipped").count();
+    }
+    assert!(
+        skipped >= plugins,
+        "each schedule shed the seconds its run outlasted: {skipped}"
+    );
+}
+
 /// Issue 13's acceptance: `serve` killed with SIGKILL again and again, with a
 /// per-second schedule, never starts a (schedule, planned time) twice and
 /// leaves no run `running` once it is back.

@@ -600,18 +600,21 @@ impl History {
             .map(drop)
     }
 
-    /// Records a planned run that was not started, and why.
-    pub async fn record_skip(
+    /// Records planned runs that were not started, each `(id, plugin,
+    /// origin, why)`, in one transaction.
+    pub async fn record_skips(
         &self,
-        id: &str,
-        plugin: &str,
-        origin: &Origin,
-        why: &str,
-    ) -> Result<Claim, HistoryError> {
-        let origin = OriginColumns::of(origin);
+        skips: &[(String, String, Origin, String)],
+    ) -> Result<(), HistoryError> {
         let at = level_api::clock::now();
-        let q = sql::insert_skip(id, plugin, &origin, why, &at, self.backend.replica());
-        self.execute(q).await.map(Claim::inserted)
+        let replica = self.backend.replica();
+        let statements = skips
+            .iter()
+            .map(|(id, plugin, origin, why)| {
+                sql::insert_skip(id, plugin, &OriginColumns::of(origin), why, &at, replica)
+            })
+            .collect();
+        self.backend.write(statements).await.map(drop)
     }
 
     /// Records how a run ended, with what it logged and its plan: a dry
