@@ -470,7 +470,7 @@ impl PluginRunner {
         );
 
         let invocation = Invocation {
-            input: request.input.clone(),
+            input: std::mem::take(&mut request.input),
             trigger: match &request.trigger {
                 Trigger::Manual => WitTrigger::Manual,
                 Trigger::Schedule { planned } => WitTrigger::Schedule(planned.clone()),
@@ -591,12 +591,12 @@ impl PluginRunner {
             tape.install(&mut wasi);
         }
         let wasi = wasi.build();
-        let run = RunInfo {
+        let run = std::sync::Arc::new(RunInfo {
             plugin: plugin.name.clone(),
             version: request.version.clone(),
             digest: plugin.digest.clone(),
             run_id: request.run_id.clone(),
-        };
+        });
         let log = LogSink {
             echo: request.echo_logs,
             max_bytes: log_bytes,

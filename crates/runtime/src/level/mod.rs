@@ -144,7 +144,7 @@ pub struct LevelCtx {
     transport: Transport,
     /// The run's gate.
     gate: SharedGate,
-    run: RunInfo,
+    run: Arc<RunInfo>,
     audit: Option<AuditLog>,
     /// Every audited call of the run.
     pub audit_records: Vec<AuditRecord>,
@@ -214,7 +214,7 @@ impl LevelCtx {
     pub fn new(
         client: LevelClient,
         gate: SharedGate,
-        run: RunInfo,
+        run: impl Into<Arc<RunInfo>>,
         audit: Option<AuditLog>,
         log: LogSink,
         dry_run: bool,
@@ -222,7 +222,7 @@ impl LevelCtx {
         Self {
             transport: Transport::new(client, dry_run),
             gate,
-            run,
+            run: run.into(),
             audit,
             audit_records: Vec::new(),
             log,

@@ -56,7 +56,7 @@ pub struct Exchanges {
 pub struct Outbound {
     connections: Arc<Connections>,
     gate: SharedGate,
-    run: RunInfo,
+    run: Arc<RunInfo>,
     audit: Option<AuditLog>,
     dry_run: bool,
     deadline: tokio::time::Instant,
@@ -95,7 +95,7 @@ impl Outbound {
     pub fn new(
         connections: Arc<Connections>,
         gate: SharedGate,
-        run: RunInfo,
+        run: impl Into<Arc<RunInfo>>,
         audit: Option<AuditLog>,
         dry_run: bool,
         deadline: tokio::time::Instant,
@@ -103,7 +103,7 @@ impl Outbound {
         Self {
             connections,
             gate,
-            run,
+            run: run.into(),
             audit,
             dry_run,
             deadline,
