@@ -273,7 +273,7 @@ Notes:
   a grant does not have, runs given no connections share one empty set, stdout and stderr are read once, the
   run's identity is shared by its contexts instead of copied, and the input is handed over, not copied (84
   allocations after the first four, and four fewer copies after the last two; runs here went from 1.22-1.24x
-  to 1.18-1.21x, about the baseline's own noise). What
+  to 1.18-1.23x: within the baseline's own noise). What
   is left is the run's own records (the audit record, the report, the logs), its limits, and the contexts
   every road out of the sandbox goes through; reaching 1.1x would take building those once per plugin and
   resetting them per run, not done. Keeping pages resident in the pool instead of madvise (wasmtime's

@@ -112,15 +112,17 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
                 number(px)
             );
         }
-        // Linear growth from the first point, for reference.
+        // Linear growth from the first point, for reference, up to the last
+        // point's size or to where it leaves the top of the plot.
         if let (Some(&(x0, y0)), Some(&(x1, _))) = (s.points.first(), s.points.last()) {
+            let end = x1.min(x0 * y_max / y0);
             let _ = writeln!(
                 svg,
                 r#"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{colour}" stroke-dasharray="4 4" opacity="0.6"/>"#,
                 x(x0),
                 y(y0),
-                x(x1),
-                y((y0 * x1 / x0).min(y_max)).max(TOP),
+                x(end),
+                y(y0 * end / x0),
             );
         }
         let ly = TOP + 10.0 + i as f64 * 36.0;
