@@ -113,7 +113,7 @@ pub fn seed(device_count: usize, now: DateTime<Utc>) -> Tenant {
     if let Some(owner) = &owner {
         let _ = t.update_custom_field(&owner.id, CustomFieldPatch::default());
         for (n, id) in device_ids.iter().enumerate().step_by(5) {
-            t.seed_value(owner, id, &format!("user{n}@example.com"));
+            let _ = t.set_value(value(&owner.id, Some(id), &format!("user{n}@example.com")));
         }
     }
 

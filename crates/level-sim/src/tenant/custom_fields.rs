@@ -199,13 +199,6 @@ impl Tenant {
         })
     }
 
-    /// A value for a device the seed just made (it exists): stored without
-    /// updateCustomFieldValue's look-up of its target, which would make
-    /// seeding a large organisation quadratic.
-    pub(crate) fn seed_value(&mut self, field: &CustomField, device: &str, value: &str) {
-        self.store_value(field, Some(device.to_owned()), Some(value.to_owned()));
-    }
-
     pub(super) fn store_value(
         &mut self,
         field: &CustomField,
