@@ -240,21 +240,18 @@ pub struct Grant {
 impl Grant {
     /// Every capability, no scope, default limits: for a plugin run against the simulator in development.
     pub fn unrestricted(plugin: &str) -> Self {
-        Self {
-            plugin: plugin.to_owned(),
-            capabilities: Capability::all().collect(),
-            scopes: Scopes::default(),
-            limits: Limits::default(),
-            connections: Default::default(),
-        }
+        Self::exactly(plugin, Capability::all().collect())
     }
 
     /// Exactly `capabilities`, no scope, default limits: the least-privilege
     /// grant a plugin's manifest asks for, as `run --sim` and `levelhost test` give it.
     pub fn exactly(plugin: &str, capabilities: CapabilitySet) -> Self {
         Self {
+            plugin: plugin.to_owned(),
             capabilities,
-            ..Self::unrestricted(plugin)
+            scopes: Scopes::default(),
+            limits: Limits::default(),
+            connections: Default::default(),
         }
     }
 

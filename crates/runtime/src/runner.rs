@@ -452,14 +452,7 @@ impl PluginRunner {
         let log_bytes = Limits::bytes(limits.max_log_kb);
         let in_time = scopes.is_some();
         // The run's gate takes the grant; what is left in its place allows nothing.
-        let nothing = Grant {
-            plugin: String::new(),
-            capabilities: Default::default(),
-            scopes: Default::default(),
-            limits: Limits::default(),
-            connections: Default::default(),
-        };
-        let grant = std::mem::replace(&mut request.grant, nothing);
+        let grant = std::mem::replace(&mut request.grant, Grant::exactly("", Default::default()));
         let (mut store, stdout, stderr) = self.store(
             plugin,
             client,
