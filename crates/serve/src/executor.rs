@@ -26,7 +26,7 @@ use levelhost_runtime::audit::{AuditError, AuditLog, AuditRecord};
 use levelhost_runtime::error::HostError;
 use levelhost_runtime::runner::{PluginRunner, RunReport, RunRequest, new_run_id};
 
-use crate::history::{Claim, History, HistoryError, RunRow, RunStatus};
+use crate::history::{Claim, History, HistoryError, RunRow, RunStatus, Skipped};
 use crate::metrics::Metrics;
 use crate::plugin::ServedPlugin;
 use levelhost_runtime::level::PlanEntry;
@@ -342,16 +342,11 @@ impl Executor {
         Ok(())
     }
 
-    /// Records planned runs of plugins that were not started, each `(plugin,
-    /// origin, why)`, in one transaction.
-    pub async fn skip_all(&self, skips: Vec<(String, Origin, String)>) -> Result<(), ExecuteError> {
-        let rows: Vec<(String, String, Origin, String)> = skips
-            .into_iter()
-            .map(|(plugin, origin, why)| (new_run_id(), plugin, origin, why))
-            .collect();
-        self.with_history(|h| h.record_skips(&rows)).await?;
-        for (_, plugin, _, _) in &rows {
-            self.count(plugin, RunStatus::Skipped, None);
+    /// Records planned runs that were not started, in one transaction.
+    pub async fn skip_all(&self, skips: &[Skipped]) -> Result<(), ExecuteError> {
+        self.with_history(|h| h.record_skips(skips)).await?;
+        for skip in skips {
+            self.count(&skip.plugin, RunStatus::Skipped, None);
         }
         Ok(())
     }

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::executor::{Busy, Claimed, Executor, Origin, RunOptions};
-use crate::history::{History, HistoryError};
+use crate::history::{History, HistoryError, Skipped};
 use crate::metrics::Metrics;
 use crate::plugin::{ServeOptions, ServedPlugin};
 use levelhost_core::Chain;
@@ -106,8 +106,7 @@ pub struct Service {
 /// one each, so recording what it sheds does not take what it has left.
 #[derive(Default)]
 struct PendingSkips {
-    /// `(plugin, origin, why)`.
-    waiting: Vec<(String, Origin, String)>,
+    waiting: Vec<Skipped>,
     /// Whether a task is writing them now (it writes these too before it ends).
     writing: bool,
 }
@@ -373,9 +372,11 @@ impl Service {
                 .skips
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            skips
-                .waiting
-                .push((plugin.to_owned(), origin, why.to_owned()));
+            skips.waiting.push(Skipped {
+                plugin: plugin.to_owned(),
+                origin,
+                why: why.to_owned(),
+            });
             !std::mem::replace(&mut skips.writing, true)
         };
         if first {
@@ -400,7 +401,7 @@ impl Service {
                 skips.waiting.drain(..oldest).collect::<Vec<_>>()
             };
             let count = batch.len();
-            if let Err(e) = self.executor.skip_all(batch).await {
+            if let Err(e) = self.executor.skip_all(&batch).await {
                 tracing::error!("cannot record {count} skipped runs: {}", Chain(&e));
             }
         }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use levelhost_runtime::level::PlanEntry;
-use levelhost_runtime::runner::{RunFailure, RunReport};
+use levelhost_runtime::runner::{RunFailure, RunReport, new_run_id};
 use levelhost_runtime::state::{StateFuture, StateStore, StateStoreError, StateUsage, StoredValue};
 
 mod origin;
@@ -24,6 +24,17 @@ mod sql;
 mod sqlite;
 
 pub use origin::Origin;
+
+/// A planned run that was not started, and why.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    /// The plugin.
+    pub plugin: String,
+    /// What planned it.
+    pub origin: Origin,
+    /// Why it did not start.
+    pub why: String,
+}
 pub use postgres::{PgAudit, PgRateBudgets};
 use sql::{Cells, Outcome, Query, Row};
 use sqlite::SqliteHistory;
@@ -600,18 +611,23 @@ impl History {
             .map(drop)
     }
 
-    /// Records planned runs that were not started, each `(id, plugin,
-    /// origin, why)`, in one transaction.
-    pub async fn record_skips(
-        &self,
-        skips: &[(String, String, Origin, String)],
-    ) -> Result<(), HistoryError> {
+    /// Records planned runs that were not started, each under a new run id,
+    /// in one transaction.
+    pub async fn record_skips(&self, skips: &[Skipped]) -> Result<(), HistoryError> {
         let at = level_api::clock::now();
         let replica = self.backend.replica();
         let statements = skips
             .iter()
-            .map(|(id, plugin, origin, why)| {
-                sql::insert_skip(id, plugin, &OriginColumns::of(origin), why, &at, replica)
+            .map(|skip| {
+                let origin = OriginColumns::of(&skip.origin);
+                sql::insert_skip(
+                    &new_run_id(),
+                    &skip.plugin,
+                    &origin,
+                    &skip.why,
+                    &at,
+                    replica,
+                )
             })
             .collect();
         self.backend.write(statements).await.map(drop)
