@@ -57,14 +57,14 @@ fn ratio(a: Duration, b: Duration) -> String {
 }
 
 fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u64>().ok())
-        })
-        .map_or(0, |pages| pages * 4096)
+    rss_of("self").unwrap_or(0)
+}
+
+/// The resident memory of process `pid` (`self` for this one), from `/proc`.
+fn rss_of(pid: &str) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages = statm.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    Some(pages * 4096)
 }
 
 fn machine() -> String {

@@ -329,18 +329,7 @@ async fn serve_size(dir: &Path, plugins: usize) -> ServeSize {
     let startup = start.elapsed();
     // Settled: the schedules are waiting.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<u64>()
-                .ok()
-        })
-        .expect("the replica's VmRSS")
-        * 1024;
+    let rss = super::rss_of(&child.id().to_string()).expect("the replica's resident memory");
     super::terminate(&child);
     let _ = child.wait();
     ServeSize {
