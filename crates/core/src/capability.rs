@@ -3,7 +3,6 @@
 //! capability names to operations and interfaces; the gate and the load-time
 //! import check both read it.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -82,6 +81,15 @@ pub enum Verb {
 }
 
 impl Verb {
+    /// Every verb, in order.
+    pub const ALL: [Verb; 5] = [
+        Verb::Read,
+        Verb::Write,
+        Verb::Delete,
+        Verb::Resolve,
+        Verb::Trigger,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Verb::Read => "read",
@@ -183,8 +191,197 @@ impl<'de> serde::Deserialize<'de> for Capability {
     }
 }
 
-/// A set of capabilities.
-pub type CapabilitySet = BTreeSet<Capability>;
+/// A set of capabilities, in the order of [`Capability::all`] (resource,
+/// then verb) when iterated.
+///
+/// One bit per capability: every run carries its grant's set, so copying,
+/// dropping and asking it cost nothing, where a tree of nodes allocated
+/// each time.
+///
+/// ```
+/// use levelhost_core::capability::{Capability, CapabilitySet};
+/// let set: CapabilitySet = ["tags:write", "devices:read"]
+///     .iter()
+///     .map(|name| name.parse::<Capability>().unwrap())
+///     .collect();
+/// assert!(set.contains(&"tags:write".parse().unwrap()));
+/// assert_eq!(levelhost_core::capability::join(&set), "devices:read, tags:write");
+/// ```
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct CapabilitySet {
+    bits: u64,
+}
+
+/// Every (resource, verb) pair, by bit: bit `r * VERBS + v` is resource `r`
+/// with verb `v`, so bit order is the capabilities' own order.
+const VERBS: usize = Verb::ALL.len();
+static TABLE: [Capability; Resource::ALL.len() * VERBS] = {
+    let mut table = [Capability {
+        resource: Resource::Devices,
+        verb: Verb::Read,
+    }; Resource::ALL.len() * VERBS];
+    let mut i = 0;
+    while i < table.len() {
+        table[i] = Capability {
+            resource: Resource::ALL[i / VERBS],
+            verb: Verb::ALL[i % VERBS],
+        };
+        i += 1;
+    }
+    table
+};
+
+impl Capability {
+    fn bit(self) -> u64 {
+        1 << (self.resource as usize * VERBS + self.verb as usize)
+    }
+}
+
+impl CapabilitySet {
+    /// No capabilities.
+    pub const fn new() -> Self {
+        Self { bits: 0 }
+    }
+
+    /// Adds `capability`; whether it was not there before.
+    pub fn insert(&mut self, capability: Capability) -> bool {
+        let added = !self.contains(&capability);
+        self.bits |= capability.bit();
+        added
+    }
+
+    /// Takes `capability` out; whether it was there.
+    pub fn remove(&mut self, capability: &Capability) -> bool {
+        let had = self.contains(capability);
+        self.bits &= !capability.bit();
+        had
+    }
+
+    /// Keeps only the capabilities `keep` says yes to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Capability) -> bool) {
+        for capability in self.iter() {
+            if !keep(capability) {
+                self.remove(capability);
+            }
+        }
+    }
+
+    /// Whether `capability` is in the set.
+    pub fn contains(&self, capability: &Capability) -> bool {
+        self.bits & capability.bit() != 0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.bits == 0
+    }
+
+    /// How many capabilities are in the set.
+    pub fn len(&self) -> usize {
+        self.bits.count_ones() as usize
+    }
+
+    /// The capabilities, in order.
+    pub fn iter(&self) -> Iter {
+        Iter { bits: self.bits }
+    }
+
+    /// The capabilities in `self` and not in `other`, in order.
+    pub fn difference(&self, other: &CapabilitySet) -> Iter {
+        Iter {
+            bits: self.bits & !other.bits,
+        }
+    }
+
+    /// Whether every capability of `self` is in `other`.
+    pub fn is_subset(&self, other: &CapabilitySet) -> bool {
+        self.bits & !other.bits == 0
+    }
+}
+
+impl fmt::Debug for CapabilitySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// The capabilities of a [`CapabilitySet`], in order.
+#[derive(Debug, Clone)]
+pub struct Iter {
+    bits: u64,
+}
+
+impl Iterator for Iter {
+    type Item = &'static Capability;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.bits == 0 {
+            return None;
+        }
+        let lowest = self.bits.trailing_zeros() as usize;
+        self.bits &= self.bits - 1;
+        TABLE.get(lowest)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.bits.count_ones() as usize;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Iter {}
+
+impl IntoIterator for &CapabilitySet {
+    type Item = &'static Capability;
+    type IntoIter = Iter;
+
+    fn into_iter(self) -> Iter {
+        self.iter()
+    }
+}
+
+impl IntoIterator for CapabilitySet {
+    type Item = Capability;
+    type IntoIter = std::iter::Copied<Iter>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter().copied()
+    }
+}
+
+impl FromIterator<Capability> for CapabilitySet {
+    fn from_iter<I: IntoIterator<Item = Capability>>(iter: I) -> Self {
+        let mut set = CapabilitySet::new();
+        set.extend(iter);
+        set
+    }
+}
+
+impl Extend<Capability> for CapabilitySet {
+    fn extend<I: IntoIterator<Item = Capability>>(&mut self, iter: I) {
+        for capability in iter {
+            self.insert(capability);
+        }
+    }
+}
+
+impl<const N: usize> From<[Capability; N]> for CapabilitySet {
+    fn from(capabilities: [Capability; N]) -> Self {
+        capabilities.into_iter().collect()
+    }
+}
+
+impl serde::Serialize for CapabilitySet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CapabilitySet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Vec::<Capability>::deserialize(d)?.into_iter().collect())
+    }
+}
 
 /// Every operation a plugin can call, one per `level:api` function: the
 /// Level interfaces' own names, and `state-*` for the `state` interface.
@@ -308,6 +505,66 @@ mod tests {
         for cap in all {
             assert_eq!(cap.to_string().parse::<Capability>().unwrap(), cap);
         }
+    }
+
+    /// Every subset of a spread of capabilities (all 40 resource and verb
+    /// pairs, not only the 20 that exist), against a `BTreeSet` as the
+    /// oracle: membership, order, size, set operations and serde.
+    #[test]
+    fn a_capability_set_behaves_as_an_ordered_set() {
+        let pairs: Vec<Capability> = Resource::ALL
+            .into_iter()
+            .flat_map(|resource| Verb::ALL.map(|verb| Capability { resource, verb }))
+            .collect();
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..500 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let chosen: Vec<Capability> = pairs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| seed & (1 << i) != 0)
+                .map(|(_, c)| *c)
+                .collect();
+            let oracle: std::collections::BTreeSet<Capability> = chosen.iter().copied().collect();
+            let set: CapabilitySet = chosen.iter().rev().copied().collect();
+            assert_eq!(
+                set.iter().copied().collect::<Vec<_>>(),
+                oracle.iter().copied().collect::<Vec<_>>()
+            );
+            assert_eq!(set.len(), oracle.len());
+            assert_eq!(set.is_empty(), oracle.is_empty());
+            for c in &pairs {
+                assert_eq!(set.contains(c), oracle.contains(c));
+            }
+            let half: CapabilitySet = chosen.iter().step_by(2).copied().collect();
+            assert!(half.is_subset(&set));
+            assert_eq!(set.difference(&half).count(), set.len() - half.len());
+            let mut kept = set;
+            kept.retain(|c| c.verb == Verb::Read);
+            assert!(kept.iter().all(|c| c.verb == Verb::Read && set.contains(c)));
+            assert_eq!(
+                serde_json::to_value(set).unwrap(),
+                serde_json::to_value(&oracle).unwrap()
+            );
+            // Names are read back only for capabilities that exist.
+            let real: CapabilitySet = set
+                .iter()
+                .filter(|c| Capability::all().any(|known| known == **c))
+                .copied()
+                .collect();
+            let back: CapabilitySet =
+                serde_json::from_value(serde_json::to_value(real).unwrap()).unwrap();
+            assert_eq!(back, real);
+        }
+        let mut set = CapabilitySet::new();
+        let tags = "tags:write".parse().unwrap();
+        assert!(set.insert(tags));
+        assert!(!set.insert(tags));
+        assert!(set.remove(&tags));
+        assert!(!set.remove(&tags));
+        assert!(set.is_empty());
     }
 
     #[test]

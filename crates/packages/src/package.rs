@@ -291,7 +291,7 @@ impl Package {
 fn unused_capabilities<'a>(
     requested: &'a CapabilitySet,
     imported: &'a BTreeSet<Resource>,
-) -> impl Iterator<Item = &'a Capability> {
+) -> impl Iterator<Item = &'static Capability> + 'a {
     requested
         .iter()
         .filter(move |c| !imported.contains(&c.resource))

@@ -291,7 +291,7 @@ pub async fn run_case(
     let request = RunRequest {
         grant: Grant {
             connections: manifest.connections.clone(),
-            ..Grant::exactly(&plugin.name, manifest.capabilities.clone())
+            ..Grant::exactly(&plugin.name, manifest.capabilities)
         },
         connections: Some(Arc::new(connections)),
         http_tape: Some(http.clone()),
@@ -369,7 +369,7 @@ async fn replay_case(
     // The case runs under plugin.toml's capabilities, never the recorded
     // grant's: the recorded scopes and limits stay, so the answers fit.
     let grant = Grant {
-        capabilities: manifest.capabilities.clone(),
+        capabilities: manifest.capabilities,
         connections: manifest.connections.clone(),
         ..transcript.grant.clone()
     };

@@ -87,14 +87,14 @@ impl DemoArgs {
         let report_grant = Grant {
             plugin: report_manifest.name.clone(),
             connections: Default::default(),
-            capabilities: report_manifest.capabilities.clone(),
+            capabilities: report_manifest.capabilities,
             scopes: Scopes::default(),
             limits: Limits::default(),
         };
         let tagger_grant = Grant {
             plugin: tagger_manifest.name.clone(),
             connections: Default::default(),
-            capabilities: tagger_manifest.capabilities.clone(),
+            capabilities: tagger_manifest.capabilities,
             scopes: Scopes {
                 tags: Some(TagPatterns::parse(vec!["stale*".to_owned()])?),
                 ..Scopes::default()
@@ -273,7 +273,7 @@ async fn alert_to_chat(
     let grant = Grant {
         plugin: manifest.name.clone(),
         connections: manifest.connections.clone(),
-        capabilities: manifest.capabilities.clone(),
+        capabilities: manifest.capabilities,
         scopes: Scopes::default(),
         limits: Limits::default(),
     };

@@ -392,7 +392,7 @@ fn list(config: &Path, json: bool) -> anyhow::Result<ExitStatus> {
                 pinned,
                 component,
                 key: p.key.clone(),
-                capabilities: p.grant.capabilities.clone(),
+                capabilities: p.grant.capabilities,
                 scoped: scopes.groups.is_some()
                     || scopes.tags.is_some()
                     || scopes.custom_fields.is_some()

@@ -114,7 +114,7 @@ fn new_build_run(lang: &str) -> (tempfile::TempDir, PathBuf) {
             .all(|i| i.starts_with("level:api/devices@") || i.starts_with("level:api/state@")),
         "{lang} imports {level:?}"
     );
-    let grant = levelhost_core::grant::Grant::exactly(&name, manifest.capabilities.clone());
+    let grant = levelhost_core::grant::Grant::exactly(&name, manifest.capabilities);
     let (report, _) = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(levelhost_testing::run_on_simulator(
