@@ -1,7 +1,5 @@
 //! The one clock format levelhost writes: Level's ISO-8601 UTC with milliseconds.
 
-use std::fmt::Write as _;
-
 use chrono::{DateTime, Datelike as _, TimeZone, Timelike as _, Utc};
 
 /// Formats a time the way Level does: ISO-8601 UTC with milliseconds, `2025-03-15T14:30:00.000Z`.
@@ -14,25 +12,30 @@ use chrono::{DateTime, Datelike as _, TimeZone, Timelike as _, Utc};
 /// ```
 pub fn timestamp<Tz: TimeZone>(t: DateTime<Tz>) -> String {
     let t = t.with_timezone(&Utc);
-    // Every audit record and run carries one: written field by field rather
-    // than through a format string parsed each time (a microsecond per run).
-    // Years outside four digits and leap seconds take chrono's own path.
+    // Every audit record and run carries one: written digit by digit into a
+    // template, as formatting seven padded fields costs more than the rest of
+    // an audit record. Years outside four digits and leap seconds take
+    // chrono's own path.
     if !(0..=9999).contains(&t.year()) || t.nanosecond() >= 1_000_000_000 {
         return t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
     }
-    let mut out = String::with_capacity(24);
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.nanosecond() / 1_000_000
-    );
-    out
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let fields = [
+        (0, 4, t.year().unsigned_abs()),
+        (5, 2, t.month()),
+        (8, 2, t.day()),
+        (11, 2, t.hour()),
+        (14, 2, t.minute()),
+        (17, 2, t.second()),
+        (20, 3, t.nanosecond() / 1_000_000),
+    ];
+    for (at, width, mut value) in fields {
+        for digit in out[at..at + width].iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The current time, formatted by [`timestamp`].
