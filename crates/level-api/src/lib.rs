@@ -337,8 +337,16 @@ impl fmt::Display for KeyAccess {
 }
 
 /// A client for one Level organization, holding one API key.
+///
+/// Cloning it is one reference count: every run and every call takes a clone.
 #[derive(Debug, Clone)]
 pub struct LevelClient {
+    inner: std::sync::Arc<Client>,
+}
+
+/// What a [`LevelClient`] and its clones share.
+#[derive(Debug, Clone)]
+struct Client {
     http: reqwest::Client,
     base: Url,
     key: ApiKey,
@@ -390,11 +398,13 @@ impl LevelClient {
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(Self {
-            http,
-            base,
-            key,
-            config,
-            stats: std::sync::Arc::default(),
+            inner: std::sync::Arc::new(Client {
+                http,
+                base,
+                key,
+                config,
+                stats: std::sync::Arc::default(),
+            }),
         })
     }
 
@@ -429,17 +439,17 @@ impl LevelClient {
 
     /// What this client and its clones have sent, for metrics.
     pub fn stats(&self) -> &std::sync::Arc<stats::ClientStats> {
-        &self.stats
+        &self.inner.stats
     }
 
     /// The configuration this client was built with.
     pub fn config(&self) -> &ClientConfig {
-        &self.config
+        &self.inner.config
     }
 
     /// This client, recording every request it sends and every answer in `recorder`.
     pub fn recording(mut self, recorder: transcript::Recorder) -> Self {
-        self.config.recorder = Some(recorder);
+        std::sync::Arc::make_mut(&mut self.inner).config.recorder = Some(recorder);
         self
     }
 
@@ -451,10 +461,10 @@ impl LevelClient {
         for segment in segments {
             check_id(segment)?;
         }
-        let mut url = self.base.clone();
+        let mut url = self.inner.base.clone();
         url.path_segments_mut()
             .map_err(|()| ClientError::InvalidBaseUrl {
-                url: self.config.base_url.clone(),
+                url: self.inner.config.base_url.clone(),
                 message: "cannot be a base".to_owned(),
             })?
             .pop_if_empty()
@@ -487,15 +497,16 @@ impl LevelClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            if let Some(budget) = &self.config.budget {
+            if let Some(budget) = &self.inner.config.budget {
                 let waiting = std::time::Instant::now();
                 budget.acquire().await;
-                self.stats.waited(waiting.elapsed());
+                self.inner.stats.waited(waiting.elapsed());
             }
             let mut request = self
+                .inner
                 .http
                 .request(method.clone(), url.clone())
-                .header(AUTHORIZATION, self.key.header()?)
+                .header(AUTHORIZATION, self.inner.key.header()?)
                 .header(ACCEPT, "application/json");
             if let Some(body) = &body {
                 request = request
@@ -506,10 +517,10 @@ impl LevelClient {
                 Ok(response) => self.read(response).await,
                 Err(e) => Err(ClientError::Transport(describe_transport(&e))),
             };
-            if let Some(recorder) = &self.config.recorder {
+            if let Some(recorder) = &self.inner.config.recorder {
                 recorder.push(self.exchange(&method, &url, body.as_deref(), &outcome));
             }
-            self.stats.request(
+            self.inner.stats.request(
                 operation,
                 match &outcome {
                     Ok(raw) => raw.status.as_u16(),
@@ -519,7 +530,7 @@ impl LevelClient {
             let outcome = outcome.and_then(|raw| self.answer(raw));
             let retry_in = match &outcome {
                 Ok(_) => return outcome,
-                Err(err) => self.config.retry.delay(attempt, safe, err),
+                Err(err) => self.inner.config.retry.delay(attempt, safe, err),
             };
             if let (
                 Some(budget),
@@ -528,7 +539,7 @@ impl LevelClient {
                     retry_after,
                     ..
                 }),
-            ) = (&self.config.budget, &outcome)
+            ) = (&self.inner.config.budget, &outcome)
             {
                 budget
                     .pause(retry_after.unwrap_or(Duration::from_secs(1)))
@@ -552,7 +563,7 @@ impl LevelClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(|v| self.scrub_text(v));
-        let limit = self.config.max_response_bytes;
+        let limit = self.inner.config.max_response_bytes;
         if response
             .content_length()
             .is_some_and(|len| len > limit as u64)
@@ -573,7 +584,7 @@ impl LevelClient {
         Ok(Raw {
             status,
             retry_after,
-            body: self.key.scrub(body),
+            body: self.inner.key.scrub(body),
         })
     }
 
@@ -598,7 +609,7 @@ impl LevelClient {
                     text.chars().take(200).collect()
                 }
             });
-        let message = match (&self.config.key_label, status.as_u16()) {
+        let message = match (&self.inner.config.key_label, status.as_u16()) {
             (Some(label), 401) => format!("{message} (Level refused {label})"),
             (Some(label), 403) => format!("{message} (with {label})"),
             _ => message,
@@ -620,7 +631,7 @@ impl LevelClient {
         body: Option<&[u8]>,
         outcome: &Result<Raw, ClientError>,
     ) -> transcript::Exchange {
-        let base = self.base.path().trim_end_matches('/');
+        let base = self.inner.base.path().trim_end_matches('/');
         let path = url.path().strip_prefix(base).unwrap_or(url.path());
         let path = match url.query() {
             Some(query) => format!("{path}?{query}"),
@@ -648,7 +659,7 @@ impl LevelClient {
 
     /// `text` with the key replaced by `[redacted]`.
     fn scrub_text(&self, text: &str) -> String {
-        String::from_utf8_lossy(&self.key.scrub(text.as_bytes().to_vec())).into_owned()
+        String::from_utf8_lossy(&self.inner.key.scrub(text.as_bytes().to_vec())).into_owned()
     }
 
     async fn json<T: DeserializeOwned>(
