@@ -12,13 +12,13 @@ pub struct AuditRecord {
     /// When the call finished (ISO-8601 UTC).
     pub time: String,
     /// The plugin.
-    pub plugin: String,
+    pub plugin: std::sync::Arc<str>,
     /// Its version.
-    pub version: String,
+    pub version: std::sync::Arc<str>,
     /// The component's digest.
-    pub digest: String,
+    pub digest: std::sync::Arc<str>,
     /// The run.
-    pub run_id: String,
+    pub run_id: std::sync::Arc<str>,
     /// The WIT function, such as `tag-devices`.
     pub operation: String,
     /// The ids of the objects it touched.

@@ -302,10 +302,10 @@ fn rate_limited(seconds: u64) -> Response {
 /// principal) and the request's id in place of a run's.
 fn run_info(principal: &str, id: &str) -> RunInfo {
     RunInfo {
-        plugin: principal.to_owned(),
-        version: "gateway".to_owned(),
-        digest: String::new(),
-        run_id: id.to_owned(),
+        plugin: principal.into(),
+        version: "gateway".into(),
+        digest: "".into(),
+        run_id: id.into(),
     }
 }
 

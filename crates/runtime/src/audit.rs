@@ -233,9 +233,9 @@ pub struct AuditFilter {
 impl AuditFilter {
     /// Whether `record` is one of those asked for.
     pub fn admits(&self, record: &AuditRecord) -> bool {
-        self.plugin.as_ref().is_none_or(|p| *p == record.plugin)
+        self.plugin.as_ref().is_none_or(|p| **p == *record.plugin)
             && (!self.denied || !record.allowed)
-            && self.run_id.as_ref().is_none_or(|r| *r == record.run_id)
+            && self.run_id.as_ref().is_none_or(|r| **r == *record.run_id)
     }
 }
 

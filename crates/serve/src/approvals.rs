@@ -123,10 +123,10 @@ pub async fn expire_overdue(
 pub fn decision_record(run: &str, plugin: &str, operation: &str, reason: String) -> AuditRecord {
     AuditRecord {
         time: level_api::clock::now(),
-        plugin: plugin.to_owned(),
-        version: String::new(),
-        digest: String::new(),
-        run_id: run.to_owned(),
+        plugin: plugin.into(),
+        version: "".into(),
+        digest: "".into(),
+        run_id: run.into(),
         operation: operation.to_owned(),
         targets: Vec::new(),
         names: Default::default(),

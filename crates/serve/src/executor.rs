@@ -750,10 +750,10 @@ pub struct RunOptions {
 fn run_end(id: &str, run: &OpenRun, why: &str) -> AuditRecord {
     AuditRecord {
         time: level_api::clock::now(),
-        plugin: run.plugin.clone(),
-        version: run.version.clone(),
-        digest: run.digest.clone(),
-        run_id: id.to_owned(),
+        plugin: run.plugin.as_str().into(),
+        version: run.version.as_str().into(),
+        digest: run.digest.as_str().into(),
+        run_id: id.into(),
         operation: "run".to_owned(),
         targets: Vec::new(),
         names: Default::default(),

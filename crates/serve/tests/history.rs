@@ -223,10 +223,10 @@ async fn history_contract(a: Arc<History>, b: Arc<History>) {
 async fn audit_contract(log: &AuditLog) {
     let record = |run: &str, plugin: &str, allowed: bool| AuditRecord {
         time: level_api::clock::now(),
-        plugin: plugin.to_owned(),
-        version: "1.0.0".to_owned(),
-        digest: "sha256:x".to_owned(),
-        run_id: run.to_owned(),
+        plugin: plugin.into(),
+        version: "1.0.0".into(),
+        digest: "sha256:x".into(),
+        run_id: run.into(),
         operation: "tag-devices".to_owned(),
         targets: vec!["dev_1".to_owned(), "tag_2".to_owned()],
         names: [("dev_1".to_owned(), "acme-ws-1".to_owned())].into(),

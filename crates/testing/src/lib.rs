@@ -213,10 +213,10 @@ impl HostCalls {
         let client = client_of(&sim)?;
         let scopes = resolve_scopes(&client, &grant).await?;
         let run = RunInfo {
-            plugin: grant.plugin.clone(),
-            version: "0.0.0".to_owned(),
-            digest: "sha256:none".to_owned(),
-            run_id: levelhost_runtime::runner::new_run_id(),
+            plugin: grant.plugin.as_str().into(),
+            version: "0.0.0".into(),
+            digest: "sha256:none".into(),
+            run_id: levelhost_runtime::runner::new_run_id().into(),
         };
         let log = LogSink {
             max_bytes: usize::MAX,

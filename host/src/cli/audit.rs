@@ -63,8 +63,8 @@ impl AuditArgs {
             for r in shown {
                 let mut row = vec![
                     r.time.clone(),
-                    r.plugin.clone(),
-                    r.run_id.clone(),
+                    r.plugin.to_string(),
+                    r.run_id.to_string(),
                     r.operation.clone(),
                     verdict(r).to_owned(),
                     r.upstream_status

@@ -223,7 +223,7 @@ async fn print_clients(config: &HostConfig) -> anyhow::Result<()> {
     let mut table = Table::new(&["CLIENT", "LAST USE", "DENIED", "CLIENT KEY"]);
     for client in config.clients.values() {
         let principal = format!("client:{}", client.name);
-        let own: Vec<_> = records.iter().filter(|r| r.plugin == principal).collect();
+        let own: Vec<_> = records.iter().filter(|r| *r.plugin == *principal).collect();
         let last = own.iter().map(|r| r.time.as_str()).max();
         let denied = own.iter().filter(|r| !r.allowed).count();
         table.row(vec![

@@ -77,10 +77,10 @@ fn operator() -> String {
 fn record(plugin: &str, operation: &str, targets: Vec<String>, by: &str) -> AuditRecord {
     AuditRecord {
         time: level_api::clock::now(),
-        plugin: plugin.to_owned(),
-        version: String::new(),
-        digest: String::new(),
-        run_id: format!("operator:{by}"),
+        plugin: plugin.into(),
+        version: "".into(),
+        digest: "".into(),
+        run_id: format!("operator:{by}").into(),
         operation: operation.to_owned(),
         targets,
         names: Default::default(),

@@ -353,10 +353,10 @@ async fn check_case(
         .map_err(|e| TestCaseError::fail(format!("scopes: {e}")))?;
     let in_scope = crate::support::scope_subtree(base, grant.scopes.groups.as_deref());
     let run = RunInfo {
-        plugin: "prop".to_owned(),
-        version: "0.0.0".to_owned(),
-        digest: "sha256:none".to_owned(),
-        run_id: "run_prop".to_owned(),
+        plugin: "prop".into(),
+        version: "0.0.0".into(),
+        digest: "sha256:none".into(),
+        run_id: "run_prop".into(),
     };
     let log = LogSink {
         max_bytes: usize::MAX,

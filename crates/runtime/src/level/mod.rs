@@ -59,17 +59,18 @@ impl SharedGate {
     }
 }
 
-/// Who is running, for the audit log.
+/// Who is running, for the audit log. Every record of the run shares these
+/// strings instead of copying them.
 #[derive(Debug, Clone, Default)]
 pub struct RunInfo {
     /// The plugin.
-    pub plugin: String,
+    pub plugin: Arc<str>,
     /// Its version.
-    pub version: String,
+    pub version: Arc<str>,
     /// Its component's digest.
-    pub digest: String,
+    pub digest: Arc<str>,
     /// The run.
-    pub run_id: String,
+    pub run_id: Arc<str>,
 }
 
 impl RunInfo {

@@ -64,10 +64,10 @@ impl AuditStore for PgAudit {
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                         &[
                             &r.time,
-                            &r.plugin,
-                            &r.version,
-                            &r.digest,
-                            &r.run_id,
+                            &&*r.plugin,
+                            &&*r.version,
+                            &&*r.digest,
+                            &&*r.run_id,
                             &r.operation,
                             &r.targets,
                             &r.allowed,
@@ -121,10 +121,10 @@ impl AuditStore for PgAudit {
                     };
                     records.push(AuditRecord {
                         time: r.try_get(0)?,
-                        plugin: r.try_get(1)?,
-                        version: r.try_get(2)?,
-                        digest: r.try_get(3)?,
-                        run_id: r.try_get(4)?,
+                        plugin: r.try_get::<_, &str>(1)?.into(),
+                        version: r.try_get::<_, &str>(2)?.into(),
+                        digest: r.try_get::<_, &str>(3)?.into(),
+                        run_id: r.try_get::<_, &str>(4)?.into(),
                         operation: r.try_get(5)?,
                         targets: r.try_get(6)?,
                         names: serde_json::from_str(&r.try_get::<_, String>(14)?)
