@@ -219,6 +219,9 @@ impl StateChanges {
     /// The changes to commit: every key whose value differs from what the
     /// run saw committed.
     pub fn into_changes(self) -> Vec<StateChange> {
+        if self.pending.is_empty() {
+            return Vec::new();
+        }
         self.pending
             .into_iter()
             .filter(|(_, p)| p.base.as_ref().map(|b| &b.value) != p.value.as_ref())

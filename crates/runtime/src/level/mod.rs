@@ -161,8 +161,9 @@ pub struct LevelCtx {
     /// The hostname or name of each device and group the run has read, so
     /// a plan names them as a person would.
     names: HashMap<String, Named>,
-    /// Where the plugin's committed state is read.
-    state_store: Arc<dyn crate::state::StateStore>,
+    /// Where the plugin's committed state is read; an empty state in
+    /// memory, made at the first read, when `None`.
+    state_store: Option<Arc<dyn crate::state::StateStore>>,
     /// The run's own state writes, committed only with a run recorded `ok`.
     pub state: crate::state::StateChanges,
 }
@@ -231,7 +232,7 @@ impl LevelCtx {
             device_groups: HashMap::new(),
             in_flight: None,
             names: HashMap::new(),
-            state_store: Arc::new(crate::state::MemoryState::default()),
+            state_store: None,
             state: crate::state::StateChanges::default(),
         }
     }
@@ -244,8 +245,16 @@ impl LevelCtx {
     /// Reads the plugin's committed state from `store` (by default, an empty
     /// state in memory).
     pub fn with_state(mut self, store: Arc<dyn crate::state::StateStore>) -> Self {
-        self.state_store = store;
+        self.state_store = Some(store);
         self
+    }
+
+    /// Where the plugin's committed state is read. Most runs never read
+    /// state, so the empty one is made only when one does.
+    fn state_store(&mut self) -> Arc<dyn crate::state::StateStore> {
+        self.state_store
+            .get_or_insert_with(|| Arc::new(crate::state::MemoryState::default()))
+            .clone()
     }
 
     /// Whether this run plans its writes instead of sending them.

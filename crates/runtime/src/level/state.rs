@@ -75,7 +75,7 @@ impl LevelCtx {
                 version,
             }));
         }
-        let committed = self.state_store.get(&self.run.plugin, key).await?;
+        let committed = self.state_store().get(&self.run.plugin, key).await?;
         self.state.remember(key, committed.clone());
         Ok(committed)
     }
@@ -110,12 +110,12 @@ impl LevelCtx {
         if !self.state.knows(key) {
             let base = match self.state.remembered(key) {
                 Some(read) => read,
-                None => self.state_store.get(&self.run.plugin, key).await?,
+                None => self.state_store().get(&self.run.plugin, key).await?,
             };
             self.state.track(key, base);
         }
         if !self.state.has_usage() {
-            let usage = self.state_store.usage(&self.run.plugin).await?;
+            let usage = self.state_store().usage(&self.run.plugin).await?;
             self.state.set_usage(usage);
         }
         let after = self.state.usage_with(key, value.as_deref());
@@ -210,10 +210,10 @@ impl Host for LevelCtx {
                 }
                 // Enough committed entries that the run's own deletions cannot
                 // leave the page short while more follow.
+                let store = self.state_store();
                 let written = self.state.written_in(&prefix, after.as_deref());
                 let ask = limit.saturating_add(u32::try_from(written.len()).unwrap_or(u32::MAX));
-                let committed = self
-                    .state_store
+                let committed = store
                     .list(&self.run.plugin, &prefix, after.as_deref(), ask)
                     .await?;
                 let more_committed = committed.len() as u64 >= u64::from(ask);
