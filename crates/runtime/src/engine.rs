@@ -168,10 +168,11 @@ fn prepare_cache_dir(dir: &Path) -> Result<(), HostError> {
 /// instantiate any number of times.
 #[derive(Clone)]
 pub struct LoadedPlugin {
-    /// The plugin's name (from its manifest, else its file name).
-    pub name: String,
+    /// The plugin's name (from its manifest, else its file name). Shared,
+    /// as the digest is, by every run's audit records.
+    pub name: Arc<str>,
     /// `sha256:<hex>` of the component bytes.
-    pub digest: String,
+    pub digest: Arc<str>,
     /// The interfaces it imports, such as `level:api/tags@0.1.0`.
     pub imports: Vec<String>,
     pub(crate) pre: Arc<PluginPre<HostState>>,
@@ -180,7 +181,7 @@ pub struct LoadedPlugin {
 impl LoadedPlugin {
     /// The same component under another plugin's name.
     pub fn named(mut self, name: &str) -> Self {
-        name.clone_into(&mut self.name);
+        self.name = name.into();
         self
     }
 }
@@ -257,8 +258,8 @@ pub fn load(
     let instance_pre = linker.instantiate_pre(&component).map_err(mismatch)?;
     let pre = PluginPre::new(instance_pre).map_err(mismatch)?;
     Ok(LoadedPlugin {
-        name: name.to_owned(),
-        digest: digest(bytes),
+        name: name.into(),
+        digest: digest(bytes).into(),
         imports,
         pre: Arc::new(pre),
     })

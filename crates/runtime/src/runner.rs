@@ -368,8 +368,8 @@ impl PluginRunner {
         if let Some(pre) = shared {
             let imports = engine::imports(&self.engine, pre.instance_pre().component());
             return Ok(LoadedPlugin {
-                name: name.to_owned(),
-                digest,
+                name: name.into(),
+                digest: digest.into(),
                 imports,
                 pre,
             });
@@ -381,7 +381,7 @@ impl PluginRunner {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         memo.retain(|_, pre| pre.strong_count() > 0);
         memo.insert(
-            loaded.digest.clone(),
+            loaded.digest.to_string(),
             std::sync::Arc::downgrade(&loaded.pre),
         );
         Ok(loaded)
@@ -551,8 +551,8 @@ impl PluginRunner {
         audit.extend(end);
         Ok(RunReport {
             run_id: request.run_id,
-            plugin: plugin.name.clone(),
-            digest: plugin.digest.clone(),
+            plugin: plugin.name.to_string(),
+            digest: plugin.digest.to_string(),
             outcome,
             logs: std::mem::take(&mut level.log.lines),
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -598,9 +598,9 @@ impl PluginRunner {
         }
         let wasi = wasi.build();
         let run = std::sync::Arc::new(RunInfo {
-            plugin: plugin.name.as_str().into(),
+            plugin: plugin.name.clone(),
             version: request.version.as_str().into(),
-            digest: plugin.digest.as_str().into(),
+            digest: plugin.digest.clone(),
             run_id: request.run_id.as_str().into(),
         });
         let log = LogSink {

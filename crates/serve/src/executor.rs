@@ -264,7 +264,7 @@ impl Executor {
             OpenRun {
                 plugin: plugin.name.clone(),
                 version: plugin.version.clone(),
-                digest: plugin.plugin.digest.clone(),
+                digest: plugin.plugin.digest.to_string(),
                 started: std::time::Instant::now(),
             },
         );
@@ -294,7 +294,7 @@ impl Executor {
             OpenRun {
                 plugin: plugin.name.clone(),
                 version: plugin.version.clone(),
-                digest: plugin.plugin.digest.clone(),
+                digest: plugin.plugin.digest.to_string(),
                 started: std::time::Instant::now(),
             },
         );
@@ -307,7 +307,7 @@ impl Executor {
                 "it is a run of {}, not {}",
                 row.plugin, plugin.name
             )))
-        } else if row.digest != plugin.plugin.digest {
+        } else if *row.digest != *plugin.plugin.digest {
             Err(refuse(format!(
                 "{} changed since the plan was made ({} then, {} now); nothing was applied: run it again for a new plan",
                 plugin.name, row.digest, plugin.plugin.digest

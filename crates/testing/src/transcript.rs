@@ -293,7 +293,7 @@ pub async fn replay_under(
         connections: Some(Arc::new(connections)),
         http_tape: Some(http.clone()),
         grant: Grant {
-            plugin: plugin.name.clone(),
+            plugin: plugin.name.to_string(),
             ..grant
         },
         dry_run: transcript.dry_run,

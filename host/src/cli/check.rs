@@ -184,7 +184,7 @@ impl CheckArgs {
                 version: plugin.manifest.version.clone(),
                 description: plugin.manifest.description.clone(),
                 key: plugin.key.clone(),
-                digest: loaded.digest.clone(),
+                digest: loaded.digest.to_string(),
                 package,
                 pinned,
                 component,

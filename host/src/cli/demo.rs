@@ -63,7 +63,7 @@ impl DemoArgs {
             let manifest = PluginManifest::parse(Path::new(manifest_path), manifest_text)?;
             let path = dir.join(format!("{}.wasm", crate_name.replace('-', "_")));
             let mut plugin = runner.load_file(&path)?;
-            plugin.name = manifest.name.clone();
+            plugin.name = manifest.name.as_str().into();
             loaded.push((plugin, manifest));
         }
         let [
