@@ -482,7 +482,8 @@ impl PluginRunner {
                 Trigger::Schedule { planned } => WitTrigger::Schedule(planned.clone()),
                 Trigger::Event { event_type } => WitTrigger::Event(event_type.clone()),
             },
-            run_id: request.run_id.clone(),
+            // Lent to the invocation, and taken back for the report.
+            run_id: std::mem::take(&mut request.run_id),
         };
         let call = async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
@@ -498,6 +499,7 @@ impl PluginRunner {
             drop(call);
             None
         };
+        request.run_id = invocation.run_id;
         let (stdout, stderr) = (stdout.contents(), stderr.contents());
         let stdio_full = stdout.len() >= log_bytes || stderr.len() >= log_bytes;
         let memory_exceeded = store.data().limiter.memory_exceeded;

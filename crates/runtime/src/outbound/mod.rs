@@ -252,12 +252,9 @@ impl Outbound {
 
     /// Records every request still out as cut off (the run ended first).
     pub async fn record_cut_off(&self) -> Vec<AuditRecord> {
-        let cut: Vec<AuditRecord> = {
-            let mut ex = lock(&self.exchanges);
-            std::mem::take(&mut ex.in_flight).into_values().collect()
-        };
-        let mut out = Vec::new();
-        for record in cut {
+        let cut = std::mem::take(&mut lock(&self.exchanges).in_flight);
+        let mut out = Vec::with_capacity(cut.len());
+        for record in cut.into_values() {
             let record = crate::level::cut_off(record, "the other system");
             if let Some(audit) = &self.audit
                 && let Err(e) = audit.append(&record).await
