@@ -20,7 +20,7 @@ pub struct AuditRecord {
     /// The run.
     pub run_id: std::sync::Arc<str>,
     /// The WIT function, such as `tag-devices`.
-    pub operation: String,
+    pub operation: std::borrow::Cow<'static, str>,
     /// The ids of the objects it touched.
     pub targets: Vec<String>,
     /// What a person calls the targets the host had read by then: a

@@ -475,11 +475,90 @@ impl Operation {
 
     /// The WIT function name, such as `list-devices`.
     pub fn name(self) -> String {
-        serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
+        self.as_str().to_owned()
     }
+
+    /// The WIT function's name, as [`Operation::name`] without a copy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::ListAlerts => "list-alerts",
+            Operation::GetAlert => "get-alert",
+            Operation::ResolveAlert => "resolve-alert",
+            Operation::ListCustomFields => "list-custom-fields",
+            Operation::GetCustomField => "get-custom-field",
+            Operation::CreateCustomField => "create-custom-field",
+            Operation::UpdateCustomField => "update-custom-field",
+            Operation::DeleteCustomField => "delete-custom-field",
+            Operation::ListValues => "list-values",
+            Operation::SetValue => "set-value",
+            Operation::RemoveValue => "remove-value",
+            Operation::ListDevices => "list-devices",
+            Operation::GetDevice => "get-device",
+            Operation::UpdateDevice => "update-device",
+            Operation::DeleteDevice => "delete-device",
+            Operation::ListGroups => "list-groups",
+            Operation::GetGroup => "get-group",
+            Operation::CreateGroup => "create-group",
+            Operation::UpdateGroup => "update-group",
+            Operation::DeleteGroup => "delete-group",
+            Operation::AssignDevices => "assign-devices",
+            Operation::RemoveDevices => "remove-devices",
+            Operation::ListTags => "list-tags",
+            Operation::GetTag => "get-tag",
+            Operation::CreateTag => "create-tag",
+            Operation::UpdateTag => "update-tag",
+            Operation::DeleteTag => "delete-tag",
+            Operation::TagDevices => "tag-devices",
+            Operation::UntagDevices => "untag-devices",
+            Operation::TriggerWebhook => "trigger-webhook",
+            Operation::StateGet => "state-get",
+            Operation::StateSet => "state-set",
+            Operation::StateDelete => "state-delete",
+            Operation::StateList => "state-list",
+            Operation::StateCompareAndSwap => "state-compare-and-swap",
+            Operation::StateIncrement => "state-increment",
+        }
+    }
+
+    /// Every operation.
+    pub const ALL: [Operation; 36] = [
+        Operation::ListAlerts,
+        Operation::GetAlert,
+        Operation::ResolveAlert,
+        Operation::ListCustomFields,
+        Operation::GetCustomField,
+        Operation::CreateCustomField,
+        Operation::UpdateCustomField,
+        Operation::DeleteCustomField,
+        Operation::ListValues,
+        Operation::SetValue,
+        Operation::RemoveValue,
+        Operation::ListDevices,
+        Operation::GetDevice,
+        Operation::UpdateDevice,
+        Operation::DeleteDevice,
+        Operation::ListGroups,
+        Operation::GetGroup,
+        Operation::CreateGroup,
+        Operation::UpdateGroup,
+        Operation::DeleteGroup,
+        Operation::AssignDevices,
+        Operation::RemoveDevices,
+        Operation::ListTags,
+        Operation::GetTag,
+        Operation::CreateTag,
+        Operation::UpdateTag,
+        Operation::DeleteTag,
+        Operation::TagDevices,
+        Operation::UntagDevices,
+        Operation::TriggerWebhook,
+        Operation::StateGet,
+        Operation::StateSet,
+        Operation::StateDelete,
+        Operation::StateList,
+        Operation::StateCompareAndSwap,
+        Operation::StateIncrement,
+    ];
 }
 
 /// The `level:api` interface (without version) a resource's functions live in.
@@ -565,6 +644,17 @@ mod tests {
         assert!(set.remove(&tags));
         assert!(!set.remove(&tags));
         assert!(set.is_empty());
+    }
+
+    #[test]
+    fn operation_names_are_their_serde_names() {
+        for op in Operation::ALL {
+            assert_eq!(serde_json::to_value(op).unwrap(), op.as_str());
+            assert_eq!(
+                serde_json::from_value::<Operation>(op.as_str().into()).unwrap(),
+                op
+            );
+        }
     }
 
     #[test]

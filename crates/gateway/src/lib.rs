@@ -536,7 +536,7 @@ async fn attempt(
     );
     let answer = run_request(&mut ctx, request).await;
     if let Some(record) = ctx.audit_records.first() {
-        outcome.operation.clone_from(&record.operation);
+        record.operation.as_ref().clone_into(&mut outcome.operation);
     }
     Ok(answer)
 }

@@ -191,9 +191,9 @@ pub struct RunReport {
     /// The run's id.
     pub run_id: String,
     /// The plugin's name.
-    pub plugin: String,
+    pub plugin: std::sync::Arc<str>,
     /// The component's digest.
-    pub digest: String,
+    pub digest: std::sync::Arc<str>,
     /// The output document, or why there is none.
     pub outcome: Result<serde_json::Value, RunFailure>,
     /// Log lines.
@@ -553,8 +553,8 @@ impl PluginRunner {
         audit.extend(end);
         Ok(RunReport {
             run_id: request.run_id,
-            plugin: plugin.name.to_string(),
-            digest: plugin.digest.to_string(),
+            plugin: plugin.name.clone(),
+            digest: plugin.digest.clone(),
             outcome,
             logs: std::mem::take(&mut level.log.lines),
             stdout: String::from_utf8_lossy(&stdout).into_owned(),

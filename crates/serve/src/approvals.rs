@@ -127,7 +127,7 @@ pub fn decision_record(run: &str, plugin: &str, operation: &str, reason: String)
         version: "".into(),
         digest: "".into(),
         run_id: run.into(),
-        operation: operation.to_owned(),
+        operation: operation.to_owned().into(),
         targets: Vec::new(),
         names: Default::default(),
         allowed: true,

@@ -754,7 +754,7 @@ fn run_end(id: &str, run: &OpenRun, why: &str) -> AuditRecord {
         version: run.version.as_str().into(),
         digest: run.digest.as_str().into(),
         run_id: id.into(),
-        operation: "run".to_owned(),
+        operation: "run".into(),
         targets: Vec::new(),
         names: Default::default(),
         allowed: true,

@@ -376,10 +376,10 @@ impl Metrics {
         }
         for record in report.audit.iter().filter(|r| !r.allowed) {
             let capability = serde_json::from_value::<Operation>(serde_json::Value::String(
-                record.operation.clone(),
+                record.operation.to_string(),
             ))
             .map(|op| op.capability().to_string())
-            .unwrap_or_else(|_| record.operation.clone());
+            .unwrap_or_else(|_| record.operation.to_string());
             if record
                 .reason
                 .as_deref()

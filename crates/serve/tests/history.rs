@@ -52,8 +52,8 @@ async fn connect(url: &str) -> History {
 fn report(id: &str) -> RunReport {
     RunReport {
         run_id: id.to_owned(),
-        plugin: "p".to_owned(),
-        digest: "sha256:x".to_owned(),
+        plugin: "p".into(),
+        digest: "sha256:x".into(),
         outcome: Ok(serde_json::json!({})),
         logs: Vec::new(),
         stdout: String::new(),
@@ -227,7 +227,7 @@ async fn audit_contract(log: &AuditLog) {
         version: "1.0.0".into(),
         digest: "sha256:x".into(),
         run_id: run.into(),
-        operation: "tag-devices".to_owned(),
+        operation: "tag-devices".into(),
         targets: vec!["dev_1".to_owned(), "tag_2".to_owned()],
         names: [("dev_1".to_owned(), "acme-ws-1".to_owned())].into(),
         allowed,

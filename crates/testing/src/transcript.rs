@@ -154,9 +154,9 @@ impl Recording {
     ) -> Transcript {
         Transcript {
             levelhost_transcript: FORMAT,
-            plugin: report.plugin.clone(),
+            plugin: report.plugin.to_string(),
             version: version.to_owned(),
-            digest: report.digest.clone(),
+            digest: report.digest.to_string(),
             component: None,
             input,
             dry_run,
@@ -180,7 +180,7 @@ fn calls(report: &RunReport) -> Vec<Call> {
         // The run's own end record: its outcome is compared on its own.
         .filter(|r| r.operation != "run")
         .map(|r| Call {
-            operation: r.operation.clone(),
+            operation: r.operation.to_string(),
             targets: r.targets.clone(),
             allowed: r.allowed,
             reason: r.reason.clone(),
@@ -317,7 +317,7 @@ pub async fn replay_under(
 /// Where `report` differs from what `transcript` recorded.
 fn compare(transcript: &Transcript, report: &RunReport, unanswered: &[String]) -> Vec<String> {
     let mut differences = Vec::new();
-    if report.digest != transcript.digest {
+    if *report.digest != *transcript.digest {
         differences.push(format!(
             "the component is {}, the recorded run's was {}",
             report.digest, transcript.digest

@@ -65,7 +65,7 @@ impl AuditArgs {
                     r.time.clone(),
                     r.plugin.to_string(),
                     r.run_id.to_string(),
-                    r.operation.clone(),
+                    r.operation.to_string(),
                     verdict(r).to_owned(),
                     r.upstream_status
                         .map_or_else(|| "-".to_owned(), |s| s.to_string()),
@@ -116,7 +116,7 @@ fn one_row_per_call(records: &[AuditRecord]) -> Vec<&AuditRecord> {
 
 /// What became of the call, in a word; a run's own record says how the run ended.
 fn verdict(r: &AuditRecord) -> &'static str {
-    match (r.operation.as_str(), r.stage, r.allowed, r.dry_run) {
+    match (r.operation.as_ref(), r.stage, r.allowed, r.dry_run) {
         ("run", ..) if r.reason.is_some() => "run failed",
         ("run", ..) => "run ok",
         ("approve" | "reject" | "expire", ..) => "decided",

@@ -81,7 +81,7 @@ fn record(plugin: &str, operation: &str, targets: Vec<String>, by: &str) -> Audi
         version: "".into(),
         digest: "".into(),
         run_id: format!("operator:{by}").into(),
-        operation: operation.to_owned(),
+        operation: operation.to_owned().into(),
         targets,
         names: Default::default(),
         allowed: true,

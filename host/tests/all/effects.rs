@@ -328,7 +328,7 @@ async fn a_write_cut_off_by_the_time_limit_is_on_record() {
     let (records, _) = levelhost_runtime::audit::read(&path, &Default::default()).unwrap();
     let stages: Vec<(String, Stage)> = records
         .iter()
-        .map(|r| (r.operation.clone(), r.stage))
+        .map(|r| (r.operation.to_string(), r.stage))
         .collect();
     assert_eq!(
         stages,

@@ -472,7 +472,7 @@ async fn check_case(
         .iter()
         .filter(|r| {
             serde_json::from_value::<levelhost_core::capability::Operation>(
-                serde_json::Value::String(r.operation.clone()),
+                serde_json::Value::String(r.operation.to_string()),
             )
             .is_ok_and(|op| op.capability().is_write())
         })

@@ -194,7 +194,7 @@ async fn calls_outside_the_capability_list_are_denied_and_audited() {
     assert_eq!(report.api_calls, 0, "nothing was sent to Level");
     let record = &report.audit[0];
     assert_eq!(
-        (record.operation.as_str(), record.allowed),
+        (record.operation.as_ref(), record.allowed),
         ("create-tag", false)
     );
     assert!(record.reason.as_ref().unwrap().contains("tags:write"));

@@ -279,7 +279,7 @@ async fn the_time_limit_covers_resolving_scopes_on_a_paused_key() {
         started.elapsed()
     );
     assert_eq!(
-        report.audit.last().map(|r| r.operation.as_str()),
+        report.audit.last().map(|r| r.operation.as_ref()),
         Some("run")
     );
 }

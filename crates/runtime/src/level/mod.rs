@@ -77,7 +77,7 @@ impl RunInfo {
     /// An audit record of this run, allowed, with no upstream status and not a dry-run write.
     pub fn record(
         &self,
-        operation: String,
+        operation: impl Into<std::borrow::Cow<'static, str>>,
         targets: Vec<String>,
         reason: Option<String>,
         took: Duration,
@@ -88,7 +88,7 @@ impl RunInfo {
             version: self.version.clone(),
             digest: self.digest.clone(),
             run_id: self.run_id.clone(),
-            operation,
+            operation: operation.into(),
             targets,
             names: Default::default(),
             allowed: true,
@@ -338,7 +338,7 @@ impl LevelCtx {
             names,
             ..self
                 .run
-                .record(call.op.name(), targets, None, call.started.elapsed())
+                .record(call.op.as_str(), targets, None, call.started.elapsed())
         }
     }
 
@@ -362,9 +362,7 @@ impl LevelCtx {
         {
             tracing::error!("{}", levelhost_core::Chain(&e));
         }
-        let record = self
-            .run
-            .record("run".to_owned(), Vec::new(), failure, duration);
+        let record = self.run.record("run", Vec::new(), failure, duration);
         if let Err(e) = self.append(record).await {
             tracing::error!("{}", levelhost_core::Chain(&e));
         }

@@ -143,7 +143,7 @@ impl Outbound {
             .path_and_query()
             .map_or("/".to_owned(), |p| p.as_str().to_owned());
         let mut record = self.run.record(
-            HTTP_OPERATION.to_owned(),
+            HTTP_OPERATION,
             vec![route::connection_target(&name)],
             None,
             Duration::ZERO,

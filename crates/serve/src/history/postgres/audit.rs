@@ -125,7 +125,7 @@ impl AuditStore for PgAudit {
                         version: r.try_get::<_, &str>(2)?.into(),
                         digest: r.try_get::<_, &str>(3)?.into(),
                         run_id: r.try_get::<_, &str>(4)?.into(),
-                        operation: r.try_get(5)?,
+                        operation: r.try_get::<_, String>(5)?.into(),
                         targets: r.try_get(6)?,
                         names: serde_json::from_str(&r.try_get::<_, String>(14)?)
                             .unwrap_or_default(),
