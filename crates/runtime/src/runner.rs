@@ -521,16 +521,7 @@ impl PluginRunner {
         if let Some(audit) = &request.audit {
             audit.sync().await?;
         }
-        let exchanges = store.data().outbound.exchanges();
-        let (mut http_records, http_plan) = {
-            let mut ex = exchanges
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            (
-                std::mem::take(&mut ex.records),
-                std::mem::take(&mut ex.plan),
-            )
-        };
+        let (mut http_records, http_plan) = store.data().outbound.take_exchanges();
         http_records.extend(cut_off);
         let level = &mut store.data_mut().level;
         let (outcome_of_plan, api_calls, writes, devices_changed, http_requests) = {

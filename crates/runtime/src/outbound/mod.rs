@@ -60,7 +60,8 @@ pub struct Outbound {
     audit: Option<AuditLog>,
     dry_run: bool,
     deadline: tokio::time::Instant,
-    exchanges: Arc<Mutex<Exchanges>>,
+    /// Made at the first request: most runs call no other system.
+    exchanges: std::sync::OnceLock<Arc<Mutex<Exchanges>>>,
     tape: Option<HttpTape>,
 }
 
@@ -107,7 +108,7 @@ impl Outbound {
             audit,
             dry_run,
             deadline,
-            exchanges: Arc::default(),
+            exchanges: std::sync::OnceLock::new(),
             tape: None,
         }
     }
@@ -119,9 +120,23 @@ impl Outbound {
         self
     }
 
-    /// What the run's requests left behind.
-    pub fn exchanges(&self) -> Arc<Mutex<Exchanges>> {
-        self.exchanges.clone()
+    /// The exchanges of the run's requests, shared with the tasks their
+    /// answers arrive on.
+    fn exchanges(&self) -> &Arc<Mutex<Exchanges>> {
+        self.exchanges.get_or_init(Arc::default)
+    }
+
+    /// What the run's requests left behind: every request's record, in the
+    /// order they ended, and the writes a dry run planned.
+    pub fn take_exchanges(&self) -> (Vec<AuditRecord>, Vec<PlanEntry>) {
+        let Some(exchanges) = self.exchanges.get() else {
+            return (Vec::new(), Vec::new());
+        };
+        let mut ex = lock(exchanges);
+        (
+            std::mem::take(&mut ex.records),
+            std::mem::take(&mut ex.plan),
+        )
     }
 
     /// The synchronous half of a request: which connection, which route,
@@ -240,7 +255,7 @@ impl Outbound {
                 gate: self.gate.clone(),
                 audit: self.audit.clone(),
                 dry_run: self.dry_run,
-                exchanges: self.exchanges.clone(),
+                exchanges: self.exchanges().clone(),
                 tape: self.tape.clone(),
                 max_call: levelhost_core::grant::Limits::bytes(max_call_kb),
                 max_response: levelhost_core::grant::Limits::bytes(max_response_kb),
@@ -252,7 +267,10 @@ impl Outbound {
 
     /// Records every request still out as cut off (the run ended first).
     pub async fn record_cut_off(&self) -> Vec<AuditRecord> {
-        let cut = std::mem::take(&mut lock(&self.exchanges).in_flight);
+        let Some(exchanges) = self.exchanges.get() else {
+            return Vec::new();
+        };
+        let cut = std::mem::take(&mut lock(exchanges).in_flight);
         let mut out = Vec::with_capacity(cut.len());
         for record in cut.into_values() {
             let record = crate::level::cut_off(record, "the other system");
@@ -295,7 +313,7 @@ impl WasiHttpHooks for Outbound {
     ) -> Box<dyn Future<Output = Answer> + Send> {
         let decided = self.decide(request, options.as_ref());
         let audit = self.audit.clone();
-        let exchanges = self.exchanges.clone();
+        let exchanges = self.exchanges().clone();
         Box::new(async move {
             match decided {
                 Err(record) => {
