@@ -1014,22 +1014,18 @@ fn pooled_engine() -> Engine {
 
 /// B1: instantiate + run a trivial plugin, against wasmtime instantiating an
 /// empty component the same way, and against wasmtime running the same plugin.
+///
+/// levelhost and bare wasmtime run in turns (alternating which goes first),
+/// so drift in the machine's speed falls on both alike. Each side builds
+/// what a run is given inside the timed part: levelhost its `RunRequest`,
+/// bare wasmtime the plugin world's `Invocation`, each with the input and a
+/// fresh run id.
 async fn b1(
     runner: &PluginRunner,
     noop: &levelhost_runtime::engine::LoadedPlugin,
     client: &LevelClient,
     n: usize,
 ) -> String {
-    let mut plugin_samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = Instant::now();
-        let report = runner
-            .run(noop, client.clone(), RunRequest::manual("{}"))
-            .await
-            .expect("run");
-        plugin_samples.push(start.elapsed());
-        assert!(report.outcome.is_ok());
-    }
     let engine = pooled_engine();
     let empty = Component::new(&engine, EMPTY_COMPONENT).expect("empty component");
     let linker: Linker<()> = Linker::new(&engine);
@@ -1056,23 +1052,30 @@ async fn b1(
         .define_unknown_imports_as_traps(&component)
         .expect("traps");
     let pre = PluginPre::new(linker.instantiate_pre(&component).expect("pre")).expect("world");
-    let invocation = Invocation {
-        input: "{}".to_owned(),
-        trigger: Trigger::Manual,
-        run_id: "run_bench".to_owned(),
-    };
-    let mut raw_samples = Vec::with_capacity(n);
-    for _ in 0..n {
+    let bare = || async {
         let start = Instant::now();
+        let invocation = Invocation {
+            input: "{}".to_owned(),
+            trigger: Trigger::Manual,
+            run_id: levelhost_runtime::runner::new_run_id(),
+        };
         let out = run_bare(&engine, &pre, RawState::new(), &invocation).await;
+        let took = start.elapsed();
         assert!(out.is_ok());
-        raw_samples.push(start.elapsed());
-    }
-    let (plugin, floor, raw) = (
-        stats(plugin_samples),
-        stats(floor_samples),
-        stats(raw_samples),
-    );
+        took
+    };
+    let through = || async {
+        let start = Instant::now();
+        let report = runner
+            .run(noop, client.clone(), RunRequest::manual("{}"))
+            .await
+            .expect("run");
+        let took = start.elapsed();
+        assert!(report.outcome.is_ok());
+        took
+    };
+    let (raw, plugin, _) = paired(n, bare, through).await;
+    let floor = stats(floor_samples);
     format!(
         "| B1 | instantiate + run a trivial plugin (p50 / p99) | {} / {} | wasmtime, empty component: {} / {} | {} (p50) |\n\
          | B1 | the same, against bare wasmtime running the same plugin | {} / {} | wasmtime + WASI, same component: {} / {} | {} (p50) |\n",
