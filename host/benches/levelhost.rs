@@ -256,9 +256,14 @@ Notes:
 - B1 and B5 use the instance pool (`levelhost serve`'s allocator, copy-on-write memory images). The empty
   component has no memory, no imports and nothing to run, so its ratio is the fixed cost of a plugin that
   does something; the second B1 row is what levelhost adds to wasmtime for the same plugin. Its target is
-  1.1x. Where levelhost's extra microseconds went, timed phase by phase over 200,000 runs of each before
-  the changes below (timers around each phase and a counting allocator, a probe not kept in the code), in
-  µs per run:
+  1.1x. The two run in turns (which goes first alternates), as in B3 and B12, so the machine's drift falls
+  on both; each builds what a run is given inside the timed part (levelhost its `RunRequest`, bare wasmtime
+  the plugin world's `Invocation`, each with the input and a fresh run id). Until this round bare wasmtime
+  ran after levelhost, reusing one `Invocation`; on the same code the new method moves the ratio by about
+  0.01x (1.11-1.12x measured the old way, 1.10-1.11x the new).
+  Where levelhost's extra microseconds went, timed phase by phase over 200,000 runs of each at the start
+  of the work (timers around each phase and a counting allocator, a probe not kept in the code), in µs per
+  run:
 
   | phase | bare wasmtime | levelhost | what levelhost does there |
   |---|---|---|---|
@@ -268,15 +273,21 @@ Notes:
   | after the call | | 1.0 | output checked as JSON within its limit, the run-end audit record, the report |
   | drop of the store (and the report) | 7.1 | 9.0 | the pool's madvise on both sides; levelhost also frees its contexts and the report |
 
-  levelhost made 91 heap allocations per run against wasmtime's 40. This round removed the copies that were
-  not the grant's: the grant is moved into the gate instead of cloned, no timer is started to look up scopes
-  a grant does not have, runs given no connections share one empty set, stdout and stderr are read once, the
-  run's identity is shared by its contexts instead of copied, and the input is handed over, not copied (84
-  allocations after the first four, and four fewer copies after the last two; runs here went from 1.22-1.24x
-  to 1.18-1.23x: within the baseline's own noise). What
-  is left is the run's own records (the audit record, the report, the logs), its limits, and the contexts
-  every road out of the sandbox goes through; reaching 1.1x would take building those once per plugin and
-  resetting them per run, not done. Keeping pages resident in the pool instead of madvise (wasmtime's
+  No phase stood out: the cost was allocations (91 per run against wasmtime's 40, each a malloc and a free)
+  and small copies spread over the run's own parts. Two rounds removed what was not the grant's own:
+  - first: the grant moved into the gate instead of cloned, no timer started to look up scopes a grant
+    does not have, one shared empty set of connections, stdout and stderr read once, the run's identity
+    shared by its contexts, the input handed over (1.22-1.24x to 1.18-1.23x);
+  - second: a grant's capabilities are a bit set (a tree before: built, cloned and freed per run), the
+    Level client is one shared reference (a clone copied its URL, key and config), audit records share the
+    run's plugin, version, digest and run id and take static operation names, the audit timestamp and run
+    id are written digit by digit (formatting was most of an audit record's cost), the run's in-memory
+    state and its list of requests to other systems are made only if the run uses them, the run id is lent
+    to the invocation, and the time limit arms its timer only when the run has to wait. levelhost now makes
+    54 heap allocations per run against bare wasmtime's 41 (its `Invocation` included).
+  What is left is the run's own records (the run-end audit record, the report), its limits (the memory
+  limiter, bounded stdout and stderr, the epoch yield), and the contexts every road out of the sandbox
+  goes through. Keeping pages resident in the pool instead of madvise (wasmtime's
   `linear_memory_keep_resident`) was tried: at 1 MiB it doubled the run (the reset memsets the whole region),
   at 64 KiB it changed nothing, so it is not set.
 - B4 compares a fresh compile with a load from the compile cache (keyed by the component and the engine).
@@ -318,7 +329,7 @@ Notes:
 - B10 runs a cluster of `levelhost serve` processes with their history in PostgreSQL (a fresh database on the
   server `LEVELHOST_TEST_POSTGRES` names; skipped without one), each replica a process of its own in a cgroup
   that holds it to a share of a core (cgroup v2 `cpu.max` or v1's CFS quota; `LEVELHOST_BENCH_REPLICA_CPU`,
-  0.15 by default). Each count of replicas runs twice for 10 s: 1,000 noop plugins on per-second schedules
+  0.1 by default). Each count of replicas runs twice for 10 s: 1,000 noop plugins on per-second schedules
   (schedules/s counts the runs recorded `ok` for planned times in the window), then the same plugins a year
   apart while 16 connections post signed deliveries spread over the replicas (deliveries/s counts those
   answered 202). Each schedule is claimed only by the replica that owns it (rendezvous hashing over the live
@@ -326,7 +337,11 @@ Notes:
   this machine has 2 cores, and PostgreSQL and the load generator share them with the replicas. The share is
   small so that three replicas leave them room, as separate machines would; at half a core each, three replicas
   plus PostgreSQL and the load fill both cores and the figure measures the machine (a quick run then gave
-  1.12x deliveries for 3 replicas). One replica given more schedules than it can start falls behind and
+  1.12x deliveries for 3 replicas). The same happened at 0.15 of a core once a run got cheaper: three
+  replicas delivered about 1,220/s at 0.15 in three runs (1,208/s, 1,218/s, 1,226/s) while one replica went
+  from 501/s to 517-532/s, so the ratio fell from 2.41x to 2.29-2.37x with the three replicas' rate unchanged:
+  about 1,220/s is what this machine does with PostgreSQL and the load on the same two cores. At 0.1 of a core
+  three replicas stay under that (a quick run: 939/s, 2.88x; 2 replicas 2.06x). One replica given more schedules than it can start falls behind and
   records skipped runs (written together, a batch per transaction, so recording what it sheds does not take
   what it has left), so the schedule ratio can exceed N.
 - B14 runs the stale-device job (`levelhost run` and the Python script, each as a command under
@@ -402,12 +417,12 @@ enum Workload {
 }
 
 /// The share of a core each B10 replica is held to: `LEVELHOST_BENCH_REPLICA_CPU`
-/// (a fraction; `0` for none), 0.15 of a core by default (see B10's note).
+/// (a fraction; `0` for none), 0.1 of a core by default (see B10's note).
 fn replica_cpu() -> Option<f64> {
     let share = std::env::var("LEVELHOST_BENCH_REPLICA_CPU")
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(0.15);
+        .unwrap_or(0.1);
     (share > 0.0).then_some(share)
 }
 
