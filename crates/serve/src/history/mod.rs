@@ -24,6 +24,12 @@ mod sql;
 mod sqlite;
 
 pub use origin::Origin;
+pub use postgres::{PgAudit, PgRateBudgets};
+use sql::{Cells, Outcome, Query, Row};
+use sqlite::SqliteHistory;
+
+/// Why a plan that waited too long was not applied, as its run records it.
+pub const EXPIRED: &str = "the plan was not approved in time; nothing was applied";
 
 /// A planned run that was not started, and why.
 #[derive(Debug, Clone)]
@@ -35,12 +41,6 @@ pub struct Skipped {
     /// Why it did not start.
     pub why: String,
 }
-pub use postgres::{PgAudit, PgRateBudgets};
-use sql::{Cells, Outcome, Query, Row};
-use sqlite::SqliteHistory;
-
-/// Why a plan that waited too long was not applied, as its run records it.
-pub const EXPIRED: &str = "the plan was not approved in time; nothing was applied";
 
 /// The history database cannot be opened, read or written.
 #[derive(Debug, thiserror::Error)]
