@@ -1,6 +1,6 @@
 //! The one clock format levelhost writes: Level's ISO-8601 UTC with milliseconds.
 
-use chrono::{DateTime, Datelike as _, TimeZone, Timelike as _, Utc};
+use chrono::{DateTime, TimeZone, Timelike as _, Utc};
 
 /// Formats a time the way Level does: ISO-8601 UTC with milliseconds, `2025-03-15T14:30:00.000Z`.
 ///
@@ -12,54 +12,30 @@ use chrono::{DateTime, Datelike as _, TimeZone, Timelike as _, Utc};
 /// ```
 pub fn timestamp<Tz: TimeZone>(t: DateTime<Tz>) -> String {
     let t = t.with_timezone(&Utc);
-    // Every audit record and run carries one: written digit by digit into a
-    // template, as formatting seven padded fields costs more than the rest of
-    // an audit record. Years outside four digits and leap seconds take
-    // chrono's own path.
-    if !(0..=9999).contains(&t.year()) || t.nanosecond() >= 1_000_000_000 {
-        return t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
-    }
-    written(
-        t.year().unsigned_abs(),
-        [t.month(), t.day(), t.hour(), t.minute(), t.second()],
-        t.nanosecond() / 1_000_000,
-    )
+    // Every audit record and run carries one, so the usual case (1970 to
+    // 9999, no leap second) is written by hand from the Unix time; the rest
+    // takes chrono's own path.
+    u64::try_from(t.timestamp())
+        .ok()
+        .filter(|_| t.nanosecond() < 1_000_000_000)
+        .and_then(|secs| unix(secs, t.timestamp_subsec_millis()))
+        .unwrap_or_else(|| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
 }
 
-/// `year-month-dayThour:minute:second.millisZ`, each field zero-padded.
-fn written(year: u32, [month, day, hour, minute, second]: [u32; 5], millis: u32) -> String {
-    let mut out = *b"0000-00-00T00:00:00.000Z";
-    let fields = [
-        (0, 4, year),
-        (5, 2, month),
-        (8, 2, day),
-        (11, 2, hour),
-        (14, 2, minute),
-        (17, 2, second),
-        (20, 3, millis),
-    ];
-    for (at, width, mut value) in fields {
-        for digit in out[at..at + width].iter_mut().rev() {
-            *digit = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The current time, formatted by [`timestamp`].
-///
-/// Read from the system clock and turned into a civil date directly (the
-/// days-to-date algorithm of Howard Hinnant's `chrono` paper), without
-/// going through a `DateTime`: every audit record takes one.
+/// The current time, formatted by [`timestamp`], read from the system clock
+/// without going through a `DateTime`: every audit record takes one.
 pub fn now() -> String {
-    let Ok(since) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) else {
-        return timestamp(Utc::now());
-    };
-    unix(since.as_secs(), since.subsec_millis()).unwrap_or_else(|| timestamp(Utc::now()))
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|since| unix(since.as_secs(), since.subsec_millis()))
+        .unwrap_or_else(|| timestamp(Utc::now()))
 }
 
-/// `secs` after the Unix epoch, formatted by [`timestamp`]; `None` past year 9999.
+/// `secs` after the Unix epoch and `millis`, as `timestamp` writes them:
+/// the date by Howard Hinnant's days-to-civil algorithm, each field written
+/// digit by digit into a template (formatting seven padded fields cost more
+/// than the rest of an audit record). `None` past the year 9999.
 fn unix(secs: u64, millis: u32) -> Option<String> {
     let days = secs / 86_400;
     let of_day = u32::try_from(secs % 86_400).ok()?;
@@ -74,11 +50,23 @@ fn unix(secs: u64, millis: u32) -> Option<String> {
     let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).ok()?;
     let year = era * 400 + yoe + u64::from(month <= 2);
     let year = u32::try_from(year).ok().filter(|y| *y <= 9999)?;
-    Some(written(
-        year,
-        [month, day, of_day / 3600, of_day / 60 % 60, of_day % 60],
-        millis,
-    ))
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let fields = [
+        (0, 4, year),
+        (5, 2, month),
+        (8, 2, day),
+        (11, 2, of_day / 3600),
+        (14, 2, of_day / 60 % 60),
+        (17, 2, of_day % 60),
+        (20, 3, millis),
+    ];
+    for (at, width, mut value) in fields {
+        for digit in out[at..at + width].iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[cfg(test)]
@@ -96,6 +84,7 @@ mod tests {
 
     #[test]
     fn the_system_clock_path_writes_what_chrono_writes() {
+        let chrono_way = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
         let mut secs: u64 = 0;
         let mut step: u64 = 1;
         while secs < 253_402_300_800 {
@@ -103,7 +92,7 @@ mod tests {
             let t = DateTime::from_timestamp(secs as i64, millis * 1_000_000).unwrap();
             assert_eq!(
                 unix(secs, millis).as_deref(),
-                Some(timestamp(t).as_str()),
+                Some(chrono_way(t).as_str()),
                 "{secs}"
             );
             secs += step;
@@ -114,7 +103,7 @@ mod tests {
         for day in (10_900..12_500).chain(47_400..47_600) {
             let secs = day * 86_400 + 86_399;
             let t = DateTime::from_timestamp(secs as i64, 999_000_000).unwrap();
-            assert_eq!(unix(secs, 999).as_deref(), Some(timestamp(t).as_str()));
+            assert_eq!(unix(secs, 999).as_deref(), Some(chrono_way(t).as_str()));
         }
         assert_eq!(
             unix(253_402_300_799, 0).as_deref(),
@@ -136,7 +125,13 @@ mod tests {
             t += chrono::TimeDelta::milliseconds(7919 * step + 1)
                 + chrono::TimeDelta::nanoseconds(999_999);
         }
-        let far = Utc.with_ymd_and_hms(12345, 1, 1, 0, 0, 0).single().unwrap();
-        assert_eq!(timestamp(far), chrono_way(far));
+        // Outside 1970 to 9999, chrono's own path.
+        for far in [
+            Utc.with_ymd_and_hms(12345, 1, 1, 0, 0, 0),
+            Utc.with_ymd_and_hms(1969, 12, 31, 23, 59, 59),
+        ] {
+            let far = far.single().unwrap();
+            assert_eq!(timestamp(far), chrono_way(far));
+        }
     }
 }
